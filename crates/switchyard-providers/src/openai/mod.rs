@@ -1,0 +1,15 @@
+//! The OpenAI wire format: chat completions, legacy completions, embeddings.
+//!
+//! Pass-through is the fast path: a request body is parsed only far enough to
+//! validate it and to rewrite `model` (and `stream_options`); every other field
+//! travels upstream as the exact bytes the client sent.
+
+mod request;
+mod response;
+mod stream;
+mod types;
+
+pub use request::{Endpoint, InvalidRequest, RequestBody};
+pub use response::usage_of_response;
+pub use stream::{StreamEvent, classify_event};
+pub use types::{ErrorBody, ErrorObject, Usage};

@@ -1,0 +1,111 @@
+//! Classifying the events of a streamed OpenAI response.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::types::{ErrorObject, Usage};
+
+/// What one `data:` event of an OpenAI stream means to the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// The `[DONE]` sentinel.
+    Done,
+    /// A chunk with choices; `finished` when one of them carries a `finish_reason`,
+    /// `usage` when the upstream attached usage to it.
+    Chunk {
+        /// A choice in this chunk has a finish reason.
+        finished: bool,
+        /// Usage carried by this chunk, if any.
+        usage: Option<Usage>,
+    },
+    /// The usage-only chunk (`choices: []`) sent when `include_usage` was asked for.
+    UsageOnly(Usage),
+    /// An error the upstream reported inside a 200 stream.
+    Error(ErrorObject),
+    /// Data that is neither JSON nor `[DONE]`: the stream is broken.
+    Malformed,
+}
+
+#[derive(Deserialize)]
+struct ChunkProbe<'a> {
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    choices: Option<Vec<ChoiceProbe>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceProbe {
+    #[serde(default)]
+    finish_reason: Option<serde::de::IgnoredAny>,
+}
+
+/// Classifies the data of one event.
+pub fn classify_event(data: &[u8]) -> StreamEvent {
+    if data.trim_ascii() == b"[DONE]" {
+        return StreamEvent::Done;
+    }
+    let Ok(probe) = serde_json::from_slice::<ChunkProbe<'_>>(data) else {
+        return StreamEvent::Malformed;
+    };
+    if let Some(raw) = probe.error.filter(|raw| raw.get() != "null") {
+        let error = serde_json::from_str::<ErrorObject>(raw.get()).unwrap_or_else(|_| ErrorObject {
+            message: raw.get().to_owned(),
+            kind: None,
+            param: None,
+            code: None,
+        });
+        return StreamEvent::Error(error);
+    }
+    match probe.choices {
+        Some(choices) if !choices.is_empty() => StreamEvent::Chunk {
+            finished: choices.iter().any(|c| c.finish_reason.is_some()),
+            usage: probe.usage,
+        },
+        _ => match probe.usage {
+            Some(usage) => StreamEvent::UsageOnly(usage),
+            None => StreamEvent::Chunk {
+                finished: false,
+                usage: None,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_kind_of_event() {
+        assert_eq!(classify_event(b"[DONE]"), StreamEvent::Done);
+        assert_eq!(
+            classify_event(br#"{"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"usage":null}"#),
+            StreamEvent::Chunk { finished: false, usage: None }
+        );
+        assert_eq!(
+            classify_event(br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#),
+            StreamEvent::Chunk { finished: true, usage: None }
+        );
+        assert_eq!(
+            classify_event(br#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#),
+            StreamEvent::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 })
+        );
+        match classify_event(br#"{"error":{"message":"overloaded","type":"server_error","code":529}}"#) {
+            StreamEvent::Error(e) => {
+                assert_eq!(e.message, "overloaded");
+                assert_eq!(e.code.as_deref(), Some("529"));
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert_eq!(classify_event(b"{\"error\":\"boom\"}"), StreamEvent::Error(ErrorObject { message: "\"boom\"".into(), kind: None, param: None, code: None }));
+        assert_eq!(classify_event(b"<html>"), StreamEvent::Malformed);
+        assert_eq!(
+            classify_event(br#"{"choices":[],"usage":null,"error":null}"#),
+            StreamEvent::Chunk { finished: false, usage: None }
+        );
+    }
+}
