@@ -93,7 +93,10 @@ impl SseParser {
     fn find_line_end(&mut self) -> Option<(usize, usize)> {
         let bytes = &self.buf[..];
         let start = self.scanned;
-        match bytes[start..].iter().position(|&b| b == b'\n' || b == b'\r') {
+        match bytes[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
             None => {
                 self.scanned = bytes.len();
                 None

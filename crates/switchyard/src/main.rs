@@ -1,1 +1,138 @@
-fn main() {}
+//! The `switchyard` command line: `serve`, `check`, `mock`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchyard::config::{self, Source};
+use switchyard::server;
+use switchyard::telemetry::{self, LogFormat};
+
+/// A self-hosted AI gateway: OpenAI-compatible in, the best provider out.
+#[derive(Parser)]
+#[command(name = "switchyard", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// How log lines are written (to stderr).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SWITCHYARD_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (config: --config, else ./switchyard.yaml, else the built-in default).
+    Serve {
+        /// The YAML configuration file.
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print every problem with its place.
+    Check {
+        /// The YAML configuration file.
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the fake provider (OpenAI wire format) for tests and benchmarks.
+    Mock {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        options: switchyard_mock::MockOptions,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check(&Source::resolve(config)),
+        Command::Serve { config } => serve(&Source::resolve(config)),
+        Command::Mock { listen, options } => mock(listen, options),
+    }
+}
+
+fn check(source: &Source) -> ExitCode {
+    let checked = config::load(source);
+    print!("{}", checked.problems);
+    match checked.config {
+        Some(config) => {
+            println!(
+                "{}: ok ({} providers, {} models)",
+                checked.problems.source,
+                config.providers.len(),
+                config.models.len()
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            let errors = checked
+                .problems
+                .list
+                .iter()
+                .filter(|p| !p.message.starts_with("warning:"))
+                .count();
+            println!("{}: {errors} problem(s)", checked.problems.source);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(source: &Source) -> ExitCode {
+    let checked = config::load(source);
+    for problem in checked.problems.to_string().lines() {
+        tracing::warn!("{problem}");
+    }
+    let Some(config) = checked.config else {
+        eprint!("{}", checked.problems);
+        eprintln!("the configuration is not valid; `switchyard check` lists every problem");
+        return ExitCode::from(2);
+    };
+    let result =
+        runtime().and_then(|rt| rt.block_on(server::run(config)).map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn mock(listen: SocketAddr, options: switchyard_mock::MockOptions) -> ExitCode {
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            server::announce(addr);
+            tracing::info!(%addr, ?options, "mock provider serving");
+            switchyard_mock::serve(listener, options, server::wait_for_shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}

@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -117,11 +117,15 @@ impl<'a> RequestBody<'a> {
         }
         if endpoint.streams() {
             if let Some(stream) = self.get("stream") {
-                self.stream = typed::<Option<bool>>(stream, "stream", "a boolean")?.unwrap_or(false);
+                self.stream =
+                    typed::<Option<bool>>(stream, "stream", "a boolean")?.unwrap_or(false);
             }
             if let Some(options) = self.get("stream_options") {
-                let options: Option<StreamOptions> =
-                    typed(options, "stream_options", "an object with a boolean `include_usage`")?;
+                let options: Option<StreamOptions> = typed(
+                    options,
+                    "stream_options",
+                    "an object with a boolean `include_usage`",
+                )?;
                 self.include_usage = options.and_then(|o| o.include_usage).unwrap_or(false);
             }
         }
@@ -134,7 +138,10 @@ impl<'a> RequestBody<'a> {
             if let Some(value) = self.get(name)
                 && typed::<Option<u64>>(value, name, "a positive integer")? == Some(0)
             {
-                return Err(InvalidRequest::new(name, format!("`{name}` must be at least 1")));
+                return Err(InvalidRequest::new(
+                    name,
+                    format!("`{name}` must be at least 1"),
+                ));
             }
         }
         Ok(())
@@ -144,9 +151,13 @@ impl<'a> RequestBody<'a> {
         let messages = self.get("messages").ok_or_else(|| {
             InvalidRequest::new("messages", "you must provide a messages parameter")
         })?;
-        let messages: Vec<MessageProbe<'_>> = typed(messages, "messages", "an array of message objects")?;
+        let messages: Vec<MessageProbe<'_>> =
+            typed(messages, "messages", "an array of message objects")?;
         if messages.is_empty() {
-            return Err(InvalidRequest::new("messages", "`messages` must contain at least one message"));
+            return Err(InvalidRequest::new(
+                "messages",
+                "`messages` must contain at least one message",
+            ));
         }
         for (i, message) in messages.iter().enumerate() {
             message.validate(i)?;
@@ -161,7 +172,11 @@ impl<'a> RequestBody<'a> {
         let prompt = self
             .get("prompt")
             .ok_or_else(|| InvalidRequest::new("prompt", "you must provide a prompt parameter"))?;
-        typed::<Input>(prompt, "prompt", "a string, an array of strings or an array of tokens")?;
+        typed::<Input>(
+            prompt,
+            "prompt",
+            "a string, an array of strings or an array of tokens",
+        )?;
         Ok(())
     }
 
@@ -169,7 +184,11 @@ impl<'a> RequestBody<'a> {
         let input = self
             .get("input")
             .ok_or_else(|| InvalidRequest::new("input", "you must provide an input parameter"))?;
-        let input: Input = typed(input, "input", "a string, an array of strings or an array of tokens")?;
+        let input: Input = typed(
+            input,
+            "input",
+            "a string, an array of strings or an array of tokens",
+        )?;
         if input.is_empty() {
             return Err(InvalidRequest::new("input", "`input` must not be empty"));
         }
@@ -190,7 +209,13 @@ impl<'a> RequestBody<'a> {
     /// so the gateway still learns the token counts. All other fields are the
     /// client's bytes, unchanged.
     pub fn to_upstream(&self, upstream_model: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 64);
+        let mut out = Vec::with_capacity(
+            self.fields
+                .iter()
+                .map(|(k, v)| k.len() + v.get().len() + 4)
+                .sum::<usize>()
+                + 64,
+        );
         out.push(b'{');
         push_field(&mut out, "model", &json_string(upstream_model));
         let force_usage = self.stream && !self.include_usage;
@@ -204,10 +229,18 @@ impl<'a> RequestBody<'a> {
         if force_usage {
             let mut options = self
                 .get("stream_options")
-                .and_then(|raw| serde_json::from_str::<Option<Map<String, Value>>>(raw.get()).ok().flatten())
+                .and_then(|raw| {
+                    serde_json::from_str::<Option<Map<String, Value>>>(raw.get())
+                        .ok()
+                        .flatten()
+                })
                 .unwrap_or_default();
             options.insert("include_usage".to_owned(), Value::Bool(true));
-            push_field(&mut out, "stream_options", &Value::Object(options).to_string());
+            push_field(
+                &mut out,
+                "stream_options",
+                &Value::Object(options).to_string(),
+            );
         }
         out.push(b'}');
         out
@@ -238,9 +271,19 @@ fn json_string(s: &str) -> String {
 }
 
 /// Deserializes one raw field, turning a type mismatch into a 400 naming the field.
-fn typed<'a, T: Deserialize<'a>>(raw: &'a RawValue, name: &str, what: &str) -> Result<T, InvalidRequest> {
+fn typed<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
+    name: &str,
+    what: &str,
+) -> Result<T, InvalidRequest> {
     serde_json::from_str(raw.get()).map_err(|_| {
-        InvalidRequest::new(name, format!("invalid type for `{name}`: expected {what}, got {}", raw.get().chars().take(40).collect::<String>()))
+        InvalidRequest::new(
+            name,
+            format!(
+                "invalid type for `{name}`: expected {what}, got {}",
+                raw.get().chars().take(40).collect::<String>()
+            ),
+        )
     })
 }
 
@@ -275,7 +318,10 @@ impl MessageProbe<'_> {
         match role {
             "system" | "developer" | "user" | "assistant" | "function" => {}
             "tool" => {
-                if self.tool_call_id.is_none_or(|id| !id.get().starts_with('"')) {
+                if self
+                    .tool_call_id
+                    .is_none_or(|id| !id.get().starts_with('"'))
+                {
                     return Err(InvalidRequest::new(
                         &format!("{param}.tool_call_id"),
                         format!("`{param}` has role `tool` but no string `tool_call_id`"),
@@ -285,7 +331,9 @@ impl MessageProbe<'_> {
             other => {
                 return Err(InvalidRequest::new(
                     &format!("{param}.role"),
-                    format!("invalid role `{other}`: expected one of system, developer, user, assistant, tool, function"),
+                    format!(
+                        "invalid role `{other}`: expected one of system, developer, user, assistant, tool, function"
+                    ),
                 ));
             }
         }
@@ -333,7 +381,8 @@ impl<'de> Deserialize<'de> for Fields<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some(Key(name)) = map.next_key()? {
                     let value: &'de RawValue = map.next_value()?;
                     match fields.iter_mut().find(|(k, _)| *k == name) {
@@ -402,17 +451,33 @@ mod tests {
         let request = RequestBody::parse(Endpoint::ChatCompletions, body.as_bytes()).unwrap();
         assert!(request.stream() && !request.include_usage());
         let out = upstream(Endpoint::ChatCompletions, body);
-        assert_eq!(out["stream_options"], serde_json::json!({"other":1,"include_usage":true}));
+        assert_eq!(
+            out["stream_options"],
+            serde_json::json!({"other":1,"include_usage":true})
+        );
         let asked = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
-        assert!(RequestBody::parse(Endpoint::ChatCompletions, asked.as_bytes()).unwrap().include_usage());
-        let plain = upstream(Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        assert!(
+            RequestBody::parse(Endpoint::ChatCompletions, asked.as_bytes())
+                .unwrap()
+                .include_usage()
+        );
+        let plain = upstream(
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        );
         assert!(plain.get("stream_options").is_none());
     }
 
     #[test]
     fn escaped_keys_survive() {
-        let out = upstream(Endpoint::Embeddings, r#"{"model":"m","input":"a","we\"ird":1,"model":"last"}"#);
-        assert_eq!(out, serde_json::json!({"model":"up-1","input":"a","we\"ird":1}));
+        let out = upstream(
+            Endpoint::Embeddings,
+            r#"{"model":"m","input":"a","we\"ird":1,"model":"last"}"#,
+        );
+        assert_eq!(
+            out,
+            serde_json::json!({"model":"up-1","input":"a","we\"ird":1})
+        );
     }
 
     #[test]
@@ -420,24 +485,92 @@ mod tests {
         let cases = [
             (Endpoint::ChatCompletions, "not json", None),
             (Endpoint::ChatCompletions, "[1]", None),
-            (Endpoint::ChatCompletions, r#"{"messages":[]}"#, Some("model")),
-            (Endpoint::ChatCompletions, r#"{"model":3,"messages":[]}"#, Some("model")),
-            (Endpoint::ChatCompletions, r#"{"model":"m"}"#, Some("messages")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[]}"#, Some("messages")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":"hi"}"#, Some("messages")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"content":"x"}]}"#, Some("messages[0]")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#, Some("messages[0].role")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user"}]}"#, Some("messages[0].content")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":5}]}"#, Some("messages[0].content")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, Some("messages[0].tool_call_id")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, Some("stream")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, Some("temperature")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, Some("max_tokens")),
-            (Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":-1}"#, Some("n")),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"messages":[]}"#,
+                Some("model"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":3,"messages":[]}"#,
+                Some("model"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m"}"#,
+                Some("messages"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[]}"#,
+                Some("messages"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":"hi"}"#,
+                Some("messages"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"content":"x"}]}"#,
+                Some("messages[0]"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#,
+                Some("messages[0].role"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"role":"user"}]}"#,
+                Some("messages[0].content"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+                Some("messages[0].content"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+                Some("messages[0].tool_call_id"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+                Some("stream"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                Some("temperature"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                Some("max_tokens"),
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":-1}"#,
+                Some("n"),
+            ),
             (Endpoint::Completions, r#"{"model":"m"}"#, Some("prompt")),
-            (Endpoint::Completions, r#"{"model":"m","prompt":{"a":1}}"#, Some("prompt")),
-            (Endpoint::Embeddings, r#"{"model":"m","input":[]}"#, Some("input")),
-            (Endpoint::Embeddings, r#"{"model":"m","input":"x","encoding_format":"hex"}"#, Some("encoding_format")),
+            (
+                Endpoint::Completions,
+                r#"{"model":"m","prompt":{"a":1}}"#,
+                Some("prompt"),
+            ),
+            (
+                Endpoint::Embeddings,
+                r#"{"model":"m","input":[]}"#,
+                Some("input"),
+            ),
+            (
+                Endpoint::Embeddings,
+                r#"{"model":"m","input":"x","encoding_format":"hex"}"#,
+                Some("encoding_format"),
+            ),
         ];
         for (endpoint, body, param) in cases {
             assert_eq!(refused(endpoint, body).param.as_deref(), param, "{body}");

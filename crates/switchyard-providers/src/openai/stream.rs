@@ -51,12 +51,13 @@ pub fn classify_event(data: &[u8]) -> StreamEvent {
         return StreamEvent::Malformed;
     };
     if let Some(raw) = probe.error.filter(|raw| raw.get() != "null") {
-        let error = serde_json::from_str::<ErrorObject>(raw.get()).unwrap_or_else(|_| ErrorObject {
-            message: raw.get().to_owned(),
-            kind: None,
-            param: None,
-            code: None,
-        });
+        let error =
+            serde_json::from_str::<ErrorObject>(raw.get()).unwrap_or_else(|_| ErrorObject {
+                message: raw.get().to_owned(),
+                kind: None,
+                param: None,
+                code: None,
+            });
         return StreamEvent::Error(error);
     }
     match probe.choices {
@@ -88,24 +89,40 @@ mod tests {
         );
         assert_eq!(
             classify_event(br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#),
-            StreamEvent::Chunk { finished: true, usage: None }
+            StreamEvent::Chunk {
+                finished: true,
+                usage: None
+            }
         );
         assert_eq!(
             classify_event(br#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#),
             StreamEvent::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 })
         );
-        match classify_event(br#"{"error":{"message":"overloaded","type":"server_error","code":529}}"#) {
+        match classify_event(
+            br#"{"error":{"message":"overloaded","type":"server_error","code":529}}"#,
+        ) {
             StreamEvent::Error(e) => {
                 assert_eq!(e.message, "overloaded");
                 assert_eq!(e.code.as_deref(), Some("529"));
             }
             other => panic!("expected an error, got {other:?}"),
         }
-        assert_eq!(classify_event(b"{\"error\":\"boom\"}"), StreamEvent::Error(ErrorObject { message: "\"boom\"".into(), kind: None, param: None, code: None }));
+        assert_eq!(
+            classify_event(b"{\"error\":\"boom\"}"),
+            StreamEvent::Error(ErrorObject {
+                message: "\"boom\"".into(),
+                kind: None,
+                param: None,
+                code: None
+            })
+        );
         assert_eq!(classify_event(b"<html>"), StreamEvent::Malformed);
         assert_eq!(
             classify_event(br#"{"choices":[],"usage":null,"error":null}"#),
-            StreamEvent::Chunk { finished: false, usage: None }
+            StreamEvent::Chunk {
+                finished: false,
+                usage: None
+            }
         );
     }
 }

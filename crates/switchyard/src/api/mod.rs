@@ -1,0 +1,123 @@
+//! The HTTP surface: the router, its layers and the shared state.
+//!
+//! Layers, outermost first — every request passes them in this order:
+//!
+//! 1. `CatchPanicLayer` — a bug becomes a 500 in OpenAI's shape, never a dropped connection.
+//! 2. `SetSensitiveRequestHeadersLayer` — `authorization` and `x-api-key` are hidden from traces.
+//! 3. `SetRequestIdLayer` — a request without `x-request-id` gets a fresh UUID.
+//! 4. `PropagateRequestIdLayer` — the response carries the same `x-request-id`.
+//! 5. `require_key` (only on `/v1/*`) — authentication; 401 in OpenAI's shape.
+//! 6. The handler: read the body (bounded by `server.max_body_bytes`) → validate →
+//!    route → call the provider → relay the answer (JSON or SSE) → one access-log line.
+
+mod health;
+mod openai;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+use crate::auth::Authenticator;
+use crate::error::GatewayError;
+use crate::routing::Routes;
+use crate::telemetry::AccessLog;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// Models → deployments.
+    pub routes: Routes,
+    /// Client authentication.
+    pub auth: Authenticator,
+    /// `server.max_body_bytes`.
+    pub max_body_bytes: usize,
+    /// `server.max_stream_event_bytes`.
+    pub max_stream_event_bytes: usize,
+    /// False once shutdown has begun.
+    pub ready: Arc<AtomicBool>,
+    /// The `GET /v1/models` body, built once.
+    pub models_body: Bytes,
+}
+
+/// The `x-request-id` header.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the router with its layers (see the module docs for the order).
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/completions", post(openai::completions))
+        .route("/embeddings", post(openai::embeddings))
+        .route("/models", get(openai::models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ]))
+        .layer(CatchPanicLayer::custom(panic_response))
+}
+
+/// The request id set by the layer (always present inside the router).
+pub fn request_id(request: &Request) -> &str {
+    request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+}
+
+async fn require_key(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match state.auth.authenticate(request.headers()) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(e) => {
+            let mut log = AccessLog::start(
+                request_id(&request),
+                openai::endpoint_name(request.uri().path()),
+            );
+            log.status(e.status().as_u16());
+            log.finish(e.kind());
+            e.into_response()
+        }
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    GatewayError::RouteNotFound(format!("{} {}", request.method(), request.uri().path()))
+        .into_response()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    let body = r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}"#;
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}

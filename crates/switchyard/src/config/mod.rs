@@ -1,0 +1,190 @@
+//! Configuration: the YAML file (or the built-in default) → a validated runtime
+//! [`Config`].
+//!
+//! Reading happens in three steps: the text becomes a [`tree::Node`] tree that
+//! remembers places (`${VAR}` resolved on the way); the tree is deserialized into
+//! the file's shape ([`raw::ConfigFile`]), removing each faulty node and trying
+//! again so that every problem is found in one go; the shape is then validated
+//! into the runtime types below. Secrets stay in [`SecretString`]s.
+
+mod problems;
+mod raw;
+mod tree;
+mod units;
+mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use problems::{Problem, Problems};
+pub use raw::{AuthMode, PriceConfig as Price, ProviderKind, Strategy};
+
+/// The built-in configuration (see `default.yaml`).
+const BUILT_IN: &str = include_str!("default.yaml");
+
+/// The validated configuration the gateway runs on.
+#[derive(Debug)]
+pub struct Config {
+    /// Listener and server limits.
+    pub server: Server,
+    /// How clients authenticate.
+    pub auth: AuthMode,
+    /// Static client keys.
+    pub keys: Vec<ClientKey>,
+    /// Providers by name.
+    pub providers: BTreeMap<String, Provider>,
+    /// Public models by name.
+    pub models: BTreeMap<String, Model>,
+}
+
+/// `server:` with defaults applied.
+#[derive(Debug)]
+pub struct Server {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Admin API key, when the admin API is on.
+    pub admin_key: Option<SecretString>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Grace period for in-flight requests after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Largest single event accepted from an upstream stream.
+    pub max_stream_event_bytes: usize,
+}
+
+/// A client key from `keys:`.
+#[derive(Debug)]
+pub struct ClientKey {
+    /// Its name, for logs.
+    pub name: String,
+    /// The secret.
+    pub key: SecretString,
+}
+
+/// A provider with defaults applied.
+#[derive(Debug)]
+pub struct Provider {
+    /// Its name in `providers:`.
+    pub name: String,
+    /// The dialect it speaks.
+    pub kind: ProviderKind,
+    /// API root without a trailing slash (empty for `mock`, which gets one at start-up).
+    pub base_url: String,
+    /// The provider's key.
+    pub api_key: Option<SecretString>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// Timeouts for calls to one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP + TLS connect.
+    pub connect: Duration,
+    /// Request sent → response headers.
+    pub first_byte: Duration,
+    /// Longest silence between body chunks.
+    pub idle: Duration,
+    /// The whole exchange.
+    pub total: Duration,
+}
+
+/// A public model.
+#[derive(Debug)]
+pub struct Model {
+    /// Its public name.
+    pub name: String,
+    /// How a deployment is picked.
+    pub strategy: Strategy,
+    /// Where it is served.
+    pub deployments: Vec<Deployment>,
+    /// Models to try when every deployment fails.
+    pub fallbacks: Vec<String>,
+}
+
+/// One place a model is served.
+#[derive(Debug)]
+pub struct Deployment {
+    /// Provider name.
+    pub provider: String,
+    /// The model name the provider knows.
+    pub model: String,
+    /// Share of traffic.
+    pub weight: u32,
+    /// Price per million tokens, when known.
+    pub price: Option<Price>,
+}
+
+/// Where a configuration comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A YAML file.
+    File(PathBuf),
+    /// The built-in default.
+    BuiltIn,
+}
+
+impl Source {
+    /// `--config FILE` if given, else `./switchyard.yaml` if it exists, else the built-in default.
+    pub fn resolve(explicit: Option<PathBuf>) -> Self {
+        match explicit {
+            Some(path) => Self::File(path),
+            None if Path::new("switchyard.yaml").exists() => {
+                Self::File(PathBuf::from("switchyard.yaml"))
+            }
+            None => Self::BuiltIn,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::BuiltIn => "<built-in>".to_owned(),
+        }
+    }
+}
+
+/// The outcome of reading a configuration: the config when it is valid, and the
+/// problems (errors make `config` `None`; warnings leave it usable).
+#[derive(Debug)]
+pub struct Checked {
+    /// The runtime configuration, when there was no error.
+    pub config: Option<Config>,
+    /// Errors, when `config` is `None`; otherwise warnings.
+    pub problems: Problems,
+}
+
+/// Reads and validates a configuration with the process environment for `${VAR}`.
+pub fn load(source: &Source) -> Checked {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let text = match source {
+        Source::BuiltIn => BUILT_IN.to_owned(),
+        Source::File(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                return Checked {
+                    config: None,
+                    problems: Problems {
+                        source: source.name(),
+                        list: vec![Problem::at(None, format!("cannot read the file: {e}"))],
+                    },
+                };
+            }
+        },
+    };
+    let (config, list) = validate::check(&text, env, matches!(source, Source::BuiltIn));
+    Checked {
+        config,
+        problems: Problems {
+            source: source.name(),
+            list,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

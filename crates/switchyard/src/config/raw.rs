@@ -1,0 +1,180 @@
+//! The configuration file's shape, as serde reads it. Validation and defaults
+//! happen in [`super::validate`]; nothing here is used at request time.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::units::{ByteSize, HumanDuration};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Listener, limits, shutdown.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// How clients authenticate.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Static client keys.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// Upstream providers by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Public models by name.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+/// `server:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: Option<String>,
+    /// Key for `/admin/*`; empty or absent turns the admin API off.
+    pub admin_key: Option<String>,
+    /// Largest accepted request body (default 10 MiB).
+    pub max_body_bytes: Option<ByteSize>,
+    /// How long in-flight requests may take to finish after SIGTERM (default 30 s).
+    pub shutdown_grace: Option<HumanDuration>,
+    /// Largest single event accepted from an upstream stream (default 1 MiB).
+    pub max_stream_event_bytes: Option<ByteSize>,
+}
+
+/// `auth:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `open` (loopback only) or `keys` (default `keys`).
+    pub mode: Option<AuthMode>,
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// No key needed; only allowed on a loopback listener.
+    Open,
+    /// Every request needs a valid key.
+    Keys,
+}
+
+/// An entry of `keys:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// A name for logs and reports.
+    pub name: Option<String>,
+    /// The secret the client sends.
+    pub key: Option<String>,
+}
+
+/// An entry of `providers:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The wire dialect.
+    pub kind: Option<ProviderKind>,
+    /// The API root, e.g. `https://api.deepseek.com/v1`.
+    pub base_url: Option<String>,
+    /// The provider's API key.
+    pub api_key: Option<String>,
+    /// Timeouts for calls to this provider.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+}
+
+/// The dialects a provider can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI and every OpenAI-compatible API.
+    Openai,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// Google Gemini.
+    Gemini,
+    /// Azure OpenAI.
+    Azure,
+    /// The built-in fake provider, run inside this process.
+    Mock,
+}
+
+/// `timeouts:` of a provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// TCP + TLS connect (default 5 s).
+    pub connect: Option<HumanDuration>,
+    /// From sending the request to the response headers (default 60 s).
+    pub first_byte: Option<HumanDuration>,
+    /// Longest silence between two body chunks (default 60 s).
+    pub idle: Option<HumanDuration>,
+    /// The whole exchange, body included (default 10 min).
+    pub total: Option<HumanDuration>,
+}
+
+/// An entry of `models:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// How a deployment is picked.
+    pub strategy: Option<Strategy>,
+    /// Where the model is served.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentConfig>,
+    /// Models tried, in order, when every deployment fails.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+}
+
+/// Deployment selection strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Random, in proportion to weights.
+    Weighted,
+    /// In turn.
+    RoundRobin,
+    /// Fewest requests in flight.
+    LeastBusy,
+    /// Fastest to first token.
+    Latency,
+    /// Cheapest first.
+    Cost,
+}
+
+/// An entry of a model's `deployments:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// The provider's name in `providers:`.
+    pub provider: Option<String>,
+    /// The model name the provider knows.
+    pub model: Option<String>,
+    /// Share of traffic (default 1).
+    pub weight: Option<u32>,
+    /// USD per million tokens.
+    pub price: Option<PriceConfig>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Per million prompt tokens.
+    pub input: f64,
+    /// Per million completion tokens.
+    pub output: f64,
+}
+
+impl HumanDuration {
+    /// The duration, or `default` when unset.
+    pub fn or(value: Option<Self>, default: Duration) -> Duration {
+        value.map_or(default, |d| d.0)
+    }
+}

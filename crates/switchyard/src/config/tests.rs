@@ -1,0 +1,183 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use super::validate::check;
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn problems(text: &str) -> Vec<String> {
+    let (_, list) = check(text, env(&[]), false);
+    list.into_iter()
+        .map(|p| match p.place {
+            Some(place) => format!("{}:{} {}", place.line, place.column, p.message),
+            None => p.message,
+        })
+        .collect()
+}
+
+const DESIGN_SAMPLE: &str = r#"
+server:
+  listen: 127.0.0.1:8080
+  admin_key: ${SWITCHYARD_ADMIN_KEY:-}   # empty: admin API off
+auth:
+  mode: open          # open (loopback only) | keys
+keys:
+  - name: app
+    key: ${APP_KEY:-sk-app-test}
+providers:
+  relay:
+    kind: openai
+    base_url: ${RELAY_BASE_URL:-https://api.holysheep.ai/v1}
+    api_key: ${RELAY_API_KEY}
+  claude:
+    kind: anthropic
+    base_url: https://api.anthropic.com
+    api_key: ${ANTHROPIC_API_KEY}
+models:
+  gpt-4.1:
+    deployments:
+      - { provider: relay, model: gpt-4.1, price: { input: 8.0, output: 24.0 } }
+  claude-sonnet-4.5:
+    deployments:
+      - { provider: claude, model: claude-sonnet-4-5 }
+  deepseek-v3:
+    strategy: latency
+    deployments:
+      - { provider: relay, model: deepseek-v3.2, weight: 80, price: { input: 0.42, output: 1.68 } }
+    fallbacks: [gpt-4.1]
+"#;
+
+#[test]
+fn the_design_sample_is_valid_and_interpolated() {
+    let (config, list) = check(DESIGN_SAMPLE, env(&[("RELAY_API_KEY", "sk-relay")]), false);
+    let config = config.unwrap();
+    assert!(
+        list.iter().all(|p| p.message.starts_with("warning:")),
+        "{list:?}"
+    );
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert!(config.server.admin_key.is_none());
+    assert_eq!(config.auth, AuthMode::Open);
+    assert_eq!(config.keys[0].name, "app");
+    use secrecy::ExposeSecret;
+    assert_eq!(config.keys[0].key.expose_secret(), "sk-app-test");
+    let relay = &config.providers["relay"];
+    assert_eq!(relay.base_url, "https://api.holysheep.ai/v1");
+    assert_eq!(relay.api_key.as_ref().unwrap().expose_secret(), "sk-relay");
+    assert!(config.providers["claude"].api_key.is_none());
+    let model = &config.models["deepseek-v3"];
+    assert_eq!(model.strategy, Strategy::Latency);
+    assert_eq!(model.deployments[0].weight, 80);
+    assert_eq!(model.fallbacks, vec!["gpt-4.1".to_owned()]);
+    assert_eq!(config.server.max_body_bytes, 10 << 20);
+    assert_eq!(relay.timeouts.connect, Duration::from_secs(5));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_place() {
+    let text = "\
+server:
+  listen: 127.0.0.1:8080
+  max_body_byte: 1MiB
+retires: 3
+auth:
+  mode: opn
+providers:
+  up:
+    kind: opnai
+    base_url: http://127.0.0.1:1/v1
+    timeouts: { connect: soon }
+  down:
+    kind: openai
+models:
+  m:
+    deployments:
+      - { provider: upp, model: x }
+    fallbacks: [nope]
+";
+    let list = problems(text);
+    let expected = [
+        "3:3 unknown key `max_body_byte`, did you mean `max_body_bytes`?",
+        "4:1 unknown key `retires`, did you mean `retries`? (`retries` is not supported by this version yet)",
+        "6:3 unknown value for `mode` `opn`, did you mean `open`?",
+        "9:5 unknown value for `kind` `opnai`, did you mean `openai`?",
+        "11:17 `connect`: invalid duration `soon`",
+        "5:1 warning: `auth.mode` is `keys` but no key is configured",
+        "12:3 missing key `base_url`",
+        "17:9 unknown provider `upp`, did you mean `up`?",
+        "18:5 unknown model `nope` (expected one of: m)",
+    ];
+    assert_eq!(list.len(), expected.len(), "{list:#?}");
+    for (got, want) in list.iter().zip(expected) {
+        assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn keys_of_later_versions_are_named_as_such() {
+    let list = problems("auth: { mode: open }\ncache: { ttl: 1h }\n");
+    assert_eq!(
+        list,
+        vec!["2:1 `cache` is not supported by this version yet".to_owned()]
+    );
+}
+
+#[test]
+fn open_auth_is_refused_off_loopback() {
+    let list = problems("server: { listen: 0.0.0.0:8080 }\nauth: { mode: open }\n");
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert!(
+        list[0].starts_with("2:9 `auth.mode: open` is only allowed on a loopback address"),
+        "{list:?}"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_place() {
+    let list = problems("server:\n  listen: [1,\n");
+    assert_eq!(list.len(), 1);
+    assert!(
+        list[0].starts_with("2:") || list[0].starts_with("3:"),
+        "{list:?}"
+    );
+}
+
+#[test]
+fn required_variables_fail_clearly() {
+    let list = problems("server:\n  listen: ${LISTEN:?set LISTEN}\n");
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert!(list[0].contains("LISTEN"), "{list:?}");
+}
+
+#[test]
+fn the_built_in_default_keeps_only_configured_providers() {
+    let (config, list) = check(BUILT_IN, env(&[]), true);
+    let config = config.unwrap();
+    assert!(list.is_empty(), "{list:?}");
+    assert_eq!(config.providers.keys().collect::<Vec<_>>(), ["mock"]);
+    assert_eq!(config.models.keys().collect::<Vec<_>>(), ["mock"]);
+    assert_eq!(config.auth, AuthMode::Open);
+
+    let (config, _) = check(
+        BUILT_IN,
+        env(&[("DEEPSEEK_API_KEY", "sk-d"), ("OPENAI_API_KEY", "sk-o")]),
+        true,
+    );
+    let config = config.unwrap();
+    assert_eq!(
+        config.providers.keys().collect::<Vec<_>>(),
+        ["deepseek", "mock", "openai"]
+    );
+    let gpt = &config.models["gpt-4.1"];
+    assert_eq!(gpt.deployments.len(), 1);
+    assert_eq!(gpt.deployments[0].provider, "openai");
+    assert!(config.models.contains_key("deepseek-chat"));
+    assert!(!config.models.contains_key("claude-sonnet-4.5"));
+}

@@ -1,0 +1,476 @@
+//! From text to a validated [`Config`], gathering every problem on the way.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_path_to_error::Segment;
+
+use super::problems::{Problem, suggest, unknown};
+use super::raw::{self, AuthMode, ConfigFile, ProviderKind, Strategy};
+use super::tree::{Node, Place, Step, TreeError};
+use super::units::HumanDuration;
+use super::{ClientKey, Config, Deployment, Model, Provider, Server, Timeouts};
+
+/// Top-level keys of the full design that this version does not read yet.
+const LATER_KEYS: [&str; 11] = [
+    "store",
+    "redis",
+    "routes",
+    "retries",
+    "circuit_breaker",
+    "health_checks",
+    "cache",
+    "limits",
+    "canary",
+    "pricing",
+    "telemetry",
+];
+
+/// More problems than this in one file are not worth listing.
+const MAX_PROBLEMS: usize = 100;
+
+/// Parses and validates; returns the config when there is no error, and every
+/// problem found (warnings start with `warning:`).
+pub fn check(
+    text: &str,
+    env: HashMap<String, String>,
+    built_in: bool,
+) -> (Option<Config>, Vec<Problem>) {
+    let mut tree = match Node::parse(text, env) {
+        Ok(tree) => tree,
+        Err(e) => {
+            let place = e.location().map(|l| Place {
+                line: l.line(),
+                column: l.column(),
+            });
+            let message = e.without_snippet().to_string();
+            return (None, vec![Problem::at(place, first_line(&message))]);
+        }
+    };
+    let mut problems = Vec::new();
+    let mut removed = Vec::new();
+    let file = loop {
+        match serde_path_to_error::deserialize::<_, ConfigFile>(&tree) {
+            Ok(file) => break Some(file),
+            Err(err) => {
+                let path: Vec<Step> = err
+                    .path()
+                    .iter()
+                    .filter_map(|segment| match segment {
+                        Segment::Map { key } => Some(Step::Key(key.clone())),
+                        Segment::Seq { index } => Some(Step::Index(*index)),
+                        _ => None,
+                    })
+                    .collect();
+                let (message, mut path) = describe(err.into_inner(), path);
+                let place = tree.find(&path).map(|(_, place)| place);
+                problems.push(Problem::at(place, message));
+                // Remove the faulty node (for a missing key, the node that lacks it) and go on.
+                while !path.is_empty() && !tree.remove(&path) {
+                    path.pop();
+                }
+                if path.is_empty() || problems.len() >= MAX_PROBLEMS {
+                    break None;
+                }
+                removed.push(path);
+            }
+        }
+    };
+    let Some(mut file) = file else {
+        return (None, problems);
+    };
+    if built_in {
+        keep_configured_providers(&mut file);
+    }
+    let config = Validator {
+        tree: &tree,
+        removed: &removed,
+        problems: &mut problems,
+    }
+    .config(file);
+    let has_errors = problems.iter().any(|p| !p.message.starts_with("warning:"));
+    (config.filter(|_| !has_errors), problems)
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_owned()
+}
+
+/// The message for a deserialization error, and the path of the node to blame.
+fn describe(error: TreeError, mut path: Vec<Step>) -> (String, Vec<Step>) {
+    let message = match error {
+        TreeError::UnknownField { field, expected } => {
+            if path.last() != Some(&Step::Key(field.clone())) {
+                path.push(Step::Key(field.clone()));
+            }
+            if path.len() == 1 {
+                unknown_top_level(&field, expected)
+            } else {
+                unknown("key", &field, expected)
+            }
+        }
+        TreeError::UnknownVariant { variant, expected } => {
+            let name = match path.last() {
+                Some(Step::Key(k)) => format!("value for `{k}`"),
+                _ => "value".to_owned(),
+            };
+            unknown(&name, &variant, expected)
+        }
+        TreeError::MissingField(field) => format!("missing key `{field}`"),
+        TreeError::Message(m) => match path.last() {
+            Some(Step::Key(k)) => format!("`{k}`: {m}"),
+            _ => m,
+        },
+    };
+    (message, path)
+}
+
+fn unknown_top_level(field: &str, expected: &[&str]) -> String {
+    if LATER_KEYS.contains(&field) {
+        return format!("`{field}` is not supported by this version yet");
+    }
+    let all: Vec<&str> = expected.iter().chain(&LATER_KEYS).copied().collect();
+    match suggest(field, &all) {
+        Some(s) if LATER_KEYS.contains(&s) => {
+            format!(
+                "unknown key `{field}`, did you mean `{s}`? (`{s}` is not supported by this version yet)"
+            )
+        }
+        _ => unknown("key", field, expected),
+    }
+}
+
+/// In the built-in default, a real provider joins only when its key is set.
+fn keep_configured_providers(file: &mut ConfigFile) {
+    file.providers.retain(|_, p| {
+        p.kind == Some(ProviderKind::Mock) || p.api_key.as_deref().is_some_and(|k| !k.is_empty())
+    });
+    for model in file.models.values_mut() {
+        model.deployments.retain(|d| {
+            d.provider
+                .as_ref()
+                .is_some_and(|p| file.providers.contains_key(p))
+        });
+    }
+    file.models.retain(|_, m| !m.deployments.is_empty());
+    let names: HashSet<String> = file.models.keys().cloned().collect();
+    for model in file.models.values_mut() {
+        model.fallbacks.retain(|f| names.contains(f));
+    }
+}
+
+struct Validator<'a> {
+    tree: &'a Node,
+    removed: &'a [Vec<Step>],
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn place(&self, path: &[&str]) -> Option<Place> {
+        let steps: Vec<Step> = path.iter().map(|s| Step::Key((*s).to_owned())).collect();
+        // Fall back to the closest enclosing node that exists.
+        (0..=steps.len())
+            .rev()
+            .find_map(|n| self.tree.find(&steps[..n]).map(|(_, place)| place))
+    }
+
+    fn error(&mut self, path: &[&str], message: impl Into<String>) {
+        let place = self.place(path);
+        self.problems.push(Problem::at(place, message));
+    }
+
+    fn warn(&mut self, path: &[&str], message: impl AsRef<str>) {
+        let place = self.place(path);
+        self.problems
+            .push(Problem::at(place, format!("warning: {}", message.as_ref())));
+    }
+
+    /// A required value; reports it missing unless an earlier problem removed it.
+    fn required<T>(&mut self, value: Option<T>, path: &[&str]) -> Option<T> {
+        if value.is_none() {
+            let steps: Vec<Step> = path.iter().map(|s| Step::Key((*s).to_owned())).collect();
+            if !self.removed.iter().any(|r| *r == steps) {
+                let (name, parent) = path.split_last().map_or(("", &[][..]), |(n, p)| (*n, p));
+                self.error(parent, format!("missing key `{name}`"));
+            }
+        }
+        value
+    }
+
+    fn config(&mut self, file: ConfigFile) -> Option<Config> {
+        let server = self.server(file.server);
+        let auth = file.auth.mode.unwrap_or(AuthMode::Keys);
+        if let Some(server) = &server
+            && auth == AuthMode::Open
+            && !server.listen.ip().is_loopback()
+        {
+            self.error(
+                &["auth", "mode"],
+                format!(
+                    "`auth.mode: open` is only allowed on a loopback address, but `server.listen` is {}; use `mode: keys`",
+                    server.listen
+                ),
+            );
+        }
+        let keys = self.keys(file.keys);
+        if auth == AuthMode::Keys && keys.is_empty() {
+            self.warn(
+                &["auth"],
+                "`auth.mode` is `keys` but no key is configured: every request will be refused",
+            );
+        }
+        let declared: Vec<String> = file.providers.keys().cloned().collect();
+        let providers = self.providers(file.providers);
+        let models = self.models(file.models, &declared, &providers);
+        Some(Config {
+            server: server?,
+            auth,
+            keys,
+            providers,
+            models,
+        })
+    }
+
+    fn server(&mut self, raw: raw::ServerConfig) -> Option<Server> {
+        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    &["server", "listen"],
+                    format!("`listen`: `{listen_text}` is not an address such as `127.0.0.1:8080` or `0.0.0.0:8080`"),
+                );
+                None
+            }
+        };
+        let max_body_bytes = raw.max_body_bytes.map_or(10 << 20, |s| s.0);
+        if max_body_bytes == 0 {
+            self.error(
+                &["server", "max_body_bytes"],
+                "`max_body_bytes` must be more than 0",
+            );
+        }
+        let max_stream_event_bytes = raw.max_stream_event_bytes.map_or(1 << 20, |s| s.0);
+        Some(Server {
+            listen: listen?,
+            admin_key: raw
+                .admin_key
+                .filter(|k| !k.is_empty())
+                .map(SecretString::from),
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            shutdown_grace: HumanDuration::or(raw.shutdown_grace, Duration::from_secs(30)),
+            max_stream_event_bytes: usize::try_from(max_stream_event_bytes).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn keys(&mut self, raw: Vec<raw::KeyConfig>) -> Vec<ClientKey> {
+        let mut seen = HashSet::new();
+        let mut keys = Vec::new();
+        for (i, entry) in raw.into_iter().enumerate() {
+            let Some(key) = entry.key else {
+                self.error_at_index("keys", i, "missing key `key`");
+                continue;
+            };
+            if key.is_empty() {
+                self.error_at_index(
+                    "keys",
+                    i,
+                    "`key` is empty (is its environment variable unset?)",
+                );
+                continue;
+            }
+            if !seen.insert(key.clone()) {
+                self.error_at_index("keys", i, "the same key is configured twice");
+            }
+            keys.push(ClientKey {
+                name: entry.name.unwrap_or_else(|| format!("key-{i}")),
+                key: SecretString::from(key),
+            });
+        }
+        keys
+    }
+
+    fn error_at_index(&mut self, list: &str, index: usize, message: &str) {
+        let place = self
+            .tree
+            .find(&[Step::Key(list.to_owned()), Step::Index(index)])
+            .map(|(_, place)| place);
+        self.problems.push(Problem::at(place, message));
+    }
+
+    fn providers(
+        &mut self,
+        raw: BTreeMap<String, raw::ProviderConfig>,
+    ) -> BTreeMap<String, Provider> {
+        let mut providers = BTreeMap::new();
+        for (name, p) in raw {
+            let path = ["providers", name.as_str()];
+            let Some(kind) = self.required(p.kind, &["providers", &name, "kind"]) else {
+                continue;
+            };
+            let base_url = match (kind, p.base_url) {
+                (ProviderKind::Mock, Some(_)) => {
+                    self.error(
+                        &["providers", &name, "base_url"],
+                        "a `mock` provider runs in this process and takes no `base_url`",
+                    );
+                    continue;
+                }
+                (ProviderKind::Mock, None) => String::new(),
+                (_, None) => {
+                    self.required::<()>(None, &["providers", &name, "base_url"]);
+                    continue;
+                }
+                (_, Some(url)) => match reqwest::Url::parse(&url) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                        url.trim_end_matches('/').to_owned()
+                    }
+                    _ => {
+                        self.error(
+                            &["providers", &name, "base_url"],
+                            format!("`base_url`: `{url}` is not an http(s) URL such as `https://api.deepseek.com/v1`"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            if matches!(
+                kind,
+                ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Azure
+            ) {
+                self.warn(
+                    &path,
+                    format!("provider `{name}` is of kind `{kind:?}`, which this version cannot call yet; its deployments are not used"),
+                );
+            }
+            let t = p.timeouts;
+            let timeouts = Timeouts {
+                connect: HumanDuration::or(t.connect, Duration::from_secs(5)),
+                first_byte: HumanDuration::or(t.first_byte, Duration::from_secs(60)),
+                idle: HumanDuration::or(t.idle, Duration::from_secs(60)),
+                total: HumanDuration::or(t.total, Duration::from_secs(600)),
+            };
+            for (label, value) in [
+                ("connect", timeouts.connect),
+                ("first_byte", timeouts.first_byte),
+                ("idle", timeouts.idle),
+                ("total", timeouts.total),
+            ] {
+                if value.is_zero() {
+                    self.error(
+                        &["providers", &name, "timeouts", label],
+                        format!("`{label}` must be more than 0"),
+                    );
+                }
+            }
+            providers.insert(
+                name.clone(),
+                Provider {
+                    name,
+                    kind,
+                    base_url,
+                    api_key: p.api_key.filter(|k| !k.is_empty()).map(SecretString::from),
+                    timeouts,
+                },
+            );
+        }
+        providers
+    }
+
+    /// `declared` holds every provider name of the file, valid or not: a deployment
+    /// on a provider that has its own problem is not reported again.
+    fn models(
+        &mut self,
+        raw: BTreeMap<String, raw::ModelConfig>,
+        declared: &[String],
+        providers: &BTreeMap<String, Provider>,
+    ) -> BTreeMap<String, Model> {
+        let names: Vec<&str> = raw.keys().map(String::as_str).collect();
+        let provider_names: Vec<&str> = declared.iter().map(String::as_str).collect();
+        let mut models = BTreeMap::new();
+        for (name, m) in &raw {
+            if m.deployments.is_empty() {
+                self.error(
+                    &["models", name],
+                    format!("model `{name}` has no deployments"),
+                );
+            }
+            let mut deployments = Vec::new();
+            for (i, d) in m.deployments.iter().enumerate() {
+                let place = self
+                    .tree
+                    .find(&[
+                        Step::Key("models".into()),
+                        Step::Key(name.clone()),
+                        Step::Key("deployments".into()),
+                        Step::Index(i),
+                    ])
+                    .map(|(_, place)| place);
+                let (Some(provider), Some(model)) = (d.provider.clone(), d.model.clone()) else {
+                    let missing = if d.provider.is_none() {
+                        "provider"
+                    } else {
+                        "model"
+                    };
+                    self.problems
+                        .push(Problem::at(place, format!("missing key `{missing}`")));
+                    continue;
+                };
+                if !declared.contains(&provider) {
+                    let message = unknown("provider", &provider, &provider_names);
+                    self.problems.push(Problem::at(place, message));
+                    continue;
+                }
+                if !providers.contains_key(&provider) {
+                    continue;
+                }
+                if d.weight == Some(0) {
+                    self.problems.push(Problem::at(
+                        place,
+                        "`weight` must be at least 1 (remove the deployment to send it nothing)",
+                    ));
+                }
+                if let Some(price) = d.price
+                    && (!(price.input >= 0.0)
+                        || !(price.output >= 0.0)
+                        || !price.input.is_finite()
+                        || !price.output.is_finite())
+                {
+                    self.problems.push(Problem::at(
+                        place,
+                        "`price` must be non-negative USD per million tokens",
+                    ));
+                }
+                deployments.push(Deployment {
+                    provider,
+                    model,
+                    weight: d.weight.unwrap_or(1).max(1),
+                    price: d.price,
+                });
+            }
+            for fallback in &m.fallbacks {
+                if fallback == name {
+                    self.error(
+                        &["models", name, "fallbacks"],
+                        format!("model `{name}` lists itself as a fallback"),
+                    );
+                } else if !raw.contains_key(fallback) {
+                    let message = unknown("model", fallback, &names);
+                    self.error(&["models", name, "fallbacks"], message);
+                }
+            }
+            models.insert(
+                name.clone(),
+                Model {
+                    name: name.clone(),
+                    strategy: m.strategy.unwrap_or(Strategy::Weighted),
+                    deployments,
+                    fallbacks: m.fallbacks.clone(),
+                },
+            );
+        }
+        models
+    }
+}

@@ -1,0 +1,122 @@
+//! Every error a client can see, and the one place where each becomes an HTTP answer.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use switchyard_providers::openai::{ErrorBody, ErrorObject, InvalidRequest};
+
+use crate::upstream::UpstreamError;
+
+/// An error on the request path.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request is malformed or has an ill-typed field.
+    #[error(transparent)]
+    InvalidRequest(#[from] InvalidRequest),
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("the request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body could not be read from the client.
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    /// No key, or a key that is not valid.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The public model does not exist.
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
+    /// The model exists but none of its deployments can be called.
+    #[error("the model `{0}` has no deployment that can serve it")]
+    NoDeployment(String),
+    /// No such route.
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// The server is shutting down.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    /// The upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl GatewayError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::NoDeployment(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(e) => e.status(),
+        }
+    }
+
+    /// A short, bounded name for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyRead(_) => "body_read",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::NoDeployment(_) => "no_deployment",
+            Self::RouteNotFound(_) => "route_not_found",
+            Self::ShuttingDown => "shutting_down",
+            Self::Upstream(e) => e.kind(),
+        }
+    }
+
+    /// The OpenAI error object for this error.
+    pub fn to_openai(&self) -> ErrorObject {
+        let (kind, code, param) = match self {
+            Self::InvalidRequest(e) => ("invalid_request_error", None, e.param.clone()),
+            Self::PayloadTooLarge { .. } => {
+                ("invalid_request_error", Some("request_too_large"), None)
+            }
+            Self::BodyRead(_) => ("invalid_request_error", None, None),
+            Self::Unauthenticated(_) => ("invalid_request_error", Some("invalid_api_key"), None),
+            Self::ModelNotFound(_) => (
+                "invalid_request_error",
+                Some("model_not_found"),
+                Some("model".to_owned()),
+            ),
+            Self::RouteNotFound(_) => ("invalid_request_error", Some("unknown_url"), None),
+            Self::NoDeployment(_) | Self::ShuttingDown => {
+                ("server_error", Some("service_unavailable"), None)
+            }
+            Self::Upstream(e) => return e.to_openai(),
+        };
+        ErrorObject {
+            message: self.to_string(),
+            kind: Some(kind.to_owned()),
+            param,
+            code: code.map(str::to_owned),
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        self.to_response()
+    }
+}
+
+impl GatewayError {
+    /// The answer for this error in OpenAI's shape (status, body, `retry-after`).
+    pub fn to_response(&self) -> Response {
+        let body = ErrorBody {
+            error: self.to_openai(),
+        };
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Self::Upstream(e) = self
+            && let Some(secs) = e.retry_after()
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,15 @@
+//! Switchyard: a self-hosted AI gateway.
+//!
+//! Applications speak the OpenAI API to Switchyard; Switchyard validates each
+//! request, authenticates the caller, picks a deployment of the requested model
+//! and forwards the request to that provider, streaming the answer back.
+//! `ARCHITECTURE.md` draws the request flow; [`api`] lists the layers in order.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod routing;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

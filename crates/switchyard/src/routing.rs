@@ -1,0 +1,98 @@
+//! From a public model name to the deployment that serves the request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::{Config, ProviderKind};
+use crate::error::GatewayError;
+use crate::upstream::ProviderClient;
+
+/// One deployment, ready to call.
+#[derive(Debug)]
+pub struct Target {
+    /// The provider's client.
+    pub provider: Arc<ProviderClient>,
+    /// The model name the provider knows.
+    pub upstream_model: String,
+    weight: u64,
+}
+
+#[derive(Debug)]
+struct ModelRoute {
+    targets: Vec<Target>,
+    total_weight: u64,
+}
+
+/// Every public model and its deployments.
+#[derive(Debug)]
+pub struct Routes {
+    models: HashMap<String, ModelRoute>,
+    counter: AtomicU64,
+}
+
+impl Routes {
+    /// Builds the table; deployments on providers this version cannot call are left out.
+    pub fn new(config: &Config, clients: &HashMap<String, Arc<ProviderClient>>) -> Self {
+        let models = config
+            .models
+            .values()
+            .map(|model| {
+                let targets: Vec<Target> = model
+                    .deployments
+                    .iter()
+                    .filter_map(|d| {
+                        let provider = clients.get(&d.provider)?;
+                        matches!(provider.kind, ProviderKind::Openai | ProviderKind::Mock).then(
+                            || Target {
+                                provider: provider.clone(),
+                                upstream_model: d.model.clone(),
+                                weight: u64::from(d.weight),
+                            },
+                        )
+                    })
+                    .collect();
+                let total_weight = targets.iter().map(|t| t.weight).sum();
+                (
+                    model.name.clone(),
+                    ModelRoute {
+                        targets,
+                        total_weight,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            models,
+            counter: AtomicU64::new(0x5eed),
+        }
+    }
+
+    /// Picks a deployment of `model` at random in proportion to the weights.
+    pub fn pick(&self, model: &str) -> Result<&Target, GatewayError> {
+        let route = self
+            .models
+            .get(model)
+            .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
+        if route.total_weight == 0 {
+            return Err(GatewayError::NoDeployment(model.to_owned()));
+        }
+        let mut ticket =
+            splitmix64(self.counter.fetch_add(1, Ordering::Relaxed)) % route.total_weight;
+        for target in &route.targets {
+            if ticket < target.weight {
+                return Ok(target);
+            }
+            ticket -= target.weight;
+        }
+        Err(GatewayError::NoDeployment(model.to_owned()))
+    }
+}
+
+/// A fast, well-mixed hash of a counter: uniform enough for weighted picks.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

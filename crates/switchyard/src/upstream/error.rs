@@ -1,0 +1,179 @@
+//! How a call to a provider can fail, and what the client is told.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use switchyard_providers::openai::ErrorObject;
+
+/// The phase of an upstream call that ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// Connecting (TCP + TLS).
+    Connect,
+    /// Waiting for the response headers.
+    FirstByte,
+    /// Waiting for the next body chunk.
+    Idle,
+    /// The whole exchange.
+    Total,
+}
+
+impl TimeoutPhase {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::FirstByte => "first byte",
+            Self::Idle => "idle",
+            Self::Total => "total",
+        }
+    }
+}
+
+/// A failed call to a provider.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// The provider could not be reached.
+    #[error("provider `{provider}` could not be reached: {detail}")]
+    Connect {
+        /// Provider name.
+        provider: String,
+        /// What the connection attempt said.
+        detail: String,
+    },
+    /// A timeout ran out.
+    #[error("provider `{provider}` timed out ({} timeout of {:?})", phase.describe(), limit)]
+    Timeout {
+        /// Provider name.
+        provider: String,
+        /// Which timeout.
+        phase: TimeoutPhase,
+        /// Its configured length.
+        limit: Duration,
+    },
+    /// The provider answered with an error status.
+    #[error("provider `{provider}` answered {status}: {}", error.message)]
+    Status {
+        /// Provider name.
+        provider: String,
+        /// The upstream status.
+        status: u16,
+        /// The provider's error, scrubbed of secrets.
+        error: ErrorObject,
+        /// Seconds the provider asked us to wait.
+        retry_after: Option<u64>,
+    },
+    /// The provider broke the protocol (a cut body, an unreadable stream).
+    #[error("provider `{provider}` failed mid-response: {detail}")]
+    Protocol {
+        /// Provider name.
+        provider: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl UpstreamError {
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Connect { .. } | Self::Protocol { .. } => StatusCode::BAD_GATEWAY,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Status { status, .. } => match *status {
+                // The client's own request was refused: same answer, same status class.
+                400 | 413 | 422 => StatusCode::BAD_REQUEST,
+                429 => StatusCode::TOO_MANY_REQUESTS,
+                503 | 529 => StatusCode::SERVICE_UNAVAILABLE,
+                // 401/403 mean the gateway's provider key is wrong; 404 a misconfigured
+                // upstream model; 5xx a provider failure: all the gateway's problem.
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    /// A bounded label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "upstream_connect",
+            Self::Timeout { .. } => "upstream_timeout",
+            Self::Protocol { .. } => "upstream_protocol",
+            Self::Status { status, .. } => match *status {
+                429 => "upstream_rate_limited",
+                400..=499 => "upstream_4xx",
+                _ => "upstream_5xx",
+            },
+        }
+    }
+
+    /// Seconds to wait before retrying, when the provider said so.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The error as the client sees it, in OpenAI's shape.
+    pub fn to_openai(&self) -> ErrorObject {
+        match self {
+            Self::Status {
+                status,
+                error,
+                provider,
+                ..
+            } => match self.status() {
+                StatusCode::BAD_REQUEST | StatusCode::TOO_MANY_REQUESTS => ErrorObject {
+                    message: error.message.clone(),
+                    kind: error
+                        .kind
+                        .clone()
+                        .or_else(|| Some(default_type(*status).to_owned())),
+                    param: error.param.clone(),
+                    code: error.code.clone(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE => ErrorObject {
+                    message: format!(
+                        "provider `{provider}` is overloaded ({status}): {}",
+                        error.message
+                    ),
+                    kind: Some("server_error".to_owned()),
+                    param: None,
+                    code: Some("upstream_overloaded".to_owned()),
+                },
+                _ if matches!(status, 401 | 403) => ErrorObject {
+                    // The provider's text may quote part of its key: never pass it on.
+                    message: format!(
+                        "provider `{provider}` refused the gateway's credentials ({status})"
+                    ),
+                    kind: Some("server_error".to_owned()),
+                    param: None,
+                    code: Some("upstream_auth_failed".to_owned()),
+                },
+                _ => ErrorObject {
+                    message: self.to_string(),
+                    kind: Some("server_error".to_owned()),
+                    param: None,
+                    code: Some("upstream_error".to_owned()),
+                },
+            },
+            Self::Timeout { .. } => ErrorObject {
+                message: self.to_string(),
+                kind: Some("server_error".to_owned()),
+                param: None,
+                code: Some("upstream_timeout".to_owned()),
+            },
+            Self::Connect { .. } | Self::Protocol { .. } => ErrorObject {
+                message: self.to_string(),
+                kind: Some("server_error".to_owned()),
+                param: None,
+                code: Some("upstream_error".to_owned()),
+            },
+        }
+    }
+}
+
+fn default_type(status: u16) -> &'static str {
+    match status {
+        429 => "rate_limit_error",
+        _ => "invalid_request_error",
+    }
+}
