@@ -1,0 +1,60 @@
+//! `switchyard check`: every problem at once, with places and suggestions.
+
+use std::process::Command;
+
+fn check(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).replace(path.to_str().unwrap(), "bad.yaml");
+    (output.status.code().unwrap(), out)
+}
+
+#[test]
+fn check_lists_every_problem_and_exits_1() {
+    let (code, out) = check(
+        "server:\n  listen: 0.0.0.0:8080\n  shutdown_grace: forever\nauth:\n  mode: open\nproviders:\n  up:\n    kind: openai\n    base_url: http://127.0.0.1:1/v1\n    api_kye: x\nmodels:\n  m:\n    deployments:\n      - { provider: up, model: x, wieght: 2 }\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    let expected = [
+        "bad.yaml:3:3: `shutdown_grace`: invalid duration `forever`",
+        "bad.yaml:10:5: unknown key `api_kye`, did you mean `api_key`?",
+        "bad.yaml:14:35: unknown key `wieght`, did you mean `weight`?",
+        "bad.yaml:5:3: `auth.mode: open` is only allowed on a loopback address",
+        "bad.yaml: 4 problem(s)",
+    ];
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{out}");
+    for (line, want) in lines.iter().zip(expected) {
+        assert!(line.starts_with(want), "got {line:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn check_accepts_a_valid_file_and_exits_0() {
+    let (code, out) = check(
+        "auth: { mode: open }\nproviders:\n  m: { kind: mock }\nmodels:\n  x:\n    deployments: [{ provider: m, model: mock-1 }]\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.ends_with("bad.yaml: ok (1 providers, 1 models)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_refuses_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "modles: {}\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("did you mean `models`?"));
+}

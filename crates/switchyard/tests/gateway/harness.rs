@@ -1,0 +1,267 @@
+//! Starting `switchyard serve` and `switchyard mock` as real processes on
+//! ephemeral loopback ports, and small helpers to talk to them.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The client key every test config accepts.
+pub const CLIENT_KEY: &str = "sk-client-test";
+/// The provider key every test config sends upstream.
+pub const UPSTREAM_KEY: &str = "sk-upstream-secret";
+
+/// A child process that announced `listening on ADDR`; killed when dropped.
+pub struct Process {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Process {
+    fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Self {
+        Self::start(
+            Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args),
+            args,
+            dir,
+        )
+    }
+
+    /// Runs `switchyard <args>` in `cwd` with extra environment variables.
+    pub fn spawn_in(args: &[&str], cwd: &std::path::Path, envs: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
+            .args(args)
+            .current_dir(cwd)
+            .envs(envs.iter().copied());
+        Self::start(&mut command, args, None)
+    }
+
+    fn start(command: &mut Command, args: &[&str], dir: Option<tempfile::TempDir>) -> Self {
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("HOLYSHEEP_API_KEY")
+            .env_remove("DEEPSEEK_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchyard");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "switchyard {args:?} did not start: {}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Self {
+            child,
+            addr,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// `http://ADDR{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "process still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `switchyard mock --listen 127.0.0.1:0 <flags>`
+pub fn mock(flags: &[&str]) -> Process {
+    let mut args = vec!["mock", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(flags);
+    Process::spawn(&args, None)
+}
+
+/// `switchyard serve --config <yaml written to a temp dir>`
+pub fn gateway(yaml: &str) -> Process {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("switchyard.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let path = path.to_str().expect("utf-8 path").to_owned();
+    Process::spawn(&["serve", "--config", &path], Some(dir))
+}
+
+/// A config in `keys` mode with model `gpt-4.1` on provider `up` → `mock-1` at `base_url`.
+pub fn config(base_url: &str, timeouts: &str, server_extra: &str) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  shutdown_grace: 10s
+{server_extra}
+auth:
+  mode: keys
+keys:
+  - name: tests
+    key: {CLIENT_KEY}
+providers:
+  up:
+    kind: openai
+    base_url: {base_url}
+    api_key: {UPSTREAM_KEY}
+    timeouts: {{ {timeouts} }}
+models:
+  gpt-4.1:
+    deployments:
+      - {{ provider: up, model: mock-1 }}
+"#
+    )
+}
+
+/// A gateway in front of `mock` with the default test config.
+pub fn gateway_for(mock: &Process) -> Process {
+    gateway(&config(&mock.url("/v1"), "connect: 1s", ""))
+}
+
+/// An HTTP client that never retries and never waits long.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// A chat request body.
+pub fn chat(text: &str, extra: Value) -> Value {
+    let mut body = serde_json::json!({
+        "model": "gpt-4.1",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
+    });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    body
+}
+
+/// POSTs JSON with the test key.
+pub async fn post(gw: &Process, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(gw.url(path))
+        .bearer_auth(CLIENT_KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|event| {
+            event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
+/// Concatenated `delta.content` of chat chunks.
+pub fn stream_text(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The requests the mock received (`GET /mock/requests`).
+pub async fn received(mock: &Process) -> Vec<Value> {
+    client()
+        .get(mock.url("/mock/requests"))
+        .send()
+        .await
+        .expect("mock requests")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}

@@ -1,0 +1,61 @@
+//! SIGTERM: stop accepting, finish what is in flight, exit 0.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_stream_finish_and_exits_zero() {
+    // 20 words at 10 per second: about two seconds of streaming.
+    let mock = mock(&["--tokens-per-second", "10", "--completion-tokens", "20"]);
+    let mut gw = gateway_for(&mock);
+    let response = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("slow", json!({"stream": true})),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut body = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
+    gw.terminate();
+    // New connections are refused once shutdown begins.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = client().get(gw.url("/health")).send().await;
+    assert!(refused.is_err(), "still accepting after SIGTERM");
+    while let Some(chunk) = stream.next().await {
+        body.push_str(&String::from_utf8(chunk.unwrap().to_vec()).unwrap());
+    }
+    let events = sse_data(&body);
+    assert_eq!(events.last().unwrap(), "[DONE]", "{body}");
+    assert_eq!(stream_text(&events).split_whitespace().count(), 20);
+    let status = gw.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", gw.logs());
+    assert!(gw.logs().contains("shutdown complete"));
+}
+
+#[tokio::test]
+async fn the_grace_period_bounds_the_drain() {
+    let mock = mock(&["--tokens-per-second", "2", "--completion-tokens", "40"]);
+    let mut gw = gateway(
+        &config(&mock.url("/v1"), "connect: 1s", "")
+            .replace("shutdown_grace: 10s", "shutdown_grace: 500ms"),
+    );
+    let response = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("slow", json!({"stream": true})),
+    )
+    .await;
+    let mut stream = response.bytes_stream();
+    let _ = stream.next().await;
+    gw.terminate();
+    let started = std::time::Instant::now();
+    let status = gw.wait_exit(Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(gw.logs().contains("grace period over"), "{}", gw.logs());
+}
