@@ -18,6 +18,9 @@ pub enum GatewayError {
         /// The configured limit.
         limit: usize,
     },
+    /// The client took longer than `server.body_timeout` to send its body.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The body could not be read from the client.
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
@@ -47,6 +50,7 @@ impl GatewayError {
         match self {
             Self::InvalidRequest(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::NoDeployment(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,6 +64,7 @@ impl GatewayError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyRead(_) => "body_read",
+            Self::BodyTimeout(_) => "body_timeout",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NoDeployment(_) => "no_deployment",
@@ -77,6 +82,7 @@ impl GatewayError {
                 ("invalid_request_error", Some("request_too_large"), None)
             }
             Self::BodyRead(_) => ("invalid_request_error", None, None),
+            Self::BodyTimeout(_) => ("invalid_request_error", Some("request_timeout"), None),
             Self::Unauthenticated(_) => ("invalid_request_error", Some("invalid_api_key"), None),
             Self::ModelNotFound(_) => (
                 "invalid_request_error",

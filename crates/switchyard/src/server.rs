@@ -59,6 +59,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         routes: Routes::new(&config, &clients),
         auth: Authenticator::new(config.auth, &config.keys),
         max_body_bytes: config.server.max_body_bytes,
+        body_timeout: config.server.body_timeout,
         max_stream_event_bytes: config.server.max_stream_event_bytes,
         ready: ready.clone(),
         models_body: models_body(&config),

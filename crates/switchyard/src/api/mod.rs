@@ -41,6 +41,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
+    /// `server.body_timeout`.
+    pub body_timeout: std::time::Duration,
     /// `server.max_stream_event_bytes`.
     pub max_stream_event_bytes: usize,
     /// False once shutdown has begun.

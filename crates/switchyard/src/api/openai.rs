@@ -145,7 +145,9 @@ async fn prepare(
     request: Request,
     log: &mut AccessLog,
 ) -> Result<Call, GatewayError> {
-    let body = read_body(request, state.max_body_bytes).await?;
+    let body = tokio::time::timeout(state.body_timeout, read_body(request, state.max_body_bytes))
+        .await
+        .map_err(|_| GatewayError::BodyTimeout(state.body_timeout))??;
     let parsed = RequestBody::parse(endpoint, &body)?;
     log.request(parsed.model(), parsed.stream());
     let target = state.routes.pick(parsed.model())?;

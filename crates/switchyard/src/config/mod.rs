@@ -50,6 +50,8 @@ pub struct Server {
     pub admin_key: Option<SecretString>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// How long a client may take to send its request body.
+    pub body_timeout: Duration,
     /// Grace period for in-flight requests after SIGTERM.
     pub shutdown_grace: Duration,
     /// Largest single event accepted from an upstream stream.

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub max_body_bytes: Option<ByteSize>,
     /// How long in-flight requests may take to finish after SIGTERM (default 30 s).
     pub shutdown_grace: Option<HumanDuration>,
+    /// How long a client may take to send its request body (default 30 s).
+    pub body_timeout: Option<HumanDuration>,
     /// Largest single event accepted from an upstream stream (default 1 MiB).
     pub max_stream_event_bytes: Option<ByteSize>,
 }

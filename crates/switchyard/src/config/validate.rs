@@ -261,6 +261,7 @@ impl Validator<'_> {
                 .map(SecretString::from),
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: HumanDuration::or(raw.shutdown_grace, Duration::from_secs(30)),
+            body_timeout: HumanDuration::or(raw.body_timeout, Duration::from_secs(30)),
             max_stream_event_bytes: usize::try_from(max_stream_event_bytes).unwrap_or(usize::MAX),
         })
     }

@@ -211,3 +211,29 @@ async fn upstream_failures_are_502_and_never_leak_the_provider_key() {
     );
     assert!(!body.to_string().contains(UPSTREAM_KEY));
 }
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = mock(&[]);
+    let gw = gateway(&config(
+        &mock.url("/v1"),
+        "connect: 1s",
+        "  body_timeout: 300ms",
+    ));
+    let mut socket = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"model\":"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        socket.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer within 3 s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+}
