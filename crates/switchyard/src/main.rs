@@ -52,7 +52,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let _log_guard = telemetry::init(cli.log_format);
     match cli.command {
         Command::Check { config } => check(&Source::resolve(config)),
         Command::Serve { config } => serve(&Source::resolve(config)),

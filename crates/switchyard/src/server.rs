@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let grace = config.server.shutdown_grace;
     let stopping = CancellationToken::new();
+    // Small responses must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(stopping.clone().cancelled_owned());
     let signals = {

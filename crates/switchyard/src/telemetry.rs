@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_providers::openai::Usage;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -16,12 +17,20 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber (stderr; level from `RUST_LOG`, default `info`).
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber: stderr, level from `RUST_LOG` (default `info`).
+///
+/// Lines are written by a background thread so a request never waits on a
+/// `write` to stderr; the returned guard flushes what is queued when dropped,
+/// so keep it alive until the process exits.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
@@ -32,7 +41,11 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .try_init(),
     };
+    guard
 }
+
+/// Log lines queued for the writer thread before a request has to wait (none is dropped).
+const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 /// What is known about one request; logged once when the request is over.
 ///

@@ -109,11 +109,17 @@ async fn proxy(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         response
     } else {
+        let length = upstream.headers().get(header::CONTENT_LENGTH).cloned();
         let mut response = Response::new(relay_json(upstream, call.provider, limits, log));
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // Known length: one write instead of chunked framing.
+        if let Some(length) = length {
+            headers.insert(header::CONTENT_LENGTH, length);
+        }
         response
     };
     let headers = response.headers_mut();
