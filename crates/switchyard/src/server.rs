@@ -28,13 +28,13 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// An HTTP client could not be built (TLS roots, for instance).
-    #[error("cannot set up the HTTP client for provider `{provider}`: {source}")]
+    /// A provider's HTTP client could not be built.
+    #[error("cannot set up provider `{provider}`: {source}")]
     Client {
         /// Provider name.
         provider: String,
-        /// The builder's error.
-        source: reqwest::Error,
+        /// What failed.
+        source: crate::upstream::ClientError,
     },
     /// The in-process mock provider could not start.
     #[error("cannot start the in-process mock provider: {0}")]

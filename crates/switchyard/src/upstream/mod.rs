@@ -21,6 +21,17 @@ pub use relay::{RelayLimits, relay_json, relay_sse};
 /// Largest upstream error body read to report its message.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
+/// Why a provider client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The HTTP client (TLS roots, for instance).
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+    /// An endpoint URL.
+    #[error("invalid URL {0}")]
+    Url(String),
+}
+
 /// A provider ready to be called.
 #[derive(Debug)]
 pub struct ProviderClient {
@@ -28,7 +39,8 @@ pub struct ProviderClient {
     pub name: Arc<str>,
     /// The dialect it speaks.
     pub kind: ProviderKind,
-    base_url: String,
+    /// `{base_url}/chat/completions`, `/completions`, `/embeddings`, parsed once.
+    urls: [reqwest::Url; 3],
     /// `Bearer <key>`, marked sensitive so it never shows in debug output.
     authorization: Option<HeaderValue>,
     /// The raw key, to scrub it from anything the provider echoes back.
@@ -41,7 +53,7 @@ pub struct ProviderClient {
 impl ProviderClient {
     /// Builds the pooled client for `provider`; `base_url` overrides the configured
     /// one (used for the in-process mock, whose address is known only at start-up).
-    pub fn new(provider: &Provider, base_url: Option<String>) -> Result<Self, reqwest::Error> {
+    pub fn new(provider: &Provider, base_url: Option<String>) -> Result<Self, ClientError> {
         let client = reqwest::Client::builder()
             .connect_timeout(provider.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -49,7 +61,18 @@ impl ProviderClient {
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let base_url = base_url.unwrap_or_else(|| provider.base_url.clone());
+        let url = |endpoint: Endpoint| {
+            reqwest::Url::parse(&format!("{base_url}{}", endpoint.path()))
+                .map_err(|e| ClientError::Url(format!("{base_url}: {e}")))
+        };
+        let urls = [
+            url(Endpoint::ChatCompletions)?,
+            url(Endpoint::Completions)?,
+            url(Endpoint::Embeddings)?,
+        ];
         let authorization = provider.api_key.as_ref().and_then(|key| {
             let mut value =
                 HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).ok()?;
@@ -59,7 +82,7 @@ impl ProviderClient {
         Ok(Self {
             name: Arc::from(provider.name.as_str()),
             kind: provider.kind,
-            base_url: base_url.unwrap_or_else(|| provider.base_url.clone()),
+            urls,
             authorization,
             secret: provider.api_key.clone(),
             timeouts: provider.timeouts,
@@ -79,7 +102,12 @@ impl ProviderClient {
         request_id: &HeaderValue,
         deadline: Instant,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let url = format!("{}{}", self.base_url, endpoint.path());
+        let url = self.urls[match endpoint {
+            Endpoint::ChatCompletions => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+        }]
+        .clone();
         let mut request = self
             .client
             .post(url)
