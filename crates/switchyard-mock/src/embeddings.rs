@@ -1,0 +1,270 @@
+//! `POST /v1/embeddings`: a unit vector per input, derived from a SHA-256 hash of it.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use base64::Engine;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::MockError;
+use crate::text::count_words;
+use crate::{Mock, json_response};
+
+/// Dimensions of an embedding when the request does not say.
+const DEFAULT_DIMENSIONS: u32 = 8;
+/// The most dimensions the mock computes.
+const MAX_DIMENSIONS: u32 = 16_384;
+
+// === Request ===
+
+/// The fields of an embeddings request the mock reads; the rest is ignored.
+#[derive(Debug, Deserialize)]
+struct EmbeddingRequest {
+    model: Option<String>,
+    input: Option<Input>,
+    dimensions: Option<u32>,
+    encoding_format: Option<String>,
+}
+
+/// `input`: a string, strings, tokens, or token lists.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Input {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<i64>),
+    TokenLists(Vec<Vec<i64>>),
+}
+
+/// One thing to embed.
+#[derive(Clone, Copy, Debug)]
+enum Item<'a> {
+    Text(&'a str),
+    Tokens(&'a [i64]),
+}
+
+impl Input {
+    fn items(&self) -> Vec<Item<'_>> {
+        match self {
+            Self::Text(text) => vec![Item::Text(text)],
+            Self::Texts(texts) => texts.iter().map(|t| Item::Text(t)).collect(),
+            Self::Tokens(tokens) => vec![Item::Tokens(tokens)],
+            Self::TokenLists(lists) => lists.iter().map(|t| Item::Tokens(t)).collect(),
+        }
+    }
+}
+
+impl Item<'_> {
+    fn is_empty(self) -> bool {
+        match self {
+            Self::Text(text) => text.is_empty(),
+            Self::Tokens(tokens) => tokens.is_empty(),
+        }
+    }
+
+    fn tokens(self) -> u64 {
+        match self {
+            Self::Text(text) => count_words(text),
+            Self::Tokens(tokens) => tokens.len() as u64,
+        }
+    }
+
+    fn digest(self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        match self {
+            Self::Text(text) => hasher.update(text.as_bytes()),
+            Self::Tokens(tokens) => tokens.iter().for_each(|t| hasher.update(t.to_le_bytes())),
+        }
+        hasher.finalize().into()
+    }
+}
+
+/// A unit vector (L2 norm 1) of `dimensions` components, a pure function of `item`:
+/// the item's digest is expanded, 8 components per SHA-256 block, into numbers in
+/// `[-1, 1]`, which are then normalized.
+fn embed(item: Item<'_>, dimensions: u32) -> Vec<f32> {
+    let digest = item.digest();
+    let mut raw = Vec::with_capacity(dimensions as usize);
+    for block in 0u32.. {
+        let words = Sha256::new()
+            .chain_update(digest)
+            .chain_update(block.to_le_bytes())
+            .finalize();
+        for word in words.chunks_exact(4) {
+            if raw.len() == dimensions as usize {
+                break;
+            }
+            let bits = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+            raw.push(f64::from(bits) / f64::from(u32::MAX) * 2.0 - 1.0);
+        }
+        if raw.len() == dimensions as usize {
+            break;
+        }
+    }
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        // Never seen, but a unit vector is promised.
+        return (0..dimensions)
+            .map(|i| if i == 0 { 1.0 } else { 0.0 })
+            .collect();
+    }
+    raw.iter().map(|x| (x / norm) as f32).collect()
+}
+
+// === Response ===
+
+/// OpenAI's `CreateEmbeddingResponse`.
+#[derive(Serialize)]
+struct EmbeddingList<'a> {
+    object: &'static str,
+    data: Vec<Embedding>,
+    model: &'a str,
+    usage: EmbeddingUsage,
+}
+
+#[derive(Serialize)]
+struct Embedding {
+    object: &'static str,
+    index: usize,
+    embedding: Vector,
+}
+
+/// A float array, or with `encoding_format: "base64"` the base64 of its little-endian
+/// `f32` bytes (what the official SDKs ask for and decode).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Vector {
+    Floats(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct EmbeddingUsage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+/// `POST /v1/embeddings`.
+pub(crate) async fn handle(
+    State(mock): State<Arc<Mock>>,
+    body: Bytes,
+) -> Result<Response, MockError> {
+    let admission = mock.faults.admit().await?;
+    let request: EmbeddingRequest =
+        serde_json::from_slice(&body).map_err(|e| MockError::malformed(&e))?;
+    let Some(model) = request.model.as_deref() else {
+        return Err(MockError::invalid(
+            "you must provide a model parameter",
+            "model",
+        ));
+    };
+    let items = request.input.as_ref().map(Input::items).unwrap_or_default();
+    if items.is_empty() || items.iter().any(|item| item.is_empty()) {
+        return Err(MockError::invalid(
+            "input must be a non-empty string or a non-empty array of non-empty inputs",
+            "input",
+        ));
+    }
+    let dimensions = request.dimensions.unwrap_or(DEFAULT_DIMENSIONS);
+    if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
+        return Err(MockError::invalid(
+            format!("dimensions must be between 1 and {MAX_DIMENSIONS}"),
+            "dimensions",
+        ));
+    }
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(MockError::invalid(
+                format!("encoding_format must be 'float' or 'base64', not {other:?}"),
+                "encoding_format",
+            ));
+        }
+    };
+    let data = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let vector = embed(*item, dimensions);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                Vector::Floats(vector)
+            };
+            Embedding {
+                object: "embedding",
+                index,
+                embedding,
+            }
+        })
+        .collect();
+    let tokens = items.iter().map(|item| item.tokens()).sum();
+    json_response(
+        &EmbeddingList {
+            object: "list",
+            data,
+            model,
+            usage: EmbeddingUsage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        },
+        &admission.request_id(),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn norm(v: &[f32]) -> f64 {
+        v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
+    }
+
+    #[test]
+    fn unit_vectors_of_any_dimension() {
+        for dimensions in [1, 7, 8, 9, 1536] {
+            let v = embed(Item::Text("hello"), dimensions);
+            assert_eq!(v.len(), dimensions as usize);
+            assert!((norm(&v) - 1.0).abs() < 1e-6, "{dimensions}: {}", norm(&v));
+            assert!(v.iter().all(|x| (-1.0..=1.0).contains(x)));
+        }
+        assert_eq!(embed(Item::Text("x"), 1), [1.0f32]);
+    }
+
+    #[test]
+    fn deterministic_and_distinct() {
+        assert_eq!(embed(Item::Text("a"), 8), embed(Item::Text("a"), 8));
+        assert_ne!(embed(Item::Text("a"), 8), embed(Item::Text("b"), 8));
+        assert_ne!(
+            embed(Item::Tokens(&[1, 2]), 8),
+            embed(Item::Tokens(&[2, 1]), 8)
+        );
+        // A longer vector starts in the same direction as a shorter one.
+        let short = embed(Item::Text("a"), 8);
+        let long = embed(Item::Text("a"), 16);
+        let ratio = long[0] / short[0];
+        assert!(
+            short
+                .iter()
+                .zip(&long)
+                .all(|(s, l)| (l / s - ratio).abs() < 1e-4)
+        );
+    }
+
+    #[test]
+    fn input_forms() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<Input>(v).unwrap();
+        let tokens = |i: &Input| i.items().iter().map(|x| x.tokens()).collect::<Vec<_>>();
+        assert_eq!(tokens(&parse(serde_json::json!("a b c"))), [3]);
+        assert_eq!(tokens(&parse(serde_json::json!(["a", "b c"]))), [1, 2]);
+        assert_eq!(tokens(&parse(serde_json::json!([1, 2, 3]))), [3]);
+        assert_eq!(tokens(&parse(serde_json::json!([[1], [2, 3]]))), [1, 2]);
+    }
+}

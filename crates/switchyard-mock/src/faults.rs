@@ -1,0 +1,241 @@
+//! Injected faults: latency, failed requests, cut streams, in-band stream errors.
+//!
+//! Every decision is a pure function of `--seed` and the request's sequence number (the
+//! order in which `/v1/*` requests arrived since start or `POST /mock/reset`), so a run
+//! with the same seed and the same request sequence makes the same decisions, without a
+//! lock on the request path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+
+use crate::MockOptions;
+use crate::error::MockError;
+
+/// What happens to a streamed response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamFate {
+    /// Every chunk, then `[DONE]`.
+    Complete,
+    /// The connection drops after half of the content chunks (`--stream-cut-rate`).
+    Cut,
+    /// An error event after the first content chunk, then a clean end without `[DONE]`
+    /// (`--stream-error-rate`).
+    InBandError,
+}
+
+/// The decisions for one admitted request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Admission {
+    /// The request's sequence number, also used to name its response.
+    pub seq: u64,
+    /// What happens to its stream, if it asks for one.
+    pub fate: StreamFate,
+}
+
+impl Admission {
+    /// The `x-request-id` of the response.
+    pub(crate) fn request_id(&self) -> String {
+        format!("req-mock-{}", self.seq)
+    }
+}
+
+/// Decides, per request, which faults to inject.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    latency: Duration,
+    error_rate: f64,
+    error_status: StatusCode,
+    retry_after: Option<u64>,
+    stream_cut_rate: f64,
+    stream_error_rate: f64,
+    seed: u64,
+    next_seq: AtomicU64,
+}
+
+/// Independent draws taken for each request.
+#[derive(Clone, Copy)]
+enum Draw {
+    Error = 0,
+    Cut = 1,
+    InBand = 2,
+}
+
+impl Faults {
+    /// The faults asked for by `options`; an `--error-status` outside 400..=599 means 500.
+    pub(crate) fn new(options: &MockOptions) -> Self {
+        let error_status = StatusCode::from_u16(options.error_status)
+            .ok()
+            .filter(|s| s.is_client_error() || s.is_server_error())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self {
+            latency: options.latency,
+            error_rate: options.error_rate,
+            error_status,
+            retry_after: options.retry_after,
+            stream_cut_rate: options.stream_cut_rate,
+            stream_error_rate: options.stream_error_rate,
+            seed: options.seed,
+            next_seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits `--latency`, then either fails the request (`--error-rate`) or admits it
+    /// with its stream's fate.
+    pub(crate) async fn admit(&self) -> Result<Admission, MockError> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        self.decide(seq)
+    }
+
+    /// Restarts the sequence, so that the decisions after a reset repeat those after start.
+    pub(crate) fn reset(&self) {
+        self.next_seq.store(0, Ordering::Relaxed);
+    }
+
+    fn decide(&self, seq: u64) -> Result<Admission, MockError> {
+        if self.chance(seq, Draw::Error) < self.error_rate {
+            return Err(MockError::Injected {
+                status: self.error_status,
+                retry_after: self.retry_after,
+            });
+        }
+        let fate = if self.chance(seq, Draw::Cut) < self.stream_cut_rate {
+            StreamFate::Cut
+        } else if self.chance(seq, Draw::InBand) < self.stream_error_rate {
+            StreamFate::InBandError
+        } else {
+            StreamFate::Complete
+        };
+        Ok(Admission { seq, fate })
+    }
+
+    /// A uniform number in `[0, 1)` for draw `draw` of request `seq`.
+    fn chance(&self, seq: u64, draw: Draw) -> f64 {
+        let bits =
+            splitmix64(self.seed ^ splitmix64(seq.wrapping_mul(3).wrapping_add(draw as u64)));
+        (bits >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// SplitMix64's output function: a fast, well-mixed 64-bit hash.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn faults(options: MockOptions) -> Faults {
+        Faults::new(&options)
+    }
+
+    fn outcomes(f: &Faults, n: u64) -> Vec<Option<StreamFate>> {
+        (0..n)
+            .map(|seq| f.decide(seq).ok().map(|a| a.fate))
+            .collect()
+    }
+
+    #[test]
+    fn rates_zero_and_one_are_absolute() {
+        let never = faults(MockOptions::default());
+        assert!(
+            outcomes(&never, 1000)
+                .iter()
+                .all(|o| *o == Some(StreamFate::Complete))
+        );
+
+        let always = faults(MockOptions {
+            error_rate: 1.0,
+            ..MockOptions::default()
+        });
+        assert!(outcomes(&always, 1000).iter().all(Option::is_none));
+
+        let cut = faults(MockOptions {
+            stream_cut_rate: 1.0,
+            stream_error_rate: 1.0,
+            ..MockOptions::default()
+        });
+        assert!(
+            outcomes(&cut, 1000)
+                .iter()
+                .all(|o| *o == Some(StreamFate::Cut))
+        );
+    }
+
+    #[test]
+    fn rates_are_honoured_roughly() {
+        let f = faults(MockOptions {
+            error_rate: 0.3,
+            stream_error_rate: 0.5,
+            ..MockOptions::default()
+        });
+        let all = outcomes(&f, 20_000);
+        let failed = all.iter().filter(|o| o.is_none()).count();
+        let in_band = all
+            .iter()
+            .filter(|o| **o == Some(StreamFate::InBandError))
+            .count();
+        assert!((5_400..6_600).contains(&failed), "{failed}");
+        // Half of the 70 % admitted.
+        assert!((6_300..7_700).contains(&in_band), "{in_band}");
+    }
+
+    #[test]
+    fn same_seed_same_decisions_other_seed_other_decisions() {
+        let options = |seed| MockOptions {
+            error_rate: 0.5,
+            seed,
+            ..MockOptions::default()
+        };
+        assert_eq!(
+            outcomes(&faults(options(7)), 200),
+            outcomes(&faults(options(7)), 200)
+        );
+        assert_ne!(
+            outcomes(&faults(options(7)), 200),
+            outcomes(&faults(options(8)), 200)
+        );
+    }
+
+    #[tokio::test]
+    async fn admit_numbers_requests_and_reset_restarts() {
+        let f = faults(MockOptions::default());
+        assert_eq!(f.admit().await.unwrap().seq, 0);
+        assert_eq!(f.admit().await.unwrap().seq, 1);
+        f.reset();
+        assert_eq!(f.admit().await.unwrap().seq, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admit_waits_the_latency() {
+        let f = faults(MockOptions {
+            latency: Duration::from_millis(250),
+            ..MockOptions::default()
+        });
+        let start = tokio::time::Instant::now();
+        f.admit().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn odd_error_status_means_500() {
+        let f = faults(MockOptions {
+            error_rate: 1.0,
+            error_status: 200,
+            ..MockOptions::default()
+        });
+        match f.decide(0) {
+            Err(MockError::Injected { status, .. }) => assert_eq!(status, 500),
+            other => panic!("{other:?}"),
+        }
+    }
+}

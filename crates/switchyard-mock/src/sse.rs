@@ -1,0 +1,268 @@
+//! Server-sent event responses: rendered events played back with the configured pacing,
+//! each written to the connection as it is produced, and the stream faults applied.
+
+use std::io;
+use std::ops::Range;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::error::MockError;
+use crate::faults::StreamFate;
+use crate::insert_request_id;
+
+/// The terminating event of an OpenAI stream.
+pub(crate) const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// The in-band failure OpenAI-style upstreams send in place of the rest of a stream.
+pub(crate) const IN_BAND_ERROR: &[u8] = b"data: {\"error\":{\"message\":\"mock in-band failure\",\"type\":\"server_error\",\"code\":null,\"param\":null}}\n\n";
+
+/// How long a cut stream waits, after its last event, before it fails.
+const FLUSH_BEFORE_CUT: Duration = Duration::from_millis(20);
+
+/// `data: <json>\n\n`.
+pub(crate) fn data(value: &impl Serialize) -> Result<Bytes, MockError> {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(b"data: ");
+    serde_json::to_writer(&mut buf, value).map_err(MockError::internal)?;
+    buf.extend_from_slice(b"\n\n");
+    Ok(Bytes::from(buf))
+}
+
+/// A whole stream, rendered, before pacing and faults.
+#[derive(Debug)]
+pub(crate) struct EventStream {
+    /// Every event of a complete stream, in order, terminator included.
+    pub events: Vec<Bytes>,
+    /// The events that carry content (text or tool-call pieces).
+    pub content: Range<usize>,
+}
+
+/// When the events go out.
+#[derive(Clone, Debug)]
+pub(crate) struct Pacing {
+    /// The wait before the first content event.
+    pub ttft: Duration,
+    /// The wait before each later content event.
+    pub interval: Option<Duration>,
+    /// Turns true when the server stops waiting for open streams: a stream still waiting
+    /// then ends at once, dropping its connection.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl EventStream {
+    /// A `200 text/event-stream` response that plays the stream back as `fate` decides.
+    pub(crate) fn into_response(
+        self,
+        pacing: Pacing,
+        fate: StreamFate,
+        request_id: &str,
+    ) -> Response {
+        let playback = Playback::new(self, pacing, fate);
+        let body = Body::from_stream(futures_util::stream::unfold(playback, Playback::next));
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        insert_request_id(headers, request_id);
+        response
+    }
+}
+
+/// The state of a stream being played back.
+struct Playback {
+    events: std::vec::IntoIter<Bytes>,
+    /// Index of the next event.
+    next: usize,
+    content: Range<usize>,
+    pacing: Pacing,
+    /// End with an error (dropping the connection) once the events run out.
+    cut: bool,
+}
+
+impl Playback {
+    fn new(stream: EventStream, pacing: Pacing, fate: StreamFate) -> Self {
+        let EventStream {
+            mut events,
+            content,
+        } = stream;
+        let first_content = content.start;
+        match fate {
+            StreamFate::Complete => {}
+            StreamFate::Cut => events.truncate(first_content + content.len().div_ceil(2)),
+            StreamFate::InBandError => {
+                events.truncate(first_content + content.len().min(1));
+                events.push(Bytes::from_static(IN_BAND_ERROR));
+            }
+        }
+        Self {
+            events: events.into_iter(),
+            next: 0,
+            content,
+            pacing,
+            cut: fate == StreamFate::Cut,
+        }
+    }
+
+    fn delay_before(&self, index: usize) -> Option<Duration> {
+        if index == self.content.start {
+            Some(self.pacing.ttft).filter(|d| !d.is_zero())
+        } else if self.content.contains(&index) {
+            self.pacing.interval
+        } else {
+            None
+        }
+    }
+
+    async fn next(mut self) -> Option<(io::Result<Bytes>, Self)> {
+        match self.events.next() {
+            Some(event) => {
+                if let Some(delay) = self.delay_before(self.next)
+                    && !self.wait(delay).await
+                {
+                    return self.abort("mock server shutting down");
+                }
+                self.next += 1;
+                Some((Ok(event), self))
+            }
+            // hyper drops the connection without the terminating chunk. It also drops
+            // whatever it has not written yet: give it time to send what went before.
+            None if self.cut => {
+                self.wait(FLUSH_BEFORE_CUT).await;
+                self.abort("mock stream cut")
+            }
+            None => None,
+        }
+    }
+
+    /// Waits `delay`; false if the server stopped waiting for streams meanwhile.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            _ = self.pacing.stop.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    /// Fails the body, which makes hyper drop the connection; nothing follows.
+    fn abort(mut self, why: &str) -> Option<(io::Result<Bytes>, Self)> {
+        self.events = Vec::new().into_iter();
+        self.cut = false;
+        Some((Err(io::Error::other(why.to_owned())), self))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use tokio::time::Instant;
+
+    /// prelude, three content events, finish, done.
+    fn stream() -> EventStream {
+        EventStream {
+            events: ["p", "c1", "c2", "c3", "f", "d"]
+                .into_iter()
+                .map(|s| Bytes::from_static(s.as_bytes()))
+                .collect(),
+            content: 1..4,
+        }
+    }
+
+    /// The items and the instants they arrived at, relative to the start.
+    async fn play(pacing: Pacing, fate: StreamFate) -> Vec<(Result<String, String>, Duration)> {
+        let start = Instant::now();
+        futures_util::stream::unfold(Playback::new(stream(), pacing, fate), Playback::next)
+            .map(|item| {
+                (
+                    item.map(|b| String::from_utf8(b.to_vec()).unwrap())
+                        .map_err(|e| e.to_string()),
+                    start.elapsed(),
+                )
+            })
+            .collect()
+            .await
+    }
+
+    fn pacing(ttft: u64, interval: Option<u64>) -> (watch::Sender<bool>, Pacing) {
+        let (stop, stopped) = watch::channel(false);
+        let pacing = Pacing {
+            ttft: Duration::from_millis(ttft),
+            interval: interval.map(Duration::from_millis),
+            stop: stopped,
+        };
+        (stop, pacing)
+    }
+
+    fn items(played: &[(Result<String, String>, Duration)]) -> Vec<Result<&str, &str>> {
+        played
+            .iter()
+            .map(|(item, _)| item.as_deref().map_err(String::as_str))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn complete_plays_everything_with_ttft_and_interval() {
+        let (_stop, pacing) = pacing(100, Some(10));
+        let played = play(pacing, StreamFate::Complete).await;
+        assert_eq!(
+            items(&played),
+            [Ok("p"), Ok("c1"), Ok("c2"), Ok("c3"), Ok("f"), Ok("d")]
+        );
+        let at: Vec<u64> = played.iter().map(|(_, t)| t.as_millis() as u64).collect();
+        assert_eq!(at, [0, 100, 110, 120, 120, 120]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cut_stops_after_half_the_content_with_an_error() {
+        let (_stop, pacing) = pacing(0, None);
+        let played = play(pacing, StreamFate::Cut).await;
+        assert_eq!(
+            items(&played),
+            [Ok("p"), Ok("c1"), Ok("c2"), Err("mock stream cut")]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_band_error_follows_the_first_content_and_ends_cleanly() {
+        let (_stop, pacing) = pacing(0, None);
+        let played = play(pacing, StreamFate::InBandError).await;
+        let error = std::str::from_utf8(IN_BAND_ERROR).unwrap();
+        assert_eq!(items(&played), [Ok("p"), Ok("c1"), Ok(error)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_ends_a_waiting_stream_with_an_error() {
+        let (stop, pacing) = pacing(0, Some(1000));
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            stop.send_replace(true);
+        });
+        let played = play(pacing, StreamFate::Complete).await;
+        stopper.await.unwrap();
+        assert_eq!(
+            items(&played),
+            [
+                Ok("p"),
+                Ok("c1"),
+                Ok("c2"),
+                Err("mock server shutting down")
+            ]
+        );
+        assert_eq!(played[3].1, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn data_frames_json() {
+        let event = data(&serde_json::json!({"a": 1})).unwrap();
+        assert_eq!(&event[..], b"data: {\"a\":1}\n\n");
+    }
+}
