@@ -117,6 +117,15 @@ impl GatewayError {
             error: self.to_openai(),
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
+        if matches!(
+            self,
+            Self::PayloadTooLarge { .. } | Self::BodyTimeout(_) | Self::BodyRead(_)
+        ) {
+            // The rest of the body is still on the wire: this connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Self::Upstream(e) = self
             && let Some(secs) = e.retry_after()
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
