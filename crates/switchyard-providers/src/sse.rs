@@ -144,10 +144,11 @@ impl SseParser {
 
     fn dispatch(&mut self) -> Option<SseEvent> {
         let event = self.event.take();
-        if !self.has_data {
+        // An event whose data is empty is not dispatched (`data:` keep-alives).
+        if !std::mem::take(&mut self.has_data) || self.data.is_empty() {
+            self.data.clear();
             return None;
         }
-        self.has_data = false;
         let data = Bytes::from(std::mem::take(&mut self.data));
         Some(SseEvent { event, data })
     }
@@ -204,7 +205,7 @@ mod tests {
     #[test]
     fn event_without_data_is_skipped() {
         let mut parser = SseParser::new(1024);
-        parser.push(b"event: ping\n\ndata:nospace\n\n");
+        parser.push(b"event: ping\n\ndata:\n\ndata:nospace\n\n");
         let events = all(&mut parser);
         assert_eq!(data(&events), vec![&b"nospace"[..]]);
         assert_eq!(events[0].event, None);

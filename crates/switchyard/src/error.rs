@@ -36,6 +36,9 @@ pub enum GatewayError {
     /// No such route.
     #[error("no route for {0}")]
     RouteNotFound(String),
+    /// The route exists, not with this method.
+    #[error("{0} is not allowed here")]
+    MethodNotAllowed(String),
     /// The server is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
@@ -53,6 +56,7 @@ impl GatewayError {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoDeployment(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(e) => e.status(),
         }
@@ -69,6 +73,7 @@ impl GatewayError {
             Self::ModelNotFound(_) => "model_not_found",
             Self::NoDeployment(_) => "no_deployment",
             Self::RouteNotFound(_) => "route_not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::ShuttingDown => "shutting_down",
             Self::Upstream(e) => e.kind(),
         }
@@ -90,6 +95,9 @@ impl GatewayError {
                 Some("model".to_owned()),
             ),
             Self::RouteNotFound(_) => ("invalid_request_error", Some("unknown_url"), None),
+            Self::MethodNotAllowed(_) => {
+                ("invalid_request_error", Some("method_not_allowed"), None)
+            }
             Self::NoDeployment(_) | Self::ShuttingDown => {
                 ("server_error", Some("service_unavailable"), None)
             }
@@ -132,6 +140,11 @@ impl GatewayError {
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        response.extensions_mut().insert(ErrorKind(self.kind()));
         response
     }
 }
+
+/// Marks an error response with its kind, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorKind(pub &'static str);

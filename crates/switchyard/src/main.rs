@@ -78,7 +78,7 @@ fn check(source: &Source) -> ExitCode {
                 .problems
                 .list
                 .iter()
-                .filter(|p| !p.message.starts_with("warning:"))
+                .filter(|p| p.is_error())
                 .count();
             println!("{}: {errors} problem(s)", checked.problems.source);
             ExitCode::FAILURE
@@ -110,13 +110,14 @@ fn serve(source: &Source) -> ExitCode {
 fn mock(listen: SocketAddr, options: switchyard_mock::MockOptions) -> ExitCode {
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
+            let mut signals = server::Signals::register().map_err(|e| e.to_string())?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             server::announce(addr);
             tracing::info!(%addr, ?options, "mock provider serving");
-            switchyard_mock::serve(listener, options, server::wait_for_shutdown_signal())
+            switchyard_mock::serve(listener, options, async move { signals.recv().await })
                 .await
                 .map_err(|e| e.to_string())
         })

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::http::HeaderValue;
+
 use crate::config::{Config, ProviderKind};
 use crate::error::GatewayError;
 use crate::upstream::ProviderClient;
@@ -15,6 +17,10 @@ pub struct Target {
     pub provider: Arc<ProviderClient>,
     /// The model name the provider knows.
     pub upstream_model: String,
+    /// `x-switchyard-provider` for answers from this deployment.
+    pub provider_header: HeaderValue,
+    /// `x-switchyard-model` for answers from this deployment.
+    pub model_header: HeaderValue,
     weight: u64,
 }
 
@@ -43,13 +49,16 @@ impl Routes {
                     .iter()
                     .filter_map(|d| {
                         let provider = clients.get(&d.provider)?;
-                        matches!(provider.kind, ProviderKind::Openai | ProviderKind::Mock).then(
-                            || Target {
-                                provider: provider.clone(),
-                                upstream_model: d.model.clone(),
-                                weight: u64::from(d.weight),
-                            },
-                        )
+                        if !matches!(provider.kind, ProviderKind::Openai | ProviderKind::Mock) {
+                            return None;
+                        }
+                        Some(Target {
+                            provider: provider.clone(),
+                            upstream_model: d.model.clone(),
+                            provider_header: header_value(&provider.name),
+                            model_header: header_value(&d.model),
+                            weight: u64::from(d.weight),
+                        })
                     })
                     .collect();
                 let total_weight = targets.iter().map(|t| t.weight).sum();
@@ -87,6 +96,11 @@ impl Routes {
         }
         Err(GatewayError::NoDeployment(model.to_owned()))
     }
+}
+
+/// A header value for a name from the config (names that cannot be one show as `-`).
+fn header_value(name: &str) -> HeaderValue {
+    HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// A fast, well-mixed hash of a counter: uniform enough for weighted picks.

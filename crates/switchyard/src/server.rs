@@ -1,10 +1,12 @@
 //! Start-up and shutdown: providers, the listener, signals and the grace period.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use bytes::Bytes;
@@ -36,13 +38,26 @@ pub enum StartError {
         /// What failed.
         source: crate::upstream::ClientError,
     },
+    /// The signal handlers could not be installed.
+    #[error("cannot listen for SIGTERM/SIGINT: {0}")]
+    Signals(std::io::Error),
     /// The in-process mock provider could not start.
     #[error("cannot start the in-process mock provider: {0}")]
     Mock(std::io::Error),
 }
 
-/// Runs the gateway until SIGTERM or SIGINT, then drains within `server.shutdown_grace`.
+/// After the grace period, how long open streams get to send their error event.
+const CUT_FLUSH: Duration = Duration::from_secs(1);
+
+/// Runs the gateway until SIGTERM or SIGINT, then drains:
+///
+/// 1. `/ready` answers 503 while the listener still accepts, for `server.shutdown_delay`
+///    (so a load balancer stops sending before connections are refused);
+/// 2. the listener closes and in-flight requests finish, for at most `server.shutdown_grace`;
+/// 3. streams still open then end with an error event (`shutting_down`), and the process exits.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    // Registered before the address is announced: a SIGTERM right after start-up drains too.
+    let mut signals = Signals::register().map_err(StartError::Signals)?;
     let internal = CancellationToken::new();
     let clients = provider_clients(&config, &internal).await?;
     let listener = TcpListener::bind(config.server.listen)
@@ -56,6 +71,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         source,
     })?;
     let ready = Arc::new(AtomicBool::new(true));
+    let cut = CancellationToken::new();
     let state = Arc::new(AppState {
         routes: Routes::new(&config, &clients),
         auth: Authenticator::new(config.auth, &config.keys),
@@ -63,39 +79,72 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         body_timeout: config.server.body_timeout,
         max_stream_event_bytes: config.server.max_stream_event_bytes,
         ready: ready.clone(),
+        cut: cut.clone(),
         models_body: models_body(&config),
     });
     announce(addr);
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 
-    let grace = config.server.shutdown_grace;
-    let stopping = CancellationToken::new();
     // Small responses must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let stopping = CancellationToken::new();
     let server = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(stopping.clone().cancelled_owned());
-    let signals = {
-        let stopping = stopping.clone();
-        async move {
-            shutdown_signal().await;
-            ready.store(false, Ordering::Relaxed);
-            tracing::info!(grace = ?grace, "shutdown: no new connections; waiting for in-flight requests");
-            stopping.cancel();
-            tokio::time::sleep(grace).await;
-        }
+        .with_graceful_shutdown(stopping.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(server);
+
+    let finished = tokio::select! {
+        result = &mut server => Some(result),
+        () = signals.recv() => None,
     };
-    tokio::select! {
-        result = server => {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "the server stopped with an error");
-            }
-            tracing::info!("shutdown complete");
-        }
-        () = signals => tracing::warn!(grace = ?grace, "shutdown grace period over; cutting the requests still in flight"),
+    let result = match finished {
+        Some(result) => result,
+        None => drain(&mut server, &config, &ready, &stopping, &cut).await,
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "the server stopped with an error");
     }
     internal.cancel();
+    Ok(())
+}
+
+/// Steps 1–3 of the shutdown (see [`run`]).
+async fn drain<F>(
+    server: &mut std::pin::Pin<&mut F>,
+    config: &Config,
+    ready: &AtomicBool,
+    stopping: &CancellationToken,
+    cut: &CancellationToken,
+) -> std::io::Result<()>
+where
+    F: Future<Output = std::io::Result<()>>,
+{
+    ready.store(false, Ordering::Relaxed);
+    let delay = config.server.shutdown_delay;
+    if !delay.is_zero() {
+        tracing::info!(?delay, "shutdown: /ready answers 503; still serving");
+        if let Ok(result) = tokio::time::timeout(delay, server.as_mut()).await {
+            return result;
+        }
+    }
+    let grace = config.server.shutdown_grace;
+    tracing::info!(
+        ?grace,
+        "shutdown: no new connections; waiting for in-flight requests"
+    );
+    stopping.cancel();
+    if let Ok(result) = tokio::time::timeout(grace, server.as_mut()).await {
+        tracing::info!("shutdown complete");
+        return result;
+    }
+    tracing::warn!(
+        ?grace,
+        "shutdown grace period over; ending the requests still in flight"
+    );
+    cut.cancel();
+    let _ = tokio::time::timeout(CUT_FLUSH, server.as_mut()).await;
     Ok(())
 }
 
@@ -153,32 +202,37 @@ fn models_body(config: &Config) -> Bytes {
     Bytes::from(serde_json::json!({ "object": "list", "data": data }).to_string())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT, listened for from the moment they are registered.
+pub struct Signals {
     #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the gateway");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
 }
 
-/// Waits for SIGTERM or SIGINT (used by `switchyard mock` too).
-pub async fn wait_for_shutdown_signal() {
-    shutdown_signal().await;
+impl Signals {
+    /// Installs the handlers.
+    pub fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Waits for the next SIGTERM or SIGINT.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

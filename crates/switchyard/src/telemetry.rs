@@ -67,8 +67,13 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Starts the record of a request.
+    /// Starts the record of a request now.
     pub fn start(request_id: &str, endpoint: &'static str) -> Self {
+        Self::start_at(request_id, endpoint, Instant::now())
+    }
+
+    /// Starts the record of a request that arrived at `started`.
+    pub fn start_at(request_id: &str, endpoint: &'static str, started: Instant) -> Self {
         Self {
             request_id: request_id.to_owned(),
             endpoint,
@@ -76,7 +81,7 @@ impl AccessLog {
             provider: None,
             upstream_model: None,
             stream: false,
-            started: Instant::now(),
+            started,
             ttft: None,
             usage: None,
             status: 0,
@@ -115,10 +120,16 @@ impl AccessLog {
 
     /// Writes the line; `outcome` is `ok` or a bounded error kind.
     pub fn finish(mut self, outcome: &str) {
-        self.write(outcome);
+        self.write(outcome, None);
     }
 
-    fn write(&mut self, outcome: &str) {
+    /// Writes the line of a failed request with what went wrong (never a secret:
+    /// provider texts are scrubbed before they get here).
+    pub fn fail(mut self, outcome: &str, detail: &str) {
+        self.write(outcome, Some(detail));
+    }
+
+    fn write(&mut self, outcome: &str, error: Option<&str>) {
         if self.done {
             return;
         }
@@ -136,6 +147,7 @@ impl AccessLog {
             stream = self.stream,
             status = self.status,
             outcome,
+            error,
             latency_ms,
             ttft_ms,
             prompt_tokens = usage.prompt_tokens,
@@ -147,6 +159,6 @@ impl AccessLog {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        self.write("client_disconnected");
+        self.write("client_disconnected", None);
     }
 }

@@ -4,12 +4,13 @@
 //! validate it and to rewrite `model` (and `stream_options`); every other field
 //! travels upstream as the exact bytes the client sent.
 
+mod raw;
 mod request;
 mod response;
 mod stream;
 mod types;
 
 pub use request::{Endpoint, InvalidRequest, RequestBody};
-pub use response::usage_of_response;
-pub use stream::{StreamEvent, classify_event};
+pub use response::{usage_in_tail, usage_of_response};
+pub use stream::{StreamEvent, classify_event, without_usage};
 pub use types::{ErrorBody, ErrorObject, Usage};

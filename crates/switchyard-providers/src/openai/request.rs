@@ -4,9 +4,10 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+
+use super::raw::{Key, RawObject, push_field};
 
 /// The OpenAI endpoints the gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,7 @@ impl InvalidRequest {
 /// A validated request body whose fields are kept as the client's raw JSON.
 #[derive(Debug)]
 pub struct RequestBody<'a> {
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    fields: RawObject<'a>,
     model: Cow<'a, str>,
     stream: bool,
     include_usage: bool,
@@ -66,12 +67,10 @@ pub struct RequestBody<'a> {
 impl<'a> RequestBody<'a> {
     /// Parses and validates `body` for `endpoint`.
     pub fn parse(endpoint: Endpoint, body: &'a [u8]) -> Result<Self, InvalidRequest> {
-        let fields = serde_json::from_slice::<Fields<'a>>(body)
-            .map_err(|e| InvalidRequest {
-                message: format!("the request body is not a valid JSON object: {e}"),
-                param: None,
-            })?
-            .0;
+        let fields = RawObject::parse(body).map_err(|e| InvalidRequest {
+            message: format!("the request body is not a valid JSON object: {e}"),
+            param: None,
+        })?;
         let mut request = Self {
             fields,
             model: Cow::Borrowed(""),
@@ -98,7 +97,7 @@ impl<'a> RequestBody<'a> {
     }
 
     fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+        self.fields.get(name)
     }
 
     fn validate(&mut self, endpoint: Endpoint) -> Result<(), InvalidRequest> {
@@ -209,38 +208,39 @@ impl<'a> RequestBody<'a> {
     /// so the gateway still learns the token counts. All other fields are the
     /// client's bytes, unchanged.
     pub fn to_upstream(&self, upstream_model: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.fields
-                .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
-                .sum::<usize>()
-                + 64,
-        );
+        let size: usize = self
+            .fields
+            .0
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.get().len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(size + upstream_model.len() + 64);
         out.push(b'{');
-        push_field(&mut out, "model", &json_string(upstream_model));
+        push_field(
+            &mut out,
+            &Key(Cow::Borrowed("model")),
+            json_string(upstream_model).as_bytes(),
+        );
         let force_usage = self.stream && !self.include_usage;
-        for (name, value) in &self.fields {
-            match name.as_ref() {
+        for (name, value) in &self.fields.0 {
+            match name.as_str() {
                 "model" => {}
                 "stream_options" if force_usage => {}
-                _ => push_field(&mut out, name, value.get()),
+                _ => push_field(&mut out, name, value.get().as_bytes()),
             }
         }
         if force_usage {
+            // The client's other stream options stay, in their order.
             let mut options = self
                 .get("stream_options")
-                .and_then(|raw| {
-                    serde_json::from_str::<Option<Map<String, Value>>>(raw.get())
-                        .ok()
-                        .flatten()
-                })
-                .unwrap_or_default();
-            options.insert("include_usage".to_owned(), Value::Bool(true));
-            push_field(
-                &mut out,
-                "stream_options",
-                &Value::Object(options).to_string(),
-            );
+                .and_then(|raw| RawObject::parse(raw.get().as_bytes()).ok())
+                .map_or_else(|| b"{}".to_vec(), |o| o.write_without("include_usage"));
+            options.pop();
+            if options.len() > 1 {
+                options.push(b',');
+            }
+            options.extend_from_slice(br#""include_usage":true}"#);
+            push_field(&mut out, &Key(Cow::Borrowed("stream_options")), &options);
         }
         out.push(b'}');
         out
@@ -255,15 +255,6 @@ const NUMBERS: [(&str, &str); 4] = [
 ];
 
 const POSITIVE_INTEGERS: [&str; 4] = ["n", "max_tokens", "max_completion_tokens", "dimensions"];
-
-fn push_field(out: &mut Vec<u8>, name: &str, raw_value: &str) {
-    if out.len() > 1 {
-        out.push(b',');
-    }
-    out.extend_from_slice(json_string(name).as_bytes());
-    out.push(b':');
-    out.extend_from_slice(raw_value.as_bytes());
-}
 
 fn json_string(s: &str) -> String {
     // Serializing a str cannot fail.
@@ -347,75 +338,77 @@ impl MessageProbe<'_> {
     }
 }
 
-/// `prompt` or `input`: text, texts, tokens or token arrays.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Input {
-    Text(String),
-    Texts(Vec<String>),
-    Tokens(Vec<u32>),
-    TokenArrays(Vec<Vec<u32>>),
+/// The shape of `prompt` or `input` — text, texts, tokens or token arrays —
+/// checked without copying it.
+struct Input {
+    empty: bool,
 }
 
 impl Input {
     fn is_empty(&self) -> bool {
-        match self {
-            Self::Text(s) => s.is_empty(),
-            Self::Texts(v) => v.is_empty(),
-            Self::Tokens(v) => v.is_empty(),
-            Self::TokenArrays(v) => v.is_empty(),
-        }
+        self.empty
     }
 }
 
-/// The top-level object as `(name, raw value)` pairs in the client's order;
-/// a repeated name keeps its last value, as JSON parsers commonly do.
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// One element of an input array.
+#[derive(PartialEq)]
+enum Element {
+    Text,
+    Token,
+    Tokens,
+}
 
-impl<'de> Deserialize<'de> for Fields<'de> {
+impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields<'de>;
+        struct InputVisitor;
+        impl<'de> Visitor<'de> for InputVisitor {
+            type Value = Input;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str(
+                    "a string, an array of strings, an array of tokens or an array of token arrays",
+                )
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(Key(name)) = map.next_key()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    match fields.iter_mut().find(|(k, _)| *k == name) {
-                        Some(slot) => slot.1 = value,
-                        None => fields.push((name, value)),
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Input, E> {
+                Ok(Input {
+                    empty: v.is_empty(),
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Input, A::Error> {
+                let Some(first) = seq.next_element::<Element>()? else {
+                    return Ok(Input { empty: true });
+                };
+                while let Some(next) = seq.next_element::<Element>()? {
+                    if next != first {
+                        return Err(de::Error::custom("array elements of different kinds"));
                     }
                 }
-                Ok(Fields(fields))
+                Ok(Input { empty: false })
             }
         }
-        de.deserialize_map(FieldsVisitor)
+        de.deserialize_any(InputVisitor)
     }
 }
 
-/// An object key, borrowed from the body unless it contains escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
+impl<'de> Deserialize<'de> for Element {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
+        struct ElementVisitor;
+        impl<'de> Visitor<'de> for ElementVisitor {
+            type Value = Element;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
+                f.write_str("a string, a token or an array of tokens")
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Element, E> {
+                Ok(Element::Text)
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Element, E> {
+                Ok(Element::Token)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+                while seq.next_element::<u32>()?.is_some() {}
+                Ok(Element::Tokens)
             }
         }
-        de.deserialize_str(KeyVisitor)
+        de.deserialize_any(ElementVisitor)
     }
 }
 
@@ -423,6 +416,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn upstream(endpoint: Endpoint, body: &str) -> Value {
         let request = RequestBody::parse(endpoint, body.as_bytes()).unwrap();

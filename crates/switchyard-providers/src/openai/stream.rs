@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::raw::RawObject;
 use super::types::{ErrorObject, Usage};
 
 /// What one `data:` event of an OpenAI stream means to the gateway.
@@ -30,8 +31,8 @@ pub enum StreamEvent {
 struct ChunkProbe<'a> {
     #[serde(default, borrow)]
     error: Option<&'a RawValue>,
-    #[serde(default)]
-    usage: Option<Usage>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
     #[serde(default)]
     choices: Option<Vec<ChoiceProbe>>,
 }
@@ -60,12 +61,17 @@ pub fn classify_event(data: &[u8]) -> StreamEvent {
             });
         return StreamEvent::Error(error);
     }
+    // Usage is read best-effort: an odd usage object must not break a healthy stream.
+    let usage = probe
+        .usage
+        .filter(|raw| raw.get() != "null")
+        .and_then(|raw| serde_json::from_str::<Usage>(raw.get()).ok());
     match probe.choices {
         Some(choices) if !choices.is_empty() => StreamEvent::Chunk {
             finished: choices.iter().any(|c| c.finish_reason.is_some()),
-            usage: probe.usage,
+            usage,
         },
-        _ => match probe.usage {
+        _ => match usage {
             Some(usage) => StreamEvent::UsageOnly(usage),
             None => StreamEvent::Chunk {
                 finished: false,
@@ -73,6 +79,14 @@ pub fn classify_event(data: &[u8]) -> StreamEvent {
             },
         },
     }
+}
+
+/// The chunk without its `usage` field, every other byte as the upstream sent it
+/// (used when the gateway asked for usage on the client's behalf).
+pub fn without_usage(data: &[u8]) -> Option<Vec<u8>> {
+    RawObject::parse(data)
+        .ok()
+        .map(|object| object.write_without("usage"))
 }
 
 #[cfg(test)]
@@ -117,6 +131,10 @@ mod tests {
             })
         );
         assert_eq!(classify_event(b"<html>"), StreamEvent::Malformed);
+        assert_eq!(
+            classify_event(br#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":null,"completion_tokens":2.0}}"#),
+            StreamEvent::Chunk { finished: true, usage: None }
+        );
         assert_eq!(
             classify_event(br#"{"choices":[],"usage":null,"error":null}"#),
             StreamEvent::Chunk {

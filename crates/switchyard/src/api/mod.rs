@@ -6,15 +6,19 @@
 //! 2. `SetSensitiveRequestHeadersLayer` — `authorization` and `x-api-key` are hidden from traces.
 //! 3. `SetRequestIdLayer` — a request without `x-request-id` gets a fresh UUID.
 //! 4. `PropagateRequestIdLayer` — the response carries the same `x-request-id`.
-//! 5. `require_key` (only on `/v1/*`) — authentication; 401 in OpenAI's shape.
-//! 6. The handler: read the body (bounded by `server.max_body_bytes`) → validate →
-//!    route → call the provider → relay the answer (JSON or SSE) → one access-log line.
+//! 5. `access_log` — one line per request not logged by its handler (the proxy
+//!    handlers log when their body ends, with usage and time to first token).
+//! 6. `require_key` (only on `/v1/*`) — authentication; 401 in OpenAI's shape.
+//! 7. The handler: read the body (bounded by `server.max_body_bytes` and
+//!    `server.body_timeout`) → validate → route → call the provider → relay the
+//!    answer (JSON or SSE).
 
 mod health;
 mod openai;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -23,12 +27,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::auth::Authenticator;
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
 use crate::routing::Routes;
 use crate::telemetry::AccessLog;
 
@@ -42,11 +47,13 @@ pub struct AppState {
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
     /// `server.body_timeout`.
-    pub body_timeout: std::time::Duration,
+    pub body_timeout: Duration,
     /// `server.max_stream_event_bytes`.
     pub max_stream_event_bytes: usize,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
+    /// Cancelled when the shutdown grace period is over: open streams end with an error event.
+    pub cut: CancellationToken,
     /// The `GET /v1/models` body, built once.
     pub models_body: Bytes,
 }
@@ -67,7 +74,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn(access_log))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -78,7 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// The request id set by the layer (always present inside the router).
-pub fn request_id(request: &Request) -> &str {
+fn request_id(request: &Request) -> &str {
     request
         .headers()
         .get(&REQUEST_ID)
@@ -86,30 +95,62 @@ pub fn request_id(request: &Request) -> &str {
         .unwrap_or("-")
 }
 
-async fn require_key(
-    State(state): State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Marks a response whose handler writes the access line itself.
+#[derive(Debug, Clone, Copy)]
+struct HandlerLogged;
+
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let endpoint = endpoint_name(request.uri().path());
+    let id = request.headers().get(&REQUEST_ID).cloned();
+    let response = next.run(request).await;
+    if response.extensions().get::<HandlerLogged>().is_some() {
+        return response;
+    }
+    let status = response.status().as_u16();
+    let outcome = response
+        .extensions()
+        .get::<ErrorKind>()
+        .map_or("ok", |k| k.0);
+    let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
+    if matches!(endpoint, "health" | "ready") {
+        // Probes come every few seconds: keep them out of the info log.
+        tracing::debug!(target: "switchyard::access", request_id = id, endpoint, status, outcome, "request");
+    } else {
+        let mut log = AccessLog::start_at(id, endpoint, started);
+        log.status(status);
+        log.finish(outcome);
+    }
+    response
+}
+
+/// A bounded name for a request path, for the access log.
+fn endpoint_name(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "chat_completions",
+        "/v1/completions" => "completions",
+        "/v1/embeddings" => "embeddings",
+        "/v1/models" => "models",
+        "/health" => "health",
+        "/ready" => "ready",
+        _ => "other",
+    }
+}
+
+async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     match state.auth.authenticate(request.headers()) {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        Err(e) => {
-            let mut log = AccessLog::start(
-                request_id(&request),
-                openai::endpoint_name(request.uri().path()),
-            );
-            log.status(e.status().as_u16());
-            log.finish(e.kind());
-            e.into_response()
-        }
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn not_found(request: Request) -> Response {
     GatewayError::RouteNotFound(format!("{} {}", request.method(), request.uri().path()))
+        .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    GatewayError::MethodNotAllowed(format!("{} {}", request.method(), request.uri().path()))
         .into_response()
 }
 

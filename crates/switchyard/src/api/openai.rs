@@ -5,14 +5,16 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use switchyard_providers::openai::{Endpoint, RequestBody};
 use tokio::time::Instant;
 
-use super::{AppState, REQUEST_ID, request_id};
+use super::{AppState, HandlerLogged, REQUEST_ID, request_id};
 use crate::error::GatewayError;
+use crate::routing::Target;
 use crate::telemetry::AccessLog;
-use crate::upstream::{ProviderClient, RelayLimits, relay_json, relay_sse};
+use crate::upstream::{RelayLimits, relay_json, relay_sse};
 
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -38,17 +40,6 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// A bounded name for a request path, for the access log.
-pub fn endpoint_name(path: &str) -> &'static str {
-    match path {
-        "/v1/chat/completions" => "chat_completions",
-        "/v1/completions" => "completions",
-        "/v1/embeddings" => "embeddings",
-        "/v1/models" => "models",
-        _ => "other",
-    }
-}
-
 fn name_of(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::ChatCompletions => "chat_completions",
@@ -57,6 +48,8 @@ fn name_of(endpoint: Endpoint) -> &'static str {
     }
 }
 
+/// Validates, routes, calls the provider and relays its answer; writes the
+/// access line itself (when the body ends, for a success).
 async fn proxy(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
     let mut log = AccessLog::start(request_id(&request), name_of(endpoint));
     let request_id = request
@@ -64,14 +57,38 @@ async fn proxy(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
         .get(&REQUEST_ID)
         .cloned()
         .unwrap_or(HeaderValue::from_static("-"));
-    let call = match prepare(state, endpoint, request, &mut log).await {
-        Ok(call) => call,
-        Err(e) => return fail(log, &e),
+    let mut response = match prepare(state, endpoint, request, &mut log).await {
+        Err(e) => fail(log, &e),
+        Ok(call) => {
+            let mut response = forward(state, endpoint, &request_id, &call, log).await;
+            let headers = response.headers_mut();
+            headers.insert("x-switchyard-provider", call.target.provider_header.clone());
+            headers.insert("x-switchyard-model", call.target.model_header.clone());
+            response
+        }
     };
-    let deadline = Instant::now() + call.provider.timeouts.total;
-    let upstream = match call
-        .provider
-        .send(endpoint, call.body, call.stream, &request_id, deadline)
+    response.extensions_mut().insert(HandlerLogged);
+    response
+}
+
+/// Sends the call and turns the provider's answer into the client's response.
+async fn forward(
+    state: &AppState,
+    endpoint: Endpoint,
+    request_id: &HeaderValue,
+    call: &Call<'_>,
+    mut log: AccessLog,
+) -> Response {
+    let provider = &call.target.provider;
+    let deadline = Instant::now() + provider.timeouts.total;
+    let upstream = match provider
+        .send(
+            endpoint,
+            call.body.clone(),
+            call.stream,
+            request_id,
+            deadline,
+        )
         .await
     {
         Ok(upstream) => upstream,
@@ -79,23 +96,20 @@ async fn proxy(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
     };
     log.status(StatusCode::OK.as_u16());
     let limits = RelayLimits {
-        idle: call.provider.timeouts.idle,
+        idle: provider.timeouts.idle,
         deadline,
         max_event_bytes: state.max_stream_event_bytes,
+        cut: state.cut.clone(),
     };
     let is_sse = upstream
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let provider_header =
-        HeaderValue::from_str(&call.provider.name).unwrap_or(HeaderValue::from_static("-"));
-    let model_header =
-        HeaderValue::from_str(&call.upstream_model).unwrap_or(HeaderValue::from_static("-"));
-    let mut response = if call.stream && is_sse {
+    if call.stream && is_sse {
         let mut response = Response::new(relay_sse(
             upstream,
-            call.provider,
+            provider.clone(),
             limits,
             call.strip_usage,
             log,
@@ -110,7 +124,7 @@ async fn proxy(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
         response
     } else {
         let length = upstream.headers().get(header::CONTENT_LENGTH).cloned();
-        let mut response = Response::new(relay_json(upstream, call.provider, limits, log));
+        let mut response = Response::new(relay_json(upstream, provider.clone(), limits, log));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -121,36 +135,31 @@ async fn proxy(state: &AppState, endpoint: Endpoint, request: Request) -> Respon
             headers.insert(header::CONTENT_LENGTH, length);
         }
         response
-    };
-    let headers = response.headers_mut();
-    headers.insert("x-switchyard-provider", provider_header);
-    headers.insert("x-switchyard-model", model_header);
-    response
+    }
 }
 
 fn fail(mut log: AccessLog, error: &GatewayError) -> Response {
     log.status(error.status().as_u16());
-    log.finish(error.kind());
+    log.fail(error.kind(), &error.to_string());
     error.to_response()
 }
 
 /// A request ready to send upstream.
-struct Call {
-    provider: Arc<ProviderClient>,
-    upstream_model: String,
-    body: Vec<u8>,
+struct Call<'a> {
+    target: &'a Target,
+    body: Bytes,
     stream: bool,
     /// The gateway asked for usage on its own and must not pass it on.
     strip_usage: bool,
 }
 
 /// Reads, validates and routes the request.
-async fn prepare(
-    state: &AppState,
+async fn prepare<'a>(
+    state: &'a AppState,
     endpoint: Endpoint,
     request: Request,
     log: &mut AccessLog,
-) -> Result<Call, GatewayError> {
+) -> Result<Call<'a>, GatewayError> {
     let body = tokio::time::timeout(state.body_timeout, read_body(request, state.max_body_bytes))
         .await
         .map_err(|_| GatewayError::BodyTimeout(state.body_timeout))??;
@@ -159,16 +168,15 @@ async fn prepare(
     let target = state.routes.pick(parsed.model())?;
     log.route(&target.provider.name, &target.upstream_model);
     Ok(Call {
-        provider: target.provider.clone(),
-        upstream_model: target.upstream_model.clone(),
-        body: parsed.to_upstream(&target.upstream_model),
+        target,
+        body: Bytes::from(parsed.to_upstream(&target.upstream_model)),
         stream: parsed.stream(),
         strip_usage: parsed.stream() && !parsed.include_usage(),
     })
 }
 
 /// The whole request body, refused with 413 past `limit` bytes.
-async fn read_body(request: Request, limit: usize) -> Result<bytes::Bytes, GatewayError> {
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, GatewayError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -52,6 +52,8 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// How long a client may take to send its request body.
     pub body_timeout: Duration,
+    /// After SIGTERM, how long `/ready` answers 503 while still serving.
+    pub shutdown_delay: Duration,
     /// Grace period for in-flight requests after SIGTERM.
     pub shutdown_grace: Duration,
     /// Largest single event accepted from an upstream stream.

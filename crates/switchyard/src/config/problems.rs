@@ -5,9 +5,20 @@ use std::fmt;
 
 use super::tree::Place;
 
+/// Whether a problem stops the configuration from being used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The configuration is refused.
+    Error,
+    /// The configuration works, but probably not as meant.
+    Warning,
+}
+
 /// One thing wrong (or worth a warning) in a configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
     /// Where it is; `None` when it concerns the file as a whole.
     pub place: Option<Place>,
     /// What is wrong, and what to do about it.
@@ -15,12 +26,27 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem at `place`.
+    /// An error at `place`.
     pub fn at(place: Option<Place>, message: impl Into<String>) -> Self {
         Self {
+            severity: Severity::Error,
             place,
             message: message.into(),
         }
+    }
+
+    /// A warning at `place`.
+    pub fn warning(place: Option<Place>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            place,
+            message: message.into(),
+        }
+    }
+
+    /// Whether this stops the configuration from being used.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 }
 
@@ -36,13 +62,17 @@ pub struct Problems {
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for problem in &self.list {
+            let label = match problem.severity {
+                Severity::Error => "",
+                Severity::Warning => "warning: ",
+            };
             match problem.place {
                 Some(p) => writeln!(
                     f,
-                    "{}:{}:{}: {}",
+                    "{}:{}:{}: {label}{}",
                     self.source, p.line, p.column, problem.message
                 )?,
-                None => writeln!(f, "{}: {}", self.source, problem.message)?,
+                None => writeln!(f, "{}: {label}{}", self.source, problem.message)?,
             }
         }
         Ok(())

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub admin_key: Option<String>,
     /// Largest accepted request body (default 10 MiB).
     pub max_body_bytes: Option<ByteSize>,
+    /// After SIGTERM, how long `/ready` answers 503 before the listener closes (default 0 s).
+    pub shutdown_delay: Option<HumanDuration>,
     /// How long in-flight requests may take to finish after SIGTERM (default 30 s).
     pub shutdown_grace: Option<HumanDuration>,
     /// How long a client may take to send its request body (default 30 s).
@@ -106,6 +108,19 @@ pub enum ProviderKind {
     Mock,
 }
 
+impl ProviderKind {
+    /// The name as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Azure => "azure",
+            Self::Mock => "mock",
+        }
+    }
+}
+
 /// `timeouts:` of a provider.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,6 +163,19 @@ pub enum Strategy {
     Latency,
     /// Cheapest first.
     Cost,
+}
+
+impl Strategy {
+    /// The name as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Weighted => "weighted",
+            Self::RoundRobin => "round_robin",
+            Self::LeastBusy => "least_busy",
+            Self::Latency => "latency",
+            Self::Cost => "cost",
+        }
+    }
 }
 
 /// An entry of a model's `deployments:`.

@@ -32,7 +32,7 @@ const LATER_KEYS: [&str; 11] = [
 const MAX_PROBLEMS: usize = 100;
 
 /// Parses and validates; returns the config when there is no error, and every
-/// problem found (warnings start with `warning:`).
+/// problem found.
 pub fn check(
     text: &str,
     env: HashMap<String, String>,
@@ -90,7 +90,7 @@ pub fn check(
         problems: &mut problems,
     }
     .config(file);
-    let has_errors = problems.iter().any(|p| !p.message.starts_with("warning:"));
+    let has_errors = problems.iter().any(Problem::is_error);
     (config.filter(|_| !has_errors), problems)
 }
 
@@ -184,14 +184,14 @@ impl Validator<'_> {
     fn warn(&mut self, path: &[&str], message: impl AsRef<str>) {
         let place = self.place(path);
         self.problems
-            .push(Problem::at(place, format!("warning: {}", message.as_ref())));
+            .push(Problem::warning(place, message.as_ref()));
     }
 
     /// A required value; reports it missing unless an earlier problem removed it.
     fn required<T>(&mut self, value: Option<T>, path: &[&str]) -> Option<T> {
         if value.is_none() {
             let steps: Vec<Step> = path.iter().map(|s| Step::Key((*s).to_owned())).collect();
-            if !self.removed.iter().any(|r| *r == steps) {
+            if !self.removed.contains(&steps) {
                 let (name, parent) = path.split_last().map_or(("", &[][..]), |(n, p)| (*n, p));
                 self.error(parent, format!("missing key `{name}`"));
             }
@@ -215,7 +215,11 @@ impl Validator<'_> {
             );
         }
         let keys = self.keys(file.keys);
-        if auth == AuthMode::Keys && keys.is_empty() {
+        let mode_removed = self
+            .removed
+            .iter()
+            .any(|r| *r == [Step::Key("auth".into()), Step::Key("mode".into())]);
+        if auth == AuthMode::Keys && keys.is_empty() && !mode_removed {
             self.warn(
                 &["auth"],
                 "`auth.mode` is `keys` but no key is configured: every request will be refused",
@@ -262,6 +266,7 @@ impl Validator<'_> {
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: HumanDuration::or(raw.shutdown_grace, Duration::from_secs(30)),
             body_timeout: HumanDuration::or(raw.body_timeout, Duration::from_secs(30)),
+            shutdown_delay: HumanDuration::or(raw.shutdown_delay, Duration::ZERO),
             max_stream_event_bytes: usize::try_from(max_stream_event_bytes).unwrap_or(usize::MAX),
         })
     }
@@ -343,14 +348,23 @@ impl Validator<'_> {
             ) {
                 self.warn(
                     &path,
-                    format!("provider `{name}` is of kind `{kind:?}`, which this version cannot call yet; its deployments are not used"),
+                    format!("provider `{name}` is of kind `{}`, which this version cannot call yet; its deployments are not used", kind.as_str()),
+                );
+            }
+            let api_key = p.api_key.filter(|k| !k.is_empty()).map(SecretString::from);
+            if api_key.is_none() && kind != ProviderKind::Mock {
+                self.warn(
+                    &path,
+                    format!("provider `{name}` has no `api_key` (is its variable unset?): requests go out without credentials"),
                 );
             }
             let t = p.timeouts;
             let timeouts = Timeouts {
                 connect: HumanDuration::or(t.connect, Duration::from_secs(5)),
-                first_byte: HumanDuration::or(t.first_byte, Duration::from_secs(60)),
-                idle: HumanDuration::or(t.idle, Duration::from_secs(60)),
+                // A non-streamed answer of a reasoning model arrives only when it is
+                // complete: minutes, not seconds.
+                first_byte: HumanDuration::or(t.first_byte, Duration::from_secs(300)),
+                idle: HumanDuration::or(t.idle, Duration::from_secs(300)),
                 total: HumanDuration::or(t.total, Duration::from_secs(600)),
             };
             for (label, value) in [
@@ -372,7 +386,7 @@ impl Validator<'_> {
                     name,
                     kind,
                     base_url,
-                    api_key: p.api_key.filter(|k| !k.is_empty()).map(SecretString::from),
+                    api_key,
                     timeouts,
                 },
             );
@@ -434,10 +448,7 @@ impl Validator<'_> {
                     ));
                 }
                 if let Some(price) = d.price
-                    && (!(price.input >= 0.0)
-                        || !(price.output >= 0.0)
-                        || !price.input.is_finite()
-                        || !price.output.is_finite())
+                    && ![price.input, price.output].iter().all(|p| p.is_finite() && *p >= 0.0)
                 {
                     self.problems.push(Problem::at(
                         place,
@@ -451,7 +462,16 @@ impl Validator<'_> {
                     price: d.price,
                 });
             }
+            let strategy = m.strategy.unwrap_or(Strategy::Weighted);
+            if strategy != Strategy::Weighted {
+                self.warn(
+                    &["models", name, "strategy"],
+                    format!("strategy `{}` is not implemented by this version yet; deployments are picked by weight", strategy.as_str()),
+                );
+            }
+            let mut fallbacks_valid = true;
             for fallback in &m.fallbacks {
+                fallbacks_valid &= fallback != name && raw.contains_key(fallback);
                 if fallback == name {
                     self.error(
                         &["models", name, "fallbacks"],
@@ -462,11 +482,17 @@ impl Validator<'_> {
                     self.error(&["models", name, "fallbacks"], message);
                 }
             }
+            if fallbacks_valid && !m.fallbacks.is_empty() {
+                self.warn(
+                    &["models", name, "fallbacks"],
+                    "fallbacks are not tried by this version yet",
+                );
+            }
             models.insert(
                 name.clone(),
                 Model {
                     name: name.clone(),
-                    strategy: m.strategy.unwrap_or(Strategy::Weighted),
+                    strategy,
                     deployments,
                     fallbacks: m.fallbacks.clone(),
                 },

@@ -58,7 +58,7 @@ pub enum UpstreamError {
         /// The upstream status.
         status: u16,
         /// The provider's error, scrubbed of secrets.
-        error: ErrorObject,
+        error: Box<ErrorObject>,
         /// Seconds the provider asked us to wait.
         retry_after: Option<u64>,
     },
@@ -161,7 +161,14 @@ impl UpstreamError {
                 param: None,
                 code: Some("upstream_timeout".to_owned()),
             },
-            Self::Connect { .. } | Self::Protocol { .. } => ErrorObject {
+            // The cause (addresses, TLS details) goes to the log, not to the client.
+            Self::Connect { provider, .. } => ErrorObject {
+                message: format!("provider `{provider}` could not be reached"),
+                kind: Some("server_error".to_owned()),
+                param: None,
+                code: Some("upstream_error".to_owned()),
+            },
+            Self::Protocol { .. } => ErrorObject {
                 message: self.to_string(),
                 kind: Some("server_error".to_owned()),
                 param: None,

@@ -32,6 +32,14 @@ pub enum ClientError {
     Url(String),
 }
 
+/// The provider's endpoint URLs, parsed once at start-up.
+#[derive(Debug)]
+struct EndpointUrls {
+    chat_completions: reqwest::Url,
+    completions: reqwest::Url,
+    embeddings: reqwest::Url,
+}
+
 /// A provider ready to be called.
 #[derive(Debug)]
 pub struct ProviderClient {
@@ -39,8 +47,7 @@ pub struct ProviderClient {
     pub name: Arc<str>,
     /// The dialect it speaks.
     pub kind: ProviderKind,
-    /// `{base_url}/chat/completions`, `/completions`, `/embeddings`, parsed once.
-    urls: [reqwest::Url; 3],
+    urls: EndpointUrls,
     /// `Bearer <key>`, marked sensitive so it never shows in debug output.
     authorization: Option<HeaderValue>,
     /// The raw key, to scrub it from anything the provider echoes back.
@@ -68,11 +75,11 @@ impl ProviderClient {
             reqwest::Url::parse(&format!("{base_url}{}", endpoint.path()))
                 .map_err(|e| ClientError::Url(format!("{base_url}: {e}")))
         };
-        let urls = [
-            url(Endpoint::ChatCompletions)?,
-            url(Endpoint::Completions)?,
-            url(Endpoint::Embeddings)?,
-        ];
+        let urls = EndpointUrls {
+            chat_completions: url(Endpoint::ChatCompletions)?,
+            completions: url(Endpoint::Completions)?,
+            embeddings: url(Endpoint::Embeddings)?,
+        };
         let authorization = provider.api_key.as_ref().and_then(|key| {
             let mut value =
                 HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).ok()?;
@@ -97,16 +104,16 @@ impl ProviderClient {
     pub async fn send(
         &self,
         endpoint: Endpoint,
-        body: Vec<u8>,
+        body: Bytes,
         stream: bool,
         request_id: &HeaderValue,
         deadline: Instant,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let url = self.urls[match endpoint {
-            Endpoint::ChatCompletions => 0,
-            Endpoint::Completions => 1,
-            Endpoint::Embeddings => 2,
-        }]
+        let url = match endpoint {
+            Endpoint::ChatCompletions => &self.urls.chat_completions,
+            Endpoint::Completions => &self.urls.completions,
+            Endpoint::Embeddings => &self.urls.embeddings,
+        }
         .clone();
         let mut request = self
             .client
@@ -137,19 +144,15 @@ impl ProviderClient {
         Err(self.status_error(response, deadline).await)
     }
 
-    /// The timeout error for a wait that ended at `at`: the total deadline's if
-    /// that is what ran out, else `phase`'s.
+    /// The timeout error for a wait on `phase` that ended at `at`: the total
+    /// deadline's when that is what ran out.
     fn timeout_at(&self, at: Instant, deadline: Instant, phase: TimeoutPhase) -> UpstreamError {
-        let (phase, limit) = if at >= deadline {
-            (TimeoutPhase::Total, self.timeouts.total)
-        } else {
-            let limit = match phase {
-                TimeoutPhase::Connect => self.timeouts.connect,
-                TimeoutPhase::FirstByte => self.timeouts.first_byte,
-                TimeoutPhase::Idle => self.timeouts.idle,
-                TimeoutPhase::Total => self.timeouts.total,
-            };
-            (phase, limit)
+        let (phase, limit) = match phase {
+            _ if at >= deadline => (TimeoutPhase::Total, self.timeouts.total),
+            TimeoutPhase::FirstByte => (phase, self.timeouts.first_byte),
+            TimeoutPhase::Idle => (phase, self.timeouts.idle),
+            TimeoutPhase::Connect => (phase, self.timeouts.connect),
+            TimeoutPhase::Total => (phase, self.timeouts.total),
         };
         UpstreamError::Timeout {
             provider: self.name.to_string(),
@@ -166,14 +169,9 @@ impl ProviderClient {
                 limit: self.timeouts.connect,
             };
         }
-        let detail = if e.is_connect() {
-            "connection refused or failed".to_owned()
-        } else {
-            self.scrub(&error_chain(e))
-        };
         UpstreamError::Connect {
             provider: self.name.to_string(),
-            detail,
+            detail: self.scrub(&error_chain(e)),
         }
     }
 
@@ -199,7 +197,7 @@ impl ProviderClient {
         UpstreamError::Status {
             provider: self.name.to_string(),
             status,
-            error,
+            error: Box::new(error),
             retry_after,
         }
     }

@@ -8,16 +8,19 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use switchyard_providers::openai::{
-    ErrorBody, ErrorObject, StreamEvent, classify_event, usage_of_response,
+    ErrorBody, ErrorObject, StreamEvent, classify_event, usage_in_tail, usage_of_response,
+    without_usage,
 };
 use switchyard_providers::sse::{SseEvent, SseParser};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{ProviderClient, TimeoutPhase, UpstreamError};
+use crate::error::GatewayError;
 use crate::telemetry::AccessLog;
 
 /// Limits that apply while relaying one response.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RelayLimits {
     /// Longest silence between two upstream chunks.
     pub idle: Duration,
@@ -25,10 +28,14 @@ pub struct RelayLimits {
     pub deadline: Instant,
     /// Largest single upstream event.
     pub max_event_bytes: usize,
+    /// Cancelled when the shutdown grace period is over.
+    pub cut: CancellationToken,
 }
 
-/// How much of a JSON answer is kept to read its usage at the end.
-const USAGE_CAPTURE_LIMIT: usize = 1 << 20;
+/// Bodies up to this size are kept (as shared chunks, not copied) to read their usage.
+const WHOLE_BODY_LIMIT: usize = 1 << 20;
+/// Of a larger body, this much of the end is kept: usage comes last.
+const TAIL_BYTES: usize = 64 << 10;
 
 /// Relays a JSON body as it arrives; a body cut by the upstream or a timeout
 /// cuts the client's connection too (an HTTP/1.1 body cannot carry an error).
@@ -39,10 +46,13 @@ pub fn relay_json(
     log: AccessLog,
 ) -> Body {
     let relay = JsonRelay {
+        expected: upstream.content_length(),
         upstream,
         provider,
         limits,
-        captured: Vec::new(),
+        relayed: 0,
+        chunks: Vec::new(),
+        tail: None,
         log: Some(log),
     };
     Body::from_stream(futures_util::stream::unfold(
@@ -55,7 +65,14 @@ struct JsonRelay {
     upstream: reqwest::Response,
     provider: Arc<ProviderClient>,
     limits: RelayLimits,
-    captured: Vec<u8>,
+    /// The upstream's `content-length`: once that much is relayed the body is over
+    /// (the server stops polling a body whose declared length is reached).
+    expected: Option<u64>,
+    relayed: u64,
+    /// The body so far, while it is small.
+    chunks: Vec<Bytes>,
+    /// The end of the body, once it is large.
+    tail: Option<BytesMut>,
     /// `None` once the body is over.
     log: Option<AccessLog>,
 }
@@ -66,24 +83,55 @@ impl JsonRelay {
         match read_chunk(&mut self.upstream, &self.provider, &self.limits).await {
             Ok(Some(chunk)) => {
                 log.first_token();
-                if self.captured.len() + chunk.len() <= USAGE_CAPTURE_LIMIT {
-                    self.captured.extend_from_slice(&chunk);
+                self.keep(&chunk);
+                if self.expected.is_some_and(|len| self.relayed >= len) {
+                    self.complete(log);
+                } else {
+                    self.log = Some(log);
                 }
-                self.log = Some(log);
                 Some(Ok(chunk))
             }
             Ok(None) => {
-                if let Some(usage) = usage_of_response(&self.captured) {
-                    log.usage(usage);
-                }
-                log.finish("ok");
+                self.complete(log);
                 None
             }
             Err(e) => {
-                log.finish(e.kind());
-                Some(Err(std::io::Error::other(e.to_string())))
+                let error = e.into_gateway();
+                log.fail(error.kind(), &error.to_string());
+                Some(Err(std::io::Error::other(error.to_string())))
             }
         }
+    }
+
+    fn keep(&mut self, chunk: &Bytes) {
+        self.relayed += chunk.len() as u64;
+        if let Some(tail) = &mut self.tail {
+            tail.extend_from_slice(chunk);
+            if tail.len() > 2 * TAIL_BYTES {
+                let _ = tail.split_to(tail.len() - TAIL_BYTES);
+            }
+        } else if self.relayed as usize <= WHOLE_BODY_LIMIT {
+            self.chunks.push(chunk.clone());
+        } else {
+            let mut tail = BytesMut::new();
+            for kept in self.chunks.drain(..) {
+                tail.extend_from_slice(&kept);
+            }
+            tail.extend_from_slice(chunk);
+            self.tail = Some(tail);
+        }
+    }
+
+    fn complete(&mut self, mut log: AccessLog) {
+        let usage = match (&self.tail, self.chunks.as_slice()) {
+            (Some(tail), _) => usage_in_tail(tail),
+            (None, [one]) => usage_of_response(one),
+            (None, many) => usage_of_response(&many.concat()),
+        };
+        if let Some(usage) = usage {
+            log.usage(usage);
+        }
+        log.finish("ok");
     }
 }
 
@@ -92,8 +140,9 @@ impl JsonRelay {
 /// Every stream ends one of two ways: the upstream's finish and `[DONE]`, or an
 /// error event (`data: {"error": …}`) with no `[DONE]` — when the upstream
 /// reports an error in-band, breaks the format, goes silent past the idle
-/// timeout, or closes before finishing. When the gateway added `include_usage`
-/// on its own (`strip_usage`), the usage chunk is read and not passed on.
+/// timeout, closes before finishing, or the shutdown grace period runs out.
+/// When the gateway added `include_usage` on its own (`strip_usage`), the usage
+/// is read and not passed on.
 pub fn relay_sse(
     upstream: reqwest::Response,
     provider: Arc<ProviderClient>,
@@ -147,17 +196,15 @@ impl SseRelay {
                 Ok(None) if self.finished => {
                     // Some servers finish without `[DONE]`; the client still gets one.
                     out.extend_from_slice(b"data: [DONE]\n\n");
-                    self.end("ok");
+                    self.end("ok", None);
                     return Some(out.freeze());
                 }
                 Ok(None) => {
-                    let error = UpstreamError::Protocol {
-                        provider: self.provider.name.to_string(),
-                        detail: "the stream ended before the response was finished".to_owned(),
-                    };
-                    return Some(self.fail(&error.to_openai(), error.kind()));
+                    let error =
+                        self.protocol_error("the stream ended before the response was finished");
+                    return Some(self.fail(&error));
                 }
-                Err(e) => return Some(self.fail(&e.to_openai(), e.kind())),
+                Err(e) => return Some(self.fail(&e.into_gateway())),
             }
         }
     }
@@ -169,11 +216,8 @@ impl SseRelay {
                 Ok(Some(event)) => self.on_event(event, out),
                 Ok(None) => return,
                 Err(e) => {
-                    let error = UpstreamError::Protocol {
-                        provider: self.provider.name.to_string(),
-                        detail: e.to_string(),
-                    };
-                    out.extend_from_slice(&self.fail(&error.to_openai(), error.kind()));
+                    let error = self.protocol_error(&e.to_string());
+                    out.extend_from_slice(&self.fail(&error));
                 }
             }
         }
@@ -183,7 +227,7 @@ impl SseRelay {
         match classify_event(&event.data) {
             StreamEvent::Done => {
                 out.extend_from_slice(b"data: [DONE]\n\n");
-                self.end("ok");
+                self.end("ok", None);
             }
             StreamEvent::Chunk { finished, usage } => {
                 if let Some(log) = self.log.as_mut() {
@@ -193,11 +237,13 @@ impl SseRelay {
                     }
                 }
                 self.finished |= finished;
-                match usage {
-                    Some(_) if self.strip_usage => {
-                        push_event(out, &event.event, &without_usage(&event.data))
-                    }
-                    _ => push_event(out, &event.event, &event.data),
+                match usage.and_then(|_| {
+                    self.strip_usage
+                        .then(|| without_usage(&event.data))
+                        .flatten()
+                }) {
+                    Some(stripped) => push_event(out, event.event.as_deref(), &stripped),
+                    None => push_event(out, event.event.as_deref(), &event.data),
                 }
             }
             StreamEvent::UsageOnly(usage) => {
@@ -205,33 +251,42 @@ impl SseRelay {
                     log.usage(usage);
                 }
                 if !self.strip_usage {
-                    push_event(out, &event.event, &event.data);
+                    push_event(out, event.event.as_deref(), &event.data);
                 }
             }
             StreamEvent::Error(mut error) => {
                 error.message = self.provider.scrub(&error.message);
                 error.kind.get_or_insert_with(|| "server_error".to_owned());
-                out.extend_from_slice(&self.fail(&error, "upstream_in_band_error"));
+                let detail = error.message.clone();
+                self.end("upstream_in_band_error", Some(&detail));
+                out.extend_from_slice(&error_event(&error));
             }
             StreamEvent::Malformed => {
-                let error = UpstreamError::Protocol {
-                    provider: self.provider.name.to_string(),
-                    detail: "the stream carried an event that is not JSON".to_owned(),
-                };
-                out.extend_from_slice(&self.fail(&error.to_openai(), error.kind()));
+                let error = self.protocol_error("the stream carried an event that is not JSON");
+                out.extend_from_slice(&self.fail(&error));
             }
         }
     }
 
-    /// Ends the stream with an error event.
-    fn fail(&mut self, error: &ErrorObject, kind: &str) -> Bytes {
-        self.end(kind);
-        error_event(error)
+    fn protocol_error(&self, detail: &str) -> GatewayError {
+        GatewayError::Upstream(UpstreamError::Protocol {
+            provider: self.provider.name.to_string(),
+            detail: detail.to_owned(),
+        })
     }
 
-    fn end(&mut self, outcome: &str) {
+    /// Ends the stream with an error event.
+    fn fail(&mut self, error: &GatewayError) -> Bytes {
+        self.end(error.kind(), Some(&error.to_string()));
+        error_event(&error.to_openai())
+    }
+
+    fn end(&mut self, outcome: &str, detail: Option<&str>) {
         if let Some(log) = self.log.take() {
-            log.finish(outcome);
+            match detail {
+                Some(detail) => log.fail(outcome, detail),
+                None => log.finish(outcome),
+            }
         }
     }
 }
@@ -248,13 +303,13 @@ pub fn error_event(error: &ErrorObject) -> Bytes {
     Bytes::from(out)
 }
 
-fn push_event(out: &mut BytesMut, event: &Option<String>, data: &[u8]) {
+fn push_event(out: &mut BytesMut, event: Option<&str>, data: &[u8]) {
     if let Some(name) = event {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\n");
     }
-    // A data field cannot hold a newline: split multi-line data into several fields.
+    // A data field cannot hold a newline: multi-line data goes in several fields.
     for line in data.split(|&b| b == b'\n') {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(line);
@@ -263,14 +318,19 @@ fn push_event(out: &mut BytesMut, event: &Option<String>, data: &[u8]) {
     out.extend_from_slice(b"\n");
 }
 
-/// The chunk without its `usage` field (only used when the gateway asked for usage itself).
-fn without_usage(data: &[u8]) -> Vec<u8> {
-    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) {
-        Ok(mut chunk) => {
-            chunk.remove("usage");
-            serde_json::to_vec(&chunk).unwrap_or_else(|_| data.to_vec())
+/// Why the next chunk did not come.
+enum ReadError {
+    Upstream(UpstreamError),
+    /// The shutdown grace period ran out.
+    Cut,
+}
+
+impl ReadError {
+    fn into_gateway(self) -> GatewayError {
+        match self {
+            Self::Upstream(e) => GatewayError::Upstream(e),
+            Self::Cut => GatewayError::ShuttingDown,
         }
-        Err(_) => data.to_vec(),
     }
 }
 
@@ -279,18 +339,23 @@ async fn read_chunk(
     upstream: &mut reqwest::Response,
     provider: &ProviderClient,
     limits: &RelayLimits,
-) -> Result<Option<Bytes>, UpstreamError> {
+) -> Result<Option<Bytes>, ReadError> {
     let wait = limits.deadline.min(Instant::now() + limits.idle);
-    match tokio::time::timeout_at(wait, upstream.chunk()).await {
+    let read = tokio::select! {
+        biased;
+        () = limits.cut.cancelled() => return Err(ReadError::Cut),
+        read = tokio::time::timeout_at(wait, upstream.chunk()) => read,
+    };
+    match read {
         Ok(Ok(chunk)) => Ok(chunk),
-        Ok(Err(e)) => Err(UpstreamError::Protocol {
+        Ok(Err(e)) => Err(ReadError::Upstream(UpstreamError::Protocol {
             provider: provider.name.to_string(),
-            detail: if e.is_decode() || e.is_body() {
-                "the connection failed mid-response".to_owned()
-            } else {
-                provider.scrub(&e.to_string())
-            },
-        }),
-        Err(_) => Err(provider.timeout_at(wait, limits.deadline, TimeoutPhase::Idle)),
+            detail: provider.scrub(&super::error_chain(&e)),
+        })),
+        Err(_) => Err(ReadError::Upstream(provider.timeout_at(
+            wait,
+            limits.deadline,
+            TimeoutPhase::Idle,
+        ))),
     }
 }

@@ -25,6 +25,7 @@ fn check_lists_every_problem_and_exits_1() {
         "bad.yaml:10:5: unknown key `api_kye`, did you mean `api_key`?",
         "bad.yaml:14:35: unknown key `wieght`, did you mean `weight`?",
         "bad.yaml:5:3: `auth.mode: open` is only allowed on a loopback address",
+        "bad.yaml:7:3: warning: provider `up` has no `api_key`",
         "bad.yaml: 4 problem(s)",
     ];
     let lines: Vec<&str> = out.lines().collect();

@@ -79,6 +79,17 @@ async fn client_mistakes_are_4xx_in_openai_shape() {
     )
     .await;
     assert_eq!(status, 404);
+    let wrong_method = client()
+        .get(gw.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(wrong_method).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     // None of these reached the provider.
     assert!(received(&mock).await.is_empty());
 }
@@ -109,6 +120,12 @@ async fn a_missing_or_wrong_key_is_401() {
     assert_eq!(error_of(wrong).await.0, 401);
     let models = client().get(gw.url("/v1/models")).send().await.unwrap();
     assert_eq!(error_of(models).await.0, 401);
+    gw.wait_for_log(&[
+        "endpoint=\"chat_completions\"",
+        "status=401",
+        "outcome=\"unauthenticated\"",
+    ]);
+    gw.wait_for_log(&["endpoint=\"models\"", "status=401"]);
     assert!(received(&mock).await.is_empty());
 }
 
@@ -120,12 +137,19 @@ async fn an_unreachable_provider_is_502() {
         "connect: 1s",
         "",
     ));
-    let (status, body) =
-        error_of(post(&gw, "/v1/chat/completions", &chat("x", json!({}))).await).await;
+    let response = post(&gw, "/v1/chat/completions", &chat("x", json!({}))).await;
+    assert_eq!(response.headers()["x-switchyard-provider"], "up");
+    let (status, body) = error_of(response).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (502, Some("upstream_error"))
     );
+    // The cause stays in the log.
+    gw.wait_for_log(&[
+        "outcome=\"upstream_connect\"",
+        "error=",
+        "Connection refused",
+    ]);
     assert!(!body.to_string().contains(UPSTREAM_KEY));
 }
 

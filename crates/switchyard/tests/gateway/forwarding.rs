@@ -34,6 +34,19 @@ async fn chat_answers_like_the_provider_and_says_who_served() {
     assert_eq!(body["usage"]["prompt_tokens"], 4);
     assert_eq!(body["usage"]["completion_tokens"], 16);
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let line = gw.wait_for_log(&["request_id=req-123"]);
+    for field in [
+        "endpoint=\"chat_completions\"",
+        "model=\"gpt-4.1\"",
+        "provider=\"up\"",
+        "status=200",
+        "outcome=\"ok\"",
+        "prompt_tokens=4",
+        "completion_tokens=16",
+        "latency_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
 
     let generated = client()
         .post(gw.url("/v1/chat/completions"))
@@ -80,6 +93,7 @@ async fn the_body_goes_upstream_with_only_the_model_rewritten_and_no_client_key(
         );
     }
     let all = serde_json::to_string(upstream).unwrap();
+    gw.wait_for_log(&["outcome=\"ok\""]);
     assert!(
         !all.contains(CLIENT_KEY),
         "the client key reached the provider"

@@ -109,6 +109,26 @@ impl Process {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits until a log line contains every one of `needles`, and returns it.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self
+                .logs()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return line.to_owned();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no log line with {needles:?} in:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill")

@@ -1,6 +1,9 @@
 //! Black-box tests: the real `switchyard` binary in front of `switchyard mock`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+// Tests bound every request with a whole-request timeout and wait for child
+// processes synchronously (nothing else runs on the test's runtime meanwhile).
+#![allow(clippy::disallowed_methods)]
 
 mod cli;
 mod errors;

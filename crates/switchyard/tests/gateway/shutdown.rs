@@ -27,7 +27,7 @@ async fn sigterm_lets_a_slow_stream_finish_and_exits_zero() {
     let refused = client().get(gw.url("/health")).send().await;
     assert!(refused.is_err(), "still accepting after SIGTERM");
     while let Some(chunk) = stream.next().await {
-        body.push_str(&String::from_utf8(chunk.unwrap().to_vec()).unwrap());
+        body.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
     }
     let events = sse_data(&body);
     assert_eq!(events.last().unwrap(), "[DONE]", "{body}");
@@ -51,11 +51,59 @@ async fn the_grace_period_bounds_the_drain() {
     )
     .await;
     let mut stream = response.bytes_stream();
-    let _ = stream.next().await;
+    let mut body = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
     gw.terminate();
     let started = std::time::Instant::now();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // The cut stream says why it ends.
+    let events = sse_data(&body);
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{body}");
+    let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "service_unavailable", "{body}");
     let status = gw.wait_exit(Duration::from_secs(10));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
     assert!(gw.logs().contains("grace period over"), "{}", gw.logs());
+    assert!(
+        gw.logs().contains("outcome=\"shutting_down\""),
+        "{}",
+        gw.logs()
+    );
+}
+
+#[tokio::test]
+async fn ready_turns_503_while_the_listener_still_serves() {
+    let mock = mock(&[]);
+    let mut gw = gateway(&config(
+        &mock.url("/v1"),
+        "connect: 1s",
+        "  shutdown_delay: 1s",
+    ));
+    assert_eq!(
+        client()
+            .get(gw.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    gw.terminate();
+    let started = std::time::Instant::now();
+    let mut saw_503 = false;
+    while started.elapsed() < Duration::from_millis(800) {
+        let ready = client().get(gw.url("/ready")).send().await.unwrap();
+        if ready.status() == 503 {
+            saw_503 = true;
+            // Still serving traffic meanwhile.
+            let chat = post(&gw, "/v1/chat/completions", &chat("still here", json!({}))).await;
+            assert_eq!(chat.status(), 200);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_503, "/ready never answered 503 during shutdown_delay");
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Turns the raw results of bench/run.sh (JSON lines) into BENCHMARKS.md.
+
+Each input line is one of:
+  {"kind": "wrk", "scenario": "json-c1", "target": "nginx", "rps": ..., "p50_us": ..., ...}
+  {"kind": "ttft", "target": "nginx", "n": ..., "p50_us": ..., "p99_us": ..., "errors": ...}
+  {"kind": "rss", "process": "switchyard", "idle_kb": ..., "peak_kb": ..., "end_kb": ...}
+  {"kind": "info", "key": "...", "value": "..."}
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+TARGETS = ["mock", "nginx", "switchyard"]
+TARGET_NAMES = {"mock": "mock (direct)", "nginx": "nginx proxy_pass", "switchyard": "Switchyard"}
+MODES = {"json": "JSON", "stream": "streaming"}
+
+# The bars from DESIGN.md ("Performance, and how it is measured").
+MIN_THROUGHPUT_RATIO = 0.8
+MAX_ADDED_P50_US = 50
+MAX_ADDED_TTFT_US = 200
+MAX_IDLE_RSS_MB = 30
+MAX_PEAK_RSS_MB = 100
+# A whole 16-token stream from the mock at concurrency 1 takes well under this.
+STALLED_STREAM_US = 10_000
+
+
+def parse_scenario(scenario: str) -> tuple[str, int]:
+    """`json-c50` → ("json", 50)."""
+    mode, _, conns = scenario.partition("-c")
+    return mode, int(conns)
+
+
+def describe(scenario: str) -> str:
+    mode, conns = parse_scenario(scenario)
+    return f"{MODES.get(mode, mode)}, concurrency {conns}"
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_total() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def commit(repo: Path) -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False, timeout=10
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if not head:
+        return "no commit yet"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f"{head}{' (with uncommitted changes)' if dirty else ''}"
+
+
+def us(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f} µs"
+
+
+def signed_us(value: float | None) -> str:
+    return "–" if value is None else f"{value:+,.0f} µs"
+
+
+def mb(kb: float | None) -> str:
+    return "–" if kb is None else f"{kb / 1024:.1f} MB"
+
+
+def log_size(value: str | None) -> str:
+    return "?" if value is None else f"{int(value) / 1024 / 1024:.1f} MB"
+
+
+def verdict(ok: bool | None, problems: list[str]) -> str:
+    if ok is None:
+        return "not measured"
+    text = "met" if ok and not problems else "**not met**"
+    return f"{text} ({'; '.join(problems)})" if problems else text
+
+
+class Results:
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.wrk = {(r["scenario"], r["target"]): r for r in rows if r["kind"] == "wrk"}
+        self.ttft = {r["target"]: r for r in rows if r["kind"] == "ttft"}
+        self.rss = {r["process"]: r for r in rows if r["kind"] == "rss"}
+        self.info = {r["key"]: r["value"] for r in rows if r["kind"] == "info"}
+        names = {scenario for scenario, _ in self.wrk}
+        self.scenarios = sorted(names, key=lambda s: (list(MODES).index(parse_scenario(s)[0]), parse_scenario(s)[1]))
+
+    def busiest(self, mode: str) -> str | None:
+        """The scenario of `mode` with the most connections."""
+        of_mode = [s for s in self.scenarios if parse_scenario(s)[0] == mode]
+        return max(of_mode, key=lambda s: parse_scenario(s)[1]) if of_mode else None
+
+    def errors(self, scenario: str, target: str) -> int:
+        r = self.wrk.get((scenario, target))
+        if r is None:
+            return 0
+        return sum(int(r.get(k, 0)) for k in r if k.startswith("errors_"))
+
+    def ratio(self, scenario: str) -> float | None:
+        sy, ng = self.wrk.get((scenario, "switchyard")), self.wrk.get((scenario, "nginx"))
+        if not sy or not ng or not ng["rps"]:
+            return None
+        return float(sy["rps"]) / float(ng["rps"])
+
+    def added(self, scenario: str, field: str) -> float | None:
+        sy, ng = self.wrk.get((scenario, "switchyard")), self.wrk.get((scenario, "nginx"))
+        if not sy or not ng:
+            return None
+        return float(sy[field]) - float(ng[field])
+
+    def added_ttft(self, field: str) -> float | None:
+        sy, ng = self.ttft.get("switchyard"), self.ttft.get("nginx")
+        if not sy or not ng or field not in sy or field not in ng:
+            return None
+        return float(sy[field]) - float(ng[field])
+
+
+def targets_table(res: Results) -> list[str]:
+    lines = ["| target | measured | bar | verdict |", "| --- | --- | --- | --- |"]
+    for mode in MODES:
+        scenario = res.busiest(mode)
+        if scenario is None:
+            continue
+        ratio = res.ratio(scenario)
+        problems = [f"{n} failed requests" for n in [res.errors(scenario, "switchyard")] if n]
+        lines.append(
+            f"| throughput, {describe(scenario)} | "
+            f"{'–' if ratio is None else f'{ratio:.2f}× nginx'} | ≥ {MIN_THROUGHPUT_RATIO}× nginx | "
+            f"{verdict(None if ratio is None else ratio >= MIN_THROUGHPUT_RATIO, problems)} |"
+        )
+    added = res.added("json-c1", "p50_us")
+    problems = [f"{n} failed requests" for n in [res.errors("json-c1", "switchyard")] if n]
+    lines.append(
+        f"| added p50 latency, JSON, concurrency 1 | {signed_us(added)} vs nginx | ≤ +{MAX_ADDED_P50_US} µs | "
+        f"{verdict(None if added is None else added <= MAX_ADDED_P50_US, problems)} |"
+    )
+    ttft = res.added_ttft("p50_us")
+    sy_ttft = res.ttft.get("switchyard", {})
+    problems = [f"{sy_ttft['errors']} failed requests"] if sy_ttft.get("errors") else []
+    lines.append(
+        f"| time to first token, p50 | {signed_us(ttft)} vs nginx | ≤ +{MAX_ADDED_TTFT_US} µs | "
+        f"{verdict(None if ttft is None else ttft <= MAX_ADDED_TTFT_US, problems)} |"
+    )
+    rss = res.rss.get("switchyard", {})
+    idle, peak = rss.get("idle_kb"), rss.get("peak_kb")
+    lines.append(
+        f"| resident memory, idle | {mb(idle)} | < {MAX_IDLE_RSS_MB} MB | "
+        f"{verdict(None if idle is None else idle / 1024 < MAX_IDLE_RSS_MB, [])} |"
+    )
+    lines.append(
+        f"| resident memory, peak after the concurrency runs | {mb(peak)} | < {MAX_PEAK_RSS_MB} MB | "
+        f"{verdict(None if peak is None else peak / 1024 < MAX_PEAK_RSS_MB, [])} |"
+    )
+    return lines
+
+
+def scenario_section(res: Results, scenario: str) -> list[str]:
+    lines = [
+        f"### Chat, {describe(scenario)}",
+        "",
+        "| target | requests/s | p50 | p99 | failed requests | CPU used | requests per CPU-second |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for target in TARGETS:
+        r = res.wrk.get((scenario, target))
+        if r is None:
+            lines.append(f"| {TARGET_NAMES[target]} | – | – | – | – | – | – |")
+            continue
+        cpu = r.get("cpu_s")
+        busy = None if cpu is None else float(cpu) / float(r["duration_s"])
+        per_cpu = "–" if not cpu else f"{float(r['requests']) / float(cpu):,.0f}"
+        lines.append(
+            f"| {TARGET_NAMES[target]} | {float(r['rps']):,.0f} | {us(r['p50_us'])} | {us(r['p99_us'])} | "
+            f"{res.errors(scenario, target)} | {'–' if busy is None else f'{busy:.0%}'} | {per_cpu} |"
+        )
+    ratio = res.ratio(scenario)
+    mock_row = res.wrk.get((scenario, "mock"))
+    if parse_scenario(scenario) == ("stream", 1) and mock_row and float(mock_row["p50_us"]) > STALLED_STREAM_US:
+        lines += [
+            "",
+            f"**Warning:** a whole stream straight from the mock takes {us(mock_row['p50_us'])} at p50, where a few "
+            "hundred µs are expected: the mock's streams stall (typically Nagle's algorithm against delayed ACKs, "
+            "~40 ms, when TCP_NODELAY is not set), so the streaming rows measure that stall more than the proxies.",
+        ]
+    lines += [
+        "",
+        f"Switchyard ÷ nginx throughput: {'–' if ratio is None else f'{ratio:.2f}×'}; "
+        f"added latency vs nginx: p50 {signed_us(res.added(scenario, 'p50_us'))}, "
+        f"p99 {signed_us(res.added(scenario, 'p99_us'))}.",
+        "",
+    ]
+    return lines
+
+
+def ttft_section(res: Results) -> list[str]:
+    n = next((r["n"] for r in res.ttft.values() if "n" in r), "–")
+    lines = [
+        "### Time to first token",
+        "",
+        f"{n} sequential streaming requests per target on one keep-alive connection, timed from writing the "
+        "request to the first `data:` line with content (mock `--ttft 0s`).",
+        "",
+        "| target | p50 | p99 | failed requests |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for target in TARGETS:
+        r = res.ttft.get(target)
+        if r is None:
+            lines.append(f"| {TARGET_NAMES[target]} | – | – | – |")
+        else:
+            lines.append(
+                f"| {TARGET_NAMES[target]} | {us(r.get('p50_us'))} | {us(r.get('p99_us'))} | {r.get('errors', 0)} |"
+            )
+    lines += [
+        "",
+        f"Switchyard − nginx: p50 {signed_us(res.added_ttft('p50_us'))}, p99 {signed_us(res.added_ttft('p99_us'))}.",
+        "",
+    ]
+    return lines
+
+
+def memory_section(res: Results) -> list[str]:
+    lines = [
+        "### Memory",
+        "",
+        "| process | idle, after start (VmRSS) | at the end (VmRSS) | peak (VmHWM) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for process, name in (("switchyard", "Switchyard"), ("nginx", "nginx (master + worker)")):
+        r = res.rss.get(process)
+        if r:
+            lines.append(f"| {name} | {mb(r.get('idle_kb'))} | {mb(r.get('end_kb'))} | {mb(r.get('peak_kb'))} |")
+    return [*lines, ""]
+
+
+def fenced(title: str, path: str | None, lang: str) -> list[str]:
+    if not path or not Path(path).is_file():
+        return []
+    return [
+        f"<details><summary>{title}</summary>",
+        "",
+        f"```{lang}",
+        Path(path).read_text().rstrip(),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+
+
+def render(res: Results, args: argparse.Namespace) -> str:
+    info = res.info
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `bench/run.sh`; rerun it rather than editing this file. How the numbers are taken is in "
+        'DESIGN.md ("Performance, and how it is measured") and bench/README.md.',
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| date | {now} |",
+        f"| machine | {cpu_model()}, nproc {os.cpu_count()}, {memory_total()} RAM, Linux {platform.release()} |",
+        f"| commit | {commit(Path(args.repo))} |",
+        f"| command | `{args.command}` |",
+        f"| load | wrk ({info.get('wrk_version', '?')}), {args.duration} s per run after a {args.warmup} s warm-up, "
+        f"POST of a {info.get('body_bytes', '?')}-byte chat body with four messages |",
+        f"| pinning | {info.get('pinning', '?')} |",
+        f"| load average | {info.get('loadavg_start', '?')} at the start, {info.get('loadavg_end', '?')} at the end "
+        "(1, 5, 15 min; anything else running skews the numbers) |",
+        f"| reference | {info.get('nginx_version', 'nginx')} `proxy_pass`, `worker_processes 1`, upstream keepalive, "
+        "`proxy_buffering off`, no access log |",
+        f"| Switchyard | `{args.binary}`, `auth.mode: keys`, RUST_LOG={info.get('rust_log', '(unset)')}, "
+        f"{log_size(info.get('gateway_log_bytes'))} of log lines on stderr over the whole run |",
+        "",
+        "## Targets",
+        "",
+        *targets_table(res),
+        "",
+        "## Results",
+        "",
+        "The mock row is the same mock without any proxy in between (wrk and the mock share one core there, so it "
+        "is a ceiling for orientation, not a per-core figure). p50 and p99 are wrk's latency percentiles. "
+        "CPU used is the measured process's CPU time over the run (100% = one core; for nginx, master and worker): "
+        "a proxy well below 100% was not the bottleneck, and requests per CPU-second then compares efficiency.",
+        "",
+    ]
+    for scenario in res.scenarios:
+        lines += scenario_section(res, scenario)
+    lines += ttft_section(res)
+    lines += memory_section(res)
+    lines += ["## Configuration used", ""]
+    lines += fenced("switchyard.yaml", args.gateway_config, "yaml")
+    lines += fenced("nginx.conf", args.nginx_config, "nginx")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--repo", default=".")
+    parser.add_argument("--command", default="bench/run.sh")
+    parser.add_argument("--duration", default="?")
+    parser.add_argument("--warmup", default="?")
+    parser.add_argument("--binary", default="?")
+    parser.add_argument("--gateway-config")
+    parser.add_argument("--nginx-config")
+    args = parser.parse_args()
+    res = Results(load(args.results))
+    args.output.write_text(render(res, args))
+    print("\n".join(targets_table(res)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Load benchmark: Switchyard against nginx `proxy_pass`, both in front of the same
+# `switchyard mock`, side by side in one run. Writes BENCHMARKS.md. See bench/README.md.
+#
+# Environment (all optional):
+#   SWITCHYARD_BIN        binary to measure (default: build target/release/switchyard)
+#   BENCH_DURATION        seconds per measured wrk run (default 10)
+#   BENCH_WARMUP          seconds of unmeasured wrk load before each run (default 2)
+#   BENCH_CONNECTIONS     the high concurrency (default 50)
+#   BENCH_TTFT_REQUESTS   sequential streams per target for time to first token (default 300)
+#   BENCH_OUTPUT          the report to write (default BENCHMARKS.md at the repo root)
+#   BENCH_RAW_DIR         where raw results, configs and logs are copied (default bench/out)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+duration=${BENCH_DURATION:-10}
+warmup=${BENCH_WARMUP:-2}
+connections=${BENCH_CONNECTIONS:-50}
+ttft_requests=${BENCH_TTFT_REQUESTS:-300}
+output=${BENCH_OUTPUT:-$repo/BENCHMARKS.md}
+raw_dir=${BENCH_RAW_DIR:-$repo/bench/out}
+body=$here/payloads/chat.json
+key=sk-bench-client-key
+model=gpt-4.1
+start_timeout=30
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for value in "$duration" "$warmup" "$connections" "$ttft_requests"; do
+  [[ $value =~ ^[0-9]+$ && $value -gt 0 ]] || die "BENCH_* values must be positive integers, got '$value'"
+done
+for tool in wrk nginx taskset python3 curl; do
+  command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+# Proxy under test on CPU 0; load generator, mock and TTFT client on CPU 1.
+if [[ $(nproc) -ge 2 ]]; then
+  proxy_cpu=(taskset -c 0)
+  load_cpu=(taskset -c 1)
+  pinning="proxy under test on CPU 0; wrk, mock and TTFT client on CPU 1"
+else
+  log "warning: fewer than 2 CPUs, running unpinned"
+  proxy_cpu=()
+  load_cpu=()
+  pinning="none (fewer than 2 CPUs)"
+fi
+
+# === build ===
+
+if [[ -n ${SWITCHYARD_BIN:-} ]]; then
+  bin=$SWITCHYARD_BIN
+else
+  log "building: cargo build --release -p switchyard"
+  (cd "$repo" && cargo build --release -p switchyard)
+  bin=$repo/target/release/switchyard
+fi
+[[ -x $bin ]] || die "no executable switchyard binary at $bin"
+
+# === processes, and their cleanup ===
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")
+pids=()
+
+cleanup() {
+  local status=$? pid
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ $status -ne 0 ]]; then
+    for f in "$work"/*.err "$work"/nginx/error.log; do
+      [[ -s $f ]] && { log "--- tail of $f"; tail -n 20 "$f" >&2; }
+    done
+  fi
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits for the one `listening on 127.0.0.1:PORT` stdout line; prints PORT.
+wait_listening() {
+  local name=$1 pid=$2 out=$3 deadline=$((SECONDS + start_timeout)) line
+  while ((SECONDS < deadline)); do
+    if [[ -s $out && $(wc -l <"$out") -ge 1 ]]; then
+      line=$(head -n 1 "$out")
+      [[ $line =~ ^listening\ on\ 127\.0\.0\.1:([0-9]+)$ ]] || die "$name printed '$line', not 'listening on 127.0.0.1:PORT'"
+      printf '%s\n' "${BASH_REMATCH[1]}"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || die "$name exited before listening"
+    sleep 0.05
+  done
+  die "$name did not print its listening line within ${start_timeout}s"
+}
+
+# Waits until something accepts TCP connections on 127.0.0.1:PORT.
+wait_port() {
+  local name=$1 pid=$2 port=$3 deadline=$((SECONDS + start_timeout))
+  while ((SECONDS < deadline)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || die "$name exited before listening"
+    sleep 0.05
+  done
+  die "$name did not listen on port $port within ${start_timeout}s"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# CPU time (clock ticks, user + system) used so far by the given PIDs.
+cpu_ticks() {
+  local pid stat total=0
+  local -a fields
+  for pid in "$@"; do
+    stat=$(<"/proc/$pid/stat")
+    read -ra fields <<<"${stat##*) }"
+    total=$((total + fields[11] + fields[12]))
+  done
+  printf '%s\n' "$total"
+}
+
+# Resident set (kB) from /proc/PID/status: field is VmRSS or VmHWM.
+mem_kb() {
+  awk -v field="$2:" '$1 == field { print $2 }' "/proc/$1/status"
+}
+
+log "work dir $work"
+
+"${load_cpu[@]}" "$bin" mock --listen 127.0.0.1:0 --ttft 0s >"$work/mock.out" 2>"$work/mock.err" &
+mock_pid=$!
+pids+=("$mock_pid")
+mock_port=$(wait_listening mock "$mock_pid" "$work/mock.out")
+log "mock on port $mock_port (pid $mock_pid)"
+
+mkdir -p "$work/nginx"
+nginx_port=$(free_port)
+cat >"$work/nginx.conf" <<EOF
+# Generated by bench/run.sh: the do-nothing reference proxy.
+daemon off;
+master_process on;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/client_body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    client_body_buffer_size 64k;
+    keepalive_requests 1000000;
+
+    upstream mock {
+        server 127.0.0.1:$mock_port;
+        keepalive 128;
+        keepalive_requests 1000000;
+    }
+
+    server {
+        listen 127.0.0.1:$nginx_port;
+
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+"${proxy_cpu[@]}" nginx -p "$work/nginx/" -c "$work/nginx.conf" -e "$work/nginx/error.log" \
+  >"$work/nginx.out" 2>"$work/nginx.err" &
+nginx_pid=$!
+pids+=("$nginx_pid")
+wait_port nginx "$nginx_pid" "$nginx_port"
+log "nginx on port $nginx_port (pid $nginx_pid)"
+
+cat >"$work/switchyard.yaml" <<EOF
+# Generated by bench/run.sh.
+server:
+  listen: 127.0.0.1:0
+auth:
+  mode: keys
+keys:
+  - name: bench
+    key: $key
+providers:
+  upstream:
+    kind: openai
+    base_url: http://127.0.0.1:$mock_port/v1
+    api_key: sk-bench-upstream-key
+models:
+  $model:
+    deployments:
+      - { provider: upstream, model: mock-1 }
+EOF
+"${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard.yaml" >"$work/switchyard.out" 2>"$work/switchyard.err" &
+gateway_pid=$!
+pids+=("$gateway_pid")
+gateway_port=$(wait_listening switchyard "$gateway_pid" "$work/switchyard.out")
+log "switchyard on port $gateway_port (pid $gateway_pid)"
+
+gateway_idle_kb=$(mem_kb "$gateway_pid" VmRSS)
+nginx_worker_pid=$(pgrep -P "$nginx_pid" | head -n 1)
+[[ -n $nginx_worker_pid ]] || die "no nginx worker process"
+nginx_idle_kb=$(($(mem_kb "$nginx_pid" VmRSS) + $(mem_kb "$nginx_worker_pid" VmRSS)))
+
+declare -A target_pids=(
+  [mock]="$mock_pid"
+  [nginx]="$nginx_pid $nginx_worker_pid"
+  [switchyard]="$gateway_pid"
+)
+declare -A url=(
+  [mock]="http://127.0.0.1:$mock_port/v1/chat/completions"
+  [nginx]="http://127.0.0.1:$nginx_port/v1/chat/completions"
+  [switchyard]="http://127.0.0.1:$gateway_port/v1/chat/completions"
+)
+targets=(mock nginx switchyard)
+
+# === sanity: every target answers 200, JSON and streaming, before anything is timed ===
+
+for target in "${targets[@]}"; do
+  for mode in json stream; do
+    request=$(python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); b["stream"] = sys.argv[2] == "stream"; print(json.dumps(b))' "$body" "$mode")
+    status=$(curl -sS -o "$work/sanity-$target-$mode.txt" -w '%{http_code}' --max-time 10 \
+      -H 'content-type: application/json' -H "authorization: Bearer $key" --data-binary "$request" "${url[$target]}") \
+      || die "$target ($mode) did not answer"
+    [[ $status == 200 ]] || die "$target ($mode) answered $status: $(head -c 300 "$work/sanity-$target-$mode.txt")"
+    if [[ $mode == stream ]]; then
+      grep -q '^data: \[DONE\]' "$work/sanity-$target-$mode.txt" || die "$target stream did not end with [DONE]"
+    fi
+  done
+done
+log "all targets answer JSON and streams"
+
+# === load ===
+
+results=$work/results.jsonl
+: >"$results"
+info() { python3 -c 'import json, sys; print(json.dumps({"kind": "info", "key": sys.argv[1], "value": sys.argv[2]}))' "$1" "$2" >>"$results"; }
+info wrk_version "$(wrk --version 2>&1 | head -n 1 | awk '{print $2}')"
+info nginx_version "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+info body_bytes "$(wc -c <"$body" | tr -d ' ')"
+info pinning "$pinning"
+info rust_log "${RUST_LOG:-(unset)}"
+info loadavg_start "$(cut -d ' ' -f 1-3 /proc/loadavg)"
+clk_tck=$(getconf CLK_TCK)
+
+# run_wrk SCENARIO TARGET MODE CONNECTIONS
+run_wrk() {
+  local scenario=$1 target=$2 mode=$3 conns=$4 raw line ticks_before ticks_after
+  local -a common=(-t1 "-c$conns" --timeout 5s -s "$here/chat.lua") pids_of_target
+  read -ra pids_of_target <<<"${target_pids[$target]}"
+  timeout $((warmup + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${warmup}s" "${url[$target]}" \
+    -- "$body" "$mode" "$key" >/dev/null
+  raw=$work/wrk-$scenario-$target.txt
+  ticks_before=$(cpu_ticks "${pids_of_target[@]}")
+  timeout $((duration + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${duration}s" --latency "${url[$target]}" \
+    -- "$body" "$mode" "$key" >"$raw"
+  ticks_after=$(cpu_ticks "${pids_of_target[@]}")
+  line=$(sed -n 's/^WRK_RESULT //p' "$raw")
+  [[ -n $line ]] || die "no WRK_RESULT line from wrk for $scenario/$target (see $raw)"
+  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="wrk", scenario=sys.argv[2], target=sys.argv[3], cpu_s=int(sys.argv[4]) / int(sys.argv[5])); print(json.dumps(r))' \
+    "$line" "$scenario" "$target" "$((ticks_after - ticks_before))" "$clk_tck" >>"$results"
+  log "$(printf '%-10s %-10s %s' "$scenario" "$target" "$line")"
+}
+
+for scenario in json-c1 "json-c$connections" stream-c1 "stream-c$connections"; do
+  mode=${scenario%%-*}
+  conns=${scenario##*-c}
+  for target in "${targets[@]}"; do
+    run_wrk "$scenario" "$target" "$mode" "$conns"
+  done
+done
+
+# === time to first token ===
+
+for target in "${targets[@]}"; do
+  line=$(timeout 300 "${load_cpu[@]}" python3 "$here/ttft.py" "${url[$target]}" --body "$body" --key "$key" \
+    -n "$ttft_requests") || die "ttft.py failed against $target: $line"
+  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="ttft", target=sys.argv[2]); print(json.dumps(r))' \
+    "$line" "$target" >>"$results"
+  log "$(printf '%-10s %-10s %s' ttft "$target" "$line")"
+done
+
+info loadavg_end "$(cut -d ' ' -f 1-3 /proc/loadavg)"
+info gateway_log_bytes "$(wc -c <"$work/switchyard.err" | tr -d ' ')"
+
+# === memory ===
+
+rss_line() { # PROCESS IDLE_KB END_KB PEAK_KB
+  printf '{"kind": "rss", "process": "%s", "idle_kb": %d, "end_kb": %d, "peak_kb": %d}\n' "$1" "$2" "$3" "$4" >>"$results"
+}
+rss_line switchyard "$gateway_idle_kb" "$(mem_kb "$gateway_pid" VmRSS)" "$(mem_kb "$gateway_pid" VmHWM)"
+rss_line nginx "$nginx_idle_kb" \
+  "$(($(mem_kb "$nginx_pid" VmRSS) + $(mem_kb "$nginx_worker_pid" VmRSS)))" \
+  "$(($(mem_kb "$nginx_pid" VmHWM) + $(mem_kb "$nginx_worker_pid" VmHWM)))"
+
+# === report ===
+
+command="bench/run.sh"
+[[ $duration == 10 ]] || command="BENCH_DURATION=$duration $command"
+python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command "$command" \
+  --duration "$duration" --warmup "$warmup" --binary "${bin#"$repo"/}" \
+  --gateway-config "$work/switchyard.yaml" --nginx-config "$work/nginx.conf"
+
+mkdir -p "$raw_dir"
+cp "$results" "$work"/*.txt "$work"/*.yaml "$work"/*.conf "$raw_dir"/
+for f in "$work"/*.err; do
+  tail -n 2000 "$f" >"$raw_dir/$(basename "$f").tail"
+done
+[[ -f $work/nginx/error.log ]] && tail -n 2000 "$work/nginx/error.log" >"$raw_dir/nginx-error.log.tail"
+log "wrote $output (raw results in $raw_dir)"
