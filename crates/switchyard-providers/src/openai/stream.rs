@@ -44,10 +44,51 @@ struct ChoiceProbe {
 }
 
 /// Classifies the data of one event.
+///
+/// Most events are plain content chunks: when the data has no `error` key, no
+/// non-null `finish_reason` and no `usage` object, it is not parsed at all. (In
+/// JSON text, a quote inside a string is escaped, so these keys cannot be
+/// mistaken for content; a false alarm only costs a full parse.) Such a chunk is
+/// passed on as the upstream sent it, without validating all of its JSON.
 pub fn classify_event(data: &[u8]) -> StreamEvent {
-    if data.trim_ascii() == b"[DONE]" {
+    let trimmed = data.trim_ascii();
+    if trimmed == b"[DONE]" {
         return StreamEvent::Done;
     }
+    if !(trimmed.starts_with(b"{") && trimmed.ends_with(b"}")) {
+        return StreamEvent::Malformed;
+    }
+    if !find(trimmed, b"\"error\"")
+        && !key_with_value(trimmed, b"\"finish_reason\"", |v| !v.starts_with(b"null"))
+        && !key_with_value(trimmed, b"\"usage\"", |v| v.starts_with(b"{"))
+    {
+        return StreamEvent::Chunk {
+            finished: false,
+            usage: None,
+        };
+    }
+    classify_parsed(trimmed)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+/// Whether some `key: value` in `data` has a value for which `test` holds.
+fn key_with_value(data: &[u8], key: &[u8], test: impl Fn(&[u8]) -> bool) -> bool {
+    let mut rest = data;
+    while let Some(at) = memchr::memmem::find(rest, key) {
+        rest = &rest[at + key.len()..];
+        if let Some(value) = rest.trim_ascii_start().strip_prefix(b":")
+            && test(value.trim_ascii_start())
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn classify_parsed(data: &[u8]) -> StreamEvent {
     let Ok(probe) = serde_json::from_slice::<ChunkProbe<'_>>(data) else {
         return StreamEvent::Malformed;
     };
@@ -131,6 +172,23 @@ mod tests {
             })
         );
         assert_eq!(classify_event(b"<html>"), StreamEvent::Malformed);
+        // Spaced keys still take the careful path.
+        assert_eq!(
+            classify_event(br#"{ "choices": [{"delta": {}, "finish_reason" : "stop"}] }"#),
+            StreamEvent::Chunk {
+                finished: true,
+                usage: None
+            }
+        );
+        assert_eq!(
+            classify_event(br#"{"choices": [], "usage" : {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}"#),
+            StreamEvent::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 })
+        );
+        // Keys quoted inside content are escaped: no false alarm, no parse needed.
+        assert_eq!(
+            classify_event(br#"{"choices":[{"delta":{"content":"say \"error\": \"usage\": {"},"finish_reason":null}]}"#),
+            StreamEvent::Chunk { finished: false, usage: None }
+        );
         assert_eq!(
             classify_event(br#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":null,"completion_tokens":2.0}}"#),
             StreamEvent::Chunk { finished: true, usage: None }

@@ -448,7 +448,9 @@ impl Validator<'_> {
                     ));
                 }
                 if let Some(price) = d.price
-                    && ![price.input, price.output].iter().all(|p| p.is_finite() && *p >= 0.0)
+                    && ![price.input, price.output]
+                        .iter()
+                        .all(|p| p.is_finite() && *p >= 0.0)
                 {
                     self.problems.push(Problem::at(
                         place,

@@ -2,18 +2,20 @@
 //! idle and total timeouts, and reading usage on the way.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use switchyard_providers::openai::{
     ErrorBody, ErrorObject, StreamEvent, classify_event, usage_in_tail, usage_of_response,
     without_usage,
 };
 use switchyard_providers::sse::{SseEvent, SseParser};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{ProviderClient, TimeoutPhase, UpstreamError};
 use crate::error::GatewayError;
@@ -32,6 +34,13 @@ pub struct RelayLimits {
     pub cut: CancellationToken,
 }
 
+/// The most bytes gathered into one write to the client.
+const MAX_BATCH: usize = 64 << 10;
+
+/// How many scheduler turns the HTTP client gets to hand over more of a batch
+/// (measured: one turn is often not enough for its connection task to run).
+const BATCH_YIELDS: usize = 8;
+
 /// Bodies up to this size are kept (as shared chunks, not copied) to read their usage.
 const WHOLE_BODY_LIMIT: usize = 1 << 20;
 /// Of a larger body, this much of the end is kept: usage comes last.
@@ -47,9 +56,7 @@ pub fn relay_json(
 ) -> Body {
     let relay = JsonRelay {
         expected: upstream.content_length(),
-        upstream,
-        provider,
-        limits,
+        reader: Reader::new(upstream, provider, &limits),
         relayed: 0,
         chunks: Vec::new(),
         tail: None,
@@ -62,9 +69,7 @@ pub fn relay_json(
 }
 
 struct JsonRelay {
-    upstream: reqwest::Response,
-    provider: Arc<ProviderClient>,
-    limits: RelayLimits,
+    reader: Reader,
     /// The upstream's `content-length`: once that much is relayed the body is over
     /// (the server stops polling a body whose declared length is reached).
     expected: Option<u64>,
@@ -80,20 +85,21 @@ struct JsonRelay {
 impl JsonRelay {
     async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         let mut log = self.log.take()?;
-        match read_chunk(&mut self.upstream, &self.provider, &self.limits).await {
-            Ok(Some(chunk)) => {
+        let mut batch = Batch::default();
+        match self.reader.read(&mut |chunk| batch.add(chunk)).await {
+            Ok(more) => {
+                let Some(chunk) = batch.into_bytes() else {
+                    self.complete(log);
+                    return None;
+                };
                 log.first_token();
                 self.keep(&chunk);
-                if self.expected.is_some_and(|len| self.relayed >= len) {
+                if !more || self.expected.is_some_and(|len| self.relayed >= len) {
                     self.complete(log);
                 } else {
                     self.log = Some(log);
                 }
                 Some(Ok(chunk))
-            }
-            Ok(None) => {
-                self.complete(log);
-                None
             }
             Err(e) => {
                 let error = e.into_gateway();
@@ -151,10 +157,9 @@ pub fn relay_sse(
     log: AccessLog,
 ) -> Body {
     let relay = SseRelay {
-        upstream,
         parser: SseParser::new(limits.max_event_bytes),
+        reader: Reader::new(upstream, provider.clone(), &limits),
         provider,
-        limits,
         strip_usage,
         finished: false,
         log: Some(log),
@@ -171,10 +176,9 @@ pub fn relay_sse(
 }
 
 struct SseRelay {
-    upstream: reqwest::Response,
+    reader: Reader,
     parser: SseParser,
     provider: Arc<ProviderClient>,
-    limits: RelayLimits,
     strip_usage: bool,
     /// A choice has carried a `finish_reason`.
     finished: bool,
@@ -191,15 +195,16 @@ impl SseRelay {
                 return Some(out.freeze());
             }
             self.log.as_ref()?;
-            match read_chunk(&mut self.upstream, &self.provider, &self.limits).await {
-                Ok(Some(chunk)) => self.parser.push(&chunk),
-                Ok(None) if self.finished => {
+            let parser = &mut self.parser;
+            match self.reader.read(&mut |chunk| parser.push(&chunk)).await {
+                Ok(true) => {}
+                Ok(false) if self.finished => {
                     // Some servers finish without `[DONE]`; the client still gets one.
                     out.extend_from_slice(b"data: [DONE]\n\n");
                     self.end("ok", None);
                     return Some(out.freeze());
                 }
-                Ok(None) => {
+                Ok(false) => {
                     let error =
                         self.protocol_error("the stream ended before the response was finished");
                     return Some(self.fail(&error));
@@ -318,6 +323,32 @@ fn push_event(out: &mut BytesMut, event: Option<&str>, data: &[u8]) {
     out.extend_from_slice(b"\n");
 }
 
+/// Chunks that arrived together, joined without a copy when there is only one.
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    joined: Option<BytesMut>,
+}
+
+impl Batch {
+    fn add(&mut self, chunk: Bytes) {
+        match (&mut self.joined, self.first.take()) {
+            (Some(joined), _) => joined.extend_from_slice(&chunk),
+            (None, None) => self.first = Some(chunk),
+            (None, Some(first)) => {
+                let mut joined = BytesMut::with_capacity(first.len() + chunk.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&chunk);
+                self.joined = Some(joined);
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        self.joined.map(BytesMut::freeze).or(self.first)
+    }
+}
+
 /// Why the next chunk did not come.
 enum ReadError {
     Upstream(UpstreamError),
@@ -334,28 +365,94 @@ impl ReadError {
     }
 }
 
-/// The next body chunk within the idle and total timeouts.
-async fn read_chunk(
-    upstream: &mut reqwest::Response,
-    provider: &ProviderClient,
-    limits: &RelayLimits,
-) -> Result<Option<Bytes>, ReadError> {
-    let wait = limits.deadline.min(Instant::now() + limits.idle);
-    let read = tokio::select! {
-        biased;
-        () = limits.cut.cancelled() => return Err(ReadError::Cut),
-        read = tokio::time::timeout_at(wait, upstream.chunk()) => read,
-    };
-    match read {
-        Ok(Ok(chunk)) => Ok(chunk),
-        Ok(Err(e)) => Err(ReadError::Upstream(UpstreamError::Protocol {
-            provider: provider.name.to_string(),
-            detail: provider.scrub(&super::error_chain(&e)),
-        })),
-        Err(_) => Err(ReadError::Upstream(provider.timeout_at(
-            wait,
-            limits.deadline,
-            TimeoutPhase::Idle,
-        ))),
+/// Reads an upstream body within the idle and total timeouts and the shutdown
+/// cut, with one timer and one cancellation waiter for the whole body.
+struct Reader {
+    upstream: reqwest::Response,
+    provider: Arc<ProviderClient>,
+    idle: Duration,
+    deadline: Instant,
+    timer: Pin<Box<Sleep>>,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The end of the body, when it was found while collecting a batch.
+    ended: Option<Result<(), ReadError>>,
+}
+
+impl Reader {
+    fn new(
+        upstream: reqwest::Response,
+        provider: Arc<ProviderClient>,
+        limits: &RelayLimits,
+    ) -> Self {
+        Self {
+            upstream,
+            provider,
+            idle: limits.idle,
+            deadline: limits.deadline,
+            timer: Box::pin(tokio::time::sleep_until(limits.deadline)),
+            cut: Box::pin(limits.cut.clone().cancelled_owned()),
+            ended: None,
+        }
+    }
+
+    /// Waits for body bytes, then hands `take` every chunk that has arrived, so
+    /// that what came together leaves together. `Ok(false)` once the body is over.
+    async fn read(&mut self, take: &mut (dyn FnMut(Bytes) + Send)) -> Result<bool, ReadError> {
+        if let Some(end) = self.ended.take() {
+            return end.map(|()| false);
+        }
+        let wait = self.deadline.min(Instant::now() + self.idle);
+        self.timer.as_mut().reset(wait);
+        let first = tokio::select! {
+            biased;
+            () = self.cut.as_mut() => return Err(ReadError::Cut),
+            () = self.timer.as_mut() => {
+                return Err(ReadError::Upstream(self.provider.timeout_at(wait, self.deadline, TimeoutPhase::Idle)));
+            }
+            chunk = self.upstream.chunk() => chunk,
+        };
+        let mut batched = match first {
+            Ok(Some(chunk)) => {
+                let len = chunk.len();
+                take(chunk);
+                len
+            }
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(self.broken(&e)),
+        };
+        // The HTTP client hands over one frame at a time through a task hop: give it
+        // a few turns to decode what is already buffered, and batch it, so an answer
+        // that arrived in one read leaves in one write instead of one per event.
+        let mut yielded = 0;
+        while batched < MAX_BATCH {
+            match self.upstream.chunk().now_or_never() {
+                None if yielded < BATCH_YIELDS => {
+                    yielded += 1;
+                    tokio::task::yield_now().await;
+                }
+                None => return Ok(true),
+                Some(Ok(Some(chunk))) => {
+                    yielded = 0;
+                    batched += chunk.len();
+                    take(chunk);
+                }
+                Some(Ok(None)) => {
+                    self.ended = Some(Ok(()));
+                    return Ok(true);
+                }
+                Some(Err(e)) => {
+                    self.ended = Some(Err(self.broken(&e)));
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn broken(&self, e: &reqwest::Error) -> ReadError {
+        ReadError::Upstream(UpstreamError::Protocol {
+            provider: self.provider.name.to_string(),
+            detail: self.provider.scrub(&super::error_chain(e)),
+        })
     }
 }
