@@ -26,7 +26,11 @@ pub fn init(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(LOG_QUEUE_LINES)
-        .finish(std::io::stderr());
+        // Lines queued together leave in one write; the queue's end flushes.
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_WRITE_BUFFER,
+            std::io::stderr(),
+        ));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -43,6 +47,9 @@ pub fn init(format: LogFormat) -> WorkerGuard {
     };
     guard
 }
+
+/// Bytes of log lines gathered into one write to stderr.
+const LOG_WRITE_BUFFER: usize = 64 << 10;
 
 /// Log lines queued for the writer thread before a request has to wait (none is dropped).
 const LOG_QUEUE_LINES: usize = 64 * 1024;

@@ -86,7 +86,8 @@ impl JsonRelay {
     async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         let mut log = self.log.take()?;
         let mut batch = Batch::default();
-        match self.reader.read(&mut |chunk| batch.add(chunk)).await {
+        // A JSON answer arrives in a frame or a few: no waiting to batch them.
+        match self.reader.read(false, &mut |chunk| batch.add(chunk)).await {
             Ok(more) => {
                 let Some(chunk) = batch.into_bytes() else {
                     self.complete(log);
@@ -162,6 +163,7 @@ pub fn relay_sse(
         provider,
         strip_usage,
         finished: false,
+        chunks_sent: 0,
         log: Some(log),
     };
     Body::from_stream(futures_util::stream::unfold(
@@ -182,6 +184,8 @@ struct SseRelay {
     strip_usage: bool,
     /// A choice has carried a `finish_reason`.
     finished: bool,
+    /// Chunks relayed so far.
+    chunks_sent: usize,
     /// `None` once the stream is over.
     log: Option<AccessLog>,
 }
@@ -196,7 +200,14 @@ impl SseRelay {
             }
             self.log.as_ref()?;
             let parser = &mut self.parser;
-            match self.reader.read(&mut |chunk| parser.push(&chunk)).await {
+            // The role chunk and the first content go out at once (time to first
+            // token); after them, batching what has arrived saves writes.
+            let wait_for_more = self.chunks_sent >= 2;
+            match self
+                .reader
+                .read(wait_for_more, &mut |chunk| parser.push(&chunk))
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) if self.finished => {
                     // Some servers finish without `[DONE]`; the client still gets one.
@@ -242,6 +253,7 @@ impl SseRelay {
                     }
                 }
                 self.finished |= finished;
+                self.chunks_sent += 1;
                 match usage.and_then(|_| {
                     self.strip_usage
                         .then(|| without_usage(&event.data))
@@ -397,7 +409,15 @@ impl Reader {
 
     /// Waits for body bytes, then hands `take` every chunk that has arrived, so
     /// that what came together leaves together. `Ok(false)` once the body is over.
-    async fn read(&mut self, take: &mut (dyn FnMut(Bytes) + Send)) -> Result<bool, ReadError> {
+    ///
+    /// With `wait_for_more`, it gives the HTTP client a few scheduler turns to hand
+    /// over what it has already received; without, it takes only what is ready now
+    /// (the first events of a stream go out at once: time to first token).
+    async fn read(
+        &mut self,
+        wait_for_more: bool,
+        take: &mut (dyn FnMut(Bytes) + Send),
+    ) -> Result<bool, ReadError> {
         if let Some(end) = self.ended.take() {
             return end.map(|()| false);
         }
@@ -426,7 +446,7 @@ impl Reader {
         let mut yielded = 0;
         while batched < MAX_BATCH {
             match self.upstream.chunk().now_or_never() {
-                None if yielded < BATCH_YIELDS => {
+                None if wait_for_more && yielded < BATCH_YIELDS => {
                     yielded += 1;
                     tokio::task::yield_now().await;
                 }

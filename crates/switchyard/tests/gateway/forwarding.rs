@@ -209,3 +209,34 @@ fn builtin_gateway(dir: &std::path::Path) -> Process {
     // The built-in default listens on SWITCHYARD_LISTEN (127.0.0.1:8080 when unset).
     Process::spawn_in(&["serve"], dir, &[("SWITCHYARD_LISTEN", "127.0.0.1:0")])
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let mock = mock(&[]);
+    let gw = gateway_with(
+        &config(&mock.url("/v1"), "connect: 1s", ""),
+        &["--log-format", "json"],
+    );
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .header("x-request-id", "req-json")
+        .json(&chat("log me", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let _ = response.text().await.unwrap();
+    let line = gw.wait_for_log(&["req-json"]);
+    let record: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(record["request_id"], "req-json");
+    assert_eq!(record["model"], "gpt-4.1");
+    assert_eq!(record["provider"], "up");
+    assert_eq!(record["status"], 200);
+    assert_eq!(record["outcome"], "ok");
+    assert_eq!(record["completion_tokens"], 16);
+    assert!(record["latency_ms"].as_f64().unwrap() > 0.0);
+    for line in gw.logs().lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+}

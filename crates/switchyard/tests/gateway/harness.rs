@@ -170,11 +170,18 @@ pub fn mock(flags: &[&str]) -> Process {
 
 /// `switchyard serve --config <yaml written to a temp dir>`
 pub fn gateway(yaml: &str) -> Process {
+    gateway_with(yaml, &[])
+}
+
+/// `switchyard serve --config <yaml> <extra args>`
+pub fn gateway_with(yaml: &str, extra: &[&str]) -> Process {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("switchyard.yaml");
     std::fs::write(&path, yaml).expect("write config");
     let path = path.to_str().expect("utf-8 path").to_owned();
-    Process::spawn(&["serve", "--config", &path], Some(dir))
+    let mut args = vec!["serve", "--config", &path];
+    args.extend_from_slice(extra);
+    Process::spawn(&args, Some(dir))
 }
 
 /// A config in `keys` mode with model `gpt-4.1` on provider `up` → `mock-1` at `base_url`.
