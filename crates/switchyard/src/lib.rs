@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod mix;
 pub mod routing;
 pub mod server;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use axum::http::HeaderValue;
 
 use crate::config::{Config, ProviderKind};
 use crate::error::GatewayError;
+use crate::mix::splitmix64;
 use crate::upstream::ProviderClient;
 
 /// One deployment, ready to call.
@@ -101,12 +102,4 @@ impl Routes {
 /// A header value for a name from the config (names that cannot be one show as `-`).
 fn header_value(name: &str) -> HeaderValue {
     HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("-"))
-}
-
-/// A fast, well-mixed hash of a counter: uniform enough for weighted picks.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }

@@ -4,7 +4,7 @@
 //!
 //! 1. `CatchPanicLayer` — a bug becomes a 500 in OpenAI's shape, never a dropped connection.
 //! 2. `SetSensitiveRequestHeadersLayer` — `authorization` and `x-api-key` are hidden from traces.
-//! 3. `SetRequestIdLayer` — a request without `x-request-id` gets a fresh UUID.
+//! 3. `SetRequestIdLayer` — a request without `x-request-id` gets a fresh UUID-shaped id.
 //! 4. `PropagateRequestIdLayer` — the response carries the same `x-request-id`.
 //! 5. `access_log` — one line per request not logged by its handler (the proxy
 //!    handlers log when their body ends, with usage and time to first token).
@@ -15,6 +15,7 @@
 
 mod health;
 mod openai;
+mod request_id;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -29,7 +30,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::auth::Authenticator;
@@ -78,7 +79,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
         .layer(middleware::from_fn(access_log))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID.clone(),
+            request_id::FastRequestId::default(),
+        ))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             HeaderName::from_static("x-api-key"),
