@@ -54,7 +54,7 @@ const CUT_FLUSH: Duration = Duration::from_secs(1);
 /// 1. `/ready` answers 503 while the listener still accepts, for `server.shutdown_delay`
 ///    (so a load balancer stops sending before connections are refused);
 /// 2. the listener closes and in-flight requests finish, for at most `server.shutdown_grace`;
-/// 3. streams still open then end with an error event (`shutting_down`), and the process exits.
+/// 3. streams still open then end with an error event (code `service_unavailable`), and the process exits.
 pub async fn run(config: Config) -> Result<(), StartError> {
     // Registered before the address is announced: a SIGTERM right after start-up drains too.
     let mut signals = Signals::register().map_err(StartError::Signals)?;
