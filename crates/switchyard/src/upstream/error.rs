@@ -114,67 +114,58 @@ impl UpstreamError {
 
     /// The error as the client sees it, in OpenAI's shape.
     pub fn to_openai(&self) -> ErrorObject {
-        match self {
-            Self::Status {
-                status,
-                error,
-                provider,
-                ..
-            } => match self.status() {
-                StatusCode::BAD_REQUEST | StatusCode::TOO_MANY_REQUESTS => ErrorObject {
-                    message: error.message.clone(),
-                    kind: error
-                        .kind
-                        .clone()
-                        .or_else(|| Some(default_type(*status).to_owned())),
-                    param: error.param.clone(),
-                    code: error.code.clone(),
-                },
-                StatusCode::SERVICE_UNAVAILABLE => ErrorObject {
-                    message: format!(
-                        "provider `{provider}` is overloaded ({status}): {}",
-                        error.message
-                    ),
-                    kind: Some("server_error".to_owned()),
-                    param: None,
-                    code: Some("upstream_overloaded".to_owned()),
-                },
-                _ if matches!(status, 401 | 403) => ErrorObject {
-                    // The provider's text may quote part of its key: never pass it on.
-                    message: format!(
-                        "provider `{provider}` refused the gateway's credentials ({status})"
-                    ),
-                    kind: Some("server_error".to_owned()),
-                    param: None,
-                    code: Some("upstream_auth_failed".to_owned()),
-                },
-                _ => ErrorObject {
-                    message: self.to_string(),
-                    kind: Some("server_error".to_owned()),
-                    param: None,
-                    code: Some("upstream_error".to_owned()),
-                },
+        let Self::Status {
+            status,
+            error,
+            provider,
+            ..
+        } = self
+        else {
+            return match self {
+                // The cause (addresses, TLS details) goes to the log, not to the client.
+                Self::Connect { provider, .. } => server_error(
+                    format!("provider `{provider}` could not be reached"),
+                    "upstream_error",
+                ),
+                Self::Timeout { .. } => server_error(self.to_string(), "upstream_timeout"),
+                _ => server_error(self.to_string(), "upstream_error"),
+            };
+        };
+        match self.status() {
+            // The client's own request was refused: the provider's words, in its shape.
+            StatusCode::BAD_REQUEST | StatusCode::TOO_MANY_REQUESTS => ErrorObject {
+                message: error.message.clone(),
+                kind: error
+                    .kind
+                    .clone()
+                    .or_else(|| Some(default_type(*status).to_owned())),
+                param: error.param.clone(),
+                code: error.code.clone(),
             },
-            Self::Timeout { .. } => ErrorObject {
-                message: self.to_string(),
-                kind: Some("server_error".to_owned()),
-                param: None,
-                code: Some("upstream_timeout".to_owned()),
-            },
-            // The cause (addresses, TLS details) goes to the log, not to the client.
-            Self::Connect { provider, .. } => ErrorObject {
-                message: format!("provider `{provider}` could not be reached"),
-                kind: Some("server_error".to_owned()),
-                param: None,
-                code: Some("upstream_error".to_owned()),
-            },
-            Self::Protocol { .. } => ErrorObject {
-                message: self.to_string(),
-                kind: Some("server_error".to_owned()),
-                param: None,
-                code: Some("upstream_error".to_owned()),
-            },
+            StatusCode::SERVICE_UNAVAILABLE => server_error(
+                format!(
+                    "provider `{provider}` is overloaded ({status}): {}",
+                    error.message
+                ),
+                "upstream_overloaded",
+            ),
+            // The provider's text may quote part of its key: never pass it on.
+            _ if matches!(status, 401 | 403) => server_error(
+                format!("provider `{provider}` refused the gateway's credentials ({status})"),
+                "upstream_auth_failed",
+            ),
+            _ => server_error(self.to_string(), "upstream_error"),
         }
+    }
+}
+
+/// An OpenAI `server_error` object with `code`.
+fn server_error(message: String, code: &str) -> ErrorObject {
+    ErrorObject {
+        message,
+        kind: Some("server_error".to_owned()),
+        param: None,
+        code: Some(code.to_owned()),
     }
 }
 
