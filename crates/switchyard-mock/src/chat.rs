@@ -8,7 +8,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::error::MockError;
+use crate::error::{MockError, parse_body, required_model};
 use crate::reply::{Prompt, Reply, Usage, token_cap, unix_now};
 use crate::sse::{self, EventStream};
 use crate::text::{count_words, pieces};
@@ -378,14 +378,8 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Result<Response, MockError> {
     let admission = mock.faults.admit().await?;
-    let request: ChatRequest =
-        serde_json::from_slice(&body).map_err(|e| MockError::malformed(&e))?;
-    let Some(model) = request.model.as_deref() else {
-        return Err(MockError::invalid(
-            "you must provide a model parameter",
-            "model",
-        ));
-    };
+    let request: ChatRequest = parse_body(&body)?;
+    let model = required_model(request.model.as_deref())?;
     let prompt = request.prompt()?;
     let reply = Reply::new(&prompt, mock.options.completion_tokens);
     let usage = Usage::new(&prompt, reply.tokens());

@@ -8,7 +8,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::error::MockError;
+use crate::error::{MockError, parse_body, required_model};
 use crate::reply::{Finish, Prompt, Usage, token_cap, unix_now};
 use crate::sse::{self, EventStream};
 use crate::text::{EchoText, count_words, pieces};
@@ -108,14 +108,8 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Result<Response, MockError> {
     let admission = mock.faults.admit().await?;
-    let request: CompletionRequest =
-        serde_json::from_slice(&body).map_err(|e| MockError::malformed(&e))?;
-    let Some(model) = request.model.as_deref() else {
-        return Err(MockError::invalid(
-            "you must provide a model parameter",
-            "model",
-        ));
-    };
+    let request: CompletionRequest = parse_body(&body)?;
+    let model = required_model(request.model.as_deref())?;
     let prompt = request.prompt()?;
     let text = prompt.echo_text(mock.options.completion_tokens);
     let usage = Usage::new(&prompt, text.words);

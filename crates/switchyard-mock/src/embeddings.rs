@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::MockError;
+use crate::error::{MockError, parse_body, required_model};
 use crate::text::count_words;
 use crate::{Mock, json_response};
 
@@ -153,14 +153,8 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Result<Response, MockError> {
     let admission = mock.faults.admit().await?;
-    let request: EmbeddingRequest =
-        serde_json::from_slice(&body).map_err(|e| MockError::malformed(&e))?;
-    let Some(model) = request.model.as_deref() else {
-        return Err(MockError::invalid(
-            "you must provide a model parameter",
-            "model",
-        ));
-    };
+    let request: EmbeddingRequest = parse_body(&body)?;
+    let model = required_model(request.model.as_deref())?;
     let items = request.input.as_ref().map(Input::items).unwrap_or_default();
     if items.is_empty() || items.iter().any(|item| item.is_empty()) {
         return Err(MockError::invalid(

@@ -35,6 +35,16 @@ pub(crate) enum MockError {
     },
 }
 
+/// The JSON body of a request, or a 400 saying why it is not one.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MockError> {
+    serde_json::from_slice(body).map_err(|e| MockError::malformed(&e))
+}
+
+/// The request's `model`, which every endpoint requires.
+pub(crate) fn required_model(model: Option<&str>) -> Result<&str, MockError> {
+    model.ok_or_else(|| MockError::invalid("you must provide a model parameter", "model"))
+}
+
 impl MockError {
     /// A 400 about the field `param`.
     pub(crate) fn invalid(message: impl Into<String>, param: &'static str) -> Self {
