@@ -34,7 +34,7 @@ async fn sigterm_lets_a_slow_stream_finish_and_exits_zero() {
     assert_eq!(stream_text(&events).split_whitespace().count(), 20);
     let status = gw.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", gw.logs());
-    assert!(gw.logs().contains("shutdown complete"));
+    gw.wait_for_log(&["shutdown complete"]);
 }
 
 #[tokio::test]
@@ -65,12 +65,8 @@ async fn the_grace_period_bounds_the_drain() {
     let status = gw.wait_exit(Duration::from_secs(10));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
-    assert!(gw.logs().contains("grace period over"), "{}", gw.logs());
-    assert!(
-        gw.logs().contains("outcome=\"shutting_down\""),
-        "{}",
-        gw.logs()
-    );
+    gw.wait_for_log(&["grace period over"]);
+    gw.wait_for_log(&["outcome=\"shutting_down\""]);
 }
 
 #[tokio::test]

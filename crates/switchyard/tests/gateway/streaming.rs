@@ -59,7 +59,7 @@ async fn usage_is_asked_upstream_but_only_shown_when_the_client_asked() {
         seen[0]["body"]["stream_options"],
         json!({"include_usage": true})
     );
-    assert!(gw.logs().contains("completion_tokens=16"), "{}", gw.logs());
+    gw.wait_for_log(&["completion_tokens=16"]);
 
     let (_, body) = stream_body(
         &gw,
@@ -163,7 +163,7 @@ async fn an_in_band_upstream_error_is_an_error_not_content() {
     let (_, body) = stream_body(&gw, &chat("fail inside", json!({"stream": true}))).await;
     let error = final_error(&body);
     assert_eq!(error["error"]["message"], "mock in-band failure");
-    assert!(gw.logs().contains("upstream_in_band_error"));
+    gw.wait_for_log(&["upstream_in_band_error"]);
 }
 
 #[tokio::test]
