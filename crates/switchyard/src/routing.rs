@@ -78,6 +78,18 @@ impl Routes {
         }
     }
 
+    /// Public models none of whose deployments this version can call, sorted.
+    pub fn unservable(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .models
+            .iter()
+            .filter(|(_, route)| route.total_weight == 0)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Picks a deployment of `model` at random in proportion to the weights.
     pub fn pick(&self, model: &str) -> Result<&Target, GatewayError> {
         let route = self

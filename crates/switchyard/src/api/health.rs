@@ -15,10 +15,16 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 while serving; 503 once shutdown has begun.
+/// 200 while serving; 503 once shutdown has begun. The body names the models
+/// that no deployment can serve (their requests get 503), without failing
+/// readiness: the other models are served.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, Json(json!({ "status": "ready" })))
+        let unservable = state.routes.unservable();
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "unservable_models": unservable })),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
