@@ -1,15 +1,18 @@
 //! An incremental parser for `text/event-stream` bodies (the WHATWG
 //! Server-Sent Events format), with a bound on the size of one event.
+//!
+//! Events are handed out borrowed from the input buffer: the usual event (one
+//! `data:` line) is neither copied nor reference-counted on its way through.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 /// One dispatched event: its `event:` type, if any, and its `data:` lines joined by `\n`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEvent<'a> {
     /// The `event:` field, when the upstream set one.
-    pub event: Option<String>,
+    pub event: Option<&'a str>,
     /// The data lines joined with `\n`, without the trailing newline.
-    pub data: Bytes,
+    pub data: &'a [u8],
 }
 
 /// Why a stream could not be parsed.
@@ -23,86 +26,142 @@ pub enum SseError {
     },
 }
 
+/// The data of the event being assembled.
+#[derive(Debug)]
+enum Data {
+    /// No `data:` line yet.
+    None,
+    /// One `data:` line: its value's range in the buffer.
+    Line(usize, usize),
+    /// Several lines, joined in `SseParser::joined`.
+    Joined,
+}
+
 /// Feeds on body chunks as they arrive and yields complete events.
 #[derive(Debug)]
 pub struct SseParser {
     buf: BytesMut,
+    /// Where the event being assembled starts in `buf`.
+    event_start: usize,
+    /// Where the next line starts in `buf`.
+    pos: usize,
     /// How far `buf` has been scanned for a line end without finding one.
     scanned: usize,
-    data: Vec<u8>,
-    has_data: bool,
+    data: Data,
+    /// The data of a multi-line event.
+    joined: Vec<u8>,
+    /// The `event:` field of the event being assembled.
     event: Option<String>,
-    /// Bytes consumed for the event being assembled (lines already parsed).
+    /// Bytes of the event being assembled (lines already parsed).
     pending: usize,
     max_event_bytes: usize,
 }
 
 impl SseParser {
-    /// A parser that refuses any event larger than `max_event_bytes`.
+    /// A parser refusing events larger than `max_event_bytes`.
     pub fn new(max_event_bytes: usize) -> Self {
         Self {
             buf: BytesMut::new(),
+            event_start: 0,
+            pos: 0,
             scanned: 0,
-            data: Vec::new(),
-            has_data: false,
+            data: Data::None,
+            joined: Vec::new(),
             event: None,
             pending: 0,
             max_event_bytes,
         }
     }
 
-    /// Appends a chunk of the body.
+    /// Appends a body chunk.
     pub fn push(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
     }
 
-    /// Returns the next complete event, or `None` when more input is needed.
-    pub fn next_event(&mut self) -> Result<Option<SseEvent>, SseError> {
+    /// Hands every complete event to `on_event`, in order, until it returns
+    /// `false` (the events after that stay queued). An event without data (a
+    /// `data:` keep-alive, a lone `event:`) is not dispatched.
+    pub fn for_each_event(
+        &mut self,
+        mut on_event: impl FnMut(SseEvent<'_>) -> bool,
+    ) -> Result<(), SseError> {
+        let result = self.parse(&mut on_event);
+        self.compact();
+        result
+    }
+
+    fn parse(&mut self, on_event: &mut impl FnMut(SseEvent<'_>) -> bool) -> Result<(), SseError> {
         loop {
-            let Some((line_len, eol_len)) = self.find_line_end() else {
-                if self.pending + self.buf.len() > self.max_event_bytes {
-                    return Err(SseError::EventTooLarge {
-                        limit: self.max_event_bytes,
-                    });
+            let Some((line_end, eol_len)) = self.find_line_end() else {
+                if self.pending + (self.buf.len() - self.pos) > self.max_event_bytes {
+                    return Err(self.too_large());
                 }
-                return Ok(None);
+                return Ok(());
             };
-            let line = self.buf.split_to(line_len);
-            self.buf.advance(eol_len);
-            self.scanned = 0;
-            self.pending += line_len + eol_len;
+            let (start, next) = (self.pos, line_end + eol_len);
+            self.pos = next;
+            self.scanned = next;
+            self.pending += next - start;
             if self.pending > self.max_event_bytes {
-                return Err(SseError::EventTooLarge {
-                    limit: self.max_event_bytes,
-                });
+                return Err(self.too_large());
             }
-            if line.is_empty() {
-                self.pending = 0;
-                if let Some(event) = self.dispatch() {
-                    return Ok(Some(event));
-                }
+            if line_end > start {
+                self.field(start, line_end);
                 continue;
             }
-            self.field(&line);
+            self.pending = 0;
+            self.event_start = next;
+            let data = match std::mem::replace(&mut self.data, Data::None) {
+                Data::None => continue,
+                Data::Line(from, to) => &self.buf[from..to],
+                Data::Joined => &self.joined[..],
+            };
+            let event = self.event.take();
+            let go_on = data.is_empty()
+                || on_event(SseEvent {
+                    event: event.as_deref(),
+                    data,
+                });
+            self.joined.clear();
+            if !go_on {
+                return Ok(());
+            }
         }
     }
 
-    /// Finds the end of the next line: its length and the length of its terminator.
-    /// A lone `\r` at the very end of the buffer waits for the next chunk, which may
-    /// start with the `\n` of a `\r\n` pair.
+    /// Drops the dispatched events from the buffer; the event being assembled
+    /// stays, and its data range moves with it.
+    fn compact(&mut self) {
+        let done = self.event_start;
+        if done == 0 {
+            return;
+        }
+        self.buf.advance(done);
+        self.event_start = 0;
+        self.pos -= done;
+        self.scanned -= done;
+        if let Data::Line(from, to) = &mut self.data {
+            *from -= done;
+            *to -= done;
+        }
+    }
+
+    fn too_large(&self) -> SseError {
+        SseError::EventTooLarge {
+            limit: self.max_event_bytes,
+        }
+    }
+
+    /// The end of the line starting at `pos` and the length of its terminator.
     fn find_line_end(&mut self) -> Option<(usize, usize)> {
         let bytes = &self.buf[..];
-        let start = self.scanned;
-        match bytes[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-        {
+        match memchr::memchr2(b'\n', b'\r', &bytes[self.scanned..]) {
             None => {
                 self.scanned = bytes.len();
                 None
             }
             Some(offset) => {
-                let at = start + offset;
+                let at = self.scanned + offset;
                 if bytes[at] == b'\n' {
                     return Some((at, 1));
                 }
@@ -110,6 +169,7 @@ impl SseParser {
                     Some(b'\n') => Some((at, 2)),
                     Some(_) => Some((at, 1)),
                     None => {
+                        // A lone `\r` at the end: wait to see whether `\n` follows.
                         self.scanned = at;
                         None
                     }
@@ -118,39 +178,40 @@ impl SseParser {
         }
     }
 
-    fn field(&mut self, line: &[u8]) {
-        if line.first() == Some(&b':') {
+    fn field(&mut self, start: usize, end: usize) {
+        let line = &self.buf[start..end];
+        if line[0] == b':' {
             return;
         }
-        let (name, value) = match line.iter().position(|&b| b == b':') {
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-            }
-            None => (line, &b""[..]),
+        let (name_end, value_start) = match memchr::memchr(b':', line) {
+            Some(colon) if line.get(colon + 1) == Some(&b' ') => (colon, colon + 2),
+            Some(colon) => (colon, colon + 1),
+            None => (line.len(), line.len()),
         };
-        match name {
+        let value = start + value_start..end;
+        match &line[..name_end] {
             b"data" => {
-                if self.has_data {
-                    self.data.push(b'\n');
-                }
-                self.data.extend_from_slice(value);
-                self.has_data = true;
+                self.data = match std::mem::replace(&mut self.data, Data::None) {
+                    // The usual event has one data line: only its range is kept.
+                    Data::None => Data::Line(value.start, value.end),
+                    Data::Line(from, to) => {
+                        self.joined.extend_from_slice(&self.buf[from..to]);
+                        self.joined.push(b'\n');
+                        self.joined.extend_from_slice(&self.buf[value]);
+                        Data::Joined
+                    }
+                    Data::Joined => {
+                        self.joined.push(b'\n');
+                        self.joined.extend_from_slice(&self.buf[value]);
+                        Data::Joined
+                    }
+                };
             }
-            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"event" => {
+                self.event = Some(String::from_utf8_lossy(&self.buf[value]).into_owned());
+            }
             _ => {}
         }
-    }
-
-    fn dispatch(&mut self) -> Option<SseEvent> {
-        let event = self.event.take();
-        // An event whose data is empty is not dispatched (`data:` keep-alives).
-        if !std::mem::take(&mut self.has_data) || self.data.is_empty() {
-            self.data.clear();
-            return None;
-        }
-        let data = Bytes::from(std::mem::take(&mut self.data));
-        Some(SseEvent { event, data })
     }
 }
 
@@ -159,16 +220,20 @@ impl SseParser {
 mod tests {
     use super::*;
 
-    fn all(parser: &mut SseParser) -> Vec<SseEvent> {
+    /// `(event, data)` of every complete event.
+    type Owned = Vec<(Option<String>, Vec<u8>)>;
+
+    fn all(parser: &mut SseParser) -> Result<Owned, SseError> {
         let mut out = Vec::new();
-        while let Some(event) = parser.next_event().unwrap() {
-            out.push(event);
-        }
-        out
+        parser.for_each_event(|e| {
+            out.push((e.event.map(str::to_owned), e.data.to_vec()));
+            true
+        })?;
+        Ok(out)
     }
 
-    fn data(events: &[SseEvent]) -> Vec<&[u8]> {
-        events.iter().map(|e| &e.data[..]).collect()
+    fn data(events: &Owned) -> Vec<&[u8]> {
+        events.iter().map(|e| &e.1[..]).collect()
     }
 
     #[test]
@@ -179,15 +244,15 @@ mod tests {
             let mut events = Vec::new();
             for piece in input.chunks(split) {
                 parser.push(piece);
-                events.extend(all(&mut parser));
+                events.extend(all(&mut parser).unwrap());
             }
             assert_eq!(
                 data(&events),
                 vec![&b"{\"a\":1}"[..], b"x\ny", b"[DONE]"],
                 "split {split}"
             );
-            assert_eq!(events[1].event.as_deref(), Some("ping"));
-            assert_eq!(events[0].event, None);
+            assert_eq!(events[1].0.as_deref(), Some("ping"));
+            assert_eq!(events[0].0, None);
         }
     }
 
@@ -195,35 +260,60 @@ mod tests {
     fn incomplete_event_is_not_dispatched() {
         let mut parser = SseParser::new(1024);
         parser.push(b"data: partial");
-        assert_eq!(parser.next_event().unwrap(), None);
+        assert!(all(&mut parser).unwrap().is_empty());
         parser.push(b"\n");
-        assert_eq!(parser.next_event().unwrap(), None);
+        assert!(all(&mut parser).unwrap().is_empty());
         parser.push(b"\n");
-        assert_eq!(&parser.next_event().unwrap().unwrap().data[..], b"partial");
+        assert_eq!(data(&all(&mut parser).unwrap()), vec![&b"partial"[..]]);
     }
 
     #[test]
     fn event_without_data_is_skipped() {
         let mut parser = SseParser::new(1024);
         parser.push(b"event: ping\n\ndata:\n\ndata:nospace\n\n");
-        let events = all(&mut parser);
+        let events = all(&mut parser).unwrap();
         assert_eq!(data(&events), vec![&b"nospace"[..]]);
-        assert_eq!(events[0].event, None);
+        assert_eq!(events[0].0, None);
     }
 
     #[test]
     fn oversized_event_is_refused() {
         let mut parser = SseParser::new(16);
         parser.push(b"data: 0123456789abcdef");
-        assert_eq!(
-            parser.next_event(),
-            Err(SseError::EventTooLarge { limit: 16 })
-        );
+        assert_eq!(all(&mut parser), Err(SseError::EventTooLarge { limit: 16 }));
         let mut parser = SseParser::new(16);
         parser.push(b"data: 0123\ndata: 456789abcdef\n");
-        assert_eq!(
-            parser.next_event(),
-            Err(SseError::EventTooLarge { limit: 16 })
-        );
+        assert_eq!(all(&mut parser), Err(SseError::EventTooLarge { limit: 16 }));
+    }
+
+    #[test]
+    fn stops_when_asked_and_resumes() {
+        let mut parser = SseParser::new(1024);
+        parser.push(b"data: 1\n\ndata: 2\n\ndata: 3\n");
+        let mut seen = Vec::new();
+        parser
+            .for_each_event(|e| {
+                seen.push(e.data.to_vec());
+                false
+            })
+            .unwrap();
+        assert_eq!(seen, vec![b"1".to_vec()]);
+        parser.push(b"\n");
+        assert_eq!(data(&all(&mut parser).unwrap()), vec![&b"2"[..], b"3"]);
+    }
+
+    #[test]
+    fn many_events_through_a_small_window() {
+        let mut parser = SseParser::new(64);
+        let mut count = 0;
+        for i in 0..1000 {
+            parser.push(format!("event: e\ndata: {i}\ndata: x\n\n").as_bytes());
+            for (event, data) in all(&mut parser).unwrap() {
+                assert_eq!(event.as_deref(), Some("e"));
+                assert_eq!(data, format!("{count}\nx").into_bytes());
+                count += 1;
+            }
+        }
+        assert_eq!(count, 1000);
     }
 }

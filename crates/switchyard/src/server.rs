@@ -90,7 +90,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let _ = tcp.set_nodelay(true);
     });
     let stopping = CancellationToken::new();
-    let server = axum::serve(listener, api::router(state))
+    let server = axum::serve(listener, api::app(state))
         .with_graceful_shutdown(stopping.clone().cancelled_owned())
         .into_future();
     tokio::pin!(server);

@@ -296,11 +296,12 @@ struct MessageProbe<'a> {
 
 impl MessageProbe<'_> {
     fn validate(&self, index: usize) -> Result<(), InvalidRequest> {
-        let param = format!("messages[{index}]");
-        let role = self
-            .role
-            .as_deref()
-            .ok_or_else(|| InvalidRequest::new(&param, format!("`{param}` is missing `role`")))?;
+        // Only a refusal names the message: no formatting on the way through.
+        let param = || format!("messages[{index}]");
+        let role = self.role.as_deref().ok_or_else(|| {
+            let param = param();
+            InvalidRequest::new(&param, format!("`{param}` is missing `role`"))
+        })?;
         let content = self.content.map(RawValue::get).filter(|c| *c != "null");
         let content_ok = match content {
             None => matches!(role, "assistant" | "function"),
@@ -313,6 +314,7 @@ impl MessageProbe<'_> {
                     .tool_call_id
                     .is_none_or(|id| !id.get().starts_with('"'))
                 {
+                    let param = param();
                     return Err(InvalidRequest::new(
                         &format!("{param}.tool_call_id"),
                         format!("`{param}` has role `tool` but no string `tool_call_id`"),
@@ -320,6 +322,7 @@ impl MessageProbe<'_> {
                 }
             }
             other => {
+                let param = param();
                 return Err(InvalidRequest::new(
                     &format!("{param}.role"),
                     format!(
@@ -329,6 +332,7 @@ impl MessageProbe<'_> {
             }
         }
         if !content_ok {
+            let param = param();
             return Err(InvalidRequest::new(
                 &format!("{param}.content"),
                 format!("`{param}.content` must be a string or an array of content parts"),

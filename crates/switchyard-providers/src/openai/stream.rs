@@ -1,5 +1,8 @@
 //! Classifying the events of a streamed OpenAI response.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -58,10 +61,7 @@ pub fn classify_event(data: &[u8]) -> StreamEvent {
     if !(trimmed.starts_with(b"{") && trimmed.ends_with(b"}")) {
         return StreamEvent::Malformed;
     }
-    if !find(trimmed, b"\"error\"")
-        && !key_with_value(trimmed, b"\"finish_reason\"", |v| !v.starts_with(b"null"))
-        && !key_with_value(trimmed, b"\"usage\"", |v| v.starts_with(b"{"))
-    {
+    if !worth_parsing(trimmed) {
         return StreamEvent::Chunk {
             finished: false,
             usage: None,
@@ -70,15 +70,34 @@ pub fn classify_event(data: &[u8]) -> StreamEvent {
     classify_parsed(trimmed)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
+/// Whether `data` may hold an `error` key, a non-null `finish_reason` or a
+/// `usage` object.
+fn worth_parsing(data: &[u8]) -> bool {
+    let keys = &*KEYS;
+    keys.error.find(data).is_some()
+        || key_with_value(data, &keys.finish_reason, |v| !v.starts_with(b"null"))
+        || key_with_value(data, &keys.usage, |v| v.starts_with(b"{"))
 }
 
+/// The keys that make a chunk worth parsing, with their searchers built once
+/// (building one costs more than searching a chunk with it).
+struct Keys {
+    error: Finder<'static>,
+    finish_reason: Finder<'static>,
+    usage: Finder<'static>,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    error: Finder::new(b"\"error\""),
+    finish_reason: Finder::new(b"\"finish_reason\""),
+    usage: Finder::new(b"\"usage\""),
+});
+
 /// Whether some `key: value` in `data` has a value for which `test` holds.
-fn key_with_value(data: &[u8], key: &[u8], test: impl Fn(&[u8]) -> bool) -> bool {
+fn key_with_value(data: &[u8], key: &Finder<'_>, test: impl Fn(&[u8]) -> bool) -> bool {
     let mut rest = data;
-    while let Some(at) = memchr::memmem::find(rest, key) {
-        rest = &rest[at + key.len()..];
+    while let Some(at) = key.find(rest) {
+        rest = &rest[at + key.needle().len()..];
         if let Some(value) = rest.trim_ascii_start().strip_prefix(b":")
             && test(value.trim_ascii_start())
         {

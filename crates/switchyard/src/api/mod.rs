@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, its layers and the shared state.
 //!
-//! Layers, outermost first — every request passes them in this order:
+//! Layers, outermost first — every request passes them in this order. They wrap
+//! the router once (not each route), so a request pays for each exactly once:
 //!
 //! 1. `CatchPanicLayer` — a bug becomes a 500 in OpenAI's shape, never a dropped connection.
 //! 2. `SetSensitiveRequestHeadersLayer` — `authorization` and `x-api-key` are hidden from traces.
@@ -8,10 +9,10 @@
 //! 4. `PropagateRequestIdLayer` — the response carries the same `x-request-id`.
 //! 5. `access_log` — one line per request not logged by its handler (the proxy
 //!    handlers log when their body ends, with usage and time to first token).
-//! 6. `require_key` (only on `/v1/*`) — authentication; 401 in OpenAI's shape.
-//! 7. The handler: read the body (bounded by `server.max_body_bytes` and
-//!    `server.body_timeout`) → validate → route → call the provider → relay the
-//!    answer (JSON or SSE).
+//! 6. The router, then the handler. `/v1/*` handlers take the [`Authenticated`]
+//!    extractor (401 in OpenAI's shape); the proxy handlers read the body (bounded
+//!    by `server.max_body_bytes` and `server.body_timeout`) → validate → route →
+//!    call the provider → relay the answer (JSON or SSE).
 
 mod health;
 mod openai;
@@ -21,14 +22,20 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::IntoMakeService;
 use axum::routing::{get, post};
+use axum::{Router, ServiceExt};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -62,32 +69,61 @@ pub struct AppState {
 /// The `x-request-id` header.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Builds the router with its layers (see the module docs for the order).
-pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/completions", post(openai::completions))
-        .route("/embeddings", post(openai::embeddings))
-        .route("/models", get(openai::models))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    Router::new()
-        .nest("/v1", v1)
+/// Builds the router wrapped in its layers (see the module docs for the order),
+/// ready for `axum::serve`.
+pub fn app(
+    state: Arc<AppState>,
+) -> IntoMakeService<
+    impl Service<
+        Request,
+        Response = Response,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response, Infallible>> + Send,
+    > + Clone
+    + Send
+    + 'static,
+> {
+    let router = Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(middleware::from_fn(access_log))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(
-            REQUEST_ID.clone(),
-            request_id::FastRequestId::default(),
-        ))
+        .with_state(state);
+    ServiceBuilder::new()
+        // The panic layer boxes the body in its own type: back to axum's.
+        .map_response(|response: axum::http::Response<_>| response.map(Body::new))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             HeaderName::from_static("x-api-key"),
         ]))
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID.clone(),
+            request_id::FastRequestId::default(),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(middleware::from_fn(access_log))
+        .service(router)
+        .into_make_service()
+}
+
+/// Proof that the caller presented a known key (or that `auth.mode` is `open`).
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated;
+
+impl FromRequestParts<Arc<AppState>> for Authenticated {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        state.auth.authenticate(&parts.headers).map(|()| Self)
+    }
 }
 
 /// The request id set by the layer (always present inside the router).
@@ -138,13 +174,6 @@ fn endpoint_name(path: &str) -> &'static str {
         "/health" => "health",
         "/ready" => "ready",
         _ => "other",
-    }
-}
-
-async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    match state.auth.authenticate(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
     }
 }
 

@@ -10,29 +10,41 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use switchyard_providers::openai::{Endpoint, RequestBody};
 use tokio::time::Instant;
 
-use super::{AppState, HandlerLogged, REQUEST_ID, request_id};
+use super::{AppState, Authenticated, HandlerLogged, REQUEST_ID, request_id};
 use crate::error::GatewayError;
 use crate::routing::Target;
 use crate::telemetry::AccessLog;
 use crate::upstream::{RelayLimits, relay_json, relay_sse};
 
 /// `POST /v1/chat/completions`
-pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    _: Authenticated,
+    request: Request,
+) -> Response {
     proxy(&state, Endpoint::ChatCompletions, request).await
 }
 
 /// `POST /v1/completions`
-pub async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    _: Authenticated,
+    request: Request,
+) -> Response {
     proxy(&state, Endpoint::Completions, request).await
 }
 
 /// `POST /v1/embeddings`
-pub async fn embeddings(State(state): State<Arc<AppState>>, request: Request) -> Response {
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    _: Authenticated,
+    request: Request,
+) -> Response {
     proxy(&state, Endpoint::Embeddings, request).await
 }
 
 /// `GET /v1/models`: the configured public models.
-pub async fn models(State(state): State<Arc<AppState>>) -> Response {
+pub async fn models(State(state): State<Arc<AppState>>, _: Authenticated) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         state.models_body.clone(),

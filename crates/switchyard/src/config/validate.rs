@@ -329,8 +329,11 @@ impl Validator<'_> {
                     self.required::<()>(None, &["providers", &name, "base_url"]);
                     continue;
                 }
-                (_, Some(url)) => match reqwest::Url::parse(&url) {
-                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                (_, Some(url)) => match url.parse::<axum::http::Uri>() {
+                    Ok(parsed)
+                        if parsed.authority().is_some()
+                            && matches!(parsed.scheme_str(), Some("http" | "https")) =>
+                    {
                         url.trim_end_matches('/').to_owned()
                     }
                     _ => {

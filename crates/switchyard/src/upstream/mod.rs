@@ -1,5 +1,11 @@
 //! Calling providers: one pooled HTTP client per provider, the request with its
 //! timeouts, and the relays that stream the answer back.
+//!
+//! The client is hyper-util's pooled client with rustls (the platform's
+//! certificate verifier, HTTP/2 where the provider offers it through ALPN):
+//! the same stack reqwest is built on, without reqwest's per-request layers
+//! (redirect bookkeeping that re-parses every URL, retry, cookie and proxy
+//! hooks), which cost more than the rest of the gateway's hot path.
 
 mod error;
 mod relay;
@@ -7,8 +13,15 @@ mod relay;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, header};
+use axum::http::uri::Scheme;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::ExposeSecret;
 use switchyard_providers::openai::{Endpoint, ErrorBody, ErrorObject};
 use tokio::time::Instant;
@@ -18,8 +31,21 @@ use crate::config::{Provider, ProviderKind, Timeouts};
 pub use error::{TimeoutPhase, UpstreamError};
 pub use relay::{RelayLimits, relay_json, relay_sse};
 
+/// A provider's answer whose status is a success; its body still to be read.
+pub type UpstreamResponse = axum::http::Response<Incoming>;
+
 /// Largest upstream error body read to report its message.
 const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// How long an unused upstream connection stays in the pool.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Idle upstream connections kept per provider host.
+const POOL_MAX_IDLE_PER_HOST: usize = 1024;
+
+/// The `user-agent` of every upstream request.
+static USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("switchyard/", env!("CARGO_PKG_VERSION")));
 
 /// Why a provider client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +61,9 @@ pub enum ClientError {
 /// The provider's endpoint URLs, parsed once at start-up.
 #[derive(Debug)]
 struct EndpointUrls {
-    chat_completions: reqwest::Url,
-    completions: reqwest::Url,
-    embeddings: reqwest::Url,
+    chat_completions: Uri,
+    completions: Uri,
+    embeddings: Uri,
 }
 
 /// A provider ready to be called.
@@ -54,26 +80,42 @@ pub struct ProviderClient {
     secret: Option<secrecy::SecretString>,
     /// Timeouts for every call.
     pub timeouts: Timeouts,
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl ProviderClient {
     /// Builds the pooled client for `provider`; `base_url` overrides the configured
     /// one (used for the in-process mock, whose address is known only at start-up).
     pub fn new(provider: &Provider, base_url: Option<String>) -> Result<Self, ClientError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(provider.timeouts.connect)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(provider.timeouts.connect));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .try_with_platform_verifier()
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
         let base_url = base_url.unwrap_or_else(|| provider.base_url.clone());
         let url = |endpoint: Endpoint| {
-            reqwest::Url::parse(&format!("{base_url}{}", endpoint.path()))
-                .map_err(|e| ClientError::Url(format!("{base_url}: {e}")))
+            let text = format!("{base_url}{}", endpoint.path());
+            match text.parse::<Uri>() {
+                Ok(uri)
+                    if uri.authority().is_some()
+                        && matches!(uri.scheme(), Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS) =>
+                {
+                    Ok(uri)
+                }
+                Ok(_) => Err(ClientError::Url(format!("{base_url}: not an http(s) URL"))),
+                Err(e) => Err(ClientError::Url(format!("{base_url}: {e}"))),
+            }
         };
         let urls = EndpointUrls {
             chat_completions: url(Endpoint::ChatCompletions)?,
@@ -99,6 +141,7 @@ impl ProviderClient {
 
     /// Sends `body` to `endpoint` and waits for the response headers.
     ///
+    /// The request is built from scratch: no header of the client's goes upstream.
     /// A non-2xx answer becomes [`UpstreamError::Status`] with the provider's
     /// message (its error body is read, bounded, within the deadline).
     pub async fn send(
@@ -108,32 +151,38 @@ impl ProviderClient {
         stream: bool,
         request_id: &HeaderValue,
         deadline: Instant,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let url = match endpoint {
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let uri = match endpoint {
             Endpoint::ChatCompletions => &self.urls.chat_completions,
             Endpoint::Completions => &self.urls.completions,
             Endpoint::Embeddings => &self.urls.embeddings,
         }
         .clone();
-        let mut request = self
-            .client
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::ACCEPT,
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .header("x-request-id", request_id.clone())
-            .body(body);
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.reserve(6);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        headers.insert(header::USER_AGENT, USER_AGENT.clone());
+        headers.insert(crate::api::REQUEST_ID.clone(), request_id.clone());
         if let Some(auth) = &self.authorization {
-            request = request.header(header::AUTHORIZATION, auth.clone());
+            headers.insert(header::AUTHORIZATION, auth.clone());
         }
         let first_byte = deadline.min(Instant::now() + self.timeouts.first_byte);
-        let response = match tokio::time::timeout_at(first_byte, request.send()).await {
+        let response = match tokio::time::timeout_at(first_byte, self.client.request(request)).await
+        {
             Err(_) => return Err(self.timeout_at(first_byte, deadline, TimeoutPhase::FirstByte)),
             Ok(Err(e)) => return Err(self.send_error(&e)),
             Ok(Ok(response)) => response,
@@ -161,8 +210,8 @@ impl ProviderClient {
         }
     }
 
-    fn send_error(&self, e: &reqwest::Error) -> UpstreamError {
-        if e.is_timeout() {
+    fn send_error(&self, e: &hyper_util::client::legacy::Error) -> UpstreamError {
+        if e.is_connect() && caused_by_timeout(e) {
             return UpstreamError::Timeout {
                 provider: self.name.to_string(),
                 phase: TimeoutPhase::Connect,
@@ -175,7 +224,7 @@ impl ProviderClient {
         }
     }
 
-    async fn status_error(&self, response: reqwest::Response, deadline: Instant) -> UpstreamError {
+    async fn status_error(&self, response: UpstreamResponse, deadline: Instant) -> UpstreamError {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let idle = deadline.min(Instant::now() + self.timeouts.idle);
@@ -214,7 +263,7 @@ impl ProviderClient {
 }
 
 /// `retry-after` as whole seconds (from seconds or `retry-after-ms`).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
     let text = |name: &str| {
         headers
             .get(name)
@@ -229,16 +278,34 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
         .map(|ms| (ms.max(0.0) / 1000.0).ceil() as u64)
 }
 
-async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Bytes {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = limit.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= limit {
+async fn read_bounded(response: UpstreamResponse, limit: usize) -> Bytes {
+    let mut body = response.into_body();
+    let mut read = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        let room = limit.saturating_sub(read.len());
+        read.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if read.len() >= limit {
             break;
         }
     }
-    Bytes::from(body)
+    Bytes::from(read)
+}
+
+/// Whether a connect error comes from the connect timeout.
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

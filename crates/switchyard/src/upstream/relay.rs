@@ -9,6 +9,8 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use switchyard_providers::openai::{
     ErrorBody, ErrorObject, StreamEvent, classify_event, usage_in_tail, usage_of_response,
     without_usage,
@@ -17,7 +19,7 @@ use switchyard_providers::sse::{SseEvent, SseParser};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::{ProviderClient, TimeoutPhase, UpstreamError};
+use super::{ProviderClient, TimeoutPhase, UpstreamError, UpstreamResponse};
 use crate::error::GatewayError;
 use crate::telemetry::AccessLog;
 
@@ -49,13 +51,13 @@ const TAIL_BYTES: usize = 64 << 10;
 /// Relays a JSON body as it arrives; a body cut by the upstream or a timeout
 /// cuts the client's connection too (an HTTP/1.1 body cannot carry an error).
 pub fn relay_json(
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     provider: Arc<ProviderClient>,
     limits: RelayLimits,
     log: AccessLog,
 ) -> Body {
     let relay = JsonRelay {
-        expected: upstream.content_length(),
+        expected: hyper::body::Body::size_hint(upstream.body()).exact(),
         reader: Reader::new(upstream, provider, &limits),
         relayed: 0,
         chunks: Vec::new(),
@@ -151,7 +153,7 @@ impl JsonRelay {
 /// When the gateway added `include_usage` on its own (`strip_usage`), the usage
 /// is read and not passed on.
 pub fn relay_sse(
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     provider: Arc<ProviderClient>,
     limits: RelayLimits,
     strip_usage: bool,
@@ -227,20 +229,23 @@ impl SseRelay {
 
     /// Turns every complete upstream event into client bytes.
     fn drain(&mut self, out: &mut BytesMut) {
-        while self.log.is_some() {
-            match self.parser.next_event() {
-                Ok(Some(event)) => self.on_event(event, out),
-                Ok(None) => return,
-                Err(e) => {
-                    let error = self.protocol_error(&e.to_string());
-                    out.extend_from_slice(&self.fail(&error));
-                }
-            }
+        // The parser lends out its events while the rest of `self` handles them.
+        let mut parser = std::mem::replace(&mut self.parser, SseParser::new(0));
+        let parsed = parser.for_each_event(|event| {
+            self.on_event(event, out);
+            self.log.is_some()
+        });
+        self.parser = parser;
+        if let Err(e) = parsed
+            && self.log.is_some()
+        {
+            let error = self.protocol_error(&e.to_string());
+            out.extend_from_slice(&self.fail(&error));
         }
     }
 
-    fn on_event(&mut self, event: SseEvent, out: &mut BytesMut) {
-        match classify_event(&event.data) {
+    fn on_event(&mut self, event: SseEvent<'_>, out: &mut BytesMut) {
+        match classify_event(event.data) {
             StreamEvent::Done => {
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 self.end("ok", None);
@@ -256,11 +261,11 @@ impl SseRelay {
                 self.chunks_sent += 1;
                 match usage.and_then(|_| {
                     self.strip_usage
-                        .then(|| without_usage(&event.data))
+                        .then(|| without_usage(event.data))
                         .flatten()
                 }) {
-                    Some(stripped) => push_event(out, event.event.as_deref(), &stripped),
-                    None => push_event(out, event.event.as_deref(), &event.data),
+                    Some(stripped) => push_event(out, event.event, &stripped),
+                    None => push_event(out, event.event, event.data),
                 }
             }
             StreamEvent::UsageOnly(usage) => {
@@ -268,7 +273,7 @@ impl SseRelay {
                     log.usage(usage);
                 }
                 if !self.strip_usage {
-                    push_event(out, event.event.as_deref(), &event.data);
+                    push_event(out, event.event, event.data);
                 }
             }
             StreamEvent::Error(mut error) => {
@@ -326,13 +331,18 @@ fn push_event(out: &mut BytesMut, event: Option<&str>, data: &[u8]) {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\n");
     }
+    out.reserve(data.len() + 8);
     // A data field cannot hold a newline: multi-line data goes in several fields.
-    for line in data.split(|&b| b == b'\n') {
+    let mut rest = data;
+    while let Some(at) = memchr::memchr(b'\n', rest) {
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
+        out.extend_from_slice(&rest[..at]);
         out.extend_from_slice(b"\n");
+        rest = &rest[at + 1..];
     }
-    out.extend_from_slice(b"\n");
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(rest);
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Chunks that arrived together, joined without a copy when there is only one.
@@ -380,7 +390,7 @@ impl ReadError {
 /// Reads an upstream body within the idle and total timeouts and the shutdown
 /// cut, with one timer and one cancellation waiter for the whole body.
 struct Reader {
-    upstream: reqwest::Response,
+    body: Incoming,
     provider: Arc<ProviderClient>,
     idle: Duration,
     deadline: Instant,
@@ -392,12 +402,12 @@ struct Reader {
 
 impl Reader {
     fn new(
-        upstream: reqwest::Response,
+        upstream: UpstreamResponse,
         provider: Arc<ProviderClient>,
         limits: &RelayLimits,
     ) -> Self {
         Self {
-            upstream,
+            body: upstream.into_body(),
             provider,
             idle: limits.idle,
             deadline: limits.deadline,
@@ -429,7 +439,7 @@ impl Reader {
             () = self.timer.as_mut() => {
                 return Err(ReadError::Upstream(self.provider.timeout_at(wait, self.deadline, TimeoutPhase::Idle)));
             }
-            chunk = self.upstream.chunk() => chunk,
+            chunk = next_data(&mut self.body) => chunk,
         };
         let mut batched = match first {
             Ok(Some(chunk)) => {
@@ -445,7 +455,7 @@ impl Reader {
         // that arrived in one read leaves in one write instead of one per event.
         let mut yielded = 0;
         while batched < MAX_BATCH {
-            match self.upstream.chunk().now_or_never() {
+            match next_data(&mut self.body).now_or_never() {
                 None if wait_for_more && yielded < BATCH_YIELDS => {
                     yielded += 1;
                     tokio::task::yield_now().await;
@@ -469,10 +479,25 @@ impl Reader {
         Ok(true)
     }
 
-    fn broken(&self, e: &reqwest::Error) -> ReadError {
+    fn broken(&self, e: &hyper::Error) -> ReadError {
         ReadError::Upstream(UpstreamError::Protocol {
             provider: self.provider.name.to_string(),
             detail: self.provider.scrub(&super::error_chain(e)),
         })
+    }
+}
+
+/// The next data chunk of an upstream body (trailers are skipped); `None` at its end.
+async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
+    loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+        }
     }
 }
