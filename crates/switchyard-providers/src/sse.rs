@@ -73,27 +73,48 @@ impl SseParser {
         }
     }
 
-    /// Appends a body chunk.
-    pub fn push(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
+    /// Bytes received and not yet handed out as events.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.event_start
     }
 
-    /// Hands every complete event to `on_event`, in order, until it returns
-    /// `false` (the events after that stay queued). An event without data (a
-    /// `data:` keep-alive, a lone `event:`) is not dispatched.
-    pub fn for_each_event(
+    /// Parses `chunk` (after what is buffered) and hands every complete event
+    /// to `on_event`, in order, until it returns `false`; what is left waits
+    /// for the next chunk. An event without data (a `data:` keep-alive, a lone
+    /// `event:`) is not dispatched.
+    ///
+    /// Events that arrive whole in one chunk are handed out from the chunk
+    /// itself: only an event cut across chunks is copied.
+    pub fn feed(
         &mut self,
+        chunk: &[u8],
         mut on_event: impl FnMut(SseEvent<'_>) -> bool,
     ) -> Result<(), SseError> {
-        let result = self.parse(&mut on_event);
-        self.compact();
+        if self.buf.is_empty() {
+            let result = self.parse(chunk, &mut on_event);
+            let done = self.event_start;
+            self.buf.extend_from_slice(&chunk[done..]);
+            self.shift(done);
+            return result;
+        }
+        self.buf.extend_from_slice(chunk);
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.parse(&buf, &mut on_event);
+        self.buf = buf;
+        let done = self.event_start;
+        self.buf.advance(done);
+        self.shift(done);
         result
     }
 
-    fn parse(&mut self, on_event: &mut impl FnMut(SseEvent<'_>) -> bool) -> Result<(), SseError> {
+    fn parse(
+        &mut self,
+        src: &[u8],
+        on_event: &mut impl FnMut(SseEvent<'_>) -> bool,
+    ) -> Result<(), SseError> {
         loop {
-            let Some((line_end, eol_len)) = self.find_line_end() else {
-                if self.pending + (self.buf.len() - self.pos) > self.max_event_bytes {
+            let Some((line_end, eol_len)) = self.find_line_end(src) else {
+                if self.pending + (src.len() - self.pos) > self.max_event_bytes {
                     return Err(self.too_large());
                 }
                 return Ok(());
@@ -106,14 +127,14 @@ impl SseParser {
                 return Err(self.too_large());
             }
             if line_end > start {
-                self.field(start, line_end);
+                self.field(src, start, line_end);
                 continue;
             }
             self.pending = 0;
             self.event_start = next;
             let data = match std::mem::replace(&mut self.data, Data::None) {
                 Data::None => continue,
-                Data::Line(from, to) => &self.buf[from..to],
+                Data::Line(from, to) => &src[from..to],
                 Data::Joined => &self.joined[..],
             };
             let event = self.event.take();
@@ -129,15 +150,9 @@ impl SseParser {
         }
     }
 
-    /// Drops the dispatched events from the buffer; the event being assembled
-    /// stays, and its data range moves with it.
-    fn compact(&mut self) {
-        let done = self.event_start;
-        if done == 0 {
-            return;
-        }
-        self.buf.advance(done);
-        self.event_start = 0;
+    /// Moves every position back by `done` bytes, dropped from the front.
+    fn shift(&mut self, done: usize) {
+        self.event_start -= done;
         self.pos -= done;
         self.scanned -= done;
         if let Data::Line(from, to) = &mut self.data {
@@ -153,8 +168,7 @@ impl SseParser {
     }
 
     /// The end of the line starting at `pos` and the length of its terminator.
-    fn find_line_end(&mut self) -> Option<(usize, usize)> {
-        let bytes = &self.buf[..];
+    fn find_line_end(&mut self, bytes: &[u8]) -> Option<(usize, usize)> {
         match memchr::memchr2(b'\n', b'\r', &bytes[self.scanned..]) {
             None => {
                 self.scanned = bytes.len();
@@ -178,8 +192,8 @@ impl SseParser {
         }
     }
 
-    fn field(&mut self, start: usize, end: usize) {
-        let line = &self.buf[start..end];
+    fn field(&mut self, src: &[u8], start: usize, end: usize) {
+        let line = &src[start..end];
         if line[0] == b':' {
             return;
         }
@@ -195,20 +209,20 @@ impl SseParser {
                     // The usual event has one data line: only its range is kept.
                     Data::None => Data::Line(value.start, value.end),
                     Data::Line(from, to) => {
-                        self.joined.extend_from_slice(&self.buf[from..to]);
+                        self.joined.extend_from_slice(&src[from..to]);
                         self.joined.push(b'\n');
-                        self.joined.extend_from_slice(&self.buf[value]);
+                        self.joined.extend_from_slice(&src[value]);
                         Data::Joined
                     }
                     Data::Joined => {
                         self.joined.push(b'\n');
-                        self.joined.extend_from_slice(&self.buf[value]);
+                        self.joined.extend_from_slice(&src[value]);
                         Data::Joined
                     }
                 };
             }
             b"event" => {
-                self.event = Some(String::from_utf8_lossy(&self.buf[value]).into_owned());
+                self.event = Some(String::from_utf8_lossy(&src[value]).into_owned());
             }
             _ => {}
         }
@@ -223,9 +237,9 @@ mod tests {
     /// `(event, data)` of every complete event.
     type Owned = Vec<(Option<String>, Vec<u8>)>;
 
-    fn all(parser: &mut SseParser) -> Result<Owned, SseError> {
+    fn feed(parser: &mut SseParser, chunk: &[u8]) -> Result<Owned, SseError> {
         let mut out = Vec::new();
-        parser.for_each_event(|e| {
+        parser.feed(chunk, |e| {
             out.push((e.event.map(str::to_owned), e.data.to_vec()));
             true
         })?;
@@ -243,8 +257,7 @@ mod tests {
             let mut parser = SseParser::new(1024);
             let mut events = Vec::new();
             for piece in input.chunks(split) {
-                parser.push(piece);
-                events.extend(all(&mut parser).unwrap());
+                events.extend(feed(&mut parser, piece).unwrap());
             }
             assert_eq!(
                 data(&events),
@@ -259,19 +272,18 @@ mod tests {
     #[test]
     fn incomplete_event_is_not_dispatched() {
         let mut parser = SseParser::new(1024);
-        parser.push(b"data: partial");
-        assert!(all(&mut parser).unwrap().is_empty());
-        parser.push(b"\n");
-        assert!(all(&mut parser).unwrap().is_empty());
-        parser.push(b"\n");
-        assert_eq!(data(&all(&mut parser).unwrap()), vec![&b"partial"[..]]);
+        assert!(feed(&mut parser, b"data: partial").unwrap().is_empty());
+        assert!(feed(&mut parser, b"\n").unwrap().is_empty());
+        assert_eq!(
+            data(&feed(&mut parser, b"\n").unwrap()),
+            vec![&b"partial"[..]]
+        );
     }
 
     #[test]
     fn event_without_data_is_skipped() {
         let mut parser = SseParser::new(1024);
-        parser.push(b"event: ping\n\ndata:\n\ndata:nospace\n\n");
-        let events = all(&mut parser).unwrap();
+        let events = feed(&mut parser, b"event: ping\n\ndata:\n\ndata:nospace\n\n").unwrap();
         assert_eq!(data(&events), vec![&b"nospace"[..]]);
         assert_eq!(events[0].0, None);
     }
@@ -279,27 +291,39 @@ mod tests {
     #[test]
     fn oversized_event_is_refused() {
         let mut parser = SseParser::new(16);
-        parser.push(b"data: 0123456789abcdef");
-        assert_eq!(all(&mut parser), Err(SseError::EventTooLarge { limit: 16 }));
+        assert_eq!(
+            feed(&mut parser, b"data: 0123456789abcdef"),
+            Err(SseError::EventTooLarge { limit: 16 })
+        );
         let mut parser = SseParser::new(16);
-        parser.push(b"data: 0123\ndata: 456789abcdef\n");
-        assert_eq!(all(&mut parser), Err(SseError::EventTooLarge { limit: 16 }));
+        assert_eq!(
+            feed(&mut parser, b"data: 0123\ndata: 456789abcdef\n"),
+            Err(SseError::EventTooLarge { limit: 16 })
+        );
+        // Across chunks too.
+        let mut parser = SseParser::new(16);
+        assert!(feed(&mut parser, b"data: 0123456").unwrap().is_empty());
+        assert_eq!(
+            feed(&mut parser, b"789abcdef"),
+            Err(SseError::EventTooLarge { limit: 16 })
+        );
     }
 
     #[test]
     fn stops_when_asked_and_resumes() {
         let mut parser = SseParser::new(1024);
-        parser.push(b"data: 1\n\ndata: 2\n\ndata: 3\n");
         let mut seen = Vec::new();
         parser
-            .for_each_event(|e| {
+            .feed(b"data: 1\n\ndata: 2\n\ndata: 3\n", |e| {
                 seen.push(e.data.to_vec());
                 false
             })
             .unwrap();
         assert_eq!(seen, vec![b"1".to_vec()]);
-        parser.push(b"\n");
-        assert_eq!(data(&all(&mut parser).unwrap()), vec![&b"2"[..], b"3"]);
+        assert_eq!(
+            data(&feed(&mut parser, b"\n").unwrap()),
+            vec![&b"2"[..], b"3"]
+        );
     }
 
     #[test]
@@ -307,8 +331,13 @@ mod tests {
         let mut parser = SseParser::new(64);
         let mut count = 0;
         for i in 0..1000 {
-            parser.push(format!("event: e\ndata: {i}\ndata: x\n\n").as_bytes());
-            for (event, data) in all(&mut parser).unwrap() {
+            let chunk = format!("event: e\ndata: {i}\ndata: x\n\n");
+            // Events cut at every third byte, then whole.
+            let mut got = Vec::new();
+            for piece in chunk.as_bytes().chunks(if i % 2 == 0 { 3 } else { 64 }) {
+                got.extend(feed(&mut parser, piece).unwrap());
+            }
+            for (event, data) in got {
                 assert_eq!(event.as_deref(), Some("e"));
                 assert_eq!(data, format!("{count}\nx").into_bytes());
                 count += 1;

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -38,6 +39,9 @@ pub struct RelayLimits {
 
 /// The most bytes gathered into one write to the client.
 const MAX_BATCH: usize = 64 << 10;
+
+/// Room for what the relay adds to a batch of events (`[DONE]`, an error event).
+const OUT_SLACK: usize = 256;
 
 /// How many scheduler turns the HTTP client gets to hand over more of a batch
 /// (measured: one turn is often not enough for its connection task to run).
@@ -161,6 +165,7 @@ pub fn relay_sse(
 ) -> Body {
     let relay = SseRelay {
         parser: SseParser::new(limits.max_event_bytes),
+        received: Vec::new(),
         reader: Reader::new(upstream, provider.clone(), &limits),
         provider,
         strip_usage,
@@ -181,6 +186,8 @@ pub fn relay_sse(
 
 struct SseRelay {
     reader: Reader,
+    /// Chunks read and not yet parsed (kept between reads for its capacity).
+    received: Vec<Bytes>,
     parser: SseParser,
     provider: Arc<ProviderClient>,
     strip_usage: bool,
@@ -195,22 +202,23 @@ struct SseRelay {
 impl SseRelay {
     async fn next(&mut self) -> Option<Bytes> {
         loop {
-            let mut out = BytesMut::new();
-            self.drain(&mut out);
-            if !out.is_empty() {
-                return Some(out.freeze());
-            }
             self.log.as_ref()?;
-            let parser = &mut self.parser;
+            let received = &mut self.received;
             // The role chunk and the first content go out at once (time to first
             // token); after them, batching what has arrived saves writes.
             let wait_for_more = self.chunks_sent >= 2;
+            let mut out = BytesMut::new();
             match self
                 .reader
-                .read(wait_for_more, &mut |chunk| parser.push(&chunk))
+                .read(wait_for_more, &mut |chunk| received.push(chunk))
                 .await
             {
-                Ok(true) => {}
+                Ok(true) => {
+                    self.drain(&mut out);
+                    if !out.is_empty() {
+                        return Some(out.freeze());
+                    }
+                }
                 Ok(false) if self.finished => {
                     // Some servers finish without `[DONE]`; the client still gets one.
                     out.extend_from_slice(b"data: [DONE]\n\n");
@@ -227,21 +235,32 @@ impl SseRelay {
         }
     }
 
-    /// Turns every complete upstream event into client bytes.
+    /// Turns every complete event of the chunks received into client bytes.
     fn drain(&mut self, out: &mut BytesMut) {
+        // Events pass through nearly unchanged: the output is about as long as
+        // the input, so one allocation holds it.
+        let received: usize = self.received.iter().map(Bytes::len).sum();
+        out.reserve(self.parser.buffered() + received + OUT_SLACK);
         // The parser lends out its events while the rest of `self` handles them.
         let mut parser = std::mem::replace(&mut self.parser, SseParser::new(0));
-        let parsed = parser.for_each_event(|event| {
-            self.on_event(event, out);
-            self.log.is_some()
-        });
-        self.parser = parser;
-        if let Err(e) = parsed
-            && self.log.is_some()
-        {
-            let error = self.protocol_error(&e.to_string());
-            out.extend_from_slice(&self.fail(&error));
+        let mut chunks = std::mem::take(&mut self.received);
+        for chunk in chunks.drain(..) {
+            if self.log.is_none() {
+                break;
+            }
+            let parsed = parser.feed(&chunk, |event| {
+                self.on_event(event, out);
+                self.log.is_some()
+            });
+            if let Err(e) = parsed
+                && self.log.is_some()
+            {
+                let error = self.protocol_error(&e.to_string());
+                out.extend_from_slice(&self.fail(&error));
+            }
         }
+        self.received = chunks;
+        self.parser = parser;
     }
 
     fn on_event(&mut self, event: SseEvent<'_>, out: &mut BytesMut) {
@@ -458,7 +477,7 @@ impl Reader {
             match next_data(&mut self.body).now_or_never() {
                 None if wait_for_more && yielded < BATCH_YIELDS => {
                     yielded += 1;
-                    tokio::task::yield_now().await;
+                    run_others_first().await;
                 }
                 None => return Ok(true),
                 Some(Ok(Some(chunk))) => {
@@ -500,4 +519,22 @@ async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
             }
         }
     }
+}
+
+/// Lets the tasks already queued on this worker (the HTTP client's connection
+/// task, decoding what it has read) run before this one continues. Unlike
+/// `tokio::task::yield_now`, it does not make the worker poll the I/O driver
+/// first: that costs an `epoll_wait` per turn, and the data is already read.
+async fn run_others_first() {
+    let mut queued = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut queued, true) {
+            Poll::Ready(())
+        } else {
+            // A task that wakes itself while running goes to the back of the queue.
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
 }
