@@ -413,8 +413,12 @@ struct Reader {
     provider: Arc<ProviderClient>,
     idle: Duration,
     deadline: Instant,
-    timer: Pin<Box<Sleep>>,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Reset to the idle limit before each wait for data.
+    idle_timer: Pin<Box<Sleep>>,
+    /// Set once, to the total deadline.
+    total_timer: Pin<Box<Sleep>>,
+    cut: CancellationToken,
+    cut_wait: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The end of the body, when it was found while collecting a batch.
     ended: Option<Result<(), ReadError>>,
 }
@@ -425,13 +429,19 @@ impl Reader {
         provider: Arc<ProviderClient>,
         limits: &RelayLimits,
     ) -> Self {
+        let mut total_timer = Box::pin(tokio::time::sleep_until(limits.deadline));
+        // One poll registers it with the timer, so `is_elapsed` turns true at the
+        // deadline even while data keeps arriving and it is never awaited.
+        let _ = total_timer.as_mut().now_or_never();
         Self {
             body: upstream.into_body(),
             provider,
             idle: limits.idle,
             deadline: limits.deadline,
-            timer: Box::pin(tokio::time::sleep_until(limits.deadline)),
-            cut: Box::pin(limits.cut.clone().cancelled_owned()),
+            idle_timer: Box::pin(tokio::time::sleep_until(limits.deadline)),
+            total_timer,
+            cut: limits.cut.clone(),
+            cut_wait: Box::pin(limits.cut.clone().cancelled_owned()),
             ended: None,
         }
     }
@@ -450,15 +460,30 @@ impl Reader {
         if let Some(end) = self.ended.take() {
             return end.map(|()| false);
         }
-        let wait = self.deadline.min(Instant::now() + self.idle);
-        self.timer.as_mut().reset(wait);
-        let first = tokio::select! {
-            biased;
-            () = self.cut.as_mut() => return Err(ReadError::Cut),
-            () = self.timer.as_mut() => {
-                return Err(ReadError::Upstream(self.provider.timeout_at(wait, self.deadline, TimeoutPhase::Idle)));
+        if self.cut.is_cancelled() {
+            return Err(ReadError::Cut);
+        }
+        if self.total_timer.is_elapsed() {
+            return Err(self.timed_out(self.deadline, TimeoutPhase::Total));
+        }
+        // Data already here needs no timer (no clock read, no timer-wheel update).
+        let first = match next_data(&mut self.body).now_or_never() {
+            Some(first) => first,
+            None => {
+                let wait = Instant::now() + self.idle;
+                self.idle_timer.as_mut().reset(wait);
+                tokio::select! {
+                    biased;
+                    () = self.cut_wait.as_mut() => return Err(ReadError::Cut),
+                    () = self.total_timer.as_mut() => {
+                        return Err(self.timed_out(self.deadline, TimeoutPhase::Total));
+                    }
+                    () = self.idle_timer.as_mut() => {
+                        return Err(self.timed_out(wait, TimeoutPhase::Idle));
+                    }
+                    chunk = next_data(&mut self.body) => chunk,
+                }
             }
-            chunk = next_data(&mut self.body) => chunk,
         };
         let mut batched = match first {
             Ok(Some(chunk)) => {
@@ -496,6 +521,10 @@ impl Reader {
             }
         }
         Ok(true)
+    }
+
+    fn timed_out(&self, at: Instant, phase: TimeoutPhase) -> ReadError {
+        ReadError::Upstream(self.provider.timeout_at(at, self.deadline, phase))
     }
 
     fn broken(&self, e: &hyper::Error) -> ReadError {
