@@ -47,6 +47,11 @@ const OUT_SLACK: usize = 256;
 /// (measured: one turn is often not enough for its connection task to run).
 const BATCH_YIELDS: usize = 8;
 
+/// Turns given while a stream's first chunks are read: one lets the client's
+/// connection task decode what came in the same read (the role chunk and the
+/// first content usually do), without holding back a first token that is late.
+const FIRST_TURNS: usize = 1;
+
 /// Bodies up to this size are kept (as shared chunks, not copied) to read their usage.
 const WHOLE_BODY_LIMIT: usize = 1 << 20;
 /// Of a larger body, this much of the end is kept: usage comes last.
@@ -93,7 +98,7 @@ impl JsonRelay {
         let mut log = self.log.take()?;
         let mut batch = Batch::default();
         // A JSON answer arrives in a frame or a few: no waiting to batch them.
-        match self.reader.read(false, &mut |chunk| batch.add(chunk)).await {
+        match self.reader.read(0, &mut |chunk| batch.add(chunk)).await {
             Ok(more) => {
                 let Some(chunk) = batch.into_bytes() else {
                     self.complete(log);
@@ -206,11 +211,15 @@ impl SseRelay {
             let received = &mut self.received;
             // The role chunk and the first content go out at once (time to first
             // token); after them, batching what has arrived saves writes.
-            let wait_for_more = self.chunks_sent >= 2;
+            let turns = if self.chunks_sent >= 2 {
+                BATCH_YIELDS
+            } else {
+                FIRST_TURNS
+            };
             let mut out = BytesMut::new();
             match self
                 .reader
-                .read(wait_for_more, &mut |chunk| received.push(chunk))
+                .read(turns, &mut |chunk| received.push(chunk))
                 .await
             {
                 Ok(true) => {
@@ -449,12 +458,11 @@ impl Reader {
     /// Waits for body bytes, then hands `take` every chunk that has arrived, so
     /// that what came together leaves together. `Ok(false)` once the body is over.
     ///
-    /// With `wait_for_more`, it gives the HTTP client a few scheduler turns to hand
-    /// over what it has already received; without, it takes only what is ready now
-    /// (the first events of a stream go out at once: time to first token).
+    /// It gives the HTTP client up to `turns` scheduler turns to hand over what it
+    /// has already received (with none, it takes only what is ready now).
     async fn read(
         &mut self,
-        wait_for_more: bool,
+        turns: usize,
         take: &mut (dyn FnMut(Bytes) + Send),
     ) -> Result<bool, ReadError> {
         if let Some(end) = self.ended.take() {
@@ -500,7 +508,7 @@ impl Reader {
         let mut yielded = 0;
         while batched < MAX_BATCH {
             match next_data(&mut self.body).now_or_never() {
-                None if wait_for_more && yielded < BATCH_YIELDS => {
+                None if yielded < turns => {
                     yielded += 1;
                     run_others_first().await;
                 }
