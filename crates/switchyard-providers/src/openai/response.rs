@@ -11,7 +11,17 @@ struct WithUsage {
 }
 
 /// The `usage` object of a chat, completion or embedding response, if the body has one.
+///
+/// Providers put `usage` last, so it is looked for from the end first (a
+/// vectorised search, then a parse of that object alone) and taken when only
+/// the response's closing brace follows it: then it is a member of the
+/// top-level object, not of something nested. Any other body is parsed whole.
 pub fn usage_of_response(body: &[u8]) -> Option<Usage> {
+    if let Some((usage, after)) = last_usage(body)
+        && after.trim_ascii() == b"}"
+    {
+        return Some(usage);
+    }
     serde_json::from_slice::<WithUsage>(body).ok()?.usage
 }
 
@@ -19,15 +29,19 @@ pub fn usage_of_response(body: &[u8]) -> Option<Usage> {
 /// whole: the last `"usage":` key outside any string (inside a JSON string the
 /// quotes would be escaped), read up to the end of its object.
 pub fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
+    last_usage(tail).map(|(usage, _)| usage)
+}
+
+/// The value of the last `"usage":` key, if it reads as usage, and what follows it.
+fn last_usage(json: &[u8]) -> Option<(Usage, &[u8])> {
     const KEY: &[u8] = b"\"usage\"";
-    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)?;
-    let rest = tail[at + KEY.len()..]
+    let at = memchr::memmem::rfind(json, KEY)?;
+    let rest = json[at + KEY.len()..]
         .trim_ascii_start()
         .strip_prefix(b":")?;
-    serde_json::Deserializer::from_slice(rest)
-        .into_iter::<Usage>()
-        .next()?
-        .ok()
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Usage>();
+    let usage = values.next()?.ok()?;
+    Some((usage, &rest[values.byte_offset()..]))
 }
 
 #[cfg(test)]
@@ -62,5 +76,21 @@ mod tests {
             })
         );
         assert_eq!(usage_in_tail(br#"1,2,3]}]}"#), None);
+    }
+
+    #[test]
+    fn usage_nested_deeper_is_not_the_response_usage() {
+        let body = br#"{"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"choices":[{"message":{"tool_calls":[{"function":{"arguments":{"usage":{"prompt_tokens":9}}}}]}}]}"#;
+        assert_eq!(
+            usage_of_response(body),
+            Some(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                total_tokens: 2
+            })
+        );
+        let quoted = br#"{"choices":[{"message":{"content":"say \"usage\": {}"}}],"usage":{"prompt_tokens":4,"completion_tokens":5,"total_tokens":9} }"#;
+        assert_eq!(usage_of_response(quoted).map(|u| u.total_tokens), Some(9));
+        assert_eq!(usage_of_response(br#"{"id":"x","usage":null}"#), None);
     }
 }
