@@ -105,14 +105,69 @@ def verdict(ok: bool | None, problems: list[str]) -> str:
     return f"{text} ({'; '.join(problems)})" if problems else text
 
 
+def median_round(per_round: dict[int, float]) -> int:
+    """The round whose value is the median (the lower middle one of an even count)."""
+    ordered = sorted(per_round, key=lambda k: per_round[k])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 class Results:
+    """The rows of the median round of each measurement.
+
+    Every round measures all targets back to back; a scenario's shown round is the
+    one with the median Switchyard ÷ nginx throughput (at concurrency 1, the median
+    added p50 latency), and time to first token's the one with the median added p50.
+    The other rounds' figures are listed next to it.
+    """
+
     def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self.wrk = {(r["scenario"], r["target"]): r for r in rows if r["kind"] == "wrk"}
-        self.ttft = {r["target"]: r for r in rows if r["kind"] == "ttft"}
+        wrk: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}
+        ttft: dict[int, dict[str, dict[str, Any]]] = {}
+        for r in rows:
+            if r["kind"] == "wrk":
+                wrk.setdefault(r["scenario"], {}).setdefault(r.get("round", 1), {})[r["target"]] = r
+            elif r["kind"] == "ttft":
+                ttft.setdefault(r.get("round", 1), {})[r["target"]] = r
+        self.wrk: dict[tuple[str, str], dict[str, Any]] = {}
+        # Per scenario: the figure each round gave, in round order (what picked the median).
+        self.round_figures: dict[str, list[str]] = {}
+        for scenario, by_round in wrk.items():
+            figures = {n: self._figure(scenario, targets) for n, targets in by_round.items()}
+            known = {n: f for n, f in figures.items() if f is not None}
+            chosen = median_round(known) if known else min(by_round)
+            for target, row in by_round[chosen].items():
+                self.wrk[(scenario, target)] = row
+            self.round_figures[scenario] = [self._show(scenario, figures[n]) for n in sorted(by_round)]
+        added_ttft = {n: self._added(t.get("switchyard"), t.get("nginx"), "p50_us") for n, t in ttft.items()}
+        known_ttft = {n: a for n, a in added_ttft.items() if a is not None}
+        self.ttft = ttft[median_round(known_ttft) if known_ttft else min(ttft)] if ttft else {}
+        self.ttft_rounds = [signed_us(added_ttft[n]) for n in sorted(ttft)]
         self.rss = {r["process"]: r for r in rows if r["kind"] == "rss"}
         self.info = {r["key"]: r["value"] for r in rows if r["kind"] == "info"}
-        names = {scenario for scenario, _ in self.wrk}
-        self.scenarios = sorted(names, key=lambda s: (list(MODES).index(parse_scenario(s)[0]), parse_scenario(s)[1]))
+        self.scenarios = sorted(wrk, key=lambda s: (list(MODES).index(parse_scenario(s)[0]), parse_scenario(s)[1]))
+
+    @staticmethod
+    def _added(sy: dict[str, Any] | None, ng: dict[str, Any] | None, field: str) -> float | None:
+        if not sy or not ng or field not in sy or field not in ng:
+            return None
+        return float(sy[field]) - float(ng[field])
+
+    @classmethod
+    def _figure(cls, scenario: str, targets: dict[str, dict[str, Any]]) -> float | None:
+        """What ranks the rounds of `scenario`: the throughput ratio, or at
+        concurrency 1 the added p50 latency."""
+        sy, ng = targets.get("switchyard"), targets.get("nginx")
+        if parse_scenario(scenario)[1] == 1:
+            return cls._added(sy, ng, "p50_us")
+        if not sy or not ng or not float(ng["rps"]):
+            return None
+        return float(sy["rps"]) / float(ng["rps"])
+
+    @staticmethod
+    def _show(scenario: str, figure: float | None) -> str:
+        if figure is None:
+            return "–"
+        return signed_us(figure) if parse_scenario(scenario)[1] == 1 else f"{figure:.2f}×"
 
     def busiest(self, mode: str) -> str | None:
         """The scenario of `mode` with the most connections."""
@@ -138,10 +193,7 @@ class Results:
         return float(sy[field]) - float(ng[field])
 
     def added_ttft(self, field: str) -> float | None:
-        sy, ng = self.ttft.get("switchyard"), self.ttft.get("nginx")
-        if not sy or not ng or field not in sy or field not in ng:
-            return None
-        return float(sy[field]) - float(ng[field])
+        return self._added(self.ttft.get("switchyard"), self.ttft.get("nginx"), field)
 
 
 def targets_table(res: Results) -> list[str]:
@@ -215,10 +267,18 @@ def scenario_section(res: Results, scenario: str) -> list[str]:
         "",
         f"Switchyard ÷ nginx throughput: {'–' if ratio is None else f'{ratio:.2f}×'}; "
         f"added latency vs nginx: p50 {signed_us(res.added(scenario, 'p50_us'))}, "
-        f"p99 {signed_us(res.added(scenario, 'p99_us'))}.",
+        f"p99 {signed_us(res.added(scenario, 'p99_us'))}. "
+        f"{rounds_note(res.round_figures.get(scenario, []), 'by round')}",
         "",
     ]
     return lines
+
+
+def rounds_note(figures: list[str], what: str) -> str:
+    """`Rounds (by round): 0.78×, 0.83×, 0.86×; the table is the median round.`"""
+    if len(figures) < 2:
+        return ""
+    return f"Rounds ({what}): {', '.join(figures)}; the table shows the median round."
 
 
 def ttft_section(res: Results) -> list[str]:
@@ -242,7 +302,8 @@ def ttft_section(res: Results) -> list[str]:
             )
     lines += [
         "",
-        f"Switchyard − nginx: p50 {signed_us(res.added_ttft('p50_us'))}, p99 {signed_us(res.added_ttft('p99_us'))}.",
+        f"Switchyard − nginx: p50 {signed_us(res.added_ttft('p50_us'))}, p99 {signed_us(res.added_ttft('p99_us'))}. "
+        f"{rounds_note(res.ttft_rounds, 'added p50 by round')}",
         "",
     ]
     return lines
@@ -292,7 +353,8 @@ def render(res: Results, args: argparse.Namespace) -> str:
         f"| machine | {cpu_model()}, nproc {os.cpu_count()}, {memory_total()} RAM, Linux {platform.release()} |",
         f"| commit | {commit(Path(args.repo))} |",
         f"| command | `{args.command}` |",
-        f"| load | wrk ({info.get('wrk_version', '?')}), {args.duration} s per run after a {args.warmup} s warm-up, "
+        f"| load | wrk ({info.get('wrk_version', '?')}), {args.rounds} rounds, {args.duration} s per run after a "
+        f"{args.warmup} s warm-up, "
         f"POST of a {info.get('body_bytes', '?')}-byte chat body with four messages |",
         f"| pinning | {info.get('pinning', '?')} |",
         f"| load average | {info.get('loadavg_start', '?')} at the start, {info.get('loadavg_end', '?')} at the end "
@@ -332,6 +394,7 @@ def main() -> None:
     parser.add_argument("--command", default="bench/run.sh")
     parser.add_argument("--duration", default="?")
     parser.add_argument("--warmup", default="?")
+    parser.add_argument("--rounds", default="1")
     parser.add_argument("--binary", default="?")
     parser.add_argument("--gateway-config")
     parser.add_argument("--nginx-config")

@@ -8,6 +8,8 @@
 #   BENCH_WARMUP          seconds of unmeasured wrk load before each run (default 2)
 #   BENCH_CONNECTIONS     the high concurrency (default 50)
 #   BENCH_TTFT_REQUESTS   sequential streams per target for time to first token (default 300)
+#   BENCH_ROUNDS          rounds of every measurement, targets back to back in each; the
+#                         report takes the median round (default 3)
 #   BENCH_OUTPUT          the report to write (default BENCHMARKS.md at the repo root)
 #   BENCH_RAW_DIR         where raw results, configs and logs are copied (default bench/out)
 set -euo pipefail
@@ -19,6 +21,7 @@ duration=${BENCH_DURATION:-10}
 warmup=${BENCH_WARMUP:-2}
 connections=${BENCH_CONNECTIONS:-50}
 ttft_requests=${BENCH_TTFT_REQUESTS:-300}
+rounds=${BENCH_ROUNDS:-3}
 output=${BENCH_OUTPUT:-$repo/BENCHMARKS.md}
 raw_dir=${BENCH_RAW_DIR:-$repo/bench/out}
 body=$here/payloads/chat.json
@@ -29,7 +32,7 @@ start_timeout=30
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for value in "$duration" "$warmup" "$connections" "$ttft_requests"; do
+for value in "$duration" "$warmup" "$connections" "$ttft_requests" "$rounds"; do
   [[ $value =~ ^[0-9]+$ && $value -gt 0 ]] || die "BENCH_* values must be positive integers, got '$value'"
 done
 for tool in wrk nginx taskset python3 curl; do
@@ -266,41 +269,48 @@ info rust_log "${RUST_LOG:-(unset)}"
 info loadavg_start "$(cut -d ' ' -f 1-3 /proc/loadavg)"
 clk_tck=$(getconf CLK_TCK)
 
-# run_wrk SCENARIO TARGET MODE CONNECTIONS
+# run_wrk ROUND SCENARIO TARGET MODE CONNECTIONS
 run_wrk() {
-  local scenario=$1 target=$2 mode=$3 conns=$4 raw line ticks_before ticks_after
+  local round=$1 scenario=$2 target=$3 mode=$4 conns=$5 raw line ticks_before ticks_after
   local -a common=(-t1 "-c$conns" --timeout 5s -s "$here/chat.lua") pids_of_target
   read -ra pids_of_target <<<"${target_pids[$target]}"
   timeout $((warmup + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${warmup}s" "${url[$target]}" \
     -- "$body" "$mode" "$key" >/dev/null
-  raw=$work/wrk-$scenario-$target.txt
+  raw=$work/wrk-$scenario-$target-round$round.txt
   ticks_before=$(cpu_ticks "${pids_of_target[@]}")
   timeout $((duration + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${duration}s" --latency "${url[$target]}" \
     -- "$body" "$mode" "$key" >"$raw"
   ticks_after=$(cpu_ticks "${pids_of_target[@]}")
   line=$(sed -n 's/^WRK_RESULT //p' "$raw")
   [[ -n $line ]] || die "no WRK_RESULT line from wrk for $scenario/$target (see $raw)"
-  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="wrk", scenario=sys.argv[2], target=sys.argv[3], cpu_s=int(sys.argv[4]) / int(sys.argv[5])); print(json.dumps(r))' \
-    "$line" "$scenario" "$target" "$((ticks_after - ticks_before))" "$clk_tck" >>"$results"
-  log "$(printf '%-10s %-10s %s' "$scenario" "$target" "$line")"
+  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="wrk", round=int(sys.argv[2]), scenario=sys.argv[3], target=sys.argv[4], cpu_s=int(sys.argv[5]) / int(sys.argv[6])); print(json.dumps(r))' \
+    "$line" "$round" "$scenario" "$target" "$((ticks_after - ticks_before))" "$clk_tck" >>"$results"
+  log "$(printf 'round %s %-10s %-10s %s' "$round" "$scenario" "$target" "$line")"
 }
 
-for scenario in json-c1 "json-c$connections" stream-c1 "stream-c$connections"; do
-  mode=${scenario%%-*}
-  conns=${scenario##*-c}
-  for target in "${targets[@]}"; do
-    run_wrk "$scenario" "$target" "$mode" "$conns"
-  done
-done
-
-# === time to first token ===
-
-for target in "${targets[@]}"; do
+# run_ttft ROUND TARGET
+run_ttft() {
+  local round=$1 target=$2 line
   line=$(timeout 300 "${load_cpu[@]}" python3 "$here/ttft.py" "${url[$target]}" --body "$body" --key "$key" \
     -n "$ttft_requests") || die "ttft.py failed against $target: $line"
-  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="ttft", target=sys.argv[2]); print(json.dumps(r))' \
-    "$line" "$target" >>"$results"
-  log "$(printf '%-10s %-10s %s' ttft "$target" "$line")"
+  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="ttft", round=int(sys.argv[2]), target=sys.argv[3]); print(json.dumps(r))' \
+    "$line" "$round" "$target" >>"$results"
+  log "$(printf 'round %s %-10s %-10s %s' "$round" ttft "$target" "$line")"
+}
+
+# Every round measures each scenario on every target back to back, so a burst of
+# noise from elsewhere on the machine hits one round of a pair, not one target.
+for round in $(seq "$rounds"); do
+  for scenario in json-c1 "json-c$connections" stream-c1 "stream-c$connections"; do
+    mode=${scenario%%-*}
+    conns=${scenario##*-c}
+    for target in "${targets[@]}"; do
+      run_wrk "$round" "$scenario" "$target" "$mode" "$conns"
+    done
+  done
+  for target in "${targets[@]}"; do
+    run_ttft "$round" "$target"
+  done
 done
 
 info loadavg_end "$(cut -d ' ' -f 1-3 /proc/loadavg)"
@@ -320,8 +330,9 @@ rss_line nginx "$nginx_idle_kb" \
 
 command="bench/run.sh"
 [[ $duration == 10 ]] || command="BENCH_DURATION=$duration $command"
+[[ $rounds == 3 ]] || command="BENCH_ROUNDS=$rounds $command"
 python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command "$command" \
-  --duration "$duration" --warmup "$warmup" --binary "${bin#"$repo"/}" \
+  --duration "$duration" --warmup "$warmup" --rounds "$rounds" --binary "${bin#"$repo"/}" \
   --gateway-config "$work/switchyard.yaml" --nginx-config "$work/nginx.conf"
 
 mkdir -p "$raw_dir"
