@@ -422,15 +422,28 @@ struct Reader {
     provider: Arc<ProviderClient>,
     idle: Duration,
     deadline: Instant,
-    /// Reset to the idle limit before each wait for data.
-    idle_timer: Pin<Box<Sleep>>,
-    /// Set once, to the total deadline.
-    total_timer: Pin<Box<Sleep>>,
     cut: CancellationToken,
-    cut_wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Built at the first read that has to wait: a body that is always there
+    /// when asked for (a JSON answer, a fast stream) never needs a timer.
+    waiters: Option<Waiters>,
+    /// Reads that found data waiting, to look at the clock only now and then.
+    ready_reads: u32,
     /// The end of the body, when it was found while collecting a batch.
     ended: Option<Result<(), ReadError>>,
 }
+
+/// What a read that waits for data races against.
+struct Waiters {
+    /// Reset to the idle limit before each wait.
+    idle: Pin<Box<Sleep>>,
+    /// Set once, to the total deadline.
+    total: Pin<Box<Sleep>>,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+/// A read that found data waiting looks at the clock for the total deadline
+/// once in this many (and at the first).
+const CLOCK_EVERY: u32 = 32;
 
 impl Reader {
     fn new(
@@ -438,21 +451,26 @@ impl Reader {
         provider: Arc<ProviderClient>,
         limits: &RelayLimits,
     ) -> Self {
-        let mut total_timer = Box::pin(tokio::time::sleep_until(limits.deadline));
-        // One poll registers it with the timer, so `is_elapsed` turns true at the
-        // deadline even while data keeps arriving and it is never awaited.
-        let _ = total_timer.as_mut().now_or_never();
         Self {
             body: upstream.into_body(),
             provider,
             idle: limits.idle,
             deadline: limits.deadline,
-            idle_timer: Box::pin(tokio::time::sleep_until(limits.deadline)),
-            total_timer,
             cut: limits.cut.clone(),
-            cut_wait: Box::pin(limits.cut.clone().cancelled_owned()),
+            waiters: None,
+            ready_reads: 0,
             ended: None,
         }
+    }
+
+    /// Whether the total deadline has passed: the registered timer says so once
+    /// there is one, the clock (now and then) before.
+    fn past_deadline(&mut self) -> bool {
+        if let Some(waiters) = &self.waiters {
+            return waiters.total.is_elapsed();
+        }
+        self.ready_reads = self.ready_reads.wrapping_add(1);
+        self.ready_reads % CLOCK_EVERY == 1 && Instant::now() >= self.deadline
     }
 
     /// Waits for body bytes, then hands `take` every chunk that has arrived, so
@@ -471,37 +489,53 @@ impl Reader {
         if self.cut.is_cancelled() {
             return Err(ReadError::Cut);
         }
-        if self.total_timer.is_elapsed() {
+        if self.past_deadline() {
             return Err(self.timed_out(self.deadline, TimeoutPhase::Total));
         }
         // Data already here needs no timer (no clock read, no timer-wheel update).
-        let first = match next_data(&mut self.body).now_or_never() {
-            Some(first) => first,
+        match next_data(&mut self.body).now_or_never() {
+            Some(Ok(first)) => self.batch(first, turns, take).await,
+            Some(Err(e)) => Err(self.broken(&e)),
             None => {
                 let wait = Instant::now() + self.idle;
-                self.idle_timer.as_mut().reset(wait);
-                tokio::select! {
+                let waiters = self.waiters.get_or_insert_with(|| Waiters {
+                    idle: Box::pin(tokio::time::sleep_until(wait)),
+                    total: Box::pin(tokio::time::sleep_until(self.deadline)),
+                    cut: Box::pin(self.cut.clone().cancelled_owned()),
+                });
+                waiters.idle.as_mut().reset(wait);
+                let phase = tokio::select! {
                     biased;
-                    () = self.cut_wait.as_mut() => return Err(ReadError::Cut),
-                    () = self.total_timer.as_mut() => {
-                        return Err(self.timed_out(self.deadline, TimeoutPhase::Total));
-                    }
-                    () = self.idle_timer.as_mut() => {
-                        return Err(self.timed_out(wait, TimeoutPhase::Idle));
-                    }
-                    chunk = next_data(&mut self.body) => chunk,
-                }
+                    () = waiters.cut.as_mut() => return Err(ReadError::Cut),
+                    () = waiters.total.as_mut() => TimeoutPhase::Total,
+                    () = waiters.idle.as_mut() => TimeoutPhase::Idle,
+                    chunk = next_data(&mut self.body) => match chunk {
+                        Ok(chunk) => return self.batch(chunk, turns, take).await,
+                        Err(e) => return Err(self.broken(&e)),
+                    },
+                };
+                let at = if phase == TimeoutPhase::Total {
+                    self.deadline
+                } else {
+                    wait
+                };
+                Err(self.timed_out(at, phase))
             }
+        }
+    }
+
+    /// Takes `first` and whatever follows it at once (see [`Reader::read`]).
+    async fn batch(
+        &mut self,
+        first: Option<Bytes>,
+        turns: usize,
+        take: &mut (dyn FnMut(Bytes) + Send),
+    ) -> Result<bool, ReadError> {
+        let Some(first) = first else {
+            return Ok(false);
         };
-        let mut batched = match first {
-            Ok(Some(chunk)) => {
-                let len = chunk.len();
-                take(chunk);
-                len
-            }
-            Ok(None) => return Ok(false),
-            Err(e) => return Err(self.broken(&e)),
-        };
+        let mut batched = first.len();
+        take(first);
         // The HTTP client hands over one frame at a time through a task hop: give it
         // a few turns to decode what is already buffered, and batch it, so an answer
         // that arrived in one read leaves in one write instead of one per event.

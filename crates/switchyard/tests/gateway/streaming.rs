@@ -181,3 +181,21 @@ async fn an_upstream_silent_past_the_idle_timeout_ends_with_an_error_event() {
     assert_eq!(error["error"]["code"], "upstream_timeout");
     assert!(error["error"]["message"].as_str().unwrap().contains("idle"));
 }
+
+#[tokio::test]
+async fn a_stream_still_flowing_at_the_total_timeout_ends_with_an_error_event() {
+    // 16 tokens at 20 per second: tokens keep coming for 800 ms, past the 300 ms total.
+    let mock = mock(&["--ttft", "0s", "--tokens-per-second", "20"]);
+    let gw = gateway(&config(&mock.url("/v1"), "idle: 5s, total: 300ms", ""));
+    let started = std::time::Instant::now();
+    let (_, body) = stream_body(&gw, &chat("flowing", json!({"stream": true}))).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(body.contains("\"content\""), "some content came first: {body}");
+    let error = final_error(&body);
+    assert_eq!(error["error"]["code"], "upstream_timeout");
+    assert!(error["error"]["message"].as_str().unwrap().contains("total"));
+}
