@@ -1,5 +1,7 @@
 //! Server-sent event streams: equal text, usage, and how every stream ends.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -170,14 +172,7 @@ async fn an_in_band_upstream_error_is_an_error_not_content() {
 async fn an_upstream_silent_past_the_idle_timeout_ends_with_an_error_event() {
     let mock = mock(&["--ttft", "3s"]);
     let gw = gateway(&config(&mock.url("/v1"), "idle: 300ms", ""));
-    let started = std::time::Instant::now();
-    let (_, body) = stream_body(&gw, &chat("wait", json!({"stream": true}))).await;
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
-    let error = final_error(&body);
+    let (_, error) = stream_ending_within(&gw, "wait", Duration::from_secs(2)).await;
     assert_eq!(error["error"]["code"], "upstream_timeout");
     assert!(error["error"]["message"].as_str().unwrap().contains("idle"));
 }
@@ -187,15 +182,26 @@ async fn a_stream_still_flowing_at_the_total_timeout_ends_with_an_error_event() 
     // 16 tokens at 20 per second: tokens keep coming for 800 ms, past the 300 ms total.
     let mock = mock(&["--ttft", "0s", "--tokens-per-second", "20"]);
     let gw = gateway(&config(&mock.url("/v1"), "idle: 5s, total: 300ms", ""));
-    let started = std::time::Instant::now();
-    let (_, body) = stream_body(&gw, &chat("flowing", json!({"stream": true}))).await;
+    let (body, error) = stream_ending_within(&gw, "flowing", Duration::from_millis(700)).await;
     assert!(
-        started.elapsed() < std::time::Duration::from_millis(700),
-        "{:?}",
-        started.elapsed()
+        body.contains("\"content\""),
+        "some content came first: {body}"
     );
-    assert!(body.contains("\"content\""), "some content came first: {body}");
-    let error = final_error(&body);
     assert_eq!(error["error"]["code"], "upstream_timeout");
-    assert!(error["error"]["message"].as_str().unwrap().contains("total"));
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("total")
+    );
+}
+
+/// Streams a chat for `prompt`, checks the stream ended within `limit`, and
+/// returns the body with its final error event.
+async fn stream_ending_within(gw: &Process, prompt: &str, limit: Duration) -> (String, Value) {
+    let started = std::time::Instant::now();
+    let (_, body) = stream_body(gw, &chat(prompt, json!({"stream": true}))).await;
+    assert!(started.elapsed() < limit, "{:?}", started.elapsed());
+    let error = final_error(&body);
+    (body, error)
 }
