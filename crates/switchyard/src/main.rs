@@ -136,18 +136,8 @@ fn mock(listen: SocketAddr, options: switchyard_mock::MockOptions) -> ExitCode {
     }
 }
 
-/// The async runtime: one worker per CPU the process may use. With a single
-/// CPU (a container limited to one, or a process pinned to one core) the
-/// single-threaded scheduler does the same work without cross-thread
-/// bookkeeping on every task wake-up.
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let mut builder = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    builder
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
