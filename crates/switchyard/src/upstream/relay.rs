@@ -44,7 +44,8 @@ const MAX_BATCH: usize = 64 << 10;
 const OUT_SLACK: usize = 256;
 
 /// How many scheduler turns the HTTP client gets to hand over more of a batch
-/// (measured: one turn is often not enough for its connection task to run).
+/// (its connection task hands over one frame per turn, and may first have to
+/// read the socket).
 const BATCH_YIELDS: usize = 8;
 
 /// Turns given while a stream's first chunks are read: one lets the client's
