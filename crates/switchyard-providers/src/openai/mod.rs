@@ -7,6 +7,7 @@
 mod raw;
 mod request;
 mod response;
+mod scan;
 mod stream;
 mod types;
 

@@ -31,8 +31,8 @@ impl<'a> RawObject<'a> {
             .map(|(_, v)| *v)
     }
 
-    /// Writes the object back, leaving out `skip`, values as they were.
-    pub(crate) fn write_without(&self, skip: &str) -> Vec<u8> {
+    /// Writes the object back, leaving out the field `skip`, values as they were.
+    pub(crate) fn write(&self, skip: Option<&str>) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             self.0
                 .iter()
@@ -41,7 +41,7 @@ impl<'a> RawObject<'a> {
                 + 2,
         );
         out.push(b'{');
-        for (key, value) in self.0.iter().filter(|(k, _)| k.as_str() != skip) {
+        for (key, value) in self.0.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
             push_field(&mut out, key, value.get().as_bytes());
         }
         out.push(b'}');
@@ -210,7 +210,7 @@ mod tests {
         let json = r#"{"z":1,"usage":{"x":12345678901234567890123},"we\"ird":[1, 2],"a":"é"}"#;
         let out = RawObject::parse(json.as_bytes())
             .unwrap()
-            .write_without("usage");
+            .write(Some("usage"));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"z":1,"we\"ird":[1, 2],"a":"é"}"#

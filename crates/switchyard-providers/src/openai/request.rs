@@ -2,12 +2,14 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::raw::{Key, RawObject, push_field};
+use super::raw::RawObject;
+use super::scan::{Scan, scan};
 
 /// The OpenAI endpoints the gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +33,7 @@ impl Endpoint {
     }
 
     /// Whether requests to this endpoint may ask for a stream.
-    fn streams(self) -> bool {
+    pub(super) fn streams(self) -> bool {
         !matches!(self, Self::Embeddings)
     }
 }
@@ -55,30 +57,53 @@ impl InvalidRequest {
     }
 }
 
-/// A validated request body whose fields are kept as the client's raw JSON.
+/// A validated request body, kept as the client's bytes.
 #[derive(Debug)]
 pub struct RequestBody<'a> {
-    fields: RawObject<'a>,
+    /// The client's bytes; rewritten with each field once when it sent one twice.
+    body: Cow<'a, [u8]>,
     model: Cow<'a, str>,
+    /// Where the `model` value sits in `body`.
+    model_at: Range<usize>,
     stream: bool,
     include_usage: bool,
+    /// Where the `stream_options` value sits in `body`, when there is one.
+    stream_options_at: Option<Range<usize>>,
 }
 
 impl<'a> RequestBody<'a> {
     /// Parses and validates `body` for `endpoint`.
     pub fn parse(endpoint: Endpoint, body: &'a [u8]) -> Result<Self, InvalidRequest> {
+        if let Some(found) = scan(endpoint, body) {
+            return Ok(Self::new(Cow::Borrowed(body), found));
+        }
+        // Refused, or a field sent twice: read field by field, which names the fault,
+        // or keeps the last value of a repeated field (as JSON parsers commonly do)
+        // in a body rewritten with each field once.
         let fields = RawObject::parse(body).map_err(|e| InvalidRequest {
             message: format!("the request body is not a valid JSON object: {e}"),
             param: None,
         })?;
-        let mut request = Self {
-            fields,
-            model: Cow::Borrowed(""),
-            stream: false,
-            include_usage: false,
-        };
-        request.validate(endpoint)?;
-        Ok(request)
+        Checks(&fields).validate(endpoint)?;
+        let rewritten = fields.write(None);
+        let found = scan(endpoint, &rewritten)
+            .map(Scan::into_owned)
+            .ok_or_else(|| InvalidRequest {
+                message: "the request body could not be read".to_owned(),
+                param: None,
+            })?;
+        Ok(Self::new(Cow::Owned(rewritten), found))
+    }
+
+    fn new(body: Cow<'a, [u8]>, found: Scan<'a>) -> Self {
+        Self {
+            body,
+            model: found.model,
+            model_at: found.model_at,
+            stream: found.stream,
+            include_usage: found.include_usage,
+            stream_options_at: found.stream_options_at,
+        }
     }
 
     /// The public model the client asked for.
@@ -96,11 +121,86 @@ impl<'a> RequestBody<'a> {
         self.include_usage
     }
 
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.fields.get(name)
+    /// The body for the upstream: `model` replaced by `upstream_model`, and when the
+    /// client streams without asking for usage, `stream_options.include_usage` set
+    /// so the gateway still learns the token counts. Every other byte is the
+    /// client's, unchanged.
+    pub fn to_upstream(&self, upstream_model: &str) -> Vec<u8> {
+        let body: &[u8] = &self.body;
+        let options = (self.stream && !self.include_usage).then(|| self.options_with_usage());
+        let mut edits = [
+            Some((self.model_at.clone(), Edit::Model)),
+            options
+                .as_ref()
+                .map(|(at, bytes)| (at.clone(), Edit::Bytes(bytes))),
+        ];
+        edits.sort_by_key(|edit| edit.as_ref().map_or(usize::MAX, |(at, _)| at.start));
+        let mut out = Vec::with_capacity(
+            body.len() + upstream_model.len() + options.as_ref().map_or(0, |(_, b)| b.len()) + 2,
+        );
+        let mut from = 0;
+        for (at, edit) in edits.into_iter().flatten() {
+            out.extend_from_slice(body.get(from..at.start).unwrap_or_default());
+            match edit {
+                // Serializing a str into a Vec cannot fail.
+                Edit::Model => {
+                    let _ = serde_json::to_writer(&mut out, upstream_model);
+                }
+                Edit::Bytes(bytes) => out.extend_from_slice(bytes),
+            }
+            from = at.end;
+        }
+        out.extend_from_slice(body.get(from..).unwrap_or_default());
+        out
     }
 
-    fn validate(&mut self, endpoint: Endpoint) -> Result<(), InvalidRequest> {
+    /// Where `stream_options` goes and what it becomes with `include_usage` set.
+    fn options_with_usage(&self) -> (Range<usize>, Vec<u8>) {
+        let Some(at) = self.stream_options_at.clone() else {
+            // A new last field.
+            let end = self
+                .body
+                .iter()
+                .rposition(|&b| b == b'}')
+                .unwrap_or(self.body.len());
+            return (
+                end..end,
+                br#","stream_options":{"include_usage":true}"#.to_vec(),
+            );
+        };
+        // The client's other stream options stay, in their order.
+        let mut options = self
+            .body
+            .get(at.clone())
+            .and_then(|raw| RawObject::parse(raw).ok())
+            .map_or_else(|| b"{}".to_vec(), |o| o.write(Some("include_usage")));
+        options.pop();
+        if options.len() > 1 {
+            options.push(b',');
+        }
+        options.extend_from_slice(br#""include_usage":true}"#);
+        (at, options)
+    }
+}
+
+/// One change to the client's bytes.
+enum Edit<'a> {
+    /// The upstream model's name, as a JSON string.
+    Model,
+    /// These bytes.
+    Bytes(&'a [u8]),
+}
+
+/// The field-by-field checks, for a body the one-pass scan gave up on: the first
+/// fault found is named.
+struct Checks<'f, 'a>(&'f RawObject<'a>);
+
+impl<'a> Checks<'_, 'a> {
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.get(name)
+    }
+
+    fn validate(&self, endpoint: Endpoint) -> Result<(), InvalidRequest> {
         let model = self
             .get("model")
             .ok_or_else(|| InvalidRequest::new("model", "you must provide a model parameter"))?;
@@ -108,7 +208,6 @@ impl<'a> RequestBody<'a> {
         if model.is_empty() {
             return Err(InvalidRequest::new("model", "`model` must not be empty"));
         }
-        self.model = model;
         match endpoint {
             Endpoint::ChatCompletions => self.validate_chat()?,
             Endpoint::Completions => self.validate_completion()?,
@@ -116,16 +215,14 @@ impl<'a> RequestBody<'a> {
         }
         if endpoint.streams() {
             if let Some(stream) = self.get("stream") {
-                self.stream =
-                    typed::<Option<bool>>(stream, "stream", "a boolean")?.unwrap_or(false);
+                typed::<Option<bool>>(stream, "stream", "a boolean")?;
             }
             if let Some(options) = self.get("stream_options") {
-                let options: Option<StreamOptions> = typed(
+                typed::<Option<StreamOptions>>(
                     options,
                     "stream_options",
                     "an object with a boolean `include_usage`",
                 )?;
-                self.include_usage = options.and_then(|o| o.include_usage).unwrap_or(false);
             }
         }
         for (name, what) in NUMBERS {
@@ -202,49 +299,6 @@ impl<'a> RequestBody<'a> {
         }
         Ok(())
     }
-
-    /// The body for the upstream: `model` replaced by `upstream_model`, and when the
-    /// client streams without asking for usage, `stream_options.include_usage` set
-    /// so the gateway still learns the token counts. All other fields are the
-    /// client's bytes, unchanged.
-    pub fn to_upstream(&self, upstream_model: &str) -> Vec<u8> {
-        let size: usize = self
-            .fields
-            .0
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.get().len() + 4)
-            .sum();
-        let mut out = Vec::with_capacity(size + upstream_model.len() + 64);
-        out.push(b'{');
-        push_field(
-            &mut out,
-            &Key(Cow::Borrowed("model")),
-            json_string(upstream_model).as_bytes(),
-        );
-        let force_usage = self.stream && !self.include_usage;
-        for (name, value) in &self.fields.0 {
-            match name.as_str() {
-                "model" => {}
-                "stream_options" if force_usage => {}
-                _ => push_field(&mut out, name, value.get().as_bytes()),
-            }
-        }
-        if force_usage {
-            // The client's other stream options stay, in their order.
-            let mut options = self
-                .get("stream_options")
-                .and_then(|raw| RawObject::parse(raw.get().as_bytes()).ok())
-                .map_or_else(|| b"{}".to_vec(), |o| o.write_without("include_usage"));
-            options.pop();
-            if options.len() > 1 {
-                options.push(b',');
-            }
-            options.extend_from_slice(br#""include_usage":true}"#);
-            push_field(&mut out, &Key(Cow::Borrowed("stream_options")), &options);
-        }
-        out.push(b'}');
-        out
-    }
 }
 
 const NUMBERS: [(&str, &str); 4] = [
@@ -255,11 +309,6 @@ const NUMBERS: [(&str, &str); 4] = [
 ];
 
 const POSITIVE_INTEGERS: [&str; 4] = ["n", "max_tokens", "max_completion_tokens", "dimensions"];
-
-fn json_string(s: &str) -> String {
-    // Serializing a str cannot fail.
-    serde_json::to_string(s).unwrap_or_default()
-}
 
 /// Deserializes one raw field, turning a type mismatch into a 400 naming the field.
 fn typed<'a, T: Deserialize<'a>>(
@@ -278,14 +327,16 @@ fn typed<'a, T: Deserialize<'a>>(
     })
 }
 
+/// `stream_options`, as far as the gateway reads it.
 #[derive(Deserialize)]
-struct StreamOptions {
+pub(super) struct StreamOptions {
     #[serde(default)]
-    include_usage: Option<bool>,
+    pub(super) include_usage: Option<bool>,
 }
 
+/// One message, as far as validation reads it.
 #[derive(Deserialize)]
-struct MessageProbe<'a> {
+pub(super) struct MessageProbe<'a> {
     #[serde(borrow)]
     role: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -295,7 +346,8 @@ struct MessageProbe<'a> {
 }
 
 impl MessageProbe<'_> {
-    fn validate(&self, index: usize) -> Result<(), InvalidRequest> {
+    /// Checks the message at `index` of `messages`.
+    pub(super) fn validate(&self, index: usize) -> Result<(), InvalidRequest> {
         // Only a refusal names the message: no formatting on the way through.
         let param = || format!("messages[{index}]");
         let role = self.role.as_deref().ok_or_else(|| {
@@ -344,12 +396,12 @@ impl MessageProbe<'_> {
 
 /// The shape of `prompt` or `input` — text, texts, tokens or token arrays —
 /// checked without copying it.
-struct Input {
+pub(super) struct Input {
     empty: bool,
 }
 
 impl Input {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.empty
     }
 }
@@ -572,6 +624,134 @@ mod tests {
         ];
         for (endpoint, body, param) in cases {
             assert_eq!(refused(endpoint, body).param.as_deref(), param, "{body}");
+        }
+    }
+
+    #[test]
+    fn only_the_model_changes_byte_for_byte() {
+        let body = "{ \"temperature\" : 0.5,\n  \"model\" : \"gpt-4.1\" , \"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\"}] }\n";
+        let request = RequestBody::parse(Endpoint::ChatCompletions, body.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(request.to_upstream("up\"1")).unwrap(),
+            body.replace("\"gpt-4.1\"", "\"up\\\"1\"")
+        );
+    }
+
+    #[test]
+    fn usage_is_asked_for_after_the_last_field_and_inside_the_clients_options() {
+        let body = r#"{"stream":true,"model":"m","messages":[{"role":"user","content":"}"}]}  "#;
+        let request = RequestBody::parse(Endpoint::ChatCompletions, body.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(request.to_upstream("u")).unwrap(),
+            r#"{"stream":true,"model":"u","messages":[{"role":"user","content":"}"}],"stream_options":{"include_usage":true}}  "#
+        );
+        let body = r#"{"stream_options":{"include_usage":false,"x":1},"model":"m","stream":true,"prompt":"p"}"#;
+        let request = RequestBody::parse(Endpoint::Completions, body.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(request.to_upstream("u")).unwrap(),
+            r#"{"stream_options":{"x":1,"include_usage":true},"model":"u","stream":true,"prompt":"p"}"#
+        );
+        let body = r#"{"model":"m","stream":true,"stream_options":null,"prompt":"p"}"#;
+        let request = RequestBody::parse(Endpoint::Completions, body.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(request.to_upstream("u")).unwrap(),
+            r#"{"model":"u","stream":true,"stream_options":{"include_usage":true},"prompt":"p"}"#
+        );
+    }
+
+    #[test]
+    fn a_repeated_field_keeps_its_last_value() {
+        let body = r#"{"model":"a","stream":true,"messages":[{"role":"user","content":"x"}],"model":"b","stream":false}"#;
+        let request = RequestBody::parse(Endpoint::ChatCompletions, body.as_bytes()).unwrap();
+        assert_eq!((request.model(), request.stream()), ("b", false));
+        assert_eq!(
+            String::from_utf8(request.to_upstream("u")).unwrap(),
+            r#"{"model":"u","stream":false,"messages":[{"role":"user","content":"x"}]}"#
+        );
+        let refused = r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":5,"max_tokens":0}"#;
+        assert_eq!(
+            RequestBody::parse(Endpoint::ChatCompletions, refused.as_bytes())
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("max_tokens")
+        );
+    }
+
+    /// The one-pass scan accepts exactly what the field-by-field checks accept.
+    #[test]
+    fn one_pass_and_field_by_field_agree() {
+        let chat = |rest: &str| {
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}]{rest}}}"#)
+        };
+        let mut cases: Vec<(Endpoint, String)> = [
+            ",\"stream\":null",
+            ",\"stream\":1",
+            ",\"stream_options\":null",
+            ",\"stream_options\":[]",
+            ",\"stream_options\":{\"include_usage\":\"yes\"}",
+            ",\"stream_options\":{\"include_usage\":true}",
+            ",\"tools\":null",
+            ",\"tools\":{}",
+            ",\"tools\":[1,{\"a\":[]}]",
+            ",\"temperature\":null",
+            ",\"temperature\":1e400",
+            ",\"top_p\":\"1\"",
+            ",\"n\":1",
+            ",\"n\":1.5",
+            ",\"dimensions\":0",
+            ",\"prompt\":{}",
+            ",\"input\":5",
+            ",\"encoding_format\":\"hex\"",
+            ",\"x\":{\"model\":1},\"y\":[null]",
+        ]
+        .iter()
+        .map(|rest| (Endpoint::ChatCompletions, chat(rest)))
+        .collect();
+        for body in [
+            r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"m\u0031","messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"mod\u0065l":"m","messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"},{"role":"tool","content":"r"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x","role":"user"}]}"#,
+            r#"{"model":null,"messages":[{"role":"user","content":"x"}]}"#,
+        ] {
+            cases.push((Endpoint::ChatCompletions, body.to_owned()));
+        }
+        for prompt in [r#""a""#, "[]", "[1,2]", r#"["a",1]"#, "[[1],[]]", "null"] {
+            cases.push((
+                Endpoint::Completions,
+                format!(r#"{{"model":"m","prompt":{prompt}}}"#),
+            ));
+        }
+        for rest in [
+            r#""input":"""#,
+            r#""input":[],"stream":"not read""#,
+            r#""input":"a","encoding_format":null"#,
+            r#""input":"a","encoding_format":"base64""#,
+            r#""input":"a","encoding_format":"hex""#,
+            r#""input":"a","messages":5"#,
+        ] {
+            cases.push((Endpoint::Embeddings, format!(r#"{{"model":"m",{rest}}}"#)));
+        }
+        for (endpoint, body) in &cases {
+            let by_field = RawObject::parse(body.as_bytes())
+                .map_err(|_| ())
+                .and_then(|fields| Checks(&fields).validate(*endpoint).map_err(|_| ()));
+            let scanned = scan(*endpoint, body.as_bytes());
+            assert_eq!(scanned.is_some(), by_field.is_ok(), "{body}");
+            if let Some(found) = scanned {
+                let model: String = serde_json::from_str(
+                    RawObject::parse(body.as_bytes())
+                        .unwrap()
+                        .get("model")
+                        .unwrap()
+                        .get(),
+                )
+                .unwrap();
+                assert_eq!(found.model, model, "{body}");
+            }
         }
     }
 

@@ -146,7 +146,7 @@ fn classify_parsed(data: &[u8]) -> StreamEvent {
 pub fn without_usage(data: &[u8]) -> Option<Vec<u8>> {
     RawObject::parse(data)
         .ok()
-        .map(|object| object.write_without("usage"))
+        .map(|object| object.write(Some("usage")))
 }
 
 #[cfg(test)]
