@@ -74,6 +74,10 @@ pub struct ProviderClient {
     /// The dialect it speaks.
     pub kind: ProviderKind,
     urls: EndpointUrls,
+    /// The `host` header for plain-HTTP providers (always HTTP/1.1), built once;
+    /// the pooled client would format it for every request. Over TLS, where ALPN
+    /// may pick HTTP/2 and `:authority` replaces it, the client sets it.
+    host: Option<HeaderValue>,
     /// `Bearer <key>`, marked sensitive so it never shows in debug output.
     authorization: Option<HeaderValue>,
     /// The raw key, to scrub it from anything the provider echoes back.
@@ -122,6 +126,12 @@ impl ProviderClient {
             completions: url(Endpoint::Completions)?,
             embeddings: url(Endpoint::Embeddings)?,
         };
+        let host = match urls.chat_completions.authority() {
+            Some(authority) if urls.chat_completions.scheme() == Some(&Scheme::HTTP) => {
+                HeaderValue::from_str(authority.as_str()).ok()
+            }
+            _ => None,
+        };
         let authorization = provider.api_key.as_ref().and_then(|key| {
             let mut value =
                 HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).ok()?;
@@ -132,6 +142,7 @@ impl ProviderClient {
             name: Arc::from(provider.name.as_str()),
             kind: provider.kind,
             urls,
+            host,
             authorization,
             secret: provider.api_key.clone(),
             timeouts: provider.timeouts,
@@ -162,7 +173,10 @@ impl ProviderClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        headers.reserve(6);
+        headers.reserve(7);
+        if let Some(host) = &self.host {
+            headers.insert(header::HOST, host.clone());
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -86,6 +86,7 @@ async fn the_body_goes_upstream_with_only_the_model_rewritten_and_no_client_key(
     assert_eq!(upstream["body"], expected);
     let headers = upstream["headers"].as_object().unwrap();
     assert_eq!(headers["authorization"], format!("Bearer {UPSTREAM_KEY}"));
+    assert_eq!(headers["host"], mock.addr.to_string());
     for forbidden in ["x-api-key", "openai-organization", "cookie"] {
         assert!(
             !headers.contains_key(forbidden),
