@@ -1,19 +1,21 @@
 //! Start-up and shutdown: providers, the listener, signals and the grace period.
 
 use std::collections::HashMap;
-use std::future::IntoFuture;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+
+use crate::api::{AppState, Gateway};
 use crate::auth::Authenticator;
 use crate::config::{Config, ProviderKind};
 use crate::routing::Routes;
@@ -85,30 +87,57 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     announce(addr);
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 
-    // Small responses must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let stopping = CancellationToken::new();
-    let server = axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(stopping.clone().cancelled_owned())
-        .into_future();
+    let server = serve(listener, Gateway::new(state), stopping.clone());
     tokio::pin!(server);
 
-    let finished = tokio::select! {
-        result = &mut server => Some(result),
-        () = signals.recv() => None,
-    };
-    let result = match finished {
-        Some(result) => result,
-        None => drain(&mut server, &config, &ready, &stopping, &cut).await,
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "the server stopped with an error");
+    tokio::select! {
+        () = &mut server => {}
+        () = signals.recv() => drain(&mut server, &config, &ready, &stopping, &cut).await,
     }
     internal.cancel();
     Ok(())
 }
+
+/// Accepts connections and serves `gateway` on them (HTTP/1.1, and HTTP/2 with
+/// prior knowledge) until `stopping` is cancelled; then closes the listener, lets
+/// every connection finish the requests it has (hyper's graceful shutdown) and
+/// returns when the last one has closed.
+async fn serve(listener: TcpListener, gateway: Gateway, stopping: CancellationToken) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connections = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stopping.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of file descriptors, say: back off rather than spin.
+                tracing::warn!(error = %e, "cannot accept a connection; retrying shortly");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // Small responses must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        let connection = builder
+            .serve_connection(TokioIo::new(tcp), gateway.clone())
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// The pause after a failed `accept`.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Steps 1–3 of the shutdown (see [`run`]).
 async fn drain<F>(
@@ -117,16 +146,15 @@ async fn drain<F>(
     ready: &AtomicBool,
     stopping: &CancellationToken,
     cut: &CancellationToken,
-) -> std::io::Result<()>
-where
-    F: Future<Output = std::io::Result<()>>,
+) where
+    F: Future<Output = ()>,
 {
     ready.store(false, Ordering::Relaxed);
     let delay = config.server.shutdown_delay;
     if !delay.is_zero() {
         tracing::info!(?delay, "shutdown: /ready answers 503; still serving");
-        if let Ok(result) = tokio::time::timeout(delay, server.as_mut()).await {
-            return result;
+        if tokio::time::timeout(delay, server.as_mut()).await.is_ok() {
+            return;
         }
     }
     let grace = config.server.shutdown_grace;
@@ -135,9 +163,9 @@ where
         "shutdown: no new connections; waiting for in-flight requests"
     );
     stopping.cancel();
-    if let Ok(result) = tokio::time::timeout(grace, server.as_mut()).await {
+    if tokio::time::timeout(grace, server.as_mut()).await.is_ok() {
         tracing::info!("shutdown complete");
-        return result;
+        return;
     }
     tracing::warn!(
         ?grace,
@@ -145,7 +173,6 @@ where
     );
     cut.cancel();
     let _ = tokio::time::timeout(CUT_FLUSH, server.as_mut()).await;
-    Ok(())
 }
 
 /// The machine-readable start-up line on stdout (logs go to stderr).

@@ -1,49 +1,52 @@
-//! The HTTP surface: the router, its layers and the shared state.
+//! The HTTP surface: the gateway's service, its routes and the shared state.
 //!
-//! Layers, outermost first — every request passes them in this order. They wrap
-//! the router once (not each route), so a request pays for each exactly once:
+//! Every request passes [`Gateway`], which in one step, without a layer stack:
 //!
-//! 1. `CatchPanicLayer` — a bug becomes a 500 in OpenAI's shape, never a dropped connection.
-//! 2. `SetSensitiveRequestHeadersLayer` — `authorization` and `x-api-key` are hidden from traces.
-//! 3. `SetRequestIdLayer` — a request without `x-request-id` gets a fresh UUID-shaped id.
-//! 4. `PropagateRequestIdLayer` — the response carries the same `x-request-id`.
-//! 5. `access_log` — one line per request not logged by its handler (the proxy
-//!    handlers log when their body ends, with usage and time to first token).
-//! 6. The router, then the handler. `/v1/*` handlers take the [`Authenticated`]
-//!    extractor (401 in OpenAI's shape); the proxy handlers read the body (bounded
-//!    by `server.max_body_bytes` and `server.body_timeout`) → validate → route →
-//!    call the provider → relay the answer (JSON or SSE).
+//! 1. keeps the client's `x-request-id` or makes one, and puts it on the response;
+//! 2. marks `authorization` and `x-api-key` sensitive, so no debug output shows them;
+//! 3. hands the proxy endpoints (`POST /v1/chat/completions`, `/v1/completions`,
+//!    `/v1/embeddings`) straight to their handler, and everything else to the axum
+//!    router (`/v1/models`, `/health`, `/ready`, and 404 or 405 in OpenAI's shape);
+//! 4. turns a panic in a handler into a 500 in OpenAI's shape, not a dropped connection;
+//! 5. writes the access line of a request whose handler does not (the proxy
+//!    handlers write theirs when the body ends, with usage and time to first token).
+//!
+//! The proxy handlers check the key (401 in OpenAI's shape) before reading the
+//! body (bounded by `server.max_body_bytes` and `server.body_timeout`), then
+//! validate → route → call the provider → relay the answer (JSON or SSE). A proxied
+//! request costs one boxed future on the way through.
 
 mod health;
 mod openai;
 mod request_id;
 
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use std::convert::Infallible;
-
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::IntoMakeService;
-use axum::routing::{get, post};
-use axum::{Router, ServiceExt};
+use axum::routing::get;
 use bytes::Bytes;
+use futures_util::FutureExt;
+use hyper::body::Incoming;
+use switchyard_providers::openai::Endpoint;
 use tokio_util::sync::CancellationToken;
-use tower::{Service, ServiceBuilder};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower::ServiceExt;
 
 use crate::auth::Authenticator;
 use crate::error::{ErrorKind, GatewayError};
 use crate::routing::Routes;
 use crate::telemetry::AccessLog;
+
+use request_id::RequestIds;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -69,47 +72,109 @@ pub struct AppState {
 /// The `x-request-id` header.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Builds the router wrapped in its layers (see the module docs for the order),
-/// ready for `axum::serve`.
-pub fn app(
+/// The gateway's HTTP service: one clone per connection, shared state behind an `Arc`.
+#[derive(Clone)]
+pub struct Gateway {
     state: Arc<AppState>,
-) -> IntoMakeService<
-    impl Service<
-        Request,
-        Response = Response,
-        Error = Infallible,
-        Future = impl Future<Output = Result<Response, Infallible>> + Send,
-    > + Clone
-    + Send
-    + 'static,
-> {
-    let router = Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/models", get(openai::models))
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
-    ServiceBuilder::new()
-        // The panic layer boxes the body in its own type: back to axum's.
-        .map_response(|response: axum::http::Response<_>| response.map(Body::new))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-api-key"),
-        ]))
-        .layer(SetRequestIdLayer::new(
-            REQUEST_ID.clone(),
-            request_id::FastRequestId::default(),
-        ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(middleware::from_fn(access_log))
-        .service(router)
-        .into_make_service()
+    ids: RequestIds,
+    /// The endpoints off the proxy path.
+    router: Router,
 }
+
+impl Gateway {
+    /// The service for `state`.
+    pub fn new(state: Arc<AppState>) -> Self {
+        let router = Router::new()
+            .route("/v1/models", get(openai::models))
+            .route("/health", get(health::health))
+            .route("/ready", get(health::ready))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(state.clone());
+        Self {
+            state,
+            ids: RequestIds::default(),
+            router,
+        }
+    }
+
+    /// The client's `x-request-id`, or a fresh one written into `headers`.
+    fn request_id(&self, headers: &mut HeaderMap) -> HeaderValue {
+        if let Some(id) = headers.get(&REQUEST_ID) {
+            return id.clone();
+        }
+        let id = self.ids.next();
+        headers.insert(REQUEST_ID.clone(), id.clone());
+        id
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// The future of one request.
+type Handled = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Handled;
+
+    fn call(&self, mut request: axum::http::Request<Incoming>) -> Handled {
+        let started = Instant::now();
+        let headers = request.headers_mut();
+        let id = self.request_id(headers);
+        for name in [&header::AUTHORIZATION, &X_API_KEY] {
+            if let header::Entry::Occupied(mut entry) = headers.entry(name) {
+                entry.iter_mut().for_each(|value| value.set_sensitive(true));
+            }
+        }
+        let path = request.uri().path();
+        let (endpoint, name) = (proxy_endpoint(path), endpoint_name(path));
+        let state = self.state.clone();
+        let router = self.router.clone();
+        Box::pin(async move {
+            let handled = AssertUnwindSafe(async {
+                match endpoint {
+                    // The proxy handlers write their own access line.
+                    Some(endpoint) if request.method() == Method::POST => {
+                        (openai::proxy(&state, endpoint, request, &id).await, true)
+                    }
+                    Some(_) => (method_not_allowed(request.map(Body::new)).await, false),
+                    None => {
+                        let Ok(response) = router.oneshot(request.map(Body::new)).await;
+                        (response, false)
+                    }
+                }
+            })
+            .catch_unwind()
+            .await;
+            let (mut response, logged) =
+                handled.unwrap_or_else(|panic| (panic_response(panic), false));
+            if !logged {
+                log_unless_probe(&id, name, started, &response);
+            }
+            response.headers_mut().insert(REQUEST_ID.clone(), id);
+            Ok(response)
+        })
+    }
+}
+
+/// The proxy endpoint at `path`, if it is one.
+fn proxy_endpoint(path: &str) -> Option<Endpoint> {
+    match path {
+        "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
+        "/v1/completions" => Some(Endpoint::Completions),
+        "/v1/embeddings" => Some(Endpoint::Embeddings),
+        _ => None,
+    }
+}
+
+/// `x-api-key`, the other header a client key comes in.
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Proof that the caller presented a known key (or that `auth.mode` is `open`).
 #[derive(Debug, Clone, Copy)]
@@ -126,33 +191,19 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
     }
 }
 
-/// The request id set by the layer (always present inside the router).
-fn request_id(request: &Request) -> &str {
-    request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-}
-
-/// Marks a response whose handler writes the access line itself.
-#[derive(Debug, Clone, Copy)]
-struct HandlerLogged;
-
-async fn access_log(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let endpoint = endpoint_name(request.uri().path());
-    let id = request.headers().get(&REQUEST_ID).cloned();
-    let response = next.run(request).await;
-    if response.extensions().get::<HandlerLogged>().is_some() {
-        return response;
-    }
+/// Writes the access line of a request no handler logged (probes only at debug level).
+fn log_unless_probe(
+    id: &HeaderValue,
+    endpoint: &'static str,
+    started: Instant,
+    response: &Response,
+) {
     let status = response.status().as_u16();
     let outcome = response
         .extensions()
         .get::<ErrorKind>()
         .map_or("ok", |k| k.0);
-    let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
+    let id = id.to_str().unwrap_or("-");
     if matches!(endpoint, "health" | "ready") {
         // Probes come every few seconds: keep them out of the info log.
         tracing::debug!(target: "switchyard::access", request_id = id, endpoint, status, outcome, "request");
@@ -161,7 +212,6 @@ async fn access_log(request: Request, next: Next) -> Response {
         log.status(status);
         log.finish(outcome);
     }
-    response
 }
 
 /// A bounded name for a request path, for the access log.

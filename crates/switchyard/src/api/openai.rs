@@ -2,46 +2,21 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::State;
+use axum::http::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use switchyard_providers::openai::{Endpoint, RequestBody};
 use tokio::time::Instant;
 
-use super::{AppState, Authenticated, HandlerLogged, REQUEST_ID, request_id};
+use super::{AppState, Authenticated};
 use crate::error::GatewayError;
 use crate::routing::Target;
 use crate::telemetry::AccessLog;
 use crate::upstream::{RelayLimits, relay_json, relay_sse};
-
-/// `POST /v1/chat/completions`
-pub async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    _: Authenticated,
-    request: Request,
-) -> Response {
-    proxy(&state, Endpoint::ChatCompletions, request).await
-}
-
-/// `POST /v1/completions`
-pub async fn completions(
-    State(state): State<Arc<AppState>>,
-    _: Authenticated,
-    request: Request,
-) -> Response {
-    proxy(&state, Endpoint::Completions, request).await
-}
-
-/// `POST /v1/embeddings`
-pub async fn embeddings(
-    State(state): State<Arc<AppState>>,
-    _: Authenticated,
-    request: Request,
-) -> Response {
-    proxy(&state, Endpoint::Embeddings, request).await
-}
 
 /// `GET /v1/models`: the configured public models.
 pub async fn models(State(state): State<Arc<AppState>>, _: Authenticated) -> Response {
@@ -60,27 +35,29 @@ fn name_of(endpoint: Endpoint) -> &'static str {
     }
 }
 
-/// Validates, routes, calls the provider and relays its answer; writes the
+/// `POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings`: checks the
+/// key, validates, routes, calls the provider and relays its answer; writes the
 /// access line itself (when the body ends, for a success).
-async fn proxy(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
-    let mut log = AccessLog::start(request_id(&request), name_of(endpoint));
-    let request_id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("-"));
-    let mut response = match prepare(state, endpoint, request, &mut log).await {
+pub async fn proxy(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    request_id: &HeaderValue,
+) -> Response {
+    let mut log = AccessLog::start(request_id.to_str().unwrap_or("-"), name_of(endpoint));
+    if let Err(e) = state.auth.authenticate(request.headers()) {
+        return fail(log, &e);
+    }
+    match prepare(state, endpoint, request, &mut log).await {
         Err(e) => fail(log, &e),
         Ok(call) => {
-            let mut response = forward(state, endpoint, &request_id, &call, log).await;
+            let mut response = forward(state, endpoint, request_id, &call, log).await;
             let headers = response.headers_mut();
             headers.insert("x-switchyard-provider", call.target.provider_header.clone());
             headers.insert("x-switchyard-model", call.target.model_header.clone());
             response
         }
-    };
-    response.extensions_mut().insert(HandlerLogged);
-    response
+    }
 }
 
 /// Sends the call and turns the provider's answer into the client's response.
@@ -169,7 +146,7 @@ struct Call<'a> {
 async fn prepare<'a>(
     state: &'a AppState,
     endpoint: Endpoint,
-    request: Request,
+    request: Request<Incoming>,
     log: &mut AccessLog,
 ) -> Result<Call<'a>, GatewayError> {
     let body = tokio::time::timeout(state.body_timeout, read_body(request, state.max_body_bytes))
@@ -188,7 +165,7 @@ async fn prepare<'a>(
 }
 
 /// The whole request body, refused with 413 past `limit` bytes.
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, GatewayError> {
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, GatewayError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

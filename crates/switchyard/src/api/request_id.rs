@@ -9,14 +9,13 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::{HeaderValue, Request};
-use tower_http::request_id::{MakeRequestId, RequestId};
+use axum::http::HeaderValue;
 
 use crate::mix::splitmix64;
 
 /// Makes a fresh id for each request that arrives without one.
 #[derive(Debug, Clone)]
-pub struct FastRequestId {
+pub struct RequestIds {
     inner: Arc<Ids>,
 }
 
@@ -26,7 +25,7 @@ struct Ids {
     counter: AtomicU64,
 }
 
-impl Default for FastRequestId {
+impl Default for RequestIds {
     fn default() -> Self {
         // `RandomState` is seeded from the OS once per process.
         let seed = RandomState::new().hash_one(std::process::id());
@@ -39,9 +38,16 @@ impl Default for FastRequestId {
     }
 }
 
-impl FastRequestId {
+impl RequestIds {
+    /// The next id as a header value.
+    pub fn next(&self) -> HeaderValue {
+        let id = self.next_id();
+        // Hex digits and dashes are always a valid header value.
+        HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+
     /// The next id as 36 characters: `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
-    pub fn next_id(&self) -> [u8; 36] {
+    fn next_id(&self) -> [u8; 36] {
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
         let high = splitmix64(self.inner.seed ^ n);
         let low = splitmix64(high ^ self.inner.seed.rotate_left(32) ^ n);
@@ -67,14 +73,6 @@ impl FastRequestId {
     }
 }
 
-impl MakeRequestId for FastRequestId {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        HeaderValue::from_bytes(&self.next_id())
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -83,7 +81,7 @@ mod tests {
 
     #[test]
     fn ids_are_unique_version_4_uuids() {
-        let ids = FastRequestId::default();
+        let ids = RequestIds::default();
         let mut seen = HashSet::new();
         for _ in 0..10_000 {
             let id = String::from_utf8(ids.next_id().to_vec()).unwrap();
