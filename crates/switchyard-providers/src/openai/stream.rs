@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use memchr::memmem::Finder;
+use aho_corasick::packed::{self, Searcher};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -71,41 +71,43 @@ pub fn classify_event(data: &[u8]) -> StreamEvent {
 }
 
 /// Whether `data` may hold an `error` key, a non-null `finish_reason` or a
-/// `usage` object.
+/// `usage` object: one vectorised pass looks for the three keys at once.
 fn worth_parsing(data: &[u8]) -> bool {
-    let keys = &*KEYS;
-    keys.error.find(data).is_some()
-        || key_with_value(data, &keys.finish_reason, |v| !v.starts_with(b"null"))
-        || key_with_value(data, &keys.usage, |v| v.starts_with(b"{"))
-}
-
-/// The keys that make a chunk worth parsing, with their searchers built once
-/// (building one costs more than searching a chunk with it).
-struct Keys {
-    error: Finder<'static>,
-    finish_reason: Finder<'static>,
-    usage: Finder<'static>,
-}
-
-static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
-    error: Finder::new(b"\"error\""),
-    finish_reason: Finder::new(b"\"finish_reason\""),
-    usage: Finder::new(b"\"usage\""),
-});
-
-/// Whether some `key: value` in `data` has a value for which `test` holds.
-fn key_with_value(data: &[u8], key: &Finder<'_>, test: impl Fn(&[u8]) -> bool) -> bool {
-    let mut rest = data;
-    while let Some(at) = key.find(rest) {
-        rest = &rest[at + key.needle().len()..];
-        if let Some(value) = rest.trim_ascii_start().strip_prefix(b":")
-            && test(value.trim_ascii_start())
-        {
-            return true;
+    let Some(keys) = &*KEYS else {
+        return true;
+    };
+    keys.find_iter(data).any(|found| {
+        let value = data
+            .get(found.end()..)
+            .unwrap_or_default()
+            .trim_ascii_start()
+            .strip_prefix(b":")
+            .map(<[u8]>::trim_ascii_start);
+        match (found.pattern().as_usize(), value) {
+            (ERROR, _) => true,
+            (FINISH_REASON, Some(value)) => !value.starts_with(b"null"),
+            (USAGE, Some(value)) => value.starts_with(b"{"),
+            _ => false,
         }
-    }
-    false
+    })
 }
+
+/// The keys that make a chunk worth parsing, in the order of [`KEYS`].
+const ERROR: usize = 0;
+const FINISH_REASON: usize = 1;
+const USAGE: usize = 2;
+
+/// The searcher for those keys, built once (building one costs more than
+/// searching a chunk with it): the SIMD "Teddy" multi-substring searcher, which
+/// finds all three in one pass. Should the CPU lack the instructions for it,
+/// every chunk is parsed.
+static KEYS: LazyLock<Option<Searcher>> = LazyLock::new(|| {
+    let mut builder = packed::Config::new().builder();
+    for key in [&b"\"error\""[..], b"\"finish_reason\"", b"\"usage\""] {
+        builder.add(key);
+    }
+    builder.build()
+});
 
 fn classify_parsed(data: &[u8]) -> StreamEvent {
     let Ok(probe) = serde_json::from_slice::<ChunkProbe<'_>>(data) else {
