@@ -14,7 +14,8 @@
 //! The proxy handlers check the key (401 in OpenAI's shape) before reading the
 //! body (bounded by `server.max_body_bytes` and `server.body_timeout`), then
 //! validate → route → call the provider → relay the answer (JSON or SSE). A proxied
-//! request costs one boxed future on the way through.
+//! request costs one boxed future on the way through (a stream's relay also runs
+//! as a task of its own, see `upstream::relay_sse`).
 
 mod health;
 mod openai;

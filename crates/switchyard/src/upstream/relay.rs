@@ -2,6 +2,7 @@
 //! idle and total timeouts, and reading usage on the way.
 
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -17,6 +18,7 @@ use switchyard_providers::openai::{
     without_usage,
 };
 use switchyard_providers::sse::{SseEvent, SseParser};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -179,16 +181,38 @@ pub fn relay_sse(
         chunks_sent: 0,
         log: Some(log),
     };
+    // The relay runs in a task of its own and hands the response body whole
+    // batches: the server's connection task is woken once per batch, not once
+    // per upstream event (the HTTP client hands those over one at a time).
+    let (batches, received) = mpsc::channel(STREAM_QUEUE);
+    let on_panic = batches.clone();
+    tokio::spawn(async move {
+        if AssertUnwindSafe(relay.run(batches))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!("a stream relay panicked");
+            let error = ErrorObject {
+                message: "internal error".to_owned(),
+                kind: Some("server_error".to_owned()),
+                param: None,
+                code: Some("internal_error".to_owned()),
+            };
+            let _ = on_panic.send(error_event(&error)).await;
+        }
+    });
     Body::from_stream(futures_util::stream::unfold(
-        relay,
-        |mut relay| async move {
-            relay
-                .next()
-                .await
-                .map(|item| (Ok::<_, Infallible>(item), relay))
+        received,
+        |mut received| async move {
+            let batch = received.recv().await?;
+            Some((Ok::<_, Infallible>(batch), received))
         },
     ))
 }
+
+/// Batches of a stream ready for the client and not yet taken by the server.
+const STREAM_QUEUE: usize = 4;
 
 struct SseRelay {
     reader: Reader,
@@ -206,6 +230,24 @@ struct SseRelay {
 }
 
 impl SseRelay {
+    /// Relays the whole stream into `batches`; stops early when the client has
+    /// gone (the access line then says `client_disconnected`).
+    async fn run(mut self, batches: mpsc::Sender<Bytes>) {
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = batches.closed() => return,
+                next = self.next() => next,
+            };
+            let Some(batch) = next else {
+                return;
+            };
+            if batches.send(batch).await.is_err() {
+                return;
+            }
+        }
+    }
+
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             self.log.as_ref()?;
