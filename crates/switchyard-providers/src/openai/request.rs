@@ -756,6 +756,18 @@ mod tests {
     }
 
     #[test]
+    fn a_body_that_is_not_utf8_is_refused() {
+        let body = b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}";
+        let error = RequestBody::parse(Endpoint::ChatCompletions, body).unwrap_err();
+        assert_eq!(error.param, None);
+        assert!(
+            error.message.contains("not a valid JSON object"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
     fn accepts_every_input_shape() {
         for input in [r#""a""#, r#"["a","b"]"#, "[1,2]", "[[1],[2,3]]"] {
             let body = format!(r#"{{"model":"m","input":{input}}}"#);
