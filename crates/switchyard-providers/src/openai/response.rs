@@ -1,5 +1,8 @@
 //! Reading what matters out of a complete (non-streamed) response body.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use super::types::Usage;
@@ -32,10 +35,21 @@ pub fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
     last_usage(tail).map(|(usage, _)| usage)
 }
 
+/// How much of a body's end is searched first for its usage.
+const USAGE_WINDOW: usize = 1024;
+
+static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+
 /// The value of the last `"usage":` key, if it reads as usage, and what follows it.
 fn last_usage(json: &[u8]) -> Option<(Usage, &[u8])> {
     const KEY: &[u8] = b"\"usage\"";
-    let at = memchr::memmem::rfind(json, KEY)?;
+    // Usage comes last and is short: a forward (vectorised) search of the end
+    // finds it without walking the body backwards byte by byte.
+    let tail_from = json.len().saturating_sub(USAGE_WINDOW);
+    let at = match USAGE_KEY.find_iter(&json[tail_from..]).last() {
+        Some(at) => tail_from + at,
+        None => memchr::memmem::rfind(json, KEY)?,
+    };
     let rest = json[at + KEY.len()..]
         .trim_ascii_start()
         .strip_prefix(b":")?;
@@ -76,6 +90,18 @@ mod tests {
             })
         );
         assert_eq!(usage_in_tail(br#"1,2,3]}]}"#), None);
+    }
+
+    #[test]
+    fn a_long_usage_object_is_found_beyond_the_search_window() {
+        let padding = "x".repeat(3 * USAGE_WINDOW);
+        let body = format!(
+            r#"{{"choices":[],"usage":{{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5,"note":"{padding}"}}}}"#
+        );
+        assert_eq!(
+            usage_of_response(body.as_bytes()).map(|u| u.total_tokens),
+            Some(5)
+        );
     }
 
     #[test]
