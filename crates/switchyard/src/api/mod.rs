@@ -141,9 +141,10 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
             let handled = AssertUnwindSafe(async {
                 match endpoint {
                     // The proxy handlers write their own access line.
-                    Some(endpoint) if request.method() == Method::POST => {
-                        (openai::proxy(&state, endpoint, request, &id).await, true)
-                    }
+                    Some(endpoint) if request.method() == Method::POST => (
+                        openai::proxy(&state, endpoint, request, &id, started).await,
+                        true,
+                    ),
                     Some(_) => (method_not_allowed(request.map(Body::new)).await, false),
                     None => {
                         let Ok(response) = router.oneshot(request.map(Body::new)).await;

@@ -43,8 +43,13 @@ pub async fn proxy(
     endpoint: Endpoint,
     request: Request<Incoming>,
     request_id: &HeaderValue,
+    arrived: std::time::Instant,
 ) -> Response {
-    let mut log = AccessLog::start(request_id.to_str().unwrap_or("-"), name_of(endpoint));
+    let mut log = AccessLog::start_at(
+        request_id.to_str().unwrap_or("-"),
+        name_of(endpoint),
+        arrived,
+    );
     if let Err(e) = state.auth.authenticate(request.headers()) {
         return fail(log, &e);
     }
@@ -69,13 +74,15 @@ async fn forward(
     mut log: AccessLog,
 ) -> Response {
     let provider = &call.target.provider;
-    let deadline = Instant::now() + provider.timeouts.total;
+    let sent = Instant::now();
+    let deadline = sent + provider.timeouts.total;
     let upstream = match provider
         .send(
             endpoint,
             call.body.clone(),
             call.stream,
             request_id,
+            sent,
             deadline,
         )
         .await

@@ -120,11 +120,6 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Starts the record of a request now.
-    pub fn start(request_id: &str, endpoint: &'static str) -> Self {
-        Self::start_at(request_id, endpoint, Instant::now())
-    }
-
     /// Starts the record of a request that arrived at `started`.
     pub fn start_at(request_id: &str, endpoint: &'static str, started: Instant) -> Self {
         Self {

@@ -154,13 +154,16 @@ impl ProviderClient {
     ///
     /// The request is built from scratch: no header of the client's goes upstream.
     /// A non-2xx answer becomes [`UpstreamError::Status`] with the provider's
-    /// message (its error body is read, bounded, within the deadline).
+    /// message (its error body is read, bounded, within the deadline). The
+    /// first-byte timeout counts from `sent`, the time the caller took the call's
+    /// total `deadline` from.
     pub async fn send(
         &self,
         endpoint: Endpoint,
         body: Bytes,
         stream: bool,
         request_id: &HeaderValue,
+        sent: Instant,
         deadline: Instant,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let uri = match endpoint {
@@ -194,7 +197,7 @@ impl ProviderClient {
         if let Some(auth) = &self.authorization {
             headers.insert(header::AUTHORIZATION, auth.clone());
         }
-        let first_byte = deadline.min(Instant::now() + self.timeouts.first_byte);
+        let first_byte = deadline.min(sent + self.timeouts.first_byte);
         let response = match tokio::time::timeout_at(first_byte, self.client.request(request)).await
         {
             Err(_) => return Err(self.timeout_at(first_byte, deadline, TimeoutPhase::FirstByte)),
