@@ -81,7 +81,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         body_timeout: config.server.body_timeout,
         max_stream_event_bytes: config.server.max_stream_event_bytes,
         ready: ready.clone(),
-        cut: cut.clone(),
+        cut: Arc::new(cut.clone()),
         models_body: models_body(&config),
     });
     announce(addr);

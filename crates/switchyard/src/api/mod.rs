@@ -65,7 +65,8 @@ pub struct AppState {
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.
-    pub cut: CancellationToken,
+    /// (Behind an `Arc`: cloning a token itself takes a lock.)
+    pub cut: Arc<CancellationToken>,
     /// The `GET /v1/models` body, built once.
     pub models_body: Bytes,
 }

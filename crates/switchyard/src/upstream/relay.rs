@@ -36,7 +36,7 @@ pub struct RelayLimits {
     /// Largest single upstream event.
     pub max_event_bytes: usize,
     /// Cancelled when the shutdown grace period is over.
-    pub cut: CancellationToken,
+    pub cut: Arc<CancellationToken>,
 }
 
 /// The most bytes gathered into one write to the client.
@@ -465,7 +465,7 @@ struct Reader {
     provider: Arc<ProviderClient>,
     idle: Duration,
     deadline: Instant,
-    cut: CancellationToken,
+    cut: Arc<CancellationToken>,
     /// Built at the first read that has to wait: a body that is always there
     /// when asked for (a JSON answer, a fast stream) never needs a timer.
     waiters: Option<Waiters>,
@@ -544,7 +544,7 @@ impl Reader {
                 let waiters = self.waiters.get_or_insert_with(|| Waiters {
                     idle: Box::pin(tokio::time::sleep_until(wait)),
                     total: Box::pin(tokio::time::sleep_until(self.deadline)),
-                    cut: Box::pin(self.cut.clone().cancelled_owned()),
+                    cut: Box::pin(CancellationToken::clone(&self.cut).cancelled_owned()),
                 });
                 waiters.idle.as_mut().reset(wait);
                 let phase = tokio::select! {
