@@ -9,7 +9,7 @@
 #   BENCH_CONNECTIONS     the high concurrency (default 50)
 #   BENCH_TTFT_REQUESTS   sequential streams per target for time to first token (default 300)
 #   BENCH_ROUNDS          rounds of every measurement, targets back to back in each; the
-#                         report takes the median round (default 3)
+#                         report takes the median round (default 5)
 #   BENCH_OUTPUT          the report to write (default BENCHMARKS.md at the repo root)
 #   BENCH_RAW_DIR         where raw results, configs and logs are copied (default bench/out)
 set -euo pipefail
@@ -21,7 +21,7 @@ duration=${BENCH_DURATION:-10}
 warmup=${BENCH_WARMUP:-2}
 connections=${BENCH_CONNECTIONS:-50}
 ttft_requests=${BENCH_TTFT_REQUESTS:-300}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 output=${BENCH_OUTPUT:-$repo/BENCHMARKS.md}
 raw_dir=${BENCH_RAW_DIR:-$repo/bench/out}
 body=$here/payloads/chat.json
@@ -330,7 +330,7 @@ rss_line nginx "$nginx_idle_kb" \
 
 command="bench/run.sh"
 [[ $duration == 10 ]] || command="BENCH_DURATION=$duration $command"
-[[ $rounds == 3 ]] || command="BENCH_ROUNDS=$rounds $command"
+[[ $rounds == 5 ]] || command="BENCH_ROUNDS=$rounds $command"
 python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command "$command" \
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --binary "${bin#"$repo"/}" \
   --gateway-config "$work/switchyard.yaml" --nginx-config "$work/nginx.conf"
