@@ -4,16 +4,17 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::api::{AppState, Gateway};
 use crate::auth::Authenticator;
@@ -88,7 +89,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 
     let stopping = CancellationToken::new();
-    let server = serve(listener, Gateway::new(state), stopping.clone());
+    let server = serve(
+        listener,
+        Gateway::new(state),
+        config.server.idle_timeout,
+        stopping.clone(),
+    );
     tokio::pin!(server);
 
     tokio::select! {
@@ -101,11 +107,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
 /// Accepts connections and serves `gateway` on them (HTTP/1.1, and HTTP/2 with
 /// prior knowledge) until `stopping` is cancelled; then closes the listener, lets
-/// every connection finish the requests it has (hyper's graceful shutdown) and
-/// returns when the last one has closed.
-async fn serve(listener: TcpListener, gateway: Gateway, stopping: CancellationToken) {
+/// every connection finish the requests it has and returns when the last one has
+/// closed.
+async fn serve(
+    listener: TcpListener,
+    gateway: Gateway,
+    idle_timeout: Duration,
+    stopping: CancellationToken,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
-    let connections = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             () = stopping.cancelled() => break,
@@ -122,18 +133,74 @@ async fn serve(listener: TcpListener, gateway: Gateway, stopping: CancellationTo
         };
         // Small responses must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
+        let gateway = gateway.for_connection();
+        let requests = gateway.requests();
         let connection = builder
-            .serve_connection(TokioIo::new(tcp), gateway.clone())
+            .serve_connection(TokioIo::new(tcp), gateway)
             .into_owned();
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        connections.spawn(drive(connection, requests, idle_timeout, stopping.clone()));
     }
     drop(listener);
-    connections.shutdown().await;
+    connections.close();
+    connections.wait().await;
+}
+
+/// One client connection as the server runs it.
+type ClientConnection = auto::Connection<'static, TokioIo<TcpStream>, Gateway, TokioExecutor>;
+
+/// How many times per `idle_timeout` a connection is checked for new requests.
+const IDLE_CHECKS: u32 = 4;
+
+/// Serves one connection until it closes. It is closed gracefully (the response
+/// in flight, if any, finishes first) when the server stops, or when no request
+/// has begun on it for `idle_timeout` — an idle keep-alive connection, or a
+/// client too slow to send its headers.
+///
+/// Idleness is told from the connection's request counter a few times per
+/// period, not from a timer reset per request: that keeps the timer wheel off
+/// the request path.
+async fn drive(
+    connection: ClientConnection,
+    requests: Arc<AtomicU64>,
+    idle_timeout: Duration,
+    stopping: CancellationToken,
+) {
+    tokio::pin!(connection);
+    let period = idle_timeout / IDLE_CHECKS;
+    let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut seen = requests.load(Ordering::Relaxed);
+    let mut quiet = 0;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = stopping.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = checks.tick(), if !closing => {
+                let now = requests.load(Ordering::Relaxed);
+                quiet = if now == seen { quiet + 1 } else { 0 };
+                seen = now;
+                if quiet >= IDLE_CHECKS {
+                    if seen == 0 {
+                        // Not one request in all that time: nothing to finish.
+                        // (A graceful shutdown would wait for the first one.)
+                        return;
+                    }
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }
 
 /// The pause after a failed `accept`.

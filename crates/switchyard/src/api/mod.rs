@@ -25,7 +25,7 @@ use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -79,6 +79,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Gateway {
     state: Arc<AppState>,
     ids: RequestIds,
+    /// Requests begun on this service's connection (see [`Gateway::for_connection`]).
+    requests: Arc<AtomicU64>,
     /// The endpoints off the proxy path.
     router: Router,
 }
@@ -96,8 +98,22 @@ impl Gateway {
         Self {
             state,
             ids: RequestIds::default(),
+            requests: Arc::default(),
             router,
         }
+    }
+
+    /// The service for one client connection, with its own request counter.
+    pub fn for_connection(&self) -> Self {
+        Self {
+            requests: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The counter of requests begun on this connection, to tell an idle one.
+    pub fn requests(&self) -> Arc<AtomicU64> {
+        self.requests.clone()
     }
 
     /// The client's `x-request-id`, or a fresh one written into `headers`.
@@ -127,6 +143,7 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
 
     fn call(&self, mut request: axum::http::Request<Incoming>) -> Handled {
         let started = Instant::now();
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let headers = request.headers_mut();
         let id = self.request_id(headers);
         for name in [&header::AUTHORIZATION, &X_API_KEY] {

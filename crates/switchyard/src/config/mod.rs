@@ -52,6 +52,9 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// How long a client may take to send its request body.
     pub body_timeout: Duration,
+    /// How long a client connection may go without a new request (an idle
+    /// keep-alive connection, or a client too slow to send its headers).
+    pub idle_timeout: Duration,
     /// After SIGTERM, how long `/ready` answers 503 while still serving.
     pub shutdown_delay: Duration,
     /// Grace period for in-flight requests after SIGTERM.

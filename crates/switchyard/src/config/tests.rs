@@ -139,6 +139,18 @@ fn open_auth_is_refused_off_loopback() {
 }
 
 #[test]
+fn zero_sizes_and_an_idle_timeout_of_zero_are_refused() {
+    let list = problems("server:\n  max_body_bytes: 0\n  idle_timeout: 0s\nauth: { mode: open }\n");
+    assert_eq!(
+        list,
+        [
+            "2:3 `max_body_bytes` must be more than 0",
+            "3:3 `idle_timeout` must be more than 0"
+        ]
+    );
+}
+
+#[test]
 fn yaml_syntax_errors_have_a_place() {
     let list = problems("server:\n  listen: [1,\n");
     assert_eq!(list.len(), 1);

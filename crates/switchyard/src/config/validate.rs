@@ -257,6 +257,13 @@ impl Validator<'_> {
             );
         }
         let max_stream_event_bytes = raw.max_stream_event_bytes.map_or(1 << 20, |s| s.0);
+        let idle_timeout = HumanDuration::or(raw.idle_timeout, Duration::from_secs(75));
+        if idle_timeout.is_zero() {
+            self.error(
+                &["server", "idle_timeout"],
+                "`idle_timeout` must be more than 0",
+            );
+        }
         Some(Server {
             listen: listen?,
             admin_key: raw
@@ -266,6 +273,7 @@ impl Validator<'_> {
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: HumanDuration::or(raw.shutdown_grace, Duration::from_secs(30)),
             body_timeout: HumanDuration::or(raw.body_timeout, Duration::from_secs(30)),
+            idle_timeout,
             shutdown_delay: HumanDuration::or(raw.shutdown_delay, Duration::ZERO),
             max_stream_event_bytes: usize::try_from(max_stream_event_bytes).unwrap_or(usize::MAX),
         })

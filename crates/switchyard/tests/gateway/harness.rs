@@ -247,6 +247,16 @@ pub async fn post(gw: &Process, path: &str, body: &Value) -> reqwest::Response {
         .expect("send")
 }
 
+/// POSTs a streaming chat request with `text` to `gw`.
+pub async fn post_stream(gw: &Process, text: &str) -> reqwest::Response {
+    post(
+        gw,
+        "/v1/chat/completions",
+        &chat(text, serde_json::json!({"stream": true})),
+    )
+    .await
+}
+
 /// The `data:` payloads of an SSE body, in order.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")

@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod cli;
+mod connections;
 mod errors;
 mod forwarding;
 mod harness;

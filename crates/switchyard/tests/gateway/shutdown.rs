@@ -12,12 +12,7 @@ async fn sigterm_lets_a_slow_stream_finish_and_exits_zero() {
     // 20 words at 10 per second: about two seconds of streaming.
     let mock = mock(&["--tokens-per-second", "10", "--completion-tokens", "20"]);
     let mut gw = gateway_for(&mock);
-    let response = post(
-        &gw,
-        "/v1/chat/completions",
-        &chat("slow", json!({"stream": true})),
-    )
-    .await;
+    let response = post_stream(&gw, "slow").await;
     assert_eq!(response.status(), 200);
     let mut stream = response.bytes_stream();
     let mut body = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
@@ -44,12 +39,7 @@ async fn the_grace_period_bounds_the_drain() {
         &config(&mock.url("/v1"), "connect: 1s", "")
             .replace("shutdown_grace: 10s", "shutdown_grace: 500ms"),
     );
-    let response = post(
-        &gw,
-        "/v1/chat/completions",
-        &chat("slow", json!({"stream": true})),
-    )
-    .await;
+    let response = post_stream(&gw, "slow").await;
     let mut stream = response.bytes_stream();
     let mut body = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
     gw.terminate();
