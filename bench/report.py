@@ -330,7 +330,8 @@ def fenced(title: str, path: str | None, lang: str) -> list[str]:
         f"<details><summary>{title}</summary>",
         "",
         f"```{lang}",
-        Path(path).read_text().rstrip(),
+        # The run's temporary directory says nothing about the setup: name it.
+        Path(path).read_text().rstrip().replace(str(Path(path).parent), "$BENCH_WORK_DIR"),
         "```",
         "",
         "</details>",
