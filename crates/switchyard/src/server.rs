@@ -1,7 +1,7 @@
 //! Start-up and shutdown: providers, the listener, signals and the grace period.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -124,6 +124,17 @@ async fn serve(
         };
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,
+            // One client gave up before it was accepted: nothing to wait for.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionAborted
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionRefused
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 // Out of file descriptors, say: back off rather than spin.
                 tracing::warn!(error = %e, "cannot accept a connection; retrying shortly");
@@ -166,7 +177,8 @@ async fn drive(
     stopping: CancellationToken,
 ) {
     tokio::pin!(connection);
-    let period = idle_timeout / IDLE_CHECKS;
+    // (A timer period must not be zero, however small the configured timeout.)
+    let period = (idle_timeout / IDLE_CHECKS).max(Duration::from_millis(1));
     let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seen = requests.load(Ordering::Relaxed);

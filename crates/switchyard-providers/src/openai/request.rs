@@ -72,7 +72,9 @@ pub struct RequestBody<'a> {
 }
 
 impl<'a> RequestBody<'a> {
-    /// Parses and validates `body` for `endpoint`.
+    /// Parses and validates `body` for `endpoint`. Fields the gateway does not
+    /// read pass upstream as sent, a repeated one included; a repeated field it
+    /// reads keeps its last value, once.
     pub fn parse(endpoint: Endpoint, body: &'a [u8]) -> Result<Self, InvalidRequest> {
         if let Some(found) = scan(endpoint, body) {
             return Ok(Self::new(Cow::Borrowed(body), found));
@@ -731,6 +733,7 @@ mod tests {
             r#""input":"a","encoding_format":null"#,
             r#""input":"a","encoding_format":"base64""#,
             r#""input":"a","encoding_format":"hex""#,
+            r#""input":"a","encoding_format":"flo\u0061t""#,
             r#""input":"a","messages":5"#,
         ] {
             cases.push((Endpoint::Embeddings, format!(r#"{{"model":"m",{rest}}}"#)));

@@ -177,8 +177,9 @@ impl<'de> Visitor<'de> for Fields {
                     }
                 }
                 Field::EncodingFormat => {
+                    let format = map.next_value::<Option<Key<'de>>>()?;
                     if !matches!(
-                        map.next_value::<Option<&'de str>>()?,
+                        format.as_ref().map(Key::as_str),
                         None | Some("float" | "base64")
                     ) {
                         return Err(give_up());

@@ -153,28 +153,28 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
         }
         let path = request.uri().path();
         let (endpoint, name) = (proxy_endpoint(path), endpoint_name(path));
+        // The proxy handlers write their own access line, also when they panic
+        // (their record is written as it is dropped).
+        let handler_logs = endpoint.is_some() && request.method() == Method::POST;
         let state = self.state.clone();
         let router = self.router.clone();
         Box::pin(async move {
             let handled = AssertUnwindSafe(async {
                 match endpoint {
-                    // The proxy handlers write their own access line.
-                    Some(endpoint) if request.method() == Method::POST => (
-                        openai::proxy(&state, endpoint, request, &id, started).await,
-                        true,
-                    ),
-                    Some(_) => (method_not_allowed(request.map(Body::new)).await, false),
+                    Some(endpoint) if handler_logs => {
+                        openai::proxy(&state, endpoint, request, &id, started).await
+                    }
+                    Some(_) => method_not_allowed(request.map(Body::new)).await,
                     None => {
                         let Ok(response) = router.oneshot(request.map(Body::new)).await;
-                        (response, false)
+                        response
                     }
                 }
             })
             .catch_unwind()
             .await;
-            let (mut response, logged) =
-                handled.unwrap_or_else(|panic| (panic_response(panic), false));
-            if !logged {
+            let mut response = handled.unwrap_or_else(panic_response);
+            if !handler_logs {
                 log_unless_probe(&id, name, started, &response);
             }
             response.headers_mut().insert(REQUEST_ID.clone(), id);
@@ -260,10 +260,14 @@ async fn method_not_allowed(request: Request) -> Response {
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     let body = r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}"#;
-    (
+    let mut response = (
         StatusCode::INTERNAL_SERVER_ERROR,
         [(header::CONTENT_TYPE, "application/json")],
         body,
     )
-        .into_response()
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(ErrorKind("internal_error"));
+    response
 }

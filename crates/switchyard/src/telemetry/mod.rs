@@ -239,7 +239,14 @@ impl AccessLog {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        self.write("client_disconnected", None);
+        if std::thread::panicking() {
+            // Dropped while a handler or relay unwinds: the client gets a 500
+            // (or an error event), and the line says why.
+            self.status(500);
+            self.write("internal_error", Some("the request handler panicked"));
+        } else {
+            self.write("client_disconnected", None);
+        }
     }
 }
 

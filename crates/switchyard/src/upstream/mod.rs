@@ -126,9 +126,14 @@ impl ProviderClient {
             completions: url(Endpoint::Completions)?,
             embeddings: url(Endpoint::Embeddings)?,
         };
+        // Host and port only: any user info of the URL stays out of it.
         let host = match urls.chat_completions.authority() {
             Some(authority) if urls.chat_completions.scheme() == Some(&Scheme::HTTP) => {
-                HeaderValue::from_str(authority.as_str()).ok()
+                match authority.port() {
+                    Some(port) => HeaderValue::from_str(&format!("{}:{port}", authority.host())),
+                    None => HeaderValue::from_str(authority.host()),
+                }
+                .ok()
             }
             _ => None,
         };
@@ -334,4 +339,41 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Provider, ProviderKind, Timeouts};
+
+    fn provider(base_url: &str) -> Provider {
+        let second = Duration::from_secs(1);
+        Provider {
+            name: "up".to_owned(),
+            kind: ProviderKind::Openai,
+            base_url: base_url.to_owned(),
+            api_key: None,
+            timeouts: Timeouts {
+                connect: second,
+                first_byte: second,
+                idle: second,
+                total: second,
+            },
+        }
+    }
+
+    #[test]
+    fn the_host_header_names_host_and_port_only() {
+        let client =
+            ProviderClient::new(&provider("http://user:secret@127.0.0.1:9999/v1"), None).unwrap();
+        assert_eq!(client.host.unwrap(), "127.0.0.1:9999");
+        let client = ProviderClient::new(&provider("http://relay.internal/v1"), None).unwrap();
+        assert_eq!(client.host.unwrap(), "relay.internal");
+        // Over TLS the HTTP client sets it (HTTP/2 carries `:authority` instead).
+        let client = ProviderClient::new(&provider("https://api.example.com/v1"), None).unwrap();
+        assert!(client.host.is_none());
+    }
 }
