@@ -237,13 +237,10 @@ fn log_unless_probe(
 /// A bounded name for a request path, for the access log.
 fn endpoint_name(path: &str) -> &'static str {
     match path {
-        "/v1/chat/completions" => "chat_completions",
-        "/v1/completions" => "completions",
-        "/v1/embeddings" => "embeddings",
         "/v1/models" => "models",
         "/health" => "health",
         "/ready" => "ready",
-        _ => "other",
+        _ => proxy_endpoint(path).map_or("other", openai::name_of),
     }
 }
 

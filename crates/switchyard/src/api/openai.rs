@@ -27,7 +27,8 @@ pub async fn models(State(state): State<Arc<AppState>>, _: Authenticated) -> Res
         .into_response()
 }
 
-fn name_of(endpoint: Endpoint) -> &'static str {
+/// The access log's name for a proxy endpoint.
+pub fn name_of(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::ChatCompletions => "chat_completions",
         Endpoint::Completions => "completions",
