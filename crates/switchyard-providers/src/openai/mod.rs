@@ -4,6 +4,8 @@
 //! validate it and to rewrite `model` (and `stream_options`); every other field
 //! travels upstream as the exact bytes the client sent.
 
+pub mod chat;
+pub mod embedding;
 mod raw;
 mod request;
 mod response;

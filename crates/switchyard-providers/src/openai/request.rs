@@ -49,7 +49,8 @@ pub struct InvalidRequest {
 }
 
 impl InvalidRequest {
-    fn new(param: &str, message: impl Into<String>) -> Self {
+    /// An error about `param`.
+    pub fn new(param: &str, message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             param: Some(param.to_owned()),
