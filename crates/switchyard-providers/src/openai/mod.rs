@@ -5,6 +5,7 @@
 //! travels upstream as the exact bytes the client sent.
 
 pub mod chat;
+mod codec;
 pub mod embedding;
 mod raw;
 mod request;
@@ -13,6 +14,7 @@ mod scan;
 mod stream;
 mod types;
 
+pub use codec::{ChunkDecoder, ChunkEncoder, status_of};
 pub use request::{Endpoint, InvalidRequest, RequestBody};
 pub use response::{usage_in_tail, usage_of_response};
 pub use stream::{StreamEvent, classify_event, without_usage};
