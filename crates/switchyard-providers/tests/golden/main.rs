@@ -25,6 +25,8 @@ use switchyard_providers::openai::chat::ChatChunk;
 use switchyard_providers::sse::SseParser;
 use switchyard_providers::translate::{Progress, StreamDecoder, StreamEncoder, StreamError};
 
+mod gemini;
+
 /// The case folders of one direction, sorted.
 pub fn cases(direction: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,96 @@
+//! The Google Gemini API (`generativelanguage.googleapis.com/v1beta`) as a
+//! provider dialect: OpenAI chat requests written as `generateContent` bodies,
+//! its answers, streams, errors and embeddings read back in OpenAI's shapes.
+//!
+//! The gateway builds the URLs (`{base}/models/{model}:generateContent`,
+//! `:streamGenerateContent?alt=sse`, `:batchEmbedContents`) and sends the key
+//! in `x-goog-api-key`; no body here names the chat model.
+//!
+//! # Requests
+//!
+//! - `system` and `developer` messages (wherever they stand) → one
+//!   `systemInstruction`; `user` → role `user`, `assistant` → role `model`;
+//!   turns of the same role next to each other are merged.
+//! - Images: a `data:` URL → `inlineData`; an `http(s):` URL → `fileData`,
+//!   its media type guessed from the file extension (png, webp, gif, heic,
+//!   heif), `image/jpeg` otherwise. `input_audio` (wav, mp3, aiff, aac, ogg,
+//!   flac) and `file` parts with `file_data` → `inlineData`.
+//! - Assistant `tool_calls` → `functionCall` parts, the arguments parsed as a
+//!   JSON object. A `tool` message → a `functionResponse` part in a `user`
+//!   turn, named after the earlier call with its `tool_call_id`, its response
+//!   the content when that is a JSON object, else `{"content": text}`;
+//!   consecutive tool messages (parallel calls) share one turn.
+//! - `tools` → `functionDeclarations`, their `parameters` kept to the
+//!   keywords of Gemini's `Schema` object: local `$ref`s are inlined, `oneOf`
+//!   becomes `anyOf`, `"type": [X, "null"]` becomes `nullable`, and every
+//!   other keyword (`$schema`, `$id`, `additionalProperties`, `const`,
+//!   `exclusiveMinimum`, …) is left out; an object with no properties is left
+//!   out whole (Gemini refuses it). `tool_choice` → `functionCallingConfig`
+//!   (`none` → `NONE`, `auto` → `AUTO`, `required` → `ANY`, a named function
+//!   → `ANY` with `allowedFunctionNames`).
+//! - `generationConfig`: `max_completion_tokens`/`max_tokens` →
+//!   `maxOutputTokens`, `temperature`, `top_p` → `topP`, `stop` →
+//!   `stopSequences`, `n` → `candidateCount`, `seed`, `presence_penalty`,
+//!   `frequency_penalty`; `response_format` `json_object` → `responseMimeType:
+//!   application/json`, `json_schema` → the same plus `responseJsonSchema` (the
+//!   field that takes a JSON Schema as is, unlike `responseSchema`).
+//! - Refused (400): `logprobs: true` (the answer's log probabilities are not
+//!   translated), legacy `functions`/`function_call`, `function` messages,
+//!   audio output (`audio`, `modalities` beyond text), tools other than
+//!   functions, content parts other than text, image, audio and inline file,
+//!   unparsable tool call arguments, tool results for unknown call ids, and
+//!   `$ref`s that are recursive or not local.
+//! - Dropped and named in [`Encoded::dropped`](crate::translate::Encoded):
+//!   `user`, `stream_options` (the gateway handles usage), `parallel_tool_calls`,
+//!   and every other field outside the typed request (`logit_bias`, `store`,
+//!   `metadata`, `service_tier`, `reasoning_effort`, `top_logprobs`, …, each by
+//!   its own name); nested fields by their path of field names without
+//!   indexes: `messages.name`, `messages.<unknown field>`,
+//!   `messages.content.image_url.detail` (when not `auto`),
+//!   `tools.function.strict` (when `true`).
+//!
+//! # Answers
+//!
+//! - Each candidate → a choice: text parts joined → `content`, `thought`
+//!   parts → `reasoning_content`, `functionCall` parts → `tool_calls`, their
+//!   id Gemini's `functionCall.id` when it sends one, else `call_<n>`, `n` the
+//!   call's position among the response's calls; their arguments the compact
+//!   JSON of `args`.
+//! - `finishReason`: `STOP` → `stop` (`tool_calls` when the candidate calls
+//!   functions); `MAX_TOKENS` → `length`; `SAFETY`, `RECITATION`,
+//!   `BLOCKLIST`, `PROHIBITED_CONTENT`, `SPII` and the `IMAGE_*` filters →
+//!   `content_filter`; every other reason (`OTHER`, `LANGUAGE`,
+//!   `MALFORMED_FUNCTION_CALL`, `FINISH_REASON_UNSPECIFIED`, newer ones) →
+//!   `stop` (or `tool_calls`), with whatever content came: OpenAI has no
+//!   finish reason for them and a client should not mistake them for a filter.
+//! - A prompt blocked by `promptFeedback.blockReason` (no candidates) → one
+//!   choice with `content: null` and `finish_reason: content_filter`.
+//! - `usageMetadata`: `prompt_tokens` = `promptTokenCount` +
+//!   `toolUsePromptTokenCount`; `completion_tokens` = `candidatesTokenCount` +
+//!   `thoughtsTokenCount`; `total_tokens` = `totalTokenCount` (else the sum);
+//!   `cachedContentTokenCount` → `prompt_tokens_details.cached_tokens`,
+//!   `thoughtsTokenCount` → `completion_tokens_details.reasoning_tokens`
+//!   (each detail only when not zero).
+//! - `id` = `responseId`, else `chatcmpl-` and a hash of the body; `model` =
+//!   `modelVersion`, else the name the gateway passes.
+//!
+//! # Errors
+//!
+//! See [`decode_error`]: `type` from the HTTP status, `code` the Google status
+//! name in lower case (`invalid_argument`, `resource_exhausted`, …), the way
+//! OpenAI writes its codes.
+
+mod contents;
+mod embedding;
+mod error;
+mod request;
+mod response;
+mod schema;
+mod stream;
+mod types;
+
+pub use embedding::{decode_embeddings, encode_embeddings};
+pub use error::decode_error;
+pub use request::encode_request;
+pub use response::decode_response;
+pub use stream::GenerateStreamDecoder;
