@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::request::drop_field;
+use super::response::SIGNATURE_MARK;
 use super::types::{Blob, Content, FileData, FunctionCall, FunctionResponse, Part};
 use crate::openai::InvalidRequest;
 use crate::openai::chat::{self, Message, Role};
@@ -251,6 +252,10 @@ fn model_parts(message: &Message, i: usize) -> Result<Vec<Part>, InvalidRequest>
                 name: call.function.name.clone(),
                 args,
             }),
+            thought_signature: call
+                .id
+                .split_once(SIGNATURE_MARK)
+                .map(|(_, signature)| signature.to_owned()),
             ..Part::default()
         });
     }

@@ -19,7 +19,9 @@
 //!   JSON object. A `tool` message → a `functionResponse` part in a `user`
 //!   turn, named after the earlier call with its `tool_call_id`, its response
 //!   the content when that is a JSON object, else `{"content": text}`;
-//!   consecutive tool messages (parallel calls) share one turn.
+//!   consecutive tool messages (parallel calls) share one turn. A call id
+//!   holding `__thought__` (see below) gives its `functionCall` part the
+//!   `thoughtSignature` after the mark.
 //! - `tools` → `functionDeclarations`, their `parameters` kept to the
 //!   keywords of Gemini's `Schema` object: local `$ref`s are inlined, `oneOf`
 //!   becomes `anyOf`, `"type": [X, "null"]` becomes `nullable`, and every
@@ -55,7 +57,10 @@
 //!   parts → `reasoning_content`, `functionCall` parts → `tool_calls`, their
 //!   id Gemini's `functionCall.id` when it sends one, else `call_<n>`, `n` the
 //!   call's position among the response's calls; their arguments the compact
-//!   JSON of `args`.
+//!   JSON of `args`. A call's `thoughtSignature` is appended to its id after
+//!   `__thought__`: OpenAI has no field for it, thinking models need it back
+//!   with the call in the next request (Gemini 3 refuses the turn without it),
+//!   and the id is what clients echo unchanged.
 //! - `finishReason`: `STOP` → `stop` (`tool_calls` when the candidate calls
 //!   functions); `MAX_TOKENS` → `length`; `SAFETY`, `RECITATION`,
 //!   `BLOCKLIST`, `PROHIBITED_CONTENT`, `SPII` and the `IMAGE_*` filters →

@@ -135,18 +135,25 @@ pub(super) fn response_id(response_id: Option<&str>, bytes: &[u8]) -> String {
     }
 }
 
+/// Between a tool call's id and the thought signature it carries.
+pub(super) const SIGNATURE_MARK: &str = "__thought__";
+
 /// Makes up the ids of the calls of one response (`call_0`, `call_1`, …)
-/// when Gemini sends none.
+/// when Gemini sends none, and appends the call's thought signature.
 #[derive(Debug, Default)]
 pub(super) struct CallIds(u32);
 
 impl CallIds {
-    fn next(&mut self, given: Option<&str>) -> String {
-        let id = match given {
+    fn next(&mut self, given: Option<&str>, signature: Option<&str>) -> String {
+        let mut id = match given {
             Some(id) => id.to_owned(),
             None => format!("call_{}", self.0),
         };
         self.0 += 1;
+        if let Some(signature) = signature {
+            id.push_str(SIGNATURE_MARK);
+            id.push_str(signature);
+        }
         id
     }
 }
@@ -174,7 +181,7 @@ impl Pieces {
             }
             if let Some(call) = &part.function_call {
                 pieces.calls.push(ToolCall {
-                    id: ids.next(call.id.as_deref()),
+                    id: ids.next(call.id.as_deref(), part.thought_signature.as_deref()),
                     kind: "function".to_owned(),
                     function: FunctionCall {
                         name: call.name.clone(),

@@ -46,6 +46,10 @@ pub(super) struct Part {
     pub function_call: Option<FunctionCall>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function_response: Option<FunctionResponse>,
+    /// The model's reasoning state, which a later request must send back
+    /// with the `functionCall` part it came with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<String>,
 }
 
 impl Part {
