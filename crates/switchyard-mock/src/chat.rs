@@ -131,6 +131,7 @@ impl ChatRequest {
             echo,
             tool,
             max_tokens,
+            stop_sequences: &[],
         })
     }
 
@@ -369,7 +370,7 @@ fn events(
         })?);
     }
     events.push(Bytes::from_static(sse::DONE));
-    Ok(EventStream { events, content })
+    Ok(EventStream::openai(events, content))
 }
 
 /// `POST /v1/chat/completions`.

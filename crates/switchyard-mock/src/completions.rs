@@ -65,6 +65,7 @@ impl CompletionRequest {
             echo: text,
             tool: None,
             max_tokens: token_cap(self.max_tokens, "max_tokens")?,
+            stop_sequences: &[],
         })
     }
 }
@@ -185,7 +186,7 @@ fn events(
         events.push(chunk(&[], Some(Some(usage)))?);
     }
     events.push(Bytes::from_static(sse::DONE));
-    Ok(EventStream { events, content })
+    Ok(EventStream::openai(events, content))
 }
 
 #[cfg(test)]

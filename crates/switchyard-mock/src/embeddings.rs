@@ -1,4 +1,5 @@
 //! `POST /v1/embeddings`: a unit vector per input, derived from a SHA-256 hash of it.
+//! Gemini's embedding routes use the same vectors ([`embed`]).
 
 use std::sync::Arc;
 
@@ -41,8 +42,10 @@ enum Input {
 
 /// One thing to embed.
 #[derive(Clone, Copy, Debug)]
-enum Item<'a> {
+pub(crate) enum Item<'a> {
+    /// A text.
     Text(&'a str),
+    /// Token ids.
     Tokens(&'a [i64]),
 }
 
@@ -85,7 +88,7 @@ impl Item<'_> {
 /// A unit vector (L2 norm 1) of `dimensions` components, a pure function of `item`:
 /// the item's digest is expanded, 8 components per SHA-256 block, into numbers in
 /// `[-1, 1]`, which are then normalized.
-fn embed(item: Item<'_>, dimensions: u32) -> Vec<f32> {
+pub(crate) fn embed(item: Item<'_>, dimensions: u32) -> Vec<f32> {
     let digest = item.digest();
     let mut raw = Vec::with_capacity(dimensions as usize);
     for block in 0u32.. {
@@ -112,6 +115,19 @@ fn embed(item: Item<'_>, dimensions: u32) -> Vec<f32> {
             .collect();
     }
     raw.iter().map(|x| (x / norm) as f32).collect()
+}
+
+/// The dimensions asked for in the field `param`, [`DEFAULT_DIMENSIONS`] when absent.
+pub(crate) fn dimensions(requested: Option<u32>, param: &'static str) -> Result<u32, MockError> {
+    let dimensions = requested.unwrap_or(DEFAULT_DIMENSIONS);
+    if (1..=MAX_DIMENSIONS).contains(&dimensions) {
+        Ok(dimensions)
+    } else {
+        Err(MockError::invalid(
+            format!("{param} must be between 1 and {MAX_DIMENSIONS}"),
+            param,
+        ))
+    }
 }
 
 // === Response ===
@@ -162,13 +178,7 @@ pub(crate) async fn handle(
             "input",
         ));
     }
-    let dimensions = request.dimensions.unwrap_or(DEFAULT_DIMENSIONS);
-    if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
-        return Err(MockError::invalid(
-            format!("dimensions must be between 1 and {MAX_DIMENSIONS}"),
-            "dimensions",
-        ));
-    }
+    let dimensions = dimensions(request.dimensions, "dimensions")?;
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,

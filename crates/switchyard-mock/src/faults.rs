@@ -1,9 +1,9 @@
 //! Injected faults: latency, failed requests, cut streams, in-band stream errors.
 //!
 //! Every decision is a pure function of `--seed` and the request's sequence number (the
-//! order in which `/v1/*` requests arrived since start or `POST /mock/reset`), so a run
-//! with the same seed and the same request sequence makes the same decisions, without a
-//! lock on the request path.
+//! order in which `/v1/*` and `/v1beta/*` requests arrived since start or
+//! `POST /mock/reset`), so a run with the same seed and the same request sequence makes the
+//! same decisions, without a lock on the request path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -1,10 +1,13 @@
-//! The fake OpenAI-compatible LLM provider behind `switchyard mock`, the gateway's
-//! in-process `kind: mock` provider, the tests and the benchmarks.
+//! The fake LLM provider behind `switchyard mock`, the gateway's in-process `kind: mock`
+//! provider, the tests and the benchmarks. It speaks the OpenAI, Anthropic Messages and
+//! Gemini wire formats, each with its own errors and stream framing.
 //!
-//! It is deterministic: a chat reply is `echo: ` + the last user message's text, padded
-//! with filler words to `--completion-tokens` words; usage counts whitespace-separated
-//! words exactly; faults (latency, failures, cut streams, in-band stream errors) are
-//! decided by `--seed` and the order of requests alone.
+//! It is deterministic, in every dialect: a chat reply is `echo: ` + the last user
+//! message's text, padded with filler words to `--completion-tokens` words; when tools are
+//! offered and the last message is the user's text, it calls the first tool with
+//! `{"echo": "<that text>"}`; after a tool result it echoes the result's text. Usage counts
+//! whitespace-separated words exactly; faults (latency, failures, cut streams, in-band
+//! stream errors) are decided by `--seed` and the order of requests alone.
 //!
 //! Routes:
 //!
@@ -14,18 +17,25 @@
 //! | `POST /v1/completions` | a `text_completion`, or SSE chunks |
 //! | `POST /v1/embeddings` | unit vectors hashed from the inputs, floats or base64 |
 //! | `GET /v1/models` | a fixed list |
+//! | `POST /v1/messages` | an Anthropic `message`, or its named SSE events with `"stream": true`; words of `cache_control` blocks are `cache_read_input_tokens` |
+//! | `POST /v1beta/models/{model}:generateContent` | a Gemini `GenerateContentResponse` |
+//! | `POST /v1beta/models/{model}:streamGenerateContent` | the same in chunks: SSE with `?alt=sse`, else one JSON array |
+//! | `POST /v1beta/models/{model}:embedContent`, `:batchEmbedContents` | the `/v1/embeddings` vectors, in Gemini's shape |
 //! | `GET /mock/stats` | `{"requests": N, "by_path": {…}, "by_status": {…}}` |
 //! | `GET /mock/requests` | the last 100 requests: method, path, headers, JSON body |
 //! | `POST /mock/reset` | zeroes the stats, forgets the requests, restarts the fault sequence |
 //!
-//! Every request except `/mock/*` is counted and logged; every `/v1/*` request waits
-//! `--latency` and may fail with `--error-status` (`--error-rate`) before it is read.
+//! Every request except `/mock/*` is counted and logged; every `/v1/*` and `/v1beta/*`
+//! request waits `--latency` and may fail with `--error-status` (`--error-rate`) before it
+//! is read, in the error shape of its dialect.
 
+mod anthropic;
 mod chat;
 mod completions;
 mod embeddings;
 mod error;
 mod faults;
+mod gemini;
 mod options;
 mod reply;
 mod sse;
@@ -50,7 +60,7 @@ use tokio::sync::watch;
 
 pub use options::MockOptions;
 
-use error::MockError;
+use error::{Dialect, MockError};
 use faults::Faults;
 use stats::Stats;
 
@@ -104,6 +114,9 @@ fn routes(mock: Arc<Mock>) -> Router {
         .route("/v1/completions", post(completions::handle))
         .route("/v1/embeddings", post(embeddings::handle))
         .route("/v1/models", get(models))
+        .route("/v1/messages", post(anthropic::handle))
+        // axum captures whole segments: `{model}:{method}` is split by the handler.
+        .route("/v1beta/models/{action}", post(gemini::handle))
         .route("/mock/stats", get(stats))
         .route("/mock/requests", get(requests))
         .route("/mock/reset", post(reset))
@@ -166,7 +179,7 @@ async fn record(State(mock): State<Arc<Mock>>, request: Request, next: Next) -> 
                 .await
         }
         // A body that cannot be read whole is over the limit (or its sender is gone).
-        Err(_) => MockError::TooLarge.into_response(),
+        Err(_) => MockError::TooLarge.render(Dialect::of_path(parts.uri.path())),
     };
     mock.stats.answered(response.status());
     response
@@ -241,10 +254,12 @@ async fn reset(State(mock): State<Arc<Mock>>) -> impl IntoResponse {
     axum::http::StatusCode::NO_CONTENT
 }
 
-/// Any other route: OpenAI's 404.
-async fn not_found(request: Request) -> MockError {
+/// Any other route: a 404, in Gemini's shape under `/v1beta/`, else in OpenAI's.
+async fn not_found(request: Request) -> Response {
+    let path = request.uri().path();
     MockError::NotFound {
         method: request.method().to_string(),
-        path: request.uri().path().to_owned(),
+        path: path.to_owned(),
     }
+    .render(Dialect::of_path(path))
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 /// clap command). [`Default`] gives the same values as the flags' defaults.
 #[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct MockOptions {
-    /// Delay added before the response headers of every `/v1/*` request (e.g. `20ms`).
+    /// Delay added before the response headers of every `/v1/*` and `/v1beta/*` request
+    /// (e.g. `20ms`).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub latency: Duration,
 
@@ -24,7 +25,8 @@ pub struct MockOptions {
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub completion_tokens: u32,
 
-    /// Fraction of `/v1/*` requests that fail with `--error-status` before any body.
+    /// Fraction of `/v1/*` and `/v1beta/*` requests that fail with `--error-status` before
+    /// any body.
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
     pub error_rate: f64,
 

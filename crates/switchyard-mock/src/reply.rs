@@ -20,6 +20,8 @@ pub(crate) struct Prompt<'a> {
     pub tool: Option<&'a str>,
     /// The request's cap on completion tokens.
     pub max_tokens: Option<u64>,
+    /// A text answer is cut before the first of these it contains.
+    pub stop_sequences: &'a [String],
 }
 
 /// The answer to a [`Prompt`].
@@ -34,7 +36,9 @@ pub(crate) enum Reply {
 /// A function call made by the mock.
 #[derive(Debug)]
 pub(crate) struct ToolCall {
-    /// `call_` and 8 hex digits of a hash of the call.
+    /// 8 hex digits of a hash of the call, from which each dialect makes its call id.
+    pub tag: String,
+    /// `call_` and the tag: OpenAI's call id.
     pub id: String,
     /// The function's name.
     pub name: String,
@@ -49,6 +53,8 @@ pub(crate) enum Finish {
     Stop,
     /// `max_tokens` cut the reply.
     Length,
+    /// A stop sequence cut the reply.
+    StopSequence,
     /// The reply is a tool call.
     ToolCalls,
 }
@@ -57,9 +63,27 @@ impl Finish {
     /// OpenAI's `finish_reason`.
     pub(crate) fn openai(self) -> &'static str {
         match self {
-            Self::Stop => "stop",
+            Self::Stop | Self::StopSequence => "stop",
             Self::Length => "length",
             Self::ToolCalls => "tool_calls",
+        }
+    }
+
+    /// Anthropic's `stop_reason`.
+    pub(crate) fn anthropic(self) -> &'static str {
+        match self {
+            Self::Stop => "end_turn",
+            Self::Length => "max_tokens",
+            Self::StopSequence => "stop_sequence",
+            Self::ToolCalls => "tool_use",
+        }
+    }
+
+    /// Gemini's `finishReason` (a function call ends with `STOP` too).
+    pub(crate) fn gemini(self) -> &'static str {
+        match self {
+            Self::Stop | Self::StopSequence | Self::ToolCalls => "STOP",
+            Self::Length => "MAX_TOKENS",
         }
     }
 }
@@ -91,16 +115,21 @@ impl Reply {
 }
 
 impl Prompt<'_> {
-    /// The text answer: the echo padded to `completion_tokens` words, cut to `max_tokens`.
+    /// The text answer: the echo padded to `completion_tokens` words, cut to `max_tokens`,
+    /// then before the first stop sequence it contains.
     pub(crate) fn echo_text(&self, completion_tokens: u32) -> EchoText {
-        text::echo(&self.echo, u64::from(completion_tokens), self.max_tokens)
+        let mut text = text::echo(&self.echo, u64::from(completion_tokens), self.max_tokens);
+        text.stop_at(self.stop_sequences);
+        text
     }
 }
 
 impl Finish {
     /// Why a text answer ended.
     pub(crate) fn of(text: &EchoText) -> Self {
-        if text.truncated {
+        if text.stop_sequence.is_some() {
+            Self::StopSequence
+        } else if text.truncated {
             Self::Length
         } else {
             Self::Stop
@@ -116,14 +145,13 @@ impl ToolCall {
             .chain_update([0])
             .chain_update(&arguments)
             .finalize();
-        let id = digest[..4]
-            .iter()
-            .fold(String::from("call_"), |mut id, byte| {
-                id.push_str(&format!("{byte:02x}"));
-                id
-            });
+        let tag = digest[..4].iter().fold(String::new(), |mut tag, byte| {
+            tag.push_str(&format!("{byte:02x}"));
+            tag
+        });
         Self {
-            id,
+            id: format!("call_{tag}"),
+            tag,
             name: name.to_owned(),
             arguments,
         }
@@ -209,6 +237,7 @@ mod tests {
             echo: Cow::Borrowed(echo),
             tool,
             max_tokens,
+            stop_sequences: &[],
         }
     }
 
@@ -238,6 +267,34 @@ mod tests {
         assert_eq!(reply.tokens(), 1);
         assert_eq!(reply.finish(), Finish::Length);
         assert_eq!(reply.finish().openai(), "length");
+        assert_eq!(reply.finish().anthropic(), "max_tokens");
+        assert_eq!(reply.finish().gemini(), "MAX_TOKENS");
+    }
+
+    #[test]
+    fn a_stop_sequence_wins_over_max_tokens_when_it_comes_first() {
+        let stops = ["ipsum".to_owned(), "hi".to_owned()];
+        let mut p = prompt("oh hi", None, Some(3));
+        p.stop_sequences = &stops;
+        let reply = Reply::new(&p, 16);
+        let Reply::Text(text) = &reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(text.text, "echo: oh ");
+        assert_eq!(text.stop_sequence.as_deref(), Some("hi"));
+        assert_eq!(reply.tokens(), 2);
+        assert_eq!(reply.finish(), Finish::StopSequence);
+        assert_eq!(
+            (
+                reply.finish().openai(),
+                reply.finish().anthropic(),
+                reply.finish().gemini()
+            ),
+            ("stop", "stop_sequence", "STOP")
+        );
+        // "ipsum" lies beyond max_tokens: the cap ends the reply first.
+        p.echo = Cow::Borrowed("oh");
+        assert_eq!(Reply::new(&p, 16).finish(), Finish::Length);
     }
 
     #[test]
@@ -253,6 +310,7 @@ mod tests {
         assert_eq!(parsed["echo"], "say \"hi\"\nnow");
         assert!(call.id.starts_with("call_"));
         assert_eq!(call.id.len(), 13);
+        assert_eq!(call.id[5..], call.tag);
         assert!(call.id[5..].chars().all(|c| c.is_ascii_hexdigit()));
         // Deterministic, and different for another call.
         let again = ToolCall::new("lookup", "say \"hi\"\nnow");

@@ -1,5 +1,6 @@
-//! Server-sent event responses: rendered events played back with the configured pacing,
-//! each written to the connection as it is produced, and the stream faults applied.
+//! Streamed responses: rendered events (server-sent events, or the pieces of Gemini's
+//! JSON array) played back with the configured pacing, each written to the connection as
+//! it is produced, and the stream faults applied.
 
 use std::io;
 use std::ops::Range;
@@ -25,12 +26,24 @@ pub(crate) const IN_BAND_ERROR: &[u8] = b"data: {\"error\":{\"message\":\"mock i
 /// How long a cut stream waits, after its last event, before it fails.
 const FLUSH_BEFORE_CUT: Duration = Duration::from_millis(20);
 
+/// The content type of server-sent events.
+pub(crate) const EVENT_STREAM: &str = "text/event-stream";
+
 /// `data: <json>\n\n`.
 pub(crate) fn data(value: &impl Serialize) -> Result<Bytes, MockError> {
+    frame(b"data: ", value, b"\n\n")
+}
+
+/// `<before><json><after>`: one event, however the dialect frames it.
+pub(crate) fn frame(
+    before: &[u8],
+    value: &impl Serialize,
+    after: &[u8],
+) -> Result<Bytes, MockError> {
     let mut buf = Vec::with_capacity(256);
-    buf.extend_from_slice(b"data: ");
+    buf.extend_from_slice(before);
     serde_json::to_writer(&mut buf, value).map_err(MockError::internal)?;
-    buf.extend_from_slice(b"\n\n");
+    buf.extend_from_slice(after);
     Ok(Bytes::from(buf))
 }
 
@@ -41,6 +54,22 @@ pub(crate) struct EventStream {
     pub events: Vec<Bytes>,
     /// The events that carry content (text or tool-call pieces).
     pub content: Range<usize>,
+    /// What `--stream-error-rate` sends after the first content event, ending the stream.
+    pub error_event: Bytes,
+    /// The response's `content-type`.
+    pub content_type: &'static str,
+}
+
+impl EventStream {
+    /// An OpenAI event stream: its in-band error is [`IN_BAND_ERROR`].
+    pub(crate) fn openai(events: Vec<Bytes>, content: Range<usize>) -> Self {
+        Self {
+            events,
+            content,
+            error_event: Bytes::from_static(IN_BAND_ERROR),
+            content_type: EVENT_STREAM,
+        }
+    }
 }
 
 /// When the events go out.
@@ -63,14 +92,12 @@ impl EventStream {
         fate: StreamFate,
         request_id: &str,
     ) -> Response {
+        let content_type = HeaderValue::from_static(self.content_type);
         let playback = Playback::new(self, pacing, fate);
         let body = Body::from_stream(futures_util::stream::unfold(playback, Playback::next));
         let mut response = Response::new(body);
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
+        headers.insert(header::CONTENT_TYPE, content_type);
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         insert_request_id(headers, request_id);
         response
@@ -93,6 +120,8 @@ impl Playback {
         let EventStream {
             mut events,
             content,
+            error_event,
+            content_type: _,
         } = stream;
         let first_content = content.start;
         match fate {
@@ -100,7 +129,7 @@ impl Playback {
             StreamFate::Cut => events.truncate(first_content + content.len().div_ceil(2)),
             StreamFate::InBandError => {
                 events.truncate(first_content + content.len().min(1));
-                events.push(Bytes::from_static(IN_BAND_ERROR));
+                events.push(error_event);
             }
         }
         Self {
@@ -168,13 +197,13 @@ mod tests {
 
     /// prelude, three content events, finish, done.
     fn stream() -> EventStream {
-        EventStream {
-            events: ["p", "c1", "c2", "c3", "f", "d"]
+        EventStream::openai(
+            ["p", "c1", "c2", "c3", "f", "d"]
                 .into_iter()
                 .map(|s| Bytes::from_static(s.as_bytes()))
                 .collect(),
-            content: 1..4,
-        }
+            1..4,
+        )
     }
 
     /// The items and the instants they arrived at, relative to the start.

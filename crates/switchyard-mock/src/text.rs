@@ -49,6 +49,26 @@ pub(crate) struct EchoText {
     pub words: u64,
     /// Whether `limit` cut it short.
     pub truncated: bool,
+    /// The stop sequence it was cut before, if one was found in it.
+    pub stop_sequence: Option<String>,
+}
+
+impl EchoText {
+    /// Cuts the text before the earliest occurrence of any of `stops` (on a tie, the one
+    /// listed first), as a model stops when it generates a stop sequence; the sequence
+    /// itself is not part of the text. Empty sequences never match.
+    pub(crate) fn stop_at(&mut self, stops: &[String]) {
+        let earliest = stops
+            .iter()
+            .filter(|stop| !stop.is_empty())
+            .filter_map(|stop| self.text.find(stop.as_str()).map(|at| (at, stop)))
+            .min_by_key(|(at, _)| *at);
+        if let Some((at, stop)) = earliest {
+            self.text.truncate(at);
+            self.words = count_words(&self.text);
+            self.stop_sequence = Some(stop.clone());
+        }
+    }
 }
 
 /// `echo:` and the words of `source`, then filler words until the reply has `target`
@@ -71,6 +91,7 @@ pub(crate) fn echo(source: &str, target: u64, limit: Option<u64>) -> EchoText {
         text,
         words,
         truncated: words < full,
+        stop_sequence: None,
     }
 }
 
@@ -160,6 +181,29 @@ mod tests {
         let exact = echo("a", 3, Some(3));
         assert_eq!(exact.text, "echo: a lorem");
         assert!(!exact.truncated);
+    }
+
+    #[test]
+    fn stop_sequences_cut_before_the_earliest() {
+        let stops = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut reply = echo("a b c", 6, None);
+        reply.stop_at(&stops(&["", "lorem", " b", "zzz"]));
+        assert_eq!(reply.text, "echo: a");
+        assert_eq!(reply.words, 2);
+        assert_eq!(reply.stop_sequence.as_deref(), Some(" b"));
+
+        // A tie goes to the sequence listed first; no match leaves the text alone.
+        let mut reply = echo("a b", 3, None);
+        reply.stop_at(&stops(&["a b", "a"]));
+        assert_eq!(reply.text, "echo: ");
+        assert_eq!(reply.words, 1);
+        assert_eq!(reply.stop_sequence.as_deref(), Some("a b"));
+        let mut reply = echo("a", 2, None);
+        reply.stop_at(&stops(&["x"]));
+        assert_eq!(
+            (reply.text.as_str(), reply.stop_sequence),
+            ("echo: a", None)
+        );
     }
 
     #[test]

@@ -61,6 +61,17 @@ pub async fn start(options: MockOptions) -> Mock {
     }
 }
 
+/// A mock that fails every request with `status` (and `retry_after`, which goes with 429).
+pub async fn failing(status: u16, retry_after: Option<u64>) -> Mock {
+    start(MockOptions {
+        error_rate: 1.0,
+        error_status: status,
+        retry_after,
+        ..MockOptions::default()
+    })
+    .await
+}
+
 impl Mock {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -121,6 +132,38 @@ impl Drop for Mock {
             task.abort();
         }
     }
+}
+
+/// Reads a streamed body to its end: its text, and the error that ended it early, if one did.
+pub async fn read_raw(response: reqwest::Response) -> (String, Option<String>) {
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(bytes) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
+            Err(e) => return (text, Some(format!("{e:?}"))),
+        }
+    }
+    (text, None)
+}
+
+/// Expects a 200 event stream, reads it to its end and splits it into its events (each
+/// without `separator`); the text after the last separator is allowed only in a body that
+/// ended with the error returned.
+pub async fn read_events(
+    response: reqwest::Response,
+    separator: &str,
+) -> (Vec<String>, Option<String>) {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let (text, error) = read_raw(response).await;
+    let mut events: Vec<String> = text.split(separator).map(str::to_owned).collect();
+    let rest = events.pop().unwrap_or_default();
+    assert!(
+        error.is_some() || rest.is_empty(),
+        "partial event: {rest:?}"
+    );
+    (events, error)
 }
 
 pub async fn read_sse(response: reqwest::Response, start: Instant) -> Sse {

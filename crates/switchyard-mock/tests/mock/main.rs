@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod admin;
+mod anthropic;
 mod chat;
 mod common;
 mod completions;
 mod embeddings;
 mod faults;
+mod gemini;
