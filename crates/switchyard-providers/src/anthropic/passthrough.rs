@@ -245,3 +245,118 @@ fn malformed(event: Option<&str>) -> StreamError {
         event.unwrap_or("unnamed")
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(body: &str, upstream: &str) -> String {
+        let peek = peek(body.as_bytes()).unwrap();
+        String::from_utf8(with_model(body.as_bytes(), &peek, upstream)).unwrap()
+    }
+
+    #[test]
+    fn rewrites_only_the_model() {
+        let body = r#"{"max_tokens":5,"model":"claude","messages":[{"role":"user","content":"model"}],"stream":true}"#;
+        let peek = peek(body.as_bytes()).unwrap();
+        assert_eq!((peek.model.as_str(), peek.stream), ("claude", true));
+        assert_eq!(&body[peek.model_at.clone()], r#""claude""#);
+        assert_eq!(
+            rewrite(body, "claude-sonnet-4-5"),
+            body.replace(r#""model":"claude""#, r#""model":"claude-sonnet-4-5""#)
+        );
+    }
+
+    #[test]
+    fn reads_escaped_names_and_writes_them_escaped() {
+        let body = " {\n  \"model\" :\t\"a\\\"b\\u00e9\" ,\"stream\":null}\n";
+        let peek = peek(body.as_bytes()).unwrap();
+        assert_eq!((peek.model.as_str(), peek.stream), ("a\"bé", false));
+        assert_eq!(
+            rewrite(body, "x\"y\n"),
+            " {\n  \"model\" :\t\"x\\\"y\\n\" ,\"stream\":null}\n"
+        );
+    }
+
+    #[test]
+    fn a_repeated_model_keeps_the_last() {
+        let body = r#"{"model":"first","model":"second","messages":[]}"#;
+        assert_eq!(peek(body.as_bytes()).unwrap().model, "second");
+        assert_eq!(
+            rewrite(body, "up"),
+            r#"{"model":"first","model":"up","messages":[]}"#
+        );
+    }
+
+    #[test]
+    fn refuses_bodies_without_a_string_model() {
+        for (body, param) in [
+            (r#"{"messages":[]}"#, Some("model")),
+            (r#"{"model":42}"#, Some("model")),
+            (r#"{"model":""}"#, Some("model")),
+            (r#"{"model":"m","stream":"yes"}"#, Some("stream")),
+            (r#"["model"]"#, None),
+            (r#"{"model":"m"} trailing"#, None),
+            ("", None),
+        ] {
+            let error = peek(body.as_bytes()).unwrap_err();
+            assert_eq!(error.param.as_deref(), param, "{body}");
+        }
+    }
+
+    fn event<'a>(name: &'a str, data: &'a str) -> SseEvent<'a> {
+        SseEvent {
+            event: Some(name),
+            data: data.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn watches_usage_errors_and_the_end() {
+        let mut watch = EventWatch::new();
+        assert_eq!(watch.usage(), None);
+        let start = r#"{"type":"message_start","message":{"id":"m","content":[],"usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":1}}}"#;
+        assert_eq!(
+            watch.event(event("message_start", start)),
+            Ok(Progress::More)
+        );
+        let delta =
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#;
+        assert_eq!(
+            watch.event(event("content_block_delta", delta)),
+            Ok(Progress::More)
+        );
+        assert!(watch.end().is_err(), "cut before message_stop");
+        let delta = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}}"#;
+        assert_eq!(
+            watch.event(event("message_delta", delta)),
+            Ok(Progress::More)
+        );
+        let stop = r#"{"type":"message_stop"}"#;
+        assert_eq!(watch.event(event("message_stop", stop)), Ok(Progress::Done));
+        assert_eq!(watch.end(), Ok(()));
+        let usage = watch.usage().unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (15, 7));
+        assert_eq!(usage.prompt_tokens_details.unwrap().cached_tokens, 5);
+    }
+
+    #[test]
+    fn an_error_event_or_garbage_ends_the_watch() {
+        let mut watch = EventWatch::new();
+        let error =
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        match watch.event(event("error", error)) {
+            Err(StreamError::Upstream(fault)) => {
+                assert_eq!(fault.status, 529);
+                assert_eq!(fault.error.message, "Overloaded");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (name, data) in [("content_block_delta", "{oops"), ("message_delta", "{oops")] {
+            assert!(matches!(
+                watch.event(event(name, data)),
+                Err(StreamError::Malformed(_))
+            ));
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use serde_json::Map;
 
-use super::wire::{Block, JSON_TOOL, MessageResponse};
+use super::wire::{JSON_TOOL, MessageResponse};
 use crate::openai::chat::{ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall};
 use crate::translate::DecodeError;
 
@@ -17,20 +17,27 @@ pub fn decode_response(body: &[u8], created: u64) -> Result<ChatCompletion, Deco
     let mut reasoning = String::new();
     let mut calls = Vec::new();
     for block in message.content {
-        match block {
-            Block::Text { text: piece } => text.push_str(&piece),
-            Block::Thinking { thinking, .. } => reasoning.push_str(&thinking),
-            Block::ToolUse { name, input, .. } if name == JSON_TOOL => {
-                text.push_str(&input.to_string());
+        match (block.kind.as_ref(), block.name) {
+            ("text", _) => text.push_str(block.text.as_deref().unwrap_or_default()),
+            ("thinking", _) => reasoning.push_str(block.thinking.as_deref().unwrap_or_default()),
+            ("tool_use", Some(name)) => {
+                let input = block
+                    .input
+                    .map_or_else(|| "{}".to_owned(), |raw| compact(raw.get()));
+                if name == JSON_TOOL {
+                    text.push_str(&input);
+                } else {
+                    calls.push(ToolCall {
+                        id: block.id.unwrap_or_default(),
+                        kind: "function".to_owned(),
+                        function: FunctionCall {
+                            name,
+                            arguments: input,
+                        },
+                    });
+                }
             }
-            Block::ToolUse { id, name, input } => calls.push(ToolCall {
-                id,
-                kind: "function".to_owned(),
-                function: FunctionCall {
-                    name,
-                    arguments: input.to_string(),
-                },
-            }),
+            // redacted_thinking, and server tools' blocks.
             _ => {}
         }
     }
@@ -71,5 +78,39 @@ pub(crate) fn finish_reason(stop_reason: &str, called_tools: bool) -> &'static s
         "refusal" => "content_filter",
         // end_turn, stop_sequence, pause_turn, and tool_use of the JSON answer.
         _ => "stop",
+    }
+}
+
+/// Valid JSON text without the whitespace between tokens.
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c.is_ascii_whitespace() {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compacts_json_text_keeping_strings() {
+        let text = "{ \"b\" : [1, 2],\n \"a\": \"x \\\" y\" }";
+        assert_eq!(compact(text), r#"{"b":[1,2],"a":"x \" y"}"#);
     }
 }

@@ -1,8 +1,11 @@
 //! Anthropic Messages wire types, named as Anthropic's API reference names
 //! them, for the parts the translations read or write.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::openai::chat::{ChatUsage, PromptTokensDetails};
 
@@ -126,12 +129,31 @@ pub(crate) enum Source {
 
 /// A `message` response.
 #[derive(Debug, Deserialize)]
-pub(crate) struct MessageResponse {
+pub(crate) struct MessageResponse<'a> {
     pub(crate) id: String,
     pub(crate) model: String,
-    pub(crate) content: Vec<Block>,
+    #[serde(borrow)]
+    pub(crate) content: Vec<ResponseBlock<'a>>,
     pub(crate) stop_reason: Option<String>,
     pub(crate) usage: Usage,
+}
+
+/// A content block of a response, read flat so that a tool's `input` is kept
+/// as the provider wrote it (its keys in their order).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ResponseBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(default)]
+    pub(crate) text: Option<String>,
+    #[serde(default)]
+    pub(crate) thinking: Option<String>,
+    #[serde(default)]
+    pub(crate) id: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default, borrow)]
+    pub(crate) input: Option<&'a RawValue>,
 }
 
 /// `usage` of a message, of `message_start` or of `message_delta` (where each

@@ -2,11 +2,11 @@
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use super::stop_reason;
 use crate::anthropic::error::error_type;
-use crate::anthropic::wire::Usage;
+use crate::anthropic::wire::{ErrorDetail, Usage};
 use crate::openai::chat::{ChatChunk, ChatUsage, ToolCallDelta};
 use crate::translate::{Fault, StreamEncoder};
 
@@ -60,34 +60,40 @@ impl MessageStreamEncoder {
             return;
         }
         self.started = true;
-        let message = json!({
-            "type": "message_start",
-            "message": {
-                "id": id,
-                "type": "message",
-                "role": "assistant",
-                "model": self.model,
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0},
+        let message = StartMessage {
+            id,
+            kind: "message",
+            role: "assistant",
+            model: &self.model,
+            content: [],
+            stop_reason: None,
+            stop_sequence: None,
+            usage: Usage {
+                input_tokens: Some(0),
+                output_tokens: Some(0),
+                ..Usage::default()
             },
-        });
-        push_event(out, "message_start", &message);
+        };
+        push_event(out, &Event::MessageStart { message });
     }
 
     /// Closes the open block, if any, and opens `block` with `content_block`.
-    fn open_block(&mut self, block: Open, content_block: Value, out: &mut BytesMut) {
+    fn open_block(&mut self, block: Open, content_block: StartBlock<'_>, out: &mut BytesMut) {
         self.close(out);
-        let start = json!({"type": "content_block_start", "index": self.next, "content_block": content_block});
-        push_event(out, "content_block_start", &start);
+        let index = self.next;
+        push_event(
+            out,
+            &Event::ContentBlockStart {
+                index,
+                content_block,
+            },
+        );
         self.open = Some(block);
     }
 
     fn close(&mut self, out: &mut BytesMut) {
         if self.open.take().is_some() {
-            let stop = json!({"type": "content_block_stop", "index": self.next});
-            push_event(out, "content_block_stop", &stop);
+            push_event(out, &Event::ContentBlockStop { index: self.next });
             self.next += 1;
         }
     }
@@ -97,10 +103,16 @@ impl MessageStreamEncoder {
             return;
         }
         if self.open != Some(Open::Text) {
-            self.open_block(Open::Text, json!({"type": "text", "text": ""}), out);
+            self.open_block(Open::Text, StartBlock::Text { text: "" }, out);
         }
-        let delta = json!({"type": "content_block_delta", "index": self.next, "delta": {"type": "text_delta", "text": text}});
-        push_event(out, "content_block_delta", &delta);
+        let delta = BlockDelta::TextDelta { text };
+        push_event(
+            out,
+            &Event::ContentBlockDelta {
+                index: self.next,
+                delta,
+            },
+        );
     }
 
     fn tool_call(&mut self, call: &ToolCallDelta, out: &mut BytesMut) {
@@ -115,15 +127,25 @@ impl MessageStreamEncoder {
                 .clone()
                 .unwrap_or_else(|| format!("toolu_{}", call.index));
             let name = function.and_then(|f| f.name.as_deref()).unwrap_or_default();
-            let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
+            let block = StartBlock::ToolUse {
+                id: &id,
+                name,
+                input: Map::new(),
+            };
             self.open_block(Open::Tool(call.index), block, out);
         }
-        let arguments = function
+        let partial_json = function
             .and_then(|f| f.arguments.as_deref())
             .unwrap_or_default();
-        if !arguments.is_empty() {
-            let delta = json!({"type": "content_block_delta", "index": self.next, "delta": {"type": "input_json_delta", "partial_json": arguments}});
-            push_event(out, "content_block_delta", &delta);
+        if !partial_json.is_empty() {
+            let delta = BlockDelta::InputJsonDelta { partial_json };
+            push_event(
+                out,
+                &Event::ContentBlockDelta {
+                    index: self.next,
+                    delta,
+                },
+            );
         }
     }
 }
@@ -152,32 +174,114 @@ impl StreamEncoder for MessageStreamEncoder {
         self.start("", out);
         self.close(out);
         let usage = Usage::of_chat(&self.usage.unwrap_or_else(|| ChatUsage::new(0, 0)));
-        let delta = json!({
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
-            "usage": usage,
-        });
-        push_event(out, "message_delta", &delta);
-        push_event(out, "message_stop", &json!({"type": "message_stop"}));
+        let delta = Stop {
+            stop_reason: stop_reason(self.finish_reason.as_deref()),
+            stop_sequence: None,
+        };
+        push_event(out, &Event::MessageDelta { delta, usage });
+        push_event(out, &Event::MessageStop);
     }
 
     fn error(&mut self, fault: &Fault, out: &mut BytesMut) {
-        let error = json!({
-            "type": "error",
-            "error": {"type": error_type(fault.status), "message": fault.error.message},
-        });
-        push_event(out, "error", &error);
+        let error = ErrorDetail {
+            kind: error_type(fault.status).to_owned(),
+            message: fault.error.message.clone(),
+        };
+        push_event(out, &Event::Error { error });
     }
 }
 
+/// A Messages stream event, `type` first as Anthropic writes it.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    MessageStart {
+        message: StartMessage<'a>,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: StartBlock<'a>,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: BlockDelta<'a>,
+    },
+    ContentBlockStop {
+        index: u32,
+    },
+    MessageDelta {
+        delta: Stop,
+        usage: Usage,
+    },
+    MessageStop,
+    Error {
+        error: ErrorDetail,
+    },
+}
+
+impl Event<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::MessageStart { .. } => "message_start",
+            Self::ContentBlockStart { .. } => "content_block_start",
+            Self::ContentBlockDelta { .. } => "content_block_delta",
+            Self::ContentBlockStop { .. } => "content_block_stop",
+            Self::MessageDelta { .. } => "message_delta",
+            Self::MessageStop => "message_stop",
+            Self::Error { .. } => "error",
+        }
+    }
+}
+
+/// The message of `message_start`: no content yet, no usage known yet.
+#[derive(Serialize)]
+struct StartMessage<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: [(); 0],
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<&'static str>,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StartBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Map<String, Value>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta<'a> {
+    TextDelta { text: &'a str },
+    InputJsonDelta { partial_json: &'a str },
+}
+
+/// The `delta` of `message_delta`.
+#[derive(Serialize)]
+struct Stop {
+    stop_reason: &'static str,
+    stop_sequence: Option<&'static str>,
+}
+
 /// `event: <name>\ndata: <json>\n\n`.
-fn push_event(out: &mut BytesMut, name: &str, data: &impl Serialize) {
+fn push_event(out: &mut BytesMut, event: &Event<'_>) {
     out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(event.name().as_bytes());
     out.extend_from_slice(b"\ndata: ");
     let mut writer = std::mem::take(out).writer();
-    // Serializing JSON values into memory cannot fail.
-    let _ = serde_json::to_writer(&mut writer, data);
+    // Serializing these types into memory cannot fail.
+    let _ = serde_json::to_writer(&mut writer, event);
     *out = writer.into_inner();
     out.extend_from_slice(b"\n\n");
 }
