@@ -7,9 +7,10 @@
 //!   travels as sent, only `model` rewritten ([`peek`], [`with_model`]); the
 //!   answer is only watched for usage and errors ([`usage_of_message`],
 //!   [`EventWatch`]).
-//! - **Client side** (an Anthropic client, a provider of another dialect):
-//!   [`client`]: [`decode_request`], [`encode_response`],
-//!   [`MessageStreamEncoder`], [`error_type`], [`error_body`].
+//! - **Client side** (an Anthropic client, a provider of another dialect),
+//!   in [`client`] and re-exported here: [`decode_request`],
+//!   [`encode_response`], [`MessageStreamEncoder`]; errors as Anthropic
+//!   writes them: [`error_type`], [`error_body`].
 //!
 //! # JSON answers
 //!
@@ -26,13 +27,19 @@
 //! What a translation leaves out is named once each, in the order met: a
 //! top-level field by its name (`seed`, `top_k`, `thinking`), a nested one by
 //! its dotted path without indices (`messages.name`,
-//! `messages.content.image_url.detail`, `tools.function.strict`,
-//! `cache_control` wherever it was sent). Fields sent as `null` are not named.
+//! `messages.content.image_url.detail`, `tools.function.strict`). An
+//! Anthropic request's `cache_control` is named once as `cache_control`,
+//! wherever it was sent. Fields sent as `null` are not named.
 //!
 //! # Choices made
 //!
 //! - `system` and `developer` messages, wherever they stand, become the one
 //!   top-level `system` text, joined by a blank line.
+//! - Turns of the same role in a row are merged into one (tool results first
+//!   in a user turn); empty text is left out, as Anthropic refuses it. A
+//!   `tool` message's content is its text, parts joined by a newline.
+//! - `temperature` passes as sent: above Anthropic's 1.0 the provider's own
+//!   400 says so.
 //! - `reasoning_effort` is dropped (and named), not mapped to `thinking`:
 //!   extended thinking changes the token budget, forbids forced tool choice
 //!   and wants its signed blocks sent back, none of which an OpenAI client
@@ -45,6 +52,7 @@ mod passthrough;
 mod request;
 mod response;
 mod stream;
+mod tools;
 mod wire;
 
 pub mod client;

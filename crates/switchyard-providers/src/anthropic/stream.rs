@@ -32,7 +32,8 @@ enum Kind {
     Tool(u32),
     /// The `json_response` tool: its input is the answer's text.
     Json,
-    /// Text, thinking, or a block the chunks do not carry.
+    /// Text and thinking (whose deltas say what they are), or a block the
+    /// chunks do not carry.
     Other,
 }
 

@@ -9,9 +9,10 @@
 //!   should still know the call failed). Images in a tool result are refused.
 //! - `system` text blocks are joined by a blank line into one system message;
 //!   an assistant turn's text blocks are joined as they are.
-//! - A PDF `document` (base64) becomes an OpenAI `file` part with a `data:`
-//!   URL; a plain-text document becomes a text part; a document or image by
-//!   URL-less reference (`file`) or a PDF by URL is refused.
+//! - A base64 `document` (a PDF) becomes an OpenAI `file` part with a
+//!   `data:` URL, named by its `title` (else `document.pdf`); a plain-text
+//!   document becomes a text part. A document by URL, and any source by
+//!   `file_id`, are refused: OpenAI file parts carry data, not addresses.
 //! - Thinking is neither sent (assistant `thinking` blocks are dropped and
 //!   named) nor returned (`reasoning_content` has no signature, which a
 //!   `thinking` block needs).
@@ -23,6 +24,7 @@
 mod request;
 mod response;
 mod stream;
+mod tools;
 
 pub use request::decode_request;
 pub use response::encode_response;

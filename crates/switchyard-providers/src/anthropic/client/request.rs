@@ -4,12 +4,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+use super::tools::{AnthropicToolChoice, read_tools};
 use crate::anthropic::Dropped;
-use crate::anthropic::wire::{Block, Metadata, Source, ToolDefinition};
+use crate::anthropic::wire::{Block, Metadata, Source};
 use crate::openai::InvalidRequest;
 use crate::openai::chat::{
-    ChatRequest, Content, FunctionCall, FunctionDefinition, FunctionName, ImageUrl, Message,
-    NamedToolChoice, Part, Role, Stop, StreamOptions, Tool, ToolCall, ToolChoice,
+    ChatRequest, Content, FunctionCall, ImageUrl, Message, Part, Role, Stop, StreamOptions,
+    ToolCall,
 };
 use crate::translate::Decoded;
 
@@ -31,7 +32,9 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, InvalidRequest> {
     let mut messages = Vec::with_capacity(raw_messages.len() + 1);
     if let Some(system) = take::<Value>(&mut fields, "system")? {
         let text = system_text(system, &mut dropped)?;
-        messages.push(Message::text(Role::System, text));
+        if !text.is_empty() {
+            messages.push(Message::text(Role::System, text));
+        }
     }
     for (i, message) in raw_messages.into_iter().enumerate() {
         read_message(i, message, &mut messages, &mut dropped)?;
@@ -51,7 +54,9 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, InvalidRequest> {
         model,
         messages,
         max_tokens: Some(max_tokens),
-        stop: take(&mut fields, "stop_sequences")?.map(Stop::Many),
+        stop: take::<Vec<String>>(&mut fields, "stop_sequences")?
+            .filter(|s| !s.is_empty())
+            .map(Stop::Many),
         temperature: take(&mut fields, "temperature")?,
         top_p: take(&mut fields, "top_p")?,
         stream_options: (stream == Some(true)).then(|| StreamOptions {
@@ -89,7 +94,7 @@ fn take<T: DeserializeOwned>(
 }
 
 /// Reads `value` as a `T`, a 400 naming `path` when it is not one.
-fn read<T: DeserializeOwned>(value: Value, path: &str) -> Result<T, InvalidRequest> {
+pub(super) fn read<T: DeserializeOwned>(value: Value, path: &str) -> Result<T, InvalidRequest> {
     serde_json::from_value(value).map_err(|e| InvalidRequest::new(path, format!("{path}: {e}")))
 }
 
@@ -98,7 +103,7 @@ fn required<T>(value: Option<T>, name: &str) -> Result<T, InvalidRequest> {
 }
 
 /// A block's `cache_control` is dropped (and named once).
-fn note_cache_control(block: &Value, dropped: &mut Dropped) {
+pub(super) fn note_cache_control(block: &Value, dropped: &mut Dropped) {
     if block.get("cache_control").is_some_and(|c| !c.is_null()) {
         dropped.add("cache_control");
     }
@@ -354,72 +359,4 @@ fn tool_message(
     let mut message = Message::text(Role::Tool, text);
     message.tool_call_id = Some(id);
     Ok(message)
-}
-
-/// Custom tools as function tools; server tools are refused.
-fn read_tools(tools: Vec<Value>, dropped: &mut Dropped) -> Result<Vec<Tool>, InvalidRequest> {
-    let mut out = Vec::with_capacity(tools.len());
-    for (j, tool) in tools.into_iter().enumerate() {
-        note_cache_control(&tool, dropped);
-        let path = format!("tools.{j}");
-        let tool: ToolDefinition = read(tool, &path)?;
-        if let Some(kind) = tool.kind.as_deref().filter(|k| *k != "custom") {
-            return Err(InvalidRequest::new(
-                &path,
-                format!("{path}: server tools (`{kind}`) are not supported by this model"),
-            ));
-        }
-        out.push(Tool {
-            kind: "function".to_owned(),
-            function: FunctionDefinition {
-                name: tool.name,
-                description: tool.description,
-                parameters: tool.input_schema,
-                strict: None,
-            },
-        });
-    }
-    Ok(out)
-}
-
-/// `tool_choice`: `{type: auto|any|tool|none, name, disable_parallel_tool_use}`.
-#[derive(Deserialize)]
-struct AnthropicToolChoice {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    disable_parallel_tool_use: Option<bool>,
-}
-
-impl AnthropicToolChoice {
-    fn into_openai(self) -> Result<(Option<ToolChoice>, Option<bool>), InvalidRequest> {
-        let mode = |mode: &str| ToolChoice::Mode(mode.to_owned());
-        let choice = match (self.kind.as_str(), self.name) {
-            ("auto", _) => mode("auto"),
-            ("any", _) => mode("required"),
-            ("none", _) => mode("none"),
-            ("tool", Some(name)) => ToolChoice::Named(NamedToolChoice {
-                kind: "function".to_owned(),
-                function: FunctionName { name },
-            }),
-            ("tool", None) => {
-                return Err(InvalidRequest::new(
-                    "tool_choice.name",
-                    "tool_choice.name: Field required",
-                ));
-            }
-            (other, _) => {
-                return Err(InvalidRequest::new(
-                    "tool_choice.type",
-                    format!(
-                        "tool_choice.type: `{other}` is not one of 'auto', 'any', 'tool', 'none'"
-                    ),
-                ));
-            }
-        };
-        let parallel = self.disable_parallel_tool_use.filter(|d| *d).map(|_| false);
-        Ok((Some(choice), parallel))
-    }
 }
