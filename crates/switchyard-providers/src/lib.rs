@@ -4,6 +4,7 @@
 //! every function takes bytes or typed values and returns bytes or typed values,
 //! so the golden tests of each dialect compile and run in seconds.
 
+pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 pub mod sse;

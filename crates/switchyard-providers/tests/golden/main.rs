@@ -17,6 +17,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod anthropic;
+
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
