@@ -17,24 +17,10 @@ from harness import config, mock, openapi
 from harness.processes import Server
 from harness.sse import post_stream
 from harness.timing import median, time_streams
+from harness.tools import TOOLS
 
 MODEL = "gpt-4.1"
 UPSTREAM_MODEL = "mock-1"
-
-TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "lookup",
-            "description": "Looks a thing up.",
-            "parameters": {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]},
-        },
-    },
-    {
-        "type": "function",
-        "function": {"name": "unused", "parameters": {"type": "object", "properties": {}}},
-    },
-]
 
 
 def conversation(word: str) -> list[dict[str, Any]]:

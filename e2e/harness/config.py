@@ -16,10 +16,10 @@ UPSTREAM_KEY_ENV = {"E2E_UPSTREAM_KEY": UPSTREAM_KEY}
 DEFAULT_TIMEOUTS = {"connect": "1s", "first_byte": "2s", "idle": "2s", "total": "30s"}
 
 
-def provider(base_url: str, **timeouts: str) -> dict[str, Any]:
-    """An OpenAI-dialect provider whose key comes from `${E2E_UPSTREAM_KEY}`."""
+def provider(base_url: str, kind: str = "openai", **timeouts: str) -> dict[str, Any]:
+    """A provider of `kind` whose key comes from `${E2E_UPSTREAM_KEY}`."""
     return {
-        "kind": "openai",
+        "kind": kind,
         "base_url": base_url,
         "api_key": "${E2E_UPSTREAM_KEY}",
         "timeouts": {**DEFAULT_TIMEOUTS, **timeouts},

@@ -26,6 +26,24 @@ struct ChatRequest {
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     tools: Option<Vec<Tool>>,
+    /// `stop`: one sequence or several.
+    #[serde(default, deserialize_with = "one_or_many")]
+    stop: Vec<String>,
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(de)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(one)) => vec![one],
+        Some(OneOrMany::Many(many)) => many,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +149,7 @@ impl ChatRequest {
             echo,
             tool,
             max_tokens,
-            stop_sequences: &[],
+            stop_sequences: &self.stop,
         })
     }
 

@@ -17,12 +17,13 @@
 //! | `POST /v1/completions` | a `text_completion`, or SSE chunks |
 //! | `POST /v1/embeddings` | unit vectors hashed from the inputs, floats or base64 |
 //! | `GET /v1/models` | a fixed list |
+//! | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings` | Azure OpenAI: the same as the `/v1/*` routes, `?api-version=` required |
 //! | `POST /v1/messages` | an Anthropic `message`, or its named SSE events with `"stream": true`; words of `cache_control` blocks are `cache_read_input_tokens` |
 //! | `POST /v1beta/models/{model}:generateContent` | a Gemini `GenerateContentResponse` |
 //! | `POST /v1beta/models/{model}:streamGenerateContent` | the same in chunks: SSE with `?alt=sse`, else one JSON array |
 //! | `POST /v1beta/models/{model}:embedContent`, `:batchEmbedContents` | the `/v1/embeddings` vectors, in Gemini's shape |
 //! | `GET /mock/stats` | `{"requests": N, "by_path": {…}, "by_status": {…}}` |
-//! | `GET /mock/requests` | the last 100 requests: method, path, headers, JSON body |
+//! | `GET /mock/requests` | the last 100 requests: method, path, query, headers, JSON body |
 //! | `POST /mock/reset` | zeroes the stats, forgets the requests, restarts the fault sequence |
 //!
 //! Every request except `/mock/*` is counted and logged; every `/v1/*` and `/v1beta/*`
@@ -114,6 +115,19 @@ fn routes(mock: Arc<Mock>) -> Router {
         .route("/v1/completions", post(completions::handle))
         .route("/v1/embeddings", post(embeddings::handle))
         .route("/v1/models", get(models))
+        // Azure OpenAI: the deployment in the path, `api-version` required.
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(chat::handle).layer(middleware::from_fn(azure_api_version)),
+        )
+        .route(
+            "/openai/deployments/{deployment}/completions",
+            post(completions::handle).layer(middleware::from_fn(azure_api_version)),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(embeddings::handle).layer(middleware::from_fn(azure_api_version)),
+        )
         .route("/v1/messages", post(anthropic::handle))
         // axum captures whole segments: `{model}:{method}` is split by the handler.
         .route("/v1beta/models/{action}", post(gemini::handle))
@@ -172,7 +186,7 @@ async fn record(State(mock): State<Arc<Mock>>, request: Request, next: Next) -> 
     let read = axum::body::to_bytes(body, BODY_LIMIT).await;
     let logged = read.as_ref().map(Bytes::clone).unwrap_or_default();
     mock.stats
-        .received(&parts.method, parts.uri.path(), &parts.headers, logged);
+        .received(&parts.method, &parts.uri, &parts.headers, logged);
     let response = match read {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
@@ -183,6 +197,23 @@ async fn record(State(mock): State<Arc<Mock>>, request: Request, next: Next) -> 
     };
     mock.stats.answered(response.status());
     response
+}
+
+/// Azure OpenAI refuses a request without the `api-version` query parameter.
+async fn azure_api_version(request: Request, next: Next) -> Response {
+    let has_version = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("api-version=")));
+    if has_version {
+        next.run(request).await
+    } else {
+        MockError::invalid(
+            "Missing required query parameter: api-version",
+            "api-version",
+        )
+        .into_response()
+    }
 }
 
 /// A `200 application/json` response carrying `x-request-id`.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -32,6 +32,7 @@ struct Inner {
 struct LoggedRequest {
     method: Method,
     path: String,
+    query: Option<String>,
     headers: HeaderMap,
     body: Bytes,
 }
@@ -49,6 +50,9 @@ pub(crate) struct StatsSnapshot {
 pub(crate) struct RequestRecord {
     method: String,
     path: String,
+    /// The query string, when the URL has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
     headers: BTreeMap<String, String>,
     /// The body as sent when it is JSON, else null.
     body: Option<Box<RawValue>>,
@@ -56,7 +60,8 @@ pub(crate) struct RequestRecord {
 
 impl Stats {
     /// Counts a request and remembers it (the body is shared, not copied).
-    pub(crate) fn received(&self, method: &Method, path: &str, headers: &HeaderMap, body: Bytes) {
+    pub(crate) fn received(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes) {
+        let path = uri.path();
         let mut inner = self.lock();
         inner.requests += 1;
         match inner.by_path.get_mut(path) {
@@ -71,6 +76,7 @@ impl Stats {
         inner.log.push_back(LoggedRequest {
             method: method.clone(),
             path: path.to_owned(),
+            query: uri.query().map(str::to_owned),
             headers: headers.clone(),
             body,
         });
@@ -128,6 +134,7 @@ impl LoggedRequest {
         RequestRecord {
             method: self.method.to_string(),
             path: self.path.clone(),
+            query: self.query.clone(),
             headers,
             body: serde_json::from_slice::<&RawValue>(&self.body)
                 .ok()
@@ -150,7 +157,7 @@ mod tests {
         headers.append("x-many", HeaderValue::from_static("b"));
         stats.received(
             &Method::POST,
-            path,
+            &path.parse::<Uri>().unwrap(),
             &headers,
             Bytes::from_static(body.as_bytes()),
         );

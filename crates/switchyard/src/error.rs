@@ -2,7 +2,9 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use switchyard_providers::anthropic;
 use switchyard_providers::openai::{ErrorBody, ErrorObject, InvalidRequest};
+use switchyard_providers::translate::Fault;
 
 use crate::upstream::UpstreamError;
 
@@ -33,6 +35,18 @@ pub enum GatewayError {
     /// The model exists but none of its deployments can be called.
     #[error("the model `{0}` has no deployment that can serve it")]
     NoDeployment(String),
+    /// The model's deployment speaks a dialect without this endpoint.
+    #[error(
+        "the model `{model}` is served by a provider of kind `{kind}`, which has no {endpoint} endpoint"
+    )]
+    EndpointNotServed {
+        /// The public model.
+        model: String,
+        /// The provider's kind.
+        kind: &'static str,
+        /// The endpoint asked for.
+        endpoint: &'static str,
+    },
     /// No such route.
     #[error("no route for {0}")]
     RouteNotFound(String),
@@ -51,7 +65,9 @@ impl GatewayError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest(_) | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest(_) | Self::BodyRead(_) | Self::EndpointNotServed { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -72,6 +88,7 @@ impl GatewayError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NoDeployment(_) => "no_deployment",
+            Self::EndpointNotServed { .. } => "endpoint_not_served",
             Self::RouteNotFound(_) => "route_not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::ShuttingDown => "shutting_down",
@@ -92,6 +109,11 @@ impl GatewayError {
             Self::ModelNotFound(_) => (
                 "invalid_request_error",
                 Some("model_not_found"),
+                Some("model".to_owned()),
+            ),
+            Self::EndpointNotServed { .. } => (
+                "invalid_request_error",
+                Some("unsupported_endpoint"),
                 Some("model".to_owned()),
             ),
             Self::RouteNotFound(_) => ("invalid_request_error", Some("unknown_url"), None),
@@ -118,13 +140,58 @@ impl IntoResponse for GatewayError {
     }
 }
 
+/// The API dialect a client speaks, which its errors are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI's: `{"error": {"message", "type", "param", "code"}}`.
+    OpenAi,
+    /// Anthropic's: `{"type": "error", "error": {"type", "message"}}`.
+    Anthropic,
+}
+
 impl GatewayError {
+    /// The status for a client of `dialect`: an overloaded provider is 529 to
+    /// Anthropic's clients (their SDKs retry it as such), 503 to OpenAI's.
+    pub fn status_in(&self, dialect: Dialect) -> StatusCode {
+        match (dialect, self) {
+            (Dialect::Anthropic, Self::Upstream(UpstreamError::Status { status: 529, .. })) => {
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            _ => self.status(),
+        }
+    }
+
+    /// The error as a stream or translation sees it.
+    pub fn to_fault(&self, dialect: Dialect) -> Fault {
+        Fault {
+            status: self.status_in(dialect).as_u16(),
+            error: self.to_openai(),
+        }
+    }
+
     /// The answer for this error in OpenAI's shape (status, body, `retry-after`).
     pub fn to_response(&self) -> Response {
-        let body = ErrorBody {
-            error: self.to_openai(),
+        self.to_response_in(Dialect::OpenAi)
+    }
+
+    /// The answer for this error in `dialect` (status, body, `retry-after`).
+    pub fn to_response_in(&self, dialect: Dialect) -> Response {
+        let status = self.status_in(dialect);
+        let mut response = match dialect {
+            Dialect::OpenAi => (
+                status,
+                axum::Json(ErrorBody {
+                    error: self.to_openai(),
+                }),
+            )
+                .into_response(),
+            Dialect::Anthropic => (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                anthropic::error_body(status.as_u16(), &self.to_openai()),
+            )
+                .into_response(),
         };
-        let mut response = (self.status(), axum::Json(body)).into_response();
         if matches!(
             self,
             Self::PayloadTooLarge { .. } | Self::BodyTimeout(_) | Self::BodyRead(_)

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::HeaderValue;
 
-use crate::config::{Config, ProviderKind};
+use crate::config::Config;
 use crate::error::GatewayError;
 use crate::mix::splitmix64;
-use crate::upstream::ProviderClient;
+use crate::upstream::{ClientError, ProviderClient, Urls};
 
 /// One deployment, ready to call.
 #[derive(Debug)]
@@ -18,6 +18,11 @@ pub struct Target {
     pub provider: Arc<ProviderClient>,
     /// The model name the provider knows.
     pub upstream_model: String,
+    /// Where this deployment's requests go.
+    pub urls: Urls,
+    /// The completion token cap sent to providers that require one, when the
+    /// client sets none.
+    pub max_output_tokens: u32,
     /// `x-switchyard-provider` for answers from this deployment.
     pub provider_header: HeaderValue,
     /// `x-switchyard-model` for answers from this deployment.
@@ -39,55 +44,43 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Builds the table; deployments on providers this version cannot call are left out.
-    pub fn new(config: &Config, clients: &HashMap<String, Arc<ProviderClient>>) -> Self {
-        let models = config
-            .models
-            .values()
-            .map(|model| {
-                let targets: Vec<Target> = model
-                    .deployments
-                    .iter()
-                    .filter_map(|d| {
-                        let provider = clients.get(&d.provider)?;
-                        if !matches!(provider.kind, ProviderKind::Openai | ProviderKind::Mock) {
-                            return None;
-                        }
-                        Some(Target {
-                            provider: provider.clone(),
-                            upstream_model: d.model.clone(),
-                            provider_header: header_value(&provider.name),
-                            model_header: header_value(&d.model),
-                            weight: u64::from(d.weight),
-                        })
-                    })
-                    .collect();
-                let total_weight = targets.iter().map(|t| t.weight).sum();
-                (
-                    model.name.clone(),
-                    ModelRoute {
-                        targets,
-                        total_weight,
-                    },
-                )
-            })
-            .collect();
-        Self {
+    /// Builds the table.
+    pub fn new(
+        config: &Config,
+        clients: &HashMap<String, Arc<ProviderClient>>,
+    ) -> Result<Self, (String, ClientError)> {
+        let mut models = HashMap::new();
+        for model in config.models.values() {
+            let mut targets = Vec::new();
+            for d in &model.deployments {
+                let Some(provider) = clients.get(&d.provider) else {
+                    continue;
+                };
+                targets.push(Target {
+                    provider: provider.clone(),
+                    upstream_model: d.model.clone(),
+                    urls: provider
+                        .urls(&d.model)
+                        .map_err(|e| (provider.name.to_string(), e))?,
+                    max_output_tokens: d.max_output_tokens,
+                    provider_header: header_value(&provider.name),
+                    model_header: header_value(&d.model),
+                    weight: u64::from(d.weight),
+                });
+            }
+            let total_weight = targets.iter().map(|t| t.weight).sum();
+            models.insert(
+                model.name.clone(),
+                ModelRoute {
+                    targets,
+                    total_weight,
+                },
+            );
+        }
+        Ok(Self {
             models,
             counter: AtomicU64::new(0x5eed),
-        }
-    }
-
-    /// Public models none of whose deployments this version can call, sorted.
-    pub fn unservable(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .models
-            .iter()
-            .filter(|(_, route)| route.total_weight == 0)
-            .map(|(name, _)| name.as_str())
-            .collect();
-        names.sort_unstable();
-        names
+        })
     }
 
     /// Picks a deployment of `model` at random in proportion to the weights.

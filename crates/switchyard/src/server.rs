@@ -76,11 +76,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let ready = Arc::new(AtomicBool::new(true));
     let cut = CancellationToken::new();
     let state = Arc::new(AppState {
-        routes: Routes::new(&config, &clients),
+        routes: Routes::new(&config, &clients)
+            .map_err(|(provider, source)| StartError::Client { provider, source })?,
         auth: Authenticator::new(config.auth, &config.keys),
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: config.server.body_timeout,
         max_stream_event_bytes: config.server.max_stream_event_bytes,
+        max_response_bytes: config.server.max_response_bytes,
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
         models_body: models_body(&config),

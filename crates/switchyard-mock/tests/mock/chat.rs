@@ -365,3 +365,38 @@ async fn bad_requests_get_openai_errors() {
         assert!(body["error"]["message"].is_string());
     }
 }
+
+#[tokio::test]
+async fn a_stop_sequence_cuts_the_reply() {
+    let mock = start(MockOptions::default()).await;
+    let mut body = chat("hello there");
+    body["stop"] = json!("there");
+    let (status, reply) = mock.post_json(PATH, &body).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["choices"][0]["message"]["content"], "echo: hello ");
+    assert_eq!(reply["choices"][0]["finish_reason"], "stop");
+    body["stop"] = json!(["nothing", "hello"]);
+    let (_, reply) = mock.post_json(PATH, &body).await;
+    assert_eq!(reply["choices"][0]["message"]["content"], "echo: ");
+}
+
+#[tokio::test]
+async fn azure_routes_need_an_api_version() {
+    let mock = start(MockOptions::default()).await;
+    let path = "/openai/deployments/my-gpt/chat/completions";
+    let (status, reply) = mock.post_json(path, &chat("hello")).await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["error"]["param"], "api-version");
+    let (status, reply) = mock
+        .post_json(&format!("{path}?api-version=2024-10-21"), &chat("hello"))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        reply["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("echo: hello")
+    );
+    let log = mock.get_json("/mock/requests").await;
+    assert_eq!(log[1]["query"], "api-version=2024-10-21");
+}

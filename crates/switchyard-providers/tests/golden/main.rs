@@ -18,6 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod anthropic;
+mod gemini;
 
 use std::path::{Path, PathBuf};
 
@@ -26,8 +27,6 @@ use serde_json::Value;
 use switchyard_providers::openai::chat::ChatChunk;
 use switchyard_providers::sse::SseParser;
 use switchyard_providers::translate::{Progress, StreamDecoder, StreamEncoder, StreamError};
-
-mod gemini;
 
 /// The case folders of one direction, sorted.
 pub fn cases(direction: &str) -> Vec<PathBuf> {

@@ -15,16 +15,10 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 while serving; 503 once shutdown has begun. The body names the models
-/// that no deployment can serve (their requests get 503), without failing
-/// readiness: the other models are served.
+/// 200 while serving; 503 once shutdown has begun.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     if state.ready.load(Ordering::Relaxed) {
-        let unservable = state.routes.unservable();
-        (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "unservable_models": unservable })),
-        )
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -18,7 +18,7 @@
 //! as a task of its own, see `upstream::relay_sse`).
 
 mod health;
-mod openai;
+mod proxy;
 mod request_id;
 
 use std::convert::Infallible;
@@ -38,7 +38,6 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use hyper::body::Incoming;
-use switchyard_providers::openai::Endpoint;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -47,6 +46,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::routing::Routes;
 use crate::telemetry::AccessLog;
 
+use proxy::ProxyEndpoint;
 use request_id::RequestIds;
 
 /// What every handler shares.
@@ -62,6 +62,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// `server.max_stream_event_bytes`.
     pub max_stream_event_bytes: usize,
+    /// `server.max_response_bytes`.
+    pub max_response_bytes: usize,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.
@@ -89,7 +91,7 @@ impl Gateway {
     /// The service for `state`.
     pub fn new(state: Arc<AppState>) -> Self {
         let router = Router::new()
-            .route("/v1/models", get(openai::models))
+            .route("/v1/models", get(proxy::models))
             .route("/health", get(health::health))
             .route("/ready", get(health::ready))
             .fallback(not_found)
@@ -152,7 +154,7 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
             }
         }
         let path = request.uri().path();
-        let (endpoint, name) = (proxy_endpoint(path), endpoint_name(path));
+        let (endpoint, name) = (ProxyEndpoint::at(path), endpoint_name(path));
         // The proxy handlers write their own access line, also when they panic
         // (their record is written as it is dropped).
         let handler_logs = endpoint.is_some() && request.method() == Method::POST;
@@ -162,7 +164,7 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
             let handled = AssertUnwindSafe(async {
                 match endpoint {
                     Some(endpoint) if handler_logs => {
-                        openai::proxy(&state, endpoint, request, &id, started).await
+                        proxy::proxy(&state, endpoint, request, &id, started).await
                     }
                     Some(_) => method_not_allowed(request.map(Body::new)).await,
                     None => {
@@ -180,16 +182,6 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
             response.headers_mut().insert(REQUEST_ID.clone(), id);
             Ok(response)
         })
-    }
-}
-
-/// The proxy endpoint at `path`, if it is one.
-fn proxy_endpoint(path: &str) -> Option<Endpoint> {
-    match path {
-        "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
-        "/v1/completions" => Some(Endpoint::Completions),
-        "/v1/embeddings" => Some(Endpoint::Embeddings),
-        _ => None,
     }
 }
 
@@ -240,7 +232,7 @@ fn endpoint_name(path: &str) -> &'static str {
         "/v1/models" => "models",
         "/health" => "health",
         "/ready" => "ready",
-        _ => proxy_endpoint(path).map_or("other", openai::name_of),
+        _ => ProxyEndpoint::at(path).map_or("other", ProxyEndpoint::name),
     }
 }
 

@@ -61,6 +61,9 @@ pub struct Server {
     pub shutdown_grace: Duration,
     /// Largest single event accepted from an upstream stream.
     pub max_stream_event_bytes: usize,
+    /// Largest non-streamed provider answer translated between dialects (one
+    /// passed through is streamed, never held whole).
+    pub max_response_bytes: usize,
 }
 
 /// A client key from `keys:`.
@@ -83,6 +86,8 @@ pub struct Provider {
     pub base_url: String,
     /// The provider's key.
     pub api_key: Option<SecretString>,
+    /// `api-version` (Azure) or `anthropic-version` (Anthropic); empty for the others.
+    pub api_version: String,
     /// Timeouts.
     pub timeouts: Timeouts,
 }
@@ -124,6 +129,8 @@ pub struct Deployment {
     pub weight: u32,
     /// Price per million tokens, when known.
     pub price: Option<Price>,
+    /// The completion token cap for providers that require one, when the client sets none.
+    pub max_output_tokens: u32,
 }
 
 /// Where a configuration comes from.

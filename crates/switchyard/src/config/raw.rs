@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub idle_timeout: Option<HumanDuration>,
     /// Largest single event accepted from an upstream stream (default 1 MiB).
     pub max_stream_event_bytes: Option<ByteSize>,
+    /// Largest non-streamed provider answer translated between dialects (default 32 MiB).
+    pub max_response_bytes: Option<ByteSize>,
 }
 
 /// `auth:`
@@ -89,6 +91,10 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     /// The provider's API key.
     pub api_key: Option<String>,
+    /// `api-version` of an `azure` provider (default `2024-10-21`).
+    pub api_version: Option<String>,
+    /// `anthropic-version` of an `anthropic` provider (default `2023-06-01`).
+    pub anthropic_version: Option<String>,
     /// Timeouts for calls to this provider.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
@@ -149,6 +155,9 @@ pub struct ModelConfig {
     /// Models tried, in order, when every deployment fails.
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    /// The completion token cap sent to providers that require one (Anthropic)
+    /// when the client sets none; a deployment's own value wins (default 4096).
+    pub max_output_tokens: Option<u32>,
 }
 
 /// Deployment selection strategies.
@@ -192,6 +201,8 @@ pub struct DeploymentConfig {
     pub weight: Option<u32>,
     /// USD per million tokens.
     pub price: Option<PriceConfig>,
+    /// The completion token cap sent when the client sets none (see the model's).
+    pub max_output_tokens: Option<u32>,
 }
 
 /// USD per million tokens.

@@ -31,6 +31,16 @@ const LATER_KEYS: [&str; 11] = [
 /// More problems than this in one file are not worth listing.
 const MAX_PROBLEMS: usize = 100;
 
+/// `api-version` of Azure providers that set none: the latest GA version.
+const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// `anthropic-version` of Anthropic providers that set none.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The completion token cap sent to providers that require one when neither
+/// the client nor the config sets one.
+const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
+
 /// Parses and validates; returns the config when there is no error, and every
 /// problem found.
 pub fn check(
@@ -257,6 +267,13 @@ impl Validator<'_> {
             );
         }
         let max_stream_event_bytes = raw.max_stream_event_bytes.map_or(1 << 20, |s| s.0);
+        let max_response_bytes = raw.max_response_bytes.map_or(32 << 20, |s| s.0);
+        if max_response_bytes == 0 {
+            self.error(
+                &["server", "max_response_bytes"],
+                "`max_response_bytes` must be more than 0",
+            );
+        }
         let idle_timeout = HumanDuration::or(raw.idle_timeout, Duration::from_secs(75));
         if idle_timeout.is_zero() {
             self.error(
@@ -276,6 +293,7 @@ impl Validator<'_> {
             idle_timeout,
             shutdown_delay: HumanDuration::or(raw.shutdown_delay, Duration::ZERO),
             max_stream_event_bytes: usize::try_from(max_stream_event_bytes).unwrap_or(usize::MAX),
+            max_response_bytes: usize::try_from(max_response_bytes).unwrap_or(usize::MAX),
         })
     }
 
@@ -353,14 +371,38 @@ impl Validator<'_> {
                     }
                 },
             };
-            if matches!(
-                kind,
-                ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Azure
-            ) {
-                self.warn(
-                    &path,
-                    format!("provider `{name}` is of kind `{}`, which this version cannot call yet; its deployments are not used", kind.as_str()),
-                );
+            let api_version = match (kind, p.api_version, p.anthropic_version) {
+                (ProviderKind::Azure, version, None) => {
+                    version.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned())
+                }
+                (ProviderKind::Anthropic, None, version) => {
+                    version.unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_owned())
+                }
+                (_, None, None) => String::new(),
+                (_, azure, _) => {
+                    let key = if azure.is_some() {
+                        "api_version"
+                    } else {
+                        "anthropic_version"
+                    };
+                    let owner = if azure.is_some() {
+                        "azure"
+                    } else {
+                        "anthropic"
+                    };
+                    self.error(
+                        &["providers", &name, key],
+                        format!(
+                            "`{key}` applies to `{owner}` providers only; `{name}` is of kind `{}`",
+                            kind.as_str()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if axum::http::HeaderValue::from_str(&api_version).is_err() {
+                self.error(&path, "the API version must be printable ASCII");
+                continue;
             }
             let api_key = p.api_key.filter(|k| !k.is_empty()).map(SecretString::from);
             if api_key.is_none() && kind != ProviderKind::Mock {
@@ -398,6 +440,7 @@ impl Validator<'_> {
                     kind,
                     base_url,
                     api_key,
+                    api_version,
                     timeouts,
                 },
             );
@@ -468,11 +511,20 @@ impl Validator<'_> {
                         "`price` must be non-negative USD per million tokens",
                     ));
                 }
+                let max_output_tokens = d
+                    .max_output_tokens
+                    .or(m.max_output_tokens)
+                    .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+                if max_output_tokens == 0 {
+                    self.problems
+                        .push(Problem::at(place, "`max_output_tokens` must be at least 1"));
+                }
                 deployments.push(Deployment {
                     provider,
                     model,
                     weight: d.weight.unwrap_or(1).max(1),
                     price: d.price,
+                    max_output_tokens,
                 });
             }
             let strategy = m.strategy.unwrap_or(Strategy::Weighted);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::uri::Scheme;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -24,12 +24,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::ExposeSecret;
 use switchyard_providers::openai::{Endpoint, ErrorBody, ErrorObject};
+use switchyard_providers::{anthropic, gemini};
 use tokio::time::Instant;
 
 use crate::config::{Provider, ProviderKind, Timeouts};
 
 pub use error::{TimeoutPhase, UpstreamError};
-pub use relay::{RelayLimits, relay_json, relay_sse};
+pub use relay::{BodyUsage, RelayLimits, StreamMode, read_whole, relay_json, relay_sse};
 
 /// A provider's answer whose status is a success; its body still to be read.
 pub type UpstreamResponse = axum::http::Response<Incoming>;
@@ -58,12 +59,47 @@ pub enum ClientError {
     Url(String),
 }
 
-/// The provider's endpoint URLs, parsed once at start-up.
+/// The body format a provider takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// OpenAI's (OpenAI-compatible relays, Azure OpenAI, the mock).
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google Gemini's `generateContent`.
+    Gemini,
+}
+
+/// Where one deployment's requests go, parsed once at start-up.
 #[derive(Debug)]
-struct EndpointUrls {
-    chat_completions: Uri,
-    completions: Uri,
-    embeddings: Uri,
+pub struct Urls {
+    /// Chat (OpenAI `chat/completions`, Anthropic `messages`, Gemini `generateContent`).
+    pub chat: Uri,
+    /// Chat with a streamed answer (differs from `chat` for Gemini only).
+    pub chat_stream: Uri,
+    /// Legacy completions, where the dialect has them.
+    pub completions: Option<Uri>,
+    /// Embeddings, where the dialect has them.
+    pub embeddings: Option<Uri>,
+}
+
+/// A request to send to a provider.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// Where to.
+    pub uri: &'a Uri,
+    /// The body, in the provider's dialect.
+    pub body: Bytes,
+    /// Whether a streamed answer is asked for.
+    pub stream: bool,
+    /// The gateway's request id, passed on.
+    pub request_id: &'a HeaderValue,
+    /// The client's `anthropic-beta` header, passed on to Anthropic providers only.
+    pub anthropic_beta: Option<&'a HeaderValue>,
+    /// When the call began: the first-byte timeout counts from here.
+    pub sent: Instant,
+    /// When the whole exchange must be over.
+    pub deadline: Instant,
 }
 
 /// A provider ready to be called.
@@ -73,13 +109,19 @@ pub struct ProviderClient {
     pub name: Arc<str>,
     /// The dialect it speaks.
     pub kind: ProviderKind,
-    urls: EndpointUrls,
+    /// The body format it takes.
+    pub wire: Wire,
+    /// The API root the endpoint paths are appended to.
+    base_url: String,
+    /// `api-version` of an Azure provider.
+    api_version: String,
     /// The `host` header for plain-HTTP providers (always HTTP/1.1), built once;
     /// the pooled client would format it for every request. Over TLS, where ALPN
     /// may pick HTTP/2 and `:authority` replaces it, the client sets it.
     host: Option<HeaderValue>,
-    /// `Bearer <key>`, marked sensitive so it never shows in debug output.
-    authorization: Option<HeaderValue>,
+    /// The headers that carry the key (and the API version), marked sensitive
+    /// so they never show in debug output.
+    credentials: Vec<(HeaderName, HeaderValue)>,
     /// The raw key, to scrub it from anything the provider echoes back.
     secret: Option<secrecy::SecretString>,
     /// Timeouts for every call.
@@ -108,80 +150,100 @@ impl ProviderClient {
             .timer(TokioTimer::new())
             .build(https);
         let base_url = base_url.unwrap_or_else(|| provider.base_url.clone());
-        let url = |endpoint: Endpoint| {
-            let text = format!("{base_url}{}", endpoint.path());
-            match text.parse::<Uri>() {
-                Ok(uri)
-                    if uri.authority().is_some()
-                        && matches!(uri.scheme(), Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS) =>
-                {
-                    Ok(uri)
-                }
-                Ok(_) => Err(ClientError::Url(format!("{base_url}: not an http(s) URL"))),
-                Err(e) => Err(ClientError::Url(format!("{base_url}: {e}"))),
-            }
-        };
-        let urls = EndpointUrls {
-            chat_completions: url(Endpoint::ChatCompletions)?,
-            completions: url(Endpoint::Completions)?,
-            embeddings: url(Endpoint::Embeddings)?,
-        };
+        let root = parse_url(&base_url)?;
         // Host and port only: any user info of the URL stays out of it.
-        let host = match urls.chat_completions.authority() {
-            Some(authority) if urls.chat_completions.scheme() == Some(&Scheme::HTTP) => {
-                match authority.port() {
-                    Some(port) => HeaderValue::from_str(&format!("{}:{port}", authority.host())),
-                    None => HeaderValue::from_str(authority.host()),
-                }
-                .ok()
+        let host = match root.authority() {
+            Some(authority) if root.scheme() == Some(&Scheme::HTTP) => match authority.port() {
+                Some(port) => HeaderValue::from_str(&format!("{}:{port}", authority.host())),
+                None => HeaderValue::from_str(authority.host()),
             }
+            .ok(),
             _ => None,
         };
-        let authorization = provider.api_key.as_ref().and_then(|key| {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).ok()?;
-            value.set_sensitive(true);
-            Some(value)
-        });
+        let wire = match provider.kind {
+            ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => Wire::OpenAi,
+            ProviderKind::Anthropic => Wire::Anthropic,
+            ProviderKind::Gemini => Wire::Gemini,
+        };
         Ok(Self {
             name: Arc::from(provider.name.as_str()),
             kind: provider.kind,
-            urls,
+            wire,
+            base_url,
+            api_version: provider.api_version.clone(),
             host,
-            authorization,
+            credentials: credentials(provider),
             secret: provider.api_key.clone(),
             timeouts: provider.timeouts,
             client,
         })
     }
 
-    /// Sends `body` to `endpoint` and waits for the response headers.
+    /// The URLs of a deployment of `model` (the name the provider knows).
+    pub fn urls(&self, model: &str) -> Result<Urls, ClientError> {
+        let base = &self.base_url;
+        let at = |path: String| parse_url(&format!("{base}{path}"));
+        Ok(match self.kind {
+            ProviderKind::Openai | ProviderKind::Mock => Urls {
+                chat: at(Endpoint::ChatCompletions.path().to_owned())?,
+                chat_stream: at(Endpoint::ChatCompletions.path().to_owned())?,
+                completions: Some(at(Endpoint::Completions.path().to_owned())?),
+                embeddings: Some(at(Endpoint::Embeddings.path().to_owned())?),
+            },
+            ProviderKind::Azure => {
+                let version = &self.api_version;
+                let path = |endpoint: Endpoint| {
+                    format!(
+                        "/openai/deployments/{model}{}?api-version={version}",
+                        endpoint.path()
+                    )
+                };
+                Urls {
+                    chat: at(path(Endpoint::ChatCompletions))?,
+                    chat_stream: at(path(Endpoint::ChatCompletions))?,
+                    completions: Some(at(path(Endpoint::Completions))?),
+                    embeddings: Some(at(path(Endpoint::Embeddings))?),
+                }
+            }
+            ProviderKind::Anthropic => Urls {
+                chat: at("/v1/messages".to_owned())?,
+                chat_stream: at("/v1/messages".to_owned())?,
+                completions: None,
+                embeddings: None,
+            },
+            ProviderKind::Gemini => Urls {
+                chat: at(format!("/v1beta/models/{model}:generateContent"))?,
+                chat_stream: at(format!(
+                    "/v1beta/models/{model}:streamGenerateContent?alt=sse"
+                ))?,
+                completions: None,
+                embeddings: Some(at(format!("/v1beta/models/{model}:batchEmbedContents"))?),
+            },
+        })
+    }
+
+    /// Sends a request and waits for the response headers.
     ///
-    /// The request is built from scratch: no header of the client's goes upstream.
-    /// A non-2xx answer becomes [`UpstreamError::Status`] with the provider's
-    /// message (its error body is read, bounded, within the deadline). The
-    /// first-byte timeout counts from `sent`, the time the caller took the call's
-    /// total `deadline` from.
-    pub async fn send(
-        &self,
-        endpoint: Endpoint,
-        body: Bytes,
-        stream: bool,
-        request_id: &HeaderValue,
-        sent: Instant,
-        deadline: Instant,
-    ) -> Result<UpstreamResponse, UpstreamError> {
-        let uri = match endpoint {
-            Endpoint::ChatCompletions => &self.urls.chat_completions,
-            Endpoint::Completions => &self.urls.completions,
-            Endpoint::Embeddings => &self.urls.embeddings,
-        }
-        .clone();
+    /// The request is built from scratch: no header of the client's goes upstream
+    /// (but `anthropic-beta` to an Anthropic provider). A non-2xx answer becomes
+    /// [`UpstreamError::Status`] with the provider's message (its error body is
+    /// read, bounded, within the deadline). The first-byte timeout counts from
+    /// `sent`, the time the caller took the call's total `deadline` from.
+    pub async fn send(&self, outgoing: Outgoing<'_>) -> Result<UpstreamResponse, UpstreamError> {
+        let Outgoing {
+            uri,
+            body,
+            stream,
+            request_id,
+            anthropic_beta,
+            sent,
+            deadline,
+        } = outgoing;
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = uri.clone();
         let headers = request.headers_mut();
-        headers.reserve(7);
+        headers.reserve(8);
         if let Some(host) = &self.host {
             headers.insert(header::HOST, host.clone());
         }
@@ -199,8 +261,13 @@ impl ProviderClient {
         );
         headers.insert(header::USER_AGENT, USER_AGENT.clone());
         headers.insert(crate::api::REQUEST_ID.clone(), request_id.clone());
-        if let Some(auth) = &self.authorization {
-            headers.insert(header::AUTHORIZATION, auth.clone());
+        for (name, value) in &self.credentials {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some(beta) = anthropic_beta
+            && self.wire == Wire::Anthropic
+        {
+            headers.insert(ANTHROPIC_BETA.clone(), beta.clone());
         }
         let first_byte = deadline.min(sent + self.timeouts.first_byte);
         let response = match tokio::time::timeout_at(first_byte, self.client.request(request)).await
@@ -253,14 +320,18 @@ impl ProviderClient {
         let body = tokio::time::timeout_at(idle, read_bounded(response, MAX_ERROR_BODY))
             .await
             .unwrap_or_default();
-        let mut error = serde_json::from_slice::<ErrorBody>(&body)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| ErrorObject {
-                message: String::from_utf8_lossy(&body).chars().take(500).collect(),
-                kind: None,
-                param: None,
-                code: None,
-            });
+        let mut error = match self.wire {
+            Wire::OpenAi => serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| ErrorObject {
+                    message: String::from_utf8_lossy(&body).chars().take(500).collect(),
+                    kind: None,
+                    param: None,
+                    code: None,
+                }),
+            Wire::Anthropic => anthropic::decode_error(status, &body),
+            Wire::Gemini => gemini::decode_error(status, &body),
+        };
         error.message = self.scrub(&error.message);
         if error.message.is_empty() {
             error.message = format!("upstream status {status}");
@@ -282,6 +353,54 @@ impl ProviderClient {
             _ => text.to_owned(),
         }
     }
+}
+
+/// `anthropic-beta`, the one client header an Anthropic provider gets.
+pub static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+
+/// An http(s) URL with a host.
+fn parse_url(text: &str) -> Result<Uri, ClientError> {
+    match text.parse::<Uri>() {
+        Ok(uri)
+            if uri.authority().is_some()
+                && matches!(uri.scheme(), Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS) =>
+        {
+            Ok(uri)
+        }
+        Ok(_) => Err(ClientError::Url(format!("{text}: not an http(s) URL"))),
+        Err(e) => Err(ClientError::Url(format!("{text}: {e}"))),
+    }
+}
+
+/// The headers that carry a provider's key, in its dialect, marked sensitive.
+fn credentials(provider: &Provider) -> Vec<(HeaderName, HeaderValue)> {
+    let key = provider.api_key.as_ref().map(ExposeSecret::expose_secret);
+    let sensitive = |text: &str| {
+        let mut value = HeaderValue::from_str(text).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    };
+    let mut headers = Vec::new();
+    let name = match provider.kind {
+        ProviderKind::Openai | ProviderKind::Mock => {
+            if let Some(value) = key.and_then(|k| sensitive(&format!("Bearer {k}"))) {
+                headers.push((header::AUTHORIZATION, value));
+            }
+            None
+        }
+        ProviderKind::Azure => Some("api-key"),
+        ProviderKind::Anthropic => {
+            if let Ok(version) = HeaderValue::from_str(&provider.api_version) {
+                headers.push((HeaderName::from_static("anthropic-version"), version));
+            }
+            Some("x-api-key")
+        }
+        ProviderKind::Gemini => Some("x-goog-api-key"),
+    };
+    if let (Some(name), Some(value)) = (name, key.and_then(sensitive)) {
+        headers.push((HeaderName::from_static(name), value));
+    }
+    headers
 }
 
 /// `retry-after` as whole seconds (from seconds or `retry-after-ms`).
@@ -356,6 +475,7 @@ mod tests {
             kind: ProviderKind::Openai,
             base_url: base_url.to_owned(),
             api_key: None,
+            api_version: String::new(),
             timeouts: Timeouts {
                 connect: second,
                 first_byte: second,

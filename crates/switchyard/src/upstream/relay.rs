@@ -13,17 +13,20 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use switchyard_providers::anthropic::{self, EventWatch};
+use switchyard_providers::openai::chat::ChatChunk;
 use switchyard_providers::openai::{
     ErrorBody, ErrorObject, StreamEvent, classify_event, usage_in_tail, usage_of_response,
     without_usage,
 };
 use switchyard_providers::sse::{SseEvent, SseParser};
+use switchyard_providers::translate::{Fault, Progress, StreamDecoder, StreamEncoder, StreamError};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{ProviderClient, TimeoutPhase, UpstreamError, UpstreamResponse};
-use crate::error::GatewayError;
+use crate::error::{Dialect, GatewayError};
 use crate::telemetry::AccessLog;
 
 /// Limits that apply while relaying one response.
@@ -66,9 +69,11 @@ pub fn relay_json(
     upstream: UpstreamResponse,
     provider: Arc<ProviderClient>,
     limits: RelayLimits,
+    usage: BodyUsage,
     log: AccessLog,
 ) -> Body {
     let relay = JsonRelay {
+        usage,
         expected: hyper::body::Body::size_hint(upstream.body()).exact(),
         reader: Reader::new(upstream, provider, &limits),
         relayed: 0,
@@ -82,7 +87,52 @@ pub fn relay_json(
     ))
 }
 
+/// Reads a whole upstream body, for translation, within the idle and total
+/// timeouts; a body longer than `limit` bytes is refused.
+pub async fn read_whole(
+    upstream: UpstreamResponse,
+    provider: Arc<ProviderClient>,
+    limits: &RelayLimits,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    let mut reader = Reader::new(upstream, provider.clone(), limits);
+    let mut body = BytesMut::new();
+    let mut over = false;
+    loop {
+        let mut take = |chunk: Bytes| {
+            if body.len() + chunk.len() > limit {
+                over = true;
+            } else {
+                body.extend_from_slice(&chunk);
+            }
+        };
+        match reader.read(0, &mut take).await {
+            Ok(true) if over => {
+                return Err(GatewayError::Upstream(UpstreamError::Protocol {
+                    provider: provider.name.to_string(),
+                    detail: format!(
+                        "the answer is larger than server.max_response_bytes ({limit} bytes)"
+                    ),
+                }));
+            }
+            Ok(true) => {}
+            Ok(false) => return Ok(body.freeze()),
+            Err(e) => return Err(e.into_gateway()),
+        }
+    }
+}
+
+/// Where the usage of a body passed through is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyUsage {
+    /// OpenAI's `usage` object, last in the body.
+    OpenAi,
+    /// Anthropic's `usage` of a message.
+    Anthropic,
+}
+
 struct JsonRelay {
+    usage: BodyUsage,
     reader: Reader,
     /// The upstream's `content-length`: once that much is relayed the body is over
     /// (the server stops polling a body whose declared length is reached).
@@ -144,10 +194,15 @@ impl JsonRelay {
     }
 
     fn complete(&mut self, mut log: AccessLog) {
-        let usage = match (&self.tail, self.chunks.as_slice()) {
-            (Some(tail), _) => usage_in_tail(tail),
-            (None, [one]) => usage_of_response(one),
-            (None, many) => usage_of_response(&many.concat()),
+        let usage = match (self.usage, &self.tail, self.chunks.as_slice()) {
+            (BodyUsage::OpenAi, Some(tail), _) => usage_in_tail(tail),
+            (BodyUsage::OpenAi, None, [one]) => usage_of_response(one),
+            (BodyUsage::OpenAi, None, many) => usage_of_response(&many.concat()),
+            // A message larger than the kept part has no readable usage.
+            (BodyUsage::Anthropic, Some(_), _) => None,
+            (BodyUsage::Anthropic, None, many) => {
+                anthropic::usage_of_message(&many.concat()).map(|u| u.totals())
+            }
         };
         if let Some(usage) = usage {
             log.usage(usage);
@@ -156,28 +211,77 @@ impl JsonRelay {
     }
 }
 
-/// Relays an OpenAI event stream event by event.
+/// What the stream relay does with each upstream event.
+pub enum StreamMode {
+    /// OpenAI to OpenAI: events pass through; when the gateway added
+    /// `include_usage` on its own (`strip_usage`), the usage is read and not
+    /// passed on.
+    OpenAi {
+        /// Remove the usage the client did not ask for.
+        strip_usage: bool,
+    },
+    /// Anthropic to Anthropic: events pass through unchanged, watched for
+    /// usage, the end and in-band errors.
+    Anthropic,
+    /// Between dialects: each upstream event is decoded into OpenAI chunks,
+    /// and each chunk written in the client's dialect as it comes.
+    Translate {
+        /// Reads the provider's events.
+        decoder: Box<dyn StreamDecoder>,
+        /// Writes the client's events.
+        encoder: Box<dyn StreamEncoder>,
+    },
+}
+
+/// The relay's state for its [`StreamMode`].
+enum Mode {
+    OpenAi {
+        strip_usage: bool,
+        /// A choice has carried a `finish_reason`.
+        finished: bool,
+    },
+    Anthropic(EventWatch),
+    Translate {
+        decoder: Box<dyn StreamDecoder>,
+        encoder: Box<dyn StreamEncoder>,
+        /// Chunks decoded from the current event (kept for its capacity).
+        chunks: Vec<ChatChunk>,
+    },
+}
+
+/// Relays an event stream event by event, in the client's `dialect`.
 ///
-/// Every stream ends one of two ways: the upstream's finish and `[DONE]`, or an
-/// error event (`data: {"error": …}`) with no `[DONE]` — when the upstream
-/// reports an error in-band, breaks the format, goes silent past the idle
-/// timeout, closes before finishing, or the shutdown grace period runs out.
-/// When the gateway added `include_usage` on its own (`strip_usage`), the usage
-/// is read and not passed on.
+/// Every stream ends one of two ways: the upstream's finish (and for OpenAI
+/// clients `[DONE]`), or an error event in the client's dialect — when the
+/// upstream reports an error in-band, breaks the format, goes silent past the
+/// idle timeout, closes before finishing, or the shutdown grace period runs out.
 pub fn relay_sse(
     upstream: UpstreamResponse,
     provider: Arc<ProviderClient>,
     limits: RelayLimits,
-    strip_usage: bool,
+    mode: StreamMode,
+    dialect: Dialect,
     log: AccessLog,
 ) -> Body {
+    let mode = match mode {
+        StreamMode::OpenAi { strip_usage } => Mode::OpenAi {
+            strip_usage,
+            finished: false,
+        },
+        StreamMode::Anthropic => Mode::Anthropic(EventWatch::new()),
+        StreamMode::Translate { decoder, encoder } => Mode::Translate {
+            decoder,
+            encoder,
+            chunks: Vec::new(),
+        },
+    };
     let relay = SseRelay {
         parser: SseParser::new(limits.max_event_bytes),
         received: Vec::new(),
         reader: Reader::new(upstream, provider.clone(), &limits),
         provider,
-        strip_usage,
-        finished: false,
+        mode,
+        dialect,
         chunks_sent: 0,
         log: Some(log),
     };
@@ -193,13 +297,20 @@ pub fn relay_sse(
             .is_err()
         {
             tracing::error!("a stream relay panicked");
-            let error = ErrorObject {
-                message: "internal error".to_owned(),
-                kind: Some("server_error".to_owned()),
-                param: None,
-                code: Some("internal_error".to_owned()),
+            let fault = Fault {
+                status: 500,
+                error: ErrorObject {
+                    message: "internal error".to_owned(),
+                    kind: Some("server_error".to_owned()),
+                    param: None,
+                    code: Some("internal_error".to_owned()),
+                },
             };
-            let _ = on_panic.send(error_event(&error)).await;
+            let event = match dialect {
+                Dialect::OpenAi => error_event(&fault.error),
+                Dialect::Anthropic => anthropic_error_event(&fault),
+            };
+            let _ = on_panic.send(event).await;
         }
     });
     Body::from_stream(futures_util::stream::unfold(
@@ -220,9 +331,9 @@ struct SseRelay {
     received: Vec<Bytes>,
     parser: SseParser,
     provider: Arc<ProviderClient>,
-    strip_usage: bool,
-    /// A choice has carried a `finish_reason`.
-    finished: bool,
+    mode: Mode,
+    /// The client's dialect, for the relay's own error events.
+    dialect: Dialect,
     /// Chunks relayed so far.
     chunks_sent: usize,
     /// `None` once the stream is over.
@@ -271,16 +382,9 @@ impl SseRelay {
                         return Some(out.freeze());
                     }
                 }
-                Ok(false) if self.finished => {
-                    // Some servers finish without `[DONE]`; the client still gets one.
-                    out.extend_from_slice(b"data: [DONE]\n\n");
-                    self.end("ok", None);
-                    return Some(out.freeze());
-                }
                 Ok(false) => {
-                    let error =
-                        self.protocol_error("the stream ended before the response was finished");
-                    return Some(self.fail(&error));
+                    self.upstream_ended(&mut out);
+                    return Some(out.freeze());
                 }
                 Err(e) => return Some(self.fail(&e.into_gateway())),
             }
@@ -316,25 +420,178 @@ impl SseRelay {
     }
 
     fn on_event(&mut self, event: SseEvent<'_>, out: &mut BytesMut) {
-        match classify_event(event.data) {
-            StreamEvent::Done => {
-                out.extend_from_slice(b"data: [DONE]\n\n");
-                self.end("ok", None);
+        match &mut self.mode {
+            Mode::OpenAi { .. } => self.on_openai_event(event, out),
+            Mode::Anthropic(watch) => {
+                let progress = watch.event(event);
+                if let Some(log) = self.log.as_mut() {
+                    log.first_token();
+                }
+                self.chunks_sent += 1;
+                match progress {
+                    Ok(progress) => {
+                        push_event(out, event.event, event.data);
+                        if progress == Progress::Done {
+                            self.log_stream_usage();
+                            self.end("ok", None);
+                        }
+                    }
+                    Err(e) => self.stream_error(e, out),
+                }
             }
-            StreamEvent::Chunk { finished, usage } => {
+            Mode::Translate {
+                decoder,
+                encoder,
+                chunks,
+            } => {
+                let decoded = decoder.event(event, chunks);
+                let mut usage = None;
+                for chunk in chunks.drain(..) {
+                    usage = usage.or(chunk.usage.map(|u| u.totals()));
+                    encoder.chunk(&chunk, out);
+                }
+                self.chunks_sent += 1;
                 if let Some(log) = self.log.as_mut() {
                     log.first_token();
                     if let Some(usage) = usage {
                         log.usage(usage);
                     }
                 }
-                self.finished |= finished;
+                match decoded {
+                    Ok(Progress::More) => {}
+                    Ok(Progress::Done) => {
+                        if let Mode::Translate { encoder, .. } = &mut self.mode {
+                            encoder.done(out);
+                        }
+                        self.end("ok", None);
+                    }
+                    Err(e) => self.stream_error(e, out),
+                }
+            }
+        }
+    }
+
+    /// The upstream body ended: the end of a complete answer, or a cut.
+    fn upstream_ended(&mut self, out: &mut BytesMut) {
+        let ended = match &mut self.mode {
+            Mode::OpenAi { finished, .. } => {
+                if *finished {
+                    // Some servers finish without `[DONE]`; the client still gets one.
+                    out.extend_from_slice(b"data: [DONE]\n\n");
+                    Ok(())
+                } else {
+                    Err(None)
+                }
+            }
+            Mode::Anthropic(watch) => watch.end().map_err(Some),
+            Mode::Translate {
+                decoder,
+                encoder,
+                chunks,
+            } => {
+                let ended = decoder.end(chunks);
+                let mut usage = None;
+                for chunk in chunks.drain(..) {
+                    usage = usage.or(chunk.usage.map(|u| u.totals()));
+                    encoder.chunk(&chunk, out);
+                }
+                if let (Some(log), Some(usage)) = (self.log.as_mut(), usage) {
+                    log.usage(usage);
+                }
+                if ended.is_ok()
+                    && let Mode::Translate { encoder, .. } = &mut self.mode
+                {
+                    encoder.done(out);
+                }
+                ended.map_err(Some)
+            }
+        };
+        match ended {
+            Ok(()) => {
+                self.log_stream_usage();
+                self.end("ok", None);
+            }
+            Err(Some(e)) => self.stream_error(e, out),
+            Err(None) => {
+                let error =
+                    self.protocol_error("the stream ended before the response was finished");
+                out.extend_from_slice(&self.fail(&error));
+            }
+        }
+    }
+
+    /// Logs the usage a pass-through Anthropic stream reported.
+    fn log_stream_usage(&mut self) {
+        if let (Mode::Anthropic(watch), Some(log)) = (&self.mode, self.log.as_mut())
+            && let Some(usage) = watch.usage()
+        {
+            log.usage(usage.totals());
+        }
+    }
+
+    /// Ends the stream for a decoding failure or an in-band upstream error.
+    fn stream_error(&mut self, error: StreamError, out: &mut BytesMut) {
+        match error {
+            StreamError::Upstream(mut fault) => {
+                fault.error.message = self.provider.scrub(&fault.error.message);
+                fault
+                    .error
+                    .kind
+                    .get_or_insert_with(|| "server_error".to_owned());
+                let detail = fault.error.message.clone();
+                self.log_stream_usage();
+                self.end("upstream_in_band_error", Some(&detail));
+                out.extend_from_slice(&self.error_bytes(&fault));
+            }
+            StreamError::Malformed(detail) => {
+                let error = self.protocol_error(&detail);
+                out.extend_from_slice(&self.fail(&error));
+            }
+        }
+    }
+
+    /// The error event that ends the stream, in the client's dialect.
+    fn error_bytes(&mut self, fault: &Fault) -> Bytes {
+        match &mut self.mode {
+            Mode::Translate { encoder, .. } => {
+                let mut out = BytesMut::new();
+                encoder.error(fault, &mut out);
+                out.freeze()
+            }
+            _ => match self.dialect {
+                Dialect::OpenAi => error_event(&fault.error),
+                Dialect::Anthropic => anthropic_error_event(fault),
+            },
+        }
+    }
+
+    fn on_openai_event(&mut self, event: SseEvent<'_>, out: &mut BytesMut) {
+        let Mode::OpenAi {
+            strip_usage,
+            finished,
+        } = &mut self.mode
+        else {
+            return;
+        };
+        let strip_usage = *strip_usage;
+        match classify_event(event.data) {
+            StreamEvent::Done => {
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                self.end("ok", None);
+            }
+            StreamEvent::Chunk {
+                finished: chunk_finished,
+                usage,
+            } => {
+                if let Some(log) = self.log.as_mut() {
+                    log.first_token();
+                    if let Some(usage) = usage {
+                        log.usage(usage);
+                    }
+                }
+                *finished |= chunk_finished;
                 self.chunks_sent += 1;
-                match usage.and_then(|_| {
-                    self.strip_usage
-                        .then(|| without_usage(event.data))
-                        .flatten()
-                }) {
+                match usage.and_then(|_| strip_usage.then(|| without_usage(event.data)).flatten()) {
                     Some(stripped) => push_event(out, event.event, &stripped),
                     None => push_event(out, event.event, event.data),
                 }
@@ -343,7 +600,7 @@ impl SseRelay {
                 if let Some(log) = self.log.as_mut() {
                     log.usage(usage);
                 }
-                if !self.strip_usage {
+                if !strip_usage {
                     push_event(out, event.event, event.data);
                 }
             }
@@ -371,7 +628,8 @@ impl SseRelay {
     /// Ends the stream with an error event.
     fn fail(&mut self, error: &GatewayError) -> Bytes {
         self.end(error.kind(), Some(&error.to_string()));
-        error_event(&error.to_openai())
+        let fault = error.to_fault(self.dialect);
+        self.error_bytes(&fault)
     }
 
     fn end(&mut self, outcome: &str, detail: Option<&str>) {
@@ -394,6 +652,17 @@ pub fn error_event(error: &ErrorObject) -> Bytes {
     let _ = serde_json::to_writer(&mut out, &body);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+/// `event: error` with Anthropic's error body.
+fn anthropic_error_event(fault: &Fault) -> Bytes {
+    let mut out = BytesMut::new();
+    push_event(
+        &mut out,
+        Some("error"),
+        &anthropic::error_body(fault.status, &fault.error),
+    );
+    out.freeze()
 }
 
 fn push_event(out: &mut BytesMut, event: Option<&str>, data: &[u8]) {

@@ -59,3 +59,20 @@ fn serve_refuses_an_invalid_config() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("did you mean `models`?"));
 }
+
+#[test]
+fn check_refuses_a_version_key_on_the_wrong_kind() {
+    let (code, out) = check(
+        "auth: { mode: open }\nproviders:\n  up:\n    kind: openai\n    base_url: http://127.0.0.1:1/v1\n    api_key: k\n    anthropic_version: 2023-06-01\n  az:\n    kind: azure\n    base_url: https://x.openai.azure.com\n    api_key: k\n    api_version: 2024-10-21\nmodels:\n  x:\n    max_output_tokens: 0\n    deployments: [{ provider: az, model: gpt }]\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`anthropic_version` applies to `anthropic` providers only"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`max_output_tokens` must be at least 1"),
+        "{out}"
+    );
+    assert!(!out.contains("az"), "a valid azure provider: {out}");
+}

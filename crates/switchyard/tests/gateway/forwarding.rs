@@ -164,43 +164,6 @@ async fn completions_embeddings_and_models() {
 }
 
 #[tokio::test]
-async fn ready_names_the_models_no_deployment_can_serve() {
-    let mock = mock(&[]);
-    let yaml = config(&mock.url("/v1"), "connect: 1s", "").replace(
-        "models:\n",
-        "  claude:\n    kind: anthropic\n    base_url: https://api.anthropic.com\nmodels:\n  claude-sonnet-4.5:\n    deployments:\n      - { provider: claude, model: claude-sonnet-4-5 }\n",
-    );
-    let gw = gateway(&yaml);
-    let ready: Value = client()
-        .get(gw.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        ready,
-        json!({"status": "ready", "unservable_models": ["claude-sonnet-4.5"]})
-    );
-    let response = post(
-        &gw,
-        "/v1/chat/completions",
-        &json!({"model": "claude-sonnet-4.5", "messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await;
-    assert_eq!(response.status(), 503);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "service_unavailable");
-    assert_eq!(
-        post(&gw, "/v1/chat/completions", &chat("x", json!({})))
-            .await
-            .status(),
-        200
-    );
-}
-
-#[tokio::test]
 async fn health_and_ready_need_no_key() {
     let mock = mock(&[]);
     let gw = gateway_for(&mock);

@@ -7,6 +7,7 @@
 
 mod cli;
 mod connections;
+mod dialects;
 mod errors;
 mod forwarding;
 mod harness;
