@@ -1,7 +1,8 @@
 //! What translating between dialects costs over pass-through, per request and
 //! per stream event: `cargo bench -p switchyard-providers --bench translate`.
 //!
-//! The request is a 2 KB chat request (system prompt, six turns, two tools);
+//! The request is a 2 KB chat request (system prompt, eight turns with a tool
+//! call and its result, two tools);
 //! each benchmark does everything the gateway does with it for one route:
 //! validate, read the model, and write the upstream body.
 
@@ -27,11 +28,15 @@ fn openai_request() -> Vec<u8> {
     let body = json!({
         "model": "claude-sonnet-4.5",
         "messages": [
-            {"role": "system", "content": "You are the dispatcher's assistant. Answer briefly, with numbers."},
+            {"role": "system", "content": "You are the dispatcher's assistant at the northern yard. Answer briefly, with numbers, and say which track each train waits on."},
             {"role": "user", "content": turn},
             {"role": "assistant", "content": "Three trains are late: 12 (20 min), 31 (45 min) and 47 (5 min)."},
             {"role": "user", "content": turn},
             {"role": "assistant", "content": "Train 31 waits for a crew change; the others for a free track."},
+            {"role": "user", "content": turn},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "delays", "arguments": "{\"train\":31}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Crew change at Northgate: 40 minutes, then 5 minutes for the brake test. The relief crew left the depot at 09:12 and is expected on track 4 at 09:55; the train departs after the brake test, at 10:00 at the earliest."},
             {"role": "user", "content": [{"type": "text", "text": turn}]},
         ],
         "tools": [
@@ -45,7 +50,7 @@ fn openai_request() -> Vec<u8> {
         "user": "dispatcher-7",
     });
     let bytes = serde_json::to_vec(&body).unwrap();
-    assert!((1800..2600).contains(&bytes.len()), "{} bytes", bytes.len());
+    assert!((1900..2300).contains(&bytes.len()), "{} bytes", bytes.len());
     bytes
 }
 

@@ -1,7 +1,9 @@
 //! An Anthropic Messages request read as an OpenAI chat request.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::tools::{AnthropicToolChoice, read_tools};
@@ -19,18 +21,20 @@ use crate::translate::Decoded;
 /// without changing the answer (server tools, images in tool results, …) is
 /// refused; the rest that it cannot carry is dropped and named (see the
 /// module doc of [`crate::anthropic`]).
+///
+/// Each field is read straight from its text in the body (the body is parsed
+/// once into raw field values, never into a `Value` tree).
 pub fn decode_request(body: &[u8]) -> Result<Decoded, InvalidRequest> {
-    let mut fields: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| InvalidRequest {
-            message: format!("The request body is not a valid JSON object: {e}"),
-            param: None,
-        })?;
+    let mut fields: Fields<'_> = serde_json::from_slice(body).map_err(|e| InvalidRequest {
+        message: format!("The request body is not a valid JSON object: {e}"),
+        param: None,
+    })?;
     let mut dropped = Dropped::default();
     let model: String = required(take(&mut fields, "model")?, "model")?;
-    let raw_messages: Vec<Value> = required(take(&mut fields, "messages")?, "messages")?;
+    let raw_messages: Vec<InputMessage<'_>> = required(take(&mut fields, "messages")?, "messages")?;
     let max_tokens: u64 = required(take(&mut fields, "max_tokens")?, "max_tokens")?;
     let mut messages = Vec::with_capacity(raw_messages.len() + 1);
-    if let Some(system) = take::<Value>(&mut fields, "system")? {
+    if let Some(system) = take::<&RawValue>(&mut fields, "system")? {
         let text = system_text(system, &mut dropped)?;
         if !text.is_empty() {
             messages.push(Message::text(Role::System, text));
@@ -41,7 +45,7 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, InvalidRequest> {
     }
     let stream = take::<bool>(&mut fields, "stream")?;
     let user = take::<Metadata>(&mut fields, "metadata")?.and_then(|m| m.user_id);
-    let tools = match take::<Vec<Value>>(&mut fields, "tools")? {
+    let tools = match take::<Vec<&RawValue>>(&mut fields, "tools")? {
         Some(tools) => Some(read_tools(tools, &mut dropped)?),
         None => None,
     };
@@ -72,7 +76,7 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, InvalidRequest> {
     };
     // What is left has no OpenAI counterpart: top_k, thinking, service_tier, …
     for (name, value) in &fields {
-        if !value.is_null() {
+        if value.get() != "null" {
             dropped.add(name);
         }
     }
@@ -82,52 +86,88 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, InvalidRequest> {
     })
 }
 
+/// The request's top-level fields, each as its text in the body (a field sent
+/// twice keeps its last value).
+type Fields<'a> = BTreeMap<String, &'a RawValue>;
+
 /// Removes and reads the field `name` (`None` when absent or null).
-fn take<T: DeserializeOwned>(
-    fields: &mut Map<String, Value>,
+fn take<'a, T: Deserialize<'a>>(
+    fields: &mut Fields<'a>,
     name: &str,
 ) -> Result<Option<T>, InvalidRequest> {
     match fields.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => read(value, name).map(Some),
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => read(raw, || name.to_owned()).map(Some),
     }
 }
 
-/// Reads `value` as a `T`, a 400 naming `path` when it is not one.
-pub(super) fn read<T: DeserializeOwned>(value: Value, path: &str) -> Result<T, InvalidRequest> {
-    serde_json::from_value(value).map_err(|e| InvalidRequest::new(path, format!("{path}: {e}")))
+/// Reads `raw` as a `T`, a 400 naming the field at `path` when it is not one
+/// (the path is written only then).
+pub(super) fn read<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
+    path: impl FnOnce() -> String,
+) -> Result<T, InvalidRequest> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        let path = path();
+        InvalidRequest::new(&path, format!("{path}: {}", without_position(&e)))
+    })
+}
+
+/// serde's message without its "at line 1 column N", which would count from
+/// the field's start, not the body's.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(message) => message.to_owned(),
+        None => text,
+    }
 }
 
 fn required<T>(value: Option<T>, name: &str) -> Result<T, InvalidRequest> {
     value.ok_or_else(|| InvalidRequest::new(name, format!("{name}: Field required")))
 }
 
-/// A block's `cache_control` is dropped (and named once).
-pub(super) fn note_cache_control(block: &Value, dropped: &mut Dropped) {
-    if block.get("cache_control").is_some_and(|c| !c.is_null()) {
+/// A block's `cache_control` is dropped (and named once). Only a block whose
+/// text mentions it is parsed to see whether it is its own, non-null field.
+pub(super) fn note_cache_control(block: &RawValue, dropped: &mut Dropped) {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        cache_control: Option<serde::de::IgnoredAny>,
+    }
+    if memchr::memmem::find(block.get().as_bytes(), b"\"cache_control\"").is_some()
+        && serde_json::from_str::<Probe>(block.get()).is_ok_and(|p| p.cache_control.is_some())
+    {
         dropped.add("cache_control");
     }
 }
 
+/// `"…"` (a JSON string) or `[…]` (a list), by its first character.
+fn is_string(raw: &RawValue) -> bool {
+    raw.get().starts_with('"')
+}
+
 /// `system`: a string, or text blocks joined by a blank line.
-fn system_text(system: Value, dropped: &mut Dropped) -> Result<String, InvalidRequest> {
-    let blocks = match system {
-        Value::String(text) => return Ok(text),
-        Value::Array(blocks) => blocks,
-        _ => {
-            return Err(InvalidRequest::new(
-                "system",
-                "system: Input should be a valid string or a list of text blocks",
-            ));
-        }
+fn system_text(system: &RawValue, dropped: &mut Dropped) -> Result<String, InvalidRequest> {
+    let refused = || {
+        InvalidRequest::new(
+            "system",
+            "system: Input should be a valid string or a list of text blocks",
+        )
     };
+    if is_string(system) {
+        return serde_json::from_str(system.get()).map_err(|_| refused());
+    }
+    let blocks: Vec<&RawValue> = serde_json::from_str(system.get()).map_err(|_| refused())?;
     let mut texts = Vec::with_capacity(blocks.len());
     for (j, block) in blocks.into_iter().enumerate() {
-        note_cache_control(&block, dropped);
-        let path = format!("system.{j}");
-        match read::<Block>(block, &path)? {
+        note_cache_control(block, dropped);
+        match read::<Block>(block, || format!("system.{j}"))? {
             Block::Text { text } => texts.push(text),
             _ => {
+                let path = format!("system.{j}");
                 return Err(InvalidRequest::new(
                     &path,
                     format!("{path}: system blocks must be text blocks"),
@@ -138,65 +178,60 @@ fn system_text(system: Value, dropped: &mut Dropped) -> Result<String, InvalidRe
     Ok(texts.join("\n\n"))
 }
 
+/// A message as sent, its content still text.
 #[derive(Deserialize)]
-struct InputMessage {
+struct InputMessage<'a> {
     role: String,
-    content: Value,
+    #[serde(borrow)]
+    content: &'a RawValue,
 }
 
 /// Appends the OpenAI messages one Anthropic turn makes.
 fn read_message(
     i: usize,
-    message: Value,
+    message: InputMessage<'_>,
     out: &mut Vec<Message>,
     dropped: &mut Dropped,
 ) -> Result<(), InvalidRequest> {
-    let path = format!("messages.{i}");
-    let InputMessage { role, content } = read(message, &path)?;
+    let InputMessage { role, content } = message;
     let assistant = match role.as_str() {
         "user" => false,
         "assistant" => true,
         _ => {
-            let path = format!("{path}.role");
+            let path = format!("messages.{i}.role");
             return Err(InvalidRequest::new(
                 &path,
                 format!("{path}: Input should be 'user' or 'assistant'"),
             ));
         }
     };
-    let blocks = match content {
-        Value::String(text) => {
-            let role = if assistant {
-                Role::Assistant
-            } else {
-                Role::User
-            };
-            out.push(Message::text(role, text));
-            return Ok(());
-        }
-        Value::Array(blocks) => blocks,
-        _ => {
-            let path = format!("{path}.content");
-            return Err(InvalidRequest::new(
-                &path,
-                format!("{path}: Input should be a valid string or a list of content blocks"),
-            ));
-        }
+    let refused = || {
+        let path = format!("messages.{i}.content");
+        InvalidRequest::new(
+            &path,
+            format!("{path}: Input should be a valid string or a list of content blocks"),
+        )
     };
+    if is_string(content) {
+        let role = if assistant {
+            Role::Assistant
+        } else {
+            Role::User
+        };
+        let text: String = serde_json::from_str(content.get()).map_err(|_| refused())?;
+        out.push(Message::text(role, text));
+        return Ok(());
+    }
+    let blocks: Vec<&RawValue> = serde_json::from_str(content.get()).map_err(|_| refused())?;
     let mut turn = Turn::default();
     for (j, block) in blocks.into_iter().enumerate() {
-        note_cache_control(&block, dropped);
-        let path = format!("{path}.content.{j}");
-        let kind = block
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        match (read::<Block>(block, &path)?, assistant) {
+        note_cache_control(block, dropped);
+        let path = || format!("messages.{i}.content.{j}");
+        match (read::<Block>(block, path)?, assistant) {
             (Block::Text { text }, _) => turn.text(text, assistant),
-            (Block::Image { source }, false) => turn.parts.push(image(source, &path)?),
+            (Block::Image { source }, false) => turn.parts.push(image(source, &path())?),
             (Block::Document { source, title }, false) => {
-                turn.parts.push(document(source, title, &path)?)
+                turn.parts.push(document(source, title, &path())?)
             }
             (
                 Block::ToolResult {
@@ -210,7 +245,7 @@ fn read_message(
                     tool_use_id,
                     content,
                     is_error == Some(true),
-                    &path,
+                    &path(),
                 )?);
             }
             (Block::ToolUse { id, name, input }, true) => turn.calls.push(ToolCall {
@@ -221,10 +256,17 @@ fn read_message(
                     arguments: input.to_string(),
                 },
             }),
-            (Block::Thinking { .. } | Block::RedactedThinking, true) => {
-                dropped.add(format!("messages.content.{kind}"));
-            }
+            (Block::Thinking { .. }, true) => dropped.add("messages.content.thinking"),
+            (Block::RedactedThinking, true) => dropped.add("messages.content.redacted_thinking"),
             _ => {
+                #[derive(Deserialize)]
+                struct Kind {
+                    #[serde(rename = "type", default)]
+                    kind: String,
+                }
+                let kind = serde_json::from_str::<Kind>(block.get())
+                    .map_or_else(|_| String::new(), |k| k.kind);
+                let path = path();
                 let side = if assistant { "an assistant" } else { "a user" };
                 return Err(InvalidRequest::new(
                     &path,
@@ -335,7 +377,8 @@ fn tool_message(
         Some(Value::String(text)) => text,
         Some(blocks) => {
             let path = format!("{path}.content");
-            let blocks: Vec<Block> = read(blocks, &path)?;
+            let blocks: Vec<Block> = serde_json::from_value(blocks)
+                .map_err(|e| InvalidRequest::new(&path, format!("{path}: {e}")))?;
             let mut texts = Vec::with_capacity(blocks.len());
             for block in blocks {
                 match block {

@@ -1,7 +1,7 @@
 //! An Anthropic request's tools and `tool_choice` as OpenAI's.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::request::{note_cache_control, read};
 use crate::anthropic::Dropped;
@@ -11,15 +11,15 @@ use crate::openai::chat::{FunctionDefinition, FunctionName, NamedToolChoice, Too
 
 /// Custom tools as function tools; server tools are refused.
 pub(super) fn read_tools(
-    tools: Vec<Value>,
+    tools: Vec<&RawValue>,
     dropped: &mut Dropped,
 ) -> Result<Vec<Tool>, InvalidRequest> {
     let mut out = Vec::with_capacity(tools.len());
     for (j, tool) in tools.into_iter().enumerate() {
-        note_cache_control(&tool, dropped);
-        let path = format!("tools.{j}");
-        let tool: ToolDefinition = read(tool, &path)?;
+        note_cache_control(tool, dropped);
+        let tool: ToolDefinition = read(tool, || format!("tools.{j}"))?;
         if let Some(kind) = tool.kind.as_deref().filter(|k| *k != "custom") {
+            let path = format!("tools.{j}");
             return Err(InvalidRequest::new(
                 &path,
                 format!("{path}: server tools (`{kind}`) are not supported by this model"),
