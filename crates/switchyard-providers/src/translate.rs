@@ -97,3 +97,44 @@ pub struct Decoded {
     /// because leaving them out does not change what the answer means.
     pub dropped: Vec<String>,
 }
+
+/// The most dropped fields a translation names; past it, one last entry
+/// [`MORE_DROPPED`] says that more were left out. (A request can hold any
+/// number of unknown keys; naming each would make the check for repeats, and
+/// the response header, grow without bound.)
+pub const MAX_DROPPED_NAMES: usize = 32;
+
+/// The entry that ends a list of dropped fields cut at [`MAX_DROPPED_NAMES`].
+pub const MORE_DROPPED: &str = "+more";
+
+/// Adds `name` to the dropped fields `names`, unless it is there already or
+/// the list is full (see [`MAX_DROPPED_NAMES`]).
+pub fn note_dropped(names: &mut Vec<String>, name: &str) {
+    if names.len() > MAX_DROPPED_NAMES || names.iter().any(|n| n == name) {
+        return;
+    }
+    if names.len() == MAX_DROPPED_NAMES {
+        names.push(MORE_DROPPED.to_owned());
+    } else {
+        names.push(name.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_names_are_kept_once_and_cut_at_the_limit() {
+        let mut names = Vec::new();
+        note_dropped(&mut names, "seed");
+        note_dropped(&mut names, "seed");
+        assert_eq!(names, ["seed"]);
+        for i in 0..1000 {
+            note_dropped(&mut names, &format!("k{i}"));
+        }
+        assert_eq!(names.len(), MAX_DROPPED_NAMES + 1);
+        assert_eq!(names.last().map(String::as_str), Some(MORE_DROPPED));
+        assert_eq!(names.iter().filter(|n| *n == MORE_DROPPED).count(), 1);
+    }
+}

@@ -71,12 +71,9 @@ use serde_json::{Map, Value};
 pub(crate) struct Dropped(Vec<String>);
 
 impl Dropped {
-    /// Names `name`, unless it was named already.
+    /// Names `name`, unless it was named already (or the list is full).
     pub(crate) fn add(&mut self, name: impl AsRef<str>) {
-        let name = name.as_ref();
-        if !self.0.iter().any(|n| n == name) {
-            self.0.push(name.to_owned());
-        }
+        crate::translate::note_dropped(&mut self.0, name.as_ref());
     }
 
     /// Names every non-null field of `extra` as `<path>.<field>`.

@@ -24,6 +24,8 @@ pub fn encode_request(
     refuse_or_drop_top_level(request, &mut dropped)?;
     let mut system = Vec::new();
     let mut turns = Vec::new();
+    // (turn, tool results it starts with), see `push_tool_result`.
+    let mut leading = (usize::MAX, 0);
     for (i, message) in request.messages.iter().enumerate() {
         dropped.extra("messages", &message.extra);
         if message.name.is_some() {
@@ -44,7 +46,7 @@ pub fn encode_request(
                 blocks.extend(tool_uses(i, message)?);
                 push(&mut turns, "assistant", blocks);
             }
-            Role::Tool => push_tool_result(&mut turns, tool_result(i, message)?),
+            Role::Tool => push_tool_result(&mut turns, tool_result(i, message)?, &mut leading),
             Role::Function => {
                 return Err(InvalidRequest::new(
                     &format!("messages[{i}].role"),
@@ -113,7 +115,6 @@ fn refuse_or_drop_top_level(
         ("seed", request.seed.is_some()),
         ("presence_penalty", request.presence_penalty.is_some()),
         ("frequency_penalty", request.frequency_penalty.is_some()),
-        ("stream_options", request.stream_options.is_some()),
     ];
     for (name, _) in named.iter().filter(|(_, set)| *set) {
         dropped.add(*name);
@@ -136,18 +137,28 @@ fn push(turns: &mut Vec<InputMessage>, role: &'static str, blocks: Vec<Block>) {
 }
 
 /// A tool's result joins the user turn, after its other results and before
-/// anything else in it (Anthropic wants results first).
-fn push_tool_result(turns: &mut Vec<InputMessage>, block: Block) {
+/// anything else in it (Anthropic wants results first). `leading` remembers
+/// which turn has how many results first, so that many results in a row cost
+/// linear time.
+fn push_tool_result(turns: &mut Vec<InputMessage>, block: Block, leading: &mut (usize, usize)) {
+    let index = turns.len().wrapping_sub(1);
     match turns.last_mut() {
         Some(last) if last.role == "user" => {
-            let at = last
-                .content
-                .iter()
-                .take_while(|b| matches!(b, Block::ToolResult { .. }))
-                .count();
-            last.content.insert(at, block);
+            if leading.0 != index {
+                let count = last
+                    .content
+                    .iter()
+                    .take_while(|b| matches!(b, Block::ToolResult { .. }))
+                    .count();
+                *leading = (index, count);
+            }
+            last.content.insert(leading.1, block);
+            leading.1 += 1;
         }
-        _ => push(turns, "user", vec![block]),
+        _ => {
+            push(turns, "user", vec![block]);
+            *leading = (turns.len() - 1, 1);
+        }
     }
 }
 

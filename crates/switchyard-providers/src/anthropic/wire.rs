@@ -188,7 +188,11 @@ impl Usage {
     pub(crate) fn to_chat(self) -> ChatUsage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let written = self.cache_creation_input_tokens.unwrap_or(0);
-        let prompt = self.input_tokens.unwrap_or(0) + read + written;
+        let prompt = self
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(read)
+            .saturating_add(written);
         let mut usage = ChatUsage::new(prompt, self.output_tokens.unwrap_or(0));
         usage.prompt_tokens_details = Some(PromptTokensDetails {
             cached_tokens: read,

@@ -25,8 +25,10 @@ pub(super) fn encode_messages(
         if message.name.is_some() {
             drop_field(dropped, "messages.name");
         }
-        for key in message.extra.keys() {
-            drop_field(dropped, format!("messages.{key}"));
+        for (key, value) in &message.extra {
+            if !value.is_null() {
+                drop_field(dropped, format!("messages.{key}"));
+            }
         }
         let (role, parts) = match message.role {
             Role::System | Role::Developer => {

@@ -67,6 +67,21 @@ pub fn decode_error(status: u16, body: &[u8]) -> ErrorObject {
     }
 }
 
+/// The wait a Google error asks for, in whole seconds: the `retryDelay` of its
+/// `google.rpc.RetryInfo` detail (`"7s"`, `"0.5s"`). Gemini sends it in the
+/// body, with no `retry-after` header.
+pub fn retry_delay(body: &[u8]) -> Option<u64> {
+    let error = match serde_json::from_slice::<Body>(body).ok()? {
+        Body::One(wrapped) => wrapped.error,
+        Body::Many(list) => list.into_iter().next()?.error,
+    };
+    error.details.iter().find_map(|detail| {
+        let delay = detail.get("retryDelay")?.as_str()?;
+        let seconds: f64 = delay.strip_suffix('s')?.parse().ok()?;
+        (seconds.is_finite() && seconds >= 0.0).then(|| seconds.ceil() as u64)
+    })
+}
+
 /// `error` in OpenAI's shape, for an answer of HTTP `status`.
 pub(super) fn error_object(status: u16, error: &Status) -> ErrorObject {
     let kind = if key_invalid(error) {
@@ -137,6 +152,17 @@ mod tests {
         assert_eq!(error.kind.as_deref(), Some("server_error"));
 
         assert_eq!(decode_error(504, b"  ").message, "upstream status 504");
+    }
+
+    #[test]
+    fn reads_the_retry_delay() {
+        let body = br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"6.2s"}]}}"#;
+        assert_eq!(retry_delay(body), Some(7));
+        assert_eq!(
+            retry_delay(br#"{"error":{"code":429,"message":"q"}}"#),
+            None
+        );
+        assert_eq!(retry_delay(b"not json"), None);
     }
 
     #[test]

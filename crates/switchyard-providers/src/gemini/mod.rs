@@ -43,7 +43,7 @@
 //!   unparsable tool call arguments, tool results for unknown call ids, and
 //!   `$ref`s that are recursive or not local.
 //! - Dropped and named in [`Encoded::dropped`](crate::translate::Encoded):
-//!   `user`, `stream_options` (the gateway handles usage), `parallel_tool_calls`,
+//!   `user`, `parallel_tool_calls`,
 //!   and every other field outside the typed request (`logit_bias`, `store`,
 //!   `metadata`, `service_tier`, `reasoning_effort`, `top_logprobs`, …, each by
 //!   its own name); nested fields by their path of field names without
@@ -95,7 +95,7 @@ mod stream;
 mod types;
 
 pub use embedding::{decode_embeddings, encode_embeddings};
-pub use error::decode_error;
+pub use error::{decode_error, retry_delay};
 pub use request::encode_request;
 pub use response::decode_response;
 pub use stream::GenerateStreamDecoder;

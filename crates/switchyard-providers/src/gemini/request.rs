@@ -50,11 +50,8 @@ pub(super) fn encoded(
 }
 
 /// Names `field` among the dropped ones, once.
-pub(super) fn drop_field(dropped: &mut Vec<String>, field: impl Into<String>) {
-    let field = field.into();
-    if !dropped.contains(&field) {
-        dropped.push(field);
-    }
+pub(super) fn drop_field(dropped: &mut Vec<String>, field: impl AsRef<str>) {
+    crate::translate::note_dropped(dropped, field.as_ref());
 }
 
 fn generation_config(request: &ChatRequest) -> Result<GenerationConfig, InvalidRequest> {
@@ -128,9 +125,6 @@ fn tool_config(choice: &ToolChoice) -> Result<ToolConfig, InvalidRequest> {
 fn extras(request: &ChatRequest, dropped: &mut Vec<String>) -> Result<(), InvalidRequest> {
     if request.user.is_some() {
         drop_field(dropped, "user");
-    }
-    if request.stream_options.is_some() {
-        drop_field(dropped, "stream_options");
     }
     if request.parallel_tool_calls.is_some() {
         drop_field(dropped, "parallel_tool_calls");

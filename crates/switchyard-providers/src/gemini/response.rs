@@ -99,14 +99,18 @@ pub(super) fn finish_reason(reason: Option<&str>, has_calls: bool) -> Option<Str
 
 /// Gemini's usage in OpenAI's terms.
 pub(super) fn usage(meta: &UsageMetadata) -> ChatUsage {
-    let prompt_tokens = meta.prompt_token_count + meta.tool_use_prompt_token_count;
-    let completion_tokens = meta.candidates_token_count + meta.thoughts_token_count;
+    let prompt_tokens = meta
+        .prompt_token_count
+        .saturating_add(meta.tool_use_prompt_token_count);
+    let completion_tokens = meta
+        .candidates_token_count
+        .saturating_add(meta.thoughts_token_count);
     ChatUsage {
         prompt_tokens,
         completion_tokens,
         total_tokens: meta
             .total_token_count
-            .unwrap_or(prompt_tokens + completion_tokens),
+            .unwrap_or(prompt_tokens.saturating_add(completion_tokens)),
         prompt_tokens_details: (meta.cached_content_token_count > 0).then_some(
             PromptTokensDetails {
                 cached_tokens: meta.cached_content_token_count,

@@ -39,6 +39,11 @@ const KEPT: &[&str] = &[
 /// How deep `$ref`s may nest before the schema counts as recursive.
 const MAX_REF_DEPTH: usize = 8;
 
+/// The most schema objects one tool's parameters may have once their `$ref`s
+/// are inlined: a few nested references can otherwise multiply a small
+/// request into billions of objects.
+const MAX_SCHEMA_NODES: usize = 10_000;
+
 /// `tools` as one Gemini tool holding every function declaration.
 pub(super) fn declarations(
     tools: &[Tool],
@@ -60,8 +65,12 @@ pub(super) fn declarations(
             drop_field(dropped, "tools.function.strict");
         }
         let parameters = match &function.parameters {
-            Some(schema) => clean(schema, schema, 0)
-                .map_err(|e| InvalidRequest::new(&format!("tools[{i}].function.parameters"), e))?,
+            Some(schema) => {
+                let mut budget = MAX_SCHEMA_NODES;
+                clean(schema, schema, 0, &mut budget).map_err(|e| {
+                    InvalidRequest::new(&format!("tools[{i}].function.parameters"), e)
+                })?
+            }
             None => None,
         };
         function_declarations.push(FunctionDeclaration {
@@ -91,10 +100,19 @@ fn no_properties(schema: &Value) -> bool {
 /// `schema` with local `$ref`s inlined, `oneOf` read as `anyOf`, a `type`
 /// list with `null` read as `nullable`, and only [`KEPT`] keywords; `None`
 /// when it is not a schema object (`true`, say).
-fn clean(schema: &Value, root: &Value, depth: usize) -> Result<Option<Value>, String> {
+/// Each object written takes one from `budget`; an empty budget is an error.
+fn clean(
+    schema: &Value,
+    root: &Value,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Option<Value>, String> {
     let Some(object) = schema.as_object() else {
         return Ok(None);
     };
+    *budget = budget.checked_sub(1).ok_or_else(|| {
+        format!("the schema has more than {MAX_SCHEMA_NODES} objects once its `$ref`s are inlined")
+    })?;
     if let Some(reference) = object.get("$ref").and_then(Value::as_str) {
         if depth >= MAX_REF_DEPTH {
             return Err(format!(
@@ -104,7 +122,7 @@ fn clean(schema: &Value, root: &Value, depth: usize) -> Result<Option<Value>, St
         let target = resolve(reference, root).ok_or_else(|| {
             format!("`$ref` {reference} does not point into $defs or definitions")
         })?;
-        return clean(target, root, depth + 1);
+        return clean(target, root, depth + 1, budget);
     }
     let mut out = Map::new();
     for (key, value) in object {
@@ -117,8 +135,8 @@ fn clean(schema: &Value, root: &Value, depth: usize) -> Result<Option<Value>, St
             continue;
         }
         let value = match key {
-            "properties" => Value::Object(properties(value, root, depth)?),
-            "items" => match clean(value, root, depth)? {
+            "properties" => Value::Object(properties(value, root, depth, budget)?),
+            "items" => match clean(value, root, depth, budget)? {
                 Some(items) => items,
                 None => continue,
             },
@@ -127,7 +145,7 @@ fn clean(schema: &Value, root: &Value, depth: usize) -> Result<Option<Value>, St
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|s| clean(s, root, depth))
+                    .map(|s| clean(s, root, depth, budget))
                     .filter_map(Result::transpose)
                     .collect::<Result<_, _>>()?,
             ),
@@ -145,10 +163,15 @@ fn clean(schema: &Value, root: &Value, depth: usize) -> Result<Option<Value>, St
     Ok(Some(Value::Object(out)))
 }
 
-fn properties(value: &Value, root: &Value, depth: usize) -> Result<Map<String, Value>, String> {
+fn properties(
+    value: &Value,
+    root: &Value,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for (name, schema) in value.as_object().into_iter().flatten() {
-        if let Some(schema) = clean(schema, root, depth)? {
+        if let Some(schema) = clean(schema, root, depth, budget)? {
             out.insert(name.clone(), schema);
         }
     }
@@ -194,7 +217,7 @@ mod tests {
             "required": ["place"],
             "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string", "exclusiveMinimum": 1}}}}
         });
-        let cleaned = clean(&schema, &schema, 0).unwrap().unwrap();
+        let cleaned = clean(&schema, &schema, 0, &mut 100).unwrap().unwrap();
         assert_eq!(
             cleaned,
             json!({
@@ -213,8 +236,33 @@ mod tests {
     fn refuses_recursive_and_foreign_refs() {
         let recursive =
             json!({"$ref": "#/$defs/Node", "$defs": {"Node": {"$ref": "#/$defs/Node"}}});
-        assert!(clean(&recursive, &recursive, 0).is_err());
+        assert!(clean(&recursive, &recursive, 0, &mut 100).is_err());
         let foreign = json!({"$ref": "https://example.com/schema.json"});
-        assert!(clean(&foreign, &foreign, 0).is_err());
+        assert!(clean(&foreign, &foreign, 0, &mut 100).is_err());
+    }
+
+    #[test]
+    fn refuses_refs_that_multiply_the_schema() {
+        // Six levels of ten references each would inline 10^6 objects.
+        let mut defs = serde_json::Map::new();
+        for level in 0..6 {
+            let properties: serde_json::Map<String, Value> = (0..10)
+                .map(|i| {
+                    (
+                        format!("p{i}"),
+                        json!({"$ref": format!("#/$defs/d{}", level + 1)}),
+                    )
+                })
+                .collect();
+            defs.insert(
+                format!("d{level}"),
+                json!({"type": "object", "properties": properties}),
+            );
+        }
+        defs.insert("d6".to_owned(), json!({"type": "string"}));
+        let schema = json!({"$ref": "#/$defs/d0", "$defs": defs});
+        let mut budget = MAX_SCHEMA_NODES;
+        let error = clean(&schema, &schema, 0, &mut budget).unwrap_err();
+        assert!(error.contains("more than 10000 objects"), "{error}");
     }
 }

@@ -434,7 +434,7 @@ impl ChatUsage {
         Self {
             prompt_tokens,
             completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
             prompt_tokens_details: None,
             completion_tokens_details: None,
         }
@@ -552,4 +552,99 @@ pub struct FunctionDelta {
     /// More of the arguments' JSON text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
+}
+
+impl ChatCompletion {
+    /// The chunks of a stream that says the same as this completion: per
+    /// choice, one chunk with the role, the text and the whole tool calls, and
+    /// one with the finish reason; then one with the usage. (For a client that
+    /// asked for a stream from a provider that answered at once.)
+    pub fn into_chunks(self) -> Vec<ChatChunk> {
+        let chunk = |choices: Vec<ChunkChoice>, usage: Option<ChatUsage>| ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".to_owned(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        };
+        let mut chunks = Vec::with_capacity(2 * self.choices.len() + 1);
+        for choice in &self.choices {
+            let message = &choice.message;
+            let tool_calls = message.tool_calls.as_ref().map(|calls| {
+                calls
+                    .iter()
+                    .zip(0..)
+                    .map(|(call, index)| ToolCallDelta {
+                        index,
+                        id: Some(call.id.clone()),
+                        kind: Some(call.kind.clone()),
+                        function: Some(FunctionDelta {
+                            name: Some(call.function.name.clone()),
+                            arguments: Some(call.function.arguments.clone()),
+                        }),
+                    })
+                    .collect()
+            });
+            let delta = Delta {
+                role: Some("assistant".to_owned()),
+                content: message.content.clone(),
+                reasoning_content: message.reasoning_content.clone(),
+                tool_calls,
+                refusal: message.refusal.clone(),
+            };
+            let part = |delta, finish_reason| ChunkChoice {
+                index: choice.index,
+                delta,
+                finish_reason,
+                logprobs: None,
+            };
+            chunks.push(chunk(vec![part(delta, None)], None));
+            chunks.push(chunk(
+                vec![part(Delta::default(), choice.finish_reason.clone())],
+                None,
+            ));
+        }
+        if let Some(usage) = self.usage {
+            chunks.push(chunk(Vec::new(), Some(usage)));
+        }
+        chunks
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_completion_reads_as_the_stream_that_says_the_same() {
+        let completion: ChatCompletion = serde_json::from_value(json!({
+            "id": "c1", "object": "chat.completion", "created": 7, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": null,
+                "message": {"role": "assistant", "content": "let me look", "refusal": null,
+                    "tool_calls": [{"id": "call_1", "type": "function",
+                        "function": {"name": "lookup", "arguments": "{\"q\":1}"}}]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+        }))
+        .unwrap();
+        let chunks = completion.into_chunks();
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|c| c.id == "c1" && c.created == 7));
+        let first = &chunks[0].choices[0].delta;
+        assert_eq!(first.role.as_deref(), Some("assistant"));
+        assert_eq!(first.content.as_deref(), Some("let me look"));
+        let call = &first.tool_calls.as_ref().unwrap()[0];
+        assert_eq!((call.index, call.id.as_deref()), (0, Some("call_1")));
+        let function = call.function.as_ref().unwrap();
+        assert_eq!(function.arguments.as_deref(), Some("{\"q\":1}"));
+        assert_eq!(
+            chunks[1].choices[0].finish_reason.as_deref(),
+            Some("tool_calls")
+        );
+        assert!(chunks[2].choices.is_empty());
+        assert_eq!(chunks[2].usage.unwrap().total_tokens, 7);
+    }
 }

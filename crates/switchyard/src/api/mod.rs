@@ -166,7 +166,12 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
                     Some(endpoint) if handler_logs => {
                         proxy::proxy(&state, endpoint, request, &id, started).await
                     }
-                    Some(_) => method_not_allowed(request.map(Body::new)).await,
+                    Some(endpoint) => GatewayError::MethodNotAllowed(format!(
+                        "{} {}",
+                        request.method(),
+                        request.uri().path()
+                    ))
+                    .to_response_in(endpoint.dialect()),
                     None => {
                         let Ok(response) = router.oneshot(request.map(Body::new)).await;
                         response

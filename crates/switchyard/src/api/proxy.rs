@@ -104,22 +104,59 @@ pub async fn proxy(
     if let Err(e) = state.auth.authenticate(request.headers()) {
         return fail(log, &e, dialect);
     }
-    let beta = request.headers().get(&ANTHROPIC_BETA).cloned();
+    // The one client header that goes upstream, to an Anthropic provider of an
+    // Anthropic client only (see `prepare_messages`).
+    let beta = match endpoint {
+        ProxyEndpoint::Messages => anthropic_beta(request.headers()),
+        ProxyEndpoint::OpenAi(_) => None,
+    };
     match prepare(state, endpoint, request, &mut log).await {
         Err(e) => fail(log, &e, dialect),
         Ok(call) => {
+            let beta = beta.filter(|_| call.answer_is(Answer::Anthropic));
             let mut response = forward(state, request_id, beta.as_ref(), &call, log).await;
             let headers = response.headers_mut();
             headers.insert("x-switchyard-provider", call.target.provider_header.clone());
             headers.insert("x-switchyard-model", call.target.model_header.clone());
-            if !call.dropped.is_empty()
-                && let Ok(value) = HeaderValue::from_str(&call.dropped.join(", "))
-            {
-                headers.insert(DROPPED_FIELDS.clone(), value);
+            if !call.dropped.is_empty() {
+                headers.insert(DROPPED_FIELDS.clone(), dropped_header(&call.dropped));
             }
             response
         }
     }
+}
+
+/// Every `anthropic-beta` header of the client, joined.
+fn anthropic_beta(headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
+    let mut values = headers.get_all(&ANTHROPIC_BETA).iter();
+    let first = values.next()?;
+    let rest: Vec<&[u8]> = values.map(HeaderValue::as_bytes).collect();
+    if rest.is_empty() {
+        return Some(first.clone());
+    }
+    let mut joined = first.as_bytes().to_vec();
+    for value in rest {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(value);
+    }
+    HeaderValue::from_bytes(&joined).ok()
+}
+
+/// `x-switchyard-dropped-fields`: the names joined by `, `, any byte that
+/// cannot stand in a header (a client's key may hold anything) written as `?`.
+fn dropped_header(names: &[String]) -> HeaderValue {
+    let text: String = names
+        .join(", ")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("?"))
 }
 
 /// A request ready to send upstream.
@@ -132,6 +169,12 @@ struct Call<'a> {
     answer: Answer,
     /// Fields the translation left out, for `x-switchyard-dropped-fields`.
     dropped: Vec<String>,
+}
+
+impl Call<'_> {
+    fn answer_is(&self, answer: Answer) -> bool {
+        std::mem::discriminant(&self.answer) == std::mem::discriminant(&answer)
+    }
 }
 
 /// What becomes of the provider's answer.
@@ -281,11 +324,17 @@ fn prepare_messages<'a>(
     if target.provider.wire == Wire::Gemini {
         let encoded = gemini::encode_request(&request)?;
         call.body = Bytes::from(encoded.body);
-        call.dropped.extend(encoded.dropped);
+        // Named as the Anthropic client sent them.
+        call.dropped
+            .extend(encoded.dropped.into_iter().map(|name| match name.as_str() {
+                "user" => "metadata.user_id".to_owned(),
+                "parallel_tool_calls" => "tool_choice.disable_parallel_tool_use".to_owned(),
+                _ => name,
+            }));
     } else {
         request.model.clone_from(&target.upstream_model);
         if peek.stream {
-            // Usage comes last in the stream only when asked for.
+            // OpenAI-compatible providers stream usage only when asked.
             request.stream_options = Some(StreamOptions {
                 include_usage: Some(true),
                 ..StreamOptions::default()
@@ -462,36 +511,50 @@ async fn translate_json(
     let translated = translate_answer(call, &body).map_err(|detail| {
         GatewayError::Upstream(UpstreamError::Protocol {
             provider: provider.name.to_string(),
-            detail,
+            detail: provider.scrub(&detail),
         })
     });
     match translated {
-        Ok((body, usage)) => {
-            if let Some(usage) = usage {
+        Ok(answer) => {
+            if let Some(usage) = answer.usage {
                 log.usage(usage);
             }
             log.finish("ok");
-            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            if answer.stream {
+                sse_response(axum::body::Body::from(answer.body))
+            } else {
+                ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+            }
         }
         Err(e) => fail(log, &e, call.dialect),
     }
 }
 
+/// A whole answer translated into the client's dialect.
+struct Translated {
+    body: Vec<u8>,
+    /// An event stream (the client asked for one, the provider answered at once).
+    stream: bool,
+    usage: Option<Usage>,
+}
+
 /// The provider's answer in the client's dialect, and its usage.
-fn translate_answer(call: &Call<'_>, body: &[u8]) -> Result<(Vec<u8>, Option<Usage>), String> {
+fn translate_answer(call: &Call<'_>, body: &[u8]) -> Result<Translated, String> {
     let target = call.target;
     if let Answer::GeminiEmbeddings { base64 } = call.answer {
         let list =
             gemini::decode_embeddings(body, &target.upstream_model, base64).map_err(|e| e.0)?;
-        let usage = Usage {
+        // Gemini's batch endpoint counts no tokens: none is logged rather than zero.
+        let usage = (list.usage.total_tokens > 0).then_some(Usage {
             prompt_tokens: list.usage.prompt_tokens,
             completion_tokens: 0,
             total_tokens: list.usage.total_tokens,
-        };
-        return Ok((
-            serde_json::to_vec(&list).map_err(|e| e.to_string())?,
-            Some(usage),
-        ));
+        });
+        return Ok(Translated {
+            body: serde_json::to_vec(&list).map_err(|e| e.to_string())?,
+            stream: false,
+            usage,
+        });
     }
     let completion: ChatCompletion = match target.provider.wire {
         Wire::OpenAi => serde_json::from_slice(body).map_err(|e| e.to_string())?,
@@ -501,11 +564,28 @@ fn translate_answer(call: &Call<'_>, body: &[u8]) -> Result<(Vec<u8>, Option<Usa
         }
     };
     let usage = completion.usage.map(|u| u.totals());
-    let out = match call.dialect {
+    if let (true, Answer::Chat { include_usage }) = (call.stream, call.answer) {
+        let mut encoder = encoder_for(call, include_usage);
+        let mut out = bytes::BytesMut::new();
+        for chunk in completion.into_chunks() {
+            encoder.chunk(&chunk, &mut out);
+        }
+        encoder.done(&mut out);
+        return Ok(Translated {
+            body: out.to_vec(),
+            stream: true,
+            usage,
+        });
+    }
+    let body = match call.dialect {
         Dialect::OpenAi => serde_json::to_vec(&completion).map_err(|e| e.to_string())?,
         Dialect::Anthropic => anthropic::encode_response(&completion),
     };
-    Ok((out, usage))
+    Ok(Translated {
+        body,
+        stream: false,
+        usage,
+    })
 }
 
 fn unix_now() -> u64 {
@@ -536,5 +616,27 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ga
             Err(GatewayError::PayloadTooLarge { limit })
         }
         Err(e) => Err(GatewayError::BodyRead(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dropped_fields_header_shows_every_name() {
+        let names = ["seed".to_owned(), "bad\nkey\u{e9}".to_owned()];
+        assert_eq!(dropped_header(&names), "seed, bad?key?");
+    }
+
+    #[test]
+    fn every_anthropic_beta_header_is_passed_on() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(anthropic_beta(&headers).is_none());
+        headers.append(&ANTHROPIC_BETA, HeaderValue::from_static("a-2025"));
+        assert_eq!(anthropic_beta(&headers).unwrap(), "a-2025");
+        headers.append(&ANTHROPIC_BETA, HeaderValue::from_static("b-2025"));
+        assert_eq!(anthropic_beta(&headers).unwrap(), "a-2025, b-2025");
     }
 }

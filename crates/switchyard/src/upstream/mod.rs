@@ -182,6 +182,18 @@ impl ProviderClient {
     /// The URLs of a deployment of `model` (the name the provider knows).
     pub fn urls(&self, model: &str) -> Result<Urls, ClientError> {
         let base = &self.base_url;
+        let in_path = matches!(self.kind, ProviderKind::Azure | ProviderKind::Gemini);
+        if in_path
+            && (model.is_empty()
+                || model.contains("..")
+                || !model
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)))
+        {
+            return Err(ClientError::Url(format!(
+                "the model name `{model}` cannot stand in a URL path (letters, digits, `-`, `.`, `_` and `:` only)"
+            )));
+        }
         let at = |path: String| parse_url(&format!("{base}{path}"));
         Ok(match self.kind {
             ProviderKind::Openai | ProviderKind::Mock => Urls {
@@ -314,8 +326,8 @@ impl ProviderClient {
     }
 
     async fn status_error(&self, response: UpstreamResponse, deadline: Instant) -> UpstreamError {
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
+        let mut status = response.status().as_u16();
+        let mut retry_after = retry_after(response.headers());
         let idle = deadline.min(Instant::now() + self.timeouts.idle);
         let body = tokio::time::timeout_at(idle, read_bounded(response, MAX_ERROR_BODY))
             .await
@@ -330,7 +342,15 @@ impl ProviderClient {
                     code: None,
                 }),
             Wire::Anthropic => anthropic::decode_error(status, &body),
-            Wire::Gemini => gemini::decode_error(status, &body),
+            Wire::Gemini => {
+                retry_after = retry_after.or_else(|| gemini::retry_delay(&body));
+                let error = gemini::decode_error(status, &body);
+                // Google refuses a bad key with 400: the gateway's fault, not the client's.
+                if error.kind.as_deref() == Some("authentication_error") {
+                    status = 401;
+                }
+                error
+            }
         };
         error.message = self.scrub(&error.message);
         if error.message.is_empty() {

@@ -200,6 +200,9 @@ impl JsonRelay {
             (BodyUsage::OpenAi, None, many) => usage_of_response(&many.concat()),
             // A message larger than the kept part has no readable usage.
             (BodyUsage::Anthropic, Some(_), _) => None,
+            (BodyUsage::Anthropic, None, [one]) => {
+                anthropic::usage_of_message(one).map(|u| u.totals())
+            }
             (BodyUsage::Anthropic, None, many) => {
                 anthropic::usage_of_message(&many.concat()).map(|u| u.totals())
             }
@@ -544,7 +547,7 @@ impl SseRelay {
                 out.extend_from_slice(&self.error_bytes(&fault));
             }
             StreamError::Malformed(detail) => {
-                let error = self.protocol_error(&detail);
+                let error = self.protocol_error(&self.provider.scrub(&detail));
                 out.extend_from_slice(&self.fail(&error));
             }
         }

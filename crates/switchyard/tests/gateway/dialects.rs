@@ -175,3 +175,45 @@ async fn a_translated_answer_larger_than_the_limit_is_a_502() {
     body["max_tokens"] = json!(5);
     assert_eq!(post(&gw, "/v1/chat/completions", &body).await.status(), 200);
 }
+
+#[tokio::test]
+async fn the_messages_endpoint_answers_in_anthropics_shape() {
+    let mock = mock(&[]);
+    let gw = dialect_gateway(&mock, "");
+    let wrong_method = client()
+        .get(gw.url("/v1/messages"))
+        .bearer_auth(CLIENT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let body: Value = wrong_method.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let no_key = client()
+        .post(gw.url("/v1/messages"))
+        .json(&json!({"model": "claude", "max_tokens": 5, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), 401);
+    let body: Value = no_key.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "authentication_error");
+    // An Anthropic client's beta header reaches an Anthropic provider, nothing else does.
+    let response = client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", CLIENT_KEY)
+        .header("anthropic-beta", "one-2025")
+        .header("anthropic-beta", "two-2025")
+        .header("x-custom", "private")
+        .json(&json!({"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = received(&mock).await;
+    let headers = seen.last().unwrap()["headers"].as_object().unwrap();
+    assert_eq!(headers["anthropic-beta"], "one-2025, two-2025");
+    assert!(!headers.contains_key("x-custom"));
+    assert!(!headers.contains_key("x-api-key") || headers["x-api-key"] == UPSTREAM_KEY);
+}

@@ -11,8 +11,7 @@ use crate::anthropic::Dropped;
 use crate::anthropic::wire::{Block, Metadata, Source};
 use crate::openai::InvalidRequest;
 use crate::openai::chat::{
-    ChatRequest, Content, FunctionCall, ImageUrl, Message, Part, Role, Stop, StreamOptions,
-    ToolCall,
+    ChatRequest, Content, FunctionCall, ImageUrl, Message, Part, Role, Stop, ToolCall,
 };
 use crate::translate::Decoded;
 
@@ -63,10 +62,6 @@ pub fn decode_request(body: &[u8]) -> Result<Decoded, InvalidRequest> {
             .map(Stop::Many),
         temperature: take(&mut fields, "temperature")?,
         top_p: take(&mut fields, "top_p")?,
-        stream_options: (stream == Some(true)).then(|| StreamOptions {
-            include_usage: Some(true),
-            extra: Map::new(),
-        }),
         stream,
         tools,
         tool_choice,

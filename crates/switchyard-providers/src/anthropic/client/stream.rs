@@ -17,9 +17,11 @@ use crate::translate::{Fault, StreamEncoder};
 /// and `message_stop`. Text goes out with the chunk that brings it.
 ///
 /// A tool call is one block: its arguments go out as `input_json_delta`
-/// while it is the open block. Pieces of a call whose block was already
-/// closed by a later block (a provider interleaving parallel calls) cannot
-/// be written in Anthropic's format and are left out.
+/// while it is the open block. A block cannot be reopened once closed, and
+/// OpenAI providers may interleave the pieces of parallel calls; so the first
+/// tool block stays open to the end, and what comes while it is open (another
+/// call, more text) is kept and written as whole blocks after it, at the end:
+/// nothing is lost, and a single call still streams as it comes.
 #[derive(Debug)]
 pub struct MessageStreamEncoder {
     model: String,
@@ -30,6 +32,8 @@ pub struct MessageStreamEncoder {
     open: Option<Open>,
     /// The tool calls (OpenAI indices) that have had a block.
     tools: Vec<u32>,
+    /// Blocks that came while a tool block was open, written at the end.
+    later: Vec<Later>,
     finish_reason: Option<String>,
     usage: Option<ChatUsage>,
 }
@@ -38,6 +42,18 @@ pub struct MessageStreamEncoder {
 enum Open {
     Text,
     Tool(u32),
+}
+
+/// A block kept for the end (see [`MessageStreamEncoder`]).
+#[derive(Debug)]
+enum Later {
+    Text(String),
+    Tool {
+        index: u32,
+        id: String,
+        name: String,
+        arguments: String,
+    },
 }
 
 impl MessageStreamEncoder {
@@ -50,6 +66,7 @@ impl MessageStreamEncoder {
             next: 0,
             open: None,
             tools: Vec::new(),
+            later: Vec::new(),
             finish_reason: None,
             usage: None,
         }
@@ -102,6 +119,13 @@ impl MessageStreamEncoder {
         if text.is_empty() {
             return;
         }
+        if matches!(self.open, Some(Open::Tool(_))) {
+            match self.later.last_mut() {
+                Some(Later::Text(kept)) => kept.push_str(text),
+                _ => self.later.push(Later::Text(text.to_owned())),
+            }
+            return;
+        }
         if self.open != Some(Open::Text) {
             self.open_block(Open::Text, StartBlock::Text { text: "" }, out);
         }
@@ -117,10 +141,14 @@ impl MessageStreamEncoder {
 
     fn tool_call(&mut self, call: &ToolCallDelta, out: &mut BytesMut) {
         let function = call.function.as_ref();
+        let arguments = function.and_then(|f| f.arguments.as_deref());
+        if self.open != Some(Open::Tool(call.index))
+            && (matches!(self.open, Some(Open::Tool(_))) || self.tools.contains(&call.index))
+        {
+            self.keep_call(call);
+            return;
+        }
         if self.open != Some(Open::Tool(call.index)) {
-            if self.tools.contains(&call.index) {
-                return;
-            }
             self.tools.push(call.index);
             let id = call
                 .id
@@ -134,9 +162,7 @@ impl MessageStreamEncoder {
             };
             self.open_block(Open::Tool(call.index), block, out);
         }
-        let partial_json = function
-            .and_then(|f| f.arguments.as_deref())
-            .unwrap_or_default();
+        let partial_json = arguments.unwrap_or_default();
         if !partial_json.is_empty() {
             let delta = BlockDelta::InputJsonDelta { partial_json };
             push_event(
@@ -147,6 +173,79 @@ impl MessageStreamEncoder {
                 },
             );
         }
+    }
+}
+
+impl MessageStreamEncoder {
+    /// Keeps a piece of a call that cannot go out now, for the end.
+    fn keep_call(&mut self, call: &ToolCallDelta) {
+        let function = call.function.as_ref();
+        let arguments = function
+            .and_then(|f| f.arguments.as_deref())
+            .unwrap_or_default();
+        let kept = self.later.iter_mut().find_map(|later| match later {
+            Later::Tool {
+                index, arguments, ..
+            } if *index == call.index => Some(arguments),
+            _ => None,
+        });
+        match kept {
+            Some(kept) => kept.push_str(arguments),
+            None => self.later.push(Later::Tool {
+                index: call.index,
+                id: call
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("toolu_{}", call.index)),
+                name: function.and_then(|f| f.name.clone()).unwrap_or_default(),
+                arguments: arguments.to_owned(),
+            }),
+        }
+    }
+
+    /// Writes the blocks kept for the end, each whole.
+    fn write_later(&mut self, out: &mut BytesMut) {
+        for later in std::mem::take(&mut self.later) {
+            match later {
+                Later::Text(text) => {
+                    self.open_block(Open::Text, StartBlock::Text { text: "" }, out);
+                    let delta = BlockDelta::TextDelta { text: &text };
+                    push_event(
+                        out,
+                        &Event::ContentBlockDelta {
+                            index: self.next,
+                            delta,
+                        },
+                    );
+                }
+                Later::Tool {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                } => {
+                    let block = StartBlock::ToolUse {
+                        id: &id,
+                        name: &name,
+                        input: Map::new(),
+                    };
+                    self.open_block(Open::Tool(index), block, out);
+                    if !arguments.is_empty() {
+                        let delta = BlockDelta::InputJsonDelta {
+                            partial_json: &arguments,
+                        };
+                        push_event(
+                            out,
+                            &Event::ContentBlockDelta {
+                                index: self.next,
+                                delta,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.close(out);
     }
 }
 
@@ -173,6 +272,7 @@ impl StreamEncoder for MessageStreamEncoder {
     fn done(&mut self, out: &mut BytesMut) {
         self.start("", out);
         self.close(out);
+        self.write_later(out);
         let usage = Usage::of_chat(&self.usage.unwrap_or_else(|| ChatUsage::new(0, 0)));
         let delta = Stop {
             stop_reason: stop_reason(self.finish_reason.as_deref()),
