@@ -7,6 +7,9 @@
 //! (redirect bookkeeping that re-parses every URL, retry, cookie and proxy
 //! hooks), which cost more than the rest of the gateway's hot path.
 
+pub mod backoff;
+pub mod breaker;
+pub mod budget;
 mod error;
 mod relay;
 
