@@ -341,7 +341,10 @@ def failing(start_mock: Any, start_gateway: Any) -> dict[str, Server]:
             base = f"{server.url}/v1" if kind == "openai" else server.url
             providers[name] = config.provider(base, kind=kind)
             models[name] = config.single(name, "m")
-    return {"gateway": start_gateway("gateway-failing", config.gateway(providers=providers, models=models))}
+    cfg = config.gateway(providers=providers, models=models)
+    cfg["retries"] = {"attempts": 1}
+    cfg["circuit_breaker"] = {"consecutive_failures": 1000000, "failure_rate": 1.0}
+    return {"gateway": start_gateway("gateway-failing", cfg)}
 
 
 # (upstream status) → (status an OpenAI client gets, status an Anthropic client gets, Anthropic error type)

@@ -55,7 +55,12 @@ def gateway_config(mocks: dict[str, Server]) -> dict[str, Any]:
         base = mocks[mock_name].url if mock_name else f"http://127.0.0.1:{closed_port()}"
         providers[f"p-{model}"] = config.provider(f"{base}/v1", **timeouts)
         models[model] = config.single(f"p-{model}", "mock-1")
-    return config.gateway(providers, models)
+    cfg = config.gateway(providers, models)
+    # Each failure is seen as the provider sent it: one attempt per request, and a
+    # breaker that never opens (retries and breakers are tested on their own).
+    cfg["retries"] = {"attempts": 1}
+    cfg["circuit_breaker"] = {"consecutive_failures": 1000000, "failure_rate": 1.0}
+    return cfg
 
 
 @dataclass

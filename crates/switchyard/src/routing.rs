@@ -1,14 +1,19 @@
-//! From a public model name to the deployment that serves the request.
+//! From a public model name to the deployments that may serve a request, in
+//! the order they are tried: the model's own (picked by weight, skipping those
+//! already tried and those whose circuit breaker is open), then each fallback
+//! model's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::HeaderValue;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::mix::splitmix64;
+use crate::upstream::breaker::{Breaker, BreakerConfig, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
 
 /// One deployment, ready to call.
@@ -27,21 +32,32 @@ pub struct Target {
     pub provider_header: HeaderValue,
     /// `x-switchyard-model` for answers from this deployment.
     pub model_header: HeaderValue,
+    /// Sends it no traffic while it keeps failing.
+    pub breaker: Breaker,
     weight: u64,
 }
 
+/// A public model: its deployments and what to do when they fail.
 #[derive(Debug)]
-struct ModelRoute {
+pub struct ModelRoute {
+    /// The public name.
+    pub name: String,
     targets: Vec<Target>,
-    total_weight: u64,
+    /// Models tried, in order, when every deployment of this one failed.
+    fallbacks: Vec<String>,
+    /// Attempts per request, the first included.
+    pub attempts: u32,
+    counter: AtomicU64,
 }
 
 /// Every public model and its deployments.
 #[derive(Debug)]
 pub struct Routes {
     models: HashMap<String, ModelRoute>,
-    counter: AtomicU64,
 }
+
+/// The most deployments a model can have (tried ones are kept in a 64-bit mask).
+pub const MAX_DEPLOYMENTS: usize = 64;
 
 impl Routes {
     /// Builds the table.
@@ -49,10 +65,11 @@ impl Routes {
         config: &Config,
         clients: &HashMap<String, Arc<ProviderClient>>,
     ) -> Result<Self, (String, ClientError)> {
+        let breaker = config.circuit_breaker;
         let mut models = HashMap::new();
         for model in config.models.values() {
             let mut targets = Vec::new();
-            for d in &model.deployments {
+            for d in model.deployments.iter().take(MAX_DEPLOYMENTS) {
                 let Some(provider) = clients.get(&d.provider) else {
                     continue;
                 };
@@ -65,42 +82,138 @@ impl Routes {
                     max_output_tokens: d.max_output_tokens,
                     provider_header: header_value(&provider.name),
                     model_header: header_value(&d.model),
+                    breaker: Breaker::new(BreakerConfig {
+                        consecutive_failures: breaker.consecutive_failures,
+                        failure_rate: breaker.failure_rate,
+                        min_requests: breaker.min_requests,
+                        window: breaker.window,
+                        cooldown: breaker.cooldown,
+                    }),
                     weight: u64::from(d.weight),
                 });
             }
-            let total_weight = targets.iter().map(|t| t.weight).sum();
             models.insert(
                 model.name.clone(),
                 ModelRoute {
+                    name: model.name.clone(),
                     targets,
-                    total_weight,
+                    fallbacks: model.fallbacks.clone(),
+                    attempts: model.attempts,
+                    counter: AtomicU64::new(0x5eed),
                 },
             );
         }
-        Ok(Self {
-            models,
-            counter: AtomicU64::new(0x5eed),
-        })
+        Ok(Self { models })
     }
 
-    /// Picks a deployment of `model` at random in proportion to the weights.
-    pub fn pick(&self, model: &str) -> Result<&Target, GatewayError> {
+    /// The way through `model`'s deployments and its fallbacks for one request.
+    pub fn plan(&self, model: &str) -> Result<Plan<'_>, GatewayError> {
         let route = self
             .models
             .get(model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
-        if route.total_weight == 0 {
-            return Err(GatewayError::NoDeployment(model.to_owned()));
-        }
-        let mut ticket =
-            splitmix64(self.counter.fetch_add(1, Ordering::Relaxed)) % route.total_weight;
-        for target in &route.targets {
-            if ticket < target.weight {
-                return Ok(target);
+        let mut chain = vec![route];
+        for name in &route.fallbacks {
+            if let Some(fallback) = self.models.get(name)
+                && !chain.iter().any(|m| m.name == fallback.name)
+            {
+                chain.push(fallback);
             }
-            ticket -= target.weight;
         }
-        Err(GatewayError::NoDeployment(model.to_owned()))
+        Ok(Plan {
+            chain,
+            current: 0,
+            excluded: 0,
+        })
+    }
+}
+
+/// One request's way through the deployments of its model and its fallbacks.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    chain: Vec<&'a ModelRoute>,
+    /// The model of the chain being tried.
+    current: usize,
+    /// Deployments of the current model already tried (bit i = target i).
+    excluded: u64,
+}
+
+/// A deployment to try, with the breaker's permit for it.
+#[derive(Debug)]
+pub struct Pick<'a> {
+    /// The model it serves (the requested one, or a fallback).
+    pub model: &'a ModelRoute,
+    /// The deployment.
+    pub target: &'a Target,
+    /// What the breaker allowed: hand it back with the outcome.
+    pub permit: Permit,
+}
+
+impl<'a> Plan<'a> {
+    /// The requested model.
+    pub fn model(&self) -> &'a ModelRoute {
+        self.chain[0]
+    }
+
+    /// The next deployment to try: an untried one of the current model, else
+    /// of the next fallback; when every one has been tried, the chain starts
+    /// over (a retry of the same deployments). `None` when no deployment's
+    /// breaker lets a request through.
+    pub fn next(&mut self, now: Instant) -> Option<Pick<'a>> {
+        let mut passes = 0;
+        loop {
+            let model = self.chain[self.current];
+            if let Some(pick) = self.pick_in(model, now) {
+                return Some(pick);
+            }
+            self.current += 1;
+            self.excluded = 0;
+            if self.current == self.chain.len() {
+                self.current = 0;
+                passes += 1;
+                if passes == 2 {
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Whether the last pick came from a fallback model.
+    pub fn in_fallback(&self) -> bool {
+        self.current > 0
+    }
+
+    /// A deployment of `model` not tried yet, by weight, whose breaker lets
+    /// the request through.
+    fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
+        loop {
+            let open = |i: usize| self.excluded & (1 << i) != 0;
+            let total: u64 = (0..model.targets.len())
+                .filter(|&i| !open(i))
+                .map(|i| model.targets[i].weight)
+                .sum();
+            if total == 0 {
+                return None;
+            }
+            let mut ticket = splitmix64(model.counter.fetch_add(1, Ordering::Relaxed)) % total;
+            let index = (0..model.targets.len()).filter(|&i| !open(i)).find(|&i| {
+                let weight = model.targets[i].weight;
+                if ticket < weight {
+                    return true;
+                }
+                ticket -= weight;
+                false
+            })?;
+            self.excluded |= 1 << index;
+            let target = &model.targets[index];
+            if let Some(permit) = target.breaker.allow(now) {
+                return Some(Pick {
+                    model,
+                    target,
+                    permit,
+                });
+            }
+        }
     }
 }
 

@@ -21,6 +21,8 @@ use crate::auth::Authenticator;
 use crate::config::{Config, ProviderKind};
 use crate::routing::Routes;
 use crate::upstream::ProviderClient;
+use crate::upstream::backoff::Backoff;
+use crate::upstream::budget::RetryBudget;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         body_timeout: config.server.body_timeout,
         max_stream_event_bytes: config.server.max_stream_event_bytes,
         max_response_bytes: config.server.max_response_bytes,
+        backoff: Backoff {
+            base: config.retries.backoff_base,
+            max: config.retries.backoff_max,
+            retry_after_cap: config.retries.retry_after_cap,
+        },
+        budget: RetryBudget::new(
+            config.retries.budget_ratio,
+            config.retries.budget_min,
+            config.retries.budget_window,
+        ),
+        retries: config.retries.clone(),
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
         models_body: models_body(&config),

@@ -18,6 +18,7 @@
 //! as a task of its own, see `upstream::relay_sse`).
 
 mod health;
+mod inbound;
 mod proxy;
 mod request_id;
 
@@ -64,6 +65,12 @@ pub struct AppState {
     pub max_stream_event_bytes: usize,
     /// `server.max_response_bytes`.
     pub max_response_bytes: usize,
+    /// `retries:`.
+    pub retries: crate::config::Retries,
+    /// The backoff schedule of `retries:`.
+    pub backoff: crate::upstream::backoff::Backoff,
+    /// The retry budget shared by every request.
+    pub budget: crate::upstream::budget::RetryBudget,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.

@@ -10,30 +10,30 @@
 //! named in `x-switchyard-dropped-fields`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, Request, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use serde::de::DeserializeOwned;
-use switchyard_providers::openai::chat::{ChatCompletion, ChatRequest, StreamOptions};
-use switchyard_providers::openai::embedding::EmbeddingRequest;
-use switchyard_providers::openai::{
-    ChunkDecoder, ChunkEncoder, Endpoint, InvalidRequest, RequestBody, Usage,
-};
+use switchyard_providers::openai::chat::ChatCompletion;
+use switchyard_providers::openai::{ChunkDecoder, ChunkEncoder, Endpoint, Usage};
 use switchyard_providers::translate::{StreamDecoder, StreamEncoder};
 use switchyard_providers::{anthropic, gemini};
 use tokio::time::Instant;
 
+use super::inbound::{Answer, Call, Inbound};
 use super::{AppState, Authenticated};
+use crate::config::FailureClass;
 use crate::error::{Dialect, GatewayError};
-use crate::routing::Target;
+use crate::routing::{Pick, Target};
 use crate::telemetry::AccessLog;
+use crate::upstream::breaker::Outcome;
 use crate::upstream::{
-    ANTHROPIC_BETA, BodyUsage, Outgoing, RelayLimits, StreamMode, UpstreamError, Wire, read_whole,
-    relay_json, relay_sse,
+    ANTHROPIC_BETA, BodyUsage, Outgoing, RelayLimits, StreamMode, UpstreamError, UpstreamResponse,
+    Wire, read_whole, relay_json, relay_sse,
 };
 
 /// `x-switchyard-dropped-fields`: request fields a translation left out.
@@ -89,9 +89,16 @@ impl ProxyEndpoint {
     }
 }
 
-/// Checks the key, validates, routes, calls the provider and relays its answer
-/// in the client's dialect; writes the access line itself (when the body
-/// ends, for a success).
+/// Checks the key, validates, then tries the model's deployments (and its
+/// fallbacks) until one answers, and relays that answer in the client's
+/// dialect; writes the access line itself (when the body ends, for a success).
+///
+/// A failure before the provider's answer begins is retried when its class is
+/// in `retries.on`, within the model's attempts, the retry budget and the
+/// request's deadline: on another deployment at once, on the same one after a
+/// full-jitter backoff (never before its `retry-after`). A 400 of the client's
+/// own making is never retried. The answer says what happened in
+/// `x-switchyard-attempts` and `x-switchyard-route`.
 pub async fn proxy(
     state: &AppState,
     endpoint: ProxyEndpoint,
@@ -105,26 +112,244 @@ pub async fn proxy(
         return fail(log, &e, dialect);
     }
     // The one client header that goes upstream, to an Anthropic provider of an
-    // Anthropic client only (see `prepare_messages`).
+    // Anthropic client only.
     let beta = match endpoint {
         ProxyEndpoint::Messages => anthropic_beta(request.headers()),
         ProxyEndpoint::OpenAi(_) => None,
     };
-    match prepare(state, endpoint, request, &mut log).await {
-        Err(e) => fail(log, &e, dialect),
-        Ok(call) => {
-            let beta = beta.filter(|_| call.answer_is(Answer::Anthropic));
-            let mut response = forward(state, request_id, beta.as_ref(), &call, log).await;
-            let headers = response.headers_mut();
-            headers.insert("x-switchyard-provider", call.target.provider_header.clone());
-            headers.insert("x-switchyard-model", call.target.model_header.clone());
-            if !call.dropped.is_empty() {
-                headers.insert(DROPPED_FIELDS.clone(), dropped_header(&call.dropped));
+    let read = tokio::time::timeout(state.body_timeout, read_body(request, state.max_body_bytes));
+    let body = match read.await {
+        Err(_) => return fail(log, &GatewayError::BodyTimeout(state.body_timeout), dialect),
+        Ok(Err(e)) => return fail(log, &e, dialect),
+        Ok(Ok(body)) => body,
+    };
+    let mut inbound = match Inbound::parse(endpoint, &body) {
+        Ok(inbound) => inbound,
+        Err(e) => return fail(log, &e, dialect),
+    };
+    log.request(inbound.model(), inbound.stream());
+    let mut plan = match state.routes.plan(inbound.model()) {
+        Ok(plan) => plan,
+        Err(e) => return fail(log, &e, dialect),
+    };
+    let mut attempts = Attempts::new(state, plan.model().attempts);
+    let mut next = plan.next(attempts.now());
+    loop {
+        let Some(pick) = next.take() else {
+            let error = attempts
+                .last_error
+                .take()
+                .unwrap_or_else(|| GatewayError::NoDeployment(plan.model().name.clone()));
+            return attempts.headers(fail(log, &error, dialect));
+        };
+        let call = match inbound.call(pick.target) {
+            Ok(call) => call,
+            Err(e) => {
+                pick.target
+                    .breaker
+                    .record(pick.permit, Outcome::Ignored, attempts.now());
+                return attempts.headers(fail(log, &e, dialect));
             }
-            response
+        };
+        log.route(&pick.target.provider.name, &pick.target.upstream_model);
+        let beta = beta
+            .as_ref()
+            .filter(|_| matches!(call.answer, Answer::Anthropic));
+        let deadline = attempts.deadline(pick.target);
+        let sent = Instant::now();
+        let outgoing = Outgoing {
+            uri: call.uri,
+            body: call.body.clone(),
+            stream: call.stream,
+            request_id,
+            anthropic_beta: beta,
+            sent,
+            deadline,
+        };
+        let failure = match pick.target.provider.send(outgoing).await {
+            Ok(upstream) => {
+                pick.target
+                    .breaker
+                    .record(pick.permit, Outcome::Success, attempts.now());
+                attempts.served(&pick, plan.in_fallback());
+                let mut response = respond(state, upstream, &call, deadline, log).await;
+                let headers = response.headers_mut();
+                headers.insert(PROVIDER, pick.target.provider_header.clone());
+                headers.insert(MODEL, pick.target.model_header.clone());
+                if !call.dropped.is_empty() {
+                    headers.insert(DROPPED_FIELDS.clone(), dropped_header(&call.dropped));
+                }
+                return attempts.headers(response);
+            }
+            Err(e) => e,
+        };
+        let class = failure.class();
+        let outcome = match class {
+            None | Some(FailureClass::ContextLength | FailureClass::ContentPolicy) => {
+                Outcome::Ignored
+            }
+            Some(_) => Outcome::Failure,
+        };
+        pick.target
+            .breaker
+            .record(pick.permit, outcome, attempts.now());
+        attempts.failed(&pick, plan.in_fallback(), class);
+        let retry_after = failure.retry_after().map(Duration::from_secs);
+        attempts.last_error = Some(GatewayError::from(failure));
+        if !attempts.may_retry(class) {
+            continue;
+        }
+        next = plan.next(attempts.now());
+        if let Some(again) = &next
+            && std::ptr::eq(again.target, pick.target)
+        {
+            // The same deployment again: wait, as it asked or with backoff.
+            match attempts.backoff(retry_after, deadline) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => {
+                    if let Some(again) = next.take() {
+                        again
+                            .target
+                            .breaker
+                            .record(again.permit, Outcome::Ignored, attempts.now());
+                    }
+                }
+            }
         }
     }
 }
+
+/// One request's attempts: their count, the retry decisions, and the trace
+/// for `x-switchyard-attempts` and `x-switchyard-route`.
+struct Attempts<'s> {
+    state: &'s AppState,
+    /// Attempts the model allows.
+    allowed: u32,
+    made: u32,
+    /// The request's deadline, set by the first deployment's total timeout.
+    deadline: Option<Instant>,
+    /// `x-switchyard-route`: `provider/model=outcome` per attempt.
+    trace: String,
+    last_error: Option<GatewayError>,
+    /// `x-switchyard-provider` and `-model` of the last deployment tried,
+    /// which name who failed on an error answer.
+    last_target: Option<(HeaderValue, HeaderValue)>,
+}
+
+impl<'s> Attempts<'s> {
+    fn new(state: &'s AppState, allowed: u32) -> Self {
+        state.budget.record_request(Instant::now());
+        Self {
+            state,
+            allowed,
+            made: 0,
+            deadline: None,
+            trace: String::new(),
+            last_error: None,
+            last_target: None,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// The deadline of an attempt on `target`: the request's, which the first
+    /// attempt sets from its provider's total timeout, and no later than this
+    /// provider's own.
+    fn deadline(&mut self, target: &Target) -> Instant {
+        let own = Instant::now() + target.provider.timeouts.total;
+        let request = *self.deadline.get_or_insert(own);
+        request.min(own)
+    }
+
+    fn note(&mut self, pick: &Pick<'_>, fallback: bool, outcome: &str) {
+        self.made += 1;
+        if !self.trace.is_empty() {
+            self.trace.push_str(", ");
+        }
+        if fallback {
+            self.trace.push_str(&pick.model.name);
+            self.trace.push('>');
+        }
+        self.trace.push_str(&pick.target.provider.name);
+        self.trace.push('/');
+        self.trace.push_str(&pick.target.upstream_model);
+        self.trace.push('=');
+        self.trace.push_str(outcome);
+    }
+
+    fn served(&mut self, pick: &Pick<'_>, fallback: bool) {
+        self.note(pick, fallback, "ok");
+    }
+
+    fn failed(&mut self, pick: &Pick<'_>, fallback: bool, class: Option<FailureClass>) {
+        self.note(
+            pick,
+            fallback,
+            class.map_or("client_error", FailureClass::as_str),
+        );
+        self.last_target = Some((
+            pick.target.provider_header.clone(),
+            pick.target.model_header.clone(),
+        ));
+    }
+
+    /// Whether another attempt may follow a failure of `class`: the class is
+    /// retried, attempts remain, and the retry budget allows one.
+    fn may_retry(&mut self, class: Option<FailureClass>) -> bool {
+        let retried = class.is_some_and(|c| self.state.retries.on.contains(&c));
+        if !retried || self.made >= self.allowed {
+            return false;
+        }
+        if !self.state.budget.try_retry(Instant::now()) {
+            self.trace.push_str(", budget_exhausted");
+            return false;
+        }
+        true
+    }
+
+    /// How long to wait before trying the same deployment again: `None` when
+    /// it asked for longer than `retries.retry_after_cap` or the wait would
+    /// pass the deadline.
+    fn backoff(&self, retry_after: Option<Duration>, deadline: Instant) -> Option<Duration> {
+        let delay = self.state.backoff.delay(
+            self.made.saturating_sub(1),
+            retry_after,
+            u64::from(self.made) ^ (self.trace.len() as u64) << 32,
+        )?;
+        (Instant::now() + delay < deadline).then_some(delay)
+    }
+
+    /// Writes `x-switchyard-attempts` and `x-switchyard-route` on `response`.
+    fn headers(&self, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        if let Some((provider, model)) = &self.last_target
+            && !headers.contains_key(PROVIDER)
+        {
+            headers.insert(PROVIDER, provider.clone());
+            headers.insert(MODEL, model.clone());
+        }
+        headers.insert(ATTEMPTS.clone(), HeaderValue::from(self.made));
+        if let Ok(route) = HeaderValue::from_str(&self.trace) {
+            headers.insert(ROUTE.clone(), route);
+        }
+        response
+    }
+}
+
+/// `x-switchyard-provider`: the deployment's provider.
+const PROVIDER: &str = "x-switchyard-provider";
+
+/// `x-switchyard-model`: the deployment's upstream model.
+const MODEL: &str = "x-switchyard-model";
+
+/// `x-switchyard-attempts`: upstream calls made for the request.
+static ATTEMPTS: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-switchyard-attempts");
+
+/// `x-switchyard-route`: each attempt's deployment and outcome.
+static ROUTE: axum::http::HeaderName = axum::http::HeaderName::from_static("x-switchyard-route");
 
 /// Every `anthropic-beta` header of the client, joined.
 fn anthropic_beta(headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
@@ -159,239 +384,15 @@ fn dropped_header(names: &[String]) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("?"))
 }
 
-/// A request ready to send upstream.
-struct Call<'a> {
-    target: &'a Target,
-    uri: &'a Uri,
-    body: Bytes,
-    stream: bool,
-    dialect: Dialect,
-    answer: Answer,
-    /// Fields the translation left out, for `x-switchyard-dropped-fields`.
-    dropped: Vec<String>,
-}
-
-impl Call<'_> {
-    fn answer_is(&self, answer: Answer) -> bool {
-        std::mem::discriminant(&self.answer) == std::mem::discriminant(&answer)
-    }
-}
-
-/// What becomes of the provider's answer.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    /// OpenAI to OpenAI, passed through; `strip_usage` when the gateway asked
-    /// for stream usage on its own and must not pass it on.
-    OpenAi { strip_usage: bool },
-    /// Anthropic to Anthropic, passed through.
-    Anthropic,
-    /// A chat answer translated into the client's dialect.
-    Chat {
-        /// The (OpenAI) client asked for usage in its stream.
-        include_usage: bool,
-    },
-    /// Gemini embeddings, translated into OpenAI's.
-    GeminiEmbeddings {
-        /// The client asked for base64 vectors.
-        base64: bool,
-    },
-}
-
-/// Reads, validates, routes and translates the request.
-async fn prepare<'a>(
-    state: &'a AppState,
-    endpoint: ProxyEndpoint,
-    request: Request<Incoming>,
-    log: &mut AccessLog,
-) -> Result<Call<'a>, GatewayError> {
-    let body = tokio::time::timeout(state.body_timeout, read_body(request, state.max_body_bytes))
-        .await
-        .map_err(|_| GatewayError::BodyTimeout(state.body_timeout))??;
-    match endpoint {
-        ProxyEndpoint::OpenAi(endpoint) => prepare_openai(state, endpoint, &body, log),
-        ProxyEndpoint::Messages => prepare_messages(state, &body, log),
-    }
-}
-
-/// An OpenAI request: passed through to OpenAI-compatible providers, translated
-/// for the others.
-fn prepare_openai<'a>(
-    state: &'a AppState,
-    endpoint: Endpoint,
-    body: &[u8],
-    log: &mut AccessLog,
-) -> Result<Call<'a>, GatewayError> {
-    let parsed = RequestBody::parse(endpoint, body)?;
-    let stream = parsed.stream();
-    log.request(parsed.model(), stream);
-    let target = state.routes.pick(parsed.model())?;
-    log.route(&target.provider.name, &target.upstream_model);
-    let urls = &target.urls;
-    let mut call = Call {
-        target,
-        uri: &urls.chat,
-        body: Bytes::new(),
-        stream,
-        dialect: Dialect::OpenAi,
-        answer: Answer::OpenAi {
-            strip_usage: stream && !parsed.include_usage(),
-        },
-        dropped: Vec::new(),
-    };
-    match (target.provider.wire, endpoint) {
-        (Wire::OpenAi, _) => {
-            call.uri = match endpoint {
-                Endpoint::ChatCompletions => Some(&urls.chat),
-                Endpoint::Completions => urls.completions.as_ref(),
-                Endpoint::Embeddings => urls.embeddings.as_ref(),
-            }
-            .ok_or_else(|| not_served(parsed.model(), target, endpoint))?;
-            call.body = Bytes::from(parsed.to_upstream(&target.upstream_model));
-        }
-        (wire @ (Wire::Anthropic | Wire::Gemini), Endpoint::ChatCompletions) => {
-            let request: ChatRequest = typed(body)?;
-            let encoded = match wire {
-                Wire::Anthropic => anthropic::encode_request(
-                    &request,
-                    &target.upstream_model,
-                    u64::from(target.max_output_tokens),
-                )?,
-                _ => gemini::encode_request(&request)?,
-            };
-            call.uri = if stream {
-                &urls.chat_stream
-            } else {
-                &urls.chat
-            };
-            call.body = Bytes::from(encoded.body);
-            call.dropped = encoded.dropped;
-            call.answer = Answer::Chat {
-                include_usage: request.wants_stream_usage(),
-            };
-        }
-        (Wire::Gemini, Endpoint::Embeddings) => {
-            let request: EmbeddingRequest = typed(body)?;
-            let encoded = gemini::encode_embeddings(&request, &target.upstream_model)?;
-            call.uri = urls
-                .embeddings
-                .as_ref()
-                .ok_or_else(|| not_served(parsed.model(), target, endpoint))?;
-            call.body = Bytes::from(encoded.body);
-            call.dropped = encoded.dropped;
-            call.answer = Answer::GeminiEmbeddings {
-                base64: request.encoding_format.as_deref() == Some("base64"),
-            };
-        }
-        (_, endpoint) => return Err(not_served(parsed.model(), target, endpoint)),
-    }
-    Ok(call)
-}
-
-/// An Anthropic request: passed through to Anthropic, translated for the others.
-fn prepare_messages<'a>(
-    state: &'a AppState,
-    body: &[u8],
-    log: &mut AccessLog,
-) -> Result<Call<'a>, GatewayError> {
-    let peek = anthropic::peek(body)?;
-    log.request(&peek.model, peek.stream);
-    let target = state.routes.pick(&peek.model)?;
-    log.route(&target.provider.name, &target.upstream_model);
-    let urls = &target.urls;
-    let mut call = Call {
-        target,
-        uri: if peek.stream {
-            &urls.chat_stream
-        } else {
-            &urls.chat
-        },
-        body: Bytes::new(),
-        stream: peek.stream,
-        dialect: Dialect::Anthropic,
-        answer: Answer::Anthropic,
-        dropped: Vec::new(),
-    };
-    if target.provider.wire == Wire::Anthropic {
-        call.body = Bytes::from(anthropic::with_model(body, &peek, &target.upstream_model));
-        return Ok(call);
-    }
-    let decoded = anthropic::decode_request(body)?;
-    let mut request = decoded.request;
-    call.dropped = decoded.dropped;
-    call.answer = Answer::Chat {
-        include_usage: false,
-    };
-    if target.provider.wire == Wire::Gemini {
-        let encoded = gemini::encode_request(&request)?;
-        call.body = Bytes::from(encoded.body);
-        // Named as the Anthropic client sent them.
-        call.dropped
-            .extend(encoded.dropped.into_iter().map(|name| match name.as_str() {
-                "user" => "metadata.user_id".to_owned(),
-                "parallel_tool_calls" => "tool_choice.disable_parallel_tool_use".to_owned(),
-                _ => name,
-            }));
-    } else {
-        request.model.clone_from(&target.upstream_model);
-        if peek.stream {
-            // OpenAI-compatible providers stream usage only when asked.
-            request.stream_options = Some(StreamOptions {
-                include_usage: Some(true),
-                ..StreamOptions::default()
-            });
-        }
-        call.body = Bytes::from(serde_json::to_vec(&request).map_err(|e| {
-            GatewayError::InvalidRequest(InvalidRequest {
-                message: format!("the request cannot be translated: {e}"),
-                param: None,
-            })
-        })?);
-    }
-    Ok(call)
-}
-
-/// The body read as `T`, or a 400 saying why it is not one.
-fn typed<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
-    serde_json::from_slice(body).map_err(|e| {
-        GatewayError::InvalidRequest(InvalidRequest {
-            message: format!("the request body is not valid: {e}"),
-            param: None,
-        })
-    })
-}
-
-fn not_served(model: &str, target: &Target, endpoint: Endpoint) -> GatewayError {
-    GatewayError::EndpointNotServed {
-        model: model.to_owned(),
-        kind: target.provider.kind.as_str(),
-        endpoint: ProxyEndpoint::OpenAi(endpoint).name(),
-    }
-}
-
-/// Sends the call and turns the provider's answer into the client's response.
-async fn forward(
+/// Turns the provider's answer into the client's response.
+async fn respond(
     state: &AppState,
-    request_id: &HeaderValue,
-    anthropic_beta: Option<&HeaderValue>,
+    upstream: UpstreamResponse,
     call: &Call<'_>,
+    deadline: Instant,
     mut log: AccessLog,
 ) -> Response {
     let provider = &call.target.provider;
-    let sent = Instant::now();
-    let deadline = sent + provider.timeouts.total;
-    let outgoing = Outgoing {
-        uri: call.uri,
-        body: call.body.clone(),
-        stream: call.stream,
-        request_id,
-        anthropic_beta,
-        sent,
-        deadline,
-    };
-    let upstream = match provider.send(outgoing).await {
-        Ok(upstream) => upstream,
-        Err(e) => return fail(log, &GatewayError::from(e), call.dialect),
-    };
     log.status(StatusCode::OK.as_u16());
     let limits = RelayLimits {
         idle: provider.timeouts.idle,

@@ -21,7 +21,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use problems::{Problem, Problems};
-pub use raw::{AuthMode, PriceConfig as Price, ProviderKind, Strategy};
+pub use raw::{AuthMode, FailureClass, PriceConfig as Price, ProviderKind, Strategy};
 
 /// The built-in configuration (see `default.yaml`).
 const BUILT_IN: &str = include_str!("default.yaml");
@@ -39,6 +39,46 @@ pub struct Config {
     pub providers: BTreeMap<String, Provider>,
     /// Public models by name.
     pub models: BTreeMap<String, Model>,
+    /// How failed calls are tried again.
+    pub retries: Retries,
+    /// When a deployment gets no traffic for a while.
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// `retries:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Retries {
+    /// Attempts per request in all (a model may set its own).
+    pub attempts: u32,
+    /// The first backoff step.
+    pub backoff_base: Duration,
+    /// The longest backoff.
+    pub backoff_max: Duration,
+    /// The longest `retry-after` honoured.
+    pub retry_after_cap: Duration,
+    /// Retries allowed as a fraction of requests.
+    pub budget_ratio: f64,
+    /// Retries allowed per window whatever the traffic.
+    pub budget_min: u32,
+    /// The budget's window.
+    pub budget_window: Duration,
+    /// The failure classes tried again.
+    pub on: Vec<FailureClass>,
+}
+
+/// `circuit_breaker:` with defaults applied.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitBreaker {
+    /// Failures in a row that open a breaker.
+    pub consecutive_failures: u32,
+    /// The failure rate over `window` that opens it.
+    pub failure_rate: f64,
+    /// Attempts the window must hold for the rate to count.
+    pub min_requests: u32,
+    /// The failure rate's window.
+    pub window: Duration,
+    /// How long an open breaker sends nothing.
+    pub cooldown: Duration,
 }
 
 /// `server:` with defaults applied.
@@ -116,6 +156,8 @@ pub struct Model {
     pub deployments: Vec<Deployment>,
     /// Models to try when every deployment fails.
     pub fallbacks: Vec<String>,
+    /// Attempts per request for this model.
+    pub attempts: u32,
 }
 
 /// One place a model is served.

@@ -27,6 +27,90 @@ pub struct ConfigFile {
     /// Public models by name.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
+    /// How failed calls are tried again.
+    #[serde(default)]
+    pub retries: RetriesConfig,
+    /// When a deployment gets no traffic for a while.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+}
+
+/// `retries:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetriesConfig {
+    /// Attempts per request in all, the first included, over every deployment
+    /// and fallback model (default 3).
+    pub attempts: Option<u32>,
+    /// The first backoff step; each retry doubles it, with full jitter (default 100ms).
+    pub backoff_base: Option<HumanDuration>,
+    /// The longest backoff (default 5s).
+    pub backoff_max: Option<HumanDuration>,
+    /// The longest `retry-after` honoured; a deployment asking for more is
+    /// not tried again in the request (default 30s).
+    pub retry_after_cap: Option<HumanDuration>,
+    /// Retry budget: retries allowed as a fraction of requests (default 0.2).
+    pub budget_ratio: Option<f64>,
+    /// Retries allowed per budget window whatever the traffic (default 10).
+    pub budget_min: Option<u32>,
+    /// The budget's sliding window (default 10s).
+    pub budget_window: Option<HumanDuration>,
+    /// The failure classes that are tried again.
+    pub on: Option<Vec<FailureClass>>,
+}
+
+/// Why an attempt failed, as `retries.on` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The provider could not be reached.
+    Connect,
+    /// A timeout ran out (connect, first byte, idle).
+    Timeout,
+    /// 429.
+    RateLimited,
+    /// 503 or 529: the provider says it is overloaded.
+    Overloaded,
+    /// Another 5xx, or a broken answer.
+    ServerError,
+    /// 401 or 403: the provider refused the gateway's key.
+    UpstreamAuth,
+    /// The prompt is longer than the model's context window.
+    ContextLength,
+    /// The provider's content policy refused the request.
+    ContentPolicy,
+}
+
+impl FailureClass {
+    /// The name as the config and the route header write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::ServerError => "server_error",
+            Self::UpstreamAuth => "upstream_auth",
+            Self::ContextLength => "context_length",
+            Self::ContentPolicy => "content_policy",
+        }
+    }
+}
+
+/// `circuit_breaker:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Failures in a row that open a deployment's breaker (default 5).
+    pub consecutive_failures: Option<u32>,
+    /// The failure rate over `window` that opens it (default 0.5)…
+    pub failure_rate: Option<f64>,
+    /// …once the window holds at least this many attempts (default 20).
+    pub min_requests: Option<u32>,
+    /// The failure rate's sliding window (default 30s).
+    pub window: Option<HumanDuration>,
+    /// How long an open breaker sends nothing before one probe (default 30s).
+    pub cooldown: Option<HumanDuration>,
 }
 
 /// `server:`
@@ -158,6 +242,17 @@ pub struct ModelConfig {
     /// The completion token cap sent to providers that require one (Anthropic)
     /// when the client sets none; a deployment's own value wins (default 4096).
     pub max_output_tokens: Option<u32>,
+    /// This model's own `retries.attempts`.
+    #[serde(default)]
+    pub retries: ModelRetriesConfig,
+}
+
+/// A model's `retries:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRetriesConfig {
+    /// Attempts per request for this model (default: `retries.attempts`).
+    pub attempts: Option<u32>,
 }
 
 /// Deployment selection strategies.

@@ -105,7 +105,7 @@ models:
     let list = problems(text);
     let expected = [
         "3:3 unknown key `max_body_byte`, did you mean `max_body_bytes`?",
-        "4:1 unknown key `retires`, did you mean `retries`? (`retries` is not supported by this version yet)",
+        "4:1 unknown key `retires`, did you mean `retries`?",
         "6:3 unknown value for `mode` `opn`, did you mean `open`?",
         "9:5 unknown value for `kind` `opnai`, did you mean `openai`?",
         "11:17 `connect`: invalid duration `soon`",

@@ -8,18 +8,18 @@ use secrecy::SecretString;
 use serde_path_to_error::Segment;
 
 use super::problems::{Problem, suggest, unknown};
-use super::raw::{self, AuthMode, ConfigFile, ProviderKind, Strategy};
+use super::raw::{self, AuthMode, ConfigFile, FailureClass, ProviderKind, Strategy};
 use super::tree::{Node, Place, Step, TreeError};
 use super::units::HumanDuration;
-use super::{ClientKey, Config, Deployment, Model, Provider, Server, Timeouts};
+use super::{
+    CircuitBreaker, ClientKey, Config, Deployment, Model, Provider, Retries, Server, Timeouts,
+};
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 11] = [
+const LATER_KEYS: [&str; 9] = [
     "store",
     "redis",
     "routes",
-    "retries",
-    "circuit_breaker",
     "health_checks",
     "cache",
     "limits",
@@ -237,14 +237,96 @@ impl Validator<'_> {
         }
         let declared: Vec<String> = file.providers.keys().cloned().collect();
         let providers = self.providers(file.providers);
-        let models = self.models(file.models, &declared, &providers);
+        let retries = self.retries(file.retries);
+        let models = self.models(file.models, &declared, &providers, retries.attempts);
+        let circuit_breaker = self.circuit_breaker(&file.circuit_breaker);
         Some(Config {
             server: server?,
             auth,
             keys,
             providers,
             models,
+            retries,
+            circuit_breaker,
         })
+    }
+
+    fn retries(&mut self, raw: raw::RetriesConfig) -> Retries {
+        let retries = Retries {
+            attempts: raw.attempts.unwrap_or(3),
+            backoff_base: HumanDuration::or(raw.backoff_base, Duration::from_millis(100)),
+            backoff_max: HumanDuration::or(raw.backoff_max, Duration::from_secs(5)),
+            retry_after_cap: HumanDuration::or(raw.retry_after_cap, Duration::from_secs(30)),
+            budget_ratio: raw.budget_ratio.unwrap_or(0.2),
+            budget_min: raw.budget_min.unwrap_or(10),
+            budget_window: HumanDuration::or(raw.budget_window, Duration::from_secs(10)),
+            on: raw.on.unwrap_or_else(|| {
+                vec![
+                    FailureClass::Connect,
+                    FailureClass::Timeout,
+                    FailureClass::RateLimited,
+                    FailureClass::Overloaded,
+                    FailureClass::ServerError,
+                    FailureClass::UpstreamAuth,
+                ]
+            }),
+        };
+        if retries.attempts == 0 {
+            self.error(
+                &["retries", "attempts"],
+                "`attempts` counts the first one too: it must be at least 1",
+            );
+        }
+        if !(0.0..=10.0).contains(&retries.budget_ratio) {
+            self.error(
+                &["retries", "budget_ratio"],
+                "`budget_ratio` is retries per request, between 0 and 10 (0.2 = at most 20% extra load)",
+            );
+        }
+        if retries.budget_window.is_zero() {
+            self.error(
+                &["retries", "budget_window"],
+                "`budget_window` must be more than 0",
+            );
+        }
+        if retries.backoff_max < retries.backoff_base {
+            self.error(
+                &["retries", "backoff_max"],
+                "`backoff_max` must not be shorter than `backoff_base`",
+            );
+        }
+        retries
+    }
+
+    fn circuit_breaker(&mut self, raw: &raw::CircuitBreakerConfig) -> CircuitBreaker {
+        let breaker = CircuitBreaker {
+            consecutive_failures: raw.consecutive_failures.unwrap_or(5),
+            failure_rate: raw.failure_rate.unwrap_or(0.5),
+            min_requests: raw.min_requests.unwrap_or(20),
+            window: HumanDuration::or(raw.window, Duration::from_secs(30)),
+            cooldown: HumanDuration::or(raw.cooldown, Duration::from_secs(30)),
+        };
+        if breaker.consecutive_failures == 0 {
+            self.error(
+                &["circuit_breaker", "consecutive_failures"],
+                "`consecutive_failures` must be at least 1",
+            );
+        }
+        if !(breaker.failure_rate > 0.0 && breaker.failure_rate <= 1.0) {
+            self.error(
+                &["circuit_breaker", "failure_rate"],
+                "`failure_rate` is a fraction of attempts, more than 0 and at most 1",
+            );
+        }
+        for (key, value) in [("window", breaker.window), ("cooldown", breaker.cooldown)] {
+            if value.is_zero() {
+                self.error(
+                    &["circuit_breaker", key],
+                    format!("`{key}` must be more than 0"),
+                );
+            }
+        }
+        breaker
     }
 
     fn server(&mut self, raw: raw::ServerConfig) -> Option<Server> {
@@ -455,6 +537,7 @@ impl Validator<'_> {
         raw: BTreeMap<String, raw::ModelConfig>,
         declared: &[String],
         providers: &BTreeMap<String, Provider>,
+        attempts: u32,
     ) -> BTreeMap<String, Model> {
         let names: Vec<&str> = raw.keys().map(String::as_str).collect();
         let provider_names: Vec<&str> = declared.iter().map(String::as_str).collect();
@@ -534,9 +617,7 @@ impl Validator<'_> {
                     format!("strategy `{}` is not implemented by this version yet; deployments are picked by weight", strategy.as_str()),
                 );
             }
-            let mut fallbacks_valid = true;
             for fallback in &m.fallbacks {
-                fallbacks_valid &= fallback != name && raw.contains_key(fallback);
                 if fallback == name {
                     self.error(
                         &["models", name, "fallbacks"],
@@ -547,10 +628,11 @@ impl Validator<'_> {
                     self.error(&["models", name, "fallbacks"], message);
                 }
             }
-            if fallbacks_valid && !m.fallbacks.is_empty() {
-                self.warn(
-                    &["models", name, "fallbacks"],
-                    "fallbacks are not tried by this version yet",
+            let attempts = m.retries.attempts.unwrap_or(attempts);
+            if attempts == 0 {
+                self.error(
+                    &["models", name, "retries", "attempts"],
+                    "`attempts` counts the first one too: it must be at least 1",
                 );
             }
             models.insert(
@@ -560,6 +642,7 @@ impl Validator<'_> {
                     strategy,
                     deployments,
                     fallbacks: m.fallbacks.clone(),
+                    attempts,
                 },
             );
         }

@@ -5,6 +5,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use switchyard_providers::openai::ErrorObject;
 
+use crate::config::FailureClass;
+
 /// The phase of an upstream call that ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutPhase {
@@ -104,6 +106,30 @@ impl UpstreamError {
         }
     }
 
+    /// Why the attempt failed, for the retry decision: `None` when the
+    /// provider refused the client's own request (a 400 of its making), which
+    /// no other deployment would answer differently.
+    pub fn class(&self) -> Option<FailureClass> {
+        match self {
+            Self::Connect { .. } => Some(FailureClass::Connect),
+            Self::Timeout { .. } => Some(FailureClass::Timeout),
+            Self::Protocol { .. } => Some(FailureClass::ServerError),
+            Self::Status { status, error, .. } => match *status {
+                429 => Some(FailureClass::RateLimited),
+                503 | 529 => Some(FailureClass::Overloaded),
+                401 | 403 => Some(FailureClass::UpstreamAuth),
+                400 | 413 | 422 if mentions(error, CONTEXT_LENGTH) => {
+                    Some(FailureClass::ContextLength)
+                }
+                400 | 422 if mentions(error, CONTENT_POLICY) => Some(FailureClass::ContentPolicy),
+                // A misconfigured upstream model or URL: another deployment may serve.
+                404 => Some(FailureClass::ServerError),
+                400..=499 => None,
+                _ => Some(FailureClass::ServerError),
+            },
+        }
+    }
+
     /// Seconds to wait before retrying, when the provider said so.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
@@ -157,6 +183,33 @@ impl UpstreamError {
             _ => server_error(self.to_string(), "upstream_error"),
         }
     }
+}
+
+/// How providers word a prompt longer than the context window (OpenAI's code,
+/// Anthropic's and Gemini's messages).
+const CONTEXT_LENGTH: &[&str] = &[
+    "context_length_exceeded",
+    "context length",
+    "context window",
+    "prompt is too long",
+    "maximum number of tokens",
+];
+
+/// How providers word a refusal by their content policy.
+const CONTENT_POLICY: &[&str] = &[
+    "content_policy_violation",
+    "content_filter",
+    "content management policy",
+    "safety",
+];
+
+/// Whether the error's code or message holds one of `needles` (ASCII, any case).
+fn mentions(error: &ErrorObject, needles: &[&str]) -> bool {
+    let code = error.code.as_deref().unwrap_or_default();
+    let message = error.message.to_ascii_lowercase();
+    needles
+        .iter()
+        .any(|needle| code == *needle || message.contains(needle))
 }
 
 /// An OpenAI `server_error` object with `code`.

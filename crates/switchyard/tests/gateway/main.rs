@@ -11,5 +11,6 @@ mod dialects;
 mod errors;
 mod forwarding;
 mod harness;
+mod resilience;
 mod shutdown;
 mod streaming;

@@ -1,0 +1,170 @@
+//! Retries, fallbacks and circuit breakers, against mocks with injected faults,
+//! counting what each mock received.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// A gateway with model `m` on the deployments `(provider, mock)` and the
+/// extra YAML `extra` (model keys, then top-level blocks).
+fn resilient_gateway(deployments: &[(&str, &Process)], model_extra: &str, extra: &str) -> Process {
+    let mut providers = String::new();
+    let mut list = String::new();
+    for (name, mock) in deployments {
+        providers.push_str(&format!(
+            "  {name}:\n    kind: openai\n    base_url: {}\n    api_key: {UPSTREAM_KEY}\n    timeouts: {{ connect: 1s, first_byte: 5s }}\n",
+            mock.url("/v1")
+        ));
+        list.push_str(&format!("      - {{ provider: {name}, model: mock-1 }}\n"));
+    }
+    gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n{providers}models:\n  m:\n    deployments:\n{list}{model_extra}{extra}"
+    ))
+}
+
+fn ask(text: &str) -> Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": text}]})
+}
+
+async fn mock_requests(mock: &Process) -> u64 {
+    let stats: Value = client()
+        .get(mock.url("/mock/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["requests"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_deployment_failing_30_percent_costs_no_request_and_little_extra_load() {
+    let flaky = mock(&[
+        "--error-rate",
+        "0.3",
+        "--error-status",
+        "500",
+        "--seed",
+        "3",
+    ]);
+    let steady = mock(&[]);
+    let gw = resilient_gateway(
+        &[("flaky", &flaky), ("steady", &steady)],
+        "",
+        // The breaker would soon take the flaky one out: keep it in, to count retries.
+        "circuit_breaker: { consecutive_failures: 1000, failure_rate: 1.0 }\n",
+    );
+    let total = 2000;
+    let mut ok = 0;
+    for batch in 0..(total / 20) {
+        let bodies: Vec<Value> = (0..20).map(|i| ask(&format!("r{batch}-{i}"))).collect();
+        let requests = bodies
+            .iter()
+            .map(|body| post(&gw, "/v1/chat/completions", body));
+        for response in futures_util::future::join_all(requests).await {
+            ok += usize::from(response.status() == 200);
+        }
+    }
+    assert!(ok * 1000 >= total * 999, "{ok} of {total} succeeded");
+    let attempts = mock_requests(&flaky).await + mock_requests(&steady).await;
+    // At most 20% extra upstream load (the retry budget), plus its floor of 10 per window.
+    assert!(attempts >= total as u64, "{attempts}");
+    assert!(
+        attempts <= total as u64 * 12 / 10 + 50,
+        "{attempts} upstream attempts for {total} requests"
+    );
+}
+
+#[tokio::test]
+async fn every_deployment_failing_falls_back_to_the_next_model() {
+    let broken = mock(&["--error-rate", "1", "--error-status", "502"]);
+    let good = mock(&[]);
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  broken: {{ kind: openai, base_url: {}, api_key: k }}\n  good: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    deployments: [{{ provider: broken, model: mock-1 }}]\n    fallbacks: [backup]\n  backup:\n    deployments: [{{ provider: good, model: mock-2 }}]\nretries: {{ attempts: 2 }}\n",
+        broken.url("/v1"),
+        good.url("/v1")
+    );
+    let gw = gateway(&yaml);
+    let response = post(&gw, "/v1/chat/completions", &ask("hello")).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["x-switchyard-attempts"], "2");
+    assert_eq!(
+        headers["x-switchyard-route"],
+        "broken/mock-1=server_error, backup>good/mock-2=ok"
+    );
+    assert_eq!(headers["x-switchyard-provider"], "good");
+    assert_eq!(headers["x-switchyard-model"], "mock-2");
+}
+
+#[tokio::test]
+async fn a_request_the_provider_refuses_as_the_clients_fault_is_not_retried() {
+    let refusing = mock(&["--error-rate", "1", "--error-status", "400"]);
+    let other = mock(&[]);
+    let gw = resilient_gateway(&[("refusing", &refusing), ("other", &other)], "", "");
+    for i in 0..10 {
+        let response = post(&gw, "/v1/chat/completions", &ask(&format!("q{i}"))).await;
+        if response.status() == 400 {
+            assert_eq!(response.headers()["x-switchyard-attempts"], "1");
+            assert_eq!(
+                response.headers()["x-switchyard-route"],
+                "refusing/mock-1=client_error"
+            );
+        } else {
+            assert_eq!(response.status(), 200);
+        }
+    }
+    assert_eq!(
+        mock_requests(&refusing).await + mock_requests(&other).await,
+        10
+    );
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_not_retried_before_it() {
+    let limited = mock(&[
+        "--error-rate",
+        "1",
+        "--error-status",
+        "429",
+        "--retry-after",
+        "1",
+    ]);
+    let gw = resilient_gateway(&[("limited", &limited)], "", "retries: { attempts: 2 }\n");
+    let started = Instant::now();
+    let response = post(&gw, "/v1/chat/completions", &ask("hi")).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(response.headers()["x-switchyard-attempts"], "2");
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "retried after {elapsed:?}"
+    );
+    assert_eq!(mock_requests(&limited).await, 2);
+}
+
+#[tokio::test]
+async fn an_open_breaker_sends_nothing_but_one_probe_after_its_cooldown() {
+    let failing = mock(&["--error-rate", "1", "--error-status", "500"]);
+    let gw = resilient_gateway(
+        &[("failing", &failing)],
+        "",
+        "retries: { attempts: 1 }\ncircuit_breaker: { consecutive_failures: 3, cooldown: 1s }\n",
+    );
+    for i in 0..10 {
+        let response = post(&gw, "/v1/chat/completions", &ask(&format!("b{i}"))).await;
+        assert!(response.status().is_server_error());
+    }
+    assert_eq!(mock_requests(&failing).await, 3, "nothing while open");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let bodies: Vec<Value> = (0..5).map(|i| ask(&format!("p{i}"))).collect();
+    let probes = bodies
+        .iter()
+        .map(|body| post(&gw, "/v1/chat/completions", body));
+    futures_util::future::join_all(probes).await;
+    assert_eq!(mock_requests(&failing).await, 4, "one half-open probe");
+}
