@@ -34,6 +34,9 @@ pub struct Target {
     pub model_header: HeaderValue,
     /// Sends it no traffic while it keeps failing.
     pub breaker: Breaker,
+    /// `x-switchyard-route` of a request this deployment served at the first
+    /// attempt (the usual case), built once.
+    pub served_first: HeaderValue,
     weight: u64,
 }
 
@@ -81,6 +84,7 @@ impl Routes {
                         .map_err(|e| (provider.name.to_string(), e))?,
                     max_output_tokens: d.max_output_tokens,
                     provider_header: header_value(&provider.name),
+                    served_first: header_value(&format!("{}/{}=ok", provider.name, d.model)),
                     model_header: header_value(&d.model),
                     breaker: Breaker::new(BreakerConfig {
                         consecutive_failures: breaker.consecutive_failures,
@@ -112,27 +116,22 @@ impl Routes {
             .models
             .get(model)
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
-        let mut chain = vec![route];
-        for name in &route.fallbacks {
-            if let Some(fallback) = self.models.get(name)
-                && !chain.iter().any(|m| m.name == fallback.name)
-            {
-                chain.push(fallback);
-            }
-        }
         Ok(Plan {
-            chain,
+            routes: self,
+            first: route,
             current: 0,
             excluded: 0,
         })
     }
 }
 
-/// One request's way through the deployments of its model and its fallbacks.
+/// One request's way through the deployments of its model and its fallbacks
+/// (looked up by name when they are reached: no allocation per request).
 #[derive(Debug)]
 pub struct Plan<'a> {
-    chain: Vec<&'a ModelRoute>,
-    /// The model of the chain being tried.
+    routes: &'a Routes,
+    first: &'a ModelRoute,
+    /// The model being tried: 0 the requested one, n its n-th fallback.
     current: usize,
     /// Deployments of the current model already tried (bit i = target i).
     excluded: u64,
@@ -152,7 +151,19 @@ pub struct Pick<'a> {
 impl<'a> Plan<'a> {
     /// The requested model.
     pub fn model(&self) -> &'a ModelRoute {
-        self.chain[0]
+        self.first
+    }
+
+    /// The model `n` of the chain: the requested one, then its fallbacks
+    /// (a fallback that does not exist, validated away, is skipped as empty).
+    fn chain(&self, n: usize) -> Option<&'a ModelRoute> {
+        match n {
+            0 => Some(self.first),
+            n => {
+                let name = self.first.fallbacks.get(n - 1)?;
+                Some(self.routes.models.get(name).unwrap_or(self.first))
+            }
+        }
     }
 
     /// The next deployment to try: an untried one of the current model, else
@@ -162,13 +173,13 @@ impl<'a> Plan<'a> {
     pub fn next(&mut self, now: Instant) -> Option<Pick<'a>> {
         let mut passes = 0;
         loop {
-            let model = self.chain[self.current];
+            let model = self.chain(self.current)?;
             if let Some(pick) = self.pick_in(model, now) {
                 return Some(pick);
             }
             self.current += 1;
             self.excluded = 0;
-            if self.current == self.chain.len() {
+            if self.chain(self.current).is_none() {
                 self.current = 0;
                 passes += 1;
                 if passes == 2 {

@@ -234,6 +234,8 @@ struct Attempts<'s> {
     /// `x-switchyard-provider` and `-model` of the last deployment tried,
     /// which name who failed on an error answer.
     last_target: Option<(HeaderValue, HeaderValue)>,
+    /// The route of a request served at the first attempt, prebuilt.
+    served_first: Option<HeaderValue>,
 }
 
 impl<'s> Attempts<'s> {
@@ -247,6 +249,7 @@ impl<'s> Attempts<'s> {
             trace: String::new(),
             last_error: None,
             last_target: None,
+            served_first: None,
         }
     }
 
@@ -280,7 +283,12 @@ impl<'s> Attempts<'s> {
     }
 
     fn served(&mut self, pick: &Pick<'_>, fallback: bool) {
-        self.note(pick, fallback, "ok");
+        if self.made == 0 && !fallback {
+            self.made = 1;
+            self.served_first = Some(pick.target.served_first.clone());
+        } else {
+            self.note(pick, fallback, "ok");
+        }
     }
 
     fn failed(&mut self, pick: &Pick<'_>, fallback: bool, class: Option<FailureClass>) {
@@ -322,7 +330,7 @@ impl<'s> Attempts<'s> {
     }
 
     /// Writes `x-switchyard-attempts` and `x-switchyard-route` on `response`.
-    fn headers(&self, mut response: Response) -> Response {
+    fn headers(self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         if let Some((provider, model)) = &self.last_target
             && !headers.contains_key(PROVIDER)
@@ -331,7 +339,11 @@ impl<'s> Attempts<'s> {
             headers.insert(MODEL, model.clone());
         }
         headers.insert(ATTEMPTS.clone(), HeaderValue::from(self.made));
-        if let Ok(route) = HeaderValue::from_str(&self.trace) {
+        let route = match self.served_first {
+            Some(route) => Some(route),
+            None => HeaderValue::from_maybe_shared(Bytes::from(self.trace)).ok(),
+        };
+        if let Some(route) = route {
             headers.insert(ROUTE.clone(), route);
         }
         response
