@@ -1,5 +1,8 @@
 //! From a public model name to the deployment that serves the request.
 
+pub mod load;
+pub mod strategy;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
