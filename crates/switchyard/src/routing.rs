@@ -3,6 +3,9 @@
 //! already tried and those whose circuit breaker is open), then each fallback
 //! model's.
 
+pub mod load;
+pub mod strategy;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
