@@ -20,9 +20,9 @@ pub(crate) enum StreamFate {
     Complete,
     /// The connection drops after half of the content chunks (`--stream-cut-rate`).
     Cut,
-    /// An error event after the first content chunk, then a clean end without `[DONE]`
-    /// (`--stream-error-rate`).
-    InBandError,
+    /// An error event after this many content chunks (`--stream-error-after`, 1 by
+    /// default), then a clean end without `[DONE]` (`--stream-error-rate`).
+    InBandError(usize),
 }
 
 /// The decisions for one admitted request.
@@ -50,6 +50,7 @@ pub(crate) struct Faults {
     retry_after: Option<u64>,
     stream_cut_rate: f64,
     stream_error_rate: f64,
+    stream_error_after: usize,
     seed: u64,
     next_seq: AtomicU64,
 }
@@ -76,6 +77,7 @@ impl Faults {
             retry_after: options.retry_after,
             stream_cut_rate: options.stream_cut_rate,
             stream_error_rate: options.stream_error_rate,
+            stream_error_after: options.stream_error_after,
             seed: options.seed,
             next_seq: AtomicU64::new(0),
         }
@@ -106,7 +108,7 @@ impl Faults {
         let fate = if self.chance(seq, Draw::Cut) < self.stream_cut_rate {
             StreamFate::Cut
         } else if self.chance(seq, Draw::InBand) < self.stream_error_rate {
-            StreamFate::InBandError
+            StreamFate::InBandError(self.stream_error_after)
         } else {
             StreamFate::Complete
         };
@@ -182,7 +184,7 @@ mod tests {
         let failed = all.iter().filter(|o| o.is_none()).count();
         let in_band = all
             .iter()
-            .filter(|o| **o == Some(StreamFate::InBandError))
+            .filter(|o| matches!(o, Some(StreamFate::InBandError(_))))
             .count();
         assert!((5_400..6_600).contains(&failed), "{failed}");
         // Half of the 70 % admitted.

@@ -47,6 +47,11 @@ pub struct MockOptions {
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
     pub stream_error_rate: f64,
 
+    /// Content chunks sent before the in-band error of `--stream-error-rate` (0: the
+    /// error comes before any content).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub stream_error_after: usize,
+
     /// The only source of randomness: same seed and same request sequence, same decisions.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -64,6 +69,7 @@ impl Default for MockOptions {
             retry_after: None,
             stream_cut_rate: 0.0,
             stream_error_rate: 0.0,
+            stream_error_after: 1,
             seed: 0,
         }
     }

@@ -127,8 +127,8 @@ impl Playback {
         match fate {
             StreamFate::Complete => {}
             StreamFate::Cut => events.truncate(first_content + content.len().div_ceil(2)),
-            StreamFate::InBandError => {
-                events.truncate(first_content + content.len().min(1));
+            StreamFate::InBandError(after) => {
+                events.truncate(first_content + content.len().min(after));
                 events.push(error_event);
             }
         }
@@ -263,7 +263,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn in_band_error_follows_the_first_content_and_ends_cleanly() {
         let (_stop, pacing) = pacing(0, None);
-        let played = play(pacing, StreamFate::InBandError).await;
+        let played = play(pacing, StreamFate::InBandError(1)).await;
         let error = std::str::from_utf8(IN_BAND_ERROR).unwrap();
         assert_eq!(items(&played), [Ok("p"), Ok("c1"), Ok(error)]);
     }

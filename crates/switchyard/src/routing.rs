@@ -1,23 +1,23 @@
 //! From a public model name to the deployments that may serve a request, in
-//! the order they are tried: the model's own (picked by weight, skipping those
-//! already tried and those whose circuit breaker is open), then each fallback
-//! model's.
+//! the order they are tried: the model's own (picked by its strategy, skipping
+//! those already tried and those whose circuit breaker is open), then each
+//! fallback model's.
 
 pub mod load;
 pub mod strategy;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::HeaderValue;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::mix::splitmix64;
-use crate::upstream::breaker::{Breaker, BreakerConfig, Permit};
+use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
+use load::Load;
+use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
 
 /// One deployment, ready to call.
 #[derive(Debug)]
@@ -40,7 +40,8 @@ pub struct Target {
     /// `x-switchyard-route` of a request this deployment served at the first
     /// attempt (the usual case), built once.
     pub served_first: HeaderValue,
-    weight: u64,
+    /// Its live load: requests in flight, time to first token, rate-limit headroom.
+    pub load: Arc<Load>,
 }
 
 /// A public model: its deployments and what to do when they fail.
@@ -49,11 +50,12 @@ pub struct ModelRoute {
     /// The public name.
     pub name: String,
     targets: Vec<Target>,
+    /// How a deployment is picked.
+    pool: Pool,
     /// Models tried, in order, when every deployment of this one failed.
     fallbacks: Vec<String>,
     /// Attempts per request, the first included.
     pub attempts: u32,
-    counter: AtomicU64,
 }
 
 /// Every public model and its deployments.
@@ -63,7 +65,7 @@ pub struct Routes {
 }
 
 /// The most deployments a model can have (tried ones are kept in a 64-bit mask).
-pub const MAX_DEPLOYMENTS: usize = 64;
+pub const MAX_DEPLOYMENTS: usize = MAX_MEMBERS;
 
 impl Routes {
     /// Builds the table.
@@ -75,10 +77,17 @@ impl Routes {
         let mut models = HashMap::new();
         for model in config.models.values() {
             let mut targets = Vec::new();
+            let mut members = Vec::new();
             for d in model.deployments.iter().take(MAX_DEPLOYMENTS) {
                 let Some(provider) = clients.get(&d.provider) else {
                     continue;
                 };
+                let load = Arc::new(Load::new());
+                members.push(Member {
+                    weight: d.weight,
+                    price: d.price,
+                    load: load.clone(),
+                });
                 targets.push(Target {
                     provider: provider.clone(),
                     upstream_model: d.model.clone(),
@@ -96,7 +105,7 @@ impl Routes {
                         window: breaker.window,
                         cooldown: breaker.cooldown,
                     }),
-                    weight: u64::from(d.weight),
+                    load,
                 });
             }
             models.insert(
@@ -104,17 +113,18 @@ impl Routes {
                 ModelRoute {
                     name: model.name.clone(),
                     targets,
+                    pool: Pool::new(model.strategy, members),
                     fallbacks: model.fallbacks.clone(),
                     attempts: model.attempts,
-                    counter: AtomicU64::new(0x5eed),
                 },
             );
         }
         Ok(Self { models })
     }
 
-    /// The way through `model`'s deployments and its fallbacks for one request.
-    pub fn plan(&self, model: &str) -> Result<Plan<'_>, GatewayError> {
+    /// The way through `model`'s deployments and its fallbacks for one request
+    /// of about `tokens`.
+    pub fn plan(&self, model: &str, tokens: Tokens) -> Result<Plan<'_>, GatewayError> {
         let route = self
             .models
             .get(model)
@@ -122,6 +132,7 @@ impl Routes {
         Ok(Plan {
             routes: self,
             first: route,
+            tokens,
             current: 0,
             excluded: 0,
         })
@@ -134,6 +145,8 @@ impl Routes {
 pub struct Plan<'a> {
     routes: &'a Routes,
     first: &'a ModelRoute,
+    /// The request's estimated size, for the `cost` strategy.
+    tokens: Tokens,
     /// The model being tried: 0 the requested one, n its n-th fallback.
     current: usize,
     /// Deployments of the current model already tried (bit i = target i).
@@ -197,27 +210,13 @@ impl<'a> Plan<'a> {
         self.current > 0
     }
 
-    /// A deployment of `model` not tried yet, by weight, whose breaker lets
-    /// the request through.
+    /// A deployment of `model` not tried yet, by the model's strategy, whose
+    /// breaker lets the request through.
     fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
+        let clock = now.into_std();
         loop {
-            let open = |i: usize| self.excluded & (1 << i) != 0;
-            let total: u64 = (0..model.targets.len())
-                .filter(|&i| !open(i))
-                .map(|i| model.targets[i].weight)
-                .sum();
-            if total == 0 {
-                return None;
-            }
-            let mut ticket = splitmix64(model.counter.fetch_add(1, Ordering::Relaxed)) % total;
-            let index = (0..model.targets.len()).filter(|&i| !open(i)).find(|&i| {
-                let weight = model.targets[i].weight;
-                if ticket < weight {
-                    return true;
-                }
-                ticket -= weight;
-                false
-            })?;
+            let closed = |i: usize| model.targets[i].breaker.state(now) != CircuitState::Open;
+            let index = model.pool.pick(self.excluded, closed, self.tokens, clock)?;
             self.excluded |= 1 << index;
             let target = &model.targets[index];
             if let Some(permit) = target.breaker.allow(now) {

@@ -224,3 +224,19 @@ async fn in_band_errors_follow_the_first_word_and_end_the_stream() {
     let stats = mock.get_json("/mock/stats").await;
     assert_eq!(stats["by_status"], json!({"200": 1}));
 }
+
+#[tokio::test]
+async fn in_band_errors_can_come_before_any_content() {
+    let mock = start(MockOptions {
+        stream_error_rate: 1.0,
+        stream_error_after: 0,
+        ..MockOptions::default()
+    })
+    .await;
+    let sse = mock
+        .post_sse(CHAT, &streaming(chat("fail me"), json!({})))
+        .await;
+    let data = sse.data();
+    assert_eq!(data.len(), 2, "the role chunk, then the error: {data:#?}");
+    assert!(data[1].starts_with(r#"{"error":"#), "{}", data[1]);
+}

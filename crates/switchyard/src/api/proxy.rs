@@ -28,9 +28,12 @@ use super::inbound::{Answer, Call, Inbound};
 use super::{AppState, Authenticated};
 use crate::config::FailureClass;
 use crate::error::{Dialect, GatewayError};
-use crate::routing::{Pick, Target};
+use crate::routing::load::Load;
+use crate::routing::strategy::Tokens;
+use crate::routing::{Pick, Plan, Target};
 use crate::telemetry::AccessLog;
 use crate::upstream::breaker::Outcome;
+use crate::upstream::first_content;
 use crate::upstream::{
     ANTHROPIC_BETA, BodyUsage, Outgoing, RelayLimits, StreamMode, UpstreamError, UpstreamResponse,
     Wire, read_whole, relay_json, relay_sse,
@@ -128,7 +131,12 @@ pub async fn proxy(
         Err(e) => return fail(log, &e, dialect),
     };
     log.request(inbound.model(), inbound.stream());
-    let mut plan = match state.routes.plan(inbound.model()) {
+    // A rough size for the `cost` strategy: four bytes a token, and a typical answer.
+    let tokens = Tokens {
+        input: body.len() as u64 / 4,
+        output: EXPECTED_OUTPUT_TOKENS,
+    };
+    let mut plan = match state.routes.plan(inbound.model(), tokens) {
         Ok(plan) => plan,
         Err(e) => return fail(log, &e, dialect),
     };
@@ -166,13 +174,35 @@ pub async fn proxy(
             sent,
             deadline,
         };
-        let failure = match pick.target.provider.send(outgoing).await {
-            Ok(upstream) => {
+        let provider = &pick.target.provider;
+        let load = &pick.target.load;
+        let in_flight = load.begin();
+        let failure = match provider.send(outgoing).await {
+            Ok(mut upstream) => {
+                observe_rate_limit(load, upstream.headers());
+                // A stream is not committed to the client before its first chunk:
+                // until then, a failure is the attempt's, and may be retried.
+                let mut first = Vec::new();
+                if call.stream && is_sse(&upstream) {
+                    let until = deadline.min(sent + provider.timeouts.first_byte);
+                    let limit = state.max_stream_event_bytes;
+                    match first_content(&mut upstream, provider, until, deadline, limit).await {
+                        Ok(chunks) => first = chunks,
+                        Err(e) => {
+                            load.observe_failure(std::time::Instant::now());
+                            attempts.note_failure(&pick, plan.in_fallback(), e);
+                            next = continue_after(&mut attempts, &mut plan, &pick, deadline).await;
+                            continue;
+                        }
+                    }
+                }
                 pick.target
                     .breaker
                     .record(pick.permit, Outcome::Success, attempts.now());
+                load.observe_ttft(sent.elapsed(), std::time::Instant::now());
+                log.hold(in_flight);
                 attempts.served(&pick, plan.in_fallback());
-                let mut response = respond(state, upstream, &call, deadline, log).await;
+                let mut response = respond(state, upstream, first, &call, deadline, log).await;
                 let headers = response.headers_mut();
                 headers.insert(PROVIDER, pick.target.provider_header.clone());
                 headers.insert(MODEL, pick.target.model_header.clone());
@@ -183,38 +213,82 @@ pub async fn proxy(
             }
             Err(e) => e,
         };
-        let class = failure.class();
-        let outcome = match class {
-            None | Some(FailureClass::ContextLength | FailureClass::ContentPolicy) => {
-                Outcome::Ignored
-            }
-            Some(_) => Outcome::Failure,
-        };
-        pick.target
-            .breaker
-            .record(pick.permit, outcome, attempts.now());
-        attempts.failed(&pick, plan.in_fallback(), class);
-        let retry_after = failure.retry_after().map(Duration::from_secs);
-        attempts.last_error = Some(GatewayError::from(failure));
-        if !attempts.may_retry(class) {
-            continue;
+        if failure.class().is_some() {
+            load.observe_failure(std::time::Instant::now());
         }
-        next = plan.next(attempts.now());
-        if let Some(again) = &next
-            && std::ptr::eq(again.target, pick.target)
-        {
-            // The same deployment again: wait, as it asked or with backoff.
-            match attempts.backoff(retry_after, deadline) {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => {
-                    if let Some(again) = next.take() {
-                        again
-                            .target
-                            .breaker
-                            .record(again.permit, Outcome::Ignored, attempts.now());
-                    }
-                }
-            }
+        drop(in_flight);
+        attempts.note_failure(&pick, plan.in_fallback(), failure);
+        next = continue_after(&mut attempts, &mut plan, &pick, deadline).await;
+    }
+}
+
+/// Completion tokens assumed for a request, for the `cost` strategy.
+const EXPECTED_OUTPUT_TOKENS: u64 = 256;
+
+/// Feeds the provider's rate-limit headers (OpenAI's `x-ratelimit-*`,
+/// Anthropic's `anthropic-ratelimit-*`) to the deployment's load, so that the
+/// `latency` strategy sheds a nearly exhausted deployment.
+fn observe_rate_limit(load: &Load, headers: &axum::http::HeaderMap) {
+    let number = |openai: &str, anthropic: &str| {
+        headers
+            .get(openai)
+            .or_else(|| headers.get(anthropic))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let remaining_requests = number(
+        "x-ratelimit-remaining-requests",
+        "anthropic-ratelimit-requests-remaining",
+    );
+    let remaining_tokens = number(
+        "x-ratelimit-remaining-tokens",
+        "anthropic-ratelimit-tokens-remaining",
+    );
+    if remaining_requests.is_none() && remaining_tokens.is_none() {
+        return;
+    }
+    load.observe_rate_limit(
+        remaining_requests,
+        number(
+            "x-ratelimit-limit-requests",
+            "anthropic-ratelimit-requests-limit",
+        ),
+        remaining_tokens,
+        number(
+            "x-ratelimit-limit-tokens",
+            "anthropic-ratelimit-tokens-limit",
+        ),
+        std::time::Instant::now(),
+    );
+}
+
+/// After a failed attempt (noted in `attempts`): the deployment to try next,
+/// if the failure may be retried; waits first when that is the same
+/// deployment again.
+async fn continue_after<'a>(
+    attempts: &mut Attempts<'_>,
+    plan: &mut Plan<'a>,
+    failed: &Pick<'a>,
+    deadline: Instant,
+) -> Option<Pick<'a>> {
+    if !attempts.may_retry() {
+        return None;
+    }
+    let next = plan.next(attempts.now())?;
+    if !std::ptr::eq(next.target, failed.target) {
+        return Some(next);
+    }
+    // The same deployment again: wait, as it asked or with backoff.
+    match attempts.backoff(deadline) {
+        Some(delay) => {
+            tokio::time::sleep(delay).await;
+            Some(next)
+        }
+        None => {
+            next.target
+                .breaker
+                .record(next.permit, Outcome::Ignored, attempts.now());
+            None
         }
     }
 }
@@ -231,6 +305,10 @@ struct Attempts<'s> {
     /// `x-switchyard-route`: `provider/model=outcome` per attempt.
     trace: String,
     last_error: Option<GatewayError>,
+    /// The class of the last failure, `None` for the client's own.
+    last_class: Option<FailureClass>,
+    /// The `retry-after` of the last failure.
+    last_retry_after: Option<Duration>,
     /// `x-switchyard-provider` and `-model` of the last deployment tried,
     /// which name who failed on an error answer.
     last_target: Option<(HeaderValue, HeaderValue)>,
@@ -248,6 +326,8 @@ impl<'s> Attempts<'s> {
             deadline: None,
             trace: String::new(),
             last_error: None,
+            last_class: None,
+            last_retry_after: None,
             last_target: None,
             served_first: None,
         }
@@ -291,7 +371,19 @@ impl<'s> Attempts<'s> {
         }
     }
 
-    fn failed(&mut self, pick: &Pick<'_>, fallback: bool, class: Option<FailureClass>) {
+    /// Records a failed attempt: its breaker outcome, trace entry and error.
+    fn note_failure(&mut self, pick: &Pick<'_>, fallback: bool, failure: UpstreamError) {
+        let class = failure.class();
+        let outcome = match class {
+            None | Some(FailureClass::ContextLength | FailureClass::ContentPolicy) => {
+                Outcome::Ignored
+            }
+            Some(_) => Outcome::Failure,
+        };
+        pick.target.breaker.record(pick.permit, outcome, self.now());
+        self.last_class = class;
+        self.last_retry_after = failure.retry_after().map(Duration::from_secs);
+        self.last_error = Some(GatewayError::from(failure));
         self.note(
             pick,
             fallback,
@@ -303,10 +395,12 @@ impl<'s> Attempts<'s> {
         ));
     }
 
-    /// Whether another attempt may follow a failure of `class`: the class is
+    /// Whether another attempt may follow the last failure: its class is
     /// retried, attempts remain, and the retry budget allows one.
-    fn may_retry(&mut self, class: Option<FailureClass>) -> bool {
-        let retried = class.is_some_and(|c| self.state.retries.on.contains(&c));
+    fn may_retry(&mut self) -> bool {
+        let retried = self
+            .last_class
+            .is_some_and(|c| self.state.retries.on.contains(&c));
         if !retried || self.made >= self.allowed {
             return false;
         }
@@ -320,10 +414,10 @@ impl<'s> Attempts<'s> {
     /// How long to wait before trying the same deployment again: `None` when
     /// it asked for longer than `retries.retry_after_cap` or the wait would
     /// pass the deadline.
-    fn backoff(&self, retry_after: Option<Duration>, deadline: Instant) -> Option<Duration> {
+    fn backoff(&self, deadline: Instant) -> Option<Duration> {
         let delay = self.state.backoff.delay(
             self.made.saturating_sub(1),
-            retry_after,
+            self.last_retry_after,
             u64::from(self.made) ^ (self.trace.len() as u64) << 32,
         )?;
         (Instant::now() + delay < deadline).then_some(delay)
@@ -400,6 +494,7 @@ fn dropped_header(names: &[String]) -> HeaderValue {
 async fn respond(
     state: &AppState,
     upstream: UpstreamResponse,
+    first: Vec<Bytes>,
     call: &Call<'_>,
     deadline: Instant,
     mut log: AccessLog,
@@ -412,15 +507,12 @@ async fn respond(
         max_event_bytes: state.max_stream_event_bytes,
         cut: state.cut.clone(),
     };
-    let is_sse = upstream
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let is_sse = is_sse(&upstream);
     let usage = match call.answer {
         Answer::OpenAi { strip_usage } if call.stream && is_sse => {
             return sse_response(relay_sse(
                 upstream,
+                first,
                 provider.clone(),
                 limits,
                 StreamMode::OpenAi { strip_usage },
@@ -431,6 +523,7 @@ async fn respond(
         Answer::Anthropic if call.stream && is_sse => {
             return sse_response(relay_sse(
                 upstream,
+                first,
                 provider.clone(),
                 limits,
                 StreamMode::Anthropic,
@@ -445,6 +538,7 @@ async fn respond(
             };
             return sse_response(relay_sse(
                 upstream,
+                first,
                 provider.clone(),
                 limits,
                 mode,
@@ -470,6 +564,15 @@ async fn respond(
         headers.insert(header::CONTENT_LENGTH, length);
     }
     response
+}
+
+/// Whether the provider answers with an event stream.
+fn is_sse(upstream: &UpstreamResponse) -> bool {
+    upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
 fn sse_response(body: axum::body::Body) -> Response {

@@ -611,10 +611,14 @@ impl Validator<'_> {
                 });
             }
             let strategy = m.strategy.unwrap_or(Strategy::Weighted);
-            if strategy != Strategy::Weighted {
-                self.warn(
-                    &["models", name, "strategy"],
-                    format!("strategy `{}` is not implemented by this version yet; deployments are picked by weight", strategy.as_str()),
+            if m.deployments.len() > crate::routing::MAX_DEPLOYMENTS {
+                self.error(
+                    &["models", name, "deployments"],
+                    format!(
+                        "model `{name}` has {} deployments; at most {} are supported",
+                        m.deployments.len(),
+                        crate::routing::MAX_DEPLOYMENTS
+                    ),
                 );
             }
             for fallback in &m.fallbacks {

@@ -5,6 +5,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_providers::openai::Usage;
+
+use crate::routing::load::InFlight;
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
@@ -117,6 +119,8 @@ pub struct AccessLog {
     usage: Option<Usage>,
     status: u16,
     done: bool,
+    /// The serving deployment's in-flight count, released with the record.
+    in_flight: Option<InFlight>,
 }
 
 impl AccessLog {
@@ -134,7 +138,14 @@ impl AccessLog {
             usage: None,
             status: 0,
             done: false,
+            in_flight: None,
         }
+    }
+
+    /// Keeps the serving deployment counted as busy until the response ends
+    /// (the record is written, or dropped).
+    pub fn hold(&mut self, in_flight: InFlight) {
+        self.in_flight = Some(in_flight);
     }
 
     /// The public model asked for, and whether the client streams.

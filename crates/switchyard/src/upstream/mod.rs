@@ -33,7 +33,9 @@ use tokio::time::Instant;
 use crate::config::{Provider, ProviderKind, Timeouts};
 
 pub use error::{TimeoutPhase, UpstreamError};
-pub use relay::{BodyUsage, RelayLimits, StreamMode, read_whole, relay_json, relay_sse};
+pub use relay::{
+    BodyUsage, RelayLimits, StreamMode, first_content, read_whole, relay_json, relay_sse,
+};
 
 /// A provider's answer whose status is a success; its body still to be read.
 pub type UpstreamResponse = axum::http::Response<Incoming>;
@@ -299,7 +301,12 @@ impl ProviderClient {
 
     /// The timeout error for a wait on `phase` that ended at `at`: the total
     /// deadline's when that is what ran out.
-    fn timeout_at(&self, at: Instant, deadline: Instant, phase: TimeoutPhase) -> UpstreamError {
+    pub(crate) fn timeout_at(
+        &self,
+        at: Instant,
+        deadline: Instant,
+        phase: TimeoutPhase,
+    ) -> UpstreamError {
         let (phase, limit) = match phase {
             _ if at >= deadline => (TimeoutPhase::Total, self.timeouts.total),
             TimeoutPhase::FirstByte => (phase, self.timeouts.first_byte),

@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use switchyard_providers::anthropic::{self, EventWatch};
+use switchyard_providers::openai;
 use switchyard_providers::openai::chat::ChatChunk;
 use switchyard_providers::openai::{
     ErrorBody, ErrorObject, StreamEvent, classify_event, usage_in_tail, usage_of_response,
@@ -84,6 +85,136 @@ pub fn relay_json(
     Body::from_stream(futures_util::stream::unfold(
         relay,
         |mut relay| async move { relay.next().await.map(|item| (item, relay)) },
+    ))
+}
+
+/// Reads a streamed answer up to its first content, before anything is sent
+/// to the client, so that a stream that fails at once can still be tried
+/// elsewhere: a body that ends or breaks before content, content later than
+/// `until` (the first-byte timeout) or after a silence longer than the idle
+/// timeout, and an error event before content are failures of the attempt. The chunks read go to [`relay_sse`] as its
+/// `first`; past `limit` bytes without a verdict the stream is taken as it is.
+pub async fn first_content(
+    upstream: &mut UpstreamResponse,
+    provider: &ProviderClient,
+    until: Instant,
+    deadline: Instant,
+    limit: usize,
+) -> Result<Vec<Bytes>, UpstreamError> {
+    let broken = |detail: String| UpstreamError::Protocol {
+        provider: provider.name.to_string(),
+        detail,
+    };
+    let mut chunks = Vec::new();
+    let mut read = 0;
+    let mut parser = SseParser::new(limit);
+    loop {
+        // The first-byte timeout bounds the wait for content; the idle timeout
+        // each silence on the way.
+        let idle = Instant::now() + provider.timeouts.idle;
+        let (wait, phase) = if idle < until {
+            (idle, TimeoutPhase::Idle)
+        } else {
+            (until, TimeoutPhase::FirstByte)
+        };
+        let chunk = match tokio::time::timeout_at(wait, next_data(upstream.body_mut())).await {
+            Err(_) => return Err(provider.timeout_at(wait, deadline, phase)),
+            Ok(Err(e)) => return Err(broken(provider.scrub(&super::error_chain(&e)))),
+            Ok(Ok(None)) => {
+                return Err(broken(
+                    "the stream ended before its first content".to_owned(),
+                ));
+            }
+            Ok(Ok(Some(chunk))) => chunk,
+        };
+        let mut verdict = None;
+        let parsed = parser.feed(&chunk, |event| {
+            verdict = look(event, provider.wire);
+            verdict.is_none()
+        });
+        read += chunk.len();
+        chunks.push(chunk);
+        match verdict {
+            Some(Look::Content) => return Ok(chunks),
+            Some(Look::Error(status, mut error)) => {
+                error.message = provider.scrub(&error.message);
+                return Err(UpstreamError::Status {
+                    provider: provider.name.to_string(),
+                    status,
+                    error: Box::new(error),
+                    retry_after: None,
+                });
+            }
+            // Too much, or unreadable, before content: the relay will say so.
+            None if read > limit || parsed.is_err() => return Ok(chunks),
+            None => {}
+        }
+    }
+}
+
+/// What an event before the first content says.
+enum Look {
+    /// Content (or the end of an answer that has none): the stream can go.
+    Content,
+    /// The provider's error, with the status it stands for.
+    Error(u16, ErrorObject),
+}
+
+/// The verdict of `event`, `None` for an event that comes before content (a
+/// role chunk, `message_start`, `ping`).
+fn look(event: SseEvent<'_>, wire: super::Wire) -> Option<Look> {
+    match wire {
+        super::Wire::OpenAi => match classify_event(event.data) {
+            StreamEvent::Error(error) => Some(Look::Error(openai::status_of(&error), error)),
+            StreamEvent::Done
+            | StreamEvent::Malformed
+            | StreamEvent::Chunk { finished: true, .. } => Some(Look::Content),
+            StreamEvent::UsageOnly(_) => None,
+            StreamEvent::Chunk { .. } => has_content(event.data).then_some(Look::Content),
+        },
+        super::Wire::Anthropic => match event.event {
+            Some("error") => {
+                let error = anthropic::decode_error(500, event.data);
+                Some(Look::Error(openai::status_of(&error), error))
+            }
+            Some("message_start" | "ping" | "content_block_start") => None,
+            _ => Some(Look::Content),
+        },
+        super::Wire::Gemini => Some(match gemini_error(event.data) {
+            Some((status, error)) => Look::Error(status, error),
+            None => Look::Content,
+        }),
+    }
+}
+
+/// Whether an OpenAI chunk carries text, reasoning or a tool call.
+fn has_content(data: &[u8]) -> bool {
+    serde_json::from_slice::<openai::chat::ChatChunk>(data).map_or(true, |chunk| {
+        chunk.choices.iter().any(|choice| {
+            let delta = &choice.delta;
+            [&delta.content, &delta.reasoning_content, &delta.refusal]
+                .iter()
+                .any(|text| text.as_deref().is_some_and(|t| !t.is_empty()))
+                || delta.tool_calls.is_some()
+        })
+    })
+}
+
+/// A Gemini stream's in-band error (`{"error": {"code", …}}`).
+fn gemini_error(data: &[u8]) -> Option<(u16, ErrorObject)> {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: Option<u16>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        error: Code,
+    }
+    let probe: Probe = serde_json::from_slice(data).ok()?;
+    let status = probe.error.code.unwrap_or(500);
+    Some((
+        status,
+        switchyard_providers::gemini::decode_error(status, data),
     ))
 }
 
@@ -260,6 +391,7 @@ enum Mode {
 /// idle timeout, closes before finishing, or the shutdown grace period runs out.
 pub fn relay_sse(
     upstream: UpstreamResponse,
+    first: Vec<Bytes>,
     provider: Arc<ProviderClient>,
     limits: RelayLimits,
     mode: StreamMode,
@@ -278,10 +410,12 @@ pub fn relay_sse(
             chunks: Vec::new(),
         },
     };
+    let mut reader = Reader::new(upstream, provider.clone(), &limits);
+    reader.first = first;
     let relay = SseRelay {
         parser: SseParser::new(limits.max_event_bytes),
         received: Vec::new(),
-        reader: Reader::new(upstream, provider.clone(), &limits),
+        reader,
         provider,
         mode,
         dialect,
@@ -745,6 +879,8 @@ struct Reader {
     ready_reads: u32,
     /// The end of the body, when it was found while collecting a batch.
     ended: Option<Result<(), ReadError>>,
+    /// Chunks read before the relay began (see [`first_content`]), handed out first.
+    first: Vec<Bytes>,
 }
 
 /// What a read that waits for data races against.
@@ -775,6 +911,7 @@ impl Reader {
             waiters: None,
             ready_reads: 0,
             ended: None,
+            first: Vec::new(),
         }
     }
 
@@ -798,6 +935,10 @@ impl Reader {
         turns: usize,
         take: &mut (dyn FnMut(Bytes) + Send),
     ) -> Result<bool, ReadError> {
+        if !self.first.is_empty() {
+            self.first.drain(..).for_each(&mut *take);
+            return Ok(true);
+        }
         if let Some(end) = self.ended.take() {
             return end.map(|()| false);
         }

@@ -168,3 +168,57 @@ async fn an_open_breaker_sends_nothing_but_one_probe_after_its_cooldown() {
     futures_util::future::join_all(probes).await;
     assert_eq!(mock_requests(&failing).await, 4, "one half-open probe");
 }
+
+/// A gateway with model `m` on `first`, falling back to `backup` on `second`.
+fn fallback_gateway(first: &Process, second: &Process) -> Process {
+    gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  first: {{ kind: openai, base_url: {}, api_key: k }}\n  second: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    deployments: [{{ provider: first, model: mock-1 }}]\n    fallbacks: [backup]\n  backup:\n    deployments: [{{ provider: second, model: mock-2 }}]\nretries: {{ attempts: 2 }}\n",
+        first.url("/v1"),
+        second.url("/v1")
+    ))
+}
+
+/// A streamed request to model `m`, whose deployment's stream fails after
+/// `after` content chunks (with a healthy fallback): the two mocks, the
+/// gateway, and the answer (200: a stream either way).
+async fn stream_failing_after(after: &str) -> (Process, Process, Process, reqwest::Response) {
+    let failing = mock(&["--stream-error-rate", "1", "--stream-error-after", after]);
+    let good = mock(&[]);
+    let gw = fallback_gateway(&failing, &good);
+    let mut body = ask("stream please");
+    body["stream"] = json!(true);
+    let response = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(response.status(), 200);
+    (failing, good, gw, response)
+}
+
+#[tokio::test]
+async fn a_stream_failing_before_its_first_content_is_served_by_the_fallback() {
+    let (failing, good, _gw, response) = stream_failing_after("0").await;
+    assert_eq!(response.headers()["x-switchyard-attempts"], "2");
+    assert_eq!(response.headers()["x-switchyard-model"], "mock-2");
+    let events = sse_data(&response.text().await.unwrap());
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    assert!(stream_text(&events).starts_with("echo: stream please"));
+    assert!(
+        events.iter().all(|e| !e.contains("\"error\"")),
+        "the failed attempt is invisible: {events:?}"
+    );
+    assert_eq!(
+        (mock_requests(&failing).await, mock_requests(&good).await),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_stream_failing_after_its_first_content_is_not_retried() {
+    let (failing, good, _gw, response) = stream_failing_after("1").await;
+    assert_eq!(response.headers()["x-switchyard-attempts"], "1");
+    let events = sse_data(&response.text().await.unwrap());
+    assert!(events.last().unwrap().contains("\"error\""), "{events:?}");
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    assert_eq!(
+        (mock_requests(&failing).await, mock_requests(&good).await),
+        (1, 0)
+    );
+}

@@ -170,9 +170,31 @@ async fn an_in_band_upstream_error_is_an_error_not_content() {
 
 #[tokio::test]
 async fn an_upstream_silent_past_the_idle_timeout_ends_with_an_error_event() {
+    // The first content comes at once, the next after 500 ms: past the 300 ms idle timeout.
+    let mock = mock(&["--ttft", "0s", "--tokens-per-second", "2"]);
+    let gw = gateway(&config(&mock.url("/v1"), "idle: 300ms", ""));
+    let (body, error) = stream_ending_within(&gw, "wait", Duration::from_secs(2)).await;
+    assert!(body.contains("\"content\":\"echo"), "{body}");
+    assert_eq!(error["error"]["code"], "upstream_timeout");
+    assert!(error["error"]["message"].as_str().unwrap().contains("idle"));
+}
+
+#[tokio::test]
+async fn an_upstream_silent_before_its_first_content_fails_the_attempt() {
+    // Nothing is committed to the client before content: each attempt times out
+    // unseen, and the client gets the last one's error as the answer.
     let mock = mock(&["--ttft", "3s"]);
     let gw = gateway(&config(&mock.url("/v1"), "idle: 300ms", ""));
-    let (_, error) = stream_ending_within(&gw, "wait", Duration::from_secs(2)).await;
+    let started = std::time::Instant::now();
+    let response = post_stream(&gw, "wait").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status(), 504);
+    assert_eq!(response.headers()["x-switchyard-attempts"], "3");
+    let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "upstream_timeout");
     assert!(error["error"]["message"].as_str().unwrap().contains("idle"));
 }
