@@ -53,6 +53,9 @@ pub enum GatewayError {
     /// The route exists, not with this method.
     #[error("{0} is not allowed here")]
     MethodNotAllowed(String),
+    /// The request has passed more gateways than `server.max_hops`: a loop.
+    #[error("the request has passed {0} gateways (x-switchyard-hops): a routing loop?")]
+    LoopDetected(u32),
     /// The server is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
@@ -74,6 +77,7 @@ impl GatewayError {
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoDeployment(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LoopDetected(_) => StatusCode::LOOP_DETECTED,
             Self::Upstream(e) => e.status(),
         }
     }
@@ -92,6 +96,7 @@ impl GatewayError {
             Self::RouteNotFound(_) => "route_not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::ShuttingDown => "shutting_down",
+            Self::LoopDetected(_) => "loop_detected",
             Self::Upstream(e) => e.kind(),
         }
     }
@@ -123,6 +128,7 @@ impl GatewayError {
             Self::NoDeployment(_) | Self::ShuttingDown => {
                 ("server_error", Some("service_unavailable"), None)
             }
+            Self::LoopDetected(_) => ("invalid_request_error", Some("loop_detected"), None),
             Self::Upstream(e) => return e.to_openai(),
         };
         ErrorObject {

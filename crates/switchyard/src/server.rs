@@ -85,6 +85,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         body_timeout: config.server.body_timeout,
         max_stream_event_bytes: config.server.max_stream_event_bytes,
         max_response_bytes: config.server.max_response_bytes,
+        max_hops: config.server.max_hops,
         backoff: Backoff {
             base: config.retries.backoff_base,
             max: config.retries.backoff_max,

@@ -65,6 +65,8 @@ pub struct AppState {
     pub max_stream_event_bytes: usize,
     /// `server.max_response_bytes`.
     pub max_response_bytes: usize,
+    /// `server.max_hops`.
+    pub max_hops: u32,
     /// `retries:`.
     pub retries: crate::config::Retries,
     /// The backoff schedule of `retries:`.

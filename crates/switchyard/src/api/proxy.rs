@@ -35,8 +35,8 @@ use crate::telemetry::AccessLog;
 use crate::upstream::breaker::Outcome;
 use crate::upstream::first_content;
 use crate::upstream::{
-    ANTHROPIC_BETA, BodyUsage, Outgoing, RelayLimits, StreamMode, UpstreamError, UpstreamResponse,
-    Wire, read_whole, relay_json, relay_sse,
+    ANTHROPIC_BETA, BodyUsage, HOPS, Outgoing, RelayLimits, StreamMode, UpstreamError,
+    UpstreamResponse, Wire, read_whole, relay_json, relay_sse,
 };
 
 /// `x-switchyard-dropped-fields`: request fields a translation left out.
@@ -120,6 +120,16 @@ pub async fn proxy(
         ProxyEndpoint::Messages => anthropic_beta(request.headers()),
         ProxyEndpoint::OpenAi(_) => None,
     };
+    let passed = request
+        .headers()
+        .get(&HOPS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if passed >= state.max_hops {
+        return fail(log, &GatewayError::LoopDetected(passed), dialect);
+    }
+    let hops = HeaderValue::from(passed + 1);
     let read = tokio::time::timeout(state.body_timeout, read_body(request, state.max_body_bytes));
     let body = match read.await {
         Err(_) => return fail(log, &GatewayError::BodyTimeout(state.body_timeout), dialect),
@@ -171,6 +181,7 @@ pub async fn proxy(
             stream: call.stream,
             request_id,
             anthropic_beta: beta,
+            hops: &hops,
             sent,
             deadline,
         };

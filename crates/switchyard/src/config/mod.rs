@@ -104,6 +104,9 @@ pub struct Server {
     /// Largest non-streamed provider answer translated between dialects (one
     /// passed through is streamed, never held whole).
     pub max_response_bytes: usize,
+    /// Gateways a request may pass (`x-switchyard-hops`) before it is refused
+    /// as a loop.
+    pub max_hops: u32,
 }
 
 /// A client key from `keys:`.

@@ -135,6 +135,8 @@ pub struct ServerConfig {
     pub max_stream_event_bytes: Option<ByteSize>,
     /// Largest non-streamed provider answer translated between dialects (default 32 MiB).
     pub max_response_bytes: Option<ByteSize>,
+    /// Gateways a request may pass before it is refused as a loop (default 5).
+    pub max_hops: Option<u32>,
 }
 
 /// `auth:`

@@ -356,6 +356,10 @@ impl Validator<'_> {
                 "`max_response_bytes` must be more than 0",
             );
         }
+        let max_hops = raw.max_hops.unwrap_or(5);
+        if max_hops == 0 {
+            self.error(&["server", "max_hops"], "`max_hops` must be at least 1");
+        }
         let idle_timeout = HumanDuration::or(raw.idle_timeout, Duration::from_secs(75));
         if idle_timeout.is_zero() {
             self.error(
@@ -376,6 +380,7 @@ impl Validator<'_> {
             shutdown_delay: HumanDuration::or(raw.shutdown_delay, Duration::ZERO),
             max_stream_event_bytes: usize::try_from(max_stream_event_bytes).unwrap_or(usize::MAX),
             max_response_bytes: usize::try_from(max_response_bytes).unwrap_or(usize::MAX),
+            max_hops,
         })
     }
 

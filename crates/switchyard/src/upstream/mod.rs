@@ -101,6 +101,8 @@ pub struct Outgoing<'a> {
     pub request_id: &'a HeaderValue,
     /// The client's `anthropic-beta` header, passed on to Anthropic providers only.
     pub anthropic_beta: Option<&'a HeaderValue>,
+    /// `x-switchyard-hops` for the provider: gateways passed, this one included.
+    pub hops: &'a HeaderValue,
     /// When the call began: the first-byte timeout counts from here.
     pub sent: Instant,
     /// When the whole exchange must be over.
@@ -253,6 +255,7 @@ impl ProviderClient {
             stream,
             request_id,
             anthropic_beta,
+            hops,
             sent,
             deadline,
         } = outgoing;
@@ -278,6 +281,7 @@ impl ProviderClient {
         );
         headers.insert(header::USER_AGENT, USER_AGENT.clone());
         headers.insert(crate::api::REQUEST_ID.clone(), request_id.clone());
+        headers.insert(HOPS.clone(), hops.clone());
         for (name, value) in &self.credentials {
             headers.insert(name.clone(), value.clone());
         }
@@ -384,6 +388,10 @@ impl ProviderClient {
         }
     }
 }
+
+/// `x-switchyard-hops`: how many gateways a request has passed, so that chained
+/// gateways that route back to each other stop.
+pub static HOPS: HeaderName = HeaderName::from_static("x-switchyard-hops");
 
 /// `anthropic-beta`, the one client header an Anthropic provider gets.
 pub static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");

@@ -222,3 +222,25 @@ async fn a_stream_failing_after_its_first_content_is_not_retried() {
         (1, 0)
     );
 }
+
+#[tokio::test]
+async fn chained_gateways_count_hops_and_a_loop_stops() {
+    let upstream = mock(&[]);
+    let gw = resilient_gateway(&[("up", &upstream)], "", "");
+    let send = |hops: &'static str| {
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(CLIENT_KEY)
+            .header("x-switchyard-hops", hops)
+            .json(&ask("hop"))
+            .send()
+    };
+    assert_eq!(send("2").await.unwrap().status(), 200);
+    let seen = received(&upstream).await;
+    assert_eq!(seen[0]["headers"]["x-switchyard-hops"], "3");
+    let looped = send("5").await.unwrap();
+    assert_eq!(looped.status(), 508);
+    let body: Value = looped.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "loop_detected");
+    assert_eq!(received(&upstream).await.len(), 1, "a loop goes no further");
+}
