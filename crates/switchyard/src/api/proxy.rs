@@ -289,6 +289,12 @@ async fn continue_after<'a>(
     if !std::ptr::eq(next.target, failed.target) {
         return Some(next);
     }
+    // A 429 rests the key that got it: another key of the provider goes at once.
+    if attempts.last_class == Some(FailureClass::RateLimited)
+        && next.target.provider.has_free_key(attempts.now())
+    {
+        return Some(next);
+    }
     // The same deployment again: wait, as it asked or with backoff.
     match attempts.backoff(deadline) {
         Some(delay) => {

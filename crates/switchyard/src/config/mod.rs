@@ -127,8 +127,8 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// API root without a trailing slash (empty for `mock`, which gets one at start-up).
     pub base_url: String,
-    /// The provider's key.
-    pub api_key: Option<SecretString>,
+    /// The provider's keys (none, one, or several used in turn).
+    pub api_keys: Vec<SecretString>,
     /// `api-version` (Azure) or `anthropic-version` (Anthropic); empty for the others.
     pub api_version: String,
     /// Timeouts.

@@ -177,6 +177,8 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     /// The provider's API key.
     pub api_key: Option<String>,
+    /// Several API keys, used in turn (instead of `api_key`).
+    pub api_keys: Option<Vec<String>>,
     /// `api-version` of an `azure` provider (default `2024-10-21`).
     pub api_version: Option<String>,
     /// `anthropic-version` of an `anthropic` provider (default `2023-06-01`).

@@ -70,8 +70,8 @@ fn the_design_sample_is_valid_and_interpolated() {
     assert_eq!(config.keys[0].key.expose_secret(), "sk-app-test");
     let relay = &config.providers["relay"];
     assert_eq!(relay.base_url, "https://api.holysheep.ai/v1");
-    assert_eq!(relay.api_key.as_ref().unwrap().expose_secret(), "sk-relay");
-    assert!(config.providers["claude"].api_key.is_none());
+    assert_eq!(relay.api_keys[0].expose_secret(), "sk-relay");
+    assert!(config.providers["claude"].api_keys.is_empty());
     let model = &config.models["deepseek-v3"];
     assert_eq!(model.strategy, Strategy::Latency);
     assert_eq!(model.deployments[0].weight, 80);

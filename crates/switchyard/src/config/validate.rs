@@ -155,7 +155,11 @@ fn unknown_top_level(field: &str, expected: &[&str]) -> String {
 /// In the built-in default, a real provider joins only when its key is set.
 fn keep_configured_providers(file: &mut ConfigFile) {
     file.providers.retain(|_, p| {
-        p.kind == Some(ProviderKind::Mock) || p.api_key.as_deref().is_some_and(|k| !k.is_empty())
+        p.kind == Some(ProviderKind::Mock)
+            || p.api_key.as_deref().is_some_and(|k| !k.is_empty())
+            || p.api_keys
+                .as_ref()
+                .is_some_and(|keys| keys.iter().any(|k| !k.is_empty()))
     });
     for model in file.models.values_mut() {
         model.deployments.retain(|d| {
@@ -491,8 +495,20 @@ impl Validator<'_> {
                 self.error(&path, "the API version must be printable ASCII");
                 continue;
             }
-            let api_key = p.api_key.filter(|k| !k.is_empty()).map(SecretString::from);
-            if api_key.is_none() && kind != ProviderKind::Mock {
+            if p.api_key.is_some() && p.api_keys.is_some() {
+                self.error(
+                    &["providers", &name, "api_keys"],
+                    "give either `api_key` or `api_keys`, not both",
+                );
+            }
+            let api_keys: Vec<SecretString> = p
+                .api_key
+                .into_iter()
+                .chain(p.api_keys.into_iter().flatten())
+                .filter(|k| !k.is_empty())
+                .map(SecretString::from)
+                .collect();
+            if api_keys.is_empty() && kind != ProviderKind::Mock {
                 self.warn(
                     &path,
                     format!("provider `{name}` has no `api_key` (is its variable unset?): requests go out without credentials"),
@@ -526,7 +542,7 @@ impl Validator<'_> {
                     name,
                     kind,
                     base_url,
-                    api_key,
+                    api_keys,
                     api_version,
                     timeouts,
                 },

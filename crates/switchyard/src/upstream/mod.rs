@@ -13,7 +13,8 @@ pub mod budget;
 mod error;
 mod relay;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::http::uri::Scheme;
@@ -126,11 +127,10 @@ pub struct ProviderClient {
     /// the pooled client would format it for every request. Over TLS, where ALPN
     /// may pick HTTP/2 and `:authority` replaces it, the client sets it.
     host: Option<HeaderValue>,
-    /// The headers that carry the key (and the API version), marked sensitive
-    /// so they never show in debug output.
-    credentials: Vec<(HeaderName, HeaderValue)>,
-    /// The raw key, to scrub it from anything the provider echoes back.
-    secret: Option<secrecy::SecretString>,
+    /// The headers of the provider's API version, if its dialect has one.
+    version: Option<(HeaderName, HeaderValue)>,
+    /// The provider's keys, used in turn, each with its own rate-limit cooldown.
+    keys: Keys,
     /// Timeouts for every call.
     pub timeouts: Timeouts,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -179,8 +179,8 @@ impl ProviderClient {
             base_url,
             api_version: provider.api_version.clone(),
             host,
-            credentials: credentials(provider),
-            secret: provider.api_key.clone(),
+            version: version_header(provider),
+            keys: Keys::new(provider),
             timeouts: provider.timeouts,
             client,
         })
@@ -282,7 +282,14 @@ impl ProviderClient {
         headers.insert(header::USER_AGENT, USER_AGENT.clone());
         headers.insert(crate::api::REQUEST_ID.clone(), request_id.clone());
         headers.insert(HOPS.clone(), hops.clone());
-        for (name, value) in &self.credentials {
+        if let Some((name, value)) = &self.version {
+            headers.insert(name.clone(), value.clone());
+        }
+        let key = match self.keys.pick(sent) {
+            Ok(key) => key,
+            Err(wait) => return Err(self.keys_cooling(wait)),
+        };
+        if let Some((name, value)) = key.map(|key| &key.header) {
             headers.insert(name.clone(), value.clone());
         }
         if let Some(beta) = anthropic_beta
@@ -300,7 +307,19 @@ impl ProviderClient {
         if response.status().is_success() {
             return Ok(response);
         }
-        Err(self.status_error(response, deadline).await)
+        let error = self.status_error(response, deadline).await;
+        if let (
+            Some(key),
+            UpstreamError::Status {
+                status: 429,
+                retry_after,
+                ..
+            },
+        ) = (key, &error)
+        {
+            key.cool_down(Instant::now() + retry_after.map_or(KEY_COOLDOWN, Duration::from_secs));
+        }
+        Err(error)
     }
 
     /// The timeout error for a wait on `phase` that ended at `at`: the total
@@ -378,13 +397,41 @@ impl ProviderClient {
         }
     }
 
-    /// Removes the provider's key from text the provider sent back.
+    /// Removes the provider's keys from text the provider sent back.
     pub fn scrub(&self, text: &str) -> String {
-        match &self.secret {
-            Some(key) if !key.expose_secret().is_empty() && text.contains(key.expose_secret()) => {
-                text.replace(key.expose_secret(), "[redacted]")
+        let mut text = text.to_owned();
+        for key in &self.keys.list {
+            let secret = key.secret.expose_secret();
+            if !secret.is_empty() && text.contains(secret) {
+                text = text.replace(secret, "[redacted]");
             }
-            _ => text.to_owned(),
+        }
+        text
+    }
+
+    /// Whether one of the provider's keys is free to use now (none cooling down
+    /// after a 429), so that a rate-limited attempt can go again at once.
+    pub fn has_free_key(&self, now: Instant) -> bool {
+        self.keys.pick(now).is_ok()
+    }
+
+    /// The failure of an attempt when every key is cooling down after a 429.
+    fn keys_cooling(&self, wait: Duration) -> UpstreamError {
+        // Rounded up: a client that waits this long finds a key free.
+        let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
+        UpstreamError::Status {
+            provider: self.name.to_string(),
+            status: 429,
+            error: Box::new(ErrorObject {
+                message: format!(
+                    "every API key of provider `{}` is rate limited for {seconds}s more",
+                    self.name
+                ),
+                kind: Some("rate_limit_error".to_owned()),
+                param: None,
+                code: Some("rate_limit_exceeded".to_owned()),
+            }),
+            retry_after: Some(seconds),
         }
     }
 }
@@ -410,35 +457,105 @@ fn parse_url(text: &str) -> Result<Uri, ClientError> {
     }
 }
 
-/// The headers that carry a provider's key, in its dialect, marked sensitive.
-fn credentials(provider: &Provider) -> Vec<(HeaderName, HeaderValue)> {
-    let key = provider.api_key.as_ref().map(ExposeSecret::expose_secret);
-    let sensitive = |text: &str| {
-        let mut value = HeaderValue::from_str(text).ok()?;
-        value.set_sensitive(true);
-        Some(value)
-    };
-    let mut headers = Vec::new();
-    let name = match provider.kind {
-        ProviderKind::Openai | ProviderKind::Mock => {
-            if let Some(value) = key.and_then(|k| sensitive(&format!("Bearer {k}"))) {
-                headers.push((header::AUTHORIZATION, value));
-            }
-            None
+/// How long a key rests after a 429 that gave no `retry-after`.
+const KEY_COOLDOWN: Duration = Duration::from_secs(5);
+
+/// A provider's API keys, used in turn; a key that got a 429 rests for the
+/// provider's `retry-after` while the others carry on.
+#[derive(Debug)]
+struct Keys {
+    list: Vec<Key>,
+    turn: AtomicU64,
+}
+
+/// One API key: its header, and until when it rests.
+#[derive(Debug)]
+struct Key {
+    /// The header carrying it, in the provider's dialect, marked sensitive.
+    header: (HeaderName, HeaderValue),
+    /// The raw key, to scrub it from anything the provider echoes back.
+    secret: secrecy::SecretString,
+    /// Milliseconds since [`KEY_EPOCH`] before which it is not used (0: free).
+    resting_until: AtomicU64,
+}
+
+/// The zero point of the keys' rest times.
+static KEY_EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Keys {
+    fn new(provider: &Provider) -> Self {
+        let list = provider
+            .api_keys
+            .iter()
+            .filter_map(|secret| {
+                Some(Key {
+                    header: key_header(provider.kind, secret.expose_secret())?,
+                    secret: secret.clone(),
+                    resting_until: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        Self {
+            list,
+            turn: AtomicU64::new(0),
         }
-        ProviderKind::Azure => Some("api-key"),
-        ProviderKind::Anthropic => {
-            if let Ok(version) = HeaderValue::from_str(&provider.api_version) {
-                headers.push((HeaderName::from_static("anthropic-version"), version));
-            }
-            Some("x-api-key")
-        }
-        ProviderKind::Gemini => Some("x-goog-api-key"),
-    };
-    if let (Some(name), Some(value)) = (name, key.and_then(sensitive)) {
-        headers.push((HeaderName::from_static(name), value));
     }
-    headers
+
+    /// The next key in turn that is not resting (`None` for a provider
+    /// without keys), or how long until the first one is free again.
+    fn pick(&self, now: Instant) -> Result<Option<&Key>, Duration> {
+        let count = self.list.len();
+        if count == 0 {
+            return Ok(None);
+        }
+        let now = millis_since_epoch(now);
+        let start = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
+        let mut soonest = u64::MAX;
+        for i in 0..count {
+            let key = &self.list[(start + i) % count];
+            let until = key.resting_until.load(Ordering::Relaxed);
+            if until <= now {
+                return Ok(Some(key));
+            }
+            soonest = soonest.min(until);
+        }
+        Err(Duration::from_millis(soonest.saturating_sub(now)))
+    }
+}
+
+impl Key {
+    /// Rests the key until `until`.
+    fn cool_down(&self, until: Instant) {
+        self.resting_until
+            .fetch_max(millis_since_epoch(until), Ordering::Relaxed);
+    }
+}
+
+fn millis_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*KEY_EPOCH).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The header that carries `key` in the dialect of `kind`, marked sensitive.
+fn key_header(kind: ProviderKind, key: &str) -> Option<(HeaderName, HeaderValue)> {
+    let (name, text) = match kind {
+        ProviderKind::Openai | ProviderKind::Mock => {
+            (header::AUTHORIZATION, format!("Bearer {key}"))
+        }
+        ProviderKind::Azure => (HeaderName::from_static("api-key"), key.to_owned()),
+        ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
+        ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
+    };
+    let mut value = HeaderValue::from_str(&text).ok()?;
+    value.set_sensitive(true);
+    Some((name, value))
+}
+
+/// `anthropic-version` of an Anthropic provider.
+fn version_header(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
+    (provider.kind == ProviderKind::Anthropic)
+        .then(|| HeaderValue::from_str(&provider.api_version).ok())
+        .flatten()
+        .map(|version| (HeaderName::from_static("anthropic-version"), version))
 }
 
 /// `retry-after` as whole seconds (from seconds or `retry-after-ms`).
@@ -512,7 +629,7 @@ mod tests {
             name: "up".to_owned(),
             kind: ProviderKind::Openai,
             base_url: base_url.to_owned(),
-            api_key: None,
+            api_keys: Vec::new(),
             api_version: String::new(),
             timeouts: Timeouts {
                 connect: second,

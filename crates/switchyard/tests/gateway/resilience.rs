@@ -244,3 +244,42 @@ async fn chained_gateways_count_hops_and_a_loop_stops() {
     assert_eq!(body["error"]["code"], "loop_detected");
     assert_eq!(received(&upstream).await.len(), 1, "a loop goes no further");
 }
+
+#[tokio::test]
+async fn a_rate_limited_key_rests_while_the_other_keys_carry_on() {
+    let limited = mock(&[
+        "--error-rate",
+        "1",
+        "--error-status",
+        "429",
+        "--retry-after",
+        "2",
+    ]);
+    let gw = gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  up:\n    kind: openai\n    base_url: {}\n    api_keys: [sk-one, sk-two]\nmodels:\n  m:\n    deployments: [{{ provider: up, model: mock-1 }}]\nretries: {{ attempts: 2, retry_after_cap: 1s }}\n",
+        limited.url("/v1")
+    ));
+    let started = Instant::now();
+    let response = post(&gw, "/v1/chat/completions", &ask("one")).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["x-switchyard-attempts"], "2");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the second key went at once: {:?}",
+        started.elapsed()
+    );
+    let seen = received(&limited).await;
+    let keys: Vec<&str> = seen
+        .iter()
+        .map(|r| r["headers"]["authorization"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1], "each attempt used another key");
+    // Both keys rest now: no call goes out until one is free again (and the
+    // rest is longer than the gateway waits within a request).
+    let resting = post(&gw, "/v1/chat/completions", &ask("two")).await;
+    assert_eq!(resting.status(), 429);
+    assert_eq!(resting.headers()["retry-after"], "2");
+    assert_eq!(resting.headers()["x-switchyard-attempts"], "1");
+    assert_eq!(received(&limited).await.len(), 2);
+}
