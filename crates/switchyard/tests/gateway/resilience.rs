@@ -123,16 +123,21 @@ async fn a_request_the_provider_refuses_as_the_clients_fault_is_not_retried() {
     );
 }
 
-#[tokio::test]
-async fn a_429_with_retry_after_is_not_retried_before_it() {
-    let limited = mock(&[
+/// A mock answering every request with 429 and `retry-after: secs`.
+fn rate_limited_mock(secs: &str) -> Process {
+    mock(&[
         "--error-rate",
         "1",
         "--error-status",
         "429",
         "--retry-after",
-        "1",
-    ]);
+        secs,
+    ])
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_not_retried_before_it() {
+    let limited = rate_limited_mock("1");
     let gw = resilient_gateway(&[("limited", &limited)], "", "retries: { attempts: 2 }\n");
     let started = Instant::now();
     let response = post(&gw, "/v1/chat/completions", &ask("hi")).await;
@@ -247,14 +252,7 @@ async fn chained_gateways_count_hops_and_a_loop_stops() {
 
 #[tokio::test]
 async fn a_rate_limited_key_rests_while_the_other_keys_carry_on() {
-    let limited = mock(&[
-        "--error-rate",
-        "1",
-        "--error-status",
-        "429",
-        "--retry-after",
-        "2",
-    ]);
+    let limited = rate_limited_mock("2");
     let gw = gateway(&format!(
         "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  up:\n    kind: openai\n    base_url: {}\n    api_keys: [sk-one, sk-two]\nmodels:\n  m:\n    deployments: [{{ provider: up, model: mock-1 }}]\nretries: {{ attempts: 2, retry_after_cap: 1s }}\n",
         limited.url("/v1")
