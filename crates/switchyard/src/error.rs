@@ -53,6 +53,17 @@ pub enum GatewayError {
     /// The route exists, not with this method.
     #[error("{0} is not allowed here")]
     MethodNotAllowed(String),
+    /// `x-switchyard-max-cost` is not a non-negative number.
+    #[error("x-switchyard-max-cost must be a non-negative number of USD, such as 0.01")]
+    BadMaxCost,
+    /// No deployment of the model (or its fallbacks) fits `x-switchyard-max-cost`.
+    #[error("no deployment of `{model}` is estimated to cost at most {max} USD for this request")]
+    OverMaxCost {
+        /// The public model.
+        model: String,
+        /// The limit, in USD.
+        max: f64,
+    },
     /// The request has passed more gateways than `server.max_hops`: a loop.
     #[error("the request has passed {0} gateways (x-switchyard-hops): a routing loop?")]
     LoopDetected(u32),
@@ -68,9 +79,11 @@ impl GatewayError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest(_) | Self::BodyRead(_) | Self::EndpointNotServed { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidRequest(_)
+            | Self::BodyRead(_)
+            | Self::EndpointNotServed { .. }
+            | Self::BadMaxCost
+            | Self::OverMaxCost { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -97,6 +110,8 @@ impl GatewayError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::ShuttingDown => "shutting_down",
             Self::LoopDetected(_) => "loop_detected",
+            Self::BadMaxCost => "invalid_request",
+            Self::OverMaxCost { .. } => "over_max_cost",
             Self::Upstream(e) => e.kind(),
         }
     }
@@ -129,6 +144,11 @@ impl GatewayError {
                 ("server_error", Some("service_unavailable"), None)
             }
             Self::LoopDetected(_) => ("invalid_request_error", Some("loop_detected"), None),
+            Self::BadMaxCost | Self::OverMaxCost { .. } => (
+                "invalid_request_error",
+                Some("max_cost_exceeded"),
+                Some("x-switchyard-max-cost".to_owned()),
+            ),
             Self::Upstream(e) => return e.to_openai(),
         };
         ErrorObject {

@@ -42,6 +42,18 @@ pub struct Target {
     pub served_first: HeaderValue,
     /// Its live load: requests in flight, time to first token, rate-limit headroom.
     pub load: Arc<Load>,
+    /// USD per million tokens, when known.
+    price: Option<crate::config::Price>,
+}
+
+impl Target {
+    /// Whether a request of `tokens` costs at most `max` USD here (an unknown
+    /// price does not).
+    fn within(&self, tokens: Tokens, max: f64) -> bool {
+        self.price.is_some_and(|p| {
+            (p.input * tokens.input as f64 + p.output * tokens.output as f64) / 1e6 <= max
+        })
+    }
 }
 
 /// A public model: its deployments and what to do when they fail.
@@ -62,6 +74,8 @@ pub struct ModelRoute {
 #[derive(Debug)]
 pub struct Routes {
     models: HashMap<String, ModelRoute>,
+    /// Alias → the model's name.
+    aliases: HashMap<String, String>,
 }
 
 /// The most deployments a model can have (tried ones are kept in a 64-bit mask).
@@ -75,6 +89,15 @@ impl Routes {
     ) -> Result<Self, (String, ClientError)> {
         let breaker = config.circuit_breaker;
         let mut models = HashMap::new();
+        let aliases = config
+            .models
+            .values()
+            .flat_map(|m| {
+                m.aliases
+                    .iter()
+                    .map(|alias| (alias.clone(), m.name.clone()))
+            })
+            .collect();
         for model in config.models.values() {
             let mut targets = Vec::new();
             let mut members = Vec::new();
@@ -106,6 +129,7 @@ impl Routes {
                         cooldown: breaker.cooldown,
                     }),
                     load,
+                    price: d.price,
                 });
             }
             models.insert(
@@ -119,7 +143,7 @@ impl Routes {
                 },
             );
         }
-        Ok(Self { models })
+        Ok(Self { models, aliases })
     }
 
     /// The way through `model`'s deployments and its fallbacks for one request
@@ -128,11 +152,13 @@ impl Routes {
         let route = self
             .models
             .get(model)
+            .or_else(|| self.models.get(self.aliases.get(model)?))
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
         Ok(Plan {
             routes: self,
             first: route,
             tokens,
+            max_cost: None,
             current: 0,
             excluded: 0,
         })
@@ -147,6 +173,8 @@ pub struct Plan<'a> {
     first: &'a ModelRoute,
     /// The request's estimated size, for the `cost` strategy.
     tokens: Tokens,
+    /// `x-switchyard-max-cost`: deployments estimated dearer are left out.
+    max_cost: Option<f64>,
     /// The model being tried: 0 the requested one, n its n-th fallback.
     current: usize,
     /// Deployments of the current model already tried (bit i = target i).
@@ -205,6 +233,12 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Leaves out deployments whose estimated cost for the request exceeds
+    /// `max` USD (and those without a price).
+    pub fn limit_cost(&mut self, max: f64) {
+        self.max_cost = Some(max);
+    }
+
     /// Whether the last pick came from a fallback model.
     pub fn in_fallback(&self) -> bool {
         self.current > 0
@@ -215,7 +249,12 @@ impl<'a> Plan<'a> {
     fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
         let clock = now.into_std();
         loop {
-            let closed = |i: usize| model.targets[i].breaker.state(now) != CircuitState::Open;
+            let (tokens, max_cost) = (self.tokens, self.max_cost);
+            let closed = |i: usize| {
+                let target = &model.targets[i];
+                max_cost.is_none_or(|max| target.within(tokens, max))
+                    && target.breaker.state(now) != CircuitState::Open
+            };
             let index = model.pool.pick(self.excluded, closed, self.tokens, clock)?;
             self.excluded |= 1 << index;
             let target = &model.targets[index];

@@ -318,7 +318,8 @@ fn models_body(config: &Config) -> Bytes {
         .map_or(0, |d| d.as_secs());
     let data: Vec<serde_json::Value> = config
         .models
-        .keys()
+        .values()
+        .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases))
         .map(|name| serde_json::json!({ "id": name, "object": "model", "created": created, "owned_by": "switchyard" }))
         .collect();
     Bytes::from(serde_json::json!({ "object": "list", "data": data }).to_string())

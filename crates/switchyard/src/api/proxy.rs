@@ -130,6 +130,16 @@ pub async fn proxy(
         return fail(log, &GatewayError::LoopDetected(passed), dialect);
     }
     let hops = HeaderValue::from(passed + 1);
+    let max_cost = match request.headers().get(&MAX_COST).map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|max| max.is_finite() && *max >= 0.0)
+    }) {
+        None => None,
+        Some(Some(max)) => Some(max),
+        Some(None) => return fail(log, &GatewayError::BadMaxCost, dialect),
+    };
     let read = tokio::time::timeout(state.body_timeout, read_body(request, state.max_body_bytes));
     let body = match read.await {
         Err(_) => return fail(log, &GatewayError::BodyTimeout(state.body_timeout), dialect),
@@ -150,8 +160,18 @@ pub async fn proxy(
         Ok(plan) => plan,
         Err(e) => return fail(log, &e, dialect),
     };
+    if let Some(max) = max_cost {
+        plan.limit_cost(max);
+    }
     let mut attempts = Attempts::new(state, plan.model().attempts);
     let mut next = plan.next(attempts.now());
+    if let (None, Some(max)) = (&next, max_cost) {
+        let error = GatewayError::OverMaxCost {
+            model: plan.model().name.clone(),
+            max,
+        };
+        return fail(log, &error, dialect);
+    }
     loop {
         let Some(pick) = next.take() else {
             let error = attempts
@@ -466,6 +486,10 @@ const PROVIDER: &str = "x-switchyard-provider";
 
 /// `x-switchyard-model`: the deployment's upstream model.
 const MODEL: &str = "x-switchyard-model";
+
+/// `x-switchyard-max-cost`: the most a request may cost, in USD.
+static MAX_COST: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-switchyard-max-cost");
 
 /// `x-switchyard-attempts`: upstream calls made for the request.
 static ATTEMPTS: axum::http::HeaderName =

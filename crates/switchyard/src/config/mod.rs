@@ -159,6 +159,8 @@ pub struct Model {
     pub deployments: Vec<Deployment>,
     /// Models to try when every deployment fails.
     pub fallbacks: Vec<String>,
+    /// Other names clients may use for it.
+    pub aliases: Vec<String>,
     /// Attempts per request for this model.
     pub attempts: u32,
 }

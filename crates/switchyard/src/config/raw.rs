@@ -243,6 +243,9 @@ pub struct ModelConfig {
     /// Models tried, in order, when every deployment fails.
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    /// Other names clients may use for this model (`gpt-4` for `gpt-4.1`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// The completion token cap sent to providers that require one (Anthropic)
     /// when the client sets none; a deployment's own value wins (default 4096).
     pub max_output_tokens: Option<u32>,

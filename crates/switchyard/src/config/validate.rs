@@ -653,6 +653,22 @@ impl Validator<'_> {
                     self.error(&["models", name, "fallbacks"], message);
                 }
             }
+            for alias in &m.aliases {
+                let taken_by_model = raw.contains_key(alias);
+                let taken_by_alias = raw
+                    .iter()
+                    .filter(|(other, _)| *other != name)
+                    .any(|(_, other)| other.aliases.contains(alias));
+                if taken_by_model
+                    || taken_by_alias
+                    || m.aliases.iter().filter(|a| *a == alias).count() > 1
+                {
+                    self.error(
+                        &["models", name, "aliases"],
+                        format!("the alias `{alias}` names another model or alias too"),
+                    );
+                }
+            }
             let attempts = m.retries.attempts.unwrap_or(attempts);
             if attempts == 0 {
                 self.error(
@@ -667,6 +683,7 @@ impl Validator<'_> {
                     strategy,
                     deployments,
                     fallbacks: m.fallbacks.clone(),
+                    aliases: m.aliases.clone(),
                     attempts,
                 },
             );

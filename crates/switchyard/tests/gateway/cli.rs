@@ -76,3 +76,15 @@ fn check_refuses_a_version_key_on_the_wrong_kind() {
     );
     assert!(!out.contains("az"), "a valid azure provider: {out}");
 }
+
+#[test]
+fn check_refuses_an_alias_that_names_another_model() {
+    let (code, out) = check(
+        "auth: { mode: open }\nproviders:\n  m: { kind: mock }\nmodels:\n  a:\n    aliases: [b]\n    deployments: [{ provider: m, model: mock-1 }]\n  b:\n    deployments: [{ provider: m, model: mock-1 }]\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("the alias `b` names another model or alias too"),
+        "{out}"
+    );
+}

@@ -12,5 +12,6 @@ mod errors;
 mod forwarding;
 mod harness;
 mod resilience;
+mod routing;
 mod shutdown;
 mod streaming;

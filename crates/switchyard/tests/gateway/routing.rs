@@ -1,0 +1,68 @@
+//! Which deployment serves: aliases, and `x-switchyard-max-cost`.
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// Model `m` (alias `m-latest`) on a cheap and a dear deployment of one mock.
+fn priced_gateway(mock: &Process) -> Process {
+    gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  up: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    aliases: [m-latest]\n    strategy: round_robin\n    deployments:\n      - {{ provider: up, model: cheap, price: {{ input: 0.1, output: 0.4 }} }}\n      - {{ provider: up, model: dear, price: {{ input: 30.0, output: 60.0 }} }}\n",
+        mock.url("/v1")
+    ))
+}
+
+async fn ask(gw: &Process, model: &str, max_cost: Option<&str>) -> reqwest::Response {
+    let mut request = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+    if let Some(max) = max_cost {
+        request = request.header("x-switchyard-max-cost", max);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_alias_reaches_its_model_and_is_listed() {
+    let mock = mock(&[]);
+    let gw = priced_gateway(&mock);
+    assert_eq!(ask(&gw, "m-latest", None).await.status(), 200);
+    let models: Value = client()
+        .get(gw.url("/v1/models"))
+        .bearer_auth(CLIENT_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["m", "m-latest"]);
+}
+
+#[tokio::test]
+async fn a_cost_cap_leaves_out_the_dear_deployments() {
+    let mock = mock(&[]);
+    let gw = priced_gateway(&mock);
+    // About 20 prompt tokens and 256 expected completion tokens: the cheap one
+    // costs about 0.0001 USD, the dear one about 0.016.
+    for _ in 0..6 {
+        let response = ask(&gw, "m", Some("0.001")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-switchyard-model"], "cheap");
+    }
+    let refused = ask(&gw, "m", Some("0.00001")).await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "max_cost_exceeded");
+    assert_eq!(body["error"]["param"], "x-switchyard-max-cost");
+    let bad = ask(&gw, "m", Some("cheap please")).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(received(&mock).await.len(), 6);
+}
