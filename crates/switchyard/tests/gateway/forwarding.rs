@@ -149,15 +149,7 @@ async fn completions_embeddings_and_models() {
     assert!((norm - 1.0).abs() < 1e-4, "{norm}");
     assert_eq!(embeddings["usage"]["prompt_tokens"], 3);
 
-    let models: Value = client()
-        .get(gw.url("/v1/models"))
-        .bearer_auth(CLIENT_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&gw.url("/v1/models")).await;
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "gpt-4.1");
     assert_eq!(models["data"].as_array().unwrap().len(), 1);

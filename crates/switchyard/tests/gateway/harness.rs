@@ -285,6 +285,19 @@ pub fn stream_text(events: &[String]) -> String {
         .collect()
 }
 
+/// `GET url` with the test key, read as JSON.
+pub async fn get_json(url: &str) -> Value {
+    client()
+        .get(url)
+        .bearer_auth(CLIENT_KEY)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// The requests the mock received (`GET /mock/requests`).
 pub async fn received(mock: &Process) -> Vec<Value> {
     client()

@@ -29,14 +29,7 @@ fn ask(text: &str) -> Value {
 }
 
 async fn mock_requests(mock: &Process) -> u64 {
-    let stats: Value = client()
-        .get(mock.url("/mock/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(&mock.url("/mock/stats")).await;
     stats["requests"].as_u64().unwrap()
 }
 

@@ -28,15 +28,7 @@ async fn an_alias_reaches_its_model_and_is_listed() {
     let mock = mock(&[]);
     let gw = priced_gateway(&mock);
     assert_eq!(ask(&gw, "m-latest", None).await.status(), 200);
-    let models: Value = client()
-        .get(gw.url("/v1/models"))
-        .bearer_auth(CLIENT_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&gw.url("/v1/models")).await;
     let ids: Vec<&str> = models["data"]
         .as_array()
         .unwrap()
