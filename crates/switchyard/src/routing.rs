@@ -3,6 +3,7 @@
 //! those already tried and those whose circuit breaker is open), then each
 //! fallback model's.
 
+pub mod affinity;
 pub mod load;
 pub mod strategy;
 
@@ -16,6 +17,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
+use affinity::{Affinity, Prefix};
 use load::Load;
 use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
 
@@ -64,6 +66,8 @@ pub struct ModelRoute {
     targets: Vec<Target>,
     /// How a deployment is picked.
     pool: Pool,
+    /// Prompt-cache affinity, when the model asks for it.
+    affinity: Option<Affinity>,
     /// Models tried, in order, when every deployment of this one failed.
     fallbacks: Vec<String>,
     /// Attempts per request, the first included.
@@ -77,6 +81,9 @@ pub struct Routes {
     /// Alias → the model's name.
     aliases: HashMap<String, String>,
 }
+
+/// Below this rate-limit headroom a deployment is not held to by affinity.
+const AFFINITY_MIN_HEADROOM: f64 = 0.1;
 
 /// The most deployments a model can have (tried ones are kept in a 64-bit mask).
 pub const MAX_DEPLOYMENTS: usize = MAX_MEMBERS;
@@ -138,6 +145,7 @@ impl Routes {
                     name: model.name.clone(),
                     targets,
                     pool: Pool::new(model.strategy, members),
+                    affinity: model.affinity.map(|a| Affinity::new(a.prefix_bytes, a.ttl)),
                     fallbacks: model.fallbacks.clone(),
                     attempts: model.attempts,
                 },
@@ -159,6 +167,7 @@ impl Routes {
             first: route,
             tokens,
             max_cost: None,
+            prefix: None,
             current: 0,
             excluded: 0,
         })
@@ -175,6 +184,8 @@ pub struct Plan<'a> {
     tokens: Tokens,
     /// `x-switchyard-max-cost`: deployments estimated dearer are left out.
     max_cost: Option<f64>,
+    /// The request's prompt prefix, for the requested model's affinity.
+    prefix: Option<Prefix>,
     /// The model being tried: 0 the requested one, n its n-th fallback.
     current: usize,
     /// Deployments of the current model already tried (bit i = target i).
@@ -239,6 +250,26 @@ impl<'a> Plan<'a> {
         self.max_cost = Some(max);
     }
 
+    /// Notes the request's body for the requested model's prompt-cache affinity.
+    pub fn prompt(&mut self, body: &[u8]) {
+        self.prefix = self.first.affinity.as_ref().and_then(|a| a.prefix(body));
+    }
+
+    /// Remembers who served the request's prompt prefix (when the requested
+    /// model has affinity).
+    pub fn served(&self, pick: &Pick<'_>, now: Instant) {
+        if let (Some(affinity), Some(prefix)) = (&self.first.affinity, self.prefix)
+            && std::ptr::eq(pick.model, self.first)
+            && let Some(index) = self
+                .first
+                .targets
+                .iter()
+                .position(|t| std::ptr::eq(t, pick.target))
+        {
+            affinity.set(prefix, index, now);
+        }
+    }
+
     /// Whether the last pick came from a fallback model.
     pub fn in_fallback(&self) -> bool {
         self.current > 0
@@ -248,6 +279,29 @@ impl<'a> Plan<'a> {
     /// breaker lets the request through.
     fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
         let clock = now.into_std();
+        // Back to the deployment that served this prompt prefix, while it is
+        // healthy and not nearly rate limited; else the strategy decides.
+        if let (Some(affinity), Some(prefix)) = (&model.affinity, self.prefix)
+            && std::ptr::eq(model, self.first)
+            && let Some(index) = affinity.get(prefix, now)
+            && index < model.targets.len()
+            && self.excluded & (1 << index) == 0
+        {
+            let target = &model.targets[index];
+            let fits = self
+                .max_cost
+                .is_none_or(|max| target.within(self.tokens, max));
+            if fits && target.load.headroom(clock) >= AFFINITY_MIN_HEADROOM {
+                self.excluded |= 1 << index;
+                if let Some(permit) = target.breaker.allow(now) {
+                    return Some(Pick {
+                        model,
+                        target,
+                        permit,
+                    });
+                }
+            }
+        }
         loop {
             let (tokens, max_cost) = (self.tokens, self.max_cost);
             let closed = |i: usize| {

@@ -163,6 +163,7 @@ pub async fn proxy(
     if let Some(max) = max_cost {
         plan.limit_cost(max);
     }
+    plan.prompt(&body);
     let mut attempts = Attempts::new(state, plan.model().attempts);
     let mut next = plan.next(attempts.now());
     if let (None, Some(max)) = (&next, max_cost) {
@@ -233,6 +234,7 @@ pub async fn proxy(
                 load.observe_ttft(sent.elapsed(), std::time::Instant::now());
                 log.hold(in_flight);
                 attempts.served(&pick, plan.in_fallback());
+                plan.served(&pick, attempts.now());
                 let mut response = respond(state, upstream, first, &call, deadline, log).await;
                 let headers = response.headers_mut();
                 headers.insert(PROVIDER, pick.target.provider_header.clone());

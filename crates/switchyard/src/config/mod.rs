@@ -161,8 +161,19 @@ pub struct Model {
     pub fallbacks: Vec<String>,
     /// Other names clients may use for it.
     pub aliases: Vec<String>,
+    /// Prompt-cache affinity, when asked for.
+    pub affinity: Option<Affinity>,
     /// Attempts per request for this model.
     pub attempts: u32,
+}
+
+/// A model's prompt-cache affinity.
+#[derive(Debug, Clone, Copy)]
+pub struct Affinity {
+    /// The body prefix that must match.
+    pub prefix_bytes: usize,
+    /// How long a prefix is remembered.
+    pub ttl: Duration,
 }
 
 /// One place a model is served.

@@ -246,12 +246,26 @@ pub struct ModelConfig {
     /// Other names clients may use for this model (`gpt-4` for `gpt-4.1`).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Prompt-cache affinity: requests sharing a long prefix go back to the
+    /// deployment that served it.
+    pub affinity: Option<AffinityConfig>,
     /// The completion token cap sent to providers that require one (Anthropic)
     /// when the client sets none; a deployment's own value wins (default 4096).
     pub max_output_tokens: Option<u32>,
     /// This model's own `retries.attempts`.
     #[serde(default)]
     pub retries: ModelRetriesConfig,
+}
+
+/// A model's `affinity:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffinityConfig {
+    /// The prefix of the body that must match (default 1024 bytes).
+    pub prefix_bytes: Option<ByteSize>,
+    /// How long a prefix is remembered (default 5m, as long as providers keep
+    /// prompt caches).
+    pub ttl: Option<HumanDuration>,
 }
 
 /// A model's `retries:`.

@@ -12,7 +12,8 @@ use super::raw::{self, AuthMode, ConfigFile, FailureClass, ProviderKind, Strateg
 use super::tree::{Node, Place, Step, TreeError};
 use super::units::HumanDuration;
 use super::{
-    CircuitBreaker, ClientKey, Config, Deployment, Model, Provider, Retries, Server, Timeouts,
+    Affinity, CircuitBreaker, ClientKey, Config, Deployment, Model, Provider, Retries, Server,
+    Timeouts,
 };
 
 /// Top-level keys of the full design that this version does not read yet.
@@ -684,6 +685,13 @@ impl Validator<'_> {
                     deployments,
                     fallbacks: m.fallbacks.clone(),
                     aliases: m.aliases.clone(),
+                    affinity: m.affinity.as_ref().map(|a| Affinity {
+                        prefix_bytes: a
+                            .prefix_bytes
+                            .map_or(1024, |b| usize::try_from(b.0).unwrap_or(usize::MAX))
+                            .max(1),
+                        ttl: HumanDuration::or(a.ttl, Duration::from_secs(300)),
+                    }),
                     attempts,
                 },
             );

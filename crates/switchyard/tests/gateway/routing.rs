@@ -58,3 +58,55 @@ async fn a_cost_cap_leaves_out_the_dear_deployments() {
     assert_eq!(bad.status(), 400);
     assert_eq!(received(&mock).await.len(), 6);
 }
+
+#[tokio::test]
+async fn requests_sharing_a_long_prompt_prefix_stick_to_one_deployment() {
+    let (one, two) = (mock(&[]), mock(&[]));
+    let gw = gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  one: {{ kind: openai, base_url: {}, api_key: k }}\n  two: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    strategy: round_robin\n    affinity: {{ prefix_bytes: 200 }}\n    deployments:\n      - {{ provider: one, model: mock-1 }}\n      - {{ provider: two, model: mock-1 }}\n",
+        one.url("/v1"),
+        two.url("/v1")
+    ));
+    let system = "You are the dispatcher's assistant. ".repeat(10);
+    let ask = |system: &str, question: &str| {
+        json!({"model": "m", "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": question},
+        ]})
+    };
+    let mut served = Vec::new();
+    for i in 0..6 {
+        let response = post(
+            &gw,
+            "/v1/chat/completions",
+            &ask(&system, &format!("question {i}")),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        served.push(
+            response.headers()["x-switchyard-provider"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert!(
+        served.iter().all(|p| *p == served[0]),
+        "one deployment: {served:?}"
+    );
+    // Without the shared prefix, round robin alternates.
+    let mut spread = Vec::new();
+    for i in 0..4 {
+        let response = post(&gw, "/v1/chat/completions", &ask(&format!("{i}"), "short")).await;
+        spread.push(
+            response.headers()["x-switchyard-provider"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert!(
+        spread.contains(&"one".to_owned()) && spread.contains(&"two".to_owned()),
+        "{spread:?}"
+    );
+}
