@@ -82,6 +82,11 @@ pub struct Routes {
     aliases: HashMap<String, String>,
 }
 
+/// How many times a request may go through its chain of deployments (its
+/// attempts are bounded by `retries.attempts` first; this bounds the walk
+/// over deployments that cannot take the request at all).
+const MAX_PASSES: u8 = 16;
+
 /// Below this rate-limit headroom a deployment is not held to by affinity.
 const AFFINITY_MIN_HEADROOM: f64 = 0.1;
 
@@ -170,6 +175,7 @@ impl Routes {
             prefix: None,
             current: 0,
             excluded: 0,
+            passes: 0,
         })
     }
 }
@@ -190,6 +196,8 @@ pub struct Plan<'a> {
     current: usize,
     /// Deployments of the current model already tried (bit i = target i).
     excluded: u64,
+    /// Times the whole chain has been gone through.
+    passes: u8,
 }
 
 /// A deployment to try, with the breaker's permit for it.
@@ -209,15 +217,12 @@ impl<'a> Plan<'a> {
         self.first
     }
 
-    /// The model `n` of the chain: the requested one, then its fallbacks
-    /// (a fallback that does not exist, validated away, is skipped as empty).
+    /// The model `n` of the chain: the requested one, then its fallbacks (the
+    /// validator makes sure they exist; one that does not ends the chain).
     fn chain(&self, n: usize) -> Option<&'a ModelRoute> {
         match n {
             0 => Some(self.first),
-            n => {
-                let name = self.first.fallbacks.get(n - 1)?;
-                Some(self.routes.models.get(name).unwrap_or(self.first))
-            }
+            n => self.routes.models.get(self.first.fallbacks.get(n - 1)?),
         }
     }
 
@@ -226,8 +231,10 @@ impl<'a> Plan<'a> {
     /// over (a retry of the same deployments). `None` when no deployment's
     /// breaker lets a request through.
     pub fn next(&mut self, now: Instant) -> Option<Pick<'a>> {
-        let mut passes = 0;
         loop {
+            if self.passes >= MAX_PASSES {
+                return None;
+            }
             let model = self.chain(self.current)?;
             if let Some(pick) = self.pick_in(model, now) {
                 return Some(pick);
@@ -236,10 +243,7 @@ impl<'a> Plan<'a> {
             self.excluded = 0;
             if self.chain(self.current).is_none() {
                 self.current = 0;
-                passes += 1;
-                if passes == 2 {
-                    return None;
-                }
+                self.passes += 1;
             }
         }
     }
@@ -268,6 +272,41 @@ impl<'a> Plan<'a> {
         {
             affinity.set(prefix, index, now);
         }
+    }
+
+    /// Whether some deployment of the chain fits `x-switchyard-max-cost`.
+    pub fn affordable(&self) -> bool {
+        let Some(max) = self.max_cost else {
+            return true;
+        };
+        (0..)
+            .map_while(|n| self.chain(n))
+            .any(|model| model.targets.iter().any(|t| t.within(self.tokens, max)))
+    }
+
+    /// Which model of the chain is being tried (0: the requested one).
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// The model being tried.
+    pub fn current_model(&self) -> &'a ModelRoute {
+        self.chain(self.current).unwrap_or(self.first)
+    }
+
+    /// The model after the one being tried, if the chain has one.
+    pub fn model_after(&self) -> Option<&'a ModelRoute> {
+        self.chain(self.current + 1)
+    }
+
+    /// Moves on to the next model of the chain; `false` at its end.
+    pub fn next_model(&mut self) -> bool {
+        if self.passes >= MAX_PASSES || self.chain(self.current + 1).is_none() {
+            return false;
+        }
+        self.current += 1;
+        self.excluded = 0;
+        true
     }
 
     /// Whether the last pick came from a fallback model.

@@ -10,10 +10,11 @@
 //! named in `x-switchyard-dropped-fields`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -28,6 +29,7 @@ use super::inbound::{Answer, Call, Inbound};
 use super::{AppState, Authenticated};
 use crate::config::FailureClass;
 use crate::error::{Dialect, GatewayError};
+use crate::mix::splitmix64;
 use crate::routing::load::Load;
 use crate::routing::strategy::Tokens;
 use crate::routing::{Pick, Plan, Target};
@@ -164,15 +166,17 @@ pub async fn proxy(
         plan.limit_cost(max);
     }
     plan.prompt(&body);
-    let mut attempts = Attempts::new(state, plan.model().attempts);
-    let mut next = plan.next(attempts.now());
-    if let (None, Some(max)) = (&next, max_cost) {
+    if let Some(max) = max_cost
+        && !plan.affordable()
+    {
         let error = GatewayError::OverMaxCost {
             model: plan.model().name.clone(),
             max,
         };
         return fail(log, &error, dialect);
     }
+    let mut attempts = Attempts::new(state, plan.model().attempts);
+    let mut next = plan.next(attempts.now());
     loop {
         let Some(pick) = next.take() else {
             let error = attempts
@@ -184,10 +188,14 @@ pub async fn proxy(
         let call = match inbound.call(pick.target) {
             Ok(call) => call,
             Err(e) => {
+                // This deployment cannot take the request (its dialect lacks the
+                // endpoint or a field): another one may.
                 pick.target
                     .breaker
                     .record(pick.permit, Outcome::Ignored, attempts.now());
-                return attempts.headers(fail(log, &e, dialect));
+                attempts.not_served(&pick, plan.in_fallback(), e);
+                next = plan.next(attempts.now());
+                continue;
             }
         };
         log.route(&pick.target.provider.name, &pick.target.upstream_model);
@@ -221,9 +229,10 @@ pub async fn proxy(
                     match first_content(&mut upstream, provider, until, deadline, limit).await {
                         Ok(chunks) => first = chunks,
                         Err(e) => {
-                            load.observe_failure(std::time::Instant::now());
+                            drop(upstream);
+                            drop(in_flight);
                             attempts.note_failure(&pick, plan.in_fallback(), e);
-                            next = continue_after(&mut attempts, &mut plan, &pick, deadline).await;
+                            next = continue_after(&mut attempts, &mut plan, &pick).await;
                             continue;
                         }
                     }
@@ -237,8 +246,8 @@ pub async fn proxy(
                 plan.served(&pick, attempts.now());
                 let mut response = respond(state, upstream, first, &call, deadline, log).await;
                 let headers = response.headers_mut();
-                headers.insert(PROVIDER, pick.target.provider_header.clone());
-                headers.insert(MODEL, pick.target.model_header.clone());
+                headers.insert(PROVIDER.clone(), pick.target.provider_header.clone());
+                headers.insert(MODEL.clone(), pick.target.model_header.clone());
                 if !call.dropped.is_empty() {
                     headers.insert(DROPPED_FIELDS.clone(), dropped_header(&call.dropped));
                 }
@@ -246,12 +255,9 @@ pub async fn proxy(
             }
             Err(e) => e,
         };
-        if failure.class().is_some() {
-            load.observe_failure(std::time::Instant::now());
-        }
         drop(in_flight);
         attempts.note_failure(&pick, plan.in_fallback(), failure);
-        next = continue_after(&mut attempts, &mut plan, &pick, deadline).await;
+        next = continue_after(&mut attempts, &mut plan, &pick).await;
     }
 }
 
@@ -262,74 +268,107 @@ const EXPECTED_OUTPUT_TOKENS: u64 = 256;
 /// Anthropic's `anthropic-ratelimit-*`) to the deployment's load, so that the
 /// `latency` strategy sheds a nearly exhausted deployment.
 fn observe_rate_limit(load: &Load, headers: &axum::http::HeaderMap) {
-    let number = |openai: &str, anthropic: &str| {
-        headers
-            .get(openai)
-            .or_else(|| headers.get(anthropic))
+    let number = |names: &[HeaderName; 2]| {
+        names
+            .iter()
+            .find_map(|name| headers.get(name))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    let remaining_requests = number(
-        "x-ratelimit-remaining-requests",
-        "anthropic-ratelimit-requests-remaining",
-    );
-    let remaining_tokens = number(
-        "x-ratelimit-remaining-tokens",
-        "anthropic-ratelimit-tokens-remaining",
-    );
-    if remaining_requests.is_none() && remaining_tokens.is_none() {
+    let [
+        remaining_requests,
+        limit_requests,
+        remaining_tokens,
+        limit_tokens,
+    ] = &*RATE_LIMIT;
+    let remaining = (number(remaining_requests), number(remaining_tokens));
+    if remaining == (None, None) {
         return;
     }
     load.observe_rate_limit(
-        remaining_requests,
-        number(
-            "x-ratelimit-limit-requests",
-            "anthropic-ratelimit-requests-limit",
-        ),
-        remaining_tokens,
-        number(
-            "x-ratelimit-limit-tokens",
-            "anthropic-ratelimit-tokens-limit",
-        ),
+        remaining.0,
+        number(limit_requests),
+        remaining.1,
+        number(limit_tokens),
         std::time::Instant::now(),
     );
 }
 
+/// The rate-limit headers, OpenAI's and Anthropic's name each: remaining and
+/// limit of requests, then of tokens.
+static RATE_LIMIT: std::sync::LazyLock<[[HeaderName; 2]; 4]> = std::sync::LazyLock::new(|| {
+    let pair = |openai: &'static str, anthropic: &'static str| {
+        [
+            HeaderName::from_static(openai),
+            HeaderName::from_static(anthropic),
+        ]
+    };
+    [
+        pair(
+            "x-ratelimit-remaining-requests",
+            "anthropic-ratelimit-requests-remaining",
+        ),
+        pair(
+            "x-ratelimit-limit-requests",
+            "anthropic-ratelimit-requests-limit",
+        ),
+        pair(
+            "x-ratelimit-remaining-tokens",
+            "anthropic-ratelimit-tokens-remaining",
+        ),
+        pair(
+            "x-ratelimit-limit-tokens",
+            "anthropic-ratelimit-tokens-limit",
+        ),
+    ]
+});
+
 /// After a failed attempt (noted in `attempts`): the deployment to try next,
-/// if the failure may be retried; waits first when that is the same
-/// deployment again.
+/// if the failure may be retried. A deployment already tried in this request
+/// (the same one again, or the chain starting over) is tried only after a
+/// backoff that honours its `retry-after` — unless the failure was a 429 and
+/// the provider has another key free. No attempt starts past the request's
+/// deadline, and a retry takes from the budget only when it happens.
 async fn continue_after<'a>(
     attempts: &mut Attempts<'_>,
     plan: &mut Plan<'a>,
     failed: &Pick<'a>,
-    deadline: Instant,
 ) -> Option<Pick<'a>> {
-    if !attempts.may_retry() {
+    if !attempts.retryable() {
         return None;
     }
-    let next = plan.next(attempts.now())?;
-    if !std::ptr::eq(next.target, failed.target) {
-        return Some(next);
+    if attempts.model_exhausted(plan) && !plan.next_model() {
+        return None;
     }
-    // A 429 rests the key that got it: another key of the provider goes at once.
-    if attempts.last_class == Some(FailureClass::RateLimited)
-        && next.target.provider.has_free_key(attempts.now())
-    {
-        return Some(next);
+    let now = attempts.now();
+    if attempts.past_deadline(now) {
+        return None;
     }
-    // The same deployment again: wait, as it asked or with backoff.
-    match attempts.backoff(deadline) {
-        Some(delay) => {
-            tokio::time::sleep(delay).await;
-            Some(next)
+    let mut next = plan.next(now)?;
+    let again = attempts.tried(next.target);
+    let other_key = attempts.last_class == Some(FailureClass::RateLimited)
+        && std::ptr::eq(next.target, failed.target)
+        && next.target.provider.has_free_key(now);
+    if again && !other_key {
+        // The permit is handed back for the wait: the breaker may open meanwhile.
+        next.target
+            .breaker
+            .record(next.permit, Outcome::Ignored, now);
+        let delay = attempts.backoff()?;
+        tokio::time::sleep(delay).await;
+        let now = attempts.now();
+        match next.target.breaker.allow(now) {
+            Some(permit) => next.permit = permit,
+            None => next = plan.next(now)?,
         }
-        None => {
-            next.target
-                .breaker
-                .record(next.permit, Outcome::Ignored, attempts.now());
-            None
-        }
     }
+    if !attempts.spend_retry() {
+        next.target
+            .breaker
+            .record(next.permit, Outcome::Ignored, attempts.now());
+        return None;
+    }
+    Some(next)
 }
 
 /// One request's attempts: their count, the retry decisions, and the trace
@@ -353,6 +392,11 @@ struct Attempts<'s> {
     last_target: Option<(HeaderValue, HeaderValue)>,
     /// The route of a request served at the first attempt, prebuilt.
     served_first: Option<HeaderValue>,
+    /// The deployments tried (their addresses), to know a retry of one.
+    tried: Vec<usize>,
+    /// Which model of the plan the attempts are counted for, and how many it made.
+    model_index: usize,
+    in_model: u32,
 }
 
 impl<'s> Attempts<'s> {
@@ -369,6 +413,9 @@ impl<'s> Attempts<'s> {
             last_retry_after: None,
             last_target: None,
             served_first: None,
+            tried: Vec::new(),
+            model_index: 0,
+            in_model: 0,
         }
     }
 
@@ -412,17 +459,31 @@ impl<'s> Attempts<'s> {
 
     /// Records a failed attempt: its breaker outcome, trace entry and error.
     fn note_failure(&mut self, pick: &Pick<'_>, fallback: bool, failure: UpstreamError) {
+        let now = self.now();
         let class = failure.class();
-        let outcome = match class {
-            None | Some(FailureClass::ContextLength | FailureClass::ContentPolicy) => {
-                Outcome::Ignored
+        // What says nothing of the deployment's health: the client's own
+        // request, a refusal of its content, a key resting or one key's 429
+        // when others remain, or a request whose own deadline ran out.
+        let says_nothing = match class {
+            None | Some(FailureClass::ContextLength | FailureClass::ContentPolicy) => true,
+            Some(FailureClass::RateLimited) => {
+                failure.keys_resting() || pick.target.provider.key_count() > 1
             }
-            Some(_) => Outcome::Failure,
+            Some(FailureClass::Timeout) => self.past_deadline(now),
+            Some(_) => false,
         };
-        pick.target.breaker.record(pick.permit, outcome, self.now());
+        let outcome = if says_nothing {
+            Outcome::Ignored
+        } else {
+            pick.target.load.observe_failure(now.into_std());
+            Outcome::Failure
+        };
+        pick.target.breaker.record(pick.permit, outcome, now);
         self.last_class = class;
         self.last_retry_after = failure.retry_after().map(Duration::from_secs);
         self.last_error = Some(GatewayError::from(failure));
+        self.tried.push(std::ptr::from_ref(pick.target) as usize);
+        self.in_model += 1;
         self.note(
             pick,
             fallback,
@@ -434,31 +495,78 @@ impl<'s> Attempts<'s> {
         ));
     }
 
-    /// Whether another attempt may follow the last failure: its class is
-    /// retried, attempts remain, and the retry budget allows one.
-    fn may_retry(&mut self) -> bool {
-        let retried = self
-            .last_class
-            .is_some_and(|c| self.state.retries.on.contains(&c));
-        if !retried || self.made >= self.allowed {
-            return false;
+    /// Records a deployment that cannot take the request (not an attempt).
+    fn not_served(&mut self, pick: &Pick<'_>, fallback: bool, error: GatewayError) {
+        if !self.trace.is_empty() {
+            self.trace.push_str(", ");
         }
-        if !self.state.budget.try_retry(Instant::now()) {
-            self.trace.push_str(", budget_exhausted");
-            return false;
+        if fallback {
+            self.trace.push_str(&pick.model.name);
+            self.trace.push('>');
         }
-        true
+        self.trace.push_str(&pick.target.provider.name);
+        self.trace.push('/');
+        self.trace.push_str(&pick.target.upstream_model);
+        self.trace.push_str("=not_served");
+        // An upstream failure says more than a dialect that does not fit.
+        self.last_error.get_or_insert(error);
     }
 
-    /// How long to wait before trying the same deployment again: `None` when
-    /// it asked for longer than `retries.retry_after_cap` or the wait would
-    /// pass the deadline.
-    fn backoff(&self, deadline: Instant) -> Option<Duration> {
-        let delay = self.state.backoff.delay(
-            self.made.saturating_sub(1),
-            self.last_retry_after,
-            u64::from(self.made) ^ (self.trace.len() as u64) << 32,
-        )?;
+    /// Whether the last failure's class is one `retries.on` tries again, and
+    /// attempts remain in all.
+    fn retryable(&self) -> bool {
+        self.last_class
+            .is_some_and(|c| self.state.retries.on.contains(&c))
+    }
+
+    /// Whether the model being tried has used its attempts (the plan then
+    /// moves on to the next fallback model, which has its own).
+    fn model_exhausted(&mut self, plan: &Plan<'_>) -> bool {
+        if plan.current() != self.model_index {
+            self.model_index = plan.current();
+            self.in_model = 1;
+            self.allowed = plan.current_model().attempts;
+        }
+        if self.in_model >= self.allowed {
+            self.in_model = 0;
+            self.model_index += 1;
+            if let Some(next) = plan.model_after() {
+                self.allowed = next.attempts;
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Whether `target` has been tried in this request.
+    fn tried(&self, target: &Target) -> bool {
+        self.tried.contains(&(std::ptr::from_ref(target) as usize))
+    }
+
+    /// Whether the request's deadline has passed.
+    fn past_deadline(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
+    }
+
+    /// Takes a retry from the budget, or notes that it had none.
+    fn spend_retry(&mut self) -> bool {
+        if self.state.budget.try_retry(Instant::now()) {
+            return true;
+        }
+        self.trace.push_str(", budget_exhausted");
+        false
+    }
+
+    /// How long to wait before trying a deployment again: `None` when it asked
+    /// for longer than `retries.retry_after_cap` or the wait would pass the
+    /// deadline.
+    fn backoff(&self) -> Option<Duration> {
+        let seed = splitmix64(JITTER.fetch_add(1, Ordering::Relaxed));
+        let delay =
+            self.state
+                .backoff
+                .delay(self.made.saturating_sub(1), self.last_retry_after, seed)?;
+        let deadline = self.deadline?;
         (Instant::now() + delay < deadline).then_some(delay)
     }
 
@@ -466,10 +574,10 @@ impl<'s> Attempts<'s> {
     fn headers(self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         if let Some((provider, model)) = &self.last_target
-            && !headers.contains_key(PROVIDER)
+            && !headers.contains_key(&PROVIDER)
         {
-            headers.insert(PROVIDER, provider.clone());
-            headers.insert(MODEL, model.clone());
+            headers.insert(PROVIDER.clone(), provider.clone());
+            headers.insert(MODEL.clone(), model.clone());
         }
         headers.insert(ATTEMPTS.clone(), HeaderValue::from(self.made));
         let route = match self.served_first {
@@ -484,10 +592,13 @@ impl<'s> Attempts<'s> {
 }
 
 /// `x-switchyard-provider`: the deployment's provider.
-const PROVIDER: &str = "x-switchyard-provider";
+static PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
 
 /// `x-switchyard-model`: the deployment's upstream model.
-const MODEL: &str = "x-switchyard-model";
+static MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+
+/// Seeds the backoff jitter: a different draw for every retry of every request.
+static JITTER: AtomicU64 = AtomicU64::new(0);
 
 /// `x-switchyard-max-cost`: the most a request may cost, in USD.
 static MAX_COST: axum::http::HeaderName =

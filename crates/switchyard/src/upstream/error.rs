@@ -64,6 +64,14 @@ pub enum UpstreamError {
         /// Seconds the provider asked us to wait.
         retry_after: Option<u64>,
     },
+    /// Every API key of the provider is resting after a 429: it was not called.
+    #[error("every API key of provider `{provider}` is rate limited for {retry_after}s more")]
+    KeysResting {
+        /// Provider name.
+        provider: String,
+        /// Seconds until a key is free again.
+        retry_after: u64,
+    },
     /// The provider broke the protocol (a cut body, an unreadable stream).
     #[error("provider `{provider}` failed mid-response: {detail}")]
     Protocol {
@@ -79,6 +87,7 @@ impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Connect { .. } | Self::Protocol { .. } => StatusCode::BAD_GATEWAY,
+            Self::KeysResting { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Status { status, .. } => match *status {
                 // The client's own request was refused: same answer, same status class.
@@ -98,6 +107,7 @@ impl UpstreamError {
             Self::Connect { .. } => "upstream_connect",
             Self::Timeout { .. } => "upstream_timeout",
             Self::Protocol { .. } => "upstream_protocol",
+            Self::KeysResting { .. } => "upstream_rate_limited",
             Self::Status { status, .. } => match *status {
                 429 => "upstream_rate_limited",
                 400..=499 => "upstream_4xx",
@@ -114,6 +124,7 @@ impl UpstreamError {
             Self::Connect { .. } => Some(FailureClass::Connect),
             Self::Timeout { .. } => Some(FailureClass::Timeout),
             Self::Protocol { .. } => Some(FailureClass::ServerError),
+            Self::KeysResting { .. } => Some(FailureClass::RateLimited),
             Self::Status { status, error, .. } => match *status {
                 429 => Some(FailureClass::RateLimited),
                 503 | 529 => Some(FailureClass::Overloaded),
@@ -134,8 +145,14 @@ impl UpstreamError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
+            Self::KeysResting { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
+    }
+
+    /// Whether the provider was not called because all its keys rest.
+    pub fn keys_resting(&self) -> bool {
+        matches!(self, Self::KeysResting { .. })
     }
 
     /// The error as the client sees it, in OpenAI's shape.
@@ -154,6 +171,12 @@ impl UpstreamError {
                     "upstream_error",
                 ),
                 Self::Timeout { .. } => server_error(self.to_string(), "upstream_timeout"),
+                Self::KeysResting { .. } => ErrorObject {
+                    message: self.to_string(),
+                    kind: Some("rate_limit_error".to_owned()),
+                    param: None,
+                    code: Some("rate_limit_exceeded".to_owned()),
+                },
                 _ => server_error(self.to_string(), "upstream_error"),
             };
         };

@@ -409,29 +409,25 @@ impl ProviderClient {
         text
     }
 
-    /// Whether one of the provider's keys is free to use now (none cooling down
-    /// after a 429), so that a rate-limited attempt can go again at once.
+    /// Whether the provider has several keys and one of them is free now, so
+    /// that an attempt that got a 429 can go again at once with another.
     pub fn has_free_key(&self, now: Instant) -> bool {
-        self.keys.pick(now).is_ok()
+        self.key_count() > 1 && self.keys.any_free(now)
     }
 
-    /// The failure of an attempt when every key is cooling down after a 429.
+    /// How many API keys the provider has.
+    pub fn key_count(&self) -> usize {
+        self.keys.list.len()
+    }
+
+    /// The failure of an attempt when every key is resting after a 429.
     fn keys_cooling(&self, wait: Duration) -> UpstreamError {
-        // Rounded up: a client that waits this long finds a key free.
-        let seconds = wait.as_millis().div_ceil(1000).max(1) as u64;
-        UpstreamError::Status {
+        UpstreamError::KeysResting {
             provider: self.name.to_string(),
-            status: 429,
-            error: Box::new(ErrorObject {
-                message: format!(
-                    "every API key of provider `{}` is rate limited for {seconds}s more",
-                    self.name
-                ),
-                kind: Some("rate_limit_error".to_owned()),
-                param: None,
-                code: Some("rate_limit_exceeded".to_owned()),
-            }),
-            retry_after: Some(seconds),
+            // Rounded up: a client that waits this long finds a key free.
+            retry_after: u64::try_from(wait.as_millis().div_ceil(1000))
+                .unwrap_or(u64::MAX)
+                .max(1),
         }
     }
 }
@@ -501,12 +497,23 @@ impl Keys {
         }
     }
 
+    /// Whether a key is free now (read only).
+    fn any_free(&self, now: Instant) -> bool {
+        let now = millis_since_epoch(now);
+        self.list
+            .iter()
+            .any(|key| key.resting_until.load(Ordering::Relaxed) <= now)
+    }
+
     /// The next key in turn that is not resting (`None` for a provider
     /// without keys), or how long until the first one is free again.
     fn pick(&self, now: Instant) -> Result<Option<&Key>, Duration> {
         let count = self.list.len();
         if count == 0 {
             return Ok(None);
+        }
+        if count == 1 && self.list[0].resting_until.load(Ordering::Relaxed) == 0 {
+            return Ok(self.list.first());
         }
         let now = millis_since_epoch(now);
         let start = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
