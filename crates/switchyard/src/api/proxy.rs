@@ -432,8 +432,14 @@ impl<'s> Attempts<'s> {
         request.min(own)
     }
 
+    /// Counts an attempt and traces it.
     fn note(&mut self, pick: &Pick<'_>, fallback: bool, outcome: &str) {
         self.made += 1;
+        self.trace(pick, fallback, outcome);
+    }
+
+    /// Adds `[model>]provider/model=outcome` to the route trace.
+    fn trace(&mut self, pick: &Pick<'_>, fallback: bool, outcome: &str) {
         if !self.trace.is_empty() {
             self.trace.push_str(", ");
         }
@@ -497,17 +503,7 @@ impl<'s> Attempts<'s> {
 
     /// Records a deployment that cannot take the request (not an attempt).
     fn not_served(&mut self, pick: &Pick<'_>, fallback: bool, error: GatewayError) {
-        if !self.trace.is_empty() {
-            self.trace.push_str(", ");
-        }
-        if fallback {
-            self.trace.push_str(&pick.model.name);
-            self.trace.push('>');
-        }
-        self.trace.push_str(&pick.target.provider.name);
-        self.trace.push('/');
-        self.trace.push_str(&pick.target.upstream_model);
-        self.trace.push_str("=not_served");
+        self.trace(pick, fallback, "not_served");
         // An upstream failure says more than a dialect that does not fit.
         self.last_error.get_or_insert(error);
     }
