@@ -19,40 +19,41 @@ use crate::error::GatewayError;
 #[derive(Debug)]
 pub struct Authenticator {
     mode: AuthMode,
-    /// Digests of the configured keys, by their first eight bytes.
-    keys: HashMap<u64, Vec<[u8; 32]>>,
+    /// Digests of the configured keys and their names, by the digests' first
+    /// eight bytes.
+    keys: HashMap<u64, Vec<([u8; 32], String)>>,
 }
 
 impl Authenticator {
     /// From the configured mode and keys.
     pub fn new(mode: AuthMode, keys: &[ClientKey]) -> Self {
-        let mut map: HashMap<u64, Vec<[u8; 32]>> = HashMap::new();
+        let mut map: HashMap<u64, Vec<([u8; 32], String)>> = HashMap::new();
         for key in keys {
             let digest = digest(key.key.expose_secret());
-            map.entry(prefix(&digest)).or_default().push(digest);
+            map.entry(prefix(&digest))
+                .or_default()
+                .push((digest, key.name.clone()));
         }
         Self { mode, keys: map }
     }
 
-    /// Accepts or refuses the caller behind `headers` (`Authorization: Bearer …` or `x-api-key`).
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
+    /// Accepts or refuses the caller behind `headers` (`Authorization: Bearer …`
+    /// or `x-api-key`); the name of its key, when it sent one (`None` in `open` mode).
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
         if self.mode == AuthMode::Open {
-            return Ok(());
+            return Ok(None);
         }
         let key = presented_key(headers).ok_or(GatewayError::Unauthenticated(
             "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
         ))?;
         let presented = digest(key);
-        let known = self
-            .keys
-            .get(&prefix(&presented))
-            .is_some_and(|candidates| {
-                candidates
-                    .iter()
-                    .any(|stored| bool::from(stored.ct_eq(&presented)))
-            });
-        if known {
-            Ok(())
+        let known = self.keys.get(&prefix(&presented)).and_then(|candidates| {
+            candidates
+                .iter()
+                .find(|(stored, _)| bool::from(stored.ct_eq(&presented)))
+        });
+        if let Some((_, name)) = known {
+            Ok(Some(name))
         } else {
             Err(GatewayError::Unauthenticated("invalid API key"))
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, Route, Strategy};
 use crate::error::GatewayError;
 use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
@@ -80,6 +80,32 @@ pub struct Routes {
     models: HashMap<String, ModelRoute>,
     /// Alias → the model's name.
     aliases: HashMap<String, String>,
+    /// `routes:`, in order.
+    rules: Vec<Route>,
+}
+
+/// What the `routes:` rules read of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'r> {
+    /// The model asked for.
+    pub model: &'r str,
+    /// `x-switchyard-task` or `metadata.task`.
+    pub task: Option<&'r str>,
+    /// The estimated prompt tokens.
+    pub prompt_tokens: u64,
+    /// The name of the client's key.
+    pub key: Option<&'r str>,
+}
+
+/// The outcome of the `routes:` rules for a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Routed<'r> {
+    /// The model that serves it.
+    pub model: &'r str,
+    /// The strategy, when a rule sets one.
+    pub strategy: Option<Strategy>,
+    /// The rule that matched (its position), if one did.
+    pub rule: Option<usize>,
 }
 
 /// How many times a request may go through its chain of deployments (its
@@ -156,7 +182,44 @@ impl Routes {
                 },
             );
         }
-        Ok(Self { models, aliases })
+        Ok(Self {
+            models,
+            aliases,
+            rules: config.routes.clone(),
+        })
+    }
+
+    /// Whether a rule reads the task (so that the body's `metadata.task` is
+    /// worth looking for).
+    pub fn reads_task(&self) -> bool {
+        self.rules.iter().any(|r| !r.tasks.is_empty())
+    }
+
+    /// The first rule of `routes:` the request matches, applied: the model it
+    /// names (else the one asked for) and its strategy.
+    pub fn apply<'r>(&'r self, facts: Facts<'r>) -> Routed<'r> {
+        let matched = self.rules.iter().position(|rule| {
+            rule.for_model.as_deref().is_none_or(|m| m == facts.model)
+                && (rule.tasks.is_empty()
+                    || facts
+                        .task
+                        .is_some_and(|t| rule.tasks.iter().any(|r| r == t)))
+                && rule.prompt_tokens.contains(&facts.prompt_tokens)
+                && (rule.keys.is_empty()
+                    || facts.key.is_some_and(|k| rule.keys.iter().any(|r| r == k)))
+        });
+        match matched.map(|i| (i, &self.rules[i])) {
+            Some((i, rule)) => Routed {
+                model: rule.model.as_deref().unwrap_or(facts.model),
+                strategy: rule.strategy,
+                rule: Some(i),
+            },
+            None => Routed {
+                model: facts.model,
+                strategy: None,
+                rule: None,
+            },
+        }
     }
 
     /// The way through `model`'s deployments and its fallbacks for one request
@@ -172,6 +235,7 @@ impl Routes {
             first: route,
             tokens,
             max_cost: None,
+            strategy: None,
             prefix: None,
             current: 0,
             excluded: 0,
@@ -190,6 +254,8 @@ pub struct Plan<'a> {
     tokens: Tokens,
     /// `x-switchyard-max-cost`: deployments estimated dearer are left out.
     max_cost: Option<f64>,
+    /// A route's strategy, instead of the models' own.
+    strategy: Option<Strategy>,
     /// The request's prompt prefix, for the requested model's affinity.
     prefix: Option<Prefix>,
     /// The model being tried: 0 the requested one, n its n-th fallback.
@@ -252,6 +318,11 @@ impl<'a> Plan<'a> {
     /// `max` USD (and those without a price).
     pub fn limit_cost(&mut self, max: f64) {
         self.max_cost = Some(max);
+    }
+
+    /// Picks deployments by `strategy` instead of each model's own.
+    pub fn use_strategy(&mut self, strategy: Strategy) {
+        self.strategy = Some(strategy);
     }
 
     /// Notes the request's body for the requested model's prompt-cache affinity.
@@ -348,7 +419,14 @@ impl<'a> Plan<'a> {
                 max_cost.is_none_or(|max| target.within(tokens, max))
                     && target.breaker.state(now) != CircuitState::Open
             };
-            let index = model.pool.pick(self.excluded, closed, self.tokens, clock)?;
+            let index = match self.strategy {
+                Some(strategy) => {
+                    model
+                        .pool
+                        .pick_by(strategy, self.excluded, closed, self.tokens, clock)?
+                }
+                None => model.pool.pick(self.excluded, closed, self.tokens, clock)?,
+            };
             self.excluded |= 1 << index;
             let target = &model.targets[index];
             if let Some(permit) = target.breaker.allow(now) {

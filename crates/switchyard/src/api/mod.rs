@@ -213,7 +213,7 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        state.auth.authenticate(&parts.headers).map(|()| Self)
+        state.auth.authenticate(&parts.headers).map(|_| Self)
     }
 }
 

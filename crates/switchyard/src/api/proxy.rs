@@ -32,7 +32,7 @@ use crate::error::{Dialect, GatewayError};
 use crate::mix::splitmix64;
 use crate::routing::load::Load;
 use crate::routing::strategy::Tokens;
-use crate::routing::{Pick, Plan, Target};
+use crate::routing::{Facts, Pick, Plan, Target};
 use crate::telemetry::AccessLog;
 use crate::upstream::breaker::Outcome;
 use crate::upstream::first_content;
@@ -113,9 +113,10 @@ pub async fn proxy(
 ) -> Response {
     let dialect = endpoint.dialect();
     let mut log = AccessLog::start_at(request_id.to_str().unwrap_or("-"), endpoint.name(), arrived);
-    if let Err(e) = state.auth.authenticate(request.headers()) {
-        return fail(log, &e, dialect);
-    }
+    let key = match state.auth.authenticate(request.headers()) {
+        Ok(key) => key,
+        Err(e) => return fail(log, &e, dialect),
+    };
     // The one client header that goes upstream, to an Anthropic provider of an
     // Anthropic client only.
     let beta = match endpoint {
@@ -132,6 +133,11 @@ pub async fn proxy(
         return fail(log, &GatewayError::LoopDetected(passed), dialect);
     }
     let hops = HeaderValue::from(passed + 1);
+    let task = request
+        .headers()
+        .get(&TASK)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let max_cost = match request.headers().get(&MAX_COST).map(|v| {
         v.to_str()
             .ok()
@@ -158,10 +164,20 @@ pub async fn proxy(
         input: body.len() as u64 / 4,
         output: EXPECTED_OUTPUT_TOKENS,
     };
-    let mut plan = match state.routes.plan(inbound.model(), tokens) {
+    let task = task.or_else(|| state.routes.reads_task().then(|| task_in(&body)).flatten());
+    let routed = state.routes.apply(Facts {
+        model: inbound.model(),
+        task: task.as_deref(),
+        prompt_tokens: tokens.input,
+        key,
+    });
+    let mut plan = match state.routes.plan(routed.model, tokens) {
         Ok(plan) => plan,
         Err(e) => return fail(log, &e, dialect),
     };
+    if let Some(strategy) = routed.strategy {
+        plan.use_strategy(strategy);
+    }
     if let Some(max) = max_cost {
         plan.limit_cost(max);
     }
@@ -176,6 +192,9 @@ pub async fn proxy(
         return fail(log, &error, dialect);
     }
     let mut attempts = Attempts::new(state, plan.model().attempts);
+    if let Some(rule) = routed.rule {
+        attempts.trace = format!("routes[{rule}]={}", routed.model);
+    }
     let mut next = plan.next(attempts.now());
     loop {
         let Some(pick) = next.take() else {
@@ -455,7 +474,7 @@ impl<'s> Attempts<'s> {
     }
 
     fn served(&mut self, pick: &Pick<'_>, fallback: bool) {
-        if self.made == 0 && !fallback {
+        if self.made == 0 && !fallback && self.trace.is_empty() {
             self.made = 1;
             self.served_first = Some(pick.target.served_first.clone());
         } else {
@@ -592,6 +611,22 @@ static PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
 
 /// `x-switchyard-model`: the deployment's upstream model.
 static MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+
+/// `x-switchyard-task`: what the request is for, as `routes:` rules read it.
+static TASK: HeaderName = HeaderName::from_static("x-switchyard-task");
+
+/// `metadata.task` of an OpenAI or Anthropic body, for `routes:` rules.
+fn task_in(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        task: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        metadata: Option<Metadata>,
+    }
+    serde_json::from_slice::<Probe>(body).ok()?.metadata?.task
+}
 
 /// Seeds the backoff jitter: a different draw for every retry of every request.
 static JITTER: AtomicU64 = AtomicU64::new(0);

@@ -43,6 +43,25 @@ pub struct Config {
     pub retries: Retries,
     /// When a deployment gets no traffic for a while.
     pub circuit_breaker: CircuitBreaker,
+    /// Rules that pick the model or strategy from the request, in order.
+    pub routes: Vec<Route>,
+}
+
+/// A rule of `routes:`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The model the client asked for, when the rule is for one.
+    pub for_model: Option<String>,
+    /// Tasks of which the request must name one (empty: any).
+    pub tasks: Vec<String>,
+    /// Bounds of the estimated prompt tokens.
+    pub prompt_tokens: std::ops::RangeInclusive<u64>,
+    /// Client key names of which the request must use one (empty: any).
+    pub keys: Vec<String>,
+    /// The model that serves a matching request.
+    pub model: Option<String>,
+    /// The strategy for a matching request.
+    pub strategy: Option<Strategy>,
 }
 
 /// `retries:` with defaults applied.

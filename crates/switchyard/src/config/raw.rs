@@ -33,6 +33,41 @@ pub struct ConfigFile {
     /// When a deployment gets no traffic for a while.
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerConfig,
+    /// Rules that pick the model or strategy from the request.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// An entry of `routes:`: a request matching `when` is served by `model`
+/// and/or picked by `strategy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// What the request must match (every condition given).
+    #[serde(default)]
+    pub when: RouteMatchConfig,
+    /// The public model that serves it.
+    pub model: Option<String>,
+    /// The strategy that picks its deployment.
+    pub strategy: Option<Strategy>,
+}
+
+/// A route's `when:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatchConfig {
+    /// The model the client asked for.
+    pub model: Option<String>,
+    /// One of these tasks (`x-switchyard-task`, or `metadata.task` in the body).
+    #[serde(default)]
+    pub task: Vec<String>,
+    /// At least this many estimated prompt tokens.
+    pub min_prompt_tokens: Option<u64>,
+    /// At most this many estimated prompt tokens.
+    pub max_prompt_tokens: Option<u64>,
+    /// One of these client keys, by name.
+    #[serde(default)]
+    pub key: Vec<String>,
 }
 
 /// `retries:`

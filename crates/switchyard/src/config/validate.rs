@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_path_to_error::Segment;
 
+use super::Route;
 use super::problems::{Problem, suggest, unknown};
 use super::raw::{self, AuthMode, ConfigFile, FailureClass, ProviderKind, Strategy};
 use super::tree::{Node, Place, Step, TreeError};
@@ -17,10 +18,9 @@ use super::{
 };
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 9] = [
+const LATER_KEYS: [&str; 8] = [
     "store",
     "redis",
-    "routes",
     "health_checks",
     "cache",
     "limits",
@@ -245,6 +245,7 @@ impl Validator<'_> {
         let retries = self.retries(file.retries);
         let models = self.models(file.models, &declared, &providers, retries.attempts);
         let circuit_breaker = self.circuit_breaker(&file.circuit_breaker);
+        let routes = self.routes(file.routes, &models);
         Some(Config {
             server: server?,
             auth,
@@ -253,7 +254,47 @@ impl Validator<'_> {
             models,
             retries,
             circuit_breaker,
+            routes,
         })
+    }
+
+    fn routes(
+        &mut self,
+        raw: Vec<raw::RouteConfig>,
+        models: &BTreeMap<String, Model>,
+    ) -> Vec<Route> {
+        let known = |name: &str| {
+            models.contains_key(name)
+                || models.values().any(|m| m.aliases.iter().any(|a| a == name))
+        };
+        let mut routes = Vec::new();
+        for (i, rule) in raw.into_iter().enumerate() {
+            let index = i.to_string();
+            let path = ["routes", index.as_str()];
+            if rule.model.is_none() && rule.strategy.is_none() {
+                self.error(&path, "a route needs a `model`, a `strategy`, or both");
+            }
+            for name in rule.model.iter().chain(&rule.when.model) {
+                if !known(name) {
+                    let names: Vec<&str> = models.keys().map(String::as_str).collect();
+                    self.error(&path, unknown("model", name, &names));
+                }
+            }
+            let low = rule.when.min_prompt_tokens.unwrap_or(0);
+            let high = rule.when.max_prompt_tokens.unwrap_or(u64::MAX);
+            if low > high {
+                self.error(&path, "`min_prompt_tokens` is above `max_prompt_tokens`");
+            }
+            routes.push(Route {
+                for_model: rule.when.model,
+                tasks: rule.when.task,
+                prompt_tokens: low..=high,
+                keys: rule.when.key,
+                model: rule.model,
+                strategy: rule.strategy,
+            });
+        }
+        routes
     }
 
     fn retries(&mut self, raw: raw::RetriesConfig) -> Retries {

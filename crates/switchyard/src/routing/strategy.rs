@@ -96,13 +96,25 @@ impl Pool {
         tokens: Tokens,
         now: Instant,
     ) -> Option<usize> {
+        self.pick_by(self.strategy, excluded, usable, tokens, now)
+    }
+
+    /// [`Pool::pick`] by `strategy` instead of the pool's own (a route's choice).
+    pub fn pick_by(
+        &self,
+        strategy: Strategy,
+        excluded: u64,
+        usable: impl Fn(usize) -> bool,
+        tokens: Tokens,
+        now: Instant,
+    ) -> Option<usize> {
         let candidates = self.candidates(excluded, usable);
         if candidates == 0 {
             return None;
         }
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let random = splitmix64(turn);
-        match self.strategy {
+        match strategy {
             Strategy::Weighted => self.by_weight(candidates, random),
             Strategy::RoundRobin => nth(candidates, turn % u64::from(candidates.count_ones())),
             Strategy::LeastBusy => self.by_weight(self.least_busy(candidates), random),

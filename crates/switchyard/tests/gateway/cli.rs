@@ -88,3 +88,23 @@ fn check_refuses_an_alias_that_names_another_model() {
         "{out}"
     );
 }
+
+#[test]
+fn check_refuses_routes_to_nowhere() {
+    let (code, out) = check(
+        "auth: { mode: open }\nproviders:\n  m: { kind: mock }\nmodels:\n  small:\n    deployments: [{ provider: m, model: mock-1 }]\nroutes:\n  - when: { task: [summarize] }\n    model: smal\n  - when: { min_prompt_tokens: 10, max_prompt_tokens: 5 }\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("unknown model `smal`, did you mean `small`?"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a route needs a `model`, a `strategy`, or both"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`min_prompt_tokens` is above `max_prompt_tokens`"),
+        "{out}"
+    );
+}

@@ -110,3 +110,58 @@ async fn requests_sharing_a_long_prompt_prefix_stick_to_one_deployment() {
         "{spread:?}"
     );
 }
+
+#[tokio::test]
+async fn routes_pick_the_model_from_the_task_and_the_prompt_size() {
+    let mock = mock(&[]);
+    let gw = gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - {{ name: app, key: {CLIENT_KEY} }}\nproviders:\n  up: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  small:\n    deployments: [{{ provider: up, model: small-upstream }}]\n  large:\n    deployments: [{{ provider: up, model: large-upstream }}]\nroutes:\n  - when: {{ task: [summarize, classify] }}\n    model: small\n  - when: {{ min_prompt_tokens: 200 }}\n    model: large\n  - when: {{ key: [app] }}\n    strategy: cost\n",
+        mock.url("/v1")
+    ));
+    let served = |response: &reqwest::Response| {
+        response.headers()["x-switchyard-model"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let body = |model: &str, text: &str, extra: Value| {
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": text}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let by_header = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .header("x-switchyard-task", "summarize")
+        .json(&body("large", "hi", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served(&by_header), "small-upstream");
+    assert_eq!(
+        by_header.headers()["x-switchyard-route"],
+        "routes[0]=small, up/small-upstream=ok"
+    );
+    let by_metadata = post(
+        &gw,
+        "/v1/chat/completions",
+        &body("large", "hi", json!({"metadata": {"task": "classify"}})),
+    )
+    .await;
+    assert_eq!(served(&by_metadata), "small-upstream");
+    let long = post(
+        &gw,
+        "/v1/chat/completions",
+        &body("small", &"word ".repeat(200), json!({})),
+    )
+    .await;
+    assert_eq!(served(&long), "large-upstream");
+    let plain = post(&gw, "/v1/chat/completions", &body("large", "hi", json!({}))).await;
+    assert_eq!(served(&plain), "large-upstream");
+    assert_eq!(
+        plain.headers()["x-switchyard-route"],
+        "routes[2]=large, up/large-upstream=ok"
+    );
+}
