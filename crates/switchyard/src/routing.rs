@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::HeaderValue;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::config::{Config, Route, Strategy};
@@ -46,6 +48,12 @@ pub struct Target {
     pub load: Arc<Load>,
     /// USD per million tokens, when known.
     price: Option<crate::config::Price>,
+    /// The whole exchange (the model's timeout, else the provider's).
+    pub total: Duration,
+    /// Request sent → a stream's first content.
+    pub first_token: Duration,
+    /// A streamed exchange, all of it.
+    pub stream_total: Duration,
 }
 
 impl Target {
@@ -168,6 +176,15 @@ impl Routes {
                     }),
                     load,
                     price: d.price,
+                    total: model.timeouts.total.unwrap_or(provider.timeouts.total),
+                    first_token: model
+                        .timeouts
+                        .first_token
+                        .unwrap_or(provider.timeouts.first_token),
+                    stream_total: model
+                        .timeouts
+                        .stream_total
+                        .unwrap_or(provider.timeouts.stream_total),
                 });
             }
             models.insert(

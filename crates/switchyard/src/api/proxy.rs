@@ -221,7 +221,7 @@ pub async fn proxy(
         let beta = beta
             .as_ref()
             .filter(|_| matches!(call.answer, Answer::Anthropic));
-        let deadline = attempts.deadline(pick.target);
+        let deadline = attempts.deadline(pick.target, call.stream);
         let sent = Instant::now();
         let outgoing = Outgoing {
             uri: call.uri,
@@ -243,9 +243,12 @@ pub async fn proxy(
                 // until then, a failure is the attempt's, and may be retried.
                 let mut first = Vec::new();
                 if call.stream && is_sse(&upstream) {
-                    let until = deadline.min(sent + provider.timeouts.first_byte);
+                    let first_token = pick.target.first_token;
+                    let until = deadline.min(sent + first_token);
                     let limit = state.max_stream_event_bytes;
-                    match first_content(&mut upstream, provider, until, deadline, limit).await {
+                    let read =
+                        first_content(&mut upstream, provider, first_token, until, deadline, limit);
+                    match read.await {
                         Ok(chunks) => first = chunks,
                         Err(e) => {
                             drop(upstream);
@@ -445,8 +448,13 @@ impl<'s> Attempts<'s> {
     /// The deadline of an attempt on `target`: the request's, which the first
     /// attempt sets from its provider's total timeout, and no later than this
     /// provider's own.
-    fn deadline(&mut self, target: &Target) -> Instant {
-        let own = Instant::now() + target.provider.timeouts.total;
+    fn deadline(&mut self, target: &Target, stream: bool) -> Instant {
+        let limit = if stream {
+            target.stream_total
+        } else {
+            target.total
+        };
+        let own = Instant::now() + limit;
         let request = *self.deadline.get_or_insert(own);
         request.min(own)
     }

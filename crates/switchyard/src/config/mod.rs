@@ -165,6 +165,21 @@ pub struct Timeouts {
     pub idle: Duration,
     /// The whole exchange.
     pub total: Duration,
+    /// Request sent → a stream's first content.
+    pub first_token: Duration,
+    /// A streamed exchange, all of it.
+    pub stream_total: Duration,
+}
+
+/// A model's own timeouts, each over its providers' when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelTimeouts {
+    /// The whole exchange.
+    pub total: Option<Duration>,
+    /// Request sent → a stream's first content.
+    pub first_token: Option<Duration>,
+    /// A streamed exchange, all of it.
+    pub stream_total: Option<Duration>,
 }
 
 /// A public model.
@@ -184,6 +199,8 @@ pub struct Model {
     pub affinity: Option<Affinity>,
     /// Attempts per request for this model.
     pub attempts: u32,
+    /// Its own timeouts.
+    pub timeouts: ModelTimeouts,
 }
 
 /// A model's prompt-cache affinity.

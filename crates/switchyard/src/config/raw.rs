@@ -264,6 +264,22 @@ pub struct TimeoutsConfig {
     pub idle: Option<HumanDuration>,
     /// The whole exchange, body included (default 10 min).
     pub total: Option<HumanDuration>,
+    /// From sending the request to a stream's first content (default: `first_byte`).
+    pub first_token: Option<HumanDuration>,
+    /// A streamed exchange, all of it (default: `total`).
+    pub stream_total: Option<HumanDuration>,
+}
+
+/// A model's `timeouts:`, over its providers' own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelTimeoutsConfig {
+    /// The whole exchange.
+    pub total: Option<HumanDuration>,
+    /// From sending the request to a stream's first content.
+    pub first_token: Option<HumanDuration>,
+    /// A streamed exchange, all of it.
+    pub stream_total: Option<HumanDuration>,
 }
 
 /// An entry of `models:`.
@@ -290,6 +306,9 @@ pub struct ModelConfig {
     /// This model's own `retries.attempts`.
     #[serde(default)]
     pub retries: ModelRetriesConfig,
+    /// Timeouts of this model's requests, over its providers' own.
+    #[serde(default)]
+    pub timeouts: ModelTimeoutsConfig,
 }
 
 /// A model's `affinity:`.

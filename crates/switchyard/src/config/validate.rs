@@ -7,7 +7,6 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_path_to_error::Segment;
 
-use super::Route;
 use super::problems::{Problem, suggest, unknown};
 use super::raw::{self, AuthMode, ConfigFile, FailureClass, ProviderKind, Strategy};
 use super::tree::{Node, Place, Step, TreeError};
@@ -16,6 +15,7 @@ use super::{
     Affinity, CircuitBreaker, ClientKey, Config, Deployment, Model, Provider, Retries, Server,
     Timeouts,
 };
+use super::{ModelTimeouts, Route};
 
 /// Top-level keys of the full design that this version does not read yet.
 const LATER_KEYS: [&str; 8] = [
@@ -256,6 +256,27 @@ impl Validator<'_> {
             circuit_breaker,
             routes,
         })
+    }
+
+    fn model_timeouts(&mut self, name: &str, raw: &raw::ModelTimeoutsConfig) -> ModelTimeouts {
+        let timeouts = ModelTimeouts {
+            total: raw.total.map(|d| d.0),
+            first_token: raw.first_token.map(|d| d.0),
+            stream_total: raw.stream_total.map(|d| d.0),
+        };
+        for (label, value) in [
+            ("total", timeouts.total),
+            ("first_token", timeouts.first_token),
+            ("stream_total", timeouts.stream_total),
+        ] {
+            if value.is_some_and(|d| d.is_zero()) {
+                self.error(
+                    &["models", name, "timeouts", label],
+                    format!("`{label}` must be more than 0"),
+                );
+            }
+        }
+        timeouts
     }
 
     fn routes(
@@ -564,12 +585,21 @@ impl Validator<'_> {
                 first_byte: HumanDuration::or(t.first_byte, Duration::from_secs(300)),
                 idle: HumanDuration::or(t.idle, Duration::from_secs(300)),
                 total: HumanDuration::or(t.total, Duration::from_secs(600)),
+                first_token: Duration::ZERO,
+                stream_total: Duration::ZERO,
+            };
+            let timeouts = Timeouts {
+                first_token: HumanDuration::or(t.first_token, timeouts.first_byte),
+                stream_total: HumanDuration::or(t.stream_total, timeouts.total),
+                ..timeouts
             };
             for (label, value) in [
                 ("connect", timeouts.connect),
                 ("first_byte", timeouts.first_byte),
                 ("idle", timeouts.idle),
                 ("total", timeouts.total),
+                ("first_token", timeouts.first_token),
+                ("stream_total", timeouts.stream_total),
             ] {
                 if value.is_zero() {
                     self.error(
@@ -726,6 +756,7 @@ impl Validator<'_> {
                     deployments,
                     fallbacks: m.fallbacks.clone(),
                     aliases: m.aliases.clone(),
+                    timeouts: self.model_timeouts(name, &m.timeouts),
                     affinity: m.affinity.as_ref().map(|a| Affinity {
                         prefix_bytes: a
                             .prefix_bytes

@@ -643,6 +643,8 @@ mod tests {
                 first_byte: second,
                 idle: second,
                 total: second,
+                first_token: second,
+                stream_total: second,
             },
         }
     }

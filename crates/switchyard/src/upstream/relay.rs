@@ -91,12 +91,14 @@ pub fn relay_json(
 /// Reads a streamed answer up to its first content, before anything is sent
 /// to the client, so that a stream that fails at once can still be tried
 /// elsewhere: a body that ends or breaks before content, content later than
-/// `until` (the first-byte timeout) or after a silence longer than the idle
-/// timeout, and an error event before content are failures of the attempt. The chunks read go to [`relay_sse`] as its
+/// `until` (the first-token timeout, `first_token` after the request was sent)
+/// or after a silence longer than the idle timeout, and an error event before
+/// content are failures of the attempt. The chunks read go to [`relay_sse`] as its
 /// `first`; past `limit` bytes without a verdict the stream is taken as it is.
 pub async fn first_content(
     upstream: &mut UpstreamResponse,
     provider: &ProviderClient,
+    first_token: Duration,
     until: Instant,
     deadline: Instant,
     limit: usize,
@@ -118,6 +120,13 @@ pub async fn first_content(
             (until, TimeoutPhase::FirstByte)
         };
         let chunk = match tokio::time::timeout_at(wait, next_data(upstream.body_mut())).await {
+            Err(_) if phase == TimeoutPhase::FirstByte && wait < deadline => {
+                return Err(UpstreamError::Timeout {
+                    provider: provider.name.to_string(),
+                    phase,
+                    limit: first_token,
+                });
+            }
             Err(_) => return Err(provider.timeout_at(wait, deadline, phase)),
             Ok(Err(e)) => return Err(broken(provider.scrub(&super::error_chain(&e)))),
             Ok(Ok(None)) => {

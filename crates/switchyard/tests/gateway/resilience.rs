@@ -274,3 +274,34 @@ async fn a_rate_limited_key_rests_while_the_other_keys_carry_on() {
     assert_eq!(resting.headers()["x-switchyard-attempts"], "1");
     assert_eq!(received(&limited).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_models_first_token_timeout_fails_a_slow_stream_over() {
+    // The mock sends its headers and role chunk at once, its content after 2 s.
+    let slow = mock(&["--ttft", "2s"]);
+    let good = mock(&[]);
+    let gw = gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  slow: {{ kind: openai, base_url: {}, api_key: k }}\n  good: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    timeouts: {{ first_token: 300ms }}\n    deployments: [{{ provider: slow, model: mock-1 }}]\n    fallbacks: [backup]\n  backup:\n    deployments: [{{ provider: good, model: mock-2 }}]\n",
+        slow.url("/v1"),
+        good.url("/v1")
+    ));
+    let mut body = ask("quick");
+    body["stream"] = json!(true);
+    let started = Instant::now();
+    let response = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-switchyard-model"], "mock-2");
+    assert!(
+        response.headers()["x-switchyard-route"]
+            .to_str()
+            .unwrap()
+            .starts_with("slow/mock-1=timeout")
+    );
+    let events = sse_data(&response.text().await.unwrap());
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
