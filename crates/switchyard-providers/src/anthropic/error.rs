@@ -35,6 +35,13 @@ pub fn decode_error(status: u16, body: &[u8]) -> ErrorObject {
     }
 }
 
+/// The data of an `event: error` of a stream, with the status the same error
+/// gets outside one; `None` when it is not Anthropic's error shape.
+pub fn stream_error(data: &[u8]) -> Option<Fault> {
+    let envelope = serde_json::from_slice::<ErrorEnvelope>(data).ok()?;
+    Some(fault_of(envelope.error))
+}
+
 /// An error event inside a stream, with the status the same error gets
 /// outside one.
 pub(crate) fn fault_of(detail: ErrorDetail) -> Fault {

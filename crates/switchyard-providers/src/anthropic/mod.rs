@@ -58,7 +58,7 @@ mod wire;
 pub mod client;
 
 pub use client::{MessageStreamEncoder, decode_request, encode_response};
-pub use error::{decode_error, error_body, error_type};
+pub use error::{decode_error, error_body, error_type, stream_error};
 pub use passthrough::{EventWatch, Peek, peek, usage_of_message, with_model};
 pub use request::encode_request;
 pub use response::decode_response;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::openai::ErrorObject;
+use crate::translate::Fault;
 
 /// How much of a body that is not a Google error is kept as the message.
 const MAX_MESSAGE_CHARS: usize = 500;
@@ -65,6 +66,17 @@ pub fn decode_error(status: u16, body: &[u8]) -> ErrorObject {
             }
         }
     }
+}
+
+/// The error a stream event carries instead of a response (`{"error": {…}}`),
+/// with the status it stands for (its `code`, else its status name's).
+pub fn stream_error(data: &[u8]) -> Option<Fault> {
+    let wrapped = serde_json::from_slice::<Wrapped>(data).ok()?;
+    let status = status_of(&wrapped.error);
+    Some(Fault {
+        status,
+        error: error_object(status, &wrapped.error),
+    })
 }
 
 /// The wait a Google error asks for, in whole seconds: the `retryDelay` of its

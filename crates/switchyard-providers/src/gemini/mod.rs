@@ -95,7 +95,7 @@ mod stream;
 mod types;
 
 pub use embedding::{decode_embeddings, encode_embeddings};
-pub use error::{decode_error, retry_delay};
+pub use error::{decode_error, retry_delay, stream_error};
 pub use request::encode_request;
 pub use response::decode_response;
 pub use stream::GenerateStreamDecoder;

@@ -145,7 +145,7 @@ pub async fn first_content(
         chunks.push(chunk);
         match verdict {
             Some(Look::Content) => return Ok(chunks),
-            Some(Look::Error(status, mut error)) => {
+            Some(Look::Error(Fault { status, mut error })) => {
                 error.message = provider.scrub(&error.message);
                 return Err(UpstreamError::Status {
                     provider: provider.name.to_string(),
@@ -166,7 +166,7 @@ enum Look {
     /// Content (or the end of an answer that has none): the stream can go.
     Content,
     /// The provider's error, with the status it stands for.
-    Error(u16, ErrorObject),
+    Error(Fault),
 }
 
 /// The verdict of `event`, `None` for an event that comes before content (a
@@ -174,7 +174,10 @@ enum Look {
 fn look(event: SseEvent<'_>, wire: super::Wire) -> Option<Look> {
     match wire {
         super::Wire::OpenAi => match classify_event(event.data) {
-            StreamEvent::Error(error) => Some(Look::Error(openai::status_of(&error), error)),
+            StreamEvent::Error(error) => Some(Look::Error(Fault {
+                status: openai::status_of(&error),
+                error,
+            })),
             StreamEvent::Done
             | StreamEvent::Malformed
             | StreamEvent::Chunk { finished: true, .. } => Some(Look::Content),
@@ -182,17 +185,19 @@ fn look(event: SseEvent<'_>, wire: super::Wire) -> Option<Look> {
             StreamEvent::Chunk { .. } => has_content(event.data).then_some(Look::Content),
         },
         super::Wire::Anthropic => match event.event {
-            Some("error") => {
-                let error = anthropic::decode_error(500, event.data);
-                Some(Look::Error(openai::status_of(&error), error))
-            }
+            Some("error") => Some(Look::Error(
+                anthropic::stream_error(event.data).unwrap_or_else(|| Fault {
+                    status: 500,
+                    error: anthropic::decode_error(500, event.data),
+                }),
+            )),
             Some("message_start" | "ping" | "content_block_start") => None,
             _ => Some(Look::Content),
         },
-        super::Wire::Gemini => Some(match gemini_error(event.data) {
-            Some((status, error)) => Look::Error(status, error),
-            None => Look::Content,
-        }),
+        super::Wire::Gemini => Some(
+            switchyard_providers::gemini::stream_error(event.data)
+                .map_or(Look::Content, Look::Error),
+        ),
     }
 }
 
@@ -207,24 +212,6 @@ fn has_content(data: &[u8]) -> bool {
                 || delta.tool_calls.is_some()
         })
     })
-}
-
-/// A Gemini stream's in-band error (`{"error": {"code", …}}`).
-fn gemini_error(data: &[u8]) -> Option<(u16, ErrorObject)> {
-    #[derive(serde::Deserialize)]
-    struct Code {
-        code: Option<u16>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        error: Code,
-    }
-    let probe: Probe = serde_json::from_slice(data).ok()?;
-    let status = probe.error.code.unwrap_or(500);
-    Some((
-        status,
-        switchyard_providers::gemini::decode_error(status, data),
-    ))
 }
 
 /// Reads a whole upstream body, for translation, within the idle and total
