@@ -60,6 +60,40 @@ impl Authenticator {
     }
 }
 
+/// Checks the admin key of `/admin/*` requests (`Authorization: Bearer <admin_key>`).
+#[derive(Debug)]
+pub struct AdminAuth {
+    /// The digest of `server.admin_key`; `None` turns the admin API off.
+    digest: Option<[u8; 32]>,
+}
+
+impl AdminAuth {
+    /// From `server.admin_key`.
+    pub fn new(key: Option<&secrecy::SecretString>) -> Self {
+        Self {
+            digest: key.map(|k| digest(k.expose_secret())),
+        }
+    }
+
+    /// Accepts the admin, refuses anyone else with 401, and answers 404 for
+    /// every admin path when the admin API is off.
+    pub fn authenticate(&self, headers: &HeaderMap, path: &str) -> Result<(), GatewayError> {
+        let Some(stored) = &self.digest else {
+            return Err(GatewayError::RouteNotFound(format!(
+                "{path} (the admin API is off: set `server.admin_key`)"
+            )));
+        };
+        let key = presented_key(headers).ok_or(GatewayError::Unauthenticated(
+            "missing admin key: send `Authorization: Bearer <admin_key>`",
+        ))?;
+        if bool::from(stored.ct_eq(&digest(key))) {
+            Ok(())
+        } else {
+            Err(GatewayError::Unauthenticated("invalid admin key"))
+        }
+    }
+}
+
 fn prefix(digest: &[u8; 32]) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
@@ -134,5 +168,22 @@ mod tests {
         }
         let open = Authenticator::new(AuthMode::Open, &[]);
         assert!(open.authenticate(&headers(&[])).is_ok());
+    }
+
+    #[test]
+    fn the_admin_key_alone_opens_the_admin_api() {
+        let admin = AdminAuth::new(Some(&SecretString::from("sk-admin")));
+        let ok = headers(&[("authorization", "Bearer sk-admin")]);
+        assert!(admin.authenticate(&ok, "/admin/x").is_ok());
+        for bad in [
+            headers(&[]),
+            headers(&[("authorization", "Bearer sk-good")]),
+        ] {
+            let e = admin.authenticate(&bad, "/admin/x").unwrap_err();
+            assert_eq!(e.status(), axum::http::StatusCode::UNAUTHORIZED);
+        }
+        let off = AdminAuth::new(None);
+        let e = off.authenticate(&ok, "/admin/x").unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::NOT_FOUND);
     }
 }

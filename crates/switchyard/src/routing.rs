@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Route, Strategy};
 use crate::error::GatewayError;
+use crate::telemetry::metrics::Metrics;
 use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
 use affinity::{Affinity, Prefix};
@@ -26,6 +27,10 @@ use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
 /// One deployment, ready to call.
 #[derive(Debug)]
 pub struct Target {
+    /// `provider/model`, as `/admin/deployments` and the metrics name it.
+    pub name: String,
+    /// Its share of the model's traffic.
+    pub weight: u32,
     /// The provider's client.
     pub provider: Arc<ProviderClient>,
     /// The model name the provider knows.
@@ -48,6 +53,8 @@ pub struct Target {
     pub load: Arc<Load>,
     /// USD per million tokens, when known.
     price: Option<crate::config::Price>,
+    /// `switchyard_circuit_state{model,deployment}`, set when metrics are read.
+    circuit_gauge: metrics::Gauge,
     /// The whole exchange (the model's timeout, else the provider's).
     pub total: Duration,
     /// Request sent → a stream's first content.
@@ -57,6 +64,21 @@ pub struct Target {
 }
 
 impl Target {
+    /// Its state for `/admin/deployments`.
+    pub fn status(&self, now: Instant) -> serde_json::Value {
+        let clock = now.into_std();
+        serde_json::json!({
+            "deployment": self.name,
+            "provider": &*self.provider.name,
+            "model": self.upstream_model,
+            "weight": self.weight,
+            "circuit": self.breaker.state(now).as_str(),
+            "in_flight": self.load.in_flight(),
+            "ttft_ms": self.load.ttft_estimate(clock).as_secs_f64() * 1e3,
+            "rate_limit_headroom": self.load.headroom(clock),
+        })
+    }
+
     /// Whether a request of `tokens` costs at most `max` USD here (an unknown
     /// price does not).
     fn within(&self, tokens: Tokens, max: f64) -> bool {
@@ -76,6 +98,8 @@ pub struct ModelRoute {
     pool: Pool,
     /// Prompt-cache affinity, when the model asks for it.
     affinity: Option<Affinity>,
+    /// How its deployments are picked (a route may override it per request).
+    strategy: Strategy,
     /// Models tried, in order, when every deployment of this one failed.
     fallbacks: Vec<String>,
     /// Attempts per request, the first included.
@@ -127,12 +151,30 @@ const AFFINITY_MIN_HEADROOM: f64 = 0.1;
 /// The most deployments a model can have (tried ones are kept in a 64-bit mask).
 pub const MAX_DEPLOYMENTS: usize = MAX_MEMBERS;
 
+impl ModelRoute {
+    /// Its deployments.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Its own strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+}
+
 impl Routes {
-    /// Builds the table.
+    /// Builds the table, registering each deployment's metrics in `metrics`.
     pub fn new(
         config: &Config,
         clients: &HashMap<String, Arc<ProviderClient>>,
+        metrics: &Metrics,
     ) -> Result<Self, (String, ClientError)> {
+        metrics.describe(
+            "switchyard_circuit_state",
+            None,
+            "Circuit breaker of a deployment: 0 closed, 1 half-open, 2 open.",
+        );
         let breaker = config.circuit_breaker;
         let mut models = HashMap::new();
         let aliases = config
@@ -157,7 +199,15 @@ impl Routes {
                     price: d.price,
                     load: load.clone(),
                 });
+                let name = format!("{}/{}", provider.name, d.model);
+                let labels = [
+                    ("model", model.name.as_str()),
+                    ("deployment", name.as_str()),
+                ];
                 targets.push(Target {
+                    circuit_gauge: metrics.gauge("switchyard_circuit_state", &labels),
+                    name,
+                    weight: d.weight,
                     provider: provider.clone(),
                     upstream_model: d.model.clone(),
                     urls: provider
@@ -193,6 +243,7 @@ impl Routes {
                     name: model.name.clone(),
                     targets,
                     pool: Pool::new(model.strategy, members),
+                    strategy: model.strategy,
                     affinity: model.affinity.map(|a| Affinity::new(a.prefix_bytes, a.ttl)),
                     fallbacks: model.fallbacks.clone(),
                     attempts: model.attempts,
@@ -204,6 +255,22 @@ impl Routes {
             aliases,
             rules: config.routes.clone(),
         })
+    }
+
+    /// Every public model, by name.
+    pub fn models(&self) -> impl Iterator<Item = &ModelRoute> {
+        let mut models: Vec<&ModelRoute> = self.models.values().collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        models.into_iter()
+    }
+
+    /// Sets the gauges that show a state (each deployment's breaker) from it.
+    pub fn export_state(&self, now: Instant) {
+        for target in self.models.values().flat_map(|m| &m.targets) {
+            target
+                .circuit_gauge
+                .set(f64::from(target.breaker.state(now).value()));
+        }
     }
 
     /// Whether a rule reads the task (so that the body's `metadata.task` is

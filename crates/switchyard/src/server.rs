@@ -17,9 +17,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
 use crate::api::{AppState, Gateway};
-use crate::auth::Authenticator;
+use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
 use crate::routing::Routes;
+use crate::telemetry::metrics::Metrics;
 use crate::upstream::ProviderClient;
 use crate::upstream::backoff::Backoff;
 use crate::upstream::budget::RetryBudget;
@@ -77,10 +78,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     })?;
     let ready = Arc::new(AtomicBool::new(true));
     let cut = CancellationToken::new();
+    let metrics = Metrics::new();
     let state = Arc::new(AppState {
-        routes: Routes::new(&config, &clients)
+        routes: Routes::new(&config, &clients, &metrics)
             .map_err(|(provider, source)| StartError::Client { provider, source })?,
         auth: Authenticator::new(config.auth, &config.keys),
+        admin: AdminAuth::new(config.server.admin_key.as_ref()),
+        metrics,
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: config.server.body_timeout,
         max_stream_event_bytes: config.server.max_stream_event_bytes,

@@ -17,6 +17,7 @@
 //! request costs one boxed future on the way through (a stream's relay also runs
 //! as a task of its own, see `upstream::relay_sse`).
 
+mod admin;
 mod health;
 mod inbound;
 mod proxy;
@@ -42,10 +43,11 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::auth::Authenticator;
+use crate::auth::{AdminAuth, Authenticator};
 use crate::error::{ErrorKind, GatewayError};
 use crate::routing::Routes;
 use crate::telemetry::AccessLog;
+use crate::telemetry::metrics::Metrics;
 
 use proxy::ProxyEndpoint;
 use request_id::RequestIds;
@@ -57,6 +59,10 @@ pub struct AppState {
     pub routes: Routes,
     /// Client authentication.
     pub auth: Authenticator,
+    /// Admin authentication (`/admin/*`).
+    pub admin: AdminAuth,
+    /// The metric registry (`/metrics`).
+    pub metrics: Metrics,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
     /// `server.body_timeout`.
@@ -103,6 +109,8 @@ impl Gateway {
             .route("/v1/models", get(proxy::models))
             .route("/health", get(health::health))
             .route("/ready", get(health::ready))
+            .route("/metrics", get(admin::metrics))
+            .route("/admin/deployments", get(admin::deployments))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(state.clone());
@@ -230,7 +238,7 @@ fn log_unless_probe(
         .get::<ErrorKind>()
         .map_or("ok", |k| k.0);
     let id = id.to_str().unwrap_or("-");
-    if matches!(endpoint, "health" | "ready") {
+    if matches!(endpoint, "health" | "ready" | "metrics") {
         // Probes come every few seconds: keep them out of the info log.
         tracing::debug!(target: "switchyard::access", request_id = id, endpoint, status, outcome, "request");
     } else {
@@ -246,6 +254,8 @@ fn endpoint_name(path: &str) -> &'static str {
         "/v1/models" => "models",
         "/health" => "health",
         "/ready" => "ready",
+        "/metrics" => "metrics",
+        p if p.starts_with("/admin/") => "admin",
         _ => ProxyEndpoint::at(path).map_or("other", ProxyEndpoint::name),
     }
 }

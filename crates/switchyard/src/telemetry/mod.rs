@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 use line::{Line, format_line, micros, with_line_buffer};
 
 mod line;
+pub mod metrics;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -91,6 +91,15 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
+    /// Its name in `/admin/deployments`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::HalfOpen => "half_open",
+            Self::Open => "open",
+        }
+    }
+
     /// The `circuit_state` gauge: 0 closed, 1 half-open, 2 open.
     pub fn value(self) -> u8 {
         match self {

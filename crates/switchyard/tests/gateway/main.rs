@@ -5,6 +5,7 @@
 // processes synchronously (nothing else runs on the test's runtime meanwhile).
 #![allow(clippy::disallowed_methods)]
 
+mod admin;
 mod cli;
 mod connections;
 mod dialects;

@@ -1,0 +1,67 @@
+//! The admin API (`/admin/*`, `Authorization: Bearer <server.admin_key>`; off,
+//! every path 404, when no admin key is set) and `GET /metrics`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::error::GatewayError;
+
+/// Proof that the caller presented the admin key.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        state
+            .admin
+            .authenticate(&parts.headers, parts.uri.path())
+            .map(|()| Self)
+    }
+}
+
+/// `GET /admin/deployments`: every model's deployments and their state.
+pub async fn deployments(State(state): State<Arc<AppState>>, _: Admin) -> Json<Value> {
+    let now = tokio::time::Instant::now();
+    let models: Vec<Value> = state
+        .routes
+        .models()
+        .map(|model| {
+            let deployments: Vec<Value> = model
+                .targets()
+                .iter()
+                .map(|target| target.status(now))
+                .collect();
+            json!({
+                "model": model.name,
+                "strategy": model.strategy().as_str(),
+                "deployments": deployments,
+            })
+        })
+        .collect();
+    Json(json!({ "models": models }))
+}
+
+/// `GET /metrics`: every metric in the Prometheus text format.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.routes.export_state(tokio::time::Instant::now());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
