@@ -400,6 +400,16 @@ pub(crate) async fn handle(
     let request: ChatRequest = parse_body(&body)?;
     let model = required_model(request.model.as_deref())?;
     let prompt = request.prompt()?;
+    let window = mock.options.context_window;
+    if window > 0 && prompt.tokens > window {
+        return Err(MockError::invalid(
+            format!(
+                "This model's maximum context length is {window} tokens. However, your messages resulted in {} tokens.",
+                prompt.tokens
+            ),
+            "messages",
+        ));
+    }
     let reply = Reply::new(&prompt, mock.options.completion_tokens);
     let usage = Usage::new(&prompt, reply.tokens());
     let id = format!("chatcmpl-mock-{}", admission.seq);

@@ -52,6 +52,11 @@ pub struct MockOptions {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub stream_error_after: usize,
 
+    /// The longest prompt of a chat completion, in words (0: no limit); a longer
+    /// one gets OpenAI's 400 "maximum context length" error.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub context_window: u64,
+
     /// The only source of randomness: same seed and same request sequence, same decisions.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -68,6 +73,7 @@ impl Default for MockOptions {
             error_status: 500,
             retry_after: None,
             stream_cut_rate: 0.0,
+            context_window: 0,
             stream_error_rate: 0.0,
             stream_error_after: 1,
             seed: 0,

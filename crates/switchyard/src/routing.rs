@@ -104,6 +104,52 @@ pub struct ModelRoute {
     fallbacks: Vec<String>,
     /// Attempts per request, the first included.
     pub attempts: u32,
+    /// Its context window in tokens, when known.
+    context_window: Option<u64>,
+    /// Hedging, when on.
+    pub hedge: Option<Hedge>,
+    /// Shadow traffic, when on.
+    pub shadow: Option<ShadowRoute>,
+}
+
+/// A model's hedging: after `after` without a first byte, a second deployment
+/// is asked too.
+#[derive(Debug)]
+pub struct Hedge {
+    /// The wait before the second request.
+    pub after: Duration,
+    /// `switchyard_hedges_total{model,outcome="sent"}`.
+    pub sent: metrics::Counter,
+    /// `switchyard_hedges_total{model,outcome="won"}`: the second answered first.
+    pub won: metrics::Counter,
+}
+
+/// A model's shadow traffic: a share of its requests also goes to another model.
+#[derive(Debug)]
+pub struct ShadowRoute {
+    /// The model that gets the copies.
+    pub model: String,
+    /// The share copied, from 0 to 1.
+    pub fraction: f64,
+    /// Copies in flight, bounded.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// `switchyard_shadow_skipped_total{model}`: copies not made, the slots full.
+    pub skipped: metrics::Counter,
+    /// Per deployment of the shadow model, in its order.
+    pub by_target: Vec<ShadowMetrics>,
+}
+
+/// What is measured of the copies one shadow deployment answers.
+#[derive(Debug, Clone)]
+pub struct ShadowMetrics {
+    /// `switchyard_shadow_requests_total{model,deployment,outcome="ok"}`.
+    pub ok: metrics::Counter,
+    /// `switchyard_shadow_requests_total{model,deployment,outcome="error"}`.
+    pub failed: metrics::Counter,
+    /// `switchyard_shadow_duration_seconds{model,deployment}`: the whole answer.
+    pub duration: metrics::Histogram,
+    /// `switchyard_shadow_first_byte_seconds{model,deployment}`: to the first body bytes.
+    pub first_byte: metrics::Histogram,
 }
 
 /// Every public model and its deployments.
@@ -161,6 +207,11 @@ impl ModelRoute {
     pub fn strategy(&self) -> Strategy {
         self.strategy
     }
+
+    /// The index of `target` among its deployments.
+    pub fn index_of(&self, target: &Target) -> Option<usize> {
+        self.targets.iter().position(|t| std::ptr::eq(t, target))
+    }
 }
 
 impl Routes {
@@ -170,11 +221,7 @@ impl Routes {
         clients: &HashMap<String, Arc<ProviderClient>>,
         metrics: &Metrics,
     ) -> Result<Self, (String, ClientError)> {
-        metrics.describe(
-            "switchyard_circuit_state",
-            None,
-            "Circuit breaker of a deployment: 0 closed, 1 half-open, 2 open.",
-        );
+        describe(metrics);
         let breaker = config.circuit_breaker;
         let mut models = HashMap::new();
         let aliases = config
@@ -237,9 +284,28 @@ impl Routes {
                         .unwrap_or(provider.timeouts.stream_total),
                 });
             }
+            let hedge = model.hedge_after.map(|after| {
+                let counter = |outcome| {
+                    metrics.counter(
+                        "switchyard_hedges_total",
+                        &[("model", model.name.as_str()), ("outcome", outcome)],
+                    )
+                };
+                Hedge {
+                    after,
+                    sent: counter("sent"),
+                    won: counter("won"),
+                }
+            });
             models.insert(
                 model.name.clone(),
                 ModelRoute {
+                    hedge,
+                    shadow: model
+                        .shadow
+                        .as_ref()
+                        .map(|shadow| shadow_route(config, &model.name, shadow, metrics)),
+                    context_window: model.context_window,
                     name: model.name.clone(),
                     targets,
                     pool: Pool::new(model.strategy, members),
@@ -325,6 +391,80 @@ impl Routes {
             excluded: 0,
             passes: 0,
         })
+    }
+}
+
+/// The `# HELP` of the metrics registered here.
+fn describe(metrics: &Metrics) {
+    metrics.describe(
+        "switchyard_circuit_state",
+        None,
+        "Circuit breaker of a deployment: 0 closed, 1 half-open, 2 open.",
+    );
+    metrics.describe(
+        "switchyard_hedges_total",
+        None,
+        "Hedged requests: second requests sent, and those that answered first.",
+    );
+    metrics.describe(
+        "switchyard_shadow_requests_total",
+        None,
+        "Copies of requests sent to a shadow deployment, by outcome.",
+    );
+    metrics.describe(
+        "switchyard_shadow_skipped_total",
+        None,
+        "Requests not copied to the shadow model: its copies in flight were at the limit.",
+    );
+    metrics.describe(
+        "switchyard_shadow_duration_seconds",
+        Some(metrics::Unit::Seconds),
+        "Shadow answers: request sent to the whole answer read.",
+    );
+    metrics.describe(
+        "switchyard_shadow_first_byte_seconds",
+        Some(metrics::Unit::Seconds),
+        "Shadow answers: request sent to the first bytes of the body.",
+    );
+}
+
+/// The shadow traffic of `model`, with its metrics per shadow deployment.
+fn shadow_route(
+    config: &Config,
+    model: &str,
+    shadow: &crate::config::Shadow,
+    metrics: &Metrics,
+) -> ShadowRoute {
+    let by_target = config
+        .models
+        .get(&shadow.model)
+        .map(|m| m.deployments.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .take(MAX_DEPLOYMENTS)
+        .map(|d| {
+            let deployment = format!("{}/{}", d.provider, d.model);
+            let labels = [("model", model), ("deployment", deployment.as_str())];
+            let outcome = |outcome| {
+                metrics.counter(
+                    "switchyard_shadow_requests_total",
+                    &[labels[0], labels[1], ("outcome", outcome)],
+                )
+            };
+            ShadowMetrics {
+                ok: outcome("ok"),
+                failed: outcome("error"),
+                duration: metrics.histogram("switchyard_shadow_duration_seconds", &labels),
+                first_byte: metrics.histogram("switchyard_shadow_first_byte_seconds", &labels),
+            }
+        })
+        .collect();
+    ShadowRoute {
+        model: shadow.model.clone(),
+        fraction: shadow.fraction,
+        slots: Arc::new(tokio::sync::Semaphore::new(shadow.max_in_flight as usize)),
+        skipped: metrics.counter("switchyard_shadow_skipped_total", &[("model", model)]),
+        by_target,
     }
 }
 
@@ -462,6 +602,33 @@ impl<'a> Plan<'a> {
         self.current += 1;
         self.excluded = 0;
         true
+    }
+
+    /// Moves on to the first model of the chain after the one being tried
+    /// whose context window is larger than that one's; `false` when there is
+    /// none (or the window of the one being tried is not known).
+    pub fn next_larger_model(&mut self) -> bool {
+        let Some(window) = self.current_model().context_window else {
+            return false;
+        };
+        let larger = (self.current + 1..)
+            .map_while(|n| Some((n, self.chain(n)?)))
+            .find(|(_, model)| model.context_window.is_some_and(|w| w > window));
+        match larger {
+            Some((n, _)) => {
+                self.current = n;
+                self.excluded = 0;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Another untried deployment of the model being tried, never one of the
+    /// next model (for a hedge, which must not move the plan on).
+    pub fn next_alongside(&mut self, now: Instant) -> Option<Pick<'a>> {
+        let model = self.chain(self.current)?;
+        self.pick_in(model, now)
     }
 
     /// Whether the last pick came from a fallback model.

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
-use crate::api::{AppState, Gateway};
+use crate::api::{AppState, Counters, Gateway};
 use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
 use crate::routing::Routes;
@@ -84,6 +84,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             .map_err(|(provider, source)| StartError::Client { provider, source })?,
         auth: Authenticator::new(config.auth, &config.keys),
         admin: AdminAuth::new(config.server.admin_key.as_ref()),
+        counters: Counters::new(&metrics),
         metrics,
         max_body_bytes: config.server.max_body_bytes,
         body_timeout: config.server.body_timeout,

@@ -19,9 +19,11 @@
 
 mod admin;
 mod health;
+mod hedge;
 mod inbound;
 mod proxy;
 mod request_id;
+mod shadow;
 
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
@@ -63,6 +65,8 @@ pub struct AppState {
     pub admin: AdminAuth,
     /// The metric registry (`/metrics`).
     pub metrics: Metrics,
+    /// Counters of the request path, registered once.
+    pub counters: Counters,
     /// `server.max_body_bytes`.
     pub max_body_bytes: usize,
     /// `server.body_timeout`.
@@ -86,6 +90,36 @@ pub struct AppState {
     pub cut: Arc<CancellationToken>,
     /// The `GET /v1/models` body, built once.
     pub models_body: Bytes,
+}
+
+/// Counters of the request path: handles registered at start-up, so that
+/// counting is one atomic add.
+#[derive(Debug)]
+pub struct Counters {
+    /// `switchyard_retries_total`: attempts after the first, of any request.
+    pub retries: metrics::Counter,
+    /// `switchyard_fallbacks_total`: attempts moved on to a fallback model.
+    pub fallbacks: metrics::Counter,
+}
+
+impl Counters {
+    /// Registers the counters in `metrics`.
+    pub fn new(metrics: &Metrics) -> Self {
+        metrics.describe(
+            "switchyard_retries_total",
+            None,
+            "Upstream attempts made after a request's first one failed.",
+        );
+        metrics.describe(
+            "switchyard_fallbacks_total",
+            None,
+            "Retries that moved on to a fallback model.",
+        );
+        Self {
+            retries: metrics.counter("switchyard_retries_total", &[]),
+            fallbacks: metrics.counter("switchyard_fallbacks_total", &[]),
+        }
+    }
 }
 
 /// The `x-request-id` header.

@@ -25,14 +25,16 @@ use switchyard_providers::translate::{StreamDecoder, StreamEncoder};
 use switchyard_providers::{anthropic, gemini};
 use tokio::time::Instant;
 
+use super::hedge::{self, Raced};
 use super::inbound::{Answer, Call, Inbound};
+use super::shadow;
 use super::{AppState, Authenticated};
 use crate::config::FailureClass;
 use crate::error::{Dialect, GatewayError};
 use crate::mix::splitmix64;
-use crate::routing::load::Load;
+use crate::routing::load::{InFlight, Load};
 use crate::routing::strategy::Tokens;
-use crate::routing::{Facts, Pick, Plan, Target};
+use crate::routing::{Facts, ModelRoute, Pick, Plan, Target};
 use crate::telemetry::AccessLog;
 use crate::upstream::breaker::Outcome;
 use crate::upstream::first_content;
@@ -195,6 +197,15 @@ pub async fn proxy(
     if let Some(rule) = routed.rule {
         attempts.trace = format!("routes[{rule}]={}", routed.model);
     }
+    if let Some(shadow) = &plan.model().shadow {
+        shadow::copy(state, shadow, &mut inbound, tokens, request_id, &hops);
+    }
+    let forward = Forward {
+        request_id,
+        beta: beta.as_ref(),
+        hops: &hops,
+        max_event_bytes: state.max_stream_event_bytes,
+    };
     let mut next = plan.next(attempts.now());
     loop {
         let Some(pick) = next.take() else {
@@ -218,69 +229,166 @@ pub async fn proxy(
             }
         };
         log.route(&pick.target.provider.name, &pick.target.upstream_model);
-        let beta = beta
-            .as_ref()
-            .filter(|_| matches!(call.answer, Answer::Anthropic));
-        let deadline = attempts.deadline(pick.target, call.stream);
-        let sent = Instant::now();
-        let outgoing = Outgoing {
-            uri: call.uri,
-            body: call.body.clone(),
-            stream: call.stream,
-            request_id,
-            anthropic_beta: beta,
-            hops: &hops,
+        let fallback = plan.in_fallback();
+        let (primary, exchange) = attempts.start(pick, call, &forward);
+        let raced = match &primary.pick.model.hedge {
+            Some(hedge) => {
+                let second = || {
+                    let (second, exchange) =
+                        hedge_attempt(&mut attempts, &mut plan, &mut inbound, &forward)?;
+                    hedge.sent.increment(1);
+                    Some((second, exchange))
+                };
+                hedge::race(exchange, hedge.after, second).await
+            }
+            None => Raced {
+                primary: Some(exchange.await),
+                hedge: None,
+            },
+        };
+        // Each side's outcome noted, the winner (if any) kept.
+        let mut won = None;
+        let mut failed = None;
+        let sides = std::iter::once((primary, raced.primary))
+            .chain(raced.hedge.map(|(second, result)| (second, result)));
+        for (side, (attempt, result)) in sides.enumerate() {
+            match result {
+                Some(Ok(answer)) => won = Some((attempt, answer, side == 1)),
+                Some(Err(e)) => {
+                    let Attempt {
+                        pick, in_flight, ..
+                    } = attempt;
+                    drop(in_flight);
+                    attempts.note_failure(&pick, fallback, e);
+                    failed = Some((pick.target, pick.model));
+                }
+                None => attempts.cancelled(&attempt.pick, fallback),
+            }
+        }
+        let Some((attempt, (upstream, first), by_hedge)) = won else {
+            next = match failed {
+                Some((target, model)) => {
+                    continue_after(&mut attempts, &mut plan, target, model).await
+                }
+                None => None,
+            };
+            continue;
+        };
+        let Attempt {
+            pick,
+            call,
             sent,
             deadline,
-        };
-        let provider = &pick.target.provider;
-        let load = &pick.target.load;
-        let in_flight = load.begin();
-        let failure = match provider.send(outgoing).await {
-            Ok(mut upstream) => {
-                observe_rate_limit(load, upstream.headers());
-                // A stream is not committed to the client before its first chunk:
-                // until then, a failure is the attempt's, and may be retried.
-                let mut first = Vec::new();
-                if call.stream && is_sse(&upstream) {
-                    let first_token = pick.target.first_token;
-                    let until = deadline.min(sent + first_token);
-                    let limit = state.max_stream_event_bytes;
-                    let read =
-                        first_content(&mut upstream, provider, first_token, until, deadline, limit);
-                    match read.await {
-                        Ok(chunks) => first = chunks,
-                        Err(e) => {
-                            drop(upstream);
-                            drop(in_flight);
-                            attempts.note_failure(&pick, plan.in_fallback(), e);
-                            next = continue_after(&mut attempts, &mut plan, &pick).await;
-                            continue;
-                        }
-                    }
-                }
-                pick.target
-                    .breaker
-                    .record(pick.permit, Outcome::Success, attempts.now());
-                load.observe_ttft(sent.elapsed(), std::time::Instant::now());
-                log.hold(in_flight);
-                attempts.served(&pick, plan.in_fallback());
-                plan.served(&pick, attempts.now());
-                let mut response = respond(state, upstream, first, &call, deadline, log).await;
-                let headers = response.headers_mut();
-                headers.insert(PROVIDER.clone(), pick.target.provider_header.clone());
-                headers.insert(MODEL.clone(), pick.target.model_header.clone());
-                if !call.dropped.is_empty() {
-                    headers.insert(DROPPED_FIELDS.clone(), dropped_header(&call.dropped));
-                }
-                return attempts.headers(response);
-            }
-            Err(e) => e,
-        };
-        drop(in_flight);
-        attempts.note_failure(&pick, plan.in_fallback(), failure);
-        next = continue_after(&mut attempts, &mut plan, &pick).await;
+            in_flight,
+        } = attempt;
+        if let Some(hedge) = &pick.model.hedge
+            && by_hedge
+        {
+            hedge.won.increment(1);
+        }
+        pick.target
+            .breaker
+            .record(pick.permit, Outcome::Success, attempts.now());
+        pick.target
+            .load
+            .observe_ttft(sent.elapsed(), std::time::Instant::now());
+        log.route(&pick.target.provider.name, &pick.target.upstream_model);
+        log.hold(in_flight);
+        attempts.served(&pick, fallback);
+        plan.served(&pick, attempts.now());
+        let mut response = respond(state, upstream, first, &call, deadline, log).await;
+        let headers = response.headers_mut();
+        headers.insert(PROVIDER.clone(), pick.target.provider_header.clone());
+        headers.insert(MODEL.clone(), pick.target.model_header.clone());
+        if !call.dropped.is_empty() {
+            headers.insert(DROPPED_FIELDS.clone(), dropped_header(&call.dropped));
+        }
+        return attempts.headers(response);
     }
+}
+
+/// What every attempt of a request sends along besides its body.
+struct Forward<'r> {
+    request_id: &'r HeaderValue,
+    /// The client's `anthropic-beta`, for Anthropic providers of Anthropic clients.
+    beta: Option<&'r HeaderValue>,
+    /// `x-switchyard-hops` for the provider.
+    hops: &'r HeaderValue,
+    /// `server.max_stream_event_bytes`.
+    max_event_bytes: usize,
+}
+
+/// One attempt under way: its deployment, its request, and its place in the
+/// deployment's load.
+struct Attempt<'a> {
+    pick: Pick<'a>,
+    call: Call<'a>,
+    sent: Instant,
+    deadline: Instant,
+    in_flight: InFlight,
+}
+
+/// An answer whose first content has arrived: the response and, for a
+/// stream, the chunks read so far.
+type Exchanged = (UpstreamResponse, Vec<Bytes>);
+
+/// Sends a request and waits for its answer to begin: its headers, and for a
+/// stream its first content (so that a stream failing before that is the
+/// attempt's failure, and may be retried). Borrows nothing of the attempt.
+fn exchange<'f>(
+    target: &'f Target,
+    outgoing: Outgoing<'f>,
+    max_event_bytes: usize,
+) -> impl Future<Output = Result<Exchanged, UpstreamError>> + 'f {
+    async move {
+        let (stream, sent, deadline) = (outgoing.stream, outgoing.sent, outgoing.deadline);
+        let provider = &target.provider;
+        let mut upstream = provider.send(outgoing).await?;
+        observe_rate_limit(&target.load, upstream.headers());
+        let mut first = Vec::new();
+        if stream && is_sse(&upstream) {
+            let first_token = target.first_token;
+            let until = deadline.min(sent + first_token);
+            first = first_content(
+                &mut upstream,
+                provider,
+                first_token,
+                until,
+                deadline,
+                max_event_bytes,
+            )
+            .await?;
+        }
+        Ok((upstream, first))
+    }
+}
+
+/// A second deployment for a hedge, when the model has another one that can
+/// take the request and the retry budget allows the extra load.
+fn hedge_attempt<'a, 'f>(
+    attempts: &mut Attempts<'_>,
+    plan: &mut Plan<'a>,
+    inbound: &mut Inbound<'_>,
+    forward: &'f Forward<'f>,
+) -> Option<(
+    Attempt<'a>,
+    impl Future<Output = Result<Exchanged, UpstreamError>> + use<'a, 'f>,
+)>
+where
+    'a: 'f,
+{
+    let now = attempts.now();
+    let pick = plan.next_alongside(now)?;
+    let call = match inbound.call(pick.target) {
+        Ok(call) if attempts.state.budget.try_retry(now) => call,
+        _ => {
+            pick.target
+                .breaker
+                .record(pick.permit, Outcome::Ignored, now);
+            return None;
+        }
+    };
+    Some(attempts.start(pick, call, forward))
 }
 
 /// Completion tokens assumed for a request, for the `cost` strategy.
@@ -345,21 +453,29 @@ static RATE_LIMIT: std::sync::LazyLock<[[HeaderName; 2]; 4]> = std::sync::LazyLo
     ]
 });
 
-/// After a failed attempt (noted in `attempts`): the deployment to try next,
-/// if the failure may be retried. A deployment already tried in this request
-/// (the same one again, or the chain starting over) is tried only after a
-/// backoff that honours its `retry-after` — unless the failure was a 429 and
-/// the provider has another key free. No attempt starts past the request's
-/// deadline, and a retry takes from the budget only when it happens.
+/// After a failed attempt (noted in `attempts`) on `failed` of `model`: the
+/// deployment to try next, if the failure may be retried. A prompt too long
+/// for the model goes on only to a fallback with a larger context window. A
+/// deployment already tried in this request (the same one again, or the chain
+/// starting over) is tried only after a backoff that honours its
+/// `retry-after` — unless the failure was a 429 and the provider has another
+/// key free. No attempt starts past the request's deadline, and a retry takes
+/// from the budget only when it happens.
 async fn continue_after<'a>(
     attempts: &mut Attempts<'_>,
     plan: &mut Plan<'a>,
-    failed: &Pick<'a>,
+    failed: &Target,
+    model: &ModelRoute,
 ) -> Option<Pick<'a>> {
     if !attempts.retryable() {
         return None;
     }
-    if attempts.model_exhausted(plan) && !plan.next_model() {
+    if attempts.last_class == Some(FailureClass::ContextLength) {
+        if !plan.next_larger_model() {
+            return None;
+        }
+        attempts.entered(plan);
+    } else if attempts.model_exhausted(plan) && !plan.next_model() {
         return None;
     }
     let now = attempts.now();
@@ -369,7 +485,7 @@ async fn continue_after<'a>(
     let mut next = plan.next(now)?;
     let again = attempts.tried(next.target);
     let other_key = attempts.last_class == Some(FailureClass::RateLimited)
-        && std::ptr::eq(next.target, failed.target)
+        && std::ptr::eq(next.target, failed)
         && next.target.provider.has_free_key(now);
     if again && !other_key {
         // The permit is handed back for the wait: the breaker may open meanwhile.
@@ -389,6 +505,9 @@ async fn continue_after<'a>(
             .breaker
             .record(next.permit, Outcome::Ignored, attempts.now());
         return None;
+    }
+    if !std::ptr::eq(next.model, model) {
+        attempts.state.counters.fallbacks.increment(1);
     }
     Some(next)
 }
@@ -457,6 +576,56 @@ impl<'s> Attempts<'s> {
         let own = Instant::now() + limit;
         let request = *self.deadline.get_or_insert(own);
         request.min(own)
+    }
+
+    /// Begins an attempt of `call` on the picked deployment: its deadline,
+    /// its place in the deployment's load, and the exchange to await.
+    fn start<'a, 'f>(
+        &mut self,
+        pick: Pick<'a>,
+        call: Call<'a>,
+        forward: &'f Forward<'f>,
+    ) -> (
+        Attempt<'a>,
+        impl Future<Output = Result<Exchanged, UpstreamError>> + use<'a, 'f>,
+    )
+    where
+        'a: 'f,
+    {
+        let target = pick.target;
+        let deadline = self.deadline(target, call.stream);
+        let sent = Instant::now();
+        let outgoing = Outgoing {
+            uri: call.uri,
+            body: call.body.clone(),
+            stream: call.stream,
+            request_id: forward.request_id,
+            anthropic_beta: forward
+                .beta
+                .filter(|_| matches!(call.answer, Answer::Anthropic)),
+            hops: forward.hops,
+            sent,
+            deadline,
+        };
+        let attempt = Attempt {
+            in_flight: target.load.begin(),
+            pick,
+            call,
+            sent,
+            deadline,
+        };
+        (attempt, exchange(target, outgoing, forward.max_event_bytes))
+    }
+
+    /// Records an attempt given up because the other side of its hedge
+    /// answered first: it says nothing of the deployment's health.
+    fn cancelled(&mut self, pick: &Pick<'_>, fallback: bool) {
+        pick.target
+            .breaker
+            .record(pick.permit, Outcome::Ignored, self.now());
+        self.tried.push(std::ptr::from_ref(pick.target) as usize);
+        self.in_model += 1;
+        self.note(pick, fallback, "hedge_lost");
     }
 
     /// Counts an attempt and traces it.
@@ -561,6 +730,13 @@ impl<'s> Attempts<'s> {
         false
     }
 
+    /// Starts counting the attempts of the model the plan has moved on to.
+    fn entered(&mut self, plan: &Plan<'_>) {
+        self.model_index = plan.current();
+        self.in_model = 0;
+        self.allowed = plan.current_model().attempts;
+    }
+
     /// Whether `target` has been tried in this request.
     fn tried(&self, target: &Target) -> bool {
         self.tried.contains(&(std::ptr::from_ref(target) as usize))
@@ -574,6 +750,7 @@ impl<'s> Attempts<'s> {
     /// Takes a retry from the budget, or notes that it had none.
     fn spend_retry(&mut self) -> bool {
         if self.state.budget.try_retry(Instant::now()) {
+            self.state.counters.retries.increment(1);
             return true;
         }
         self.trace.push_str(", budget_exhausted");

@@ -201,6 +201,23 @@ pub struct Model {
     pub attempts: u32,
     /// Its own timeouts.
     pub timeouts: ModelTimeouts,
+    /// Its context window in tokens, when known.
+    pub context_window: Option<u64>,
+    /// After how long a second deployment is asked, when hedging is on.
+    pub hedge_after: Option<Duration>,
+    /// Shadow traffic, when on.
+    pub shadow: Option<Shadow>,
+}
+
+/// A model's shadow traffic.
+#[derive(Debug, Clone)]
+pub struct Shadow {
+    /// The model that also gets the requests.
+    pub model: String,
+    /// The share of requests copied, from 0 to 1.
+    pub fraction: f64,
+    /// Copies in flight at most.
+    pub max_in_flight: u32,
 }
 
 /// A model's prompt-cache affinity.

@@ -309,6 +309,34 @@ pub struct ModelConfig {
     /// Timeouts of this model's requests, over its providers' own.
     #[serde(default)]
     pub timeouts: ModelTimeoutsConfig,
+    /// The model's context window in tokens: a request that exceeds another
+    /// model's falls back only to a model with a larger one.
+    pub context_window: Option<u64>,
+    /// Hedging: a second deployment is asked when the first is slow.
+    pub hedge: Option<HedgeConfig>,
+    /// Shadow traffic: a share of requests is also sent to another model.
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// A model's `hedge:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeConfig {
+    /// How long the first deployment may take to its first byte (a stream:
+    /// its first content) before a second one is asked.
+    pub after: HumanDuration,
+}
+
+/// A model's `shadow:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// The model that also gets the requests (its answers are measured, then dropped).
+    pub model: String,
+    /// The share of requests copied, in percent (default 100).
+    pub percent: Option<f64>,
+    /// Copies in flight at most; past it a request is not copied (default 16).
+    pub max_in_flight: Option<u32>,
 }
 
 /// A model's `affinity:`.

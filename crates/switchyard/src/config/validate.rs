@@ -15,7 +15,7 @@ use super::{
     Affinity, CircuitBreaker, ClientKey, Config, Deployment, Model, Provider, Retries, Server,
     Timeouts,
 };
-use super::{ModelTimeouts, Route};
+use super::{ModelTimeouts, Route, Shadow};
 
 /// Top-level keys of the full design that this version does not read yet.
 const LATER_KEYS: [&str; 8] = [
@@ -279,6 +279,30 @@ impl Validator<'_> {
         timeouts
     }
 
+    /// A model's `shadow:`; `names` are every model of the file.
+    fn shadow(&mut self, name: &str, m: &raw::ModelConfig, names: &[&str]) -> Option<Shadow> {
+        let raw = m.shadow.as_ref()?;
+        let path = ["models", name, "shadow"];
+        if raw.model == name {
+            self.error(&path, format!("model `{name}` cannot shadow itself"));
+        } else if !names.contains(&raw.model.as_str()) {
+            self.error(&path, unknown("model", &raw.model, names));
+        }
+        let percent = raw.percent.unwrap_or(100.0);
+        if !(percent > 0.0 && percent <= 100.0) {
+            self.error(&path, "`percent` must be more than 0 and at most 100");
+        }
+        let max_in_flight = raw.max_in_flight.unwrap_or(16);
+        if max_in_flight == 0 {
+            self.error(&path, "`max_in_flight` must be at least 1");
+        }
+        Some(Shadow {
+            model: raw.model.clone(),
+            fraction: percent / 100.0,
+            max_in_flight,
+        })
+    }
+
     fn routes(
         &mut self,
         raw: Vec<raw::RouteConfig>,
@@ -335,6 +359,7 @@ impl Validator<'_> {
                     FailureClass::Overloaded,
                     FailureClass::ServerError,
                     FailureClass::UpstreamAuth,
+                    FailureClass::ContextLength,
                 ]
             }),
         };
@@ -741,6 +766,18 @@ impl Validator<'_> {
                     );
                 }
             }
+            if m.context_window == Some(0) {
+                self.error(
+                    &["models", name, "context_window"],
+                    "`context_window` must be at least 1 token",
+                );
+            }
+            if m.hedge.as_ref().is_some_and(|h| h.after.0.is_zero()) {
+                self.error(
+                    &["models", name, "hedge", "after"],
+                    "`after` must be more than 0",
+                );
+            }
             let attempts = m.retries.attempts.unwrap_or(attempts);
             if attempts == 0 {
                 self.error(
@@ -757,6 +794,9 @@ impl Validator<'_> {
                     fallbacks: m.fallbacks.clone(),
                     aliases: m.aliases.clone(),
                     timeouts: self.model_timeouts(name, &m.timeouts),
+                    context_window: m.context_window,
+                    hedge_after: m.hedge.as_ref().map(|h| h.after.0),
+                    shadow: self.shadow(name, m, &names),
                     affinity: m.affinity.as_ref().map(|a| Affinity {
                         prefix_bytes: a
                             .prefix_bytes

@@ -216,12 +216,19 @@ pub fn gateway_for(mock: &Process) -> Process {
     gateway(&config(&mock.url("/v1"), "connect: 1s", ""))
 }
 
-/// An HTTP client that never retries and never waits long.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+thread_local! {
+    /// The test's client: each test runs on a thread of its own, and building
+    /// a client (its TLS set-up) costs far more than a request.
+    static CLIENT: reqwest::Client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
-        .expect("client")
+        .expect("client");
+}
+
+/// An HTTP client that never retries and never waits long (one per test,
+/// keeping its connections).
+pub fn client() -> reqwest::Client {
+    CLIENT.with(Clone::clone)
 }
 
 /// A chat request body.

@@ -305,3 +305,34 @@ async fn a_models_first_token_timeout_fails_a_slow_stream_over() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_prompt_too_long_falls_back_only_to_a_larger_window() {
+    // The mocks take prompts of at most 3, 3 and 50 words.
+    let small = mock(&["--context-window", "3"]);
+    let same = mock(&["--context-window", "3"]);
+    let large = mock(&["--context-window", "50"]);
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  small: {{ kind: openai, base_url: {}, api_key: k }}\n  same: {{ kind: openai, base_url: {}, api_key: k }}\n  large: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    context_window: 8000\n    deployments: [{{ provider: small, model: mock-1 }}]\n    fallbacks: [same-size, long]\n  same-size:\n    context_window: 8000\n    deployments: [{{ provider: same, model: mock-1 }}]\n  long:\n    context_window: 128000\n    deployments: [{{ provider: large, model: mock-1 }}]\n",
+        small.url("/v1"),
+        same.url("/v1"),
+        large.url("/v1"),
+    );
+    let gw = gateway(&yaml);
+    let response = post(
+        &gw,
+        "/v1/chat/completions",
+        &ask("a prompt of seven words in all"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-switchyard-provider"], "large");
+    assert_eq!(
+        response.headers()["x-switchyard-route"],
+        "small/mock-1=context_length, long>large/mock-1=ok"
+    );
+    assert_eq!(mock_requests(&same).await, 0);
+    // A short prompt stays where it is.
+    let short = post(&gw, "/v1/chat/completions", &ask("hi")).await;
+    assert_eq!(short.headers()["x-switchyard-provider"], "small");
+}

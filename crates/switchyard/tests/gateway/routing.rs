@@ -165,3 +165,105 @@ async fn routes_pick_the_model_from_the_task_and_the_prompt_size() {
         "routes[2]=large, up/large-upstream=ok"
     );
 }
+
+/// Sends `total` requests for model `m`, `concurrency` at a time.
+async fn load(gw: &Process, total: usize, concurrency: usize) {
+    let body =
+        json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "w"}]});
+    let mut sent = 0;
+    while sent < total {
+        let batch = concurrency.min(total - sent);
+        let requests = (0..batch).map(|_| post(gw, "/v1/chat/completions", &body));
+        for response in futures_util::future::join_all(requests).await {
+            assert_eq!(response.status(), 200);
+        }
+        sent += batch;
+    }
+}
+
+#[tokio::test]
+async fn weights_85_10_5_hold_over_10000_requests() {
+    let mocks = [mock(&[]), mock(&[]), mock(&[])];
+    let gw = gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  a: {{ kind: openai, base_url: {}, api_key: k }}\n  b: {{ kind: openai, base_url: {}, api_key: k }}\n  c: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    deployments:\n      - {{ provider: a, model: mock-1, weight: 85 }}\n      - {{ provider: b, model: mock-1, weight: 10 }}\n      - {{ provider: c, model: mock-1, weight: 5 }}\n",
+        mocks[0].url("/v1"),
+        mocks[1].url("/v1"),
+        mocks[2].url("/v1"),
+    ));
+    let total = 10_000;
+    load(&gw, total, 32).await;
+    let mut shares = Vec::new();
+    for mock in &mocks {
+        let n = get_json(&mock.url("/mock/stats")).await["requests"]
+            .as_u64()
+            .unwrap();
+        shares.push(n as f64 * 100.0 / total as f64);
+    }
+    for (share, want) in shares.iter().zip([85.0, 10.0, 5.0]) {
+        assert!(
+            (share - want).abs() <= 2.0,
+            "shares {shares:?}, want 85/10/5 ±2"
+        );
+    }
+}
+
+/// Requests served by each mock of `mocks` so far.
+async fn served(mocks: &[&Process]) -> Vec<u64> {
+    let mut counts = Vec::new();
+    for mock in mocks {
+        counts.push(
+            get_json(&mock.url("/mock/stats")).await["requests"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_10x_slower_deployment_sheds_latency_traffic_and_regains_it() {
+    let quick = mock(&["--latency", "10ms"]);
+    let slow = mock(&["--latency", "100ms"]);
+    let gw = gateway(&format!(
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  quick: {{ kind: openai, base_url: {}, api_key: k }}\n  slow: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    strategy: latency\n    deployments:\n      - {{ provider: quick, model: mock-1 }}\n      - {{ provider: slow, model: mock-1 }}\n",
+        quick.url("/v1"),
+        slow.url("/v1"),
+    ));
+    // Warm up, then measure the slow one's share.
+    load(&gw, 100, 4).await;
+    let before = served(&[&quick, &slow]).await;
+    load(&gw, 600, 4).await;
+    let after = served(&[&quick, &slow]).await;
+    let slow_share = (after[1] - before[1]) as f64 / 600.0;
+    assert!(
+        slow_share < 0.10,
+        "the 10x slower deployment got {slow_share:.3} of the traffic"
+    );
+
+    // It recovers: within 30 s its share of a 2-second window is back near half.
+    let reset = client()
+        .post(slow.url("/mock/faults"))
+        .json(&json!({"latency_ms": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    let recovered = std::time::Instant::now();
+    loop {
+        let before = served(&[&quick, &slow]).await;
+        let window = std::time::Instant::now();
+        while window.elapsed() < std::time::Duration::from_secs(2) {
+            load(&gw, 8, 4).await;
+        }
+        let after = served(&[&quick, &slow]).await;
+        let share = (after[1] - before[1]) as f64
+            / ((after[0] - before[0]) + (after[1] - before[1])) as f64;
+        if share >= 0.35 {
+            break;
+        }
+        assert!(
+            recovered.elapsed() < std::time::Duration::from_secs(30),
+            "30 s after recovering its share is {share:.2}"
+        );
+    }
+}
