@@ -262,6 +262,7 @@ pub async fn proxy(
                 pick.target
                     .breaker
                     .record(pick.permit, Outcome::Success, attempts.now());
+                pick.observe(Outcome::Success, attempts.now());
                 load.observe_ttft(sent.elapsed(), std::time::Instant::now());
                 log.hold(in_flight);
                 attempts.served(&pick, plan.in_fallback());
@@ -512,6 +513,7 @@ impl<'s> Attempts<'s> {
             Outcome::Failure
         };
         pick.target.breaker.record(pick.permit, outcome, now);
+        pick.observe(outcome, now);
         self.last_class = class;
         self.last_retry_after = failure.retry_after().map(Duration::from_secs);
         self.last_error = Some(GatewayError::from(failure));

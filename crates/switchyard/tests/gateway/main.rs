@@ -12,6 +12,7 @@ mod dialects;
 mod errors;
 mod forwarding;
 mod harness;
+mod health;
 mod resilience;
 mod routing;
 mod shutdown;
