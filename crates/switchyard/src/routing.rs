@@ -531,11 +531,13 @@ impl<'a> Plan<'a> {
                 max_cost.is_none_or(|max| target.within(tokens, max))
                     && target.breaker.state(now) != CircuitState::Open
             };
-            let strategy = self.strategy.unwrap_or(model.strategy);
-            let pick = |usable: &dyn Fn(usize) -> bool| {
-                model
-                    .pool
-                    .pick_by(strategy, self.excluded, usable, tokens, clock)
+            let pick = |usable: &dyn Fn(usize) -> bool| match self.strategy {
+                Some(strategy) => {
+                    model
+                        .pool
+                        .pick_by(strategy, self.excluded, usable, tokens, clock)
+                }
+                None => model.pool.pick(self.excluded, usable, tokens, clock),
             };
             let healthy = |i: usize| model.targets[i].health.routable(now) && closed(i);
             let index = match pick(&healthy) {
