@@ -4,11 +4,16 @@
 //! order in which `/v1/*` and `/v1beta/*` requests arrived since start or
 //! `POST /mock/reset`), so a run with the same seed and the same request sequence makes the
 //! same decisions, without a lock on the request path.
+//!
+//! The error rate and status, the latency and the time to first token can be
+//! changed while the mock runs (`POST /mock/faults`); each change holds from
+//! the next request on.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
 
 use crate::MockOptions;
 use crate::error::MockError;
@@ -41,12 +46,31 @@ impl Admission {
     }
 }
 
+/// The knobs `POST /mock/faults` changes (each one when given), and the
+/// values it answers with.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Knobs {
+    /// Fraction of requests that fail, from 0 to 1.
+    pub error_rate: Option<f64>,
+    /// Their status, from 400 to 599.
+    pub error_status: Option<u16>,
+    /// Delay before the response headers, in milliseconds.
+    pub latency_ms: Option<u64>,
+    /// Delay before the first streamed token, in milliseconds.
+    pub ttft_ms: Option<u64>,
+}
+
 /// Decides, per request, which faults to inject.
 #[derive(Debug)]
 pub(crate) struct Faults {
-    latency: Duration,
-    error_rate: f64,
-    error_status: StatusCode,
+    /// Nanoseconds.
+    latency: AtomicU64,
+    /// Nanoseconds.
+    ttft: AtomicU64,
+    /// The bits of an `f64`.
+    error_rate: AtomicU64,
+    error_status: AtomicU16,
     retry_after: Option<u64>,
     stream_cut_rate: f64,
     stream_error_rate: f64,
@@ -71,9 +95,10 @@ impl Faults {
             .filter(|s| s.is_client_error() || s.is_server_error())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self {
-            latency: options.latency,
-            error_rate: options.error_rate,
-            error_status,
+            latency: AtomicU64::new(nanos(options.latency)),
+            ttft: AtomicU64::new(nanos(options.ttft)),
+            error_rate: AtomicU64::new(options.error_rate.to_bits()),
+            error_status: AtomicU16::new(error_status.as_u16()),
             retry_after: options.retry_after,
             stream_cut_rate: options.stream_cut_rate,
             stream_error_rate: options.stream_error_rate,
@@ -87,10 +112,56 @@ impl Faults {
     /// with its stream's fate.
     pub(crate) async fn admit(&self) -> Result<Admission, MockError> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+        let latency = self.latency.load(Ordering::Relaxed);
+        if latency != 0 {
+            tokio::time::sleep(Duration::from_nanos(latency)).await;
         }
         self.decide(seq)
+    }
+
+    /// The delay before the first streamed token.
+    pub(crate) fn ttft(&self) -> Duration {
+        Duration::from_nanos(self.ttft.load(Ordering::Relaxed))
+    }
+
+    /// Applies the knobs that `knobs` sets, after checking them all; returns
+    /// every knob's value, or what is wrong.
+    pub(crate) fn set(&self, knobs: Knobs) -> Result<Knobs, MockError> {
+        if knobs.error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+            return Err(MockError::invalid(
+                "error_rate must be from 0 to 1",
+                "error_rate",
+            ));
+        }
+        if knobs
+            .error_status
+            .is_some_and(|s| !(400..=599).contains(&s))
+        {
+            return Err(MockError::invalid(
+                "error_status must be from 400 to 599",
+                "error_status",
+            ));
+        }
+        let ms = |m: u64| nanos(Duration::from_millis(m));
+        if let Some(rate) = knobs.error_rate {
+            self.error_rate.store(rate.to_bits(), Ordering::Relaxed);
+        }
+        if let Some(status) = knobs.error_status {
+            self.error_status.store(status, Ordering::Relaxed);
+        }
+        if let Some(latency) = knobs.latency_ms {
+            self.latency.store(ms(latency), Ordering::Relaxed);
+        }
+        if let Some(ttft) = knobs.ttft_ms {
+            self.ttft.store(ms(ttft), Ordering::Relaxed);
+        }
+        let millis = |nanos: &AtomicU64| nanos.load(Ordering::Relaxed) / 1_000_000;
+        Ok(Knobs {
+            error_rate: Some(f64::from_bits(self.error_rate.load(Ordering::Relaxed))),
+            error_status: Some(self.error_status.load(Ordering::Relaxed)),
+            latency_ms: Some(millis(&self.latency)),
+            ttft_ms: Some(millis(&self.ttft)),
+        })
     }
 
     /// Restarts the sequence, so that the decisions after a reset repeat those after start.
@@ -99,9 +170,11 @@ impl Faults {
     }
 
     fn decide(&self, seq: u64) -> Result<Admission, MockError> {
-        if self.chance(seq, Draw::Error) < self.error_rate {
+        if self.chance(seq, Draw::Error) < f64::from_bits(self.error_rate.load(Ordering::Relaxed)) {
+            let status = StatusCode::from_u16(self.error_status.load(Ordering::Relaxed))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Err(MockError::Injected {
-                status: self.error_status,
+                status,
                 retry_after: self.retry_after,
             });
         }
@@ -121,6 +194,11 @@ impl Faults {
             splitmix64(self.seed ^ splitmix64(seq.wrapping_mul(3).wrapping_add(draw as u64)));
         (bits >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// `d` in nanoseconds (at most 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// SplitMix64's output function: a fast, well-mixed 64-bit hash.

@@ -25,6 +25,7 @@
 //! | `GET /mock/stats` | `{"requests": N, "by_path": {…}, "by_status": {…}}` |
 //! | `GET /mock/requests` | the last 100 requests: method, path, query, headers, JSON body |
 //! | `POST /mock/reset` | zeroes the stats, forgets the requests, restarts the fault sequence |
+//! | `POST /mock/faults` | `{"error_rate"?: F, "error_status"?: N, "latency_ms"?: N, "ttft_ms"?: N}`: changes those knobs from the next request on (the others, and `/mock/reset`, leave them); answers every knob's value |
 //!
 //! Every request except `/mock/*` is counted and logged; every `/v1/*` and `/v1beta/*`
 //! request waits `--latency` and may fail with `--error-status` (`--error-rate`) before it
@@ -62,7 +63,7 @@ use tokio::sync::watch;
 pub use options::MockOptions;
 
 use error::{Dialect, MockError};
-use faults::Faults;
+use faults::{Faults, Knobs};
 use stats::Stats;
 
 /// The largest request body the mock reads.
@@ -96,7 +97,7 @@ impl Mock {
 
     fn pacing(&self) -> sse::Pacing {
         sse::Pacing {
-            ttft: self.options.ttft,
+            ttft: self.faults.ttft(),
             interval: self.options.token_interval(),
             stop: self.stop_streams.subscribe(),
         }
@@ -134,6 +135,7 @@ fn routes(mock: Arc<Mock>) -> Router {
         .route("/mock/stats", get(stats))
         .route("/mock/requests", get(requests))
         .route("/mock/reset", post(reset))
+        .route("/mock/faults", post(set_faults))
         .fallback(not_found)
         // Outermost first:
         // 1. record: counts and logs the request (reading its body, up to BODY_LIMIT);
@@ -283,6 +285,13 @@ async fn reset(State(mock): State<Arc<Mock>>) -> impl IntoResponse {
     mock.stats.reset();
     mock.faults.reset();
     axum::http::StatusCode::NO_CONTENT
+}
+
+/// `POST /mock/faults`.
+async fn set_faults(State(mock): State<Arc<Mock>>, body: Bytes) -> Result<Response, MockError> {
+    let knobs: Knobs = serde_json::from_slice(&body)
+        .map_err(|e| MockError::invalid(format!("not a faults object: {e}"), "error_rate"))?;
+    Ok(axum::Json(mock.faults.set(knobs)?).into_response())
 }
 
 /// Any other route: a 404, in Gemini's shape under `/v1beta/`, else in OpenAI's.

@@ -1,26 +1,29 @@
 //! From a public model name to the deployments that may serve a request, in
 //! the order they are tried: the model's own (picked by its strategy, skipping
-//! those already tried and those whose circuit breaker is open), then each
-//! fallback model's.
+//! those already tried, those whose circuit breaker is open and, unless all of
+//! the model's are, those unhealthy or ejected), then each fallback model's.
 
 pub mod affinity;
+pub mod health;
 pub mod load;
+pub mod probe;
 pub mod strategy;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderValue;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{Config, Route, Strategy};
+use crate::config::{Config, Outlier, Route, Strategy};
 use crate::error::GatewayError;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
 use affinity::{Affinity, Prefix};
+use health::Health;
 use load::Load;
 use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
 
@@ -51,6 +54,10 @@ pub struct Target {
     pub served_first: HeaderValue,
     /// Its live load: requests in flight, time to first token, rate-limit headroom.
     pub load: Arc<Load>,
+    /// Healthy, unhealthy (active probes) or ejected (live failures).
+    pub health: Arc<Health>,
+    /// `switchyard_deployment_healthy{model,deployment}`, set when metrics are read.
+    healthy_gauge: metrics::Gauge,
     /// USD per million tokens, when known.
     price: Option<crate::config::Price>,
     /// `switchyard_circuit_state{model,deployment}`, set when metrics are read.
@@ -67,7 +74,7 @@ impl Target {
     /// Its state for `/admin/deployments`.
     pub fn status(&self, now: Instant) -> serde_json::Value {
         let clock = now.into_std();
-        serde_json::json!({
+        let mut status = serde_json::json!({
             "deployment": self.name,
             "provider": &*self.provider.name,
             "model": self.upstream_model,
@@ -76,7 +83,10 @@ impl Target {
             "in_flight": self.load.in_flight(),
             "ttft_ms": self.load.ttft_estimate(clock).as_secs_f64() * 1e3,
             "rate_limit_headroom": self.load.headroom(clock),
-        })
+            "health": self.health.state(now).as_str(),
+        });
+        self.health.report(now, &mut status);
+        status
     }
 
     /// Whether a request of `tokens` costs at most `max` USD here (an unknown
@@ -110,6 +120,10 @@ pub struct ModelRoute {
     pub hedge: Option<Hedge>,
     /// Shadow traffic, when on.
     pub shadow: Option<ShadowRoute>,
+    /// When live failures eject a deployment.
+    outlier: Outlier,
+    /// Held while an ejection is decided.
+    ejecting: Mutex<()>,
 }
 
 /// A model's hedging: after `after` without a first byte, a second deployment
@@ -253,6 +267,8 @@ impl Routes {
                 ];
                 targets.push(Target {
                     circuit_gauge: metrics.gauge("switchyard_circuit_state", &labels),
+                    healthy_gauge: metrics.gauge("switchyard_deployment_healthy", &labels),
+                    health: Arc::new(Health::new()),
                     name,
                     weight: d.weight,
                     provider: provider.clone(),
@@ -313,6 +329,8 @@ impl Routes {
                     affinity: model.affinity.map(|a| Affinity::new(a.prefix_bytes, a.ttl)),
                     fallbacks: model.fallbacks.clone(),
                     attempts: model.attempts,
+                    outlier: config.health_checks.outlier,
+                    ejecting: Mutex::new(()),
                 },
             );
         }
@@ -330,12 +348,15 @@ impl Routes {
         models.into_iter()
     }
 
-    /// Sets the gauges that show a state (each deployment's breaker) from it.
+    /// Sets the gauges that show a state (each deployment's breaker and
+    /// health) from it.
     pub fn export_state(&self, now: Instant) {
         for target in self.models.values().flat_map(|m| &m.targets) {
             target
                 .circuit_gauge
                 .set(f64::from(target.breaker.state(now).value()));
+            let healthy = target.health.routable(now);
+            target.healthy_gauge.set(f64::from(u8::from(healthy)));
         }
     }
 
@@ -400,6 +421,11 @@ fn describe(metrics: &Metrics) {
         "switchyard_circuit_state",
         None,
         "Circuit breaker of a deployment: 0 closed, 1 half-open, 2 open.",
+    );
+    metrics.describe(
+        "switchyard_deployment_healthy",
+        None,
+        "Whether a deployment takes traffic: 1 healthy, 0 unhealthy or ejected.",
     );
     metrics.describe(
         "switchyard_hedges_total",
@@ -637,7 +663,8 @@ impl<'a> Plan<'a> {
     }
 
     /// A deployment of `model` not tried yet, by the model's strategy, whose
-    /// breaker lets the request through.
+    /// breaker lets the request through, and which is healthy unless none of
+    /// the model's deployments is (panic mode: then health is ignored).
     fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
         let clock = now.into_std();
         // Back to the deployment that served this prompt prefix, while it is
@@ -647,6 +674,7 @@ impl<'a> Plan<'a> {
             && let Some(index) = affinity.get(prefix, now)
             && index < model.targets.len()
             && self.excluded & (1 << index) == 0
+            && model.targets[index].health.routable(now)
         {
             let target = &model.targets[index];
             let fits = self
@@ -670,13 +698,19 @@ impl<'a> Plan<'a> {
                 max_cost.is_none_or(|max| target.within(tokens, max))
                     && target.breaker.state(now) != CircuitState::Open
             };
-            let index = match self.strategy {
+            let pick = |usable: &dyn Fn(usize) -> bool| match self.strategy {
                 Some(strategy) => {
                     model
                         .pool
-                        .pick_by(strategy, self.excluded, closed, self.tokens, clock)?
+                        .pick_by(strategy, self.excluded, usable, tokens, clock)
                 }
-                None => model.pool.pick(self.excluded, closed, self.tokens, clock)?,
+                None => model.pool.pick(self.excluded, usable, tokens, clock),
+            };
+            let healthy = |i: usize| model.targets[i].health.routable(now) && closed(i);
+            let index = match pick(&healthy) {
+                Some(index) => index,
+                None if !model.targets.iter().any(|t| t.health.routable(now)) => pick(&closed)?,
+                None => return None,
             };
             self.excluded |= 1 << index;
             let target = &model.targets[index];

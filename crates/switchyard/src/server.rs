@@ -106,6 +106,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         cut: Arc::new(cut.clone()),
         models_body: models_body(&config),
     });
+    crate::routing::probe::spawn(&state.routes, &config.health_checks, &internal)
+        .map_err(|(provider, source)| StartError::Client { provider, source })?;
     announce(addr);
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 

@@ -240,3 +240,57 @@ async fn in_band_errors_can_come_before_any_content() {
     assert_eq!(data.len(), 2, "the role chunk, then the error: {data:#?}");
     assert!(data[1].starts_with(r#"{"error":"#), "{}", data[1]);
 }
+
+#[tokio::test]
+async fn mock_faults_change_the_knobs_for_the_next_requests() {
+    let mock = start(MockOptions::default()).await;
+    let set = |knobs: Value| {
+        mock.client
+            .post(mock.url("/mock/faults"))
+            .json(&knobs)
+            .send()
+    };
+    let answer: Value = set(json!({"error_rate": 1.0, "error_status": 503}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({"error_rate": 1.0, "error_status": 503, "latency_ms": 0, "ttft_ms": 0})
+    );
+    let chat_status = mock.client.post(mock.url(CHAT)).json(&chat("x")).send();
+    assert_eq!(chat_status.await.unwrap().status(), 503);
+    let models = mock
+        .client
+        .get(mock.url("/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 503);
+
+    set(json!({"error_rate": 0, "latency_ms": 300, "ttft_ms": 200}))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let response = mock
+        .client
+        .post(mock.url(CHAT))
+        .json(&streaming(chat("x"), json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let refused = set(json!({"error_rate": 2})).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let unknown = set(json!({"latency": 2})).await.unwrap();
+    assert_eq!(unknown.status(), 400);
+}

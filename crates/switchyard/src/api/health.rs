@@ -15,14 +15,23 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 while serving; 503 once shutdown has begun.
+/// 200 while serving and every public model has a healthy deployment (not
+/// unhealthy, not ejected); 503 `unhealthy` naming the models that have
+/// none; 503 `shutting_down` once shutdown has begun.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
-    if state.ready.load(Ordering::Relaxed) {
+    if !state.ready.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "shutting_down" })),
+        );
+    }
+    let unhealthy = state.routes.unhealthy_models(tokio::time::Instant::now());
+    if unhealthy.is_empty() {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "shutting_down" })),
+            Json(json!({ "status": "unhealthy", "models": unhealthy })),
         )
     }
 }

@@ -289,6 +289,7 @@ pub async fn proxy(
         pick.target
             .breaker
             .record(pick.permit, Outcome::Success, attempts.now());
+        pick.observe(Outcome::Success, attempts.now());
         pick.target
             .load
             .observe_ttft(sent.elapsed(), std::time::Instant::now());
@@ -681,6 +682,7 @@ impl<'s> Attempts<'s> {
             Outcome::Failure
         };
         pick.target.breaker.record(pick.permit, outcome, now);
+        pick.observe(outcome, now);
         self.last_class = class;
         self.last_retry_after = failure.retry_after().map(Duration::from_secs);
         self.last_error = Some(GatewayError::from(failure));

@@ -7,6 +7,7 @@
 //! again so that every problem is found in one go; the shape is then validated
 //! into the runtime types below. Secrets stay in [`SecretString`]s.
 
+mod health;
 mod problems;
 mod raw;
 mod tree;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use health::{HealthChecks, Outlier, Probe, ProbeKind};
 pub use problems::{Problem, Problems};
 pub use raw::{AuthMode, FailureClass, PriceConfig as Price, ProviderKind, Strategy};
 
@@ -45,6 +47,8 @@ pub struct Config {
     pub circuit_breaker: CircuitBreaker,
     /// Rules that pick the model or strategy from the request, in order.
     pub routes: Vec<Route>,
+    /// Active health probes and passive outlier ejection.
+    pub health_checks: HealthChecks,
 }
 
 /// A rule of `routes:`.

@@ -8,6 +8,10 @@ use serde::Deserialize;
 
 use super::units::{ByteSize, HumanDuration};
 
+mod health;
+
+pub use health::{HealthCheckConfig, HealthChecksConfig, OutlierConfig};
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +40,9 @@ pub struct ConfigFile {
     /// Rules that pick the model or strategy from the request.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Active health probes and passive outlier ejection.
+    #[serde(default)]
+    pub health_checks: HealthChecksConfig,
 }
 
 /// An entry of `routes:`: a request matching `when` is served by `model`
@@ -221,6 +228,8 @@ pub struct ProviderConfig {
     /// Timeouts for calls to this provider.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// Active health probes of this provider's deployments.
+    pub health_check: Option<HealthCheckConfig>,
 }
 
 /// The dialects a provider can speak.

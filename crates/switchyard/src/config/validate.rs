@@ -1,5 +1,7 @@
 //! From text to a validated [`Config`], gathering every problem on the way.
 
+mod health;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,10 +20,9 @@ use super::{
 use super::{ModelTimeouts, Route, Shadow};
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 8] = [
+const LATER_KEYS: [&str; 7] = [
     "store",
     "redis",
-    "health_checks",
     "cache",
     "limits",
     "canary",
@@ -214,7 +215,7 @@ impl Validator<'_> {
         value
     }
 
-    fn config(&mut self, file: ConfigFile) -> Option<Config> {
+    fn config(&mut self, mut file: ConfigFile) -> Option<Config> {
         let server = self.server(file.server);
         let auth = file.auth.mode.unwrap_or(AuthMode::Keys);
         if let Some(server) = &server
@@ -241,7 +242,9 @@ impl Validator<'_> {
             );
         }
         let declared: Vec<String> = file.providers.keys().cloned().collect();
+        let probes = health::take_probes(&mut file.providers);
         let providers = self.providers(file.providers);
+        let health_checks = self.health_checks(file.health_checks, probes, &providers);
         let retries = self.retries(file.retries);
         let models = self.models(file.models, &declared, &providers, retries.attempts);
         let circuit_breaker = self.circuit_breaker(&file.circuit_breaker);
@@ -255,6 +258,7 @@ impl Validator<'_> {
             retries,
             circuit_breaker,
             routes,
+            health_checks,
         })
     }
 

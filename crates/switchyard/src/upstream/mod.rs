@@ -249,6 +249,53 @@ impl ProviderClient {
     /// read, bounded, within the deadline). The first-byte timeout counts from
     /// `sent`, the time the caller took the call's total `deadline` from.
     pub async fn send(&self, outgoing: Outgoing<'_>) -> Result<UpstreamResponse, UpstreamError> {
+        self.exchange(Method::POST, outgoing).await
+    }
+
+    /// A health probe: `GET uri`, or `body` POSTed to it, answered with a 2xx
+    /// and read whole within `timeout`. Probes pass no breaker and are not
+    /// counted as traffic.
+    pub async fn probe(
+        &self,
+        uri: &Uri,
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<(), UpstreamError> {
+        let sent = Instant::now();
+        let deadline = sent + timeout;
+        let method = if body.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let outgoing = Outgoing {
+            uri,
+            body: body.unwrap_or_default(),
+            stream: false,
+            request_id: &PROBE_ID,
+            anthropic_beta: None,
+            hops: &PROBE_HOPS,
+            sent,
+            deadline,
+        };
+        let response = self.exchange(method, outgoing).await?;
+        tokio::time::timeout_at(deadline, read_bounded(response, MAX_ERROR_BODY))
+            .await
+            .map(drop)
+            .map_err(|_| self.timeout_at(deadline, deadline, TimeoutPhase::Total))
+    }
+
+    /// The URL of `path` under the provider's API root (`/models`, say).
+    pub fn url(&self, path: &str) -> Result<Uri, ClientError> {
+        parse_url(&format!("{}{path}", self.base_url))
+    }
+
+    /// [`ProviderClient::send`] with any method.
+    async fn exchange(
+        &self,
+        method: Method,
+        outgoing: Outgoing<'_>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let Outgoing {
             uri,
             body,
@@ -260,7 +307,7 @@ impl ProviderClient {
             deadline,
         } = outgoing;
         let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
+        *request.method_mut() = method;
         *request.uri_mut() = uri.clone();
         let headers = request.headers_mut();
         headers.reserve(8);
@@ -435,6 +482,12 @@ impl ProviderClient {
 /// `x-switchyard-hops`: how many gateways a request has passed, so that chained
 /// gateways that route back to each other stop.
 pub static HOPS: HeaderName = HeaderName::from_static("x-switchyard-hops");
+
+/// The `x-request-id` of health probes.
+static PROBE_ID: HeaderValue = HeaderValue::from_static("switchyard-health-probe");
+
+/// The `x-switchyard-hops` of health probes: they start at this gateway.
+static PROBE_HOPS: HeaderValue = HeaderValue::from_static("1");
 
 /// `anthropic-beta`, the one client header an Anthropic provider gets.
 pub static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");

@@ -13,6 +13,7 @@ mod errors;
 mod forwarding;
 mod harness;
 mod hedging;
+mod health;
 mod resilience;
 mod routing;
 mod shadow;
