@@ -17,14 +17,15 @@ use super::{
 };
 use super::{ModelTimeouts, Route};
 
+mod canary;
+
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 8] = [
+const LATER_KEYS: [&str; 7] = [
     "store",
     "redis",
     "health_checks",
     "cache",
     "limits",
-    "canary",
     "pricing",
     "telemetry",
 ];
@@ -246,12 +247,14 @@ impl Validator<'_> {
         let models = self.models(file.models, &declared, &providers, retries.attempts);
         let circuit_breaker = self.circuit_breaker(&file.circuit_breaker);
         let routes = self.routes(file.routes, &models);
+        let canary = self.canaries(file.canary, &models);
         Some(Config {
             server: server?,
             auth,
             keys,
             providers,
             models,
+            canary,
             retries,
             circuit_breaker,
             routes,
@@ -701,6 +704,7 @@ impl Validator<'_> {
                     weight: d.weight.unwrap_or(1).max(1),
                     price: d.price,
                     max_output_tokens,
+                    tier: d.tier.clone(),
                 });
             }
             let strategy = m.strategy.unwrap_or(Strategy::Weighted);
