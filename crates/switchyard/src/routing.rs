@@ -4,6 +4,7 @@
 //! fallback model's.
 
 pub mod affinity;
+pub mod canary;
 pub mod load;
 pub mod strategy;
 
@@ -21,6 +22,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
 use affinity::{Affinity, Prefix};
+use canary::Canary;
 use load::Load;
 use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
 
@@ -51,6 +53,10 @@ pub struct Target {
     pub served_first: HeaderValue,
     /// Its live load: requests in flight, time to first token, rate-limit headroom.
     pub load: Arc<Load>,
+    /// Its tier, if it has one.
+    pub tier: Option<String>,
+    /// The canary it is new in, if any: its attempts are reported there.
+    canary: Option<Arc<Canary>>,
     /// USD per million tokens, when known.
     price: Option<crate::config::Price>,
     /// `switchyard_circuit_state{model,deployment}`, set when metrics are read.
@@ -72,11 +78,27 @@ impl Target {
             "provider": &*self.provider.name,
             "model": self.upstream_model,
             "weight": self.weight,
+            "tier": self.tier,
             "circuit": self.breaker.state(now).as_str(),
             "in_flight": self.load.in_flight(),
             "ttft_ms": self.load.ttft_estimate(clock).as_secs_f64() * 1e3,
             "rate_limit_headroom": self.load.headroom(clock),
         })
+    }
+
+    /// Tells the canary it is new in (if any) that an attempt succeeded, its
+    /// first content after `latency`.
+    pub fn canary_success(&self, latency: Duration) {
+        if let Some(canary) = &self.canary {
+            canary.success(latency);
+        }
+    }
+
+    /// Tells the canary it is new in (if any) that an attempt failed.
+    pub fn canary_failure(&self) {
+        if let Some(canary) = &self.canary {
+            canary.failure();
+        }
     }
 
     /// Whether a request of `tokens` costs at most `max` USD here (an unknown
@@ -104,12 +126,16 @@ pub struct ModelRoute {
     fallbacks: Vec<String>,
     /// Attempts per request, the first included.
     pub attempts: u32,
+    /// Its canary, if it has one.
+    canary: Option<Arc<Canary>>,
 }
 
 /// Every public model and its deployments.
 #[derive(Debug)]
 pub struct Routes {
     models: HashMap<String, ModelRoute>,
+    /// The models' canaries.
+    canaries: Vec<Arc<Canary>>,
     /// Alias → the model's name.
     aliases: HashMap<String, String>,
     /// `routes:`, in order.
@@ -175,8 +201,10 @@ impl Routes {
             None,
             "Circuit breaker of a deployment: 0 closed, 1 half-open, 2 open.",
         );
+        canary::describe(metrics);
         let breaker = config.circuit_breaker;
         let mut models = HashMap::new();
+        let mut canaries = Vec::new();
         let aliases = config
             .models
             .values()
@@ -225,6 +253,8 @@ impl Routes {
                         cooldown: breaker.cooldown,
                     }),
                     load,
+                    tier: d.tier.clone(),
+                    canary: None,
                     price: d.price,
                     total: model.timeouts.total.unwrap_or(provider.timeouts.total),
                     first_token: model
@@ -237,6 +267,11 @@ impl Routes {
                         .unwrap_or(provider.timeouts.stream_total),
                 });
             }
+            let canary = config.canary.get(&model.name).map(|c| {
+                let canary = Canary::attach(&model.name, c, &mut targets, metrics);
+                canaries.push(canary.clone());
+                canary
+            });
             models.insert(
                 model.name.clone(),
                 ModelRoute {
@@ -247,11 +282,13 @@ impl Routes {
                     affinity: model.affinity.map(|a| Affinity::new(a.prefix_bytes, a.ttl)),
                     fallbacks: model.fallbacks.clone(),
                     attempts: model.attempts,
+                    canary,
                 },
             );
         }
         Ok(Self {
             models,
+            canaries,
             aliases,
             rules: config.routes.clone(),
         })
@@ -264,8 +301,22 @@ impl Routes {
         models.into_iter()
     }
 
-    /// Sets the gauges that show a state (each deployment's breaker) from it.
+    /// Every canary, by model.
+    pub fn canaries(&self) -> &[Arc<Canary>] {
+        &self.canaries
+    }
+
+    /// The canary of `model`, if it has one.
+    pub fn canary(&self, model: &str) -> Option<&Arc<Canary>> {
+        self.models.get(model)?.canary.as_ref()
+    }
+
+    /// Sets the gauges that show a state (each deployment's breaker, each
+    /// canary's stage) from it.
     pub fn export_state(&self, now: Instant) {
+        for canary in &self.canaries {
+            canary.export();
+        }
         for target in self.models.values().flat_map(|m| &m.targets) {
             target
                 .circuit_gauge
@@ -323,6 +374,7 @@ impl Routes {
             prefix: None,
             current: 0,
             excluded: 0,
+            held: route.canary.as_ref().map_or(0, |c| c.held_back()),
             passes: 0,
         })
     }
@@ -346,6 +398,9 @@ pub struct Plan<'a> {
     current: usize,
     /// Deployments of the current model already tried (bit i = target i).
     excluded: u64,
+    /// Deployments of the requested model's canary set not drawn for this
+    /// request, left out while the drawn set has one to try.
+    held: u64,
     /// Times the whole chain has been gone through.
     passes: u8,
 }
@@ -461,6 +516,7 @@ impl<'a> Plan<'a> {
         }
         self.current += 1;
         self.excluded = 0;
+        self.held = 0;
         true
     }
 
@@ -470,8 +526,19 @@ impl<'a> Plan<'a> {
     }
 
     /// A deployment of `model` not tried yet, by the model's strategy, whose
-    /// breaker lets the request through.
+    /// breaker lets the request through: of the canary set drawn for the
+    /// request while it has one, else of the other.
     fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
+        let pick = self.pick_untried(model, now);
+        if pick.is_some() || self.held == 0 {
+            return pick;
+        }
+        self.held = 0;
+        self.pick_untried(model, now)
+    }
+
+    /// [`Plan::pick_in`] among the deployments not held back.
+    fn pick_untried(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
         let clock = now.into_std();
         // Back to the deployment that served this prompt prefix, while it is
         // healthy and not nearly rate limited; else the strategy decides.
@@ -479,7 +546,7 @@ impl<'a> Plan<'a> {
             && std::ptr::eq(model, self.first)
             && let Some(index) = affinity.get(prefix, now)
             && index < model.targets.len()
-            && self.excluded & (1 << index) == 0
+            && (self.excluded | self.held) & (1 << index) == 0
         {
             let target = &model.targets[index];
             let fits = self
@@ -503,13 +570,14 @@ impl<'a> Plan<'a> {
                 max_cost.is_none_or(|max| target.within(tokens, max))
                     && target.breaker.state(now) != CircuitState::Open
             };
+            let excluded = self.excluded | self.held;
             let index = match self.strategy {
                 Some(strategy) => {
                     model
                         .pool
-                        .pick_by(strategy, self.excluded, closed, self.tokens, clock)?
+                        .pick_by(strategy, excluded, closed, self.tokens, clock)?
                 }
-                None => model.pool.pick(self.excluded, closed, self.tokens, clock)?,
+                None => model.pool.pick(excluded, closed, self.tokens, clock)?,
             };
             self.excluded |= 1 << index;
             let target = &model.targets[index];

@@ -105,6 +105,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         cut: Arc::new(cut.clone()),
         models_body: models_body(&config),
     });
+    let canaries = state.routes.canaries().to_vec();
+    tokio::spawn(crate::routing::canary::supervise(
+        canaries,
+        internal.clone(),
+    ));
     announce(addr);
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 

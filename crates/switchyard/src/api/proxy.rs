@@ -263,6 +263,7 @@ pub async fn proxy(
                     .breaker
                     .record(pick.permit, Outcome::Success, attempts.now());
                 load.observe_ttft(sent.elapsed(), std::time::Instant::now());
+                pick.target.canary_success(sent.elapsed());
                 log.hold(in_flight);
                 attempts.served(&pick, plan.in_fallback());
                 plan.served(&pick, attempts.now());
@@ -509,6 +510,7 @@ impl<'s> Attempts<'s> {
             Outcome::Ignored
         } else {
             pick.target.load.observe_failure(now.into_std());
+            pick.target.canary_failure();
             Outcome::Failure
         };
         pick.target.breaker.record(pick.permit, outcome, now);
