@@ -6,6 +6,7 @@ use switchyard_providers::anthropic;
 use switchyard_providers::openai::{ErrorBody, ErrorObject, InvalidRequest};
 use switchyard_providers::translate::Fault;
 
+use crate::routing::canary::CanaryError;
 use crate::upstream::UpstreamError;
 
 /// An error on the request path.
@@ -70,6 +71,9 @@ pub enum GatewayError {
     /// The server is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// An operator's action on a canary could not be carried out.
+    #[error(transparent)]
+    Canary(#[from] CanaryError),
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -91,6 +95,7 @@ impl GatewayError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoDeployment(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::LoopDetected(_) => StatusCode::LOOP_DETECTED,
+            Self::Canary(e) => e.status(),
             Self::Upstream(e) => e.status(),
         }
     }
@@ -112,6 +117,8 @@ impl GatewayError {
             Self::LoopDetected(_) => "loop_detected",
             Self::BadMaxCost => "invalid_request",
             Self::OverMaxCost { .. } => "over_max_cost",
+            Self::Canary(CanaryError::NotFound(_)) => "canary_not_found",
+            Self::Canary(CanaryError::Refused { .. }) => "canary_conflict",
             Self::Upstream(e) => e.kind(),
         }
     }
@@ -144,6 +151,12 @@ impl GatewayError {
                 ("server_error", Some("service_unavailable"), None)
             }
             Self::LoopDetected(_) => ("invalid_request_error", Some("loop_detected"), None),
+            Self::Canary(CanaryError::NotFound(_)) => {
+                ("invalid_request_error", Some("not_found"), None)
+            }
+            Self::Canary(CanaryError::Refused { .. }) => {
+                ("invalid_request_error", Some("conflict"), None)
+            }
             Self::BadMaxCost | Self::OverMaxCost { .. } => (
                 "invalid_request_error",
                 Some("max_cost_exceeded"),

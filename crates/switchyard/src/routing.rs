@@ -5,6 +5,7 @@
 
 pub mod affinity;
 pub mod health;
+pub mod canary;
 pub mod load;
 pub mod probe;
 pub mod strategy;
@@ -24,6 +25,7 @@ use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
 use affinity::{Affinity, Prefix};
 use health::Health;
+use canary::Canary;
 use load::Load;
 use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
 
@@ -58,6 +60,10 @@ pub struct Target {
     pub health: Arc<Health>,
     /// `switchyard_deployment_healthy{model,deployment}`, set when metrics are read.
     healthy_gauge: metrics::Gauge,
+    /// Its tier, if it has one.
+    pub tier: Option<String>,
+    /// The canary it is new in, if any: its attempts are reported there.
+    canary: Option<Arc<Canary>>,
     /// USD per million tokens, when known.
     price: Option<crate::config::Price>,
     /// `switchyard_circuit_state{model,deployment}`, set when metrics are read.
@@ -79,6 +85,7 @@ impl Target {
             "provider": &*self.provider.name,
             "model": self.upstream_model,
             "weight": self.weight,
+            "tier": self.tier,
             "circuit": self.breaker.state(now).as_str(),
             "in_flight": self.load.in_flight(),
             "ttft_ms": self.load.ttft_estimate(clock).as_secs_f64() * 1e3,
@@ -87,6 +94,21 @@ impl Target {
         });
         self.health.report(now, &mut status);
         status
+    }
+
+    /// Tells the canary it is new in (if any) that an attempt succeeded, its
+    /// first content after `latency`.
+    pub fn canary_success(&self, latency: Duration) {
+        if let Some(canary) = &self.canary {
+            canary.success(latency);
+        }
+    }
+
+    /// Tells the canary it is new in (if any) that an attempt failed.
+    pub fn canary_failure(&self) {
+        if let Some(canary) = &self.canary {
+            canary.failure();
+        }
     }
 
     /// Whether a request of `tokens` costs at most `max` USD here (an unknown
@@ -124,6 +146,8 @@ pub struct ModelRoute {
     outlier: Outlier,
     /// Held while an ejection is decided.
     ejecting: Mutex<()>,
+    /// Its canary, if it has one.
+    canary: Option<Arc<Canary>>,
 }
 
 /// A model's hedging: after `after` without a first byte, a second deployment
@@ -170,6 +194,8 @@ pub struct ShadowMetrics {
 #[derive(Debug)]
 pub struct Routes {
     models: HashMap<String, ModelRoute>,
+    /// The models' canaries.
+    canaries: Vec<Arc<Canary>>,
     /// Alias → the model's name.
     aliases: HashMap<String, String>,
     /// `routes:`, in order.
@@ -236,8 +262,10 @@ impl Routes {
         metrics: &Metrics,
     ) -> Result<Self, (String, ClientError)> {
         describe(metrics);
+        canary::describe(metrics);
         let breaker = config.circuit_breaker;
         let mut models = HashMap::new();
+        let mut canaries = Vec::new();
         let aliases = config
             .models
             .values()
@@ -288,6 +316,8 @@ impl Routes {
                         cooldown: breaker.cooldown,
                     }),
                     load,
+                    tier: d.tier.clone(),
+                    canary: None,
                     price: d.price,
                     total: model.timeouts.total.unwrap_or(provider.timeouts.total),
                     first_token: model
@@ -313,6 +343,11 @@ impl Routes {
                     won: counter("won"),
                 }
             });
+            let canary = config.canary.get(&model.name).map(|c| {
+                let canary = Canary::attach(&model.name, c, &mut targets, metrics);
+                canaries.push(canary.clone());
+                canary
+            });
             models.insert(
                 model.name.clone(),
                 ModelRoute {
@@ -331,11 +366,13 @@ impl Routes {
                     attempts: model.attempts,
                     outlier: config.health_checks.outlier,
                     ejecting: Mutex::new(()),
+                    canary,
                 },
             );
         }
         Ok(Self {
             models,
+            canaries,
             aliases,
             rules: config.routes.clone(),
         })
@@ -348,9 +385,22 @@ impl Routes {
         models.into_iter()
     }
 
+    /// Every canary, by model.
+    pub fn canaries(&self) -> &[Arc<Canary>] {
+        &self.canaries
+    }
+
+    /// The canary of `model`, if it has one.
+    pub fn canary(&self, model: &str) -> Option<&Arc<Canary>> {
+        self.models.get(model)?.canary.as_ref()
+    }
+
     /// Sets the gauges that show a state (each deployment's breaker and
-    /// health) from it.
+    /// health, each canary's stage) from it.
     pub fn export_state(&self, now: Instant) {
+        for canary in &self.canaries {
+            canary.export();
+        }
         for target in self.models.values().flat_map(|m| &m.targets) {
             target
                 .circuit_gauge
@@ -410,6 +460,7 @@ impl Routes {
             prefix: None,
             current: 0,
             excluded: 0,
+            held: route.canary.as_ref().map_or(0, |c| c.held_back()),
             passes: 0,
         })
     }
@@ -512,6 +563,9 @@ pub struct Plan<'a> {
     current: usize,
     /// Deployments of the current model already tried (bit i = target i).
     excluded: u64,
+    /// Deployments of the requested model's canary set not drawn for this
+    /// request, left out while the drawn set has one to try.
+    held: u64,
     /// Times the whole chain has been gone through.
     passes: u8,
 }
@@ -627,6 +681,7 @@ impl<'a> Plan<'a> {
         }
         self.current += 1;
         self.excluded = 0;
+        self.held = 0;
         true
     }
 
@@ -664,8 +719,19 @@ impl<'a> Plan<'a> {
 
     /// A deployment of `model` not tried yet, by the model's strategy, whose
     /// breaker lets the request through, and which is healthy unless none of
-    /// the model's deployments is (panic mode: then health is ignored).
+    /// the model's deployments is (panic mode: then health is ignored); of the
+    /// canary set drawn for the request while it has one, else of the other.
     fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
+        let pick = self.pick_untried(model, now);
+        if pick.is_some() || self.held == 0 {
+            return pick;
+        }
+        self.held = 0;
+        self.pick_untried(model, now)
+    }
+
+    /// [`Plan::pick_in`] among the deployments not held back.
+    fn pick_untried(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
         let clock = now.into_std();
         // Back to the deployment that served this prompt prefix, while it is
         // healthy and not nearly rate limited; else the strategy decides.
@@ -673,7 +739,7 @@ impl<'a> Plan<'a> {
             && std::ptr::eq(model, self.first)
             && let Some(index) = affinity.get(prefix, now)
             && index < model.targets.len()
-            && self.excluded & (1 << index) == 0
+            && (self.excluded | self.held) & (1 << index) == 0
             && model.targets[index].health.routable(now)
         {
             let target = &model.targets[index];
@@ -698,13 +764,14 @@ impl<'a> Plan<'a> {
                 max_cost.is_none_or(|max| target.within(tokens, max))
                     && target.breaker.state(now) != CircuitState::Open
             };
+            let excluded = self.excluded | self.held;
             let pick = |usable: &dyn Fn(usize) -> bool| match self.strategy {
                 Some(strategy) => {
                     model
                         .pool
-                        .pick_by(strategy, self.excluded, usable, tokens, clock)
+                        .pick_by(strategy, excluded, usable, tokens, clock)
                 }
-                None => model.pool.pick(self.excluded, usable, tokens, clock),
+                None => model.pool.pick(excluded, usable, tokens, clock),
             };
             let healthy = |i: usize| model.targets[i].health.routable(now) && closed(i);
             let index = match pick(&healthy) {

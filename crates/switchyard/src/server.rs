@@ -108,6 +108,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     });
     crate::routing::probe::spawn(&state.routes, &config.health_checks, &internal)
         .map_err(|(provider, source)| StartError::Client { provider, source })?;
+    let canaries = state.routes.canaries().to_vec();
+    tokio::spawn(crate::routing::canary::supervise(
+        canaries,
+        internal.clone(),
+    ));
     announce(addr);
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 

@@ -18,6 +18,7 @@
 //! as a task of its own, see `upstream::relay_sse`).
 
 mod admin;
+mod canary;
 mod health;
 mod hedge;
 mod inbound;
@@ -38,7 +39,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use hyper::body::Incoming;
@@ -145,6 +146,8 @@ impl Gateway {
             .route("/ready", get(health::ready))
             .route("/metrics", get(admin::metrics))
             .route("/admin/deployments", get(admin::deployments))
+            .route("/admin/canary", get(canary::list))
+            .route("/admin/canary/{model}/{action}", post(canary::act))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(state.clone());

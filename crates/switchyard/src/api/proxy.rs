@@ -293,6 +293,7 @@ pub async fn proxy(
         pick.target
             .load
             .observe_ttft(sent.elapsed(), std::time::Instant::now());
+        pick.target.canary_success(sent.elapsed());
         log.route(&pick.target.provider.name, &pick.target.upstream_model);
         log.hold(in_flight);
         attempts.served(&pick, fallback);
@@ -679,6 +680,7 @@ impl<'s> Attempts<'s> {
             Outcome::Ignored
         } else {
             pick.target.load.observe_failure(now.into_std());
+            pick.target.canary_failure();
             Outcome::Failure
         };
         pick.target.breaker.record(pick.permit, outcome, now);

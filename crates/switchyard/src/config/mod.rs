@@ -41,6 +41,8 @@ pub struct Config {
     pub providers: BTreeMap<String, Provider>,
     /// Public models by name.
     pub models: BTreeMap<String, Model>,
+    /// Canary traffic shifts, by public model.
+    pub canary: BTreeMap<String, Canary>,
     /// How failed calls are tried again.
     pub retries: Retries,
     /// When a deployment gets no traffic for a while.
@@ -246,6 +248,26 @@ pub struct Deployment {
     pub price: Option<Price>,
     /// The completion token cap for providers that require one, when the client sets none.
     pub max_output_tokens: u32,
+    /// Its tier, if it has one.
+    pub tier: Option<String>,
+}
+
+/// A model's `canary:`: a traffic shift to its deployments of one tier.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    /// The tier of the new set; the model's other deployments are the old set.
+    pub tier: String,
+    /// Percent of the model's requests sent to the new set, stage by stage (the last is 100).
+    pub stages: Vec<u8>,
+    /// Time at each stage before the next.
+    pub dwell: Duration,
+    /// New-set attempts a stage needs before it is judged.
+    pub min_requests: u32,
+    /// Failures / attempts of the new set above which it is rolled back.
+    pub max_error_rate: f64,
+    /// p99 time to first content of the new set above which it is rolled back
+    /// (none: latency is not judged).
+    pub max_p99: Option<Duration>,
 }
 
 /// Where a configuration comes from.

@@ -11,6 +11,8 @@ use super::units::{ByteSize, HumanDuration};
 mod health;
 
 pub use health::{HealthCheckConfig, HealthChecksConfig, OutlierConfig};
+mod canary;
+pub use canary::CanaryConfig;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +33,9 @@ pub struct ConfigFile {
     /// Public models by name.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
+    /// Canary traffic shifts, by public model.
+    #[serde(default)]
+    pub canary: BTreeMap<String, CanaryConfig>,
     /// How failed calls are tried again.
     #[serde(default)]
     pub retries: RetriesConfig,
@@ -410,6 +415,8 @@ pub struct DeploymentConfig {
     pub price: Option<PriceConfig>,
     /// The completion token cap sent when the client sets none (see the model's).
     pub max_output_tokens: Option<u32>,
+    /// A name for a set of deployments (a canary shifts traffic to one tier).
+    pub tier: Option<String>,
 }
 
 /// USD per million tokens.

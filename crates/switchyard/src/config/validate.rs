@@ -19,13 +19,14 @@ use super::{
 };
 use super::{ModelTimeouts, Route, Shadow};
 
+mod canary;
+
 /// Top-level keys of the full design that this version does not read yet.
 const LATER_KEYS: [&str; 7] = [
     "store",
     "redis",
     "cache",
     "limits",
-    "canary",
     "pricing",
     "telemetry",
 ];
@@ -249,12 +250,14 @@ impl Validator<'_> {
         let models = self.models(file.models, &declared, &providers, retries.attempts);
         let circuit_breaker = self.circuit_breaker(&file.circuit_breaker);
         let routes = self.routes(file.routes, &models);
+        let canary = self.canaries(file.canary, &models);
         Some(Config {
             server: server?,
             auth,
             keys,
             providers,
             models,
+            canary,
             retries,
             circuit_breaker,
             routes,
@@ -730,6 +733,7 @@ impl Validator<'_> {
                     weight: d.weight.unwrap_or(1).max(1),
                     price: d.price,
                     max_output_tokens,
+                    tier: d.tier.clone(),
                 });
             }
             let strategy = m.strategy.unwrap_or(Strategy::Weighted);

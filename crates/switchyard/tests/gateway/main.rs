@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod admin;
+mod canary;
 mod cli;
 mod connections;
 mod dialects;
