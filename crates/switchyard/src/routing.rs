@@ -4,8 +4,8 @@
 //! the model's are, those unhealthy or ejected), then each fallback model's.
 
 pub mod affinity;
-pub mod health;
 pub mod canary;
+pub mod health;
 pub mod load;
 pub mod probe;
 pub mod strategy;
@@ -24,8 +24,8 @@ use crate::telemetry::metrics::Metrics;
 use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
 use affinity::{Affinity, Prefix};
-use health::Health;
 use canary::Canary;
+use health::Health;
 use load::Load;
 use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
 
@@ -766,11 +766,9 @@ impl<'a> Plan<'a> {
             };
             let excluded = self.excluded | self.held;
             let pick = |usable: &dyn Fn(usize) -> bool| match self.strategy {
-                Some(strategy) => {
-                    model
-                        .pool
-                        .pick_by(strategy, excluded, usable, tokens, clock)
-                }
+                Some(strategy) => model
+                    .pool
+                    .pick_by(strategy, excluded, usable, tokens, clock),
                 None => model.pool.pick(excluded, usable, tokens, clock),
             };
             let healthy = |i: usize| model.targets[i].health.routable(now) && closed(i);

@@ -250,7 +250,7 @@ pub async fn proxy(
         let mut won = None;
         let mut failed = None;
         let sides = std::iter::once((primary, raced.primary))
-            .chain(raced.hedge.map(|(second, result)| (second, result)));
+            .chain(raced.hedge);
         for (side, (attempt, result)) in sides.enumerate() {
             match result {
                 Some(Ok(answer)) => won = Some((attempt, answer, side == 1)),
@@ -337,32 +337,30 @@ type Exchanged = (UpstreamResponse, Vec<Bytes>);
 /// Sends a request and waits for its answer to begin: its headers, and for a
 /// stream its first content (so that a stream failing before that is the
 /// attempt's failure, and may be retried). Borrows nothing of the attempt.
-fn exchange<'f>(
-    target: &'f Target,
-    outgoing: Outgoing<'f>,
+async fn exchange(
+    target: &Target,
+    outgoing: Outgoing<'_>,
     max_event_bytes: usize,
-) -> impl Future<Output = Result<Exchanged, UpstreamError>> + 'f {
-    async move {
-        let (stream, sent, deadline) = (outgoing.stream, outgoing.sent, outgoing.deadline);
-        let provider = &target.provider;
-        let mut upstream = provider.send(outgoing).await?;
-        observe_rate_limit(&target.load, upstream.headers());
-        let mut first = Vec::new();
-        if stream && is_sse(&upstream) {
-            let first_token = target.first_token;
-            let until = deadline.min(sent + first_token);
-            first = first_content(
-                &mut upstream,
-                provider,
-                first_token,
-                until,
-                deadline,
-                max_event_bytes,
-            )
-            .await?;
-        }
-        Ok((upstream, first))
+) -> Result<Exchanged, UpstreamError> {
+    let (stream, sent, deadline) = (outgoing.stream, outgoing.sent, outgoing.deadline);
+    let provider = &target.provider;
+    let mut upstream = provider.send(outgoing).await?;
+    observe_rate_limit(&target.load, upstream.headers());
+    let mut first = Vec::new();
+    if stream && is_sse(&upstream) {
+        let first_token = target.first_token;
+        let until = deadline.min(sent + first_token);
+        first = first_content(
+            &mut upstream,
+            provider,
+            first_token,
+            until,
+            deadline,
+            max_event_bytes,
+        )
+        .await?;
     }
+    Ok((upstream, first))
 }
 
 /// A second deployment for a hedge, when the model has another one that can

@@ -22,14 +22,7 @@ use super::{ModelTimeouts, Route, Shadow};
 mod canary;
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 7] = [
-    "store",
-    "redis",
-    "cache",
-    "limits",
-    "pricing",
-    "telemetry",
-];
+const LATER_KEYS: [&str; 6] = ["store", "redis", "cache", "limits", "pricing", "telemetry"];
 
 /// More problems than this in one file are not worth listing.
 const MAX_PROBLEMS: usize = 100;
