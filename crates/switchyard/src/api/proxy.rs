@@ -249,8 +249,7 @@ pub async fn proxy(
         // Each side's outcome noted, the winner (if any) kept.
         let mut won = None;
         let mut failed = None;
-        let sides = std::iter::once((primary, raced.primary))
-            .chain(raced.hedge);
+        let sides = std::iter::once((primary, raced.primary)).chain(raced.hedge);
         for (side, (attempt, result)) in sides.enumerate() {
             match result {
                 Some(Ok(answer)) => won = Some((attempt, answer, side == 1)),
@@ -265,7 +264,7 @@ pub async fn proxy(
                 None => attempts.cancelled(&attempt.pick, fallback),
             }
         }
-        let Some((attempt, (upstream, first), by_hedge)) = won else {
+        let Some((attempt, exchanged, by_hedge)) = won else {
             next = match failed {
                 Some((target, model)) => {
                     continue_after(&mut attempts, &mut plan, target, model).await
@@ -286,6 +285,19 @@ pub async fn proxy(
         {
             hedge.won.increment(1);
         }
+        let answer = match relayed(&call, &exchanged.0) {
+            Some(relayed) => Answered::Relay(exchanged, relayed),
+            None => match read_translated(state, exchanged.0, &call, deadline).await {
+                Ok(whole) => Answered::Whole(whole),
+                Err(GatewayError::Upstream(e)) => {
+                    drop(in_flight);
+                    attempts.note_failure(&pick, fallback, e);
+                    next = continue_after(&mut attempts, &mut plan, pick.target, pick.model).await;
+                    continue;
+                }
+                Err(e) => return attempts.headers(fail(log, &e, dialect)),
+            },
+        };
         pick.target
             .breaker
             .record(pick.permit, Outcome::Success, attempts.now());
@@ -298,7 +310,12 @@ pub async fn proxy(
         log.hold(in_flight);
         attempts.served(&pick, fallback);
         plan.served(&pick, attempts.now());
-        let mut response = respond(state, upstream, first, &call, deadline, log).await;
+        let mut response = match answer {
+            Answered::Relay(exchanged, relayed) => {
+                respond(state, exchanged, relayed, &call, deadline, log)
+            }
+            Answered::Whole(whole) => whole_response(whole, log),
+        };
         let headers = response.headers_mut();
         headers.insert(PROVIDER.clone(), pick.target.provider_header.clone());
         headers.insert(MODEL.clone(), pick.target.model_header.clone());
@@ -862,52 +879,65 @@ fn dropped_header(names: &[String]) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("?"))
 }
 
-/// Turns the provider's answer into the client's response.
-async fn respond(
+/// A provider's answer, ready for the client.
+enum Answered {
+    /// Passed on as it arrives.
+    Relay(Exchanged, Relayed),
+    /// Read whole and translated.
+    Whole(Translated),
+}
+
+/// How a provider's answer is passed on as it arrives.
+enum Relayed {
+    /// An event stream, in this mode.
+    Stream(StreamMode),
+    /// A JSON body, its usage read where the dialect keeps it.
+    Json(BodyUsage),
+}
+
+/// How `upstream` is relayed to the client; `None` when the client gets it
+/// only whole and translated (a JSON answer between dialects).
+fn relayed(call: &Call<'_>, upstream: &UpstreamResponse) -> Option<Relayed> {
+    let stream = call.stream && is_sse(upstream);
+    Some(match call.answer {
+        Answer::OpenAi { strip_usage } if stream => {
+            Relayed::Stream(StreamMode::OpenAi { strip_usage })
+        }
+        Answer::Anthropic if stream => Relayed::Stream(StreamMode::Anthropic),
+        Answer::Chat { include_usage } if stream => Relayed::Stream(StreamMode::Translate {
+            decoder: decoder_for(call),
+            encoder: encoder_for(call, include_usage),
+        }),
+        Answer::OpenAi { .. } => Relayed::Json(BodyUsage::OpenAi),
+        Answer::Anthropic => Relayed::Json(BodyUsage::Anthropic),
+        Answer::Chat { .. } | Answer::GeminiEmbeddings { .. } => return None,
+    })
+}
+
+/// The limits of relaying the answer of `call`.
+fn relay_limits(state: &AppState, call: &Call<'_>, deadline: Instant) -> RelayLimits {
+    RelayLimits {
+        idle: call.target.provider.timeouts.idle,
+        deadline,
+        max_event_bytes: state.max_stream_event_bytes,
+        cut: state.cut.clone(),
+    }
+}
+
+/// Passes the provider's answer on to the client as it arrives.
+fn respond(
     state: &AppState,
-    upstream: UpstreamResponse,
-    first: Vec<Bytes>,
+    (upstream, first): Exchanged,
+    relayed: Relayed,
     call: &Call<'_>,
     deadline: Instant,
     mut log: AccessLog,
 ) -> Response {
     let provider = &call.target.provider;
     log.status(StatusCode::OK.as_u16());
-    let limits = RelayLimits {
-        idle: provider.timeouts.idle,
-        deadline,
-        max_event_bytes: state.max_stream_event_bytes,
-        cut: state.cut.clone(),
-    };
-    let is_sse = is_sse(&upstream);
-    let usage = match call.answer {
-        Answer::OpenAi { strip_usage } if call.stream && is_sse => {
-            return sse_response(relay_sse(
-                upstream,
-                first,
-                provider.clone(),
-                limits,
-                StreamMode::OpenAi { strip_usage },
-                call.dialect,
-                log,
-            ));
-        }
-        Answer::Anthropic if call.stream && is_sse => {
-            return sse_response(relay_sse(
-                upstream,
-                first,
-                provider.clone(),
-                limits,
-                StreamMode::Anthropic,
-                call.dialect,
-                log,
-            ));
-        }
-        Answer::Chat { include_usage } if call.stream && is_sse => {
-            let mode = StreamMode::Translate {
-                decoder: decoder_for(call),
-                encoder: encoder_for(call, include_usage),
-            };
+    let limits = relay_limits(state, call, deadline);
+    let usage = match relayed {
+        Relayed::Stream(mode) => {
             return sse_response(relay_sse(
                 upstream,
                 first,
@@ -918,11 +948,7 @@ async fn respond(
                 log,
             ));
         }
-        Answer::OpenAi { .. } => BodyUsage::OpenAi,
-        Answer::Anthropic => BodyUsage::Anthropic,
-        Answer::Chat { .. } | Answer::GeminiEmbeddings { .. } => {
-            return translate_json(state, upstream, call, &limits, log).await;
-        }
+        Relayed::Json(usage) => usage,
     };
     let length = upstream.headers().get(header::CONTENT_LENGTH).cloned();
     let mut response = Response::new(relay_json(upstream, provider.clone(), limits, usage, log));
@@ -981,40 +1007,45 @@ fn encoder_for(call: &Call<'_>, include_usage: bool) -> Box<dyn StreamEncoder> {
     }
 }
 
-/// Reads the provider's whole JSON answer and writes it in the client's dialect.
-async fn translate_json(
+/// Reads the provider's whole JSON answer and translates it into the
+/// client's dialect — while the attempt is still open, so that an answer that
+/// breaks off, is too large or cannot be read fails the attempt (and is tried
+/// again like any other failure) instead of the request.
+async fn read_translated(
     state: &AppState,
-    upstream: crate::upstream::UpstreamResponse,
+    upstream: UpstreamResponse,
     call: &Call<'_>,
-    limits: &RelayLimits,
-    mut log: AccessLog,
-) -> Response {
+    deadline: Instant,
+) -> Result<Translated, GatewayError> {
     let provider = &call.target.provider;
-    let body = match read_whole(upstream, provider.clone(), limits, state.max_response_bytes).await
-    {
-        Ok(body) => body,
-        Err(e) => return fail(log, &e, call.dialect),
-    };
-    log.first_token();
-    let translated = translate_answer(call, &body).map_err(|detail| {
+    let limits = relay_limits(state, call, deadline);
+    let body = read_whole(
+        upstream,
+        provider.clone(),
+        &limits,
+        state.max_response_bytes,
+    )
+    .await?;
+    translate_answer(call, &body).map_err(|detail| {
         GatewayError::Upstream(UpstreamError::Protocol {
             provider: provider.name.to_string(),
             detail: provider.scrub(&detail),
         })
-    });
-    match translated {
-        Ok(answer) => {
-            if let Some(usage) = answer.usage {
-                log.usage(usage);
-            }
-            log.finish("ok");
-            if answer.stream {
-                sse_response(axum::body::Body::from(answer.body))
-            } else {
-                ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
-            }
-        }
-        Err(e) => fail(log, &e, call.dialect),
+    })
+}
+
+/// The client's response for a whole translated answer.
+fn whole_response(answer: Translated, mut log: AccessLog) -> Response {
+    log.status(StatusCode::OK.as_u16());
+    log.first_token();
+    if let Some(usage) = answer.usage {
+        log.usage(usage);
+    }
+    log.finish("ok");
+    if answer.stream {
+        sse_response(axum::body::Body::from(answer.body))
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
     }
 }
 

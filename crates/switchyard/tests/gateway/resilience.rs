@@ -336,3 +336,27 @@ async fn a_prompt_too_long_falls_back_only_to_a_larger_window() {
     let short = post(&gw, "/v1/chat/completions", &ask("hi")).await;
     assert_eq!(short.headers()["x-switchyard-provider"], "small");
 }
+
+#[tokio::test]
+async fn a_translated_answer_that_cannot_be_read_is_tried_again() {
+    // Claude deployments: one answers with more than max_response_bytes.
+    let long = mock(&["--completion-tokens", "400"]);
+    let short = mock(&["--completion-tokens", "5"]);
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  max_response_bytes: 1KiB\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  long: {{ kind: anthropic, base_url: {}, api_key: k }}\n  short: {{ kind: anthropic, base_url: {}, api_key: k }}\nmodels:\n  m:\n    strategy: round_robin\n    deployments:\n      - {{ provider: long, model: claude-1 }}\n      - {{ provider: short, model: claude-1 }}\n",
+        long.url(""),
+        short.url(""),
+    );
+    let gw = gateway(&yaml);
+    for _ in 0..4 {
+        let response = post(&gw, "/v1/chat/completions", &ask("tell me")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-switchyard-provider"], "short");
+        let route = response.headers()["x-switchyard-route"].to_str().unwrap().to_owned();
+        assert!(
+            route == "short/claude-1=ok" || route == "long/claude-1=server_error, short/claude-1=ok",
+            "{route}"
+        );
+    }
+    assert!(mock_requests(&long).await >= 1);
+}
