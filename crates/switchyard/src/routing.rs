@@ -306,7 +306,12 @@ impl Routes {
                         .map_err(|e| (provider.name.to_string(), e))?,
                     max_output_tokens: d.max_output_tokens,
                     provider_header: header_value(&provider.name),
-                    served_first: header_value(&format!("{}/{}=ok", provider.name, d.model)),
+                    served_first: header_value(&format!(
+                        "{}/{}[{}]=ok",
+                        provider.name,
+                        d.model,
+                        model.strategy.as_str()
+                    )),
                     model_header: header_value(&d.model),
                     breaker: Breaker::new(BreakerConfig {
                         consecutive_failures: breaker.consecutive_failures,
@@ -579,6 +584,10 @@ pub struct Pick<'a> {
     pub target: &'a Target,
     /// What the breaker allowed: hand it back with the outcome.
     pub permit: Permit,
+    /// Why it was picked, for `x-switchyard-route`: the strategy's name,
+    /// `affinity` (it served the prompt's prefix before), `canary` (of the
+    /// canary's new set) or `hedge` (asked alongside a slow first one).
+    pub why: &'static str,
 }
 
 impl<'a> Plan<'a> {
@@ -753,6 +762,7 @@ impl<'a> Plan<'a> {
                         model,
                         target,
                         permit,
+                        why: "affinity",
                     });
                 }
             }
@@ -780,10 +790,16 @@ impl<'a> Plan<'a> {
             self.excluded |= 1 << index;
             let target = &model.targets[index];
             if let Some(permit) = target.breaker.allow(now) {
+                let why = match (&target.canary, self.strategy) {
+                    (Some(_), _) => "canary",
+                    (None, Some(strategy)) => strategy.as_str(),
+                    (None, None) => model.strategy.as_str(),
+                };
                 return Some(Pick {
                     model,
                     target,
                     permit,
+                    why,
                 });
             }
         }

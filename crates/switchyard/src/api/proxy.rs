@@ -395,7 +395,8 @@ where
     'a: 'f,
 {
     let now = attempts.now();
-    let pick = plan.next_alongside(now)?;
+    let mut pick = plan.next_alongside(now)?;
+    pick.why = "hedge";
     let call = match inbound.call(pick.target) {
         Ok(call) if attempts.state.budget.try_retry(now) => call,
         _ => {
@@ -538,7 +539,7 @@ struct Attempts<'s> {
     made: u32,
     /// The request's deadline, set by the first deployment's total timeout.
     deadline: Option<Instant>,
-    /// `x-switchyard-route`: `provider/model=outcome` per attempt.
+    /// `x-switchyard-route`: `provider/model[why]=outcome` per attempt.
     trace: String,
     last_error: Option<GatewayError>,
     /// The class of the last failure, `None` for the client's own.
@@ -651,7 +652,7 @@ impl<'s> Attempts<'s> {
         self.trace(pick, fallback, outcome);
     }
 
-    /// Adds `[model>]provider/model=outcome` to the route trace.
+    /// Adds `[model>]provider/model[why]=outcome` to the route trace.
     fn trace(&mut self, pick: &Pick<'_>, fallback: bool, outcome: &str) {
         if !self.trace.is_empty() {
             self.trace.push_str(", ");
@@ -663,12 +664,19 @@ impl<'s> Attempts<'s> {
         self.trace.push_str(&pick.target.provider.name);
         self.trace.push('/');
         self.trace.push_str(&pick.target.upstream_model);
+        self.trace.push('[');
+        self.trace.push_str(pick.why);
+        self.trace.push(']');
         self.trace.push('=');
         self.trace.push_str(outcome);
     }
 
     fn served(&mut self, pick: &Pick<'_>, fallback: bool) {
-        if self.made == 0 && !fallback && self.trace.is_empty() {
+        if self.made == 0
+            && !fallback
+            && self.trace.is_empty()
+            && pick.why == pick.model.strategy().as_str()
+        {
             self.made = 1;
             self.served_first = Some(pick.target.served_first.clone());
         } else {

@@ -38,7 +38,7 @@ async fn a_slow_deployment_is_overtaken_by_the_hedge() {
     assert_eq!(response.headers()["x-switchyard-attempts"], "2");
     assert_eq!(
         response.headers()["x-switchyard-route"],
-        "slow/mock-1=hedge_lost, fast/mock-1=ok"
+        "slow/mock-1[weighted]=hedge_lost, fast/mock-1[hedge]=ok"
     );
     let body: Value = response.json().await.unwrap();
     assert!(

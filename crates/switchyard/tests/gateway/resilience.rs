@@ -87,7 +87,7 @@ async fn every_deployment_failing_falls_back_to_the_next_model() {
     assert_eq!(headers["x-switchyard-attempts"], "2");
     assert_eq!(
         headers["x-switchyard-route"],
-        "broken/mock-1=server_error, backup>good/mock-2=ok"
+        "broken/mock-1[weighted]=server_error, backup>good/mock-2[weighted]=ok"
     );
     assert_eq!(headers["x-switchyard-provider"], "good");
     assert_eq!(headers["x-switchyard-model"], "mock-2");
@@ -104,7 +104,7 @@ async fn a_request_the_provider_refuses_as_the_clients_fault_is_not_retried() {
             assert_eq!(response.headers()["x-switchyard-attempts"], "1");
             assert_eq!(
                 response.headers()["x-switchyard-route"],
-                "refusing/mock-1=client_error"
+                "refusing/mock-1[weighted]=client_error"
             );
         } else {
             assert_eq!(response.status(), 200);
@@ -295,7 +295,7 @@ async fn a_models_first_token_timeout_fails_a_slow_stream_over() {
         response.headers()["x-switchyard-route"]
             .to_str()
             .unwrap()
-            .starts_with("slow/mock-1=timeout")
+            .starts_with("slow/mock-1[weighted]=timeout")
     );
     let events = sse_data(&response.text().await.unwrap());
     assert_eq!(events.last().unwrap(), "[DONE]");
@@ -329,7 +329,7 @@ async fn a_prompt_too_long_falls_back_only_to_a_larger_window() {
     assert_eq!(response.headers()["x-switchyard-provider"], "large");
     assert_eq!(
         response.headers()["x-switchyard-route"],
-        "small/mock-1=context_length, long>large/mock-1=ok"
+        "small/mock-1[weighted]=context_length, long>large/mock-1[weighted]=ok"
     );
     assert_eq!(mock_requests(&same).await, 0);
     // A short prompt stays where it is.
@@ -352,9 +352,14 @@ async fn a_translated_answer_that_cannot_be_read_is_tried_again() {
         let response = post(&gw, "/v1/chat/completions", &ask("tell me")).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["x-switchyard-provider"], "short");
-        let route = response.headers()["x-switchyard-route"].to_str().unwrap().to_owned();
+        let route = response.headers()["x-switchyard-route"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(
-            route == "short/claude-1=ok" || route == "long/claude-1=server_error, short/claude-1=ok",
+            route == "short/claude-1[round_robin]=ok"
+                || route
+                    == "long/claude-1[round_robin]=server_error, short/claude-1[round_robin]=ok",
             "{route}"
         );
     }

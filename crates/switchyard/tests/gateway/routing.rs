@@ -142,7 +142,7 @@ async fn routes_pick_the_model_from_the_task_and_the_prompt_size() {
     assert_eq!(served(&by_header), "small-upstream");
     assert_eq!(
         by_header.headers()["x-switchyard-route"],
-        "routes[0]=small, up/small-upstream=ok"
+        "routes[0]=small, up/small-upstream[weighted]=ok"
     );
     let by_metadata = post(
         &gw,
@@ -162,7 +162,7 @@ async fn routes_pick_the_model_from_the_task_and_the_prompt_size() {
     assert_eq!(served(&plain), "large-upstream");
     assert_eq!(
         plain.headers()["x-switchyard-route"],
-        "routes[2]=large, up/large-upstream=ok"
+        "routes[2]=large, up/large-upstream[cost]=ok"
     );
 }
 
