@@ -6,6 +6,7 @@
 pub mod affinity;
 pub mod canary;
 pub mod health;
+pub mod histogram;
 pub mod load;
 pub mod probe;
 pub mod strategy;
@@ -18,10 +19,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{Config, Outlier, Route, Strategy};
+use crate::config::{Config, HedgeAfter, Outlier, Route, Strategy};
 use crate::error::GatewayError;
 use crate::telemetry::metrics::Metrics;
-use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Permit};
+use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Outcome, Permit};
 use crate::upstream::{ClientError, ProviderClient, Urls};
 use affinity::{Affinity, Prefix};
 use canary::Canary;
@@ -68,6 +69,8 @@ pub struct Target {
     price: Option<crate::config::Price>,
     /// `switchyard_circuit_state{model,deployment}`, set when metrics are read.
     circuit_gauge: metrics::Gauge,
+    /// Its recent times to first byte, when its model hedges after a percentile of them.
+    latency: Option<histogram::LatencyWindow>,
     /// The whole exchange (the model's timeout, else the provider's).
     pub total: Duration,
     /// Request sent → a stream's first content.
@@ -77,6 +80,22 @@ pub struct Target {
 }
 
 impl Target {
+    /// Counts a time to first byte (or first content) for hedging.
+    pub fn record_latency(&self, latency: Duration) {
+        if let Some(window) = &self.latency {
+            window.record(latency, std::time::Instant::now());
+        }
+    }
+
+    /// How long to wait for this deployment before a hedge: `after`, or the
+    /// percentile of its recent times (`None` while it has too few).
+    pub fn hedge_delay(&self, after: HedgeAfter) -> Option<Duration> {
+        match after {
+            HedgeAfter::Fixed(delay) => Some(delay),
+            HedgeAfter::Quantile(_) => self.latency.as_ref()?.quantile(std::time::Instant::now()),
+        }
+    }
+
     /// Its state for `/admin/deployments`.
     pub fn status(&self, now: Instant) -> serde_json::Value {
         let clock = now.into_std();
@@ -154,8 +173,8 @@ pub struct ModelRoute {
 /// is asked too.
 #[derive(Debug)]
 pub struct Hedge {
-    /// The wait before the second request.
-    pub after: Duration,
+    /// When the second request goes.
+    pub after: HedgeAfter,
     /// `switchyard_hedges_total{model,outcome="sent"}`.
     pub sent: metrics::Counter,
     /// `switchyard_hedges_total{model,outcome="won"}`: the second answered first.
@@ -226,6 +245,10 @@ pub struct Routed<'r> {
     pub rule: Option<usize>,
 }
 
+/// The period of the latency windows a percentile hedge reads (they span one
+/// to two of them).
+const HEDGE_WINDOW: Duration = Duration::from_secs(30);
+
 /// How many times a request may go through its chain of deployments (its
 /// attempts are bounded by `retries.attempts` first; this bounds the walk
 /// over deployments that cannot take the request at all).
@@ -295,6 +318,12 @@ impl Routes {
                 ];
                 targets.push(Target {
                     circuit_gauge: metrics.gauge("switchyard_circuit_state", &labels),
+                    latency: match model.hedge_after {
+                        Some(HedgeAfter::Quantile(q)) => {
+                            Some(histogram::LatencyWindow::new(q, HEDGE_WINDOW))
+                        }
+                        _ => None,
+                    },
                     healthy_gauge: metrics.gauge("switchyard_deployment_healthy", &labels),
                     health: Arc::new(Health::new()),
                     name,
@@ -582,12 +611,63 @@ pub struct Pick<'a> {
     pub model: &'a ModelRoute,
     /// The deployment.
     pub target: &'a Target,
-    /// What the breaker allowed: hand it back with the outcome.
-    pub permit: Permit,
+    /// What the breaker allowed, until it is handed back (see [`Pick::settle`]).
+    permit: Held,
     /// Why it was picked, for `x-switchyard-route`: the strategy's name,
     /// `affinity` (it served the prompt's prefix before), `canary` (of the
     /// canary's new set) or `hedge` (asked alongside a slow first one).
     pub why: &'static str,
+}
+
+/// A breaker permit not handed back yet: 0 none, else the permit + 1.
+#[derive(Debug)]
+struct Held(std::sync::atomic::AtomicU8);
+
+impl Held {
+    fn new(permit: Permit) -> Self {
+        Self(std::sync::atomic::AtomicU8::new(Self::code(permit)))
+    }
+
+    fn code(permit: Permit) -> u8 {
+        match permit {
+            Permit::Normal => 1,
+            Permit::Probe => 2,
+        }
+    }
+
+    fn take(&self) -> Option<Permit> {
+        match self.0.swap(0, std::sync::atomic::Ordering::Relaxed) {
+            1 => Some(Permit::Normal),
+            2 => Some(Permit::Probe),
+            _ => None,
+        }
+    }
+}
+
+impl Pick<'_> {
+    /// Hands the breaker's permit back with the attempt's outcome (once: a
+    /// second call does nothing).
+    pub fn settle(&self, outcome: Outcome, now: Instant) {
+        if let Some(permit) = self.permit.take() {
+            self.target.breaker.record(permit, outcome, now);
+        }
+    }
+
+    /// Holds a fresh permit of the same deployment (after a wait, say), the
+    /// earlier one handed back.
+    pub fn rearm(&mut self, permit: Permit) {
+        self.settle(Outcome::Ignored, Instant::now());
+        self.permit = Held::new(permit);
+    }
+}
+
+impl Drop for Pick<'_> {
+    /// A pick dropped before its outcome was known (the client went away
+    /// mid-attempt, a hedge was given up) hands its permit back as saying
+    /// nothing, so that a half-open breaker's probe slot is never lost.
+    fn drop(&mut self) {
+        self.settle(Outcome::Ignored, Instant::now());
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -708,6 +788,7 @@ impl<'a> Plan<'a> {
             Some((n, _)) => {
                 self.current = n;
                 self.excluded = 0;
+                self.held = 0;
                 true
             }
             None => false,
@@ -761,7 +842,7 @@ impl<'a> Plan<'a> {
                     return Some(Pick {
                         model,
                         target,
-                        permit,
+                        permit: Held::new(permit),
                         why: "affinity",
                     });
                 }
@@ -798,7 +879,7 @@ impl<'a> Plan<'a> {
                 return Some(Pick {
                     model,
                     target,
-                    permit,
+                    permit: Held::new(permit),
                     why,
                 });
             }

@@ -103,6 +103,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ),
         retries: config.retries.clone(),
         ready: ready.clone(),
+        ready_needs_every_model: config.health_checks.ready_needs_every_model,
         cut: Arc::new(cut.clone()),
         models_body: models_body(&config),
     });
@@ -113,6 +114,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         canaries,
         internal.clone(),
     ));
+    tokio::spawn(metrics_upkeep(state.clone(), internal.clone()));
     announce(addr);
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 
@@ -239,6 +241,22 @@ async fn drive(
                     connection.as_mut().graceful_shutdown();
                 }
             }
+        }
+    }
+}
+
+/// How often the metric registry folds its histogram samples in.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Keeps the metric registry's memory bounded when `/metrics` is not read:
+/// histogram samples wait in buckets of their own until the next render or upkeep.
+async fn metrics_upkeep(state: Arc<AppState>, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(METRICS_UPKEEP);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => state.metrics.upkeep(),
         }
     }
 }

@@ -17,7 +17,8 @@ pub async fn health() -> Json<Value> {
 
 /// 200 while serving and every public model has a healthy deployment (not
 /// unhealthy, not ejected); 503 `unhealthy` naming the models that have
-/// none; 503 `shutting_down` once shutdown has begun.
+/// none — unless `health_checks.ready_needs_every_model` is off: then 200,
+/// naming them all the same; 503 `shutting_down` once shutdown has begun.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     if !state.ready.load(Ordering::Relaxed) {
         return (
@@ -28,6 +29,11 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Valu
     let unhealthy = state.routes.unhealthy_models(tokio::time::Instant::now());
     if unhealthy.is_empty() {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
+    } else if !state.ready_needs_every_model {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "unhealthy_models": unhealthy })),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

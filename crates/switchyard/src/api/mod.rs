@@ -86,6 +86,8 @@ pub struct AppState {
     pub budget: crate::upstream::budget::RetryBudget,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
+    /// `health_checks.ready_needs_every_model`.
+    pub ready_needs_every_model: bool,
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.
     /// (Behind an `Arc`: cloning a token itself takes a lock.)
     pub cut: Arc<CancellationToken>,

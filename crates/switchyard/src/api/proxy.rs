@@ -220,9 +220,7 @@ pub async fn proxy(
             Err(e) => {
                 // This deployment cannot take the request (its dialect lacks the
                 // endpoint or a field): another one may.
-                pick.target
-                    .breaker
-                    .record(pick.permit, Outcome::Ignored, attempts.now());
+                pick.settle(Outcome::Ignored, attempts.now());
                 attempts.not_served(&pick, plan.in_fallback(), e);
                 next = plan.next(attempts.now());
                 continue;
@@ -231,15 +229,21 @@ pub async fn proxy(
         log.route(&pick.target.provider.name, &pick.target.upstream_model);
         let fallback = plan.in_fallback();
         let (primary, exchange) = attempts.start(pick, call, &forward);
-        let raced = match &primary.pick.model.hedge {
-            Some(hedge) => {
+        let hedge = primary
+            .pick
+            .model
+            .hedge
+            .as_ref()
+            .and_then(|hedge| Some((hedge, primary.pick.target.hedge_delay(hedge.after)?)));
+        let raced = match hedge {
+            Some((hedge, delay)) => {
                 let second = || {
                     let (second, exchange) =
                         hedge_attempt(&mut attempts, &mut plan, &mut inbound, &forward)?;
                     hedge.sent.increment(1);
                     Some((second, exchange))
                 };
-                hedge::race(exchange, hedge.after, second).await
+                hedge::race(exchange, delay, second).await
             }
             None => Raced {
                 primary: Some(exchange.await),
@@ -264,6 +268,9 @@ pub async fn proxy(
                 None => attempts.cancelled(&attempt.pick, fallback),
             }
         }
+        // When the answer began: its time to first content, before a whole
+        // answer is read.
+        let begun = Instant::now();
         let Some((attempt, exchanged, by_hedge)) = won else {
             next = match failed {
                 Some((target, model)) => {
@@ -295,17 +302,20 @@ pub async fn proxy(
                     next = continue_after(&mut attempts, &mut plan, pick.target, pick.model).await;
                     continue;
                 }
-                Err(e) => return attempts.headers(fail(log, &e, dialect)),
+                Err(e) => {
+                    pick.settle(Outcome::Ignored, attempts.now());
+                    return attempts.headers(fail(log, &e, dialect));
+                }
             },
         };
-        pick.target
-            .breaker
-            .record(pick.permit, Outcome::Success, attempts.now());
+        pick.settle(Outcome::Success, attempts.now());
         pick.observe(Outcome::Success, attempts.now());
+        let ttft = begun.saturating_duration_since(sent);
         pick.target
             .load
-            .observe_ttft(sent.elapsed(), std::time::Instant::now());
-        pick.target.canary_success(sent.elapsed());
+            .observe_ttft(ttft, std::time::Instant::now());
+        pick.target.canary_success(ttft);
+        pick.target.record_latency(ttft);
         log.route(&pick.target.provider.name, &pick.target.upstream_model);
         log.hold(in_flight);
         attempts.served(&pick, fallback);
@@ -395,14 +405,17 @@ where
     'a: 'f,
 {
     let now = attempts.now();
+    // A hedge is an attempt: not for a model that allows one only, nor past
+    // the request's deadline.
+    if attempts.allowed < 2 || attempts.past_deadline(now) {
+        return None;
+    }
     let mut pick = plan.next_alongside(now)?;
     pick.why = "hedge";
     let call = match inbound.call(pick.target) {
         Ok(call) if attempts.state.budget.try_retry(now) => call,
         _ => {
-            pick.target
-                .breaker
-                .record(pick.permit, Outcome::Ignored, now);
+            pick.settle(Outcome::Ignored, now);
             return None;
         }
     };
@@ -488,40 +501,45 @@ async fn continue_after<'a>(
     if !attempts.retryable() {
         return None;
     }
-    if attempts.last_class == Some(FailureClass::ContextLength) {
-        if !plan.next_larger_model() {
-            return None;
-        }
-        attempts.entered(plan);
-    } else if attempts.model_exhausted(plan) && !plan.next_model() {
-        return None;
-    }
     let now = attempts.now();
     if attempts.past_deadline(now) {
         return None;
     }
-    let mut next = plan.next(now)?;
+    let mut next = if attempts.last_class == Some(FailureClass::ContextLength) {
+        // Only a larger window: the first fallback with one that has a
+        // deployment to try (never the chain from its start again).
+        loop {
+            if !plan.next_larger_model() {
+                return None;
+            }
+            attempts.entered(plan);
+            if let Some(pick) = plan.next_alongside(now) {
+                break pick;
+            }
+        }
+    } else {
+        if attempts.model_exhausted(plan) && !plan.next_model() {
+            return None;
+        }
+        plan.next(now)?
+    };
     let again = attempts.tried(next.target);
     let other_key = attempts.last_class == Some(FailureClass::RateLimited)
         && std::ptr::eq(next.target, failed)
         && next.target.provider.has_free_key(now);
     if again && !other_key {
         // The permit is handed back for the wait: the breaker may open meanwhile.
-        next.target
-            .breaker
-            .record(next.permit, Outcome::Ignored, now);
+        next.settle(Outcome::Ignored, now);
         let delay = attempts.backoff()?;
         tokio::time::sleep(delay).await;
         let now = attempts.now();
         match next.target.breaker.allow(now) {
-            Some(permit) => next.permit = permit,
+            Some(permit) => next.rearm(permit),
             None => next = plan.next(now)?,
         }
     }
     if !attempts.spend_retry() {
-        next.target
-            .breaker
-            .record(next.permit, Outcome::Ignored, attempts.now());
+        next.settle(Outcome::Ignored, attempts.now());
         return None;
     }
     if !std::ptr::eq(next.model, model) {
@@ -638,9 +656,7 @@ impl<'s> Attempts<'s> {
     /// Records an attempt given up because the other side of its hedge
     /// answered first: it says nothing of the deployment's health.
     fn cancelled(&mut self, pick: &Pick<'_>, fallback: bool) {
-        pick.target
-            .breaker
-            .record(pick.permit, Outcome::Ignored, self.now());
+        pick.settle(Outcome::Ignored, self.now());
         self.tried.push(std::ptr::from_ref(pick.target) as usize);
         self.in_model += 1;
         self.note(pick, fallback, "hedge_lost");
@@ -688,6 +704,11 @@ impl<'s> Attempts<'s> {
     fn note_failure(&mut self, pick: &Pick<'_>, fallback: bool, failure: UpstreamError) {
         let now = self.now();
         let class = failure.class();
+        let label = match (&failure, class) {
+            (UpstreamError::TooLarge { .. }, _) => "too_large",
+            (_, Some(class)) => class.as_str(),
+            (_, None) => "client_error",
+        };
         // What says nothing of the deployment's health: the client's own
         // request, a refusal of its content, a key resting or one key's 429
         // when others remain, or a request whose own deadline ran out.
@@ -706,18 +727,14 @@ impl<'s> Attempts<'s> {
             pick.target.canary_failure();
             Outcome::Failure
         };
-        pick.target.breaker.record(pick.permit, outcome, now);
+        pick.settle(outcome, now);
         pick.observe(outcome, now);
         self.last_class = class;
         self.last_retry_after = failure.retry_after().map(Duration::from_secs);
         self.last_error = Some(GatewayError::from(failure));
         self.tried.push(std::ptr::from_ref(pick.target) as usize);
         self.in_model += 1;
-        self.note(
-            pick,
-            fallback,
-            class.map_or("client_error", FailureClass::as_str),
-        );
+        self.note(pick, fallback, label);
         self.last_target = Some((
             pick.target.provider_header.clone(),
             pick.target.model_header.clone(),
@@ -1134,16 +1151,32 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ga
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    let mut body = request.into_body();
+    if let Some(len) = declared.filter(|len| *len > limit as u64) {
+        // A body up to twice the limit is read on and thrown away (for a
+        // second at most), so that the client, still sending, gets the 413
+        // rather than a reset connection, and may keep the connection.
+        if len <= 2 * limit as u64 {
+            discard(&mut body).await;
+        }
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    match Limited::new(request.into_body(), limit).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(GatewayError::PayloadTooLarge { limit })
         }
         Err(e) => Err(GatewayError::BodyRead(e.to_string())),
     }
+}
+
+/// How long a refused request body is read on, to be thrown away.
+const DISCARD_TIME: Duration = Duration::from_secs(1);
+
+/// Reads `body` to its end and drops it, for [`DISCARD_TIME`] at most.
+async fn discard(body: &mut Incoming) {
+    let read = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(DISCARD_TIME, read).await;
 }
 
 #[cfg(test)]

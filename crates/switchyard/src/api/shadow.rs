@@ -49,9 +49,7 @@ pub(super) fn copy(
         return;
     };
     // Copies leave the breaker alone: it judges the shadow model's own traffic.
-    pick.target
-        .breaker
-        .record(pick.permit, Outcome::Ignored, now);
+    pick.settle(Outcome::Ignored, now);
     let (Some(metrics), Ok(call)) = (
         pick.model
             .index_of(pick.target)

@@ -7,6 +7,8 @@ use std::time::Duration;
 /// Active probes and passive ejection.
 #[derive(Debug, Clone, Default)]
 pub struct HealthChecks {
+    /// `/ready` fails while a public model has no healthy deployment.
+    pub ready_needs_every_model: bool,
     /// Passive ejection from live traffic.
     pub outlier: Outlier,
     /// The probe of each provider that has one, by provider name.

@@ -24,6 +24,7 @@ use secrecy::SecretString;
 pub use health::{HealthChecks, Outlier, Probe, ProbeKind};
 pub use problems::{Problem, Problems};
 pub use raw::{AuthMode, FailureClass, PriceConfig as Price, ProviderKind, Strategy};
+pub use units::HedgeAfter;
 
 /// The built-in configuration (see `default.yaml`).
 const BUILT_IN: &str = include_str!("default.yaml");
@@ -209,8 +210,8 @@ pub struct Model {
     pub timeouts: ModelTimeouts,
     /// Its context window in tokens, when known.
     pub context_window: Option<u64>,
-    /// After how long a second deployment is asked, when hedging is on.
-    pub hedge_after: Option<Duration>,
+    /// When a second deployment is asked, when hedging is on.
+    pub hedge_after: Option<HedgeAfter>,
     /// Shadow traffic, when on.
     pub shadow: Option<Shadow>,
 }

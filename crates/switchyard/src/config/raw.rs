@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, HumanDuration};
+use super::units::{ByteSize, HedgeAfter, HumanDuration};
 
 mod health;
 
@@ -337,8 +337,9 @@ pub struct ModelConfig {
 #[serde(deny_unknown_fields)]
 pub struct HedgeConfig {
     /// How long the first deployment may take to its first byte (a stream:
-    /// its first content) before a second one is asked.
-    pub after: HumanDuration,
+    /// its first content) before a second one is asked: a duration, or a
+    /// percentile of its recent times (`p95`).
+    pub after: HedgeAfter,
 }
 
 /// A model's `shadow:`.

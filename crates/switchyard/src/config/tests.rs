@@ -192,3 +192,25 @@ fn the_built_in_default_keeps_only_configured_providers() {
     assert!(config.models.contains_key("deepseek-chat"));
     assert!(!config.models.contains_key("claude-sonnet-4.5"));
 }
+
+#[test]
+fn durations_past_a_year_and_duplicate_deployments_are_refused() {
+    let text = "\
+auth: { mode: open }
+server: { body_timeout: 400d }
+providers:
+  up: { kind: openai, base_url: 'http://127.0.0.1:1/v1', api_key: k }
+models:
+  m:
+    deployments:
+      - { provider: up, model: x }
+      - { provider: up, model: x, weight: 3 }
+";
+    let list = problems(text);
+    assert_eq!(list.len(), 2, "{list:#?}");
+    assert!(
+        list[0].starts_with("2:11 `body_timeout`: the duration `400d` is longer than a year"),
+        "{list:?}"
+    );
+    assert!(list[1].contains("`up/x` twice"), "{list:?}");
+}

@@ -720,6 +720,15 @@ impl Validator<'_> {
                     self.problems
                         .push(Problem::at(place, "`max_output_tokens` must be at least 1"));
                 }
+                if deployments
+                    .iter()
+                    .any(|d: &Deployment| d.provider == provider && d.model == model)
+                {
+                    self.problems.push(Problem::at(
+                        place,
+                        format!("model `{name}` lists the deployment `{provider}/{model}` twice (one entry with the sum of the weights does the same)"),
+                    ));
+                }
                 deployments.push(Deployment {
                     provider,
                     model,
@@ -773,7 +782,10 @@ impl Validator<'_> {
                     "`context_window` must be at least 1 token",
                 );
             }
-            if m.hedge.as_ref().is_some_and(|h| h.after.0.is_zero()) {
+            if m.hedge
+                .as_ref()
+                .is_some_and(|h| h.after == super::HedgeAfter::Fixed(Duration::ZERO))
+            {
                 self.error(
                     &["models", name, "hedge", "after"],
                     "`after` must be more than 0",
@@ -796,7 +808,7 @@ impl Validator<'_> {
                     aliases: m.aliases.clone(),
                     timeouts: self.model_timeouts(name, &m.timeouts),
                     context_window: m.context_window,
-                    hedge_after: m.hedge.as_ref().map(|h| h.after.0),
+                    hedge_after: m.hedge.as_ref().map(|h| h.after),
                     shadow: self.shadow(name, m, &names),
                     affinity: m.affinity.as_ref().map(|a| Affinity {
                         prefix_bytes: a

@@ -12,7 +12,6 @@
 //! through the admin API ([`Canary::act`]).
 
 mod control;
-mod histogram;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,12 +22,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::Target;
+use super::histogram::Histogram;
 use crate::config;
 use crate::mix::splitmix64;
 use crate::telemetry::metrics::Metrics;
 pub use control::{Action, State};
 use control::{Control, Refused, Snapshot, Verdict};
-use histogram::Histogram;
 
 /// The controller ticks at most this far apart…
 const MAX_TICK: Duration = Duration::from_millis(250);

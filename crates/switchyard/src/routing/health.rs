@@ -307,7 +307,8 @@ impl ModelRoute {
     /// Feeds the outcome of a live attempt on `target`, one of this model's
     /// deployments, to its passive health: ejects it at its
     /// `consecutive_failures`-th failure in a row, unless that would leave
-    /// more than `max_ejected_percent` of the model's deployments ejected.
+    /// more than `max_ejected_percent` of the model's deployments out (ejected,
+    /// or unhealthy by the active probes).
     fn observe(&self, target: &Target, outcome: Outcome, now: Instant) {
         if outcome == Outcome::Ignored {
             return;
@@ -323,10 +324,11 @@ impl ModelRoute {
         {
             // One ejection at a time per model, so that two cannot both pass the cap.
             let _one = self.ejecting.lock().unwrap_or_else(PoisonError::into_inner);
+            // Out already: ejected, or unhealthy by the active probes.
             let ejected = self
                 .targets
                 .iter()
-                .filter(|t| t.health.ejected(now))
+                .filter(|t| !t.health.routable(now))
                 .count();
             let cap = self.outlier.max_ejected_percent as usize * self.targets.len();
             if (ejected + 1) * 100 > cap {

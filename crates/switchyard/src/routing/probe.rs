@@ -168,6 +168,13 @@ impl Prober {
             .probe(&check.uri, check.body.clone(), self.probe.timeout)
             .await;
         let at = Instant::now();
+        // A rate-limited probe says the provider is there but busy: neither way.
+        if let Err(e) = &outcome
+            && e.class() == Some(crate::config::FailureClass::RateLimited)
+        {
+            tracing::debug!(provider = %self.provider.name, error = %e, "health probe rate limited; not counted");
+            return;
+        }
         let result = ProbeResult {
             ok: outcome.is_ok(),
             latency: at.saturating_duration_since(sent),

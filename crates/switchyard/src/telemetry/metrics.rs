@@ -76,6 +76,12 @@ impl Metrics {
         self.recorder.describe_gauge(name.into(), unit, help.into());
     }
 
+    /// Folds the histogram samples recorded since the last call (or render)
+    /// into their buckets, freeing their memory.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
         self.handle.render()

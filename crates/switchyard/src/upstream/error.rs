@@ -72,6 +72,18 @@ pub enum UpstreamError {
         /// Seconds until a key is free again.
         retry_after: u64,
     },
+    /// A whole answer (one translated between dialects) is larger than
+    /// `server.max_response_bytes`: the request's doing, not the provider's
+    /// fault, so not tried again elsewhere.
+    #[error(
+        "the answer of provider `{provider}` is larger than server.max_response_bytes ({limit} bytes)"
+    )]
+    TooLarge {
+        /// Provider name.
+        provider: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The provider broke the protocol (a cut body, an unreadable stream).
     #[error("provider `{provider}` failed mid-response: {detail}")]
     Protocol {
@@ -86,7 +98,9 @@ impl UpstreamError {
     /// The status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Connect { .. } | Self::Protocol { .. } => StatusCode::BAD_GATEWAY,
+            Self::Connect { .. } | Self::Protocol { .. } | Self::TooLarge { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::KeysResting { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Status { status, .. } => match *status {
@@ -107,6 +121,7 @@ impl UpstreamError {
             Self::Connect { .. } => "upstream_connect",
             Self::Timeout { .. } => "upstream_timeout",
             Self::Protocol { .. } => "upstream_protocol",
+            Self::TooLarge { .. } => "upstream_too_large",
             Self::KeysResting { .. } => "upstream_rate_limited",
             Self::Status { status, .. } => match *status {
                 429 => "upstream_rate_limited",
@@ -124,6 +139,7 @@ impl UpstreamError {
             Self::Connect { .. } => Some(FailureClass::Connect),
             Self::Timeout { .. } => Some(FailureClass::Timeout),
             Self::Protocol { .. } => Some(FailureClass::ServerError),
+            Self::TooLarge { .. } => None,
             Self::KeysResting { .. } => Some(FailureClass::RateLimited),
             Self::Status { status, error, .. } => match *status {
                 429 => Some(FailureClass::RateLimited),

@@ -235,11 +235,9 @@ pub async fn read_whole(
         };
         match reader.read(0, &mut take).await {
             Ok(true) if over => {
-                return Err(GatewayError::Upstream(UpstreamError::Protocol {
+                return Err(GatewayError::Upstream(UpstreamError::TooLarge {
                     provider: provider.name.to_string(),
-                    detail: format!(
-                        "the answer is larger than server.max_response_bytes ({limit} bytes)"
-                    ),
+                    limit,
                 }));
             }
             Ok(true) => {}

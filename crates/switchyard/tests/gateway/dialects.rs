@@ -42,7 +42,6 @@ models:
     max_output_tokens: 300
     deployments:
       - {{ provider: claude, model: claude-mock }}
-      - {{ provider: claude, model: claude-mock }}
   claude-small:
     deployments:
       - {{ provider: claude, model: claude-mock, max_output_tokens: 20 }}

@@ -10,8 +10,12 @@ use crate::harness::*;
 /// Model `m` on a slow mock (weight 1000: nearly always asked first) and a
 /// fast one, hedged after 100 ms.
 fn hedged_gateway(slow: &Process, fast: &Process) -> Process {
+    hedged_after(slow, fast, "100ms")
+}
+
+fn hedged_after(slow: &Process, fast: &Process, after: &str) -> Process {
     gateway(&format!(
-        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  slow: {{ kind: openai, base_url: {}, api_key: k }}\n  fast: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    hedge: {{ after: 100ms }}\n    deployments:\n      - {{ provider: slow, model: mock-1, weight: 1000 }}\n      - {{ provider: fast, model: mock-1, weight: 1 }}\n",
+        "server:\n  listen: 127.0.0.1:0\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  slow: {{ kind: openai, base_url: {}, api_key: k }}\n  fast: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  m:\n    hedge: {{ after: {after} }}\n    deployments:\n      - {{ provider: slow, model: mock-1, weight: 1000 }}\n      - {{ provider: fast, model: mock-1, weight: 1 }}\n",
         slow.url("/v1"),
         fast.url("/v1")
     ))
@@ -98,5 +102,35 @@ async fn a_quick_answer_sends_no_hedge() {
     assert_eq!(
         stats["requests"].as_u64().unwrap() + slow_stats["requests"].as_u64().unwrap(),
         5
+    );
+}
+
+#[tokio::test]
+async fn a_percentile_hedge_waits_the_deployments_own_p95() {
+    let slow = mock(&["--latency", "40ms"]);
+    let fast = mock(&[]);
+    let gw = hedged_after(&slow, &fast, "p95");
+    // Too few samples yet: no hedge, however long the answer takes.
+    for _ in 0..25 {
+        let response = post(&gw, "/v1/chat/completions", &ask(false)).await;
+        assert_eq!(response.status(), 200);
+    }
+    // Now about 40 ms is its p95: an answer taking 3 s is hedged soon after.
+    let faults = client()
+        .post(slow.url("/mock/faults"))
+        .json(&json!({"latency_ms": 3000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = Instant::now();
+    let response = post(&gw, "/v1/chat/completions", &ask(false)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-switchyard-provider"], "fast");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
     );
 }

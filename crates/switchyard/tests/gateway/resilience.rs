@@ -337,31 +337,67 @@ async fn a_prompt_too_long_falls_back_only_to_a_larger_window() {
     assert_eq!(short.headers()["x-switchyard-provider"], "small");
 }
 
+/// A provider that answers every request with a 200 whose JSON body breaks
+/// off after a few bytes (its declared length is never reached).
+fn breaking_provider() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"id\": \"msg_",
+            );
+        }
+    });
+    addr
+}
+
 #[tokio::test]
-async fn a_translated_answer_that_cannot_be_read_is_tried_again() {
-    // Claude deployments: one answers with more than max_response_bytes.
-    let long = mock(&["--completion-tokens", "400"]);
-    let short = mock(&["--completion-tokens", "5"]);
+async fn a_translated_answer_that_breaks_off_is_tried_again_and_one_too_large_is_not() {
+    // Claude deployments, translated for OpenAI clients: one breaks off its answers.
+    let broken = breaking_provider();
+    let good = mock(&["--completion-tokens", "5"]);
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  max_response_bytes: 1KiB\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  long: {{ kind: anthropic, base_url: {}, api_key: k }}\n  short: {{ kind: anthropic, base_url: {}, api_key: k }}\nmodels:\n  m:\n    strategy: round_robin\n    deployments:\n      - {{ provider: long, model: claude-1 }}\n      - {{ provider: short, model: claude-1 }}\n",
-        long.url(""),
-        short.url(""),
+        "server:\n  listen: 127.0.0.1:0\n  max_response_bytes: 1KiB\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  broken: {{ kind: anthropic, base_url: 'http://{broken}', api_key: k }}\n  good: {{ kind: anthropic, base_url: {}, api_key: k }}\nmodels:\n  m:\n    strategy: round_robin\n    deployments:\n      - {{ provider: broken, model: claude-1 }}\n      - {{ provider: good, model: claude-1 }}\n",
+        good.url(""),
     );
     let gw = gateway(&yaml);
     for _ in 0..4 {
         let response = post(&gw, "/v1/chat/completions", &ask("tell me")).await;
         assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["x-switchyard-provider"], "short");
+        assert_eq!(response.headers()["x-switchyard-provider"], "good");
         let route = response.headers()["x-switchyard-route"]
             .to_str()
             .unwrap()
             .to_owned();
         assert!(
-            route == "short/claude-1[round_robin]=ok"
+            route == "good/claude-1[round_robin]=ok"
                 || route
-                    == "long/claude-1[round_robin]=server_error, short/claude-1[round_robin]=ok",
+                    == "broken/claude-1[round_robin]=server_error, good/claude-1[round_robin]=ok",
             "{route}"
         );
     }
-    assert!(mock_requests(&long).await >= 1);
+    // An answer over max_response_bytes is the request's doing: not tried elsewhere.
+    let mut long = ask("tell me more");
+    long["max_tokens"] = json!(400);
+    let big = mock(&["--completion-tokens", "400"]);
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  max_response_bytes: 1KiB\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  a: {{ kind: anthropic, base_url: {}, api_key: k }}\n  b: {{ kind: anthropic, base_url: {}, api_key: k }}\nmodels:\n  m:\n    deployments:\n      - {{ provider: a, model: claude-1 }}\n      - {{ provider: b, model: claude-1 }}\n",
+        big.url(""),
+        big.url(""),
+    );
+    let gw = gateway(&yaml);
+    let response = post(&gw, "/v1/chat/completions", &long).await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.headers()["x-switchyard-attempts"], "1");
+    assert!(
+        response.headers()["x-switchyard-route"]
+            .to_str()
+            .unwrap()
+            .ends_with("[weighted]=too_large")
+    );
 }

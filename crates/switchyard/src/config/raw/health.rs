@@ -17,6 +17,8 @@ pub struct HealthChecksConfig {
     pub healthy_threshold: Option<u32>,
     /// Probes in a row that make a healthy deployment unhealthy (default 3).
     pub unhealthy_threshold: Option<u32>,
+    /// Whether `/ready` fails while a model has no healthy deployment (default true).
+    pub ready_needs_every_model: Option<bool>,
     /// Passive ejection from live traffic.
     #[serde(default)]
     pub outlier: OutlierConfig,

@@ -45,7 +45,11 @@ impl Validator<'_> {
                 Some((name, probe))
             })
             .collect();
-        HealthChecks { outlier, probes }
+        HealthChecks {
+            ready_needs_every_model: raw.ready_needs_every_model.unwrap_or(true),
+            outlier,
+            probes,
+        }
     }
 
     /// A provider's probe, its unset timings taken from `defaults`.
