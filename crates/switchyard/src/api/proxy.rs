@@ -243,7 +243,9 @@ pub async fn proxy(
                     hedge.sent.increment(1);
                     Some((second, exchange))
                 };
-                hedge::race(exchange, delay, second).await
+                // Boxed: the race holds two exchanges and a timer, which would
+                // otherwise enlarge (and make dearer to move) every request's future.
+                Box::pin(hedge::race(exchange, delay, second)).await
             }
             None => Raced {
                 primary: Some(exchange.await),

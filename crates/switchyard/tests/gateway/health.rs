@@ -359,3 +359,27 @@ async fn promtool_accepts_the_metrics_of_a_gateway_that_served_traffic() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn ready_can_leave_unhealthy_models_to_routing() {
+    let down = mock(&["--error-rate", "1"]);
+    let gw = health_gateway(
+        &provider(
+            "down",
+            &down,
+            "    health_check: { path: /models, interval: 50ms, unhealthy_threshold: 2 }\n",
+        ),
+        "  m:\n    deployments: [{ provider: down, model: mock-1 }]\n",
+        "health_checks: { ready_needs_every_model: false }\n",
+    );
+    let start = Instant::now();
+    loop {
+        let (status, body) = ready(&gw).await;
+        assert_eq!(status, 200, "{body}");
+        if body["unhealthy_models"] == json!(["m"]) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
