@@ -9,6 +9,8 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::routing::health::State as HealthState;
+use crate::upstream::breaker::CircuitState;
 
 /// Always 200 while the process runs.
 pub async fn health() -> Json<Value> {
@@ -19,6 +21,7 @@ pub async fn health() -> Json<Value> {
 /// unhealthy, not ejected); 503 `unhealthy` naming the models that have
 /// none — unless `health_checks.ready_needs_every_model` is off: then 200,
 /// naming them all the same; 503 `shutting_down` once shutdown has begun.
+/// While serving, the body shows each deployment's state by model.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     if !state.ready.load(Ordering::Relaxed) {
         return (
@@ -26,18 +29,46 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Valu
             Json(json!({ "status": "shutting_down" })),
         );
     }
-    let unhealthy = state.routes.unhealthy_models(tokio::time::Instant::now());
+    let now = tokio::time::Instant::now();
+    let unhealthy = state.routes.unhealthy_models(now);
+    let deployments = deployment_states(&state, now);
     if unhealthy.is_empty() {
-        (StatusCode::OK, Json(json!({ "status": "ready" })))
+        let body = json!({ "status": "ready", "deployments": deployments });
+        (StatusCode::OK, Json(body))
     } else if !state.ready_needs_every_model {
-        (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "unhealthy_models": unhealthy })),
-        )
+        let body =
+            json!({ "status": "ready", "unhealthy_models": unhealthy, "deployments": deployments });
+        (StatusCode::OK, Json(body))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unhealthy", "models": unhealthy })),
-        )
+        let body =
+            json!({ "status": "unhealthy", "models": unhealthy, "deployments": deployments });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
     }
+}
+
+/// `{model: {deployment: state}}`: `healthy`, `unhealthy`, `ejected`, or
+/// `circuit_open` for a healthy one whose breaker is open.
+fn deployment_states(state: &AppState, now: tokio::time::Instant) -> Value {
+    let models: serde_json::Map<String, Value> = state
+        .routes
+        .models()
+        .map(|model| {
+            let deployments: serde_json::Map<String, Value> = model
+                .targets()
+                .iter()
+                .map(|target| {
+                    let health = target.health.state(now);
+                    let shown = match health {
+                        HealthState::Healthy if target.breaker.state(now) == CircuitState::Open => {
+                            "circuit_open"
+                        }
+                        _ => health.as_str(),
+                    };
+                    (target.name.clone(), Value::from(shown))
+                })
+                .collect();
+            (model.name.clone(), Value::Object(deployments))
+        })
+        .collect();
+    Value::Object(models)
 }
