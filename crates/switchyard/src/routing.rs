@@ -386,10 +386,7 @@ impl Routes {
                 model.name.clone(),
                 ModelRoute {
                     hedge,
-                    shadow: model
-                        .shadow
-                        .as_ref()
-                        .map(|shadow| shadow_route(config, &model.name, shadow, metrics)),
+                    shadow: None,
                     context_window: model.context_window,
                     name: model.name.clone(),
                     targets,
@@ -403,6 +400,24 @@ impl Routes {
                     canary,
                 },
             );
+        }
+        // Shadows last: their metrics name the shadow model's deployments.
+        let shadows: Vec<(String, ShadowRoute)> = config
+            .models
+            .values()
+            .filter_map(|model| {
+                let shadow = model.shadow.as_ref()?;
+                let targets = &models.get(&shadow.model)?.targets;
+                Some((
+                    model.name.clone(),
+                    shadow_route(&model.name, shadow, targets, metrics),
+                ))
+            })
+            .collect();
+        for (name, shadow) in shadows {
+            if let Some(model) = models.get_mut(&name) {
+                model.shadow = Some(shadow);
+            }
         }
         Ok(Self {
             models,
@@ -539,23 +554,18 @@ fn describe(metrics: &Metrics) {
     );
 }
 
-/// The shadow traffic of `model`, with its metrics per shadow deployment.
+/// The shadow traffic of `model`, with its metrics per deployment of the
+/// shadow model (`targets`, in their order).
 fn shadow_route(
-    config: &Config,
     model: &str,
     shadow: &crate::config::Shadow,
+    targets: &[Target],
     metrics: &Metrics,
 ) -> ShadowRoute {
-    let by_target = config
-        .models
-        .get(&shadow.model)
-        .map(|m| m.deployments.as_slice())
-        .unwrap_or_default()
+    let by_target = targets
         .iter()
-        .take(MAX_DEPLOYMENTS)
-        .map(|d| {
-            let deployment = format!("{}/{}", d.provider, d.model);
-            let labels = [("model", model), ("deployment", deployment.as_str())];
+        .map(|target| {
+            let labels = [("model", model), ("deployment", target.name.as_str())];
             let outcome = |outcome| {
                 metrics.counter(
                     "switchyard_shadow_requests_total",

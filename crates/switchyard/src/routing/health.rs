@@ -154,11 +154,6 @@ impl Health {
         }
     }
 
-    /// Whether it is ejected at `now`.
-    pub fn ejected(&self, now: Instant) -> bool {
-        matches!(self.state(now), State::Ejected(_))
-    }
-
     /// The last probe's result, if it was probed.
     pub fn last_probe(&self) -> Option<ProbeResult> {
         self.lock().last_probe.clone()

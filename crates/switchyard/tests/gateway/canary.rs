@@ -60,23 +60,6 @@ async fn send(http: &reqwest::Client, gw: &Process, n: usize) -> usize {
     on_new
 }
 
-async fn mock_requests(mock: &Process) -> u64 {
-    get_json(&mock.url("/mock/stats")).await["requests"]
-        .as_u64()
-        .unwrap()
-}
-
-async fn metrics(gw: &Process) -> String {
-    client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn assert_metrics(text: &str, percent: u8, state: u8, rollbacks: u8) {
     for line in [
         format!(r#"switchyard_canary_percent{{model="gpt-4.1"}} {percent}"#),

@@ -243,6 +243,30 @@ pub fn chat(text: &str, extra: Value) -> Value {
     body
 }
 
+/// `GET /metrics` of `gw`, as text.
+pub async fn metrics(gw: &Process) -> String {
+    let response = client().get(gw.url("/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+/// Requests `mock` received (`/mock/stats`).
+pub async fn mock_requests(mock: &Process) -> u64 {
+    get_json(&mock.url("/mock/stats")).await["requests"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Changes `mock`'s fault knobs at run time (`POST /mock/faults`).
+pub async fn set_faults(mock: &Process, knobs: Value) {
+    let response = client()
+        .post(mock.url("/mock/faults"))
+        .json(&knobs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 /// POSTs JSON with the test key.
 pub async fn post(gw: &Process, path: &str, body: &Value) -> reqwest::Response {
     client()

@@ -83,22 +83,6 @@ fn ask(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
 
-/// `GET /metrics`, as text.
-async fn metrics(gw: &Process) -> String {
-    let response = client().get(gw.url("/metrics")).send().await.unwrap();
-    response.text().await.unwrap()
-}
-
-async fn set_faults(mock: &Process, knobs: Value) {
-    let response = client()
-        .post(mock.url("/mock/faults"))
-        .json(&knobs)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 #[tokio::test]
 async fn a_path_probe_marks_an_outage_and_its_recovery() {
     let down = mock(&["--error-rate", "1", "--error-status", "503"]);

@@ -51,14 +51,7 @@ async fn a_slow_deployment_is_overtaken_by_the_hedge() {
             .unwrap()
             .starts_with("echo: hedge me")
     );
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&gw).await;
     assert!(
         metrics.contains(r#"switchyard_hedges_total{model="m",outcome="sent"} 1"#),
         "{metrics}"
@@ -97,12 +90,7 @@ async fn a_quick_answer_sends_no_hedge() {
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["x-switchyard-attempts"], "1");
     }
-    let stats = get_json(&fast.url("/mock/stats")).await;
-    let slow_stats = get_json(&slow.url("/mock/stats")).await;
-    assert_eq!(
-        stats["requests"].as_u64().unwrap() + slow_stats["requests"].as_u64().unwrap(),
-        5
-    );
+    assert_eq!(mock_requests(&fast).await + mock_requests(&slow).await, 5);
 }
 
 #[tokio::test]
@@ -116,13 +104,7 @@ async fn a_percentile_hedge_waits_the_deployments_own_p95() {
         assert_eq!(response.status(), 200);
     }
     // Now about 40 ms is its p95: an answer taking 3 s is hedged soon after.
-    let faults = client()
-        .post(slow.url("/mock/faults"))
-        .json(&json!({"latency_ms": 3000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(faults.status(), 200);
+    set_faults(&slow, json!({"latency_ms": 3000})).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();
     let response = post(&gw, "/v1/chat/completions", &ask(false)).await;

@@ -28,11 +28,6 @@ fn ask(text: &str) -> Value {
     json!({"model": "m", "messages": [{"role": "user", "content": text}]})
 }
 
-async fn mock_requests(mock: &Process) -> u64 {
-    let stats = get_json(&mock.url("/mock/stats")).await;
-    stats["requests"].as_u64().unwrap()
-}
-
 #[tokio::test]
 async fn a_deployment_failing_30_percent_costs_no_request_and_little_extra_load() {
     let flaky = mock(&[

@@ -194,10 +194,7 @@ async fn weights_85_10_5_hold_over_10000_requests() {
     load(&gw, total, 32).await;
     let mut shares = Vec::new();
     for mock in &mocks {
-        let n = get_json(&mock.url("/mock/stats")).await["requests"]
-            .as_u64()
-            .unwrap();
-        shares.push(n as f64 * 100.0 / total as f64);
+        shares.push(mock_requests(mock).await as f64 * 100.0 / total as f64);
     }
     for (share, want) in shares.iter().zip([85.0, 10.0, 5.0]) {
         assert!(
@@ -211,11 +208,7 @@ async fn weights_85_10_5_hold_over_10000_requests() {
 async fn served(mocks: &[&Process]) -> Vec<u64> {
     let mut counts = Vec::new();
     for mock in mocks {
-        counts.push(
-            get_json(&mock.url("/mock/stats")).await["requests"]
-                .as_u64()
-                .unwrap(),
-        );
+        counts.push(mock_requests(mock).await);
     }
     counts
 }
@@ -241,13 +234,7 @@ async fn a_10x_slower_deployment_sheds_latency_traffic_and_regains_it() {
     );
 
     // It recovers: within 30 s its share of a 2-second window is back near half.
-    let reset = client()
-        .post(slow.url("/mock/faults"))
-        .json(&json!({"latency_ms": 10}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reset.status(), 200);
+    set_faults(&slow, json!({"latency_ms": 10})).await;
     let recovered = std::time::Instant::now();
     loop {
         let before = served(&[&quick, &slow]).await;

@@ -20,17 +20,6 @@ fn ask(i: usize) -> Value {
     json!({"model": "m", "messages": [{"role": "user", "content": format!("copy {i}")}]})
 }
 
-async fn metrics(gw: &Process) -> String {
-    client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Waits until `/metrics` holds `needle`.
 async fn wait_for_metric(gw: &Process, needle: &str) -> String {
     let start = Instant::now();
@@ -123,8 +112,6 @@ async fn copies_beyond_max_in_flight_are_skipped_and_a_share_is_copied() {
         );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let copied = get_json(&shadow.url("/mock/stats")).await["requests"]
-        .as_u64()
-        .unwrap();
+    let copied = mock_requests(&shadow).await;
     assert!((25..=80).contains(&copied), "{copied} of 200 copied at 25%");
 }
