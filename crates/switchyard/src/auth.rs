@@ -6,6 +6,7 @@
 //! anything about a key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
 use secrecy::ExposeSecret;
@@ -14,6 +15,10 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{AuthMode, ClientKey};
 use crate::error::GatewayError;
+use crate::request::Principal;
+
+/// A configured key: its digest and its name.
+type KnownKey = ([u8; 32], Arc<str>);
 
 /// Checks the key of each request.
 #[derive(Debug)]
@@ -21,27 +26,27 @@ pub struct Authenticator {
     mode: AuthMode,
     /// Digests of the configured keys and their names, by the digests' first
     /// eight bytes.
-    keys: HashMap<u64, Vec<([u8; 32], String)>>,
+    keys: HashMap<u64, Vec<KnownKey>>,
 }
 
 impl Authenticator {
     /// From the configured mode and keys.
     pub fn new(mode: AuthMode, keys: &[ClientKey]) -> Self {
-        let mut map: HashMap<u64, Vec<([u8; 32], String)>> = HashMap::new();
+        let mut map: HashMap<u64, Vec<KnownKey>> = HashMap::new();
         for key in keys {
             let digest = digest(key.key.expose_secret());
             map.entry(prefix(&digest))
                 .or_default()
-                .push((digest, key.name.clone()));
+                .push((digest, Arc::from(key.name.as_str())));
         }
         Self { mode, keys: map }
     }
 
     /// Accepts or refuses the caller behind `headers` (`Authorization: Bearer …`
-    /// or `x-api-key`); the name of its key, when it sent one (`None` in `open` mode).
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    /// or `x-api-key`): who it is.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, GatewayError> {
         if self.mode == AuthMode::Open {
-            return Ok(None);
+            return Ok(Principal::Open);
         }
         let key = presented_key(headers).ok_or(GatewayError::Unauthenticated(
             "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
@@ -53,7 +58,7 @@ impl Authenticator {
                 .find(|(stored, _)| bool::from(stored.ct_eq(&presented)))
         });
         if let Some((_, name)) = known {
-            Ok(Some(name))
+            Ok(Principal::ConfigKey(name.clone()))
         } else {
             Err(GatewayError::Unauthenticated("invalid API key"))
         }

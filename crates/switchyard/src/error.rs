@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use switchyard_providers::anthropic;
 use switchyard_providers::openai::{ErrorBody, ErrorObject, InvalidRequest};
 use switchyard_providers::translate::Fault;
@@ -71,6 +72,9 @@ pub enum GatewayError {
     /// The server is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// A handler or relay panicked: the gateway's own fault.
+    #[error("internal error")]
+    Internal,
     /// An operator's action on a canary could not be carried out.
     #[error(transparent)]
     Canary(#[from] CanaryError),
@@ -94,6 +98,7 @@ impl GatewayError {
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoDeployment(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::LoopDetected(_) => StatusCode::LOOP_DETECTED,
             Self::Canary(e) => e.status(),
             Self::Upstream(e) => e.status(),
@@ -114,6 +119,7 @@ impl GatewayError {
             Self::RouteNotFound(_) => "route_not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::ShuttingDown => "shutting_down",
+            Self::Internal => "internal_error",
             Self::LoopDetected(_) => "loop_detected",
             Self::BadMaxCost => "invalid_request",
             Self::OverMaxCost { .. } => "over_max_cost",
@@ -150,6 +156,7 @@ impl GatewayError {
             Self::NoDeployment(_) | Self::ShuttingDown => {
                 ("server_error", Some("service_unavailable"), None)
             }
+            Self::Internal => ("server_error", Some("internal_error"), None),
             Self::LoopDetected(_) => ("invalid_request_error", Some("loop_detected"), None),
             Self::Canary(CanaryError::NotFound(_)) => {
                 ("invalid_request_error", Some("not_found"), None)
@@ -188,15 +195,65 @@ pub enum Dialect {
     Anthropic,
 }
 
+/// How an error reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// As the body of an error answer.
+    Body,
+    /// As an event that ends a stream already under way.
+    Event,
+}
+
+/// The one rendering of every error the client sees: `fault` in `dialect`,
+/// as an answer's body or as the event that ends a stream.
+///
+/// OpenAI: `{"error": {"message", "type", "param", "code"}}`, as a body or as
+/// a `data:` event. Anthropic: `{"type": "error", "error": {"type", "message"}}`,
+/// as a body or as an `event: error`.
+pub fn render(fault: &Fault, dialect: Dialect, form: Form) -> Bytes {
+    let body = match dialect {
+        Dialect::OpenAi => {
+            let body = ErrorBody {
+                error: fault.error.clone(),
+            };
+            // Serializing plain strings cannot fail.
+            serde_json::to_vec(&body).unwrap_or_default()
+        }
+        Dialect::Anthropic => anthropic::error_body(fault.status, &fault.error),
+    };
+    match (form, dialect) {
+        (Form::Body, _) => Bytes::from(body),
+        (Form::Event, Dialect::OpenAi) => sse_event(None, &body),
+        (Form::Event, Dialect::Anthropic) => sse_event(Some("error"), &body),
+    }
+}
+
+/// `[event: NAME\n]data: DATA\n\n` (error bodies are one line of JSON).
+fn sse_event(name: Option<&str>, data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 24);
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
 impl GatewayError {
     /// The status for a client of `dialect`: an overloaded provider is 529 to
     /// Anthropic's clients (their SDKs retry it as such), 503 to OpenAI's.
     pub fn status_in(&self, dialect: Dialect) -> StatusCode {
-        match (dialect, self) {
-            (Dialect::Anthropic, Self::Upstream(UpstreamError::Status { status: 529, .. })) => {
-                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
-            }
-            _ => self.status(),
+        let overloaded_529 = matches!(
+            self,
+            Self::Upstream(UpstreamError::Status { status: 529, .. })
+        );
+        if overloaded_529 && dialect == Dialect::Anthropic {
+            StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+        } else {
+            self.status()
         }
     }
 
@@ -213,24 +270,18 @@ impl GatewayError {
         self.to_response_in(Dialect::OpenAi)
     }
 
+    /// The event that ends a stream already under way with this error, in `dialect`.
+    pub fn to_event_in(&self, dialect: Dialect) -> Bytes {
+        render(&self.to_fault(dialect), dialect, Form::Event)
+    }
+
     /// The answer for this error in `dialect` (status, body, `retry-after`).
     pub fn to_response_in(&self, dialect: Dialect) -> Response {
-        let status = self.status_in(dialect);
-        let mut response = match dialect {
-            Dialect::OpenAi => (
-                status,
-                axum::Json(ErrorBody {
-                    error: self.to_openai(),
-                }),
-            )
-                .into_response(),
-            Dialect::Anthropic => (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                anthropic::error_body(status.as_u16(), &self.to_openai()),
-            )
-                .into_response(),
-        };
+        let fault = self.to_fault(dialect);
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let body = render(&fault, dialect, Form::Body);
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if matches!(
             self,
             Self::PayloadTooLarge { .. } | Self::BodyTimeout(_) | Self::BodyRead(_)
@@ -242,9 +293,10 @@ impl GatewayError {
         }
         if let Self::Upstream(e) = self
             && let Some(secs) = e.retry_after()
-            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response.extensions_mut().insert(ErrorKind(self.kind()));
         response

@@ -16,14 +16,17 @@ use tokio_util::task::TaskTracker;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
-use crate::api::{AppState, Counters, Gateway};
+use arc_swap::ArcSwap;
+
+use crate::api::{AppState, Gateway, Limits, Process, Settings};
 use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
+use crate::request::Finish;
 use crate::routing::Routes;
+use crate::telemetry::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::ProviderClient;
-use crate::upstream::backoff::Backoff;
-use crate::upstream::budget::RetryBudget;
+use crate::upstream::attempts::{RetryLive, RetryPolicy};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -79,37 +82,37 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let ready = Arc::new(AtomicBool::new(true));
     let cut = CancellationToken::new();
     let metrics = Metrics::new();
-    let state = Arc::new(AppState {
+    let settings = Settings {
         routes: Routes::new(&config, &clients, &metrics)
             .map_err(|(provider, source)| StartError::Client { provider, source })?,
         auth: Authenticator::new(config.auth, &config.keys),
         admin: AdminAuth::new(config.server.admin_key.as_ref()),
-        counters: Counters::new(&metrics),
-        metrics,
-        max_body_bytes: config.server.max_body_bytes,
-        body_timeout: config.server.body_timeout,
-        max_stream_event_bytes: config.server.max_stream_event_bytes,
-        max_response_bytes: config.server.max_response_bytes,
-        max_hops: config.server.max_hops,
-        backoff: Backoff {
-            base: config.retries.backoff_base,
-            max: config.retries.backoff_max,
-            retry_after_cap: config.retries.retry_after_cap,
+        limits: Limits {
+            max_body_bytes: config.server.max_body_bytes,
+            body_timeout: config.server.body_timeout,
+            max_stream_event_bytes: config.server.max_stream_event_bytes,
+            max_response_bytes: config.server.max_response_bytes,
+            max_hops: config.server.max_hops,
         },
-        budget: RetryBudget::new(
-            config.retries.budget_ratio,
-            config.retries.budget_min,
-            config.retries.budget_window,
-        ),
-        retries: config.retries.clone(),
-        ready: ready.clone(),
+        retries: RetryPolicy::new(&config.retries),
         ready_needs_every_model: config.health_checks.ready_needs_every_model,
-        cut: Arc::new(cut.clone()),
         models_body: models_body(&config),
+    };
+    let process = Process {
+        retries: RetryLive::new(&config.retries, &metrics),
+        metrics,
+        finish: Arc::new(Finish::new(vec![Arc::new(AccessLog)])),
+        ready: ready.clone(),
+        cut: Arc::new(cut.clone()),
+    };
+    let state = Arc::new(AppState {
+        settings: ArcSwap::from_pointee(settings),
+        process,
     });
-    crate::routing::probe::spawn(&state.routes, &config.health_checks, &internal)
+    let settings = state.settings.load_full();
+    crate::routing::probe::spawn(&settings.routes, &config.health_checks, &internal)
         .map_err(|(provider, source)| StartError::Client { provider, source })?;
-    let canaries = state.routes.canaries().to_vec();
+    let canaries = settings.routes.canaries().to_vec();
     tokio::spawn(crate::routing::canary::supervise(
         canaries,
         internal.clone(),
@@ -256,7 +259,7 @@ async fn metrics_upkeep(state: Arc<AppState>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticks.tick() => state.metrics.upkeep(),
+            _ = ticks.tick() => state.process.metrics.upkeep(),
         }
     }
 }

@@ -25,6 +25,8 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         state
+            .settings
+            .load()
             .admin
             .authenticate(&parts.headers, parts.uri.path())
             .map(|()| Self)
@@ -34,7 +36,8 @@ impl FromRequestParts<Arc<AppState>> for Admin {
 /// `GET /admin/deployments`: every model's deployments and their state.
 pub async fn deployments(State(state): State<Arc<AppState>>, _: Admin) -> Json<Value> {
     let now = tokio::time::Instant::now();
-    let models: Vec<Value> = state
+    let settings = state.settings.load();
+    let models: Vec<Value> = settings
         .routes
         .models()
         .map(|model| {
@@ -55,13 +58,17 @@ pub async fn deployments(State(state): State<Arc<AppState>>, _: Admin) -> Json<V
 
 /// `GET /metrics`: every metric in the Prometheus text format.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    state.routes.export_state(tokio::time::Instant::now());
+    state
+        .settings
+        .load()
+        .routes
+        .export_state(tokio::time::Instant::now());
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(),
+        state.process.metrics.render(),
     )
         .into_response()
 }

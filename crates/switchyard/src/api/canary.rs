@@ -16,7 +16,8 @@ use crate::routing::canary::{Action, CanaryError};
 /// `GET /admin/canary`: every canary, its stage and its stage's record.
 pub async fn list(State(state): State<Arc<AppState>>, _: Admin) -> Json<Value> {
     let now = Instant::now();
-    let canaries: Vec<Value> = state
+    let settings = state.settings.load();
+    let canaries: Vec<Value> = settings
         .routes
         .canaries()
         .iter()
@@ -38,7 +39,8 @@ pub async fn act(
             "POST /admin/canary/{model}/{action}"
         )));
     };
-    let canary = state
+    let settings = state.settings.load();
+    let canary = settings
         .routes
         .canary(&model)
         .ok_or(CanaryError::NotFound(model))?;

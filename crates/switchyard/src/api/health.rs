@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::routing::Routes;
 use crate::routing::health::State as HealthState;
 use crate::upstream::breaker::CircuitState;
 
@@ -23,19 +24,20 @@ pub async fn health() -> Json<Value> {
 /// naming them all the same; 503 `shutting_down` once shutdown has begun.
 /// While serving, the body shows each deployment's state by model.
 pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
-    if !state.ready.load(Ordering::Relaxed) {
+    if !state.process.ready.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "shutting_down" })),
         );
     }
     let now = tokio::time::Instant::now();
-    let unhealthy = state.routes.unhealthy_models(now);
-    let deployments = deployment_states(&state, now);
+    let settings = state.settings.load();
+    let unhealthy = settings.routes.unhealthy_models(now);
+    let deployments = deployment_states(&settings.routes, now);
     if unhealthy.is_empty() {
         let body = json!({ "status": "ready", "deployments": deployments });
         (StatusCode::OK, Json(body))
-    } else if !state.ready_needs_every_model {
+    } else if !settings.ready_needs_every_model {
         let body =
             json!({ "status": "ready", "unhealthy_models": unhealthy, "deployments": deployments });
         (StatusCode::OK, Json(body))
@@ -48,9 +50,8 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Valu
 
 /// `{model: {deployment: state}}`: `healthy`, `unhealthy`, `ejected`, or
 /// `circuit_open` for a healthy one whose breaker is open.
-fn deployment_states(state: &AppState, now: tokio::time::Instant) -> Value {
-    let models: serde_json::Map<String, Value> = state
-        .routes
+fn deployment_states(routes: &Routes, now: tokio::time::Instant) -> Value {
+    let models: serde_json::Map<String, Value> = routes
         .models()
         .map(|model| {
             let deployments: serde_json::Map<String, Value> = model

@@ -13,13 +13,13 @@ use switchyard_providers::openai::{Endpoint, InvalidRequest, RequestBody};
 use switchyard_providers::translate::Decoded;
 
 use super::proxy::ProxyEndpoint;
+use super::respond::Shape;
 use crate::error::{Dialect, GatewayError};
 use crate::routing::Target;
 use crate::upstream::Wire;
 
 /// A request ready to send to one deployment.
 pub(super) struct Call<'a> {
-    pub(super) target: &'a Target,
     pub(super) uri: &'a Uri,
     pub(super) body: Bytes,
     pub(super) stream: bool,
@@ -27,6 +27,17 @@ pub(super) struct Call<'a> {
     pub(super) answer: Answer,
     /// Fields the translation left out, for `x-switchyard-dropped-fields`.
     pub(super) dropped: Vec<String>,
+}
+
+impl Call<'_> {
+    /// What becomes of its answer.
+    pub(super) fn shape(&self) -> Shape {
+        Shape {
+            answer: self.answer,
+            stream: self.stream,
+            dialect: self.dialect,
+        }
+    }
 }
 
 /// What becomes of the provider's answer.
@@ -130,7 +141,6 @@ fn openai_call<'a>(
     let stream = parsed.stream();
     let urls = &target.urls;
     let mut call = Call {
-        target,
         uri: &urls.chat,
         body: Bytes::new(),
         stream,
@@ -201,7 +211,6 @@ fn messages_call<'a>(
 ) -> Result<Call<'a>, GatewayError> {
     let urls = &target.urls;
     let mut call = Call {
-        target,
         uri: if peek.stream {
             &urls.chat_stream
         } else {

@@ -8,15 +8,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::HeaderValue;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::AppState;
+use super::exchange::Forward;
 use super::inbound::Inbound;
 use crate::mix::splitmix64;
 use crate::routing::strategy::Tokens;
-use crate::routing::{ShadowMetrics, ShadowRoute};
+use crate::routing::{Routes, ShadowMetrics, ShadowRoute};
 use crate::upstream::Outgoing;
 use crate::upstream::breaker::Outcome;
 
@@ -26,12 +25,11 @@ static DRAW: AtomicU64 = AtomicU64::new(0);
 /// Sends a copy of the request to the shadow model, when the draw picks it
 /// and a slot is free.
 pub(super) fn copy(
-    state: &AppState,
+    routes: &Routes,
     shadow: &ShadowRoute,
     inbound: &mut Inbound<'_>,
     tokens: Tokens,
-    request_id: &HeaderValue,
-    hops: &HeaderValue,
+    forward: &Forward<'_>,
 ) {
     let draw = splitmix64(DRAW.fetch_add(1, Ordering::Relaxed)) as f64 / u64::MAX as f64;
     if draw >= shadow.fraction {
@@ -41,7 +39,7 @@ pub(super) fn copy(
         shadow.skipped.increment(1);
         return;
     };
-    let Ok(mut plan) = state.routes.plan(&shadow.model, tokens) else {
+    let Ok(mut plan) = routes.plan(&shadow.model, tokens) else {
         return;
     };
     let now = Instant::now();
@@ -67,7 +65,7 @@ pub(super) fn copy(
     } else {
         pick.target.total
     };
-    let (request_id, hops) = (request_id.clone(), hops.clone());
+    let (request_id, hops) = (forward.request_id.clone(), forward.hops.clone());
     let deployment = pick.target.name.clone();
     tokio::spawn(async move {
         let sent = Instant::now();

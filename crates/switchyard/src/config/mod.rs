@@ -338,5 +338,14 @@ pub fn load(source: &Source) -> Checked {
     }
 }
 
+/// A configuration from YAML text, without the environment; panics on a
+/// problem (for tests that need a valid config).
+#[cfg(test)]
+#[allow(clippy::panic)]
+pub(crate) fn from_yaml(text: &str) -> Config {
+    let (config, problems) = validate::check(text, HashMap::new(), false);
+    config.unwrap_or_else(|| panic!("not a valid config: {problems:?}"))
+}
+
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,8 @@ pub(super) struct Line<'a> {
     pub(super) status: u16,
     pub(super) outcome: &'a str,
     pub(super) error: Option<&'a str>,
+    /// Each failed attempt and its error, when any failed.
+    pub(super) attempt_errors: Option<&'a str>,
     pub(super) latency_us: u64,
     pub(super) ttft_us: Option<u64>,
     pub(super) prompt_tokens: u64,
@@ -140,6 +142,9 @@ fn push_fields(fields: &mut Fields<'_>, line: &Line<'_>) {
     fields.text("outcome", line.outcome);
     if let Some(error) = line.error {
         fields.text("error", error);
+    }
+    if let Some(errors) = line.attempt_errors {
+        fields.text("attempt_errors", errors);
     }
     fields.millis("latency_ms", line.latency_us);
     if let Some(ttft_us) = line.ttft_us {
@@ -344,6 +349,7 @@ pub(super) mod tests {
             status: 200,
             outcome: "ok",
             error: None,
+            attempt_errors: None,
             latency_us: 1_234,
             ttft_us: Some(500),
             prompt_tokens: 10,
@@ -393,6 +399,21 @@ pub(super) mod tests {
              error=\"provider said no\" latency_ms=12345.678 prompt_tokens=0 \
              completion_tokens=0\n"
         );
+    }
+
+    #[test]
+    fn a_failed_request_names_each_attempt() {
+        let line = Line {
+            status: 502,
+            outcome: "upstream_5xx",
+            error: Some("provider `b` answered 500: down"),
+            attempt_errors: Some("a/m=server_error: down; b/m=server_error: down"),
+            ..sample()
+        };
+        assert!(format(LogFormat::Text, &line).contains(
+            " error=\"provider `b` answered 500: down\" \
+             attempt_errors=\"a/m=server_error: down; b/m=server_error: down\" latency_ms="
+        ));
     }
 
     #[test]

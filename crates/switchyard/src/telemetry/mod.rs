@@ -1,12 +1,10 @@
 //! Logging: the subscriber set-up and the one access-log line per request.
 
 use std::io::{IsTerminal, Write as _};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
-use switchyard_providers::openai::Usage;
-
-use crate::routing::load::InFlight;
+use crate::request::{Consumer, RequestRecord};
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
@@ -103,163 +101,118 @@ const LOG_WRITE_BUFFER: usize = 64 << 10;
 /// Log lines queued for the writer thread before a request has to wait (none is dropped).
 const LOG_QUEUE_LINES: usize = 64 * 1024;
 
-/// What is known about one request; logged once when the request is over.
-///
-/// The line carries no prompt or completion text. When a response body is cut
-/// because the client went away, the line is written when the body is dropped.
-#[derive(Debug)]
-pub struct AccessLog {
-    request_id: String,
-    endpoint: &'static str,
-    model: Option<String>,
-    provider: Option<Arc<str>>,
-    upstream_model: Option<String>,
-    stream: bool,
-    started: Instant,
-    ttft: Option<Duration>,
-    usage: Option<Usage>,
-    status: u16,
-    done: bool,
-    /// The serving deployment's in-flight count, released with the record.
-    in_flight: Option<InFlight>,
-}
+/// The access log: one line per request, the first consumer of every
+/// [`RequestRecord`]. The line carries no prompt or completion text.
+/// Probes (`/health`, `/ready`, `/metrics`) come every few seconds: their
+/// lines are written at debug level only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccessLog;
 
-impl AccessLog {
-    /// Starts the record of a request that arrived at `started`.
-    pub fn start_at(request_id: &str, endpoint: &'static str, started: Instant) -> Self {
-        Self {
-            request_id: request_id.to_owned(),
-            endpoint,
-            model: None,
-            provider: None,
-            upstream_model: None,
-            stream: false,
-            started,
-            ttft: None,
-            usage: None,
-            status: 0,
-            done: false,
-            in_flight: None,
-        }
-    }
-
-    /// Keeps the serving deployment counted as busy until the response ends
-    /// (the record is written, or dropped).
-    pub fn hold(&mut self, in_flight: InFlight) {
-        self.in_flight = Some(in_flight);
-    }
-
-    /// The public model asked for, and whether the client streams.
-    pub fn request(&mut self, model: &str, stream: bool) {
-        self.model = Some(model.to_owned());
-        self.stream = stream;
-    }
-
-    /// The deployment that serves the request.
-    pub fn route(&mut self, provider: &Arc<str>, upstream_model: &str) {
-        self.provider = Some(provider.clone());
-        self.upstream_model = Some(upstream_model.to_owned());
-    }
-
-    /// The status sent to the client.
-    pub fn status(&mut self, status: u16) {
-        self.status = status;
-    }
-
-    /// Marks the first content sent to the client (once).
-    pub fn first_token(&mut self) {
-        if self.ttft.is_none() {
-            self.ttft = Some(self.started.elapsed());
-        }
-    }
-
-    /// The token counts the provider reported.
-    pub fn usage(&mut self, usage: Usage) {
-        self.usage = Some(usage);
-    }
-
-    /// Writes the line; `outcome` is `ok` or a bounded error kind.
-    pub fn finish(mut self, outcome: &str) {
-        self.write(outcome, None);
-    }
-
-    /// Writes the line of a failed request with what went wrong (never a secret:
-    /// provider texts are scrubbed before they get here).
-    pub fn fail(mut self, outcome: &str, detail: &str) {
-        self.write(outcome, Some(detail));
-    }
-
-    /// Writes the line once: formatted here into a reused buffer and queued on
-    /// the log writer thread in one piece, when `RUST_LOG` lets target
-    /// `switchyard::access` through at `info`.
-    fn write(&mut self, outcome: &str, error: Option<&str>) {
-        if self.done {
+impl Consumer for AccessLog {
+    fn consume(&self, record: &RequestRecord) {
+        if matches!(record.endpoint, "health" | "ready" | "metrics") {
+            tracing::debug!(
+                target: ACCESS_TARGET,
+                request_id = record.id.to_str().unwrap_or("-"),
+                endpoint = record.endpoint,
+                status = record.status,
+                outcome = record.outcome(),
+                "request"
+            );
             return;
         }
-        self.done = true;
-        let Some(sink) = ACCESS_SINK.get() else {
-            self.write_event(outcome, error);
-            return;
-        };
-        if !access_enabled() {
-            return;
-        }
-        let usage = self.usage.unwrap_or_default();
-        let line = Line {
-            request_id: &self.request_id,
-            endpoint: self.endpoint,
-            model: self.model.as_deref().unwrap_or("-"),
-            provider: self.provider.as_deref().unwrap_or("-"),
-            upstream_model: self.upstream_model.as_deref().unwrap_or("-"),
-            stream: self.stream,
-            status: self.status,
-            outcome,
-            error,
-            latency_us: micros(self.started.elapsed()),
-            ttft_us: self.ttft.map(micros),
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-        };
-        sink.write_line(&line, SystemTime::now());
-    }
-
-    /// The line as a `tracing` event, when [`init`] has not installed the sink
-    /// (unit tests, embedders with their own subscriber).
-    fn write_event(&self, outcome: &str, error: Option<&str>) {
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let ttft_ms = self.ttft.map(|t| t.as_secs_f64() * 1000.0);
-        let usage = self.usage.unwrap_or_default();
-        tracing::info!(
-            target: ACCESS_TARGET,
-            request_id = %self.request_id,
-            endpoint = self.endpoint,
-            model = self.model.as_deref().unwrap_or("-"),
-            provider = self.provider.as_deref().unwrap_or("-"),
-            upstream_model = self.upstream_model.as_deref().unwrap_or("-"),
-            stream = self.stream,
-            status = self.status,
-            outcome,
-            error,
-            latency_ms,
-            ttft_ms,
-            prompt_tokens = usage.prompt_tokens,
-            completion_tokens = usage.completion_tokens,
-            "request"
-        );
+        write_record(record);
     }
 }
 
-impl Drop for AccessLog {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Dropped while a handler or relay unwinds: the client gets a 500
-            // (or an error event), and the line says why.
-            self.status(500);
-            self.write("internal_error", Some("the request handler panicked"));
-        } else {
-            self.write("client_disconnected", None);
-        }
+/// Writes the line of `record`: formatted here into a reused buffer and
+/// queued on the log writer thread in one piece, when `RUST_LOG` lets target
+/// `switchyard::access` through at `info`.
+fn write_record(record: &RequestRecord) {
+    let Some(sink) = ACCESS_SINK.get() else {
+        write_event(record);
+        return;
+    };
+    if !access_enabled() {
+        return;
     }
+    let attempt_errors = attempt_errors(record);
+    let usage = record.usage.unwrap_or_default();
+    let served = record.served_by.as_ref();
+    let line = Line {
+        request_id: record.id.to_str().unwrap_or("-"),
+        endpoint: record.endpoint,
+        model: record.model.as_deref().unwrap_or("-"),
+        provider: served.map_or("-", |s| &s.provider),
+        upstream_model: served.map_or("-", |s| &s.upstream_model),
+        stream: record.stream,
+        status: record.status,
+        outcome: record.outcome(),
+        error: error_detail(record),
+        attempt_errors: attempt_errors.as_deref(),
+        latency_us: micros(record.latency),
+        ttft_us: record.ttft.map(micros),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+    };
+    sink.write_line(&line, SystemTime::now());
+}
+
+/// The error's detail, when it has one.
+fn error_detail(record: &RequestRecord) -> Option<&str> {
+    record
+        .error
+        .as_ref()
+        .map(|e| e.detail.as_str())
+        .filter(|d| !d.is_empty())
+}
+
+/// `deployment=outcome: error; …` of the failed attempts, when one failed
+/// and the request was not served (a served request's route header tells
+/// its retries; the errors are what a failed request's operator needs).
+fn attempt_errors(record: &RequestRecord) -> Option<String> {
+    if record.failed_attempts.is_empty() || record.error.is_none() {
+        return None;
+    }
+    let mut text = String::new();
+    for attempt in &record.failed_attempts {
+        if !text.is_empty() {
+            text.push_str("; ");
+        }
+        text.push_str(&attempt.deployment);
+        text.push('=');
+        text.push_str(attempt.outcome);
+        text.push_str(": ");
+        text.push_str(&attempt.detail);
+    }
+    Some(text)
+}
+
+/// The line as a `tracing` event, when [`init`] has not installed the sink
+/// (unit tests, embedders with their own subscriber).
+fn write_event(record: &RequestRecord) {
+    let latency_ms = record.latency.as_secs_f64() * 1000.0;
+    let ttft_ms = record.ttft.map(|t| t.as_secs_f64() * 1000.0);
+    let usage = record.usage.unwrap_or_default();
+    let served = record.served_by.as_ref();
+    tracing::info!(
+        target: ACCESS_TARGET,
+        request_id = record.id.to_str().unwrap_or("-"),
+        endpoint = record.endpoint,
+        model = record.model.as_deref().unwrap_or("-"),
+        provider = served.map_or("-", |s| &*s.provider),
+        upstream_model = served.map_or("-", |s| s.upstream_model.as_str()),
+        stream = record.stream,
+        status = record.status,
+        outcome = record.outcome(),
+        error = error_detail(record),
+        attempt_errors = attempt_errors(record),
+        latency_ms,
+        ttft_ms,
+        prompt_tokens = usage.prompt_tokens,
+        completion_tokens = usage.completion_tokens,
+        "request"
+    );
 }
 
 #[cfg(test)]
@@ -287,7 +240,7 @@ mod tests {
     #[test]
     fn sink_queues_whole_lines_for_the_writer_thread() {
         #[derive(Clone, Default)]
-        struct Shared(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
         impl std::io::Write for Shared {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
                 self.0.lock().unwrap().push(buf.to_vec());

@@ -7,6 +7,7 @@
 //! (redirect bookkeeping that re-parses every URL, retry, cookie and proxy
 //! hooks), which cost more than the rest of the gateway's hot path.
 
+pub mod attempts;
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
@@ -32,6 +33,7 @@ use switchyard_providers::{anthropic, gemini};
 use tokio::time::Instant;
 
 use crate::config::{Provider, ProviderKind, Timeouts};
+use crate::headers::{ANTHROPIC_BETA, HOPS, REQUEST_ID};
 
 pub use error::{TimeoutPhase, UpstreamError};
 pub use relay::{
@@ -327,7 +329,7 @@ impl ProviderClient {
             }),
         );
         headers.insert(header::USER_AGENT, USER_AGENT.clone());
-        headers.insert(crate::api::REQUEST_ID.clone(), request_id.clone());
+        headers.insert(REQUEST_ID.clone(), request_id.clone());
         headers.insert(HOPS.clone(), hops.clone());
         if let Some((name, value)) = &self.version {
             headers.insert(name.clone(), value.clone());
@@ -479,18 +481,11 @@ impl ProviderClient {
     }
 }
 
-/// `x-switchyard-hops`: how many gateways a request has passed, so that chained
-/// gateways that route back to each other stop.
-pub static HOPS: HeaderName = HeaderName::from_static("x-switchyard-hops");
-
 /// The `x-request-id` of health probes.
 static PROBE_ID: HeaderValue = HeaderValue::from_static("switchyard-health-probe");
 
 /// The `x-switchyard-hops` of health probes: they start at this gateway.
 static PROBE_HOPS: HeaderValue = HeaderValue::from_static("1");
-
-/// `anthropic-beta`, the one client header an Anthropic provider gets.
-pub static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 /// An http(s) URL with a host.
 fn parse_url(text: &str) -> Result<Uri, ClientError> {

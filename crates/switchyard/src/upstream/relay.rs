@@ -2,7 +2,6 @@
 //! idle and total timeouts, and reading usage on the way.
 
 use std::convert::Infallible;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -17,8 +16,7 @@ use switchyard_providers::anthropic::{self, EventWatch};
 use switchyard_providers::openai;
 use switchyard_providers::openai::chat::ChatChunk;
 use switchyard_providers::openai::{
-    ErrorBody, ErrorObject, StreamEvent, classify_event, usage_in_tail, usage_of_response,
-    without_usage,
+    StreamEvent, classify_event, usage_in_tail, usage_of_response, without_usage,
 };
 use switchyard_providers::sse::{SseEvent, SseParser};
 use switchyard_providers::translate::{Fault, Progress, StreamDecoder, StreamEncoder, StreamError};
@@ -27,8 +25,9 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{ProviderClient, TimeoutPhase, UpstreamError, UpstreamResponse};
-use crate::error::{Dialect, GatewayError};
-use crate::telemetry::AccessLog;
+use crate::error::{Dialect, Form, GatewayError, render};
+use crate::request::RequestCx;
+use crate::request::catch_panic;
 
 /// Limits that apply while relaying one response.
 #[derive(Debug, Clone)]
@@ -71,7 +70,7 @@ pub fn relay_json(
     provider: Arc<ProviderClient>,
     limits: RelayLimits,
     usage: BodyUsage,
-    log: AccessLog,
+    log: RequestCx,
 ) -> Body {
     let relay = JsonRelay {
         usage,
@@ -268,7 +267,7 @@ struct JsonRelay {
     /// The end of the body, once it is large.
     tail: Option<BytesMut>,
     /// `None` once the body is over.
-    log: Option<AccessLog>,
+    log: Option<RequestCx>,
 }
 
 impl JsonRelay {
@@ -293,7 +292,7 @@ impl JsonRelay {
             }
             Err(e) => {
                 let error = e.into_gateway();
-                log.fail(error.kind(), &error.to_string());
+                log.break_off(error.kind(), &error.to_string());
                 Some(Err(std::io::Error::other(error.to_string())))
             }
         }
@@ -318,7 +317,7 @@ impl JsonRelay {
         }
     }
 
-    fn complete(&mut self, mut log: AccessLog) {
+    fn complete(&mut self, mut log: RequestCx) {
         let usage = match (self.usage, &self.tail, self.chunks.as_slice()) {
             (BodyUsage::OpenAi, Some(tail), _) => usage_in_tail(tail),
             (BodyUsage::OpenAi, None, [one]) => usage_of_response(one),
@@ -335,7 +334,7 @@ impl JsonRelay {
         if let Some(usage) = usage {
             log.usage(usage);
         }
-        log.finish("ok");
+        log.complete();
     }
 }
 
@@ -390,7 +389,7 @@ pub fn relay_sse(
     limits: RelayLimits,
     mode: StreamMode,
     dialect: Dialect,
-    log: AccessLog,
+    log: RequestCx,
 ) -> Body {
     let mode = match mode {
         StreamMode::OpenAi { strip_usage } => Mode::OpenAi {
@@ -422,26 +421,11 @@ pub fn relay_sse(
     let (batches, received) = mpsc::channel(STREAM_QUEUE);
     let on_panic = batches.clone();
     tokio::spawn(async move {
-        if AssertUnwindSafe(relay.run(batches))
-            .catch_unwind()
-            .await
-            .is_err()
-        {
-            tracing::error!("a stream relay panicked");
-            let fault = Fault {
-                status: 500,
-                error: ErrorObject {
-                    message: "internal error".to_owned(),
-                    kind: Some("server_error".to_owned()),
-                    param: None,
-                    code: Some("internal_error".to_owned()),
-                },
-            };
-            let event = match dialect {
-                Dialect::OpenAi => error_event(&fault.error),
-                Dialect::Anthropic => anthropic_error_event(&fault),
-            };
-            let _ = on_panic.send(event).await;
+        if catch_panic(relay.run(batches)).await.is_none() {
+            // The request is recorded as panicked; the client gets its error event.
+            let _ = on_panic
+                .send(GatewayError::Internal.to_event_in(dialect))
+                .await;
         }
     });
     Body::from_stream(futures_util::stream::unfold(
@@ -468,7 +452,7 @@ struct SseRelay {
     /// Chunks relayed so far.
     chunks_sent: usize,
     /// `None` once the stream is over.
-    log: Option<AccessLog>,
+    log: Option<RequestCx>,
 }
 
 impl SseRelay {
@@ -564,7 +548,7 @@ impl SseRelay {
                         push_event(out, event.event, event.data);
                         if progress == Progress::Done {
                             self.log_stream_usage();
-                            self.end("ok", None);
+                            self.complete();
                         }
                     }
                     Err(e) => self.stream_error(e, out),
@@ -594,7 +578,7 @@ impl SseRelay {
                         if let Mode::Translate { encoder, .. } = &mut self.mode {
                             encoder.done(out);
                         }
-                        self.end("ok", None);
+                        self.complete();
                     }
                     Err(e) => self.stream_error(e, out),
                 }
@@ -640,7 +624,7 @@ impl SseRelay {
         match ended {
             Ok(()) => {
                 self.log_stream_usage();
-                self.end("ok", None);
+                self.complete();
             }
             Err(Some(e)) => self.stream_error(e, out),
             Err(None) => {
@@ -671,7 +655,7 @@ impl SseRelay {
                     .get_or_insert_with(|| "server_error".to_owned());
                 let detail = fault.error.message.clone();
                 self.log_stream_usage();
-                self.end("upstream_in_band_error", Some(&detail));
+                self.end("upstream_in_band_error", &detail);
                 out.extend_from_slice(&self.error_bytes(&fault));
             }
             StreamError::Malformed(detail) => {
@@ -682,18 +666,8 @@ impl SseRelay {
     }
 
     /// The error event that ends the stream, in the client's dialect.
-    fn error_bytes(&mut self, fault: &Fault) -> Bytes {
-        match &mut self.mode {
-            Mode::Translate { encoder, .. } => {
-                let mut out = BytesMut::new();
-                encoder.error(fault, &mut out);
-                out.freeze()
-            }
-            _ => match self.dialect {
-                Dialect::OpenAi => error_event(&fault.error),
-                Dialect::Anthropic => anthropic_error_event(fault),
-            },
-        }
+    fn error_bytes(&self, fault: &Fault) -> Bytes {
+        render(fault, self.dialect, Form::Event)
     }
 
     fn on_openai_event(&mut self, event: SseEvent<'_>, out: &mut BytesMut) {
@@ -708,7 +682,7 @@ impl SseRelay {
         match classify_event(event.data) {
             StreamEvent::Done => {
                 out.extend_from_slice(b"data: [DONE]\n\n");
-                self.end("ok", None);
+                self.complete();
             }
             StreamEvent::Chunk {
                 finished: chunk_finished,
@@ -739,8 +713,12 @@ impl SseRelay {
                 error.message = self.provider.scrub(&error.message);
                 error.kind.get_or_insert_with(|| "server_error".to_owned());
                 let detail = error.message.clone();
-                self.end("upstream_in_band_error", Some(&detail));
-                out.extend_from_slice(&error_event(&error));
+                self.end("upstream_in_band_error", &detail);
+                let fault = Fault {
+                    status: openai::status_of(&error),
+                    error,
+                };
+                out.extend_from_slice(&self.error_bytes(&fault));
             }
             StreamEvent::Malformed => {
                 let error = self.protocol_error("the stream carried an event that is not JSON");
@@ -758,42 +736,24 @@ impl SseRelay {
 
     /// Ends the stream with an error event.
     fn fail(&mut self, error: &GatewayError) -> Bytes {
-        self.end(error.kind(), Some(&error.to_string()));
+        self.end(error.kind(), &error.to_string());
         let fault = error.to_fault(self.dialect);
         self.error_bytes(&fault)
     }
 
-    fn end(&mut self, outcome: &str, detail: Option<&str>) {
+    /// Ends the request: its answer reached the client whole.
+    fn complete(&mut self) {
         if let Some(log) = self.log.take() {
-            match detail {
-                Some(detail) => log.fail(outcome, detail),
-                None => log.finish(outcome),
-            }
+            log.complete();
         }
     }
-}
 
-/// `data: {"error": …}\n\n`
-pub fn error_event(error: &ErrorObject) -> Bytes {
-    let body = ErrorBody {
-        error: error.clone(),
-    };
-    let mut out = b"data: ".to_vec();
-    // Serializing plain strings cannot fail.
-    let _ = serde_json::to_writer(&mut out, &body);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
-/// `event: error` with Anthropic's error body.
-fn anthropic_error_event(fault: &Fault) -> Bytes {
-    let mut out = BytesMut::new();
-    push_event(
-        &mut out,
-        Some("error"),
-        &anthropic::error_body(fault.status, &fault.error),
-    );
-    out.freeze()
+    /// Ends the request: `kind` of error broke the stream off.
+    fn end(&mut self, kind: &'static str, detail: &str) {
+        if let Some(log) = self.log.take() {
+            log.break_off(kind, detail);
+        }
+    }
 }
 
 fn push_event(out: &mut BytesMut, event: Option<&str>, data: &[u8]) {

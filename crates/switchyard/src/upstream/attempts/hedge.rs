@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// The outcome of a hedged attempt. A side that was cancelled (the other
 /// answered first) has no result.
-pub(super) struct Raced<T, E, H> {
+pub struct Raced<T, E, H> {
     /// The first request's result.
     pub primary: Option<Result<T, E>>,
     /// The hedge, if one was sent, and its result.
@@ -16,7 +16,7 @@ pub(super) struct Raced<T, E, H> {
 /// for a second request (it may decline with `None`) and waits for the first
 /// success of the two, cancelling the other. A side that fails lets the other
 /// run on; when both fail, both results are returned.
-pub(super) async fn race<T, E, H, F, G>(
+pub async fn race<T, E, H, F, G>(
     primary: F,
     delay: Duration,
     hedge: impl FnOnce() -> Option<(H, G)>,

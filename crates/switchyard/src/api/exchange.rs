@@ -1,0 +1,176 @@
+//! One attempt over HTTP: the request sent to a deployment, its answer
+//! awaited until it begins — its headers, a stream's first content — and an
+//! answer that is translated whole read and translated, all while the
+//! attempt is open, so that any failure on the way is the attempt's (and may
+//! be tried again elsewhere).
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue};
+use bytes::Bytes;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::inbound::{Answer, Call};
+use super::respond::{Begun, Shape, is_sse, relayed, translate_answer};
+use crate::api::Limits;
+use crate::error::GatewayError;
+use crate::headers::PROVIDER_RATE_LIMITS;
+use crate::routing::Target;
+use crate::routing::load::Load;
+use crate::upstream::attempts::Failure;
+use crate::upstream::{
+    Outgoing, RelayLimits, UpstreamError, UpstreamResponse, first_content, read_whole,
+};
+
+/// What every attempt of a request sends along besides its body, and the
+/// limits its answer is read within.
+#[derive(Debug)]
+pub(super) struct Forward<'r> {
+    pub(super) request_id: &'r HeaderValue,
+    /// The client's `anthropic-beta`, for Anthropic providers of Anthropic clients.
+    pub(super) beta: Option<HeaderValue>,
+    /// `x-switchyard-hops` for the provider.
+    pub(super) hops: HeaderValue,
+    pub(super) limits: Limits,
+    /// The shutdown cut.
+    pub(super) cut: &'r Arc<CancellationToken>,
+}
+
+impl Forward<'_> {
+    /// The request of `call` to send at `sent`, to be over by `deadline`.
+    pub(super) fn outgoing<'s>(
+        &'s self,
+        call: &Call<'s>,
+        sent: Instant,
+        deadline: Instant,
+    ) -> Outgoing<'s> {
+        Outgoing {
+            uri: call.uri,
+            body: call.body.clone(),
+            stream: call.stream,
+            request_id: self.request_id,
+            anthropic_beta: self
+                .beta
+                .as_ref()
+                .filter(|_| matches!(call.answer, Answer::Anthropic)),
+            hops: &self.hops,
+            sent,
+            deadline,
+        }
+    }
+
+    /// The limits of relaying an answer of `target` due by `deadline`.
+    pub(super) fn relay_limits(&self, target: &Target, deadline: Instant) -> RelayLimits {
+        RelayLimits {
+            idle: target.provider.timeouts.idle,
+            deadline,
+            max_event_bytes: self.limits.max_stream_event_bytes,
+            cut: self.cut.clone(),
+        }
+    }
+}
+
+/// One attempt: sends `outgoing` to `target` and waits for the answer to
+/// begin; an answer the client gets only whole and translated is read and
+/// translated here. Resolves to the answer and when it began.
+pub(super) async fn attempt<'f>(
+    forward: &'f Forward<'f>,
+    target: &'f Target,
+    outgoing: Outgoing<'f>,
+    shape: Shape,
+) -> Result<(Begun, Instant), Failure> {
+    let deadline = outgoing.deadline;
+    let (upstream, first) =
+        exchange(target, outgoing, forward.limits.max_stream_event_bytes).await?;
+    // When the answer began: its time to first content, before a whole
+    // answer is read.
+    let begun = Instant::now();
+    if let Some(how) = relayed(shape, target, &upstream) {
+        let answer = Begun::Relay {
+            upstream,
+            first,
+            how,
+        };
+        return Ok((answer, begun));
+    }
+    let limits = forward.relay_limits(target, deadline);
+    let provider = &target.provider;
+    let body = read_whole(
+        upstream,
+        provider.clone(),
+        &limits,
+        forward.limits.max_response_bytes,
+    )
+    .await
+    .map_err(|e| match e {
+        GatewayError::Upstream(e) => Failure::Upstream(e),
+        other => Failure::Stop(other),
+    })?;
+    let whole = translate_answer(shape, target, &body).map_err(|detail| {
+        Failure::Upstream(UpstreamError::Protocol {
+            provider: provider.name.to_string(),
+            detail: provider.scrub(&detail),
+        })
+    })?;
+    Ok((Begun::Whole(whole), begun))
+}
+
+/// Sends a request and waits for its answer to begin: its headers, and for a
+/// stream its first content (so that a stream failing before that is the
+/// attempt's failure, and may be retried).
+async fn exchange(
+    target: &Target,
+    outgoing: Outgoing<'_>,
+    max_event_bytes: usize,
+) -> Result<(UpstreamResponse, Vec<Bytes>), UpstreamError> {
+    let (stream, sent, deadline) = (outgoing.stream, outgoing.sent, outgoing.deadline);
+    let provider = &target.provider;
+    let mut upstream = provider.send(outgoing).await?;
+    observe_rate_limit(&target.load, upstream.headers());
+    let mut first = Vec::new();
+    if stream && is_sse(&upstream) {
+        let first_token = target.first_token;
+        let until = deadline.min(sent + first_token);
+        first = first_content(
+            &mut upstream,
+            provider,
+            first_token,
+            until,
+            deadline,
+            max_event_bytes,
+        )
+        .await?;
+    }
+    Ok((upstream, first))
+}
+
+/// Feeds the provider's rate-limit headers (OpenAI's `x-ratelimit-*`,
+/// Anthropic's `anthropic-ratelimit-*`) to the deployment's load, so that the
+/// `latency` strategy sheds a nearly exhausted deployment.
+fn observe_rate_limit(load: &Load, headers: &HeaderMap) {
+    let number = |names: &[axum::http::HeaderName; 2]| {
+        names
+            .iter()
+            .find_map(|name| headers.get(name))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let [
+        remaining_requests,
+        limit_requests,
+        remaining_tokens,
+        limit_tokens,
+    ] = &PROVIDER_RATE_LIMITS;
+    let remaining = (number(remaining_requests), number(remaining_tokens));
+    if remaining == (None, None) {
+        return;
+    }
+    load.observe_rate_limit(
+        remaining.0,
+        number(limit_requests),
+        remaining.1,
+        number(limit_tokens),
+        std::time::Instant::now(),
+    );
+}

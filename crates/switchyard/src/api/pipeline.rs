@@ -1,0 +1,206 @@
+//! The LLM pipeline of one proxied request, as plain async code in one place.
+//!
+//! Its stages, in order:
+//!
+//! 1. **admit** — the caller's key becomes a typed [`Principal`]
+//!    (401 before the body is read); a request that has passed too many
+//!    gateways is refused as a loop. *Rate limits and budgets go here.*
+//! 2. **parse** — the body, bounded in size (413) and time (408), is validated
+//!    in the client's dialect; the public model, whether it streams, and a
+//!    prompt-size estimate go into the request's context.
+//! 3. *(the cache lookup goes here: a hit answers at once, and skips 4–5.)*
+//! 4. **route** — `routes:` rules pick the model and strategy, then the plan
+//!    orders the deployments of the model and its fallbacks
+//!    (`x-switchyard-max-cost` leaves out those estimated dearer); a share of
+//!    requests is copied to a shadow model.
+//! 5. **attempts** — [`execute`] tries the plan: each deployment in turn,
+//!    retries, fallbacks, hedges, within the retry budget and one deadline.
+//! 6. **respond** — the answer in the client's dialect: relayed as it
+//!    arrives, or read whole and translated; the headers say who served and
+//!    how (`x-switchyard-provider`, `-model`, `-attempts`, `-route`).
+//! 7. **finish** — the request's [`RequestRecord`](crate::request::RequestRecord)
+//!    goes to [`Finish`](crate::request::Finish) exactly once, whichever way it
+//!    ends: here for an error or a whole answer, when the relayed body ends,
+//!    or when the client goes away (the context is dropped).
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, Request};
+use axum::response::Response;
+use hyper::body::Incoming;
+
+use super::exchange::{self, Forward};
+use super::inbound::Inbound;
+use super::proxy::ProxyEndpoint;
+use super::respond::{dropped_header, respond};
+use super::{AppState, Settings, read, shadow};
+use crate::error::GatewayError;
+use crate::headers::{DROPPED_FIELDS, MODEL, PROVIDER};
+use crate::request::{Principal, RequestCx};
+use crate::routing::Facts;
+use crate::routing::strategy::Tokens;
+use crate::upstream::attempts::{Attempts, Served, execute};
+
+/// Completion tokens assumed for a request, for the `cost` strategy.
+const EXPECTED_OUTPUT_TOKENS: u64 = 256;
+
+/// Serves one request to a proxy endpoint (see the stages above).
+pub(super) async fn handle(
+    state: &AppState,
+    endpoint: ProxyEndpoint,
+    request: Request<Incoming>,
+    request_id: &HeaderValue,
+    mut cx: RequestCx,
+) -> Response {
+    // A reload swaps the settings; this request keeps the ones it began with.
+    let settings = state.settings.load_full();
+    let limits = settings.limits;
+
+    // 1. admit
+    let admitted = match admit(&settings, request.headers()) {
+        Ok(admitted) => admitted,
+        Err(e) => return cx.refuse(&e),
+    };
+    cx.authenticated(admitted.principal);
+
+    // 2. parse
+    let body = match read::body(request, limits.max_body_bytes, limits.body_timeout).await {
+        Ok(body) => body,
+        Err(e) => return cx.refuse(&e),
+    };
+    let mut inbound = match Inbound::parse(endpoint, &body) {
+        Ok(inbound) => inbound,
+        Err(e) => return cx.refuse(&e),
+    };
+    // A rough size for the `cost` strategy: four bytes a token, and a typical answer.
+    let tokens = Tokens {
+        input: body.len() as u64 / 4,
+        output: EXPECTED_OUTPUT_TOKENS,
+    };
+    cx.requested(inbound.model(), inbound.stream(), tokens.input);
+
+    // 3. (cache)
+
+    // 4. route
+    let routes = &settings.routes;
+    let task = admitted
+        .task
+        .or_else(|| routes.reads_task().then(|| read::task_in(&body)).flatten());
+    let (planned, strategy, rule_trace) = {
+        let routed = routes.apply(Facts {
+            model: inbound.model(),
+            task: task.as_deref(),
+            prompt_tokens: tokens.input,
+            key: cx.principal().key_name(),
+        });
+        let trace = routed
+            .rule
+            .map(|rule| format!("routes[{rule}]={}", routed.model));
+        (routes.plan(routed.model, tokens), routed.strategy, trace)
+    };
+    let mut plan = match planned {
+        Ok(plan) => plan,
+        Err(e) => return cx.refuse(&e),
+    };
+    if let Some(strategy) = strategy {
+        plan.use_strategy(strategy);
+    }
+    if let Some(max) = admitted.max_cost {
+        plan.limit_cost(max);
+        if !plan.affordable() {
+            let model = plan.model().name.clone();
+            return cx.refuse(&GatewayError::OverMaxCost { model, max });
+        }
+    }
+    plan.prompt(&body);
+    let mut attempts = Attempts::new(
+        &settings.retries,
+        &state.process.retries,
+        &plan,
+        inbound.stream(),
+    );
+    if let Some(trace) = rule_trace {
+        attempts.routed_by(trace);
+    }
+    let forward = Forward {
+        request_id,
+        beta: admitted.beta,
+        hops: admitted.hops,
+        limits,
+        cut: &state.process.cut,
+    };
+    if let Some(shadow) = &plan.model().shadow {
+        shadow::copy(routes, shadow, &mut inbound, tokens, &forward);
+    }
+
+    // 5. attempts
+    let served = execute(
+        &mut attempts,
+        &mut plan,
+        |target| inbound.call(target),
+        |target, call, sent, deadline| {
+            exchange::attempt(
+                &forward,
+                target,
+                forward.outgoing(call, sent, deadline),
+                call.shape(),
+            )
+        },
+    )
+    .await;
+    let Served {
+        pick,
+        call,
+        answer,
+        deadline,
+        in_flight,
+        ..
+    } = match served {
+        Ok(served) => served,
+        Err(e) => {
+            let trace = attempts.conclude(&mut cx);
+            return trace.apply(cx.refuse(&e));
+        }
+    };
+
+    // 6. respond (and 7. finish, when the answer ends)
+    let target = pick.target;
+    cx.served_by(&target.provider.name, &target.upstream_model);
+    cx.hold(in_flight);
+    let trace = attempts.conclude(&mut cx);
+    let mut response = respond(answer, target, call.dialect, &forward, deadline, cx);
+    let headers = response.headers_mut();
+    headers.insert(PROVIDER.clone(), target.provider_header.clone());
+    headers.insert(MODEL.clone(), target.model_header.clone());
+    if !call.dropped.is_empty() {
+        headers.insert(DROPPED_FIELDS.clone(), dropped_header(&call.dropped));
+    }
+    trace.apply(response)
+}
+
+/// What admission found in a request's headers.
+struct Admitted {
+    principal: Principal,
+    /// `x-switchyard-hops` for the provider.
+    hops: HeaderValue,
+    /// The client's `anthropic-beta` (Anthropic clients), for Anthropic providers.
+    beta: Option<HeaderValue>,
+    /// `x-switchyard-task`.
+    task: Option<String>,
+    /// `x-switchyard-max-cost`, in USD.
+    max_cost: Option<f64>,
+}
+
+/// Stage 1: who the caller is, and the headers that decide the request's
+/// way; refused before the body is read.
+fn admit(settings: &Arc<Settings>, headers: &HeaderMap) -> Result<Admitted, GatewayError> {
+    let principal = settings.auth.authenticate(headers)?;
+    let hops = read::hops(headers, settings.limits.max_hops)?;
+    Ok(Admitted {
+        principal,
+        hops,
+        beta: read::anthropic_beta(headers),
+        task: read::task(headers),
+        max_cost: read::max_cost(headers)?,
+    })
+}

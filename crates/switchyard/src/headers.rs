@@ -1,0 +1,66 @@
+//! Every HTTP header name the gateway reads or writes itself, in one place.
+//!
+//! Provider key headers (`api-key`, `x-goog-api-key`, …) are built with each
+//! provider's client in `upstream`, where the provider kind decides them.
+
+use axum::http::HeaderName;
+
+/// `x-request-id`: the client's, else one the gateway makes; on every
+/// response and every upstream request.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `x-api-key`: the other header a client key comes in (besides `authorization`).
+pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// `x-switchyard-hops`: how many gateways a request has passed, so that chained
+/// gateways that route back to each other stop.
+pub static HOPS: HeaderName = HeaderName::from_static("x-switchyard-hops");
+
+/// `anthropic-beta`, the one client header an Anthropic provider gets.
+pub static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+
+/// `x-switchyard-task`: what the request is for, as `routes:` rules read it.
+pub static TASK: HeaderName = HeaderName::from_static("x-switchyard-task");
+
+/// `x-switchyard-max-cost`: the most a request may cost, in USD.
+pub static MAX_COST: HeaderName = HeaderName::from_static("x-switchyard-max-cost");
+
+/// `x-switchyard-provider`: the provider of the deployment that served (or
+/// last failed).
+pub static PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+
+/// `x-switchyard-model`: the upstream model of that deployment.
+pub static MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+
+/// `x-switchyard-attempts`: upstream calls made for the request.
+pub static ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+
+/// `x-switchyard-route`: each attempt's deployment, why it was picked, and its outcome.
+pub static ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+
+/// `x-switchyard-dropped-fields`: request fields a translation left out.
+pub static DROPPED_FIELDS: HeaderName = HeaderName::from_static("x-switchyard-dropped-fields");
+
+/// `x-accel-buffering: no` on event streams, so that proxies in front pass them on at once.
+pub static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// The rate-limit headers providers send, OpenAI's and Anthropic's name of
+/// each: remaining and limit of requests, then of tokens.
+pub static PROVIDER_RATE_LIMITS: [[HeaderName; 2]; 4] = [
+    [
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+    ],
+];

@@ -1,0 +1,249 @@
+//! One request, from its arrival to its one end.
+//!
+//! [`RequestCx`] is created once per request by the gateway's service and
+//! travels through every stage of the pipeline (`api::pipeline`) and, for an
+//! answer relayed as it arrives, into the relay. It holds what is known so
+//! far — request id, principal, dialect, endpoint, public model, route,
+//! timings, tokens — as a typed [`RequestRecord`]. However the request ends
+//! (a JSON answer, a stream completed or cut, the client gone, an error
+//! before any upstream call, a panic) the record is handed exactly once to
+//! [`Finish`], whose consumers act on it: the access line today; the usage
+//! log, cost, budget settlement, limiter reconciliation and cache fill are
+//! further consumers there.
+
+mod finish;
+mod record;
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::HeaderValue;
+use axum::response::Response;
+use switchyard_providers::openai::Usage;
+
+use crate::error::{Dialect, ErrorKind, GatewayError};
+use crate::routing::load::InFlight;
+pub use finish::{Consumer, Finish};
+pub use record::{Ending, FailedAttempt, Principal, RecordedError, RequestRecord, ServedBy};
+
+/// The context of one request: its record so far, and where it goes at the end.
+///
+/// Dropping it before it was ended records the request as closed by the
+/// client — or as panicked, when dropped while a panic unwinds or after
+/// [`catch_panic`] caught one.
+#[derive(Debug)]
+pub struct RequestCx {
+    record: RequestRecord,
+    /// The dialect of the client, which its errors are written in.
+    dialect: Dialect,
+    finish: Arc<Finish>,
+    ended: bool,
+    /// The serving deployment's in-flight count, released when the request ends.
+    in_flight: Option<InFlight>,
+}
+
+impl RequestCx {
+    /// The context of a request that arrived at `arrived`.
+    pub fn new(
+        id: HeaderValue,
+        endpoint: &'static str,
+        dialect: Dialect,
+        arrived: Instant,
+        finish: Arc<Finish>,
+    ) -> Self {
+        Self {
+            record: RequestRecord::new(id, endpoint, arrived),
+            dialect,
+            finish,
+            ended: false,
+            in_flight: None,
+        }
+    }
+
+    /// The record so far.
+    pub fn record(&self) -> &RequestRecord {
+        &self.record
+    }
+
+    /// `x-request-id`.
+    pub fn id(&self) -> &HeaderValue {
+        &self.record.id
+    }
+
+    /// The client's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Who sent the request.
+    pub fn principal(&self) -> &Principal {
+        &self.record.principal
+    }
+
+    /// Notes who sent the request.
+    pub fn authenticated(&mut self, principal: Principal) {
+        self.record.principal = principal;
+    }
+
+    /// The public model asked for, whether a stream is, and the estimated
+    /// prompt tokens.
+    pub fn requested(&mut self, model: &str, stream: bool, estimated_input_tokens: u64) {
+        self.record.model = Some(model.to_owned());
+        self.record.stream = stream;
+        self.record.estimated_input_tokens = estimated_input_tokens;
+    }
+
+    /// The deployment that serves the request (or is being tried).
+    pub fn served_by(&mut self, provider: &Arc<str>, upstream_model: &str) {
+        match &mut self.record.served_by {
+            Some(served) if *served.provider == **provider => {
+                if served.upstream_model != upstream_model {
+                    upstream_model.clone_into(&mut served.upstream_model);
+                }
+            }
+            slot => {
+                *slot = Some(ServedBy {
+                    provider: provider.clone(),
+                    upstream_model: upstream_model.to_owned(),
+                });
+            }
+        }
+    }
+
+    /// The attempts made: their number, those that failed, and the route header.
+    pub fn attempted(
+        &mut self,
+        attempts: u32,
+        failed: Vec<FailedAttempt>,
+        route: Option<HeaderValue>,
+    ) {
+        self.record.attempts = attempts;
+        self.record.failed_attempts = failed;
+        self.record.route = route;
+    }
+
+    /// Keeps the serving deployment counted as busy until the request ends.
+    pub fn hold(&mut self, in_flight: InFlight) {
+        self.in_flight = Some(in_flight);
+    }
+
+    /// The status sent to the client.
+    pub fn set_status(&mut self, status: u16) {
+        self.record.status = status;
+    }
+
+    /// Marks the first content sent to the client (once).
+    pub fn first_token(&mut self) {
+        if self.record.ttft.is_none() {
+            self.record.ttft = Some(self.record.arrived.elapsed());
+        }
+    }
+
+    /// The token counts the provider reported.
+    pub fn usage(&mut self, usage: Usage) {
+        self.record.usage = Some(usage);
+    }
+
+    /// Ends a request whose answer reached the client whole.
+    pub fn complete(mut self) {
+        self.end(Ending::Completed, None);
+    }
+
+    /// Ends a request whose answer had begun (its status sent) when `kind`
+    /// of error broke it off.
+    pub fn break_off(mut self, kind: &'static str, detail: &str) {
+        let error = RecordedError {
+            kind,
+            detail: detail.to_owned(),
+        };
+        self.end(Ending::Failed, Some(error));
+    }
+
+    /// Ends the request with `error`, answered in the client's dialect.
+    pub fn refuse(mut self, error: &GatewayError) -> Response {
+        let response = error.to_response_in(self.dialect);
+        self.record.status = response.status().as_u16();
+        let recorded = RecordedError {
+            kind: error.kind(),
+            detail: error.to_string(),
+        };
+        self.end(Ending::Failed, Some(recorded));
+        response
+    }
+
+    /// Ends a request answered by `response` (off the proxy path): its status,
+    /// and the error kind an error answer carries.
+    pub fn answered(mut self, response: &Response) {
+        self.record.status = response.status().as_u16();
+        match response.extensions().get::<ErrorKind>() {
+            Some(kind) => {
+                let error = RecordedError {
+                    kind: kind.0,
+                    detail: String::new(),
+                };
+                self.end(Ending::Failed, Some(error));
+            }
+            None => self.end(Ending::Completed, None),
+        }
+    }
+
+    fn end(&mut self, ending: Ending, error: Option<RecordedError>) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        self.record.ending = ending;
+        self.record.error = error;
+        self.record.latency = self.record.arrived.elapsed();
+        self.finish.finish(&self.record);
+        self.in_flight = None;
+    }
+}
+
+impl Drop for RequestCx {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        if std::thread::panicking() || UNWOUND.get() {
+            self.record.status = 500;
+            let error = RecordedError {
+                kind: "internal_error",
+                detail: "the request handler panicked".to_owned(),
+            };
+            self.end(Ending::Panicked, Some(error));
+        } else {
+            self.end(Ending::ClientClosed, None);
+        }
+    }
+}
+
+thread_local! {
+    /// Set while the state of a future that panicked is dropped, after the
+    /// panic was caught (the unwinding itself is over by then).
+    static UNWOUND: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `future` to its end; when it panics, drops what it holds as a panic's
+/// (a [`RequestCx`] inside records [`Ending::Panicked`]) and returns `None`.
+pub async fn catch_panic<F: Future>(future: F) -> Option<F::Output> {
+    use futures_util::FutureExt;
+    let mut slot = std::pin::pin!(Some(std::panic::AssertUnwindSafe(future).catch_unwind()));
+    let result = match slot.as_mut().as_pin_mut() {
+        Some(running) => running.await,
+        None => return None,
+    };
+    match result {
+        Ok(output) => Some(output),
+        Err(_) => {
+            tracing::error!("a request handler panicked");
+            UNWOUND.set(true);
+            slot.set(None);
+            UNWOUND.set(false);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
