@@ -5,7 +5,10 @@
 //! so the golden tests of each dialect compile and run in seconds.
 
 pub mod anthropic;
+mod error_class;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
 pub mod translate;
+
+pub use error_class::ErrorClass;

@@ -7,6 +7,8 @@
 //! which OpenAI clients look for.
 
 use super::wire::{ErrorDetail, ErrorEnvelope};
+use crate::ErrorClass;
+use crate::error_class::Wording;
 use crate::openai::ErrorObject;
 use crate::translate::Fault;
 
@@ -61,19 +63,62 @@ fn object_of(detail: ErrorDetail) -> ErrorObject {
     }
 }
 
-/// The HTTP status Anthropic answers an error type with.
+/// The HTTP status Anthropic answers an error type with (500 for
+/// `api_error` and types it does not document).
 fn status_of_type(kind: &str) -> u16 {
+    documented_status(kind).unwrap_or(500)
+}
+
+/// The HTTP status of an error type Anthropic documents.
+fn documented_status(kind: &str) -> Option<u16> {
     match kind {
-        "invalid_request_error" => 400,
-        "authentication_error" => 401,
-        "billing_error" => 402,
-        "permission_error" => 403,
-        "not_found_error" => 404,
-        "request_too_large" => 413,
-        "rate_limit_error" => 429,
-        "timeout_error" => 504,
-        "overloaded_error" => 529,
-        _ => 500,
+        "invalid_request_error" => Some(400),
+        "authentication_error" => Some(401),
+        "billing_error" => Some(402),
+        "permission_error" => Some(403),
+        "not_found_error" => Some(404),
+        "request_too_large" => Some(413),
+        "rate_limit_error" => Some(429),
+        "api_error" => Some(500),
+        "timeout_error" => Some(504),
+        "overloaded_error" => Some(529),
+        _ => None,
+    }
+}
+
+/// How Anthropic words a refusal its error type does not tell apart (both
+/// come as `invalid_request_error`).
+const WORDING: Wording = Wording {
+    context_length: &["prompt is too long", "exceed context limit"],
+    content_policy: &["content filtering policy"],
+};
+
+/// What kind of failure an Anthropic error is: `body` an error response
+/// (`{"type":"error","error":{"type","message"}}`) of HTTP `status`, or the
+/// data of a stream's `event: error` with the status its [`Fault`] stands for
+/// (see [`stream_error`]).
+///
+/// A status that settles it (401–404, 408, 429, 5xx) comes first; then the
+/// error type, read as the status Anthropic answers it with
+/// (`billing_error` is [`Auth`](ErrorClass::Auth), `overloaded_error`
+/// [`Overloaded`](ErrorClass::Overloaded), `request_too_large`
+/// [`InvalidRequest`](ErrorClass::InvalidRequest)). An
+/// `invalid_request_error` is a context length when its message says the
+/// prompt is too long or exceeds the context limit, a content policy when it
+/// names the content filtering policy. A body of another shape (or an unknown
+/// type) is classed by its status, and its text read the same way for a 400,
+/// 413 or 422.
+pub fn classify_error(status: u16, body: &[u8]) -> ErrorClass {
+    if let Some(class) = ErrorClass::settled_by(status) {
+        return class;
+    }
+    match serde_json::from_slice::<ErrorEnvelope>(body) {
+        Ok(envelope) => {
+            let detail = envelope.error;
+            let typed = documented_status(&detail.kind).unwrap_or(status);
+            ErrorClass::of_status(typed).or_worded(status, &detail.message, &WORDING)
+        }
+        Err(_) => ErrorClass::of_text(status, body, &WORDING),
     }
 }
 
@@ -114,6 +159,7 @@ pub fn error_body(status: u16, error: &ErrorObject) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error_class::{assert_classes, assert_stream_classes};
 
     #[test]
     fn types_and_statuses_agree() {
@@ -133,6 +179,175 @@ mod tests {
         assert_eq!(
             decode_error(503, b" Service Unavailable\n").kind.as_deref(),
             Some("overloaded_error")
+        );
+    }
+
+    /// An Anthropic error body.
+    fn anthropic(kind: &str, message: &str) -> String {
+        format!(r#"{{"type":"error","error":{{"type":"{kind}","message":"{message}"}}}}"#)
+    }
+
+    #[test]
+    fn refusals_told_apart_by_their_words() {
+        let invalid = |message| anthropic("invalid_request_error", message);
+        assert_classes(
+            classify_error,
+            &[
+                (
+                    400,
+                    invalid("prompt is too long: 208310 tokens > 200000 maximum"),
+                    ErrorClass::ContextLength,
+                ),
+                (
+                    400,
+                    invalid(
+                        "input length and `max_tokens` exceed context limit: 195000 + 8192 > 200000, decrease input length or `max_tokens` and try again",
+                    ),
+                    ErrorClass::ContextLength,
+                ),
+                (
+                    400,
+                    invalid("Output blocked by content filtering policy"),
+                    ErrorClass::ContentPolicy,
+                ),
+                (
+                    400,
+                    invalid("max_tokens: Field required"),
+                    ErrorClass::InvalidRequest,
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn types_and_statuses() {
+        assert_classes(
+            classify_error,
+            &[
+                (
+                    529,
+                    anthropic("overloaded_error", "Overloaded"),
+                    ErrorClass::Overloaded,
+                ),
+                (
+                    429,
+                    anthropic(
+                        "rate_limit_error",
+                        "Number of request tokens has exceeded your per-minute rate limit (https://docs.anthropic.com/en/api/rate-limits); see the response headers for current usage.",
+                    ),
+                    ErrorClass::RateLimited,
+                ),
+                (
+                    401,
+                    anthropic("authentication_error", "invalid x-api-key"),
+                    ErrorClass::Auth,
+                ),
+                (
+                    403,
+                    anthropic(
+                        "permission_error",
+                        "Your API key does not have permission to use the specified resource.",
+                    ),
+                    ErrorClass::Auth,
+                ),
+                (
+                    402,
+                    anthropic(
+                        "billing_error",
+                        "Your credit balance is too low to access the Anthropic API.",
+                    ),
+                    ErrorClass::Auth,
+                ),
+                (
+                    404,
+                    anthropic("not_found_error", "model: claude-opus-9-20300101"),
+                    ErrorClass::NotFound,
+                ),
+                (
+                    413,
+                    anthropic(
+                        "request_too_large",
+                        "Request exceeds the maximum allowed number of bytes.",
+                    ),
+                    ErrorClass::InvalidRequest,
+                ),
+                (
+                    500,
+                    anthropic("api_error", "Internal server error"),
+                    ErrorClass::Server,
+                ),
+                (
+                    504,
+                    anthropic("timeout_error", "Request timed out"),
+                    ErrorClass::Server,
+                ),
+                // A type the status does not settle still tells.
+                (
+                    400,
+                    anthropic("authentication_error", "invalid x-api-key"),
+                    ErrorClass::Auth,
+                ),
+                // An unknown type leaves it to the status.
+                (
+                    400,
+                    anthropic("brand_new_error", "prompt is too long"),
+                    ErrorClass::ContextLength,
+                ),
+                (
+                    409,
+                    anthropic("brand_new_error", "conflict"),
+                    ErrorClass::InvalidRequest,
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn stream_errors_with_the_status_they_stand_for() {
+        assert_stream_classes(
+            stream_error,
+            classify_error,
+            &[
+                (
+                    anthropic("overloaded_error", "Overloaded"),
+                    ErrorClass::Overloaded,
+                ),
+                (
+                    anthropic("api_error", "Internal server error"),
+                    ErrorClass::Server,
+                ),
+                (
+                    anthropic(
+                        "invalid_request_error",
+                        "prompt is too long: 201000 tokens > 200000 maximum",
+                    ),
+                    ErrorClass::ContextLength,
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn bodies_of_another_shape_by_status() {
+        assert_classes(
+            classify_error,
+            &[
+                (
+                    502,
+                    "<html><head><title>502 Bad Gateway</title></head></html>",
+                    ErrorClass::Server,
+                ),
+                (503, "Service Unavailable", ErrorClass::Overloaded),
+                (429, "", ErrorClass::RateLimited),
+                (404, "Not Found", ErrorClass::NotFound),
+                (400, "prompt is too long", ErrorClass::ContextLength),
+                (400, "Bad Request", ErrorClass::InvalidRequest),
+                (
+                    400,
+                    r#"{"error":{"message":"no type"}}"#,
+                    ErrorClass::InvalidRequest,
+                ),
+            ],
         );
     }
 }

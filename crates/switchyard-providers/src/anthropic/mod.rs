@@ -2,7 +2,7 @@
 //!
 //! - **Provider side** (an OpenAI client, an Anthropic provider):
 //!   [`encode_request`], [`decode_response`], [`MessageStreamDecoder`],
-//!   [`decode_error`].
+//!   [`decode_error`]; what kind of failure an error is: [`classify_error`].
 //! - **Pass-through** (an Anthropic client, an Anthropic provider): the body
 //!   travels as sent, only `model` rewritten ([`peek`], [`with_model`]); the
 //!   answer is only watched for usage and errors ([`usage_of_message`],
@@ -58,7 +58,7 @@ mod wire;
 pub mod client;
 
 pub use client::{MessageStreamEncoder, decode_request, encode_response};
-pub use error::{decode_error, error_body, error_type, stream_error};
+pub use error::{classify_error, decode_error, error_body, error_type, stream_error};
 pub use passthrough::{EventWatch, Peek, peek, usage_of_message, with_model};
 pub use request::encode_request;
 pub use response::decode_response;

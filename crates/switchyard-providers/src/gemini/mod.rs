@@ -83,7 +83,8 @@
 //!
 //! See [`decode_error`]: `type` from the HTTP status, `code` the Google status
 //! name in lower case (`invalid_argument`, `resource_exhausted`, …), the way
-//! OpenAI writes its codes.
+//! OpenAI writes its codes. What kind of failure an error is:
+//! [`classify_error`].
 
 mod contents;
 mod embedding;
@@ -95,7 +96,7 @@ mod stream;
 mod types;
 
 pub use embedding::{decode_embeddings, encode_embeddings};
-pub use error::{decode_error, retry_delay, stream_error};
+pub use error::{classify_error, decode_error, retry_delay, stream_error};
 pub use request::encode_request;
 pub use response::decode_response;
 pub use stream::GenerateStreamDecoder;

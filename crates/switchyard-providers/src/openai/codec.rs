@@ -59,13 +59,19 @@ impl StreamDecoder for ChunkDecoder {
 
 /// The HTTP status an OpenAI error type stands for.
 pub fn status_of(error: &ErrorObject) -> u16 {
+    named_status(error).unwrap_or(500)
+}
+
+/// The HTTP status an error's type (or rate limit code) names, when it names
+/// one.
+pub(super) fn named_status(error: &ErrorObject) -> Option<u16> {
     match (error.kind.as_deref(), error.code.as_deref()) {
         (Some("rate_limit_error" | "rate_limit_exceeded"), _)
-        | (_, Some("rate_limit_exceeded")) => 429,
-        (Some("invalid_request_error"), _) => 400,
-        (Some("authentication_error"), _) => 401,
-        (Some("overloaded_error"), _) => 529,
-        _ => 500,
+        | (_, Some("rate_limit_exceeded")) => Some(429),
+        (Some("invalid_request_error"), _) => Some(400),
+        (Some("authentication_error"), _) => Some(401),
+        (Some("overloaded_error"), _) => Some(529),
+        _ => None,
     }
 }
 

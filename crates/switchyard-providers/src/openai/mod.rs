@@ -7,6 +7,7 @@
 pub mod chat;
 mod codec;
 pub mod embedding;
+mod error;
 mod raw;
 mod request;
 mod response;
@@ -15,6 +16,7 @@ mod stream;
 mod types;
 
 pub use codec::{ChunkDecoder, ChunkEncoder, status_of};
+pub use error::classify_error;
 pub use request::{Endpoint, InvalidRequest, RequestBody};
 pub use response::{usage_in_tail, usage_of_response};
 pub use stream::{StreamEvent, classify_event, without_usage};
