@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use switchyard_providers::ErrorClass;
 use switchyard_providers::openai::ErrorObject;
 
 use crate::config::FailureClass;
@@ -59,6 +60,8 @@ pub enum UpstreamError {
         provider: String,
         /// The upstream status.
         status: u16,
+        /// What the error is, as the provider's dialect classes it.
+        class: ErrorClass,
         /// The provider's error, scrubbed of secrets.
         error: Box<ErrorObject>,
         /// Seconds the provider asked us to wait.
@@ -103,14 +106,18 @@ impl UpstreamError {
             }
             Self::KeysResting { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Status { status, .. } => match *status {
+            Self::Status { class, .. } => match class {
                 // The client's own request was refused: same answer, same status class.
-                400 | 413 | 422 => StatusCode::BAD_REQUEST,
-                429 => StatusCode::TOO_MANY_REQUESTS,
-                503 | 529 => StatusCode::SERVICE_UNAVAILABLE,
-                // 401/403 mean the gateway's provider key is wrong; 404 a misconfigured
-                // upstream model; 5xx a provider failure: all the gateway's problem.
-                _ => StatusCode::BAD_GATEWAY,
+                ErrorClass::InvalidRequest
+                | ErrorClass::ContextLength
+                | ErrorClass::ContentPolicy => StatusCode::BAD_REQUEST,
+                ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                ErrorClass::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+                // The gateway's provider credentials refused, a misconfigured
+                // upstream model, a provider failure: all the gateway's problem.
+                ErrorClass::Auth | ErrorClass::NotFound | ErrorClass::Server => {
+                    StatusCode::BAD_GATEWAY
+                }
             },
         }
     }
@@ -123,10 +130,14 @@ impl UpstreamError {
             Self::Protocol { .. } => "upstream_protocol",
             Self::TooLarge { .. } => "upstream_too_large",
             Self::KeysResting { .. } => "upstream_rate_limited",
-            Self::Status { status, .. } => match *status {
-                429 => "upstream_rate_limited",
-                400..=499 => "upstream_4xx",
-                _ => "upstream_5xx",
+            Self::Status { class, .. } => match class {
+                ErrorClass::RateLimited => "upstream_rate_limited",
+                ErrorClass::InvalidRequest
+                | ErrorClass::ContextLength
+                | ErrorClass::ContentPolicy
+                | ErrorClass::Auth
+                | ErrorClass::NotFound => "upstream_4xx",
+                ErrorClass::Overloaded | ErrorClass::Server => "upstream_5xx",
             },
         }
     }
@@ -141,18 +152,15 @@ impl UpstreamError {
             Self::Protocol { .. } => Some(FailureClass::ServerError),
             Self::TooLarge { .. } => None,
             Self::KeysResting { .. } => Some(FailureClass::RateLimited),
-            Self::Status { status, error, .. } => match *status {
-                429 => Some(FailureClass::RateLimited),
-                503 | 529 => Some(FailureClass::Overloaded),
-                401 | 403 => Some(FailureClass::UpstreamAuth),
-                400 | 413 | 422 if mentions(error, CONTEXT_LENGTH) => {
-                    Some(FailureClass::ContextLength)
-                }
-                400 | 422 if mentions(error, CONTENT_POLICY) => Some(FailureClass::ContentPolicy),
+            Self::Status { class, .. } => match class {
+                ErrorClass::RateLimited => Some(FailureClass::RateLimited),
+                ErrorClass::Overloaded => Some(FailureClass::Overloaded),
+                ErrorClass::Auth => Some(FailureClass::UpstreamAuth),
+                ErrorClass::ContextLength => Some(FailureClass::ContextLength),
+                ErrorClass::ContentPolicy => Some(FailureClass::ContentPolicy),
                 // A misconfigured upstream model or URL: another deployment may serve.
-                404 => Some(FailureClass::ServerError),
-                400..=499 => None,
-                _ => Some(FailureClass::ServerError),
+                ErrorClass::NotFound | ErrorClass::Server => Some(FailureClass::ServerError),
+                ErrorClass::InvalidRequest => None,
             },
         }
     }
@@ -162,7 +170,10 @@ impl UpstreamError {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
             Self::KeysResting { retry_after, .. } => Some(*retry_after),
-            _ => None,
+            Self::Connect { .. }
+            | Self::Timeout { .. }
+            | Self::TooLarge { .. }
+            | Self::Protocol { .. } => None,
         }
     }
 
@@ -173,41 +184,49 @@ impl UpstreamError {
 
     /// The error as the client sees it, in OpenAI's shape.
     pub fn to_openai(&self) -> ErrorObject {
-        let Self::Status {
-            status,
-            error,
-            provider,
-            ..
-        } = self
-        else {
-            return match self {
-                // The cause (addresses, TLS details) goes to the log, not to the client.
-                Self::Connect { provider, .. } => server_error(
+        let (status, class, error, provider) = match self {
+            Self::Status {
+                status,
+                class,
+                error,
+                provider,
+                ..
+            } => (status, class, error, provider),
+            // The cause (addresses, TLS details) goes to the log, not to the client.
+            Self::Connect { provider, .. } => {
+                return server_error(
                     format!("provider `{provider}` could not be reached"),
                     "upstream_error",
-                ),
-                Self::Timeout { .. } => server_error(self.to_string(), "upstream_timeout"),
-                Self::KeysResting { .. } => ErrorObject {
+                );
+            }
+            Self::Timeout { .. } => return server_error(self.to_string(), "upstream_timeout"),
+            Self::KeysResting { .. } => {
+                return ErrorObject {
                     message: self.to_string(),
                     kind: Some("rate_limit_error".to_owned()),
                     param: None,
                     code: Some("rate_limit_exceeded".to_owned()),
-                },
-                _ => server_error(self.to_string(), "upstream_error"),
-            };
+                };
+            }
+            Self::TooLarge { .. } | Self::Protocol { .. } => {
+                return server_error(self.to_string(), "upstream_error");
+            }
         };
-        match self.status() {
+        match class {
             // The client's own request was refused: the provider's words, in its shape.
-            StatusCode::BAD_REQUEST | StatusCode::TOO_MANY_REQUESTS => ErrorObject {
+            ErrorClass::InvalidRequest
+            | ErrorClass::ContextLength
+            | ErrorClass::ContentPolicy
+            | ErrorClass::RateLimited => ErrorObject {
                 message: error.message.clone(),
                 kind: error
                     .kind
                     .clone()
-                    .or_else(|| Some(default_type(*status).to_owned())),
+                    .or_else(|| Some(default_type(*class).to_owned())),
                 param: error.param.clone(),
                 code: error.code.clone(),
             },
-            StatusCode::SERVICE_UNAVAILABLE => server_error(
+            ErrorClass::Overloaded => server_error(
                 format!(
                     "provider `{provider}` is overloaded ({status}): {}",
                     error.message
@@ -215,40 +234,15 @@ impl UpstreamError {
                 "upstream_overloaded",
             ),
             // The provider's text may quote part of its key: never pass it on.
-            _ if matches!(status, 401 | 403) => server_error(
+            ErrorClass::Auth => server_error(
                 format!("provider `{provider}` refused the gateway's credentials ({status})"),
                 "upstream_auth_failed",
             ),
-            _ => server_error(self.to_string(), "upstream_error"),
+            ErrorClass::NotFound | ErrorClass::Server => {
+                server_error(self.to_string(), "upstream_error")
+            }
         }
     }
-}
-
-/// How providers word a prompt longer than the context window (OpenAI's code,
-/// Anthropic's and Gemini's messages).
-const CONTEXT_LENGTH: &[&str] = &[
-    "context_length_exceeded",
-    "context length",
-    "context window",
-    "prompt is too long",
-    "maximum number of tokens",
-];
-
-/// How providers word a refusal by their content policy.
-const CONTENT_POLICY: &[&str] = &[
-    "content_policy_violation",
-    "content_filter",
-    "content management policy",
-    "safety",
-];
-
-/// Whether the error's code or message holds one of `needles` (ASCII, any case).
-fn mentions(error: &ErrorObject, needles: &[&str]) -> bool {
-    let code = error.code.as_deref().unwrap_or_default();
-    let message = error.message.to_ascii_lowercase();
-    needles
-        .iter()
-        .any(|needle| code == *needle || message.contains(needle))
 }
 
 /// An OpenAI `server_error` object with `code`.
@@ -261,9 +255,16 @@ fn server_error(message: String, code: &str) -> ErrorObject {
     }
 }
 
-fn default_type(status: u16) -> &'static str {
-    match status {
-        429 => "rate_limit_error",
-        _ => "invalid_request_error",
+/// The OpenAI error type for a provider's error that names none.
+fn default_type(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::RateLimited => "rate_limit_error",
+        ErrorClass::InvalidRequest
+        | ErrorClass::ContextLength
+        | ErrorClass::ContentPolicy
+        | ErrorClass::Overloaded
+        | ErrorClass::Auth
+        | ErrorClass::NotFound
+        | ErrorClass::Server => "invalid_request_error",
     }
 }

@@ -29,7 +29,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::ExposeSecret;
 use switchyard_providers::openai::{Endpoint, ErrorBody, ErrorObject};
-use switchyard_providers::{anthropic, gemini};
+use switchyard_providers::{anthropic, gemini, openai};
 use tokio::time::Instant;
 
 use crate::config::{Provider, ProviderKind, Timeouts};
@@ -414,6 +414,12 @@ impl ProviderClient {
         let body = tokio::time::timeout_at(idle, read_bounded(response, MAX_ERROR_BODY))
             .await
             .unwrap_or_default();
+        // Each dialect classes its own errors, from its codes and types.
+        let class = match self.wire {
+            Wire::OpenAi => openai::classify_error(status, &body),
+            Wire::Anthropic => anthropic::classify_error(status, &body),
+            Wire::Gemini => gemini::classify_error(status, &body),
+        };
         let mut error = match self.wire {
             Wire::OpenAi => serde_json::from_slice::<ErrorBody>(&body)
                 .map(|b| b.error)
@@ -441,6 +447,7 @@ impl ProviderClient {
         UpstreamError::Status {
             provider: self.name.to_string(),
             status,
+            class,
             error: Box::new(error),
             retry_after,
         }

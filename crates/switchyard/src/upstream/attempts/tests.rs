@@ -73,6 +73,7 @@ fn failed(status: u16, retry_after: Option<u64>) -> Result<&'static str, Upstrea
     Err(UpstreamError::Status {
         provider: "p".into(),
         status,
+        class: switchyard_providers::openai::classify_error(status, b""),
         error: Box::new(ErrorObject {
             message: format!("status {status}"),
             kind: None,

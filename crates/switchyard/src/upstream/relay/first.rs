@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Body as HttpBody;
-use switchyard_providers::anthropic;
 use switchyard_providers::openai::{self, StreamEvent, classify_event};
 use switchyard_providers::sse::{SseEvent, SseParser};
 use switchyard_providers::translate::Fault;
+use switchyard_providers::{ErrorClass, anthropic, gemini};
 use tokio::time::Instant;
 
 use super::reader::next_data;
@@ -74,11 +74,12 @@ where
         chunks.push(chunk);
         match verdict {
             Some(Look::Content) => return Ok(chunks),
-            Some(Look::Error(Fault { status, mut error })) => {
+            Some(Look::Error(Fault { status, mut error }, class)) => {
                 error.message = provider.scrub(&error.message);
                 return Err(UpstreamError::Status {
                     provider: provider.name.to_string(),
                     status,
+                    class,
                     error: Box::new(error),
                     retry_after: None,
                 });
@@ -94,8 +95,8 @@ where
 enum Look {
     /// Content (or the end of an answer that has none): the stream can go.
     Content,
-    /// The provider's error, with the status it stands for.
-    Error(Fault),
+    /// The provider's error, with the status it stands for, as its dialect classes it.
+    Error(Fault, ErrorClass),
 }
 
 /// The verdict of `event`, `None` for an event that comes before content (a
@@ -103,10 +104,11 @@ enum Look {
 fn look(event: SseEvent<'_>, wire: Wire) -> Option<Look> {
     match wire {
         Wire::OpenAi => match classify_event(event.data) {
-            StreamEvent::Error(error) => Some(Look::Error(Fault {
-                status: openai::status_of(&error),
-                error,
-            })),
+            StreamEvent::Error(error) => {
+                let status = openai::status_of(&error);
+                let class = openai::classify_error(status, event.data);
+                Some(Look::Error(Fault { status, error }, class))
+            }
             StreamEvent::Done
             | StreamEvent::Malformed
             | StreamEvent::Chunk { finished: true, .. } => Some(Look::Content),
@@ -114,18 +116,22 @@ fn look(event: SseEvent<'_>, wire: Wire) -> Option<Look> {
             StreamEvent::Chunk { .. } => has_content(event.data).then_some(Look::Content),
         },
         Wire::Anthropic => match event.event {
-            Some("error") => Some(Look::Error(
-                anthropic::stream_error(event.data).unwrap_or_else(|| Fault {
+            Some("error") => {
+                let fault = anthropic::stream_error(event.data).unwrap_or_else(|| Fault {
                     status: 500,
                     error: anthropic::decode_error(500, event.data),
-                }),
-            )),
+                });
+                let class = anthropic::classify_error(fault.status, event.data);
+                Some(Look::Error(fault, class))
+            }
             Some("message_start" | "ping" | "content_block_start") => None,
             _ => Some(Look::Content),
         },
         Wire::Gemini => Some(
-            switchyard_providers::gemini::stream_error(event.data)
-                .map_or(Look::Content, Look::Error),
+            gemini::stream_error(event.data).map_or(Look::Content, |fault| {
+                let class = gemini::classify_error(fault.status, event.data);
+                Look::Error(fault, class)
+            }),
         ),
     }
 }
