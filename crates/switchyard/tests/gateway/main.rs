@@ -15,6 +15,7 @@ mod forwarding;
 mod harness;
 mod health;
 mod hedging;
+mod records;
 mod resilience;
 mod routing;
 mod shadow;
