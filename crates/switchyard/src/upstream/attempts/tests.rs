@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use axum::http::HeaderValue;
 use switchyard_providers::openai::ErrorObject;
 
 use super::*;
