@@ -1,7 +1,4 @@
 //! Every HTTP header name the gateway reads or writes itself, in one place.
-//!
-//! Provider key headers (`api-key`, `x-goog-api-key`, …) are built with each
-//! provider's client in `upstream`, where the provider kind decides them.
 
 use axum::http::HeaderName;
 
@@ -9,8 +6,18 @@ use axum::http::HeaderName;
 /// response and every upstream request.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// `x-api-key`: the other header a client key comes in (besides `authorization`).
+/// `x-api-key`: the other header a client key comes in (besides `authorization`),
+/// and the one an Anthropic provider's key goes in.
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// `api-key`: an Azure OpenAI provider's key.
+pub static AZURE_API_KEY: HeaderName = HeaderName::from_static("api-key");
+
+/// `x-goog-api-key`: a Gemini provider's key.
+pub static GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+
+/// `anthropic-version`: the API version an Anthropic provider is called with.
+pub static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// `x-switchyard-hops`: how many gateways a request has passed, so that chained
 /// gateways that route back to each other stop.

@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
 use crate::config::{Provider, ProviderKind};
+use crate::headers::{AZURE_API_KEY, GOOG_API_KEY, X_API_KEY};
 
 /// How long a key rests after a 429 that gave no `retry-after`.
 pub(super) const KEY_COOLDOWN: Duration = Duration::from_secs(5);
@@ -106,9 +107,9 @@ fn key_header(kind: ProviderKind, key: &str) -> Option<(HeaderName, HeaderValue)
         ProviderKind::Openai | ProviderKind::Mock => {
             (header::AUTHORIZATION, format!("Bearer {key}"))
         }
-        ProviderKind::Azure => (HeaderName::from_static("api-key"), key.to_owned()),
-        ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
-        ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
+        ProviderKind::Azure => (AZURE_API_KEY.clone(), key.to_owned()),
+        ProviderKind::Anthropic => (X_API_KEY.clone(), key.to_owned()),
+        ProviderKind::Gemini => (GOOG_API_KEY.clone(), key.to_owned()),
     };
     let mut value = HeaderValue::from_str(&text).ok()?;
     value.set_sensitive(true);

@@ -33,7 +33,7 @@ use switchyard_providers::{anthropic, gemini, openai};
 use tokio::time::Instant;
 
 use crate::config::{Provider, ProviderKind, Timeouts};
-use crate::headers::{ANTHROPIC_BETA, HOPS, REQUEST_ID};
+use crate::headers::{ANTHROPIC_BETA, ANTHROPIC_VERSION, HOPS, REQUEST_ID};
 use keys::{KEY_COOLDOWN, Keys};
 
 pub use error::{TimeoutPhase, UpstreamError};
@@ -514,7 +514,7 @@ fn version_header(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
     (provider.kind == ProviderKind::Anthropic)
         .then(|| HeaderValue::from_str(&provider.api_version).ok())
         .flatten()
-        .map(|version| (HeaderName::from_static("anthropic-version"), version))
+        .map(|version| (ANTHROPIC_VERSION.clone(), version))
 }
 
 /// `retry-after` as whole seconds (from seconds or `retry-after-ms`).
