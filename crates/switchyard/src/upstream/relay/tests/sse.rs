@@ -141,6 +141,19 @@ async fn an_openai_stream_cut_by_the_upstream_ends_with_one_error_event() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_event_over_the_size_limit_ends_with_one_error_event() {
+    let (lines, _guard) = AccessLines::install();
+    // One event larger than `max_event_bytes` (64 KiB here), never terminated.
+    let huge: &'static str = Box::leak(format!("data: {}", "x".repeat(70 << 10)).into_boxed_str());
+    let upstream = upstream(vec![data(0, ROLE), data(10, huge), data(10, HELLO)]);
+    let text = openai_text(upstream, limits(TOTAL)).await;
+    let (before, error) = openai_error(&text);
+    assert_eq!(before, ROLE);
+    assert_eq!(error["code"], "upstream_error");
+    assert_eq!(lines.only().outcome, "upstream_protocol");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_anthropic_stream_cut_by_the_upstream_ends_with_one_error_event() {
     let steps = vec![data(0, MESSAGE_START), data(0, BLOCK_START), data(10, TEXT)];
     let text = anthropic_text(upstream(steps)).await;
