@@ -230,12 +230,17 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
                 }
             })
             .await;
-            let mut response =
-                handled.unwrap_or_else(|| GatewayError::Internal.to_response_in(dialect));
-            response.headers_mut().insert(REQUEST_ID.clone(), id);
-            Ok(response)
+            Ok(answer(handled, dialect, id))
         })
     }
+}
+
+/// The answer to a request: its handler's, or for one that panicked (`None`)
+/// a 500 in the client's dialect; with its `x-request-id`.
+fn answer(handled: Option<Response>, dialect: Dialect, id: HeaderValue) -> Response {
+    let mut response = handled.unwrap_or_else(|| GatewayError::Internal.to_response_in(dialect));
+    response.headers_mut().insert(REQUEST_ID.clone(), id);
+    response
 }
 
 /// Proof that the caller presented a known key (or that `auth.mode` is `open`).
@@ -278,4 +283,62 @@ async fn not_found(request: Request) -> Response {
 async fn method_not_allowed(request: Request) -> Response {
     GatewayError::MethodNotAllowed(format!("{} {}", request.method(), request.uri().path()))
         .into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_gets_a_500_in_its_clients_dialect() {
+        let id = HeaderValue::from_static("req-panic");
+        for dialect in [Dialect::Anthropic, Dialect::OpenAi] {
+            let handled = catch_panic(async {
+                tokio::task::yield_now().await;
+                panic!("a bug in a handler");
+            })
+            .await;
+            let response: Response = answer(handled, dialect, id.clone());
+            assert_eq!(response.status(), 500);
+            assert_eq!(response.headers()[&REQUEST_ID], "req-panic");
+            let body = body_of(response).await;
+            match dialect {
+                Dialect::Anthropic => {
+                    assert_eq!(body["type"], "error", "{body}");
+                    assert_eq!(body["error"]["type"], "api_error", "{body}");
+                    assert_eq!(body["error"]["message"], "internal error", "{body}");
+                }
+                Dialect::OpenAi => {
+                    assert_eq!(body["error"]["type"], "server_error", "{body}");
+                    assert_eq!(body["error"]["code"], "internal_error", "{body}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_ended_by_an_error_gets_one_event_in_its_clients_dialect() {
+        let anthropic = GatewayError::Internal.to_event_in(Dialect::Anthropic);
+        let text = std::str::from_utf8(&anthropic).unwrap();
+        let data = text.strip_prefix("event: error\ndata: ").unwrap();
+        let body: serde_json::Value = serde_json::from_str(data.trim_end()).unwrap();
+        assert_eq!(
+            (&body["type"], &body["error"]["type"]),
+            (&"error".into(), &"api_error".into())
+        );
+        let openai = GatewayError::ShuttingDown.to_event_in(Dialect::OpenAi);
+        let text = std::str::from_utf8(&openai).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert_eq!(body["error"]["code"], "service_unavailable");
+        assert!(text.ends_with("\n\n"));
+    }
 }

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, under callgrind: deterministic where the
+# wall clock is not, so a small change to the request path can be told apart.
+#
+#   bench/callgrind.sh                      # builds target/release/switchyard first
+#   SWITCHYARD_BIN=/path/to/switchyard bench/callgrind.sh
+#
+# The gateway (auth.mode: keys, the same config as bench/run.sh) runs under
+# `valgrind --tool=callgrind --instr-atstart=no` pinned to CPU 0, the mock and
+# wrk on CPU 1. For JSON and for streaming chat, a warm-up runs first without
+# instrumentation; then instrumentation is switched on for a fixed
+# `wrk -t1 -c10 -d6s` run, switched off and dumped, and the instructions
+# counted are divided by the requests wrk reports. Prints one line per mode:
+#   CALLGRIND json instructions_per_request=N requests=N
+# and leaves the dumps in $CALLGRIND_OUT (default bench/out/callgrind) for
+# `callgrind_annotate --inclusive=yes`. Needs valgrind, wrk, taskset, python3.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+duration=${CALLGRIND_DURATION:-6}
+out=${CALLGRIND_OUT:-$repo/bench/out/callgrind}
+key=sk-bench-client-key
+
+log() { printf '[callgrind %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+for tool in valgrind callgrind_control wrk taskset python3; do
+  command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+if [[ -n ${SWITCHYARD_BIN:-} ]]; then
+  bin=$SWITCHYARD_BIN
+else
+  (cd "$repo" && cargo build --release -p switchyard)
+  bin=$repo/target/release/switchyard
+fi
+[[ -x $bin ]] || die "no executable switchyard binary at $bin"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-callgrind.XXXXXX")
+mkdir -p "$out"
+pids=()
+cleanup() {
+  local status=$? pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The port a process announced on its first stdout line.
+listening() {
+  local out=$1 pid=$2 deadline=$((SECONDS + 120))
+  while ((SECONDS < deadline)); do
+    if [[ -s $out ]]; then
+      [[ $(head -n 1 "$out") =~ ^listening\ on\ 127\.0\.0\.1:([0-9]+)$ ]] || die "unexpected: $(head -n 1 "$out")"
+      printf '%s\n' "${BASH_REMATCH[1]}"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || die "process $pid exited before listening"
+    sleep 0.1
+  done
+  die "no listening line within 120s"
+}
+
+taskset -c 1 "$bin" mock --listen 127.0.0.1:0 --ttft 0s >"$work/mock.out" 2>"$work/mock.err" &
+pids+=($!)
+mock_port=$(listening "$work/mock.out" "$!")
+
+cat >"$work/switchyard.yaml" <<EOF
+server:
+  listen: 127.0.0.1:0
+auth:
+  mode: keys
+keys:
+  - name: bench
+    key: $key
+providers:
+  upstream:
+    kind: openai
+    base_url: http://127.0.0.1:$mock_port/v1
+    api_key: sk-bench-upstream-key
+models:
+  gpt-4.1:
+    deployments:
+      - { provider: upstream, model: mock-1 }
+EOF
+
+RUST_LOG=${RUST_LOG:-info} taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \
+  --callgrind-out-file="$out/callgrind.out.%p" \
+  "$bin" serve --config "$work/switchyard.yaml" >"$work/gw.out" 2>"$work/gw.err" &
+gw_pid=$!
+pids+=("$gw_pid")
+gw_port=$(listening "$work/gw.out" "$gw_pid")
+url=http://127.0.0.1:$gw_port/v1/chat/completions
+
+# Runs wrk for $2 seconds in mode $1; prints the requests it counted.
+load() {
+  taskset -c 1 wrk -t1 -c10 -d"$2"s -s "$here/chat.lua" "$url" -- "$here/payloads/chat.json" "$1" "$key" \
+    | python3 -c 'import json,sys
+for line in sys.stdin:
+    if line.startswith("WRK_RESULT "):
+        r = json.loads(line[len("WRK_RESULT "):])
+        bad = sum(v for k, v in r.items() if k.startswith("errors_"))
+        sys.exit(f"wrk saw {bad} errors") if bad else print(r["requests"])'
+}
+
+for mode in json stream; do
+  load "$mode" 2 >/dev/null
+  callgrind_control -z "$gw_pid" >/dev/null
+  callgrind_control -i on "$gw_pid" >/dev/null
+  requests=$(load "$mode" "$duration")
+  callgrind_control -i off "$gw_pid" >/dev/null
+  callgrind_control -d "$mode" "$gw_pid" >/dev/null
+  dump=$(ls -t "$out"/callgrind.out."$gw_pid"* | head -n 1)
+  total=$(awk '/^summary:/ { print $2 }' "$dump")
+  [[ -n $total && $requests -gt 0 ]] || die "no instruction count in $dump"
+  echo "CALLGRIND $mode instructions_per_request=$((total / requests)) requests=$requests dump=$dump"
+done
