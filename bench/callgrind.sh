@@ -22,6 +22,9 @@ duration=${CALLGRIND_DURATION:-6}
 out=${CALLGRIND_OUT:-$repo/bench/out/callgrind}
 key=sk-bench-client-key
 
+# shellcheck source=bench/gateway-config.sh
+source "$here/gateway-config.sh"
+
 log() { printf '[callgrind %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 for tool in valgrind callgrind_control wrk taskset python3; do
@@ -72,7 +75,7 @@ taskset -c 1 "$bin" mock --listen 127.0.0.1:0 --ttft 0s >"$work/mock.out" 2>"$wo
 pids+=($!)
 mock_port=$(listening "$work/mock.out" "$!")
 
-cat >"$work/switchyard.yaml" <<EOF
+gateway_config "$mock_port" "$key" gpt-4.1 >"$work/switchyard.yaml"
 server:
   listen: 127.0.0.1:0
 auth:
