@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 use crate::api::{AppState, Counters, Gateway};
 use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
-use crate::routing::Routes;
+use crate::routing::{Registry, Routes};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::ProviderClient;
 use crate::upstream::backoff::Backoff;
@@ -79,8 +79,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let ready = Arc::new(AtomicBool::new(true));
     let cut = CancellationToken::new();
     let metrics = Metrics::new();
+    // The deployments' live state, for the life of the process (routes built
+    // again from a new config carry it over).
+    let registry = Registry::new();
     let state = Arc::new(AppState {
-        routes: Routes::new(&config, &clients, &metrics)
+        routes: Routes::new(&config, &clients, &registry, &metrics)
             .map_err(|(provider, source)| StartError::Client { provider, source })?,
         auth: Authenticator::new(config.auth, &config.keys),
         admin: AdminAuth::new(config.server.admin_key.as_ref()),
