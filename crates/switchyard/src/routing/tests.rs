@@ -27,15 +27,42 @@ fn config(text: &str) -> Config {
         .unwrap_or_else(|| panic!("{:?}", checked.problems))
 }
 
-fn clients(config: &Config) -> HashMap<String, Arc<ProviderClient>> {
-    config
-        .providers
-        .values()
-        .map(|p| {
-            let client = ProviderClient::new(p, None).unwrap();
-            (p.name.clone(), Arc::new(client))
-        })
-        .collect()
+/// The config of [`config_text`] without extra deployments, and the same
+/// with `from` replaced by `to`.
+fn configs(from: &str, to: &str) -> (Config, Config) {
+    let text = config_text("");
+    (config(&text), config(&text.replace(from, to)))
+}
+
+/// What outlives routes in a process: the registry, the metrics, the clients.
+struct Process {
+    registry: Registry,
+    metrics: Metrics,
+    clients: HashMap<String, Arc<ProviderClient>>,
+}
+
+impl Process {
+    /// A process with the provider clients of `config`.
+    fn new(config: &Config) -> Self {
+        let clients = config
+            .providers
+            .values()
+            .map(|p| {
+                let client = ProviderClient::new(p, None).unwrap();
+                (p.name.clone(), Arc::new(client))
+            })
+            .collect();
+        Self {
+            registry: Registry::new(),
+            metrics: Metrics::new(),
+            clients,
+        }
+    }
+
+    /// Routes built from `config` over its registry.
+    fn routes(&self, config: &Config) -> Routes {
+        Routes::new(config, &self.clients, &self.registry, &self.metrics).unwrap()
+    }
 }
 
 /// Deployment `name` of model `m`.
@@ -65,9 +92,8 @@ const HEALTHY_A: &str = r#"switchyard_deployment_healthy{model="m",deployment="u
 #[tokio::test(start_paused = true)]
 async fn builds_routes_twice_from_the_same_config_and_shows_the_state_carried_over() {
     let config = config(&config_text(""));
-    let clients = clients(&config);
-    let (registry, metrics) = (Registry::new(), Metrics::new());
-    let first = Routes::new(&config, &clients, &registry, &metrics).unwrap();
+    let process = Process::new(&config);
+    let first = process.routes(&config);
     let now = Instant::now();
     let clock = now.into_std();
 
@@ -102,7 +128,7 @@ async fn builds_routes_twice_from_the_same_config_and_shows_the_state_carried_ov
     );
 
     first.export_state(now);
-    let second = Routes::new(&config, &clients, &registry, &metrics).unwrap();
+    let second = process.routes(&config);
     let again = target(&second, "up/a");
     assert!(Arc::ptr_eq(&a.breaker, &again.breaker));
     assert_eq!(again.breaker.state(now), CircuitState::Open);
@@ -128,21 +154,25 @@ async fn builds_routes_twice_from_the_same_config_and_shows_the_state_carried_ov
     assert_eq!(carried.status(Instant::now())["failures"], 2);
 
     // One series each, set through the first routes' handles.
-    shows(&metrics, CIRCUIT_A, 2);
-    shows(&metrics, HEALTHY_A, 0);
+    shows(&process.metrics, CIRCUIT_A, 2);
+    shows(&process.metrics, HEALTHY_A, 0);
     a.circuit_gauge.set(1.0);
-    shows(&metrics, CIRCUIT_A, 1);
+    shows(&process.metrics, CIRCUIT_A, 1);
     second.export_state(now);
-    shows(&metrics, CIRCUIT_A, 2);
-    shows(&metrics, r#"switchyard_canary_percent{model="m"}"#, 50);
+    shows(&process.metrics, CIRCUIT_A, 2);
+    shows(
+        &process.metrics,
+        r#"switchyard_canary_percent{model="m"}"#,
+        50,
+    );
 }
 
 #[tokio::test]
 async fn a_deployment_added_by_the_second_config_starts_fresh_and_the_others_keep_their_state() {
     let before = config(&config_text(""));
     let after = config(&config_text("      - { provider: up, model: c }\n"));
-    let (registry, metrics) = (Registry::new(), Metrics::new());
-    let first = Routes::new(&before, &clients(&before), &registry, &metrics).unwrap();
+    let process = Process::new(&before);
+    let first = process.routes(&before);
     let now = Instant::now();
     let a = target(&first, "up/a");
     open(&a.breaker, now);
@@ -154,7 +184,7 @@ async fn a_deployment_added_by_the_second_config_starts_fresh_and_the_others_kee
         .act(canary::Action::Pause, now)
         .unwrap();
 
-    let second = Routes::new(&after, &clients(&after), &registry, &metrics).unwrap();
+    let second = process.routes(&after);
     let kept = target(&second, "up/a");
     assert_eq!(kept.breaker.state(now), CircuitState::Open);
     assert_eq!(kept.load.in_flight(), 1);
@@ -170,28 +200,25 @@ async fn a_deployment_added_by_the_second_config_starts_fresh_and_the_others_kee
     assert_eq!(canary.status(now)["state"], "running");
     // Every series once, the new deployment's included.
     second.export_state(now);
-    shows(&metrics, CIRCUIT_A, 2);
+    shows(&process.metrics, CIRCUIT_A, 2);
     let circuit_c = r#"switchyard_circuit_state{model="m",deployment="up/c"}"#;
-    shows(&metrics, circuit_c, 0);
+    shows(&process.metrics, circuit_c, 0);
 }
 
 #[tokio::test]
 async fn an_unchanged_canary_is_carried_over_and_a_changed_one_starts_again() {
-    let text = config_text("");
-    let changed = text.replace("dwell: 1s", "dwell: 2s");
-    let (config, changed) = (config(&text), config(&changed));
-    let clients = clients(&config);
-    let (registry, metrics) = (Registry::new(), Metrics::new());
+    let (config, changed) = configs("dwell: 1s", "dwell: 2s");
+    let process = Process::new(&config);
     let now = Instant::now();
-    let first = Routes::new(&config, &clients, &registry, &metrics).unwrap();
+    let first = process.routes(&config);
     first
         .canary("m")
         .unwrap()
         .act(canary::Action::Pause, now)
         .unwrap();
-    let same = Routes::new(&config, &clients, &registry, &metrics).unwrap();
+    let same = process.routes(&config);
     assert_eq!(same.canary("m").unwrap().status(now)["state"], "paused");
-    let other = Routes::new(&changed, &clients, &registry, &metrics).unwrap();
+    let other = process.routes(&changed);
     assert_eq!(other.canary("m").unwrap().status(now)["state"], "running");
     // The deployments' state does not depend on the canary's config.
     assert!(Arc::ptr_eq(
@@ -202,17 +229,14 @@ async fn an_unchanged_canary_is_carried_over_and_a_changed_one_starts_again() {
 
 #[tokio::test]
 async fn changed_breaker_settings_close_the_breaker_and_keep_load_and_health() {
-    let text = config_text("");
-    let changed = text.replace("consecutive_failures: 2", "consecutive_failures: 3");
-    let (config, changed) = (config(&text), config(&changed));
-    let clients = clients(&config);
-    let (registry, metrics) = (Registry::new(), Metrics::new());
+    let (config, changed) = configs("consecutive_failures: 2", "consecutive_failures: 3");
+    let process = Process::new(&config);
     let now = Instant::now();
-    let first = Routes::new(&config, &clients, &registry, &metrics).unwrap();
+    let first = process.routes(&config);
     let a = target(&first, "up/a");
     open(&a.breaker, now);
     let _in_flight = a.load.begin();
-    let second = Routes::new(&changed, &clients, &registry, &metrics).unwrap();
+    let second = process.routes(&changed);
     let again = target(&second, "up/a");
     assert_eq!(again.breaker.state(now), CircuitState::Closed);
     assert_eq!(again.load.in_flight(), 1);
