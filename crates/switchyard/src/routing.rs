@@ -2,6 +2,22 @@
 //! the order they are tried: the model's own (picked by its strategy, skipping
 //! those already tried, those whose circuit breaker is open and, unless all of
 //! the model's are, those unhealthy or ejected), then each fallback model's.
+//!
+//! What lives where:
+//!
+//! - [`Routes`] (here) and its [`ModelRoute`]s and [`Target`]s (`target.rs`)
+//!   are immutable, built from one config by [`Routes::new`]: the models, their
+//!   deployments in order, strategies, fallbacks, timeouts, header values and
+//!   URLs, plus `Arc` handles to the live state below.
+//! - The [`Registry`] (`registry.rs`) is made once per process and holds the
+//!   live state, keyed by deployment (provider, upstream model): breakers,
+//!   loads, health, latency windows; and by model: canaries, hedge and shadow
+//!   metrics, the metric gauges. Routes built again from the same registry see
+//!   the same state. The config reload will swap `Routes` behind an `ArcSwap`
+//!   while the registry stays.
+//! - A [`Plan`] and its [`Pick`]s (`plan.rs`) are one request's way through
+//!   the routes; they read the live state through the handles, never through
+//!   the registry (no lock, no map on the request path).
 
 pub mod affinity;
 pub mod canary;
@@ -11,133 +27,26 @@ pub mod load;
 pub mod probe;
 pub mod strategy;
 
+mod plan;
+mod registry;
+mod target;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::http::HeaderValue;
-use std::time::Duration;
-
 use tokio::time::Instant;
 
-use crate::config::{Config, HedgeAfter, Outlier, Route, Strategy};
+use crate::config::{CircuitBreaker, Config, HedgeAfter, Outlier, Route, Strategy};
 use crate::error::GatewayError;
 use crate::telemetry::metrics::Metrics;
-use crate::upstream::breaker::{Breaker, BreakerConfig, CircuitState, Outcome, Permit};
-use crate::upstream::{ClientError, ProviderClient, Urls};
-use affinity::{Affinity, Prefix};
+use crate::upstream::breaker::BreakerConfig;
+use crate::upstream::{ClientError, ProviderClient};
+use affinity::Affinity;
 use canary::Canary;
-use health::Health;
-use load::Load;
+pub use plan::{Pick, Plan};
+pub use registry::Registry;
 use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
-
-/// One deployment, ready to call.
-#[derive(Debug)]
-pub struct Target {
-    /// `provider/model`, as `/admin/deployments` and the metrics name it.
-    pub name: String,
-    /// Its share of the model's traffic.
-    pub weight: u32,
-    /// The provider's client.
-    pub provider: Arc<ProviderClient>,
-    /// The model name the provider knows.
-    pub upstream_model: String,
-    /// Where this deployment's requests go.
-    pub urls: Urls,
-    /// The completion token cap sent to providers that require one, when the
-    /// client sets none.
-    pub max_output_tokens: u32,
-    /// `x-switchyard-provider` for answers from this deployment.
-    pub provider_header: HeaderValue,
-    /// `x-switchyard-model` for answers from this deployment.
-    pub model_header: HeaderValue,
-    /// Sends it no traffic while it keeps failing.
-    pub breaker: Breaker,
-    /// `x-switchyard-route` of a request this deployment served at the first
-    /// attempt (the usual case), built once.
-    pub served_first: HeaderValue,
-    /// Its live load: requests in flight, time to first token, rate-limit headroom.
-    pub load: Arc<Load>,
-    /// Healthy, unhealthy (active probes) or ejected (live failures).
-    pub health: Arc<Health>,
-    /// `switchyard_deployment_healthy{model,deployment}`, set when metrics are read.
-    healthy_gauge: metrics::Gauge,
-    /// Its tier, if it has one.
-    pub tier: Option<String>,
-    /// The canary it is new in, if any: its attempts are reported there.
-    canary: Option<Arc<Canary>>,
-    /// USD per million tokens, when known.
-    price: Option<crate::config::Price>,
-    /// `switchyard_circuit_state{model,deployment}`, set when metrics are read.
-    circuit_gauge: metrics::Gauge,
-    /// Its recent times to first byte, when its model hedges after a percentile of them.
-    latency: Option<histogram::LatencyWindow>,
-    /// The whole exchange (the model's timeout, else the provider's).
-    pub total: Duration,
-    /// Request sent → a stream's first content.
-    pub first_token: Duration,
-    /// A streamed exchange, all of it.
-    pub stream_total: Duration,
-}
-
-impl Target {
-    /// Counts a time to first byte (or first content) for hedging.
-    pub fn record_latency(&self, latency: Duration) {
-        if let Some(window) = &self.latency {
-            window.record(latency, std::time::Instant::now());
-        }
-    }
-
-    /// How long to wait for this deployment before a hedge: `after`, or the
-    /// percentile of its recent times (`None` while it has too few).
-    pub fn hedge_delay(&self, after: HedgeAfter) -> Option<Duration> {
-        match after {
-            HedgeAfter::Fixed(delay) => Some(delay),
-            HedgeAfter::Quantile(_) => self.latency.as_ref()?.quantile(std::time::Instant::now()),
-        }
-    }
-
-    /// Its state for `/admin/deployments`.
-    pub fn status(&self, now: Instant) -> serde_json::Value {
-        let clock = now.into_std();
-        let mut status = serde_json::json!({
-            "deployment": self.name,
-            "provider": &*self.provider.name,
-            "model": self.upstream_model,
-            "weight": self.weight,
-            "tier": self.tier,
-            "circuit": self.breaker.state(now).as_str(),
-            "in_flight": self.load.in_flight(),
-            "ttft_ms": self.load.ttft_estimate(clock).as_secs_f64() * 1e3,
-            "rate_limit_headroom": self.load.headroom(clock),
-            "health": self.health.state(now).as_str(),
-        });
-        self.health.report(now, &mut status);
-        status
-    }
-
-    /// Tells the canary it is new in (if any) that an attempt succeeded, its
-    /// first content after `latency`.
-    pub fn canary_success(&self, latency: Duration) {
-        if let Some(canary) = &self.canary {
-            canary.success(latency);
-        }
-    }
-
-    /// Tells the canary it is new in (if any) that an attempt failed.
-    pub fn canary_failure(&self) {
-        if let Some(canary) = &self.canary {
-            canary.failure();
-        }
-    }
-
-    /// Whether a request of `tokens` costs at most `max` USD here (an unknown
-    /// price does not).
-    fn within(&self, tokens: Tokens, max: f64) -> bool {
-        self.price.is_some_and(|p| {
-            (p.input * tokens.input as f64 + p.output * tokens.output as f64) / 1e6 <= max
-        })
-    }
-}
+pub use target::Target;
 
 /// A public model: its deployments and what to do when they fail.
 #[derive(Debug)]
@@ -209,7 +118,8 @@ pub struct ShadowMetrics {
     pub first_byte: metrics::Histogram,
 }
 
-/// Every public model and its deployments.
+/// Every public model and its deployments: immutable, built from one config
+/// by [`Routes::new`] over the process's [`Registry`].
 #[derive(Debug)]
 pub struct Routes {
     models: HashMap<String, ModelRoute>,
@@ -245,18 +155,6 @@ pub struct Routed<'r> {
     pub rule: Option<usize>,
 }
 
-/// The period of the latency windows a percentile hedge reads (they span one
-/// to two of them).
-const HEDGE_WINDOW: Duration = Duration::from_secs(30);
-
-/// How many times a request may go through its chain of deployments (its
-/// attempts are bounded by `retries.attempts` first; this bounds the walk
-/// over deployments that cannot take the request at all).
-const MAX_PASSES: u8 = 16;
-
-/// Below this rate-limit headroom a deployment is not held to by affinity.
-const AFFINITY_MIN_HEADROOM: f64 = 0.1;
-
 /// The most deployments a model can have (tried ones are kept in a 64-bit mask).
 pub const MAX_DEPLOYMENTS: usize = MAX_MEMBERS;
 
@@ -278,15 +176,19 @@ impl ModelRoute {
 }
 
 impl Routes {
-    /// Builds the table, registering each deployment's metrics in `metrics`.
+    /// Builds the table from `config`: each deployment's live state, each
+    /// canary and each metric handle is taken from `registry` (made there on
+    /// first use, metrics registered in `metrics`, which must be the same
+    /// every time), so routes built again from a new config carry them over.
     pub fn new(
         config: &Config,
         clients: &HashMap<String, Arc<ProviderClient>>,
+        registry: &Registry,
         metrics: &Metrics,
     ) -> Result<Self, (String, ClientError)> {
         describe(metrics);
         canary::describe(metrics);
-        let breaker = config.circuit_breaker;
+        let breaker = breaker_config(&config.circuit_breaker);
         let mut models = HashMap::new();
         let mut canaries = Vec::new();
         let aliases = config
@@ -300,85 +202,27 @@ impl Routes {
             .collect();
         for model in config.models.values() {
             let mut targets = Vec::new();
-            let mut members = Vec::new();
             for d in model.deployments.iter().take(MAX_DEPLOYMENTS) {
                 let Some(provider) = clients.get(&d.provider) else {
                     continue;
                 };
-                let load = Arc::new(Load::new());
-                members.push(Member {
-                    weight: d.weight,
-                    price: d.price,
-                    load: load.clone(),
-                });
-                let name = format!("{}/{}", provider.name, d.model);
-                let labels = [
-                    ("model", model.name.as_str()),
-                    ("deployment", name.as_str()),
-                ];
-                targets.push(Target {
-                    circuit_gauge: metrics.gauge("switchyard_circuit_state", &labels),
-                    latency: match model.hedge_after {
-                        Some(HedgeAfter::Quantile(q)) => {
-                            Some(histogram::LatencyWindow::new(q, HEDGE_WINDOW))
-                        }
-                        _ => None,
-                    },
-                    healthy_gauge: metrics.gauge("switchyard_deployment_healthy", &labels),
-                    health: Arc::new(Health::new()),
-                    name,
-                    weight: d.weight,
-                    provider: provider.clone(),
-                    upstream_model: d.model.clone(),
-                    urls: provider
-                        .urls(&d.model)
-                        .map_err(|e| (provider.name.to_string(), e))?,
-                    max_output_tokens: d.max_output_tokens,
-                    provider_header: header_value(&provider.name),
-                    served_first: header_value(&format!(
-                        "{}/{}[{}]=ok",
-                        provider.name,
-                        d.model,
-                        model.strategy.as_str()
-                    )),
-                    model_header: header_value(&d.model),
-                    breaker: Breaker::new(BreakerConfig {
-                        consecutive_failures: breaker.consecutive_failures,
-                        failure_rate: breaker.failure_rate,
-                        min_requests: breaker.min_requests,
-                        window: breaker.window,
-                        cooldown: breaker.cooldown,
-                    }),
-                    load,
-                    tier: d.tier.clone(),
-                    canary: None,
-                    price: d.price,
-                    total: model.timeouts.total.unwrap_or(provider.timeouts.total),
-                    first_token: model
-                        .timeouts
-                        .first_token
-                        .unwrap_or(provider.timeouts.first_token),
-                    stream_total: model
-                        .timeouts
-                        .stream_total
-                        .unwrap_or(provider.timeouts.stream_total),
-                });
+                let target = Target::new(model, d, provider, &breaker, registry, metrics)
+                    .map_err(|e| (provider.name.to_string(), e))?;
+                targets.push(target);
             }
-            let hedge = model.hedge_after.map(|after| {
-                let counter = |outcome| {
-                    metrics.counter(
-                        "switchyard_hedges_total",
-                        &[("model", model.name.as_str()), ("outcome", outcome)],
-                    )
-                };
-                Hedge {
-                    after,
-                    sent: counter("sent"),
-                    won: counter("won"),
-                }
-            });
+            let members = targets
+                .iter()
+                .map(|t| Member {
+                    weight: t.weight,
+                    price: t.price,
+                    load: t.load.clone(),
+                })
+                .collect();
+            let hedge = model
+                .hedge_after
+                .map(|after| registry.hedge(metrics, &model.name, after));
             let canary = config.canary.get(&model.name).map(|c| {
-                let canary = Canary::attach(&model.name, c, &mut targets, metrics);
+                let canary = Canary::attach(&model.name, c, &mut targets, registry, metrics);
                 canaries.push(canary.clone());
                 canary
             });
@@ -410,7 +254,7 @@ impl Routes {
                 let targets = &models.get(&shadow.model)?.targets;
                 Some((
                     model.name.clone(),
-                    shadow_route(&model.name, shadow, targets, metrics),
+                    shadow_route(&model.name, shadow, targets, registry, metrics),
                 ))
             })
             .collect();
@@ -500,18 +344,7 @@ impl Routes {
             .get(model)
             .or_else(|| self.models.get(self.aliases.get(model)?))
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
-        Ok(Plan {
-            routes: self,
-            first: route,
-            tokens,
-            max_cost: None,
-            strategy: None,
-            prefix: None,
-            current: 0,
-            excluded: 0,
-            held: route.canary.as_ref().map_or(0, |c| c.held_back()),
-            passes: 0,
-        })
+        Ok(Plan::new(self, route, tokens))
     }
 }
 
@@ -560,344 +393,34 @@ fn shadow_route(
     model: &str,
     shadow: &crate::config::Shadow,
     targets: &[Target],
+    registry: &Registry,
     metrics: &Metrics,
 ) -> ShadowRoute {
     let by_target = targets
         .iter()
-        .map(|target| {
-            let labels = [("model", model), ("deployment", target.name.as_str())];
-            let outcome = |outcome| {
-                metrics.counter(
-                    "switchyard_shadow_requests_total",
-                    &[labels[0], labels[1], ("outcome", outcome)],
-                )
-            };
-            ShadowMetrics {
-                ok: outcome("ok"),
-                failed: outcome("error"),
-                duration: metrics.histogram("switchyard_shadow_duration_seconds", &labels),
-                first_byte: metrics.histogram("switchyard_shadow_first_byte_seconds", &labels),
-            }
-        })
+        .map(|target| registry.shadow_metrics(metrics, model, &target.name))
         .collect();
+    let (slots, skipped) = registry.shadow(metrics, model, shadow.max_in_flight);
     ShadowRoute {
         model: shadow.model.clone(),
         fraction: shadow.fraction,
-        slots: Arc::new(tokio::sync::Semaphore::new(shadow.max_in_flight as usize)),
-        skipped: metrics.counter("switchyard_shadow_skipped_total", &[("model", model)]),
+        slots,
+        skipped,
         by_target,
     }
 }
 
-/// One request's way through the deployments of its model and its fallbacks
-/// (looked up by name when they are reached: no allocation per request).
-#[derive(Debug)]
-pub struct Plan<'a> {
-    routes: &'a Routes,
-    first: &'a ModelRoute,
-    /// The request's estimated size, for the `cost` strategy.
-    tokens: Tokens,
-    /// `x-switchyard-max-cost`: deployments estimated dearer are left out.
-    max_cost: Option<f64>,
-    /// A route's strategy, instead of the models' own.
-    strategy: Option<Strategy>,
-    /// The request's prompt prefix, for the requested model's affinity.
-    prefix: Option<Prefix>,
-    /// The model being tried: 0 the requested one, n its n-th fallback.
-    current: usize,
-    /// Deployments of the current model already tried (bit i = target i).
-    excluded: u64,
-    /// Deployments of the requested model's canary set not drawn for this
-    /// request, left out while the drawn set has one to try.
-    held: u64,
-    /// Times the whole chain has been gone through.
-    passes: u8,
-}
-
-/// A deployment to try, with the breaker's permit for it.
-#[derive(Debug)]
-pub struct Pick<'a> {
-    /// The model it serves (the requested one, or a fallback).
-    pub model: &'a ModelRoute,
-    /// The deployment.
-    pub target: &'a Target,
-    /// What the breaker allowed, until it is handed back (see [`Pick::settle`]).
-    permit: Held,
-    /// Why it was picked, for `x-switchyard-route`: the strategy's name,
-    /// `affinity` (it served the prompt's prefix before), `canary` (of the
-    /// canary's new set) or `hedge` (asked alongside a slow first one).
-    pub why: &'static str,
-}
-
-/// A breaker permit not handed back yet: 0 none, else the permit + 1.
-#[derive(Debug)]
-struct Held(std::sync::atomic::AtomicU8);
-
-impl Held {
-    fn new(permit: Permit) -> Self {
-        Self(std::sync::atomic::AtomicU8::new(Self::code(permit)))
-    }
-
-    fn code(permit: Permit) -> u8 {
-        match permit {
-            Permit::Normal => 1,
-            Permit::Probe => 2,
-        }
-    }
-
-    fn take(&self) -> Option<Permit> {
-        match self.0.swap(0, std::sync::atomic::Ordering::Relaxed) {
-            1 => Some(Permit::Normal),
-            2 => Some(Permit::Probe),
-            _ => None,
-        }
+/// The breaker settings of `circuit_breaker:`.
+fn breaker_config(config: &CircuitBreaker) -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: config.consecutive_failures,
+        failure_rate: config.failure_rate,
+        min_requests: config.min_requests,
+        window: config.window,
+        cooldown: config.cooldown,
     }
 }
 
-impl Pick<'_> {
-    /// Hands the breaker's permit back with the attempt's outcome (once: a
-    /// second call does nothing).
-    pub fn settle(&self, outcome: Outcome, now: Instant) {
-        if let Some(permit) = self.permit.take() {
-            self.target.breaker.record(permit, outcome, now);
-        }
-    }
-
-    /// Holds a fresh permit of the same deployment (after a wait, say), the
-    /// earlier one handed back.
-    pub fn rearm(&mut self, permit: Permit) {
-        self.settle(Outcome::Ignored, Instant::now());
-        self.permit = Held::new(permit);
-    }
-}
-
-impl Drop for Pick<'_> {
-    /// A pick dropped before its outcome was known (the client went away
-    /// mid-attempt, a hedge was given up) hands its permit back as saying
-    /// nothing, so that a half-open breaker's probe slot is never lost.
-    fn drop(&mut self) {
-        self.settle(Outcome::Ignored, Instant::now());
-    }
-}
-
-impl<'a> Plan<'a> {
-    /// The requested model.
-    pub fn model(&self) -> &'a ModelRoute {
-        self.first
-    }
-
-    /// The model `n` of the chain: the requested one, then its fallbacks (the
-    /// validator makes sure they exist; one that does not ends the chain).
-    fn chain(&self, n: usize) -> Option<&'a ModelRoute> {
-        match n {
-            0 => Some(self.first),
-            n => self.routes.models.get(self.first.fallbacks.get(n - 1)?),
-        }
-    }
-
-    /// The next deployment to try: an untried one of the current model, else
-    /// of the next fallback; when every one has been tried, the chain starts
-    /// over (a retry of the same deployments). `None` when no deployment's
-    /// breaker lets a request through.
-    pub fn next(&mut self, now: Instant) -> Option<Pick<'a>> {
-        loop {
-            if self.passes >= MAX_PASSES {
-                return None;
-            }
-            let model = self.chain(self.current)?;
-            if let Some(pick) = self.pick_in(model, now) {
-                return Some(pick);
-            }
-            self.current += 1;
-            self.excluded = 0;
-            if self.chain(self.current).is_none() {
-                self.current = 0;
-                self.passes += 1;
-            }
-        }
-    }
-
-    /// Leaves out deployments whose estimated cost for the request exceeds
-    /// `max` USD (and those without a price).
-    pub fn limit_cost(&mut self, max: f64) {
-        self.max_cost = Some(max);
-    }
-
-    /// Picks deployments by `strategy` instead of each model's own.
-    pub fn use_strategy(&mut self, strategy: Strategy) {
-        self.strategy = Some(strategy);
-    }
-
-    /// Notes the request's body for the requested model's prompt-cache affinity.
-    pub fn prompt(&mut self, body: &[u8]) {
-        self.prefix = self.first.affinity.as_ref().and_then(|a| a.prefix(body));
-    }
-
-    /// Remembers who served the request's prompt prefix (when the requested
-    /// model has affinity).
-    pub fn served(&self, pick: &Pick<'_>, now: Instant) {
-        if let (Some(affinity), Some(prefix)) = (&self.first.affinity, self.prefix)
-            && std::ptr::eq(pick.model, self.first)
-            && let Some(index) = self
-                .first
-                .targets
-                .iter()
-                .position(|t| std::ptr::eq(t, pick.target))
-        {
-            affinity.set(prefix, index, now);
-        }
-    }
-
-    /// Whether some deployment of the chain fits `x-switchyard-max-cost`.
-    pub fn affordable(&self) -> bool {
-        let Some(max) = self.max_cost else {
-            return true;
-        };
-        (0..)
-            .map_while(|n| self.chain(n))
-            .any(|model| model.targets.iter().any(|t| t.within(self.tokens, max)))
-    }
-
-    /// Which model of the chain is being tried (0: the requested one).
-    pub fn current(&self) -> usize {
-        self.current
-    }
-
-    /// The model being tried.
-    pub fn current_model(&self) -> &'a ModelRoute {
-        self.chain(self.current).unwrap_or(self.first)
-    }
-
-    /// The model after the one being tried, if the chain has one.
-    pub fn model_after(&self) -> Option<&'a ModelRoute> {
-        self.chain(self.current + 1)
-    }
-
-    /// Moves on to the next model of the chain; `false` at its end.
-    pub fn next_model(&mut self) -> bool {
-        if self.passes >= MAX_PASSES || self.chain(self.current + 1).is_none() {
-            return false;
-        }
-        self.current += 1;
-        self.excluded = 0;
-        self.held = 0;
-        true
-    }
-
-    /// Moves on to the first model of the chain after the one being tried
-    /// whose context window is larger than that one's; `false` when there is
-    /// none (or the window of the one being tried is not known).
-    pub fn next_larger_model(&mut self) -> bool {
-        let Some(window) = self.current_model().context_window else {
-            return false;
-        };
-        let larger = (self.current + 1..)
-            .map_while(|n| Some((n, self.chain(n)?)))
-            .find(|(_, model)| model.context_window.is_some_and(|w| w > window));
-        match larger {
-            Some((n, _)) => {
-                self.current = n;
-                self.excluded = 0;
-                self.held = 0;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Another untried deployment of the model being tried, never one of the
-    /// next model (for a hedge, which must not move the plan on).
-    pub fn next_alongside(&mut self, now: Instant) -> Option<Pick<'a>> {
-        let model = self.chain(self.current)?;
-        self.pick_in(model, now)
-    }
-
-    /// Whether the last pick came from a fallback model.
-    pub fn in_fallback(&self) -> bool {
-        self.current > 0
-    }
-
-    /// A deployment of `model` not tried yet, by the model's strategy, whose
-    /// breaker lets the request through, and which is healthy unless none of
-    /// the model's deployments is (panic mode: then health is ignored); of the
-    /// canary set drawn for the request while it has one, else of the other.
-    fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
-        let pick = self.pick_untried(model, now);
-        if pick.is_some() || self.held == 0 {
-            return pick;
-        }
-        self.held = 0;
-        self.pick_untried(model, now)
-    }
-
-    /// [`Plan::pick_in`] among the deployments not held back.
-    fn pick_untried(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
-        let clock = now.into_std();
-        // Back to the deployment that served this prompt prefix, while it is
-        // healthy and not nearly rate limited; else the strategy decides.
-        if let (Some(affinity), Some(prefix)) = (&model.affinity, self.prefix)
-            && std::ptr::eq(model, self.first)
-            && let Some(index) = affinity.get(prefix, now)
-            && index < model.targets.len()
-            && (self.excluded | self.held) & (1 << index) == 0
-            && model.targets[index].health.routable(now)
-        {
-            let target = &model.targets[index];
-            let fits = self
-                .max_cost
-                .is_none_or(|max| target.within(self.tokens, max));
-            if fits && target.load.headroom(clock) >= AFFINITY_MIN_HEADROOM {
-                self.excluded |= 1 << index;
-                if let Some(permit) = target.breaker.allow(now) {
-                    return Some(Pick {
-                        model,
-                        target,
-                        permit: Held::new(permit),
-                        why: "affinity",
-                    });
-                }
-            }
-        }
-        loop {
-            let (tokens, max_cost) = (self.tokens, self.max_cost);
-            let closed = |i: usize| {
-                let target = &model.targets[i];
-                max_cost.is_none_or(|max| target.within(tokens, max))
-                    && target.breaker.state(now) != CircuitState::Open
-            };
-            let excluded = self.excluded | self.held;
-            let pick = |usable: &dyn Fn(usize) -> bool| match self.strategy {
-                Some(strategy) => model
-                    .pool
-                    .pick_by(strategy, excluded, usable, tokens, clock),
-                None => model.pool.pick(excluded, usable, tokens, clock),
-            };
-            let healthy = |i: usize| model.targets[i].health.routable(now) && closed(i);
-            let index = match pick(&healthy) {
-                Some(index) => index,
-                None if !model.targets.iter().any(|t| t.health.routable(now)) => pick(&closed)?,
-                None => return None,
-            };
-            self.excluded |= 1 << index;
-            let target = &model.targets[index];
-            if let Some(permit) = target.breaker.allow(now) {
-                let why = match (&target.canary, self.strategy) {
-                    (Some(_), _) => "canary",
-                    (None, Some(strategy)) => strategy.as_str(),
-                    (None, None) => model.strategy.as_str(),
-                };
-                return Some(Pick {
-                    model,
-                    target,
-                    permit: Held::new(permit),
-                    why,
-                });
-            }
-        }
-    }
-}
-
-/// A header value for a name from the config (names that cannot be one show as `-`).
-fn header_value(name: &str) -> HeaderValue {
-    HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("-"))
-}
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -22,7 +22,7 @@ use crate::api::{AppState, Gateway, Limits, Process, Settings};
 use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
 use crate::request::Finish;
-use crate::routing::Routes;
+use crate::routing::{Registry, Routes};
 use crate::telemetry::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::ProviderClient;
@@ -82,8 +82,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let ready = Arc::new(AtomicBool::new(true));
     let cut = CancellationToken::new();
     let metrics = Metrics::new();
+    // The deployments' live state, for the life of the process (routes built
+    // again from a new config carry it over).
+    let registry = Registry::new();
     let settings = Settings {
-        routes: Routes::new(&config, &clients, &metrics)
+        routes: Routes::new(&config, &clients, &registry, &metrics)
             .map_err(|(provider, source)| StartError::Client { provider, source })?,
         auth: Authenticator::new(config.auth, &config.keys),
         admin: AdminAuth::new(config.server.admin_key.as_ref()),
@@ -99,6 +102,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         models_body: models_body(&config),
     };
     let process = Process {
+        registry,
         retries: RetryLive::new(&config.retries, &metrics),
         metrics,
         finish: Arc::new(Finish::new(vec![Arc::new(AccessLog)])),

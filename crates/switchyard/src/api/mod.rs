@@ -50,7 +50,7 @@ use crate::auth::{AdminAuth, Authenticator};
 use crate::error::{Dialect, GatewayError};
 use crate::headers::{REQUEST_ID, X_API_KEY};
 use crate::request::{Finish, RequestCx, catch_panic};
-use crate::routing::Routes;
+use crate::routing::{Registry, Routes};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::attempts::{RetryLive, RetryPolicy};
 
@@ -105,6 +105,9 @@ pub struct Limits {
 /// What lives as long as the process, whatever the config becomes.
 #[derive(Debug)]
 pub struct Process {
+    /// The deployments' live state (breakers, load, health, latency windows,
+    /// canaries, their metric handles), which `Routes` hold handles into.
+    pub registry: Registry,
     /// The metric registry (`/metrics`).
     pub metrics: Metrics,
     /// The retry budget and the retry counters.

@@ -21,8 +21,8 @@ use axum::http::StatusCode;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::Target;
 use super::histogram::Histogram;
+use super::{Registry, Target};
 use crate::config;
 use crate::mix::splitmix64;
 use crate::telemetry::metrics::Metrics;
@@ -113,18 +113,20 @@ pub fn describe(metrics: &Metrics) {
 
 impl Canary {
     /// The canary `config` of `model` over its `targets` (their `tier` tells
-    /// the new set), attached to each target of the new set; starts at its
-    /// first stage.
+    /// the new set), attached to each target of the new set: the one
+    /// `registry` runs for the model when its config and sets are unchanged,
+    /// else a new one at its first stage (see [`Registry`]).
     pub fn attach(
         model: &str,
         config: &config::Canary,
         targets: &mut [Target],
+        registry: &Registry,
         metrics: &Metrics,
     ) -> Arc<Self> {
         let in_new = |t: &Target| t.tier.as_deref() == Some(config.tier.as_str());
         let new_set = mask(targets.iter().map(in_new));
         let old_set = mask(targets.iter().map(|t| !in_new(t)));
-        let canary = Arc::new(Self::new(model, config, [new_set, old_set], metrics));
+        let canary = registry.canary(model, config, [new_set, old_set], metrics);
         for target in targets.iter_mut().filter(|t| in_new(t)) {
             target.canary = Some(canary.clone());
         }
@@ -132,7 +134,12 @@ impl Canary {
     }
 
     /// The canary `config` of `model` whose new and old sets are `sets`.
-    fn new(model: &str, config: &config::Canary, sets: [u64; 2], metrics: &Metrics) -> Self {
+    pub(super) fn new(
+        model: &str,
+        config: &config::Canary,
+        sets: [u64; 2],
+        metrics: &Metrics,
+    ) -> Self {
         let labels = [("model", model)];
         let control = Control::new(Instant::now());
         Self {
@@ -148,6 +155,26 @@ impl Canary {
             state_gauge: metrics.gauge("switchyard_canary_state", &labels),
             rollbacks: metrics.counter("switchyard_canary_rollbacks_total", &labels),
         }
+    }
+
+    /// Whether it is the canary `config` over the new and old `sets`.
+    pub(super) fn runs(&self, config: &config::Canary, sets: [u64; 2]) -> bool {
+        let config::Canary {
+            tier,
+            stages,
+            dwell,
+            min_requests,
+            max_error_rate,
+            max_p99,
+        } = config;
+        let own = &self.config;
+        [self.new_set, self.old_set] == sets
+            && own.tier == *tier
+            && own.stages == *stages
+            && own.dwell == *dwell
+            && own.min_requests == *min_requests
+            && own.max_error_rate == *max_error_rate
+            && own.max_p99 == *max_p99
     }
 
     /// The deployments a request's first pick leaves out: the old set for a

@@ -41,10 +41,11 @@ struct Check {
     members: Vec<Member>,
 }
 
-/// A deployment of a model, as its probe's result updates it.
+/// A deployment, as its probe's result updates it.
 #[derive(Debug)]
 struct Member {
-    model: String,
+    /// The models it serves (its health is the deployment's, whatever the model).
+    models: Vec<String>,
     deployment: String,
     health: Arc<Health>,
 }
@@ -94,11 +95,19 @@ fn prober(routes: &Routes, name: &str, probe: &Probe) -> Result<Option<Prober>, 
                     })
                 }
             };
-            check.members.push(Member {
-                model: model.name.clone(),
-                deployment: target.name.clone(),
-                health: target.health.clone(),
-            });
+            // Models that share the deployment share its health: probed once.
+            match check
+                .members
+                .iter_mut()
+                .find(|m| Arc::ptr_eq(&m.health, &target.health))
+            {
+                Some(member) => member.models.push(model.name.clone()),
+                None => check.members.push(Member {
+                    models: vec![model.name.clone()],
+                    deployment: target.name.clone(),
+                    health: target.health.clone(),
+                }),
+            }
         }
     }
     Ok(provider.map(|provider| Prober {
@@ -188,12 +197,14 @@ impl Prober {
                 self.probe.unhealthy_threshold,
             );
             if let Some(transition) = transition {
-                log(
-                    &member.model,
-                    &member.deployment,
-                    transition,
-                    result.error.as_deref(),
-                );
+                for model in &member.models {
+                    log(
+                        model,
+                        &member.deployment,
+                        transition,
+                        result.error.as_deref(),
+                    );
+                }
             }
         }
     }

@@ -13,8 +13,8 @@ use super::*;
 use crate::config::from_yaml;
 use crate::error::Dialect;
 use crate::request::{Finish, RequestCx};
-use crate::routing::Routes;
 use crate::routing::strategy::Tokens;
+use crate::routing::{Registry, Routes};
 use crate::upstream::ProviderClient;
 
 /// What a deployment does when asked: wait, then answer or fail.
@@ -127,7 +127,7 @@ models:
             .collect();
         let metrics = Metrics::new();
         Self {
-            routes: Routes::new(&config, &clients, &metrics).unwrap(),
+            routes: Routes::new(&config, &clients, &Registry::new(), &metrics).unwrap(),
             policy: RetryPolicy::new(&config.retries),
             live: RetryLive::new(&config.retries, &metrics),
         }

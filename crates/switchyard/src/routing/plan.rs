@@ -1,0 +1,356 @@
+//! One request's way through the routes: a [`Plan`] walks the requested
+//! model's deployments, then its fallbacks', handing out a [`Pick`] per
+//! attempt with the breaker's permit for it.
+//!
+//! A plan borrows the immutable [`Routes`] it was made from; picking reads
+//! only atomics of the deployments' live state (held in the
+//! [`Registry`](super::Registry)), never a lock or a map of it.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tokio::time::Instant;
+
+use super::affinity::Prefix;
+use super::strategy::Tokens;
+use super::{ModelRoute, Routes, Target};
+use crate::config::Strategy;
+use crate::upstream::breaker::{CircuitState, Outcome, Permit};
+
+/// How many times a request may go through its chain of deployments (its
+/// attempts are bounded by `retries.attempts` first; this bounds the walk
+/// over deployments that cannot take the request at all).
+const MAX_PASSES: u8 = 16;
+
+/// Below this rate-limit headroom a deployment is not held to by affinity.
+const AFFINITY_MIN_HEADROOM: f64 = 0.1;
+
+/// One request's way through the deployments of its model and its fallbacks
+/// (looked up by name when they are reached: no allocation per request).
+#[derive(Debug)]
+pub struct Plan<'a> {
+    routes: &'a Routes,
+    first: &'a ModelRoute,
+    /// The request's estimated size, for the `cost` strategy.
+    tokens: Tokens,
+    /// `x-switchyard-max-cost`: deployments estimated dearer are left out.
+    max_cost: Option<f64>,
+    /// A route's strategy, instead of the models' own.
+    strategy: Option<Strategy>,
+    /// The request's prompt prefix, for the requested model's affinity.
+    prefix: Option<Prefix>,
+    /// The model being tried: 0 the requested one, n its n-th fallback.
+    current: usize,
+    /// Deployments of the current model already tried (bit i = target i).
+    excluded: u64,
+    /// Deployments of the requested model's canary set not drawn for this
+    /// request, left out while the drawn set has one to try.
+    held: u64,
+    /// Times the whole chain has been gone through.
+    passes: u8,
+}
+
+/// A deployment to try, with the breaker's permit for it.
+#[derive(Debug)]
+pub struct Pick<'a> {
+    /// The model it serves (the requested one, or a fallback).
+    pub model: &'a ModelRoute,
+    /// The deployment.
+    pub target: &'a Target,
+    /// What the breaker allowed, until it is handed back (see [`Pick::settle`]).
+    permit: Held,
+    /// Why it was picked, for `x-switchyard-route`: the strategy's name,
+    /// `affinity` (it served the prompt's prefix before), `canary` (of the
+    /// canary's new set) or `hedge` (asked alongside a slow first one).
+    pub why: &'static str,
+}
+
+/// A breaker permit not handed back yet: 0 none, else the permit + 1.
+#[derive(Debug)]
+struct Held(AtomicU8);
+
+// === impl Held ===
+
+impl Held {
+    fn new(permit: Permit) -> Self {
+        Self(AtomicU8::new(Self::code(permit)))
+    }
+
+    fn code(permit: Permit) -> u8 {
+        match permit {
+            Permit::Normal => 1,
+            Permit::Probe => 2,
+        }
+    }
+
+    fn take(&self) -> Option<Permit> {
+        match self.0.swap(0, Ordering::Relaxed) {
+            1 => Some(Permit::Normal),
+            2 => Some(Permit::Probe),
+            _ => None,
+        }
+    }
+}
+
+// === impl Pick ===
+
+impl Pick<'_> {
+    /// Hands the breaker's permit back with the attempt's outcome (once: a
+    /// second call does nothing).
+    pub fn settle(&self, outcome: Outcome, now: Instant) {
+        if let Some(permit) = self.permit.take() {
+            self.target.breaker.record(permit, outcome, now);
+        }
+    }
+
+    /// Holds a fresh permit of the same deployment (after a wait, say), the
+    /// earlier one handed back.
+    pub fn rearm(&mut self, permit: Permit) {
+        self.settle(Outcome::Ignored, Instant::now());
+        self.permit = Held::new(permit);
+    }
+}
+
+impl Drop for Pick<'_> {
+    /// A pick dropped before its outcome was known (the client went away
+    /// mid-attempt, a hedge was given up) hands its permit back as saying
+    /// nothing, so that a half-open breaker's probe slot is never lost.
+    fn drop(&mut self) {
+        self.settle(Outcome::Ignored, Instant::now());
+    }
+}
+
+// === impl Plan ===
+
+impl<'a> Plan<'a> {
+    /// The way through `first` (a model of `routes`) and its fallbacks for
+    /// one request of about `tokens`.
+    pub(super) fn new(routes: &'a Routes, first: &'a ModelRoute, tokens: Tokens) -> Self {
+        Self {
+            routes,
+            first,
+            tokens,
+            max_cost: None,
+            strategy: None,
+            prefix: None,
+            current: 0,
+            excluded: 0,
+            held: first.canary.as_ref().map_or(0, |c| c.held_back()),
+            passes: 0,
+        }
+    }
+
+    /// The requested model.
+    pub fn model(&self) -> &'a ModelRoute {
+        self.first
+    }
+
+    /// The model `n` of the chain: the requested one, then its fallbacks (the
+    /// validator makes sure they exist; one that does not ends the chain).
+    fn chain(&self, n: usize) -> Option<&'a ModelRoute> {
+        match n {
+            0 => Some(self.first),
+            n => self.routes.models.get(self.first.fallbacks.get(n - 1)?),
+        }
+    }
+
+    /// The next deployment to try: an untried one of the current model, else
+    /// of the next fallback; when every one has been tried, the chain starts
+    /// over (a retry of the same deployments). `None` when no deployment's
+    /// breaker lets a request through.
+    pub fn next(&mut self, now: Instant) -> Option<Pick<'a>> {
+        loop {
+            if self.passes >= MAX_PASSES {
+                return None;
+            }
+            let model = self.chain(self.current)?;
+            if let Some(pick) = self.pick_in(model, now) {
+                return Some(pick);
+            }
+            self.current += 1;
+            self.excluded = 0;
+            if self.chain(self.current).is_none() {
+                self.current = 0;
+                self.passes += 1;
+            }
+        }
+    }
+
+    /// Leaves out deployments whose estimated cost for the request exceeds
+    /// `max` USD (and those without a price).
+    pub fn limit_cost(&mut self, max: f64) {
+        self.max_cost = Some(max);
+    }
+
+    /// Picks deployments by `strategy` instead of each model's own.
+    pub fn use_strategy(&mut self, strategy: Strategy) {
+        self.strategy = Some(strategy);
+    }
+
+    /// Notes the request's body for the requested model's prompt-cache affinity.
+    pub fn prompt(&mut self, body: &[u8]) {
+        self.prefix = self.first.affinity.as_ref().and_then(|a| a.prefix(body));
+    }
+
+    /// Remembers who served the request's prompt prefix (when the requested
+    /// model has affinity).
+    pub fn served(&self, pick: &Pick<'_>, now: Instant) {
+        if let (Some(affinity), Some(prefix)) = (&self.first.affinity, self.prefix)
+            && std::ptr::eq(pick.model, self.first)
+            && let Some(index) = self
+                .first
+                .targets
+                .iter()
+                .position(|t| std::ptr::eq(t, pick.target))
+        {
+            affinity.set(prefix, index, now);
+        }
+    }
+
+    /// Whether some deployment of the chain fits `x-switchyard-max-cost`.
+    pub fn affordable(&self) -> bool {
+        let Some(max) = self.max_cost else {
+            return true;
+        };
+        (0..)
+            .map_while(|n| self.chain(n))
+            .any(|model| model.targets.iter().any(|t| t.within(self.tokens, max)))
+    }
+
+    /// Which model of the chain is being tried (0: the requested one).
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// The model being tried.
+    pub fn current_model(&self) -> &'a ModelRoute {
+        self.chain(self.current).unwrap_or(self.first)
+    }
+
+    /// The model after the one being tried, if the chain has one.
+    pub fn model_after(&self) -> Option<&'a ModelRoute> {
+        self.chain(self.current + 1)
+    }
+
+    /// Moves on to the next model of the chain; `false` at its end.
+    pub fn next_model(&mut self) -> bool {
+        if self.passes >= MAX_PASSES || self.chain(self.current + 1).is_none() {
+            return false;
+        }
+        self.current += 1;
+        self.excluded = 0;
+        self.held = 0;
+        true
+    }
+
+    /// Moves on to the first model of the chain after the one being tried
+    /// whose context window is larger than that one's; `false` when there is
+    /// none (or the window of the one being tried is not known).
+    pub fn next_larger_model(&mut self) -> bool {
+        let Some(window) = self.current_model().context_window else {
+            return false;
+        };
+        let larger = (self.current + 1..)
+            .map_while(|n| Some((n, self.chain(n)?)))
+            .find(|(_, model)| model.context_window.is_some_and(|w| w > window));
+        match larger {
+            Some((n, _)) => {
+                self.current = n;
+                self.excluded = 0;
+                self.held = 0;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Another untried deployment of the model being tried, never one of the
+    /// next model (for a hedge, which must not move the plan on).
+    pub fn next_alongside(&mut self, now: Instant) -> Option<Pick<'a>> {
+        let model = self.chain(self.current)?;
+        self.pick_in(model, now)
+    }
+
+    /// Whether the last pick came from a fallback model.
+    pub fn in_fallback(&self) -> bool {
+        self.current > 0
+    }
+
+    /// A deployment of `model` not tried yet, by the model's strategy, whose
+    /// breaker lets the request through, and which is healthy unless none of
+    /// the model's deployments is (panic mode: then health is ignored); of the
+    /// canary set drawn for the request while it has one, else of the other.
+    fn pick_in(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
+        let pick = self.pick_untried(model, now);
+        if pick.is_some() || self.held == 0 {
+            return pick;
+        }
+        self.held = 0;
+        self.pick_untried(model, now)
+    }
+
+    /// [`Plan::pick_in`] among the deployments not held back.
+    fn pick_untried(&mut self, model: &'a ModelRoute, now: Instant) -> Option<Pick<'a>> {
+        let clock = now.into_std();
+        // Back to the deployment that served this prompt prefix, while it is
+        // healthy and not nearly rate limited; else the strategy decides.
+        if let (Some(affinity), Some(prefix)) = (&model.affinity, self.prefix)
+            && std::ptr::eq(model, self.first)
+            && let Some(index) = affinity.get(prefix, now)
+            && index < model.targets.len()
+            && (self.excluded | self.held) & (1 << index) == 0
+            && model.targets[index].health.routable(now)
+        {
+            let target = &model.targets[index];
+            let fits = self
+                .max_cost
+                .is_none_or(|max| target.within(self.tokens, max));
+            if fits && target.load.headroom(clock) >= AFFINITY_MIN_HEADROOM {
+                self.excluded |= 1 << index;
+                if let Some(permit) = target.breaker.allow(now) {
+                    return Some(Pick {
+                        model,
+                        target,
+                        permit: Held::new(permit),
+                        why: "affinity",
+                    });
+                }
+            }
+        }
+        loop {
+            let (tokens, max_cost) = (self.tokens, self.max_cost);
+            let closed = |i: usize| {
+                let target = &model.targets[i];
+                max_cost.is_none_or(|max| target.within(tokens, max))
+                    && target.breaker.state(now) != CircuitState::Open
+            };
+            let excluded = self.excluded | self.held;
+            let pick = |usable: &dyn Fn(usize) -> bool| match self.strategy {
+                Some(strategy) => model
+                    .pool
+                    .pick_by(strategy, excluded, usable, tokens, clock),
+                None => model.pool.pick(excluded, usable, tokens, clock),
+            };
+            let healthy = |i: usize| model.targets[i].health.routable(now) && closed(i);
+            let index = match pick(&healthy) {
+                Some(index) => index,
+                None if !model.targets.iter().any(|t| t.health.routable(now)) => pick(&closed)?,
+                None => return None,
+            };
+            self.excluded |= 1 << index;
+            let target = &model.targets[index];
+            if let Some(permit) = target.breaker.allow(now) {
+                let why = match (&target.canary, self.strategy) {
+                    (Some(_), _) => "canary",
+                    (None, Some(strategy)) => strategy.as_str(),
+                    (None, None) => model.strategy.as_str(),
+                };
+                return Some(Pick {
+                    model,
+                    target,
+                    permit: Held::new(permit),
+                    why,
+                });
+            }
+        }
+    }
+}
