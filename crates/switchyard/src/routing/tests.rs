@@ -1,12 +1,10 @@
 //! Routes built again from a config over the same registry: live state carried over.
 
-use std::io::Write;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::config::Source;
 use crate::upstream::breaker::{Breaker, CircuitState, Outcome};
 
 /// Model `m` on `up/a` and `up/b` (tier `next`, in a canary), hedged after
@@ -17,14 +15,9 @@ fn config_text(extra: &str) -> String {
     )
 }
 
-/// The config of `text`, read as the gateway reads a file.
+/// The config of `text`.
 fn config(text: &str) -> Config {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(text.as_bytes()).unwrap();
-    let checked = crate::config::load(&Source::File(file.path().to_owned()));
-    checked
-        .config
-        .unwrap_or_else(|| panic!("{:?}", checked.problems))
+    crate::config::from_yaml(text)
 }
 
 /// The config of [`config_text`] without extra deployments, and the same
