@@ -76,23 +76,6 @@ pids+=($!)
 mock_port=$(listening "$work/mock.out" "$!")
 
 gateway_config "$mock_port" "$key" gpt-4.1 >"$work/switchyard.yaml"
-server:
-  listen: 127.0.0.1:0
-auth:
-  mode: keys
-keys:
-  - name: bench
-    key: $key
-providers:
-  upstream:
-    kind: openai
-    base_url: http://127.0.0.1:$mock_port/v1
-    api_key: sk-bench-upstream-key
-models:
-  gpt-4.1:
-    deployments:
-      - { provider: upstream, model: mock-1 }
-EOF
 
 RUST_LOG=${RUST_LOG:-info} taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out.%p" \
