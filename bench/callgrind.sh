@@ -97,14 +97,14 @@ for line in sys.stdin:
 }
 
 for mode in json stream; do
-  load "$mode" 2 >/dev/null
-  callgrind_control -z "$gw_pid" >/dev/null
-  callgrind_control -i on "$gw_pid" >/dev/null
+  load "$mode" 2 >/dev/null 2>&1
+  callgrind_control -z "$gw_pid" >/dev/null 2>&1
+  callgrind_control -i on "$gw_pid" >/dev/null 2>&1
   requests=$(load "$mode" "$duration")
-  callgrind_control -i off "$gw_pid" >/dev/null
-  callgrind_control -d "$mode" "$gw_pid" >/dev/null
+  callgrind_control -i off "$gw_pid" >/dev/null 2>&1
+  callgrind_control -d "$mode" "$gw_pid" >/dev/null 2>&1
   dump=$(ls -t "$out"/callgrind.out."$gw_pid"* | head -n 1)
-  total=$(awk '/^summary:/ { print $2 }' "$dump")
+  total=$(awk '/^(summary|totals):/ { n = $2 } END { print n }' "$dump")
   [[ -n $total && $requests -gt 0 ]] || die "no instruction count in $dump"
   echo "CALLGRIND $mode instructions_per_request=$((total / requests)) requests=$requests dump=$dump"
 done
