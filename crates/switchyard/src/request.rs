@@ -15,11 +15,16 @@ mod finish;
 mod record;
 
 use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::http::HeaderValue;
 use axum::response::Response;
+use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
 use switchyard_providers::openai::Usage;
 
 use crate::error::{Dialect, ErrorKind, GatewayError};
@@ -34,7 +39,9 @@ pub use record::{Ending, FailedAttempt, Principal, RecordedError, RequestRecord,
 /// [`catch_panic`] caught one.
 #[derive(Debug)]
 pub struct RequestCx {
-    record: RequestRecord,
+    /// Boxed: the context moves from stage to stage and into the relay, and
+    /// a pointer moves for less than the record would.
+    record: Box<RequestRecord>,
     /// The dialect of the client, which its errors are written in.
     dialect: Dialect,
     finish: Arc<Finish>,
@@ -53,7 +60,7 @@ impl RequestCx {
         finish: Arc<Finish>,
     ) -> Self {
         Self {
-            record: RequestRecord::new(id, endpoint, arrived),
+            record: Box::new(RequestRecord::new(id, endpoint, arrived)),
             dialect,
             finish,
             ended: false,
@@ -224,23 +231,52 @@ thread_local! {
     static UNWOUND: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `future` to its end; when it panics, drops what it holds as a panic's
-/// (a [`RequestCx`] inside records [`Ending::Panicked`]) and returns `None`.
-pub async fn catch_panic<F: Future>(future: F) -> Option<F::Output> {
-    use futures_util::FutureExt;
-    let mut slot = std::pin::pin!(Some(std::panic::AssertUnwindSafe(future).catch_unwind()));
-    let result = match slot.as_mut().as_pin_mut() {
-        Some(running) => running.await,
-        None => return None,
-    };
-    match result {
-        Ok(output) => Some(output),
-        Err(_) => {
-            tracing::error!("a request handler panicked");
-            UNWOUND.set(true);
-            slot.set(None);
-            UNWOUND.set(false);
-            None
+/// Runs `future` to its end; when it panics, resolves to `None`, and what
+/// the future holds is dropped as a panic's: a [`RequestCx`] inside records
+/// [`Ending::Panicked`]. The caller awaits it in a statement of its own and
+/// calls [`panic_settled`] right after, when the future (the temporary of
+/// that statement) has been dropped:
+///
+/// ```ignore
+/// let handled = catch_panic(future).await;
+/// panic_settled();
+/// ```
+///
+/// The future is polled where it stands, never moved again: a request's
+/// future is large, and each move of it is a copy.
+pub fn catch_panic<F: Future>(future: F) -> CatchPanic<F> {
+    CatchPanic {
+        inner: AssertUnwindSafe(future).catch_unwind(),
+    }
+}
+
+/// Ends what [`catch_panic`] began when its future panicked: drops after
+/// this are ordinary again.
+pub fn panic_settled() {
+    UNWOUND.set(false);
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`catch_panic`].
+    pub struct CatchPanic<F> {
+        #[pin]
+        inner: CatchUnwind<AssertUnwindSafe<F>>,
+    }
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().inner.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(output)) => Poll::Ready(Some(output)),
+            Poll::Ready(Err(_)) => {
+                tracing::error!("a request handler panicked");
+                // Until `panic_settled`: the future's state is dropped in between.
+                UNWOUND.set(true);
+                Poll::Ready(None)
+            }
         }
     }
 }

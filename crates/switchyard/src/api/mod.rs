@@ -49,7 +49,7 @@ use tower::ServiceExt;
 use crate::auth::{AdminAuth, Authenticator};
 use crate::error::{Dialect, GatewayError};
 use crate::headers::{REQUEST_ID, X_API_KEY};
-use crate::request::{Finish, RequestCx, catch_panic};
+use crate::request::{Finish, RequestCx, catch_panic, panic_settled};
 use crate::routing::{Registry, Routes};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::attempts::{RetryLive, RetryPolicy};
@@ -233,6 +233,7 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
                 }
             })
             .await;
+            panic_settled();
             Ok(answer(handled, dialect, id))
         })
     }
@@ -309,6 +310,7 @@ mod tests {
                 panic!("a bug in a handler");
             })
             .await;
+            panic_settled();
             let response: Response = answer(handled, dialect, id.clone());
             assert_eq!(response.status(), 500);
             assert_eq!(response.headers()[&REQUEST_ID], "req-panic");

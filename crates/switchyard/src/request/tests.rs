@@ -73,6 +73,7 @@ async fn a_panic_is_recorded_once_and_answered_in_the_clients_dialect() {
         panic!("a bug");
     })
     .await;
+    panic_settled();
     assert!(handled.is_none());
     let [record] = records(&recorder).try_into().unwrap();
     assert_eq!((record.status, record.ending), (500, Ending::Panicked));
@@ -95,6 +96,7 @@ async fn a_future_that_does_not_panic_keeps_its_output() {
         7
     })
     .await;
+    panic_settled();
     assert_eq!(output, Some(7));
     assert_eq!(records(&recorder)[0].ending, Ending::Completed);
     // The flag of a caught panic is cleared for the next request.

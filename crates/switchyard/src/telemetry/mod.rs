@@ -140,7 +140,7 @@ fn write_record(record: &RequestRecord) {
     let usage = record.usage.unwrap_or_default();
     let served = record.served_by.as_ref();
     let line = Line {
-        request_id: record.id.to_str().unwrap_or("-"),
+        request_id: request_id(record),
         endpoint: record.endpoint,
         model: record.model.as_deref().unwrap_or("-"),
         provider: served.map_or("-", |s| &s.provider),
@@ -156,6 +156,11 @@ fn write_record(record: &RequestRecord) {
         completion_tokens: usage.completion_tokens,
     };
     sink.write_line(&line, SystemTime::now());
+}
+
+/// The request id as text (`-` for one that is not UTF-8).
+fn request_id(record: &RequestRecord) -> &str {
+    std::str::from_utf8(record.id.as_bytes()).unwrap_or("-")
 }
 
 /// The error's detail, when it has one.
@@ -197,7 +202,7 @@ fn write_event(record: &RequestRecord) {
     let served = record.served_by.as_ref();
     tracing::info!(
         target: ACCESS_TARGET,
-        request_id = record.id.to_str().unwrap_or("-"),
+        request_id = request_id(record),
         endpoint = record.endpoint,
         model = record.model.as_deref().unwrap_or("-"),
         provider = served.map_or("-", |s| &*s.provider),

@@ -18,7 +18,7 @@ use super::RelayLimits;
 use super::events::push_event;
 use super::reader::Reader;
 use crate::error::{Dialect, Form, GatewayError, render};
-use crate::request::{RequestCx, catch_panic};
+use crate::request::{RequestCx, catch_panic, panic_settled};
 use crate::upstream::{ProviderClient, UpstreamError};
 
 /// Room for what the relay adds to a batch of events (`[DONE]`, an error event).
@@ -121,7 +121,9 @@ where
     let (batches, received) = mpsc::channel(STREAM_QUEUE);
     let on_panic = batches.clone();
     tokio::spawn(async move {
-        if catch_panic(relay.run(batches)).await.is_none() {
+        let ran = catch_panic(relay.run(batches)).await;
+        panic_settled();
+        if ran.is_none() {
             // The request is recorded as panicked; the client gets its error event.
             let _ = on_panic
                 .send(GatewayError::Internal.to_event_in(dialect))
