@@ -381,6 +381,8 @@ def render(res: Results, args: argparse.Namespace) -> str:
         lines += scenario_section(res, scenario)
     lines += ttft_section(res)
     lines += memory_section(res)
+    if args.instructions and Path(args.instructions).is_file():
+        lines += [Path(args.instructions).read_text().rstrip(), ""]
     lines += ["## Configuration used", ""]
     lines += fenced("switchyard.yaml", args.gateway_config, "yaml")
     lines += fenced("nginx.conf", args.nginx_config, "nginx")
@@ -399,6 +401,7 @@ def main() -> None:
     parser.add_argument("--binary", default="?")
     parser.add_argument("--gateway-config")
     parser.add_argument("--nginx-config")
+    parser.add_argument("--instructions", help="a Markdown section of callgrind counts to include")
     args = parser.parse_args()
     res = Results(load(args.results))
     args.output.write_text(render(res, args))

@@ -318,7 +318,8 @@ command="bench/run.sh"
 [[ $rounds == 5 ]] || command="BENCH_ROUNDS=$rounds $command"
 python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command "$command" \
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --binary "${bin#"$repo"/}" \
-  --gateway-config "$work/switchyard.yaml" --nginx-config "$work/nginx.conf"
+  --gateway-config "$work/switchyard.yaml" --nginx-config "$work/nginx.conf" \
+  --instructions "$here/instructions.md"
 
 mkdir -p "$raw_dir"
 cp "$results" "$work"/*.txt "$work"/*.yaml "$work"/*.conf "$raw_dir"/

@@ -16,8 +16,6 @@ pub enum Principal {
     Open,
     /// A key from the config's `keys:`, by its name.
     ConfigKey(Arc<str>),
-    /// The admin key (`/admin/*`).
-    Admin,
 }
 
 impl Principal {
@@ -25,7 +23,7 @@ impl Principal {
     pub fn key_name(&self) -> Option<&str> {
         match self {
             Self::ConfigKey(name) => Some(name),
-            Self::Anonymous | Self::Open | Self::Admin => None,
+            Self::Anonymous | Self::Open => None,
         }
     }
 }
