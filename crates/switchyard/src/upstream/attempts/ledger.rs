@@ -41,6 +41,8 @@ pub struct Attempts<'s> {
     pub(super) last_class: Option<FailureClass>,
     /// The `retry-after` of the last failure.
     last_retry_after: Option<Duration>,
+    /// Whether the request has slept through a `retry-after` already.
+    waited_retry_after: bool,
     /// `x-switchyard-provider` and `-model` of the last deployment tried,
     /// which name who failed on an error answer.
     last_target: Option<(HeaderValue, HeaderValue)>,
@@ -108,6 +110,7 @@ impl<'s> Attempts<'s> {
             last_error: None,
             last_class: None,
             last_retry_after: None,
+            waited_retry_after: false,
             last_target: None,
             last_failed: None,
             served_first: None,
@@ -331,16 +334,27 @@ impl<'s> Attempts<'s> {
         false
     }
 
-    /// How long to wait before trying a deployment again: `None` when it asked
-    /// for longer than `retries.retry_after_cap` or the wait would pass the
-    /// deadline.
-    pub(super) fn backoff(&self) -> Option<Duration> {
+    /// How long to wait before trying a deployment again: `None` when the
+    /// wait would not end before the deadline, or when the provider asked for
+    /// a `retry-after` that is not below `retries.retry_after_cap`, or for a
+    /// second one in this request (a request sleeps through one `retry-after`
+    /// at most: a provider that asks again is answered at once).
+    pub(super) fn backoff(&mut self) -> Option<Duration> {
+        if let Some(wait) = self.last_retry_after
+            && (self.waited_retry_after || wait >= self.policy.backoff.retry_after_cap)
+        {
+            return None;
+        }
         let seed = splitmix64(JITTER.fetch_add(1, Ordering::Relaxed));
         let delay =
             self.policy
                 .backoff
                 .delay(self.made.saturating_sub(1), self.last_retry_after, seed)?;
         let deadline = self.deadline?;
-        (Instant::now() + delay < deadline).then_some(delay)
+        if Instant::now() + delay >= deadline {
+            return None;
+        }
+        self.waited_retry_after |= self.last_retry_after.is_some();
+        Some(delay)
     }
 }

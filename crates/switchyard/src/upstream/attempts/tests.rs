@@ -358,3 +358,44 @@ async fn a_deployment_that_cannot_take_the_request_is_passed_over() {
     assert_eq!(record.attempts, 1);
     assert_eq!(route(&record), "a/m-a[cost]=not_served, b/m-b[cost]=ok");
 }
+
+const ONE: &str = "  m:\n    deployments: [{ provider: a, model: m-a }]\n";
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_not_below_the_cap_is_answered_at_once() {
+    // The default cap is 30 s: a provider asking for exactly that is not waited for.
+    let world = World::new(ONE, "");
+    let script = Script::new(&[("m-a", (after(10), failed(429, Some(30))))]);
+    let started = Instant::now();
+    let (served, record) = world.serve("m", &script, &[]).await;
+    assert_eq!(
+        served.unwrap_err().status(),
+        axum::http::StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(started.elapsed(), after(10));
+    assert_eq!(script.calls(), ["m-a"]);
+    assert_eq!(route(&record), "a/m-a[weighted]=rate_limited");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_sleeps_through_one_retry_after_at_most() {
+    let world = World::new(ONE, "attempts: 3");
+    let script = Script::new(&[
+        ("m-a", (after(10), failed(429, Some(2)))),
+        ("m-a", (after(10), failed(429, Some(2)))),
+    ]);
+    let started = Instant::now();
+    let (served, record) = world.serve("m", &script, &[]).await;
+    assert_eq!(
+        served.unwrap_err().status(),
+        axum::http::StatusCode::TOO_MANY_REQUESTS
+    );
+    // One wait of two seconds, then the second 429 goes back to the client.
+    let waited = started.elapsed() - after(20);
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
+        "{waited:?}"
+    );
+    assert_eq!(script.calls(), ["m-a", "m-a"]);
+    assert_eq!(record.attempts, 2);
+}
