@@ -220,7 +220,7 @@ async fn a_failure_moves_on_to_the_next_deployment_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn the_same_deployment_is_tried_again_after_its_retry_after() {
-    let world = World::new("  m:\n    deployments: [{ provider: a, model: m-a }]\n", "");
+    let world = World::new(ONE, "");
     let script = Script::new(&[
         ("m-a", (after(10), failed(429, Some(2)))),
         ("m-a", (after(10), OK)),
