@@ -74,6 +74,7 @@ where
         chunks.push(chunk);
         match verdict {
             Some(Look::Content) => return Ok(chunks),
+            Some(Look::Broken(detail)) => return Err(broken(detail.to_owned())),
             Some(Look::Error(Fault { status, mut error }, class)) => {
                 error.message = provider.scrub(&error.message);
                 return Err(UpstreamError::Status {
@@ -97,6 +98,8 @@ enum Look {
     Content,
     /// The provider's error, with the status it stands for, as its dialect classes it.
     Error(Fault, ErrorClass),
+    /// A stream that breaks its format before its first content.
+    Broken(&'static str),
 }
 
 /// The verdict of `event`, `None` for an event that comes before content (a
@@ -109,9 +112,12 @@ fn look(event: SseEvent<'_>, wire: Wire) -> Option<Look> {
                 let class = openai::classify_error(status, event.data);
                 Some(Look::Error(Fault { status, error }, class))
             }
-            StreamEvent::Done
-            | StreamEvent::Malformed
-            | StreamEvent::Chunk { finished: true, .. } => Some(Look::Content),
+            StreamEvent::Done | StreamEvent::Chunk { finished: true, .. } => Some(Look::Content),
+            // Nothing has reached the client yet: the attempt fails, and
+            // another deployment may serve.
+            StreamEvent::Malformed => Some(Look::Broken(
+                "the stream carried an event that is not JSON before its first content",
+            )),
             StreamEvent::UsageOnly(_) => None,
             StreamEvent::Chunk { .. } => has_content(event.data).then_some(Look::Content),
         },

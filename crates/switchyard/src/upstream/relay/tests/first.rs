@@ -82,6 +82,24 @@ async fn a_stream_ending_before_content_is_a_protocol_error() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_event_that_is_not_json_before_content_fails_the_attempt() {
+    let upstream = upstream(vec![
+        data(0, ROLE),
+        data(10, "data: <html>bad gateway</html>\n\n"),
+        hang(0),
+    ]);
+    let Err(UpstreamError::Protocol { detail, .. }) =
+        peek(ProviderKind::Openai, upstream, LIMIT).await
+    else {
+        panic!("not a protocol error");
+    };
+    assert_eq!(
+        detail,
+        "the stream carried an event that is not JSON before its first content"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_body_breaking_before_content_is_a_protocol_error_with_its_causes() {
     let upstream = upstream(vec![data(0, ROLE), fail(10)]);
     let Err(UpstreamError::Protocol { detail, .. }) =
