@@ -87,7 +87,18 @@ pub enum UpstreamError {
         /// The limit, in bytes.
         limit: usize,
     },
-    /// The provider broke the protocol (a cut body, an unreadable stream).
+    /// The connection to the provider broke off mid-answer (a reset, a
+    /// malformed chunk): what the transport said goes to the log, never to
+    /// the client.
+    #[error("provider `{provider}` broke off its answer: {detail}")]
+    Broken {
+        /// Provider name.
+        provider: String,
+        /// What the connection said (scrubbed of the provider's keys).
+        detail: String,
+    },
+    /// The provider broke the protocol (a stream that ends unfinished, an
+    /// unreadable event).
     #[error("provider `{provider}` failed mid-response: {detail}")]
     Protocol {
         /// Provider name.
@@ -101,9 +112,10 @@ impl UpstreamError {
     /// The status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Connect { .. } | Self::Protocol { .. } | Self::TooLarge { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Connect { .. }
+            | Self::Broken { .. }
+            | Self::Protocol { .. }
+            | Self::TooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::KeysResting { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Status { class, .. } => match class {
@@ -127,7 +139,7 @@ impl UpstreamError {
         match self {
             Self::Connect { .. } => "upstream_connect",
             Self::Timeout { .. } => "upstream_timeout",
-            Self::Protocol { .. } => "upstream_protocol",
+            Self::Broken { .. } | Self::Protocol { .. } => "upstream_protocol",
             Self::TooLarge { .. } => "upstream_too_large",
             Self::KeysResting { .. } => "upstream_rate_limited",
             Self::Status { class, .. } => match class {
@@ -149,7 +161,7 @@ impl UpstreamError {
         match self {
             Self::Connect { .. } => Some(FailureClass::Connect),
             Self::Timeout { .. } => Some(FailureClass::Timeout),
-            Self::Protocol { .. } => Some(FailureClass::ServerError),
+            Self::Broken { .. } | Self::Protocol { .. } => Some(FailureClass::ServerError),
             Self::TooLarge { .. } => None,
             Self::KeysResting { .. } => Some(FailureClass::RateLimited),
             Self::Status { class, .. } => match class {
@@ -173,6 +185,7 @@ impl UpstreamError {
             Self::Connect { .. }
             | Self::Timeout { .. }
             | Self::TooLarge { .. }
+            | Self::Broken { .. }
             | Self::Protocol { .. } => None,
         }
     }
@@ -207,6 +220,12 @@ impl UpstreamError {
                     param: None,
                     code: Some("rate_limit_exceeded".to_owned()),
                 };
+            }
+            Self::Broken { provider, .. } => {
+                return server_error(
+                    format!("provider `{provider}` broke off its answer"),
+                    "upstream_error",
+                );
             }
             Self::TooLarge { .. } | Self::Protocol { .. } => {
                 return server_error(self.to_string(), "upstream_error");

@@ -57,7 +57,12 @@ where
                 });
             }
             Err(_) => return Err(provider.timeout_at(wait, deadline, phase)),
-            Ok(Err(e)) => return Err(broken(provider.scrub(&error_chain(&e)))),
+            Ok(Err(e)) => {
+                return Err(UpstreamError::Broken {
+                    provider: provider.name.to_string(),
+                    detail: provider.scrub(&error_chain(&e)),
+                });
+            }
             Ok(Ok(None)) => {
                 return Err(broken(
                     "the stream ended before its first content".to_owned(),

@@ -235,7 +235,7 @@ where
     }
 
     fn broken(&self, e: &B::Error) -> ReadError {
-        ReadError::Upstream(UpstreamError::Protocol {
+        ReadError::Upstream(UpstreamError::Broken {
             provider: self.provider.name.to_string(),
             detail: self.provider.scrub(&error_chain(e)),
         })

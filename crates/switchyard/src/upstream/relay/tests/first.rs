@@ -100,12 +100,12 @@ async fn an_event_that_is_not_json_before_content_fails_the_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_body_breaking_before_content_is_a_protocol_error_with_its_causes() {
+async fn a_body_breaking_before_content_is_a_broken_answer_with_its_causes() {
     let upstream = upstream(vec![data(0, ROLE), fail(10)]);
-    let Err(UpstreamError::Protocol { detail, .. }) =
+    let Err(UpstreamError::Broken { detail, .. }) =
         peek(ProviderKind::Openai, upstream, LIMIT).await
     else {
-        panic!("not a protocol error");
+        panic!("not a broken answer");
     };
     assert_eq!(
         detail,

@@ -59,7 +59,7 @@ async fn a_body_broken_midway_cuts_the_client_body_with_an_error() {
     assert_eq!(text, ANSWER[0]);
     assert_eq!(
         cut.unwrap(),
-        "provider `up` failed mid-response: error reading a body from connection: connection reset, key [redacted]"
+        "provider `up` broke off its answer: error reading a body from connection: connection reset, key [redacted]"
     );
     assert_eq!(lines.only().outcome, "upstream_protocol");
 }
