@@ -87,6 +87,16 @@ pub enum UpstreamError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// This process ran out of something it needed to call the provider (file
+    /// descriptors, memory, local ports): not the provider's fault, so it
+    /// counts against no deployment, and is not tried again.
+    #[error("the gateway could not call provider `{provider}`: {detail}")]
+    Local {
+        /// Provider name.
+        provider: String,
+        /// What the system said.
+        detail: String,
+    },
     /// The connection to the provider broke off mid-answer (a reset, a
     /// malformed chunk): what the transport said goes to the log, never to
     /// the client.
@@ -117,6 +127,7 @@ impl UpstreamError {
             | Self::Protocol { .. }
             | Self::TooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::KeysResting { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Local { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Status { class, .. } => match class {
                 // The client's own request was refused: same answer, same status class.
@@ -142,6 +153,7 @@ impl UpstreamError {
             Self::Broken { .. } | Self::Protocol { .. } => "upstream_protocol",
             Self::TooLarge { .. } => "upstream_too_large",
             Self::KeysResting { .. } => "upstream_rate_limited",
+            Self::Local { .. } => "local_resources",
             Self::Status { class, .. } => match class {
                 ErrorClass::RateLimited => "upstream_rate_limited",
                 ErrorClass::InvalidRequest
@@ -162,7 +174,7 @@ impl UpstreamError {
             Self::Connect { .. } => Some(FailureClass::Connect),
             Self::Timeout { .. } => Some(FailureClass::Timeout),
             Self::Broken { .. } | Self::Protocol { .. } => Some(FailureClass::ServerError),
-            Self::TooLarge { .. } => None,
+            Self::TooLarge { .. } | Self::Local { .. } => None,
             Self::KeysResting { .. } => Some(FailureClass::RateLimited),
             Self::Status { class, .. } => match class {
                 ErrorClass::RateLimited => Some(FailureClass::RateLimited),
@@ -182,6 +194,8 @@ impl UpstreamError {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
             Self::KeysResting { retry_after, .. } => Some(*retry_after),
+            // Resources come back quickly, or the process is in trouble.
+            Self::Local { .. } => Some(1),
             Self::Connect { .. }
             | Self::Timeout { .. }
             | Self::TooLarge { .. }
@@ -193,6 +207,13 @@ impl UpstreamError {
     /// Whether the provider was not called because all its keys rest.
     pub fn keys_resting(&self) -> bool {
         matches!(self, Self::KeysResting { .. })
+    }
+
+    /// Whether the failure happened inside this process (no descriptor, no
+    /// memory, every key resting): it says nothing of the deployment, and a
+    /// retry after it spends no retry budget.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Self::Local { .. } | Self::KeysResting { .. })
     }
 
     /// The error as the client sees it, in OpenAI's shape.
@@ -220,6 +241,12 @@ impl UpstreamError {
                     param: None,
                     code: Some("rate_limit_exceeded".to_owned()),
                 };
+            }
+            Self::Local { .. } => {
+                return server_error(
+                    "the gateway is out of resources for the moment".to_owned(),
+                    "service_unavailable",
+                );
             }
             Self::Broken { provider, .. } => {
                 return server_error(

@@ -395,7 +395,15 @@ impl ProviderClient {
     }
 
     fn send_error(&self, e: &hyper_util::client::legacy::Error) -> UpstreamError {
-        if e.is_connect() && caused_by_timeout(e) {
+        if io_cause(e, |io| {
+            LOCAL_ERRNOS.contains(&io.raw_os_error().unwrap_or(0))
+        }) {
+            return UpstreamError::Local {
+                provider: self.name.to_string(),
+                detail: self.scrub(&error_chain(e)),
+            };
+        }
+        if e.is_connect() && io_cause(e, |io| io.kind() == std::io::ErrorKind::TimedOut) {
             return UpstreamError::Timeout {
                 provider: self.name.to_string(),
                 phase: TimeoutPhase::Connect,
@@ -549,13 +557,17 @@ async fn read_bounded(response: UpstreamResponse, limit: usize) -> Bytes {
     Bytes::from(read)
 }
 
-/// Whether a connect error comes from the connect timeout.
-fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+/// The system errors that say this process ran out of something, not that
+/// the provider failed: too many open files (EMFILE), in the system
+/// (ENFILE), no memory (ENOMEM), no buffer space (ENOBUFS), no local port
+/// (EADDRNOTAVAIL). Linux's numbers (EMFILE and ENFILE are the same on the BSDs).
+const LOCAL_ERRNOS: [i32; 5] = [24, 23, 12, 105, 99];
+
+/// Whether an I/O error in the chain of `e` satisfies `test`.
+fn io_cause(e: &(dyn std::error::Error + 'static), test: impl Fn(&std::io::Error) -> bool) -> bool {
     let mut source = Some(e);
     while let Some(s) = source {
-        if s.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
+        if s.downcast_ref::<std::io::Error>().is_some_and(&test) {
             return true;
         }
         source = s.source();
@@ -611,5 +623,21 @@ mod tests {
         // Over TLS the HTTP client sets it (HTTP/2 carries `:authority` instead).
         let client = ProviderClient::new(&provider("https://api.example.com/v1"), None).unwrap();
         assert!(client.host.is_none());
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_told_from_a_provider_failure() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Wrapper(#[source] std::io::Error);
+        let local = |e: &(dyn std::error::Error + 'static)| {
+            io_cause(e, |io| {
+                LOCAL_ERRNOS.contains(&io.raw_os_error().unwrap_or(0))
+            })
+        };
+        assert!(local(&Wrapper(std::io::Error::from_raw_os_error(24))));
+        assert!(local(&Wrapper(std::io::Error::from_raw_os_error(23))));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!local(&Wrapper(refused)));
     }
 }

@@ -43,6 +43,8 @@ pub struct Attempts<'s> {
     last_retry_after: Option<Duration>,
     /// Whether the request has slept through a `retry-after` already.
     waited_retry_after: bool,
+    /// Whether the last failure happened inside this process.
+    last_local: bool,
     /// `x-switchyard-provider` and `-model` of the last deployment tried,
     /// which name who failed on an error answer.
     last_target: Option<(HeaderValue, HeaderValue)>,
@@ -111,6 +113,7 @@ impl<'s> Attempts<'s> {
             last_class: None,
             last_retry_after: None,
             waited_retry_after: false,
+            last_local: false,
             last_target: None,
             last_failed: None,
             served_first: None,
@@ -232,25 +235,26 @@ impl<'s> Attempts<'s> {
         let class = failure.class();
         let label = match (&failure, class) {
             (UpstreamError::TooLarge { .. }, _) => "too_large",
+            (UpstreamError::Local { .. }, _) => "local",
             (_, Some(class)) => class.as_str(),
             (_, None) => "client_error",
         };
-        // What says nothing of the deployment's health: the client's own
-        // request, a refusal of its content, a key resting or one key's 429
-        // when others remain, or a request whose own deadline ran out.
-        let says_nothing = match class {
-            None | Some(FailureClass::ContextLength | FailureClass::ContentPolicy) => true,
-            Some(FailureClass::RateLimited) => {
-                failure.keys_resting() || pick.target.provider.key_count() > 1
-            }
-            Some(FailureClass::Timeout) => self.past_deadline(now),
-            Some(
-                FailureClass::Connect
-                | FailureClass::ServerError
-                | FailureClass::Overloaded
-                | FailureClass::UpstreamAuth,
-            ) => false,
-        };
+        // What says nothing of the deployment's health: a failure inside this
+        // process (no descriptor, every key resting), the client's own
+        // request, a refusal of its content, one key's 429 when others
+        // remain, or a request whose own deadline ran out.
+        let says_nothing = failure.is_local()
+            || match class {
+                None | Some(FailureClass::ContextLength | FailureClass::ContentPolicy) => true,
+                Some(FailureClass::RateLimited) => pick.target.provider.key_count() > 1,
+                Some(FailureClass::Timeout) => self.past_deadline(now),
+                Some(
+                    FailureClass::Connect
+                    | FailureClass::ServerError
+                    | FailureClass::Overloaded
+                    | FailureClass::UpstreamAuth,
+                ) => false,
+            };
         let outcome = if says_nothing {
             Outcome::Ignored
         } else {
@@ -261,6 +265,7 @@ impl<'s> Attempts<'s> {
         pick.settle(outcome, now);
         pick.observe(outcome, now);
         self.last_class = class;
+        self.last_local = failure.is_local();
         self.last_retry_after = failure.retry_after().map(Duration::from_secs);
         self.failed.push(FailedAttempt {
             deployment: pick.target.name.clone(),
@@ -324,9 +329,11 @@ impl<'s> Attempts<'s> {
         self.tried.contains(&(std::ptr::from_ref(target) as usize))
     }
 
-    /// Takes a retry from the budget, or notes that it had none.
+    /// Takes a retry from the budget, or notes that it had none. A retry
+    /// after a failure inside this process (every key of a provider resting)
+    /// takes nothing: it adds no load to a provider that failed.
     pub(super) fn spend_retry(&mut self) -> bool {
-        if self.live.budget.try_retry(Instant::now()) {
+        if self.last_local || self.live.budget.try_retry(Instant::now()) {
             self.live.retries.increment(1);
             return true;
         }

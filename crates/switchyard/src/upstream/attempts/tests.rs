@@ -399,3 +399,52 @@ async fn a_request_sleeps_through_one_retry_after_at_most() {
     assert_eq!(script.calls(), ["m-a", "m-a"]);
     assert_eq!(record.attempts, 2);
 }
+
+fn local() -> Result<&'static str, UpstreamError> {
+    Err(UpstreamError::Local {
+        provider: "a".into(),
+        detail: "Too many open files (os error 24)".into(),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_inside_the_gateway_counts_against_no_deployment() {
+    let world = World::new(ONE, "");
+    for _ in 0..10 {
+        let script = Script::new(&[("m-a", (after(1), local()))]);
+        let (served, record) = world.serve("m", &script, &[]).await;
+        let error = served.unwrap_err();
+        assert_eq!(error.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(route(&record), "a/m-a[weighted]=local");
+    }
+    // Ten in a row, and the deployment's breaker is as closed as before.
+    let target = &world
+        .routes
+        .plan(
+            "m",
+            Tokens {
+                input: 1,
+                output: 1,
+            },
+        )
+        .unwrap()
+        .model()
+        .targets()[0];
+    assert_eq!(
+        target.breaker.state(Instant::now()),
+        crate::upstream::breaker::CircuitState::Closed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_every_key_resting_takes_nothing_from_the_budget() {
+    let world = World::new(TWO, "budget_ratio: 0, budget_min: 0");
+    let resting = Err(UpstreamError::KeysResting {
+        provider: "a".into(),
+        retry_after: 3,
+    });
+    let script = Script::new(&[("m-a", (after(0), resting)), ("m-b", (after(5), OK))]);
+    let (served, record) = world.serve("m", &script, &[]).await;
+    assert_eq!(served.unwrap(), "m-b");
+    assert_eq!(route(&record), "a/m-a[cost]=rate_limited, b/m-b[cost]=ok");
+}
