@@ -72,6 +72,9 @@ pub enum GatewayError {
     /// The server is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// The gateway is at its in-flight limit and cannot queue the request.
+    #[error("the gateway is overloaded: {0}; try again shortly")]
+    Overloaded(&'static str),
     /// A handler or relay panicked: the gateway's own fault.
     #[error("internal error")]
     Internal,
@@ -97,7 +100,9 @@ impl GatewayError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NoDeployment(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoDeployment(_) | Self::ShuttingDown | Self::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::LoopDetected(_) => StatusCode::LOOP_DETECTED,
             Self::Canary(e) => e.status(),
@@ -119,6 +124,7 @@ impl GatewayError {
             Self::RouteNotFound(_) => "route_not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::ShuttingDown => "shutting_down",
+            Self::Overloaded(_) => "overloaded",
             Self::Internal => "internal_error",
             Self::LoopDetected(_) => "loop_detected",
             Self::BadMaxCost => "invalid_request",
@@ -157,6 +163,7 @@ impl GatewayError {
                 ("server_error", Some("service_unavailable"), None)
             }
             Self::Internal => ("server_error", Some("internal_error"), None),
+            Self::Overloaded(_) => ("server_error", Some("overloaded"), None),
             Self::LoopDetected(_) => ("invalid_request_error", Some("loop_detected"), None),
             Self::Canary(CanaryError::NotFound(_)) => {
                 ("invalid_request_error", Some("not_found"), None)
@@ -270,6 +277,32 @@ impl GatewayError {
         self.to_response_in(Dialect::OpenAi)
     }
 
+    /// Seconds the client should wait before trying again, when there is a
+    /// wait to tell (sent as `retry-after`).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Upstream(e) => e.retry_after(),
+            // A slot comes free as soon as any request ends.
+            Self::Overloaded(_) => Some(1),
+            Self::InvalidRequest(_)
+            | Self::PayloadTooLarge { .. }
+            | Self::BodyTimeout(_)
+            | Self::BodyRead(_)
+            | Self::Unauthenticated(_)
+            | Self::ModelNotFound(_)
+            | Self::NoDeployment(_)
+            | Self::EndpointNotServed { .. }
+            | Self::RouteNotFound(_)
+            | Self::MethodNotAllowed(_)
+            | Self::BadMaxCost
+            | Self::OverMaxCost { .. }
+            | Self::LoopDetected(_)
+            | Self::ShuttingDown
+            | Self::Internal
+            | Self::Canary(_) => None,
+        }
+    }
+
     /// The event that ends a stream already under way with this error, in `dialect`.
     pub fn to_event_in(&self, dialect: Dialect) -> Bytes {
         render(&self.to_fault(dialect), dialect, Form::Event)
@@ -291,9 +324,7 @@ impl GatewayError {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Self::Upstream(e) = self
-            && let Some(secs) = e.retry_after()
-        {
+        if let Some(secs) = self.retry_after() {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -5,6 +5,7 @@
 //! and forwards the request to that provider, streaming the answer back.
 //! `ARCHITECTURE.md` draws the request flow; [`api`] lists the layers in order.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;

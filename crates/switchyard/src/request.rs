@@ -27,6 +27,7 @@ use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
 use switchyard_providers::openai::Usage;
 
+use crate::admission::Slot;
 use crate::error::{Dialect, ErrorKind, GatewayError};
 use crate::routing::load::InFlight;
 pub use finish::{Consumer, Finish};
@@ -48,6 +49,8 @@ pub struct RequestCx {
     ended: bool,
     /// The serving deployment's in-flight count, released when the request ends.
     in_flight: Option<InFlight>,
+    /// The request's place among those the gateway works on, given back when it ends.
+    slot: Option<Slot>,
 }
 
 impl RequestCx {
@@ -65,6 +68,7 @@ impl RequestCx {
             finish,
             ended: false,
             in_flight: None,
+            slot: None,
         }
     }
 
@@ -128,6 +132,11 @@ impl RequestCx {
         self.record.attempts = attempts;
         self.record.failed_attempts = failed;
         self.record.route = route;
+    }
+
+    /// Holds the request's place among those in flight until it ends.
+    pub fn admitted(&mut self, slot: Slot) {
+        self.slot = Some(slot);
     }
 
     /// Keeps the serving deployment counted as busy until the request ends.
@@ -204,6 +213,7 @@ impl RequestCx {
         self.record.latency = self.record.arrived.elapsed();
         self.finish.finish(&self.record);
         self.in_flight = None;
+        self.slot = None;
     }
 }
 

@@ -18,6 +18,7 @@ use hyper_util::server::conn::auto;
 
 use arc_swap::ArcSwap;
 
+use crate::admission::Admission;
 use crate::api::{AppState, Gateway, Limits, Process, Settings};
 use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
@@ -102,6 +103,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         models_body: models_body(&config),
     };
     let process = Process {
+        admission: Admission::new(&config.admission, &metrics),
         registry,
         retries: RetryLive::new(&config.retries, &metrics),
         metrics,

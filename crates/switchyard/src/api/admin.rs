@@ -63,6 +63,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .load()
         .routes
         .export_state(tokio::time::Instant::now());
+    state.process.admission.export();
     (
         [(
             header::CONTENT_TYPE,

@@ -46,6 +46,7 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::admission::Admission;
 use crate::auth::{AdminAuth, Authenticator};
 use crate::error::{Dialect, GatewayError};
 use crate::headers::{REQUEST_ID, X_API_KEY};
@@ -105,6 +106,8 @@ pub struct Limits {
 /// What lives as long as the process, whatever the config becomes.
 #[derive(Debug)]
 pub struct Process {
+    /// How many proxied requests are worked on at once.
+    pub admission: Admission,
     /// The deployments' live state (breakers, load, health, latency windows,
     /// canaries, their metric handles), which `Routes` hold handles into.
     pub registry: Registry,

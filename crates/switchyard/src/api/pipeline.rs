@@ -4,7 +4,9 @@
 //!
 //! 1. **admit** — the caller's key becomes a typed [`Principal`]
 //!    (401 before the body is read); a request that has passed too many
-//!    gateways is refused as a loop. *Rate limits and budgets go here.*
+//!    gateways is refused as a loop; the request takes a slot among those in
+//!    flight, or waits a bounded time for one, or is shed at once (503 with
+//!    `retry-after`, [`crate::admission`]). *Rate limits and budgets go here.*
 //! 2. **parse** — the body, bounded in size (413) and time (408), is validated
 //!    in the client's dialect; the public model, whether it streams, and a
 //!    prompt-size estimate go into the request's context.
@@ -62,6 +64,10 @@ pub(super) async fn handle(
         Err(e) => return cx.refuse(&e),
     };
     cx.authenticated(admitted.principal);
+    match state.process.admission.admit().await {
+        Ok(slot) => cx.admitted(slot),
+        Err(e) => return cx.refuse(&e),
+    }
 
     // 2. parse
     let body = match read::body(request, limits.max_body_bytes, limits.body_timeout).await {

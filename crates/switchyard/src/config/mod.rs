@@ -52,6 +52,19 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Active health probes and passive outlier ejection.
     pub health_checks: HealthChecks,
+    /// How much work the gateway takes on at once.
+    pub admission: Admission,
+}
+
+/// `admission:` with defaults applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// Proxied requests in flight at most.
+    pub max_in_flight: u32,
+    /// Requests waiting for room at most.
+    pub max_queue: u32,
+    /// How long a request may wait for room.
+    pub queue_timeout: Duration,
 }
 
 /// A rule of `routes:`.

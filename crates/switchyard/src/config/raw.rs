@@ -13,6 +13,8 @@ mod health;
 pub use health::{HealthCheckConfig, HealthChecksConfig, OutlierConfig};
 mod canary;
 pub use canary::CanaryConfig;
+mod admission;
+pub use admission::AdmissionConfig;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +50,9 @@ pub struct ConfigFile {
     /// Active health probes and passive outlier ejection.
     #[serde(default)]
     pub health_checks: HealthChecksConfig,
+    /// How much work the gateway takes on at once.
+    #[serde(default)]
+    pub admission: AdmissionConfig,
 }
 
 /// An entry of `routes:`: a request matching `when` is served by `model`

@@ -19,6 +19,7 @@ use super::{
 };
 use super::{ModelTimeouts, Route, Shadow};
 
+mod admission;
 mod canary;
 mod catalog;
 
@@ -245,6 +246,7 @@ impl Validator<'_> {
         let circuit_breaker = self.circuit_breaker(&file.circuit_breaker);
         let routes = self.routes(file.routes, &models);
         let canary = self.canaries(file.canary, &models);
+        let admission = self.admission(&file.admission);
         Some(Config {
             server: server?,
             auth,
@@ -256,6 +258,7 @@ impl Validator<'_> {
             circuit_breaker,
             routes,
             health_checks,
+            admission,
         })
     }
 

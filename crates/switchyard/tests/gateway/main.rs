@@ -15,6 +15,7 @@ mod forwarding;
 mod harness;
 mod health;
 mod hedging;
+mod overload;
 mod records;
 mod resilience;
 mod routing;
