@@ -240,6 +240,10 @@ pub struct ProviderConfig {
     pub timeouts: TimeoutsConfig,
     /// Active health probes of this provider's deployments.
     pub health_check: Option<HealthCheckConfig>,
+    /// Lets `base_url` point at a private network without a warning, or at a
+    /// link-local (cloud metadata) address at all (default false).
+    #[serde(default)]
+    pub allow_private_networks: bool,
 }
 
 /// The dialects a provider can speak.

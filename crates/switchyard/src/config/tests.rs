@@ -214,3 +214,115 @@ models:
     );
     assert!(list[1].contains("`up/x` twice"), "{list:?}");
 }
+
+/// A valid config but for provider `up`, whose `base_url` is on line 5 and
+/// whose other keys are `extra` (indented lines).
+fn with_base_url(base_url: &str, extra: &str) -> String {
+    format!(
+        "auth: {{ mode: open }}\nproviders:\n  up:\n    kind: openai\n    base_url: {base_url}\n    api_key: k\n{extra}models:\n  m:\n    deployments: [{{ provider: up, model: x }}]\n"
+    )
+}
+
+#[test]
+fn credentials_in_a_base_url_are_refused_without_being_echoed() {
+    let list = problems(&with_base_url("https://bob:s3cret@api.example.com/v1", ""));
+    assert_eq!(
+        list,
+        [
+            "5:5 provider `up`: `base_url` `https://***@api.example.com/v1` has credentials in it; move them into `api_key` (the URL is logged and shown in /admin)"
+        ]
+    );
+    let list = problems(&with_base_url("ftp://bob:s3cret@api.example.com", ""));
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert!(
+        list[0].contains("`ftp://***@api.example.com` is not an http(s) URL"),
+        "{list:?}"
+    );
+    assert!(
+        !list[0].contains("s3cret") && !list[0].contains("bob"),
+        "{list:?}"
+    );
+}
+
+#[test]
+fn a_metadata_base_url_is_refused_unless_private_networks_are_allowed() {
+    for url in [
+        "http://169.254.169.254/latest",
+        "'http://[fd00:ec2::254]/latest'",
+        "http://metadata.google.internal/computeMetadata/v1",
+        "http://2852039166/latest",
+    ] {
+        let (config, list) = check(&with_base_url(url, ""), env(&[]), false);
+        assert!(config.is_none(), "{url}");
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert!(list[0].is_error(), "{list:?}");
+        assert!(
+            list[0]
+                .message
+                .starts_with("provider `up`: `base_url` points at `")
+                && list[0]
+                    .message
+                    .contains("a link-local or cloud metadata address"),
+            "{list:?}"
+        );
+    }
+    assert_eq!(
+        problems(&with_base_url("http://169.254.169.254/latest", "")),
+        [
+            "5:5 provider `up`: `base_url` points at `169.254.169.254`, a link-local or cloud metadata address where an instance's credentials are served; set `allow_private_networks: true` if that is really meant"
+        ]
+    );
+    let allowed = with_base_url(
+        "http://169.254.169.254/latest",
+        "    allow_private_networks: true\n",
+    );
+    let (config, list) = check(&allowed, env(&[]), false);
+    assert!(list.is_empty(), "{list:?}");
+    assert_eq!(
+        config.unwrap().providers["up"].base_url,
+        "http://169.254.169.254/latest"
+    );
+}
+
+#[test]
+fn a_private_base_url_is_a_warning_unless_private_networks_are_allowed() {
+    let (config, _) = check(
+        &with_base_url("http://10.0.0.5:8000/v1", ""),
+        env(&[]),
+        false,
+    );
+    assert!(config.is_some(), "a warning leaves the config usable");
+    assert_eq!(
+        problems(&with_base_url("http://10.0.0.5:8000/v1", "")),
+        [
+            "5:5 warning: provider `up`: `base_url` points at `10.0.0.5`, on a private network; set `allow_private_networks: true` if that is meant"
+        ]
+    );
+    for url in ["http://192.168.1.20/v1", "'http://[fd12::7]:8000/v1'"] {
+        let list = problems(&with_base_url(url, ""));
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert!(list[0].starts_with("5:5 warning: "), "{list:?}");
+    }
+    let allowed = with_base_url(
+        "http://10.0.0.5:8000/v1",
+        "    allow_private_networks: true\n",
+    );
+    assert_eq!(problems(&allowed), Vec::<String>::new());
+}
+
+#[test]
+fn loopback_and_public_base_urls_pass_silently() {
+    for url in [
+        "http://127.0.0.1:8000/v1",
+        "http://localhost:11434/v1",
+        "'http://[::1]:8000/v1'",
+        "https://api.openai.com/v1",
+        "https://8.8.8.8/v1",
+    ] {
+        assert_eq!(
+            problems(&with_base_url(url, "")),
+            Vec::<String>::new(),
+            "{url}"
+        );
+    }
+}

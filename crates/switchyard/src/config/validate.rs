@@ -22,6 +22,7 @@ use super::{ModelTimeouts, Route, Shadow};
 mod admission;
 mod canary;
 mod catalog;
+mod urls;
 
 /// Top-level keys of the full design that this version does not read yet.
 const LATER_KEYS: [&str; 6] = ["store", "redis", "cache", "limits", "pricing", "telemetry"];

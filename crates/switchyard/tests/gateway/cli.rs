@@ -108,3 +108,16 @@ fn check_refuses_routes_to_nowhere() {
         "{out}"
     );
 }
+
+#[test]
+fn check_refuses_a_metadata_base_url_with_its_place() {
+    let (code, out) = check(
+        "auth: { mode: open }\nproviders:\n  up:\n    kind: openai\n    base_url: http://169.254.169.254/latest/meta-data\n    api_key: k\nmodels:\n  x:\n    deployments: [{ provider: up, model: gpt }]\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("bad.yaml:5:5: provider `up`: `base_url` points at `169.254.169.254`, a link-local or cloud metadata address"),
+        "{out}"
+    );
+    assert!(out.contains("allow_private_networks: true"), "{out}");
+}

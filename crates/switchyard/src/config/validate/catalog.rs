@@ -32,12 +32,18 @@ impl Validator<'_> {
                         if parsed.authority().is_some()
                             && matches!(parsed.scheme_str(), Some("http" | "https")) =>
                     {
+                        if !self.base_url_target(&name, &url, &parsed, p.allow_private_networks) {
+                            continue;
+                        }
                         url.trim_end_matches('/').to_owned()
                     }
                     _ => {
                         self.error(
                             &["providers", &name, "base_url"],
-                            format!("`base_url`: `{url}` is not an http(s) URL such as `https://api.deepseek.com/v1`"),
+                            format!(
+                                "`base_url`: `{}` is not an http(s) URL such as `https://api.deepseek.com/v1`",
+                                urls::redacted(&url)
+                            ),
                         );
                         continue;
                     }
