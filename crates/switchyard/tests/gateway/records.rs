@@ -208,3 +208,41 @@ async fn a_stream_failing_mid_way_ends_with_one_anthropic_error_event() {
         assert_eq!(lines.len(), 1, "{id}: {lines:#?}");
     }
 }
+
+#[tokio::test]
+async fn a_client_hanging_up_while_the_provider_is_silent_is_noticed_within_a_second() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // First content at once, then a token every five seconds.
+    let mock = mock(&["--tokens-per-second", "0.2", "--completion-tokens", "20"]);
+    let gw = gateway_for(&mock);
+    let body = serde_json::to_string(&chat("hello", json!({"stream": true}))).unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
+         x-request-id: rec-hangup\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("echo:") {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The client hangs up; the provider has nothing to send for seconds.
+    drop(tcp);
+    let hung_up = std::time::Instant::now();
+    let lines = lines_of(&gw, "rec-hangup");
+    assert!(
+        hung_up.elapsed() < Duration::from_millis(1800),
+        "noticed after {:?}",
+        hung_up.elapsed()
+    );
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("outcome=\"client_disconnected\""),
+        "{}",
+        lines[0]
+    );
+}
