@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
@@ -67,6 +67,7 @@ const CUT_FLUSH: Duration = Duration::from_secs(1);
 pub async fn run(config: Config) -> Result<(), StartError> {
     // Registered before the address is announced: a SIGTERM right after start-up drains too.
     let mut signals = Signals::register().map_err(StartError::Signals)?;
+    raise_descriptor_limit();
     let internal = CancellationToken::new();
     let clients = provider_clients(&config, &internal).await?;
     let listener = TcpListener::bind(config.server.listen)
@@ -129,7 +130,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let server = serve(
         listener,
         Gateway::new(state),
-        config.server.idle_timeout,
+        ClientTimeouts {
+            header_read: config.server.header_read_timeout,
+            idle: config.server.idle_timeout,
+        },
         stopping.clone(),
     );
     tokio::pin!(server);
@@ -142,6 +146,24 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Raises the soft limit on open descriptors to the hard limit (each client
+/// connection and each upstream connection holds one) and logs the limit.
+fn raise_descriptor_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file descriptor limit"),
+    }
+}
+
+/// How long a client connection may stay without progress (see [`drive`]).
+#[derive(Debug, Clone, Copy)]
+struct ClientTimeouts {
+    /// Until the first request head is complete.
+    header_read: Duration,
+    /// Between requests.
+    idle: Duration,
+}
+
 /// Accepts connections and serves `gateway` on them (HTTP/1.1, and HTTP/2 with
 /// prior knowledge) until `stopping` is cancelled; then closes the listener, lets
 /// every connection finish the requests it has and returns when the last one has
@@ -149,11 +171,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 async fn serve(
     listener: TcpListener,
     gateway: Gateway,
-    idle_timeout: Duration,
+    timeouts: ClientTimeouts,
     stopping: CancellationToken,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let connections = TaskTracker::new();
+    let mut accept_errors = Throttle::new(ACCEPT_ERROR_LOG_EVERY);
     loop {
         let accepted = tokio::select! {
             () = stopping.cancelled() => break,
@@ -173,8 +196,11 @@ async fn serve(
                 continue;
             }
             Err(e) => {
-                // Out of file descriptors, say: back off rather than spin.
-                tracing::warn!(error = %e, "cannot accept a connection; retrying shortly");
+                // Out of file descriptors, say: back off rather than spin, and
+                // say so at most once a second.
+                if let Some(suppressed) = accept_errors.hit(Instant::now()) {
+                    tracing::warn!(error = %e, suppressed, "cannot accept a connection; retrying shortly");
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -186,7 +212,7 @@ async fn serve(
         let connection = builder
             .serve_connection(TokioIo::new(tcp), gateway)
             .into_owned();
-        connections.spawn(drive(connection, requests, idle_timeout, stopping.clone()));
+        connections.spawn(drive(connection, requests, timeouts, stopping.clone()));
     }
     drop(listener);
     connections.close();
@@ -201,21 +227,27 @@ const IDLE_CHECKS: u32 = 4;
 
 /// Serves one connection until it closes. It is closed gracefully (the response
 /// in flight, if any, finishes first) when the server stops, or when no request
-/// has begun on it for `idle_timeout` — an idle keep-alive connection, or a
-/// client too slow to send its headers.
+/// has begun on it for `timeouts.idle` — an idle keep-alive connection, or a
+/// client too slow to send its headers. A new connection whose first request
+/// head is not complete within `timeouts.header_read` is closed at once.
 ///
 /// Idleness is told from the connection's request counter a few times per
 /// period, not from a timer reset per request: that keeps the timer wheel off
-/// the request path.
+/// the request path. (hyper's own header read timeout would run during the
+/// idle wait between keep-alive requests too, and so close every keep-alive
+/// connection after it, whatever the idle timeout says.)
 async fn drive(
     connection: ClientConnection,
     requests: Arc<AtomicU64>,
-    idle_timeout: Duration,
+    timeouts: ClientTimeouts,
     stopping: CancellationToken,
 ) {
     tokio::pin!(connection);
+    let first_head = tokio::time::sleep(timeouts.header_read);
+    tokio::pin!(first_head);
+    let mut first_head_due = true;
     // (A timer period must not be zero, however small the configured timeout.)
-    let period = (idle_timeout / IDLE_CHECKS).max(Duration::from_millis(1));
+    let period = (timeouts.idle / IDLE_CHECKS).max(Duration::from_millis(1));
     let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seen = requests.load(Ordering::Relaxed);
@@ -233,6 +265,14 @@ async fn drive(
             () = stopping.cancelled(), if !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
+            }
+            () = &mut first_head, if first_head_due => {
+                first_head_due = false;
+                if requests.load(Ordering::Relaxed) == 0 {
+                    // Still no request head: nothing to finish.
+                    tracing::debug!("a client did not send its request head in time; closing");
+                    return;
+                }
             }
             _ = checks.tick(), if !closing => {
                 let now = requests.load(Ordering::Relaxed);
@@ -270,6 +310,42 @@ async fn metrics_upkeep(state: Arc<AppState>, stop: CancellationToken) {
 
 /// The pause after a failed `accept`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// At most one warning per this long about failed `accept`s.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Lets an event be logged at most once per period, counting the ones left
+/// unlogged in between.
+#[derive(Debug)]
+struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// One event at `now`: `Some(n)` when it should be logged, `n` being how
+    /// many were not since the last one logged; `None` when it should not.
+    fn hit(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < self.every)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
 
 /// Steps 1–3 of the shutdown (see [`run`]).
 async fn drain<F>(
@@ -394,5 +470,25 @@ impl Signals {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_event_per_period_through_and_counts_the_rest() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut throttle = Throttle::new(Duration::from_secs(1));
+        assert_eq!(throttle.hit(at(0)), Some(0));
+        assert_eq!(throttle.hit(at(1)), None);
+        assert_eq!(throttle.hit(at(500)), None);
+        assert_eq!(throttle.hit(at(999)), None);
+        assert_eq!(throttle.hit(at(1000)), Some(3));
+        assert_eq!(throttle.hit(at(1500)), None);
+        assert_eq!(throttle.hit(at(5000)), Some(1));
+        assert_eq!(throttle.hit(at(6000)), Some(0));
     }
 }
