@@ -1,11 +1,18 @@
 //! Start-up and shutdown: providers, the listener, signals and the grace period.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
@@ -63,11 +70,13 @@ const CUT_FLUSH: Duration = Duration::from_secs(1);
 ///
 /// 1. `/ready` answers 503 while the listener still accepts, for `server.shutdown_delay`
 ///    (so a load balancer stops sending before connections are refused);
-/// 2. the listener closes and in-flight requests finish, for at most `server.shutdown_grace`;
+/// 2. the listener closes and in-flight requests finish, for at most `server.shutdown_grace`
+///    (keep-alive connections idle meanwhile stay open, so that a probe on them meets the 503);
 /// 3. streams still open then end with an error event (code `service_unavailable`), and the process exits.
 pub async fn run(config: Config) -> Result<(), StartError> {
     // Registered before the address is announced: a SIGTERM right after start-up drains too.
     let mut signals = Signals::register().map_err(StartError::Signals)?;
+    raise_descriptor_limit();
     let internal = CancellationToken::new();
     let clients = provider_clients(&config, &internal).await?;
     let listener = TcpListener::bind(config.server.listen)
@@ -131,7 +140,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let server = serve(
         listener,
         Gateway::new(state),
-        config.server.idle_timeout,
+        ClientTimeouts {
+            header_read: config.server.header_read_timeout,
+            idle: config.server.idle_timeout,
+        },
         stopping.clone(),
     );
     tokio::pin!(server);
@@ -144,6 +156,24 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Raises the soft limit on open descriptors to the hard limit (each client
+/// connection and each upstream connection holds one) and logs the limit.
+fn raise_descriptor_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file descriptor limit"),
+    }
+}
+
+/// How long a client connection may stay without progress (see [`drive`]).
+#[derive(Debug, Clone, Copy)]
+struct ClientTimeouts {
+    /// Until the first request head is complete.
+    header_read: Duration,
+    /// Between requests.
+    idle: Duration,
+}
+
 /// Accepts connections and serves `gateway` on them (HTTP/1.1, and HTTP/2 with
 /// prior knowledge) until `stopping` is cancelled; then closes the listener, lets
 /// every connection finish the requests it has and returns when the last one has
@@ -151,11 +181,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 async fn serve(
     listener: TcpListener,
     gateway: Gateway,
-    idle_timeout: Duration,
+    timeouts: ClientTimeouts,
     stopping: CancellationToken,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let connections = TaskTracker::new();
+    let drain = Arc::new(Drain::default());
+    let mut accept_errors = Throttle::new(ACCEPT_ERROR_LOG_EVERY);
     loop {
         let accepted = tokio::select! {
             () = stopping.cancelled() => break,
@@ -175,8 +207,11 @@ async fn serve(
                 continue;
             }
             Err(e) => {
-                // Out of file descriptors, say: back off rather than spin.
-                tracing::warn!(error = %e, "cannot accept a connection; retrying shortly");
+                // Out of file descriptors, say: back off rather than spin, and
+                // say so at most once a second.
+                if let Some(suppressed) = accept_errors.hit(Instant::now()) {
+                    tracing::warn!(error = %e, suppressed, "cannot accept a connection; retrying shortly");
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -184,11 +219,19 @@ async fn serve(
         // Small responses must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let gateway = gateway.for_connection();
-        let requests = gateway.requests();
+        let counts = Counts {
+            begun: gateway.requests(),
+            answered: Arc::default(),
+        };
+        let service = Counted {
+            gateway,
+            answered: counts.answered.clone(),
+        };
         let connection = builder
-            .serve_connection(TokioIo::new(tcp), gateway)
+            .serve_connection(TokioIo::new(tcp), service)
             .into_owned();
-        connections.spawn(drive(connection, requests, idle_timeout, stopping.clone()));
+        let live = Live::new(drain.clone());
+        connections.spawn(drive(connection, counts, live, timeouts, stopping.clone()));
     }
     drop(listener);
     connections.close();
@@ -196,33 +239,202 @@ async fn serve(
 }
 
 /// One client connection as the server runs it.
-type ClientConnection = auto::Connection<'static, TokioIo<TcpStream>, Gateway, TokioExecutor>;
+type ClientConnection = auto::Connection<'static, TokioIo<TcpStream>, Counted, TokioExecutor>;
+
+// === impl Counted ===
+
+/// The gateway's service for one connection, counting the answers it has
+/// finished sending, to tell a connection busy with a request from an idle one.
+struct Counted {
+    gateway: Gateway,
+    answered: Arc<AtomicU64>,
+}
+
+/// Counts one answer when dropped: with the answer's body once sent, or with
+/// the request's future if it never got that far.
+struct Answered(Arc<AtomicU64>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Counted {
+    type Response = Response<CountedBody>;
+    type Error = Infallible;
+    type Future = CountedFuture<<Gateway as hyper::service::Service<Request<Incoming>>>::Future>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        CountedFuture {
+            inner: self.gateway.call(request),
+            answered: Some(Answered(self.answered.clone())),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Counted`]: the gateway's, its answer's body counted.
+    struct CountedFuture<F> {
+        #[pin]
+        inner: F,
+        answered: Option<Answered>,
+    }
+}
+
+impl<F> Future for CountedFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<CountedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = std::task::ready!(this.inner.poll(cx));
+        let answered = this.answered.take();
+        Poll::Ready(Ok(response.map(|body| CountedBody {
+            body,
+            _answered: answered,
+        })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body, counted as sent when hyper drops it.
+    struct CountedBody {
+        #[pin]
+        body: Body,
+        _answered: Option<Answered>,
+    }
+}
+
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+// === impl Drain ===
+
+/// The connections of the server, while it drains: those still open, and
+/// those of them parked (idle when the drain began, kept open so that a load
+/// balancer probing on them meets `/ready`'s 503, not a closed connection).
+/// The drain is over when every open connection is parked.
+#[derive(Debug, Default)]
+struct Drain {
+    live: AtomicU64,
+    parked: AtomicU64,
+}
+
+/// One open connection, counted in [`Drain::live`] until dropped.
+struct Live(Arc<Drain>);
+
+impl Live {
+    fn new(drain: Arc<Drain>) -> Self {
+        drain.live.fetch_add(1, Ordering::AcqRel);
+        Self(drain)
+    }
+
+    /// Whether every open connection is parked: no request left to finish.
+    fn drain_over(&self) -> bool {
+        self.0.live.load(Ordering::Acquire) == self.0.parked.load(Ordering::Acquire)
+    }
+
+    /// Counts the connection as parked until the guard is dropped.
+    fn park(&self) -> Parked {
+        self.0.parked.fetch_add(1, Ordering::AcqRel);
+        Parked(self.0.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A parked connection, counted in [`Drain::parked`] until dropped.
+struct Parked(Arc<Drain>);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's requests begun and answers sent.
+struct Counts {
+    begun: Arc<AtomicU64>,
+    answered: Arc<AtomicU64>,
+}
+
+impl Counts {
+    /// No request in progress. (`begun` is counted on the connection's own
+    /// task; a stale `answered`, from an HTTP/2 stream's task, only makes the
+    /// connection look busy.)
+    fn idle(&self) -> bool {
+        self.answered.load(Ordering::Relaxed) >= self.begun.load(Ordering::Relaxed)
+    }
+}
+
+/// While parked, how often a connection looks whether the drain is over.
+const DRAIN_CHECK: Duration = Duration::from_millis(20);
 
 /// How many times per `idle_timeout` a connection is checked for new requests.
 const IDLE_CHECKS: u32 = 4;
 
 /// Serves one connection until it closes. It is closed gracefully (the response
-/// in flight, if any, finishes first) when the server stops, or when no request
-/// has begun on it for `idle_timeout` — an idle keep-alive connection, or a
-/// client too slow to send its headers.
+/// in flight, if any, finishes first) when the server drains, or when no
+/// request has begun on it for `timeouts.idle` — an idle keep-alive
+/// connection, or a client too slow to send its headers. A new connection
+/// whose first request head is not complete within `timeouts.header_read` is
+/// closed at once.
+///
+/// A connection that has served requests and is idle when the drain begins
+/// is parked rather than closed: it stays open while other connections finish
+/// their requests, so that a load balancer probing `/ready` on it is answered
+/// 503 (its next request is served, and the connection closed after it).
 ///
 /// Idleness is told from the connection's request counter a few times per
 /// period, not from a timer reset per request: that keeps the timer wheel off
-/// the request path.
+/// the request path. (hyper's own header read timeout would run during the
+/// idle wait between keep-alive requests too, and so close every keep-alive
+/// connection after it, whatever the idle timeout says.)
 async fn drive(
     connection: ClientConnection,
-    requests: Arc<AtomicU64>,
-    idle_timeout: Duration,
+    counts: Counts,
+    live: Live,
+    timeouts: ClientTimeouts,
     stopping: CancellationToken,
 ) {
     tokio::pin!(connection);
+    let first_head = tokio::time::sleep(timeouts.header_read);
+    tokio::pin!(first_head);
+    let mut first_head_due = true;
     // (A timer period must not be zero, however small the configured timeout.)
-    let period = (idle_timeout / IDLE_CHECKS).max(Duration::from_millis(1));
+    let period = (timeouts.idle / IDLE_CHECKS).max(Duration::from_millis(1));
     let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut seen = requests.load(Ordering::Relaxed);
+    let mut seen = counts.begun.load(Ordering::Relaxed);
     let mut quiet = 0;
     let mut closing = false;
+    let mut draining = false;
+    // While parked: the guard, and the requests begun when it was parked.
+    let mut parked: Option<(Parked, u64)> = None;
     loop {
         tokio::select! {
             biased;
@@ -232,12 +444,36 @@ async fn drive(
                 }
                 return;
             }
-            () = stopping.cancelled(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
+            () = stopping.cancelled(), if !closing && !draining => {
+                draining = true;
+                let begun = counts.begun.load(Ordering::Relaxed);
+                if begun > 0 && counts.idle() {
+                    parked = Some((live.park(), begun));
+                } else {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep(DRAIN_CHECK), if parked.is_some() => {
+                let asked = parked
+                    .as_ref()
+                    .is_some_and(|(_, begun)| *begun != counts.begun.load(Ordering::Relaxed));
+                if asked || live.drain_over() {
+                    parked = None;
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = &mut first_head, if first_head_due => {
+                first_head_due = false;
+                if counts.begun.load(Ordering::Relaxed) == 0 {
+                    // Still no request head: nothing to finish.
+                    tracing::debug!("a client did not send its request head in time; closing");
+                    return;
+                }
             }
             _ = checks.tick(), if !closing => {
-                let now = requests.load(Ordering::Relaxed);
+                let now = counts.begun.load(Ordering::Relaxed);
                 quiet = if now == seen { quiet + 1 } else { 0 };
                 seen = now;
                 if quiet >= IDLE_CHECKS {
@@ -246,6 +482,7 @@ async fn drive(
                         // (A graceful shutdown would wait for the first one.)
                         return;
                     }
+                    parked = None;
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }
@@ -272,6 +509,42 @@ async fn metrics_upkeep(state: Arc<AppState>, stop: CancellationToken) {
 
 /// The pause after a failed `accept`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// At most one warning per this long about failed `accept`s.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Lets an event be logged at most once per period, counting the ones left
+/// unlogged in between.
+#[derive(Debug)]
+struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// One event at `now`: `Some(n)` when it should be logged, `n` being how
+    /// many were not since the last one logged; `None` when it should not.
+    fn hit(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < self.every)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
 
 /// Steps 1–3 of the shutdown (see [`run`]).
 async fn drain<F>(
@@ -396,5 +669,25 @@ impl Signals {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_event_per_period_through_and_counts_the_rest() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut throttle = Throttle::new(Duration::from_secs(1));
+        assert_eq!(throttle.hit(at(0)), Some(0));
+        assert_eq!(throttle.hit(at(1)), None);
+        assert_eq!(throttle.hit(at(500)), None);
+        assert_eq!(throttle.hit(at(999)), None);
+        assert_eq!(throttle.hit(at(1000)), Some(3));
+        assert_eq!(throttle.hit(at(1500)), None);
+        assert_eq!(throttle.hit(at(5000)), Some(1));
+        assert_eq!(throttle.hit(at(6000)), Some(0));
     }
 }

@@ -131,6 +131,8 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// How long a client may take to send its request body.
     pub body_timeout: Duration,
+    /// How long a new connection may take to send its first request head.
+    pub header_read_timeout: Duration,
     /// How long a client connection may go without a new request (an idle
     /// keep-alive connection, or a client too slow to send its headers).
     pub idle_timeout: Duration,

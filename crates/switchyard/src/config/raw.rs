@@ -181,6 +181,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Option<HumanDuration>,
     /// How long a client may take to send its request body (default 30 s).
     pub body_timeout: Option<HumanDuration>,
+    /// How long a new connection may take to send its first request head (default 10 s).
+    pub header_read_timeout: Option<HumanDuration>,
     /// How long a client connection may go without a new request (default 75 s).
     pub idle_timeout: Option<HumanDuration>,
     /// Largest single event accepted from an upstream stream (default 1 MiB).

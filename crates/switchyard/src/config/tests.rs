@@ -151,6 +151,23 @@ fn zero_sizes_and_an_idle_timeout_of_zero_are_refused() {
 }
 
 #[test]
+fn client_read_timeouts_have_defaults_and_must_be_more_than_zero() {
+    let (config, _) = check("auth: { mode: open }\n", env(&[]), false);
+    let server = config.unwrap().server;
+    assert_eq!(server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(server.body_timeout, Duration::from_secs(30));
+    let list =
+        problems("server:\n  header_read_timeout: 0s\n  body_timeout: 0s\nauth: { mode: open }\n");
+    assert_eq!(
+        list,
+        [
+            "2:3 `header_read_timeout` must be more than 0",
+            "3:3 `body_timeout` must be more than 0"
+        ]
+    );
+}
+
+#[test]
 fn yaml_syntax_errors_have_a_place() {
     let list = problems("server:\n  listen: [1,\n");
     assert_eq!(list.len(), 1);

@@ -458,11 +458,17 @@ impl Validator<'_> {
             self.error(&["server", "max_hops"], "`max_hops` must be at least 1");
         }
         let idle_timeout = HumanDuration::or(raw.idle_timeout, Duration::from_secs(75));
-        if idle_timeout.is_zero() {
-            self.error(
-                &["server", "idle_timeout"],
-                "`idle_timeout` must be more than 0",
-            );
+        let header_read_timeout =
+            HumanDuration::or(raw.header_read_timeout, Duration::from_secs(10));
+        let body_timeout = HumanDuration::or(raw.body_timeout, Duration::from_secs(30));
+        for (key, value) in [
+            ("idle_timeout", idle_timeout),
+            ("header_read_timeout", header_read_timeout),
+            ("body_timeout", body_timeout),
+        ] {
+            if value.is_zero() {
+                self.error(&["server", key], format!("`{key}` must be more than 0"));
+            }
         }
         Some(Server {
             listen: listen?,
@@ -472,7 +478,8 @@ impl Validator<'_> {
                 .map(SecretString::from),
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: HumanDuration::or(raw.shutdown_grace, Duration::from_secs(30)),
-            body_timeout: HumanDuration::or(raw.body_timeout, Duration::from_secs(30)),
+            body_timeout,
+            header_read_timeout,
             idle_timeout,
             shutdown_delay: HumanDuration::or(raw.shutdown_delay, Duration::ZERO),
             max_stream_event_bytes: usize::try_from(max_stream_event_bytes).unwrap_or(usize::MAX),

@@ -7,6 +7,42 @@ use tokio::net::TcpStream;
 
 use crate::harness::*;
 
+/// On a blocking socket, writes `burst` at once, then `trickled` one byte
+/// `every` apart, until the gateway answers or closes the connection, or
+/// `limit` has passed; how long the connection was watched (`None`: still
+/// open and silent at `limit`) and the answer's first bytes.
+fn trickle(
+    addr: std::net::SocketAddr,
+    burst: &[u8],
+    trickled: &[u8],
+    every: Duration,
+    limit: Duration,
+) -> (Option<Duration>, String) {
+    use std::io::{ErrorKind, Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(every)).unwrap();
+    let started = Instant::now();
+    tcp.write_all(burst).unwrap();
+    let mut buf = [0; 4096];
+    let mut next = trickled.iter();
+    while started.elapsed() < limit {
+        if let Some(byte) = next.next()
+            && tcp.write_all(&[*byte]).is_err()
+        {
+            return (Some(started.elapsed()), String::new());
+        }
+        match tcp.read(&mut buf) {
+            Ok(n) => {
+                let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+                return (Some(started.elapsed()), answer);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return (Some(started.elapsed()), String::new()),
+        }
+    }
+    (None, String::new())
+}
+
 /// Reads until the gateway closes the connection; how long that took.
 async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> Duration {
     let started = Instant::now();
@@ -34,12 +70,24 @@ async fn health_on(tcp: &mut TcpStream) {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
 
-fn gateway_idle_after(mock: &Process, idle: &str) -> Process {
+/// A gateway in front of `mock` with `server.<key>: <value>`.
+fn gateway_with(mock: &Process, key: &str, value: &str) -> Process {
     gateway(&config(
         &mock.url("/v1"),
         "connect: 1s",
-        &format!("  idle_timeout: {idle}"),
+        &format!("  {key}: {value}"),
     ))
+}
+
+fn gateway_idle_after(mock: &Process, idle: &str) -> Process {
+    gateway_with(mock, "idle_timeout", idle)
+}
+
+/// The head of a chat request, with `extra` header lines.
+fn chat_head(extra: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {CLIENT_KEY}\r\ncontent-type: application/json\r\n{extra}\r\n"
+    )
 }
 
 #[tokio::test]
@@ -82,4 +130,63 @@ async fn a_stream_longer_than_the_idle_timeout_is_not_cut() {
     let events = sse_data(&response.text().await.unwrap());
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert_eq!(stream_text(&events).split_whitespace().count(), 12);
+}
+
+#[tokio::test]
+async fn a_request_head_trickled_slower_than_the_header_read_timeout_is_cut_off() {
+    let mock = mock(&[]);
+    let gw = gateway_with(&mock, "header_read_timeout", "1s");
+    let addr = gw.addr;
+    // One byte every 200 ms: the head would take over 20 s.
+    let head = chat_head("");
+    let slow = tokio::task::spawn_blocking(move || {
+        trickle(
+            addr,
+            b"",
+            head.as_bytes(),
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+        )
+    });
+    // Meanwhile another connection is served as usual.
+    let chat = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("hello", serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(chat.status(), 200);
+    let (open_for, answer) = slow.await.unwrap();
+    let open_for = open_for.expect("the trickling connection is still open after 5 s");
+    assert!(
+        open_for >= Duration::from_millis(800) && open_for < Duration::from_millis(2500),
+        "closed after {open_for:?}"
+    );
+    assert_eq!(answer, "", "nothing is answered to a head never finished");
+}
+
+#[tokio::test]
+async fn a_body_trickled_slower_than_the_body_timeout_gets_408() {
+    let mock = mock(&[]);
+    let gw = gateway_with(&mock, "body_timeout", "1s");
+    let addr = gw.addr;
+    let head = chat_head("content-length: 100\r\n");
+    let answered = tokio::task::spawn_blocking(move || {
+        // The head at once, then a byte every 100 ms: steady, but the whole
+        // body would take 10 s.
+        trickle(
+            addr,
+            head.as_bytes(),
+            &[b' '; 100],
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        )
+    });
+    let (answered_after, answer) = answered.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let answered_after = answered_after.unwrap();
+    assert!(
+        answered_after < Duration::from_millis(2500),
+        "answered after {answered_after:?}"
+    );
 }
