@@ -415,6 +415,7 @@ fn breaker_config(config: &CircuitBreaker) -> BreakerConfig {
     BreakerConfig {
         consecutive_failures: config.consecutive_failures,
         failure_rate: config.failure_rate,
+        margin: config.margin,
         min_requests: config.min_requests,
         window: config.window,
         cooldown: config.cooldown,
