@@ -260,6 +260,21 @@ async fn two_dead_deployments_cost_at_most_1_2_upstream_attempts_per_request() {
     );
     assert!(ratio <= 1.2, "{ratio}");
     assert!(sent - sent_before >= 100, "{sent} requests");
+    // Each breaker's opening is logged once, with the failure share.
+    let logs = gw.logs();
+    let openings: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("circuit breaker opened"))
+        .collect();
+    assert_eq!(openings.len(), 2, "{logs}");
+    for deployment in ["one/mock-1", "two/mock-1"] {
+        assert!(
+            openings
+                .iter()
+                .any(|line| line.contains(deployment) && line.contains("failure_rate")),
+            "{openings:?}"
+        );
+    }
 }
 
 #[tokio::test]
