@@ -1,7 +1,9 @@
 //! From a public model name to the deployments that may serve a request, in
 //! the order they are tried: the model's own (picked by its strategy, skipping
-//! those already tried, those whose circuit breaker is open and, unless all of
-//! the model's are, those unhealthy or ejected), then each fallback model's.
+//! those already tried, those whose circuit breaker is open — but for one
+//! request in twenty when all of the model's are — those whose provider keys
+//! all rest after a 429 while another is left, and, unless all of the model's
+//! are, those unhealthy or ejected), then each fallback model's.
 //!
 //! What lives where:
 //!
@@ -415,6 +417,7 @@ fn breaker_config(config: &CircuitBreaker) -> BreakerConfig {
     BreakerConfig {
         consecutive_failures: config.consecutive_failures,
         failure_rate: config.failure_rate,
+        margin: config.margin,
         min_requests: config.min_requests,
         window: config.window,
         cooldown: config.cooldown,

@@ -112,6 +112,9 @@ pub struct CircuitBreaker {
     pub consecutive_failures: u32,
     /// The failure rate over `window` that opens it.
     pub failure_rate: f64,
+    /// Standard errors by which the window's failure share must clear
+    /// `failure_rate` (0: the plain share).
+    pub margin: f64,
     /// Attempts the window must hold for the rate to count.
     pub min_requests: u32,
     /// The failure rate's window.

@@ -101,7 +101,7 @@ pub struct RetriesConfig {
     /// The longest `retry-after` honoured; a deployment asking for more is
     /// not tried again in the request (default 30s).
     pub retry_after_cap: Option<HumanDuration>,
-    /// Retry budget: retries allowed as a fraction of requests (default 0.2).
+    /// Retry budget: retries allowed as a fraction of requests (default 0.5).
     pub budget_ratio: Option<f64>,
     /// Retries allowed per budget window whatever the traffic (default 10).
     pub budget_min: Option<u32>,
@@ -153,13 +153,15 @@ impl FailureClass {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
-    /// Failures in a row that open a deployment's breaker (default 5).
+    /// Failures in a row that open a deployment's breaker (default 0: off).
     pub consecutive_failures: Option<u32>,
     /// The failure rate over `window` that opens it (default 0.5)…
     pub failure_rate: Option<f64>,
-    /// …once the window holds at least this many attempts (default 20).
+    /// …cleared by this many standard errors (default 2; 0: the plain share)…
+    pub margin: Option<f64>,
+    /// …once the window holds at least this many attempts (default 5).
     pub min_requests: Option<u32>,
-    /// The failure rate's sliding window (default 30s).
+    /// The failure rate's sliding window (default 10s).
     pub window: Option<HumanDuration>,
     /// How long an open breaker sends nothing before one probe (default 30s).
     pub cooldown: Option<HumanDuration>,

@@ -343,3 +343,26 @@ fn loopback_and_public_base_urls_pass_silently() {
         );
     }
 }
+
+#[test]
+fn breakers_judge_a_share_by_default_and_every_old_key_still_works() {
+    let config = from_yaml("auth: { mode: open }\n");
+    let breaker = config.circuit_breaker;
+    assert_eq!(
+        (
+            breaker.consecutive_failures,
+            breaker.failure_rate,
+            breaker.margin
+        ),
+        (0, 0.5, 2.0)
+    );
+    assert_eq!(breaker.min_requests, 5);
+    assert_eq!(breaker.window, Duration::from_secs(10));
+    assert_eq!(config.retries.budget_ratio, 0.5);
+    let old = "auth: { mode: open }\ncircuit_breaker: { consecutive_failures: 5, failure_rate: 1.0, min_requests: 20, window: 30s, cooldown: 30s }\n";
+    assert_eq!(problems(old), Vec::<String>::new());
+    assert_eq!(
+        problems("auth: { mode: open }\ncircuit_breaker: { margin: 6 }\n"),
+        ["2:20 `margin` is standard errors, between 0 and 5 (2: about 95% confidence)"]
+    );
+}

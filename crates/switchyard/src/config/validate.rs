@@ -353,7 +353,7 @@ impl Validator<'_> {
             backoff_base: HumanDuration::or(raw.backoff_base, Duration::from_millis(100)),
             backoff_max: HumanDuration::or(raw.backoff_max, Duration::from_secs(5)),
             retry_after_cap: HumanDuration::or(raw.retry_after_cap, Duration::from_secs(30)),
-            budget_ratio: raw.budget_ratio.unwrap_or(0.2),
+            budget_ratio: raw.budget_ratio.unwrap_or(0.5),
             budget_min: raw.budget_min.unwrap_or(10),
             budget_window: HumanDuration::or(raw.budget_window, Duration::from_secs(10)),
             on: raw.on.unwrap_or_else(|| {
@@ -397,16 +397,17 @@ impl Validator<'_> {
 
     fn circuit_breaker(&mut self, raw: &raw::CircuitBreakerConfig) -> CircuitBreaker {
         let breaker = CircuitBreaker {
-            consecutive_failures: raw.consecutive_failures.unwrap_or(5),
+            consecutive_failures: raw.consecutive_failures.unwrap_or(0),
             failure_rate: raw.failure_rate.unwrap_or(0.5),
-            min_requests: raw.min_requests.unwrap_or(20),
-            window: HumanDuration::or(raw.window, Duration::from_secs(30)),
+            margin: raw.margin.unwrap_or(2.0),
+            min_requests: raw.min_requests.unwrap_or(5),
+            window: HumanDuration::or(raw.window, Duration::from_secs(10)),
             cooldown: HumanDuration::or(raw.cooldown, Duration::from_secs(30)),
         };
-        if breaker.consecutive_failures == 0 {
+        if !(0.0..=5.0).contains(&breaker.margin) {
             self.error(
-                &["circuit_breaker", "consecutive_failures"],
-                "`consecutive_failures` must be at least 1",
+                &["circuit_breaker", "margin"],
+                "`margin` is standard errors, between 0 and 5 (2: about 95% confidence)",
             );
         }
         if !(breaker.failure_rate > 0.0 && breaker.failure_rate <= 1.0) {

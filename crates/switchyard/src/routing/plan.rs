@@ -5,6 +5,13 @@
 //! A plan borrows the immutable [`Routes`] it was made from; picking reads
 //! only atomics of the deployments' live state (held in the
 //! [`Registry`](super::Registry)), never a lock or a map of it.
+//!
+//! Deployments whose breaker is open, and those whose provider keys all rest
+//! after a 429, are passed over by every strategy. When every breaker of a
+//! model is open, one request in twenty goes through all the same (panic mode,
+//! see [`Breaker::panic_permit`](crate::upstream::breaker::Breaker::panic_permit));
+//! when every deployment left rests, the one whose key wakes first is handed
+//! out, for the caller to refuse or to wait for.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -14,7 +21,7 @@ use super::affinity::Prefix;
 use super::strategy::Tokens;
 use super::{ModelRoute, Routes, Target};
 use crate::config::Strategy;
-use crate::upstream::breaker::{CircuitState, Outcome, Permit};
+use crate::upstream::breaker::{CircuitState, Outcome, Permit, Transition};
 
 /// How many times a request may go through its chain of deployments (its
 /// attempts are bounded by `retries.attempts` first; this bounds the walk
@@ -47,6 +54,9 @@ pub struct Plan<'a> {
     held: u64,
     /// Times the whole chain has been gone through.
     passes: u8,
+    /// Whether the plan has asked a breaker for a panic permit: once per
+    /// request, however often the chain is gone through.
+    panicked: bool,
 }
 
 /// A deployment to try, with the breaker's permit for it.
@@ -97,8 +107,10 @@ impl Pick<'_> {
     /// Hands the breaker's permit back with the attempt's outcome (once: a
     /// second call does nothing).
     pub fn settle(&self, outcome: Outcome, now: Instant) {
-        if let Some(permit) = self.permit.take() {
-            self.target.breaker.record(permit, outcome, now);
+        if let Some(permit) = self.permit.take()
+            && let Some(transition) = self.target.breaker.record(permit, outcome, now)
+        {
+            log(&self.model.name, &self.target.name, transition);
         }
     }
 
@@ -136,6 +148,7 @@ impl<'a> Plan<'a> {
             excluded: 0,
             held: first.canary.as_ref().map_or(0, |c| c.held_back()),
             passes: 0,
+            panicked: false,
         }
     }
 
@@ -299,6 +312,7 @@ impl<'a> Plan<'a> {
             && index < model.targets.len()
             && (self.excluded | self.held) & (1 << index) == 0
             && model.targets[index].health.routable(now)
+            && model.targets[index].provider.resting(now).is_none()
         {
             let target = &model.targets[index];
             let fits = self
@@ -316,13 +330,13 @@ impl<'a> Plan<'a> {
                 }
             }
         }
+        let (tokens, max_cost) = (self.tokens, self.max_cost);
+        let affordable = |i: usize| max_cost.is_none_or(|max| model.targets[i].within(tokens, max));
+        // Affordable, and with a provider key free.
+        let awake = |i: usize| affordable(i) && model.targets[i].provider.resting(now).is_none();
         loop {
-            let (tokens, max_cost) = (self.tokens, self.max_cost);
-            let closed = |i: usize| {
-                let target = &model.targets[i];
-                max_cost.is_none_or(|max| target.within(tokens, max))
-                    && target.breaker.state(now) != CircuitState::Open
-            };
+            let closed =
+                |i: usize| awake(i) && model.targets[i].breaker.state(now) != CircuitState::Open;
             let excluded = self.excluded | self.held;
             let pick = |usable: &dyn Fn(usize) -> bool| match self.strategy {
                 Some(strategy) => model
@@ -331,26 +345,105 @@ impl<'a> Plan<'a> {
                 None => model.pool.pick(excluded, usable, tokens, clock),
             };
             let healthy = |i: usize| model.targets[i].health.routable(now) && closed(i);
-            let index = match pick(&healthy) {
-                Some(index) => index,
-                None if !model.targets.iter().any(|t| t.health.routable(now)) => pick(&closed)?,
-                None => return None,
+            let found = match pick(&healthy) {
+                None if !model.targets.iter().any(|t| t.health.routable(now)) => pick(&closed),
+                found => found,
+            };
+            let Some(index) = found else {
+                // Panic mode: every breaker open, a trickle goes through.
+                let all_open = model
+                    .targets
+                    .iter()
+                    .all(|t| t.breaker.state(now) != CircuitState::Closed);
+                if all_open && !self.panicked {
+                    self.panicked = true;
+                    let index = pick(&awake)?;
+                    self.excluded |= 1 << index;
+                    let target = &model.targets[index];
+                    let permit = target.breaker.panic_permit()?;
+                    return Some(Pick {
+                        model,
+                        target,
+                        permit: Held::new(permit),
+                        why: "panic",
+                    });
+                }
+                return self.soonest_awake(model, now, &affordable);
             };
             self.excluded |= 1 << index;
             let target = &model.targets[index];
             if let Some(permit) = target.breaker.allow(now) {
-                let why = match (&target.canary, self.strategy) {
-                    (Some(_), _) => "canary",
-                    (None, Some(strategy)) => strategy.as_str(),
-                    (None, None) => model.strategy.as_str(),
-                };
                 return Some(Pick {
                     model,
                     target,
                     permit: Held::new(permit),
-                    why,
+                    why: self.why(model, target),
                 });
             }
         }
+    }
+
+    /// When every deployment of `model` left to try (within the cost limit,
+    /// its breaker not open) rests after a 429: the one whose provider has a
+    /// key free soonest.
+    fn soonest_awake(
+        &mut self,
+        model: &'a ModelRoute,
+        now: Instant,
+        affordable: &dyn Fn(usize) -> bool,
+    ) -> Option<Pick<'a>> {
+        let excluded = self.excluded | self.held;
+        let (index, _) = model
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|&(i, t)| {
+                excluded & (1 << i) == 0
+                    && affordable(i)
+                    && t.breaker.state(now) != CircuitState::Open
+            })
+            .filter_map(|(i, t)| Some((i, t.provider.resting(now)?)))
+            .min_by_key(|&(_, wait)| wait)?;
+        self.excluded |= 1 << index;
+        let target = &model.targets[index];
+        let permit = target.breaker.allow(now)?;
+        Some(Pick {
+            model,
+            target,
+            permit: Held::new(permit),
+            why: self.why(model, target),
+        })
+    }
+
+    /// Why `target` of `model` was picked, for the route header.
+    fn why(&self, model: &ModelRoute, target: &Target) -> &'static str {
+        match (&target.canary, self.strategy) {
+            (Some(_), _) => "canary",
+            (None, Some(strategy)) => strategy.as_str(),
+            (None, None) => model.strategy.as_str(),
+        }
+    }
+}
+
+/// Logs a breaker's opening (a warning, with the failure share that opened
+/// it) or closing, with the model and deployment it happened under.
+fn log(model: &str, deployment: &str, transition: Transition) {
+    match transition {
+        Transition::Opened {
+            requests,
+            failure_rate,
+        } => tracing::warn!(
+            model,
+            deployment,
+            requests,
+            failure_rate,
+            "circuit breaker opened"
+        ),
+        Transition::Closed => tracing::info!(
+            model,
+            deployment,
+            reason = "probe succeeded",
+            "circuit breaker closed"
+        ),
     }
 }

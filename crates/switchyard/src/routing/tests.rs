@@ -235,3 +235,38 @@ async fn changed_breaker_settings_close_the_breaker_and_keep_load_and_health() {
     assert_eq!(again.load.in_flight(), 1);
     assert!(Arc::ptr_eq(&a.health, &again.health));
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_every_breaker_open_one_request_in_twenty_goes_through_once() {
+    let config = config(
+        "server:\n  listen: 127.0.0.1:0\nauth: { mode: open }\nproviders:\n  up: { kind: openai, base_url: http://127.0.0.1:9/v1, api_key: k }\nmodels:\n  m:\n    deployments:\n      - { provider: up, model: a }\n      - { provider: up, model: b }\n",
+    );
+    let process = Process::new(&config);
+    let routes = process.routes(&config);
+    let now = Instant::now();
+    let (a, b) = (target(&routes, "up/a"), target(&routes, "up/b"));
+    open(&a.breaker, now);
+    // One breaker open: the other deployment takes every request.
+    let mut plan = routes.plan("m", Tokens::default()).unwrap();
+    assert_eq!(
+        plan.next(now).map(|pick| pick.target.name.as_str()),
+        Some("up/b")
+    );
+    open(&b.breaker, now);
+    let mut let_through = 0;
+    for _ in 0..100 {
+        let mut plan = routes.plan("m", Tokens::default()).unwrap();
+        if let Some(pick) = plan.next(now) {
+            assert_eq!(pick.why, "panic");
+            pick.settle(Outcome::Failure, now);
+            let_through += 1;
+            // Once per request, however often the chain is gone through.
+            assert!(plan.next(now).is_none());
+        }
+    }
+    // One in twenty of each deployment's share of the hundred.
+    assert!((4..=5).contains(&let_through), "{let_through}");
+    // Their failures say nothing to the breakers: only probes close them.
+    assert_eq!(a.breaker.state(now), CircuitState::Open);
+    assert_eq!(b.breaker.state(now), CircuitState::Open);
+}

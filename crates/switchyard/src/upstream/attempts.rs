@@ -157,6 +157,9 @@ where
     F: Future<Output = Result<(A, Instant), Failure>>,
 {
     let mut next = plan.next(Instant::now());
+    if let Some(refusal) = refused_while_resting(attempts, plan, &mut next) {
+        return Err(refusal);
+    }
     loop {
         let Some(pick) = next.take() else {
             return Err(attempts
@@ -255,6 +258,23 @@ where
             in_flight: attempt.in_flight,
         });
     }
+}
+
+/// A request whose first deployment rests after a 429 (the plan hands one
+/// out only when every deployment left does) is answered at once: the 429 of
+/// its provider's keys, with the wait until one is free as `retry-after`,
+/// traced as an attempt that was rate limited.
+fn refused_while_resting(
+    attempts: &mut Attempts<'_>,
+    plan: &Plan<'_>,
+    next: &mut Option<Pick<'_>>,
+) -> Option<GatewayError> {
+    let now = Instant::now();
+    let wait = next.as_ref()?.target.provider.resting(now)?;
+    let pick = next.take()?;
+    let error = pick.target.provider.keys_cooling(wait);
+    attempts.note_failure(&pick, plan.in_fallback(), error);
+    attempts.last_error.take()
 }
 
 /// Everything a deployment learns from an attempt that served, its answer

@@ -3,8 +3,8 @@
 //! cooldown to find out whether it has recovered.
 //!
 //! ```text
-//!            N failures in a row, or
-//!            failure rate over the window
+//!            failure share over the window
+//!            (or N failures in a row)
 //!   Closed ───────────────────────────────▶ Open
 //!     ▲                                    │  ▲
 //!     │ probe succeeds     cooldown passed │  │ probe fails
@@ -12,10 +12,16 @@
 //!     └──────────────────────────────── HalfOpen
 //! ```
 //!
+//! The failure share is judged with a margin for small samples (the lower
+//! end of its Wilson score interval): a deployment failing every request
+//! opens it after `min_requests`, while one failing a third of them at
+//! random does not, however the failures happen to bunch up in a handful of
+//! requests.
+//!
 //! Time is passed in: the breaker never reads a clock, so tests drive it
 //! with made-up instants.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -32,6 +38,10 @@ pub struct BreakerConfig {
     /// breaker, once the window holds `min_requests`; above 1 turns this
     /// trigger off.
     pub failure_rate: f64,
+    /// Standard errors by which the window's failure share must clear
+    /// `failure_rate`: the lower end of its Wilson score interval with this
+    /// z is what is compared. 0 compares the plain share.
+    pub margin: f64,
     /// Requests the window must hold before its failure rate counts (at
     /// least 1).
     pub min_requests: u32,
@@ -44,18 +54,26 @@ pub struct BreakerConfig {
 }
 
 impl Default for BreakerConfig {
-    /// Opens on 5 failures in a row, or on a 50% failure rate over 30 s once
-    /// 20 requests were seen; probes after a 30 s cooldown.
+    /// Opens when the failure share over 10 s, less a margin of 2 standard
+    /// errors, reaches 50% once 5 requests were seen (a dead deployment:
+    /// after 5 requests; one failing 30% at random: about once in 300 fresh
+    /// windows, and practically never once the window holds 50 requests);
+    /// no trigger on failures in a row; probes after a 30 s cooldown.
     fn default() -> Self {
         Self {
-            consecutive_failures: 5,
+            consecutive_failures: 0,
             failure_rate: 0.5,
-            min_requests: 20,
-            window: Duration::from_secs(30),
+            margin: 2.0,
+            min_requests: 5,
+            window: Duration::from_secs(10),
             cooldown: Duration::from_secs(30),
         }
     }
 }
+
+/// Of requests that find every breaker of their model open, one in this many
+/// is let through anyway (see [`Breaker::panic_permit`]).
+const PANIC_ONE_IN: u64 = 20;
 
 /// Leave to send one attempt to the deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +95,20 @@ pub enum Outcome {
     /// or the request was the client's mistake. Not counted; a probe ending
     /// so frees the half-open slot for the next caller.
     Ignored,
+}
+
+/// A change of state worth a log line, reported once by [`Breaker::record`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transition {
+    /// It opened, the window holding this many requests, this share failed.
+    Opened {
+        /// Requests in the window.
+        requests: u64,
+        /// Share of them that failed.
+        failure_rate: f64,
+    },
+    /// A probe succeeded: it closed.
+    Closed,
 }
 
 /// A breaker's state, as `/metrics` shows it.
@@ -136,6 +168,9 @@ pub struct Breaker {
     window: Window,
     /// The state, changed only under this lock.
     phase: Mutex<Phase>,
+    /// Requests that found every breaker of their model open and asked this
+    /// one to let them through anyway.
+    panics: AtomicU64,
 }
 
 /// A breaker's state with what its transitions need.
@@ -164,6 +199,7 @@ impl Breaker {
             closed: AtomicBool::new(true),
             consecutive: AtomicU32::new(0),
             phase: Mutex::new(Phase::Closed),
+            panics: AtomicU64::new(0),
         }
     }
 
@@ -188,10 +224,24 @@ impl Breaker {
         })
     }
 
-    /// Records how the attempt sent under `permit` ended, at `now`.
-    pub fn record(&self, permit: Permit, outcome: Outcome, now: Instant) {
+    /// Panic mode, for a request that found every breaker of its model
+    /// open: one such request in twenty (the 20th, the 40th…) is let
+    /// through to this deployment all the same, so that an outage the
+    /// breakers misjudged still serves a trickle. Its result is not counted
+    /// (the breaker is not closed); only probes close it. One atomic add.
+    pub fn panic_permit(&self) -> Option<Permit> {
+        let turn = self.panics.fetch_add(1, Ordering::Relaxed);
+        (turn + 1)
+            .is_multiple_of(PANIC_ONE_IN)
+            .then_some(Permit::Normal)
+    }
+
+    /// Records how the attempt sent under `permit` ended, at `now`; returns
+    /// the transition it caused, if any (each opening and closing is
+    /// reported once, to one caller).
+    pub fn record(&self, permit: Permit, outcome: Outcome, now: Instant) -> Option<Transition> {
         match (permit, outcome) {
-            (Permit::Normal, Outcome::Ignored) => {}
+            (Permit::Normal, Outcome::Ignored) => None,
             (Permit::Normal, Outcome::Success) => self.record_normal(false, now),
             (Permit::Normal, Outcome::Failure) => self.record_normal(true, now),
             (Permit::Probe, outcome) => self.record_probe(outcome, now),
@@ -212,54 +262,75 @@ impl Breaker {
 
     /// Counts an ordinary attempt's result and opens the breaker when a
     /// trigger fires.
-    fn record_normal(&self, failed: bool, now: Instant) {
+    fn record_normal(&self, failed: bool, now: Instant) -> Option<Transition> {
         if !self.closed.load(Ordering::Acquire) {
-            return;
+            return None;
         }
         self.window.add(now, 1, u64::from(failed));
         if !failed {
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Relaxed);
             }
-            return;
+            return None;
         }
         let streak = self
             .consecutive
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
         let limit = self.config.consecutive_failures;
-        if (limit > 0 && streak >= limit) || self.rate_exceeded(now) {
-            let mut phase = self.lock();
-            if let Phase::Closed = *phase {
-                *phase = Phase::Open { since: now };
-                self.closed.store(false, Ordering::Release);
-            }
+        let (requests, failures) = self.window.totals(now);
+        if !((limit > 0 && streak >= limit) || self.rate_exceeded(requests, failures)) {
+            return None;
         }
+        let mut phase = self.lock();
+        let Phase::Closed = *phase else {
+            return None;
+        };
+        *phase = Phase::Open { since: now };
+        self.closed.store(false, Ordering::Release);
+        Some(Transition::Opened {
+            requests,
+            // Totals stay far below 2^53: exact in an f64.
+            failure_rate: failures as f64 / requests.max(1) as f64,
+        })
     }
 
     /// Settles a half-open breaker on its probe's result.
-    fn record_probe(&self, outcome: Outcome, now: Instant) {
+    fn record_probe(&self, outcome: Outcome, now: Instant) -> Option<Transition> {
         let mut phase = self.lock();
         if !matches!(*phase, Phase::HalfOpen { .. }) {
-            return;
+            return None;
         }
-        *phase = match outcome {
+        let (next, transition) = match outcome {
             Outcome::Success => {
                 self.consecutive.store(0, Ordering::Relaxed);
                 self.window.clear();
                 self.closed.store(true, Ordering::Release);
-                Phase::Closed
+                (Phase::Closed, Some(Transition::Closed))
             }
-            Outcome::Failure => Phase::Open { since: now },
-            Outcome::Ignored => Phase::HalfOpen { probe_since: None },
+            Outcome::Failure => (Phase::Open { since: now }, None),
+            Outcome::Ignored => (Phase::HalfOpen { probe_since: None }, None),
         };
+        *phase = next;
+        transition
     }
 
-    /// Whether the window's failure rate opens the breaker at `now`.
-    fn rate_exceeded(&self, now: Instant) -> bool {
-        let (requests, failures) = self.window.totals(now);
-        requests >= u64::from(self.config.min_requests.max(1))
-            && failures as f64 >= self.config.failure_rate * requests as f64
+    /// Whether `failures` of `requests` in the window open the breaker: the
+    /// window holds `min_requests`, and the failure share less the margin
+    /// (the lower end of its Wilson score interval) reaches `failure_rate`.
+    fn rate_exceeded(&self, requests: u64, failures: u64) -> bool {
+        if requests < u64::from(self.config.min_requests.max(1)) {
+            return false;
+        }
+        // Totals stay far below 2^53: exact in an f64.
+        let (n, share) = (requests as f64, failures as f64 / requests as f64);
+        let rate = self.config.failure_rate;
+        if share < rate {
+            return false;
+        }
+        let z2 = self.config.margin * self.config.margin;
+        let spread = self.config.margin * (share * (1.0 - share) / n + z2 / (4.0 * n * n)).sqrt();
+        (share + z2 / (2.0 * n) - spread) / (1.0 + z2 / n) >= rate
     }
 
     /// Whether a cooldown begun at `since` is over at `now`.
@@ -283,9 +354,22 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
     const COOLDOWN: Duration = Duration::from_secs(30);
 
-    /// A breaker on the default config, opened at the returned instant.
+    /// The defaults before they judged a rate: 5 failures in a row, or a
+    /// plain 50% share of at least 20 requests over 30 s.
+    fn in_a_row() -> BreakerConfig {
+        BreakerConfig {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            margin: 0.0,
+            min_requests: 20,
+            window: Duration::from_secs(30),
+            cooldown: COOLDOWN,
+        }
+    }
+
+    /// A breaker opening on 5 failures in a row, opened at the returned instant.
     fn opened() -> (Breaker, Instant) {
-        let breaker = Breaker::new(BreakerConfig::default());
+        let breaker = Breaker::new(in_a_row());
         let t0 = Instant::now();
         for _ in 0..5 {
             breaker.record(Permit::Normal, Outcome::Failure, t0);
@@ -296,7 +380,7 @@ mod tests {
 
     #[test]
     fn opens_after_exactly_the_configured_failures() {
-        let breaker = Breaker::new(BreakerConfig::default());
+        let breaker = Breaker::new(in_a_row());
         let t0 = Instant::now();
         for _ in 0..4 {
             assert_eq!(breaker.allow(t0), Some(Permit::Normal));
@@ -431,7 +515,7 @@ mod tests {
 
     #[test]
     fn ignored_results_do_not_count() {
-        let breaker = Breaker::new(BreakerConfig::default());
+        let breaker = Breaker::new(in_a_row());
         let t0 = Instant::now();
         for _ in 0..4 {
             breaker.record(Permit::Normal, Outcome::Failure, t0);
@@ -451,7 +535,7 @@ mod tests {
     fn rate_only() -> Breaker {
         Breaker::new(BreakerConfig {
             consecutive_failures: 0,
-            ..BreakerConfig::default()
+            ..in_a_row()
         })
     }
 
@@ -515,7 +599,7 @@ mod tests {
     /// probe per cooldown.
     #[test]
     fn failing_deployment_sees_only_probes_while_open() {
-        let breaker = Breaker::new(BreakerConfig::default());
+        let breaker = Breaker::new(in_a_row());
         let t0 = Instant::now();
         let mut calls = Vec::new();
         for i in 0..12_000 {
@@ -530,6 +614,144 @@ mod tests {
             .chain((1..=3).map(|i| (40 * MS + i * COOLDOWN, Permit::Probe)))
             .collect();
         assert_eq!(calls, expected);
+    }
+
+    /// A deterministic stream of `share` failures at random (splitmix64).
+    fn random_outcomes(seed: u64, share: f64) -> impl Iterator<Item = Outcome> {
+        let mut state = seed;
+        std::iter::repeat_with(move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            if ((z >> 11) as f64) < share * (1u64 << 53) as f64 {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            }
+        })
+    }
+
+    /// The issue's scenario: 30% of requests failing at random, at a steady
+    /// 20 requests a second for ten minutes, on twenty seeds: the default
+    /// breaker never opens (five in a row happen dozens of times).
+    #[test]
+    fn thirty_percent_random_failures_at_a_steady_rate_never_open_it() {
+        for seed in 0..20 {
+            let breaker = Breaker::new(BreakerConfig::default());
+            let t0 = Instant::now();
+            let (mut streak, mut runs_of_five) = (0, 0);
+            for (i, outcome) in random_outcomes(seed, 0.3).take(12_000).enumerate() {
+                let now = t0 + 50 * MS * i as u32;
+                let permit = breaker.allow(now);
+                assert_eq!(permit, Some(Permit::Normal), "seed {seed}, request {i}");
+                assert_eq!(breaker.record(Permit::Normal, outcome, now), None);
+                streak = if outcome == Outcome::Failure {
+                    streak + 1
+                } else {
+                    0
+                };
+                runs_of_five += usize::from(streak == 5);
+            }
+            assert!(runs_of_five > 10, "seed {seed}: {runs_of_five}");
+        }
+    }
+
+    /// A deployment failing every request opens the default breaker on its
+    /// `min_requests`-th failure, whether they come fast or slowly.
+    #[test]
+    fn a_dead_deployment_opens_it_within_min_requests() {
+        let min = BreakerConfig::default().min_requests;
+        for gap in [MS, 100 * MS, 1900 * MS] {
+            let breaker = Breaker::new(BreakerConfig::default());
+            let t0 = Instant::now();
+            let mut calls = 0;
+            let mut now = t0;
+            while breaker.allow(now).is_some() {
+                calls += 1;
+                breaker.record(Permit::Normal, Outcome::Failure, now);
+                now += gap;
+            }
+            assert_eq!(calls, min, "a request every {gap:?}");
+        }
+    }
+
+    /// Half the requests failing is not enough while a handful were seen,
+    /// but is over a full window.
+    #[test]
+    fn the_margin_weighs_the_sample() {
+        let breaker = Breaker::new(BreakerConfig::default());
+        let t0 = Instant::now();
+        let mut outcomes = [Outcome::Failure, Outcome::Success].into_iter().cycle();
+        for i in 0..20 {
+            let outcome = outcomes.next().unwrap_or(Outcome::Ignored);
+            breaker.record(Permit::Normal, outcome, t0 + i * MS);
+        }
+        assert_eq!(breaker.state(t0 + 20 * MS), CircuitState::Closed);
+        // 70% failing, never 3 in a row: 4 of 5 are not enough, 14 of 19 are.
+        let busy = Breaker::new(BreakerConfig::default());
+        let opened_at = (1..=40).find(|i| {
+            let outcome = if matches!(i % 10, 0 | 3 | 6) {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            };
+            busy.record(Permit::Normal, outcome, t0).is_some()
+        });
+        assert_eq!(opened_at, Some(19));
+    }
+
+    #[test]
+    fn opening_and_closing_are_reported_once() {
+        let breaker = Arc::new(Breaker::new(BreakerConfig::default()));
+        let t0 = Instant::now();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (breaker, opened) = (Arc::clone(&breaker), Arc::clone(&opened));
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        if let Some(transition) =
+                            breaker.record(Permit::Normal, Outcome::Failure, t0)
+                        {
+                            assert!(matches!(
+                                transition,
+                                Transition::Opened { failure_rate, requests }
+                                    if failure_rate == 1.0 && requests >= 5
+                            ));
+                            opened.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(opened.load(Ordering::Relaxed), 1);
+        // A failed probe keeps it open: nothing to report.
+        let t30 = t0 + COOLDOWN;
+        let probe = breaker.allow(t30).unwrap();
+        assert_eq!(breaker.record(probe, Outcome::Failure, t30), None);
+        let t60 = t30 + COOLDOWN;
+        let probe = breaker.allow(t60).unwrap();
+        assert_eq!(
+            breaker.record(probe, Outcome::Success, t60),
+            Some(Transition::Closed)
+        );
+        // A late probe answer, and ordinary results, report nothing more.
+        assert_eq!(breaker.record(Permit::Probe, Outcome::Success, t60), None);
+        assert_eq!(breaker.record(Permit::Normal, Outcome::Success, t60), None);
+    }
+
+    #[test]
+    fn panic_lets_one_request_in_twenty_through() {
+        let (breaker, _) = opened();
+        let let_through: Vec<_> = (1..=100)
+            .filter(|_| breaker.panic_permit().is_some())
+            .collect();
+        assert_eq!(let_through, [20, 40, 60, 80, 100]);
     }
 
     #[test]

@@ -61,10 +61,13 @@ impl RetryBudget {
 }
 
 impl Default for RetryBudget {
-    /// 20% extra load, plus 10 retries per window, over a 10 s window
-    /// (Finagle's and linkerd's defaults).
+    /// 50% extra load, plus 10 retries per window, over a 10 s window:
+    /// enough to retry every failure of a deployment failing 30% of requests
+    /// (0.3 + 0.09 retries per request with 3 attempts), while the breakers,
+    /// opening at a 50% failure share, keep a failing deployment's load to a
+    /// trickle before the budget is needed to.
     fn default() -> Self {
-        Self::new(0.2, 10, Duration::from_secs(10))
+        Self::new(0.5, 10, Duration::from_secs(10))
     }
 }
 
@@ -246,7 +249,7 @@ mod tests {
         for _ in 0..100 {
             budget.record_request(t0);
         }
-        assert_eq!((0..100).filter(|_| budget.try_retry(t0)).count(), 30);
+        assert_eq!((0..100).filter(|_| budget.try_retry(t0)).count(), 60);
     }
 
     #[test]

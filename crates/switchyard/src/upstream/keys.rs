@@ -56,12 +56,17 @@ impl Keys {
         }
     }
 
-    /// Whether a key is free now (read only).
-    pub(super) fn any_free(&self, now: Instant) -> bool {
-        let now = millis_since_epoch(now);
-        self.list
+    /// How long until the first key is free again, when every key rests at
+    /// `now` (`None` when one is free, or the provider has none). Read only:
+    /// one atomic load per key.
+    pub(super) fn resting(&self, now: Instant) -> Option<Duration> {
+        let soonest = self
+            .list
             .iter()
-            .any(|key| key.resting_until.load(Ordering::Relaxed) <= now)
+            .map(|key| key.resting_until.load(Ordering::Relaxed))
+            .min()?;
+        let now = millis_since_epoch(now);
+        (soonest > now).then(|| Duration::from_millis(soonest - now))
     }
 
     /// The next key in turn that is not resting (`None` for a provider

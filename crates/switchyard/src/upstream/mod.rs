@@ -477,7 +477,14 @@ impl ProviderClient {
     /// Whether the provider has several keys and one of them is free now, so
     /// that an attempt that got a 429 can go again at once with another.
     pub fn has_free_key(&self, now: Instant) -> bool {
-        self.key_count() > 1 && self.keys.any_free(now)
+        self.key_count() > 1 && self.keys.resting(now).is_none()
+    }
+
+    /// How long until one of the provider's keys is free again, when every
+    /// one rests after a 429 at `now`; `None` when one is free (or the
+    /// provider has no keys). One atomic load per key.
+    pub fn resting(&self, now: Instant) -> Option<Duration> {
+        self.keys.resting(now)
     }
 
     /// How many API keys the provider has.

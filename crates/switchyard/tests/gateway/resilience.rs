@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -160,6 +161,160 @@ async fn an_open_breaker_sends_nothing_but_one_probe_after_its_cooldown() {
         .map(|body| post(&gw, "/v1/chat/completions", body));
     futures_util::future::join_all(probes).await;
     assert_eq!(mock_requests(&failing).await, 4, "one half-open probe");
+}
+
+/// Sends `count` requests to model `m` of `gw`, `concurrency` at a time:
+/// the successes, and the attempts each failed request made.
+async fn send_many(gw: &Process, count: usize, concurrency: usize) -> (usize, Vec<u64>) {
+    let bodies: Vec<Value> = (0..count).map(|i| ask(&format!("many {i}"))).collect();
+    let mut answers = futures_util::stream::iter(&bodies)
+        .map(|body| post(gw, "/v1/chat/completions", body))
+        .buffer_unordered(concurrency);
+    let (mut ok, mut failed) = (0, Vec::new());
+    while let Some(response) = answers.next().await {
+        if response.status() == 200 {
+            ok += 1;
+            continue;
+        }
+        let attempts = response.headers()["x-switchyard-attempts"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+        failed.push(attempts);
+    }
+    (ok, failed)
+}
+
+/// The `switchyard_circuit_state` series of `gw` that are not 0 (closed).
+async fn breakers_not_closed(gw: &Process) -> Vec<String> {
+    metrics(gw)
+        .await
+        .lines()
+        .filter(|line| line.starts_with("switchyard_circuit_state{") && !line.ends_with(" 0"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn two_deployments_failing_30_percent_at_random_serve_97_percent_and_stay_in() {
+    let flaky = |seed| {
+        mock(&[
+            "--error-rate",
+            "0.3",
+            "--error-status",
+            "500",
+            "--seed",
+            seed,
+        ])
+    };
+    let (one, two) = (flaky("21"), flaky("22"));
+    // Four attempts: with the default three, 97.3% (1 - 0.3^3) is what
+    // retries can give at best, and a thousand requests fall either side of
+    // 97%. What is checked is that breakers and budget lose none of them.
+    let gw = resilient_gateway(
+        &[("one", &one), ("two", &two)],
+        "",
+        "retries: { attempts: 4 }\n",
+    );
+    let total = 1000;
+    let (ok, failed) = send_many(&gw, total, 16).await;
+    let upstream = mock_requests(&one).await + mock_requests(&two).await;
+    eprintln!(
+        "{ok} of {total} succeeded, {upstream} upstream attempts, the failed ones after {failed:?}"
+    );
+    assert!(ok * 100 >= total * 97, "{ok} of {total} succeeded");
+    // Every request that failed used its attempts: none was refused by a
+    // breaker or the retry budget.
+    assert!(failed.iter().all(|&a| a == 4), "{failed:?}");
+    assert_eq!(breakers_not_closed(&gw).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn two_dead_deployments_cost_at_most_1_2_upstream_attempts_per_request() {
+    let dead = |seed| mock(&["--error-rate", "1", "--error-status", "500", "--seed", seed]);
+    let (one, two) = (dead("31"), dead("32"));
+    let gw = resilient_gateway(&[("one", &one), ("two", &two)], "", "");
+    let upstream = async || mock_requests(&one).await + mock_requests(&two).await;
+    // Ten seconds of steady traffic, then two more counted.
+    let started = Instant::now();
+    let send_until = async |secs| {
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_secs(secs) {
+            send_many(&gw, 8, 8).await;
+            sent += 8;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sent
+    };
+    let sent_before = send_until(10).await;
+    let upstream_before = upstream().await;
+    let sent = sent_before + send_until(12).await;
+    let upstream_after = upstream().await;
+    let ratio = (upstream_after - upstream_before) as f64 / (sent - sent_before) as f64;
+    eprintln!(
+        "first 10 s: {upstream_before} upstream attempts for {sent_before} requests; \
+         then {} for {}: {ratio:.3} per request",
+        upstream_after - upstream_before,
+        sent - sent_before
+    );
+    assert!(ratio <= 1.2, "{ratio}");
+    assert!(sent - sent_before >= 100, "{sent} requests");
+    // Each breaker's opening is logged once, with the failure share.
+    let logs = gw.logs();
+    let openings: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("circuit breaker opened"))
+        .collect();
+    assert_eq!(openings.len(), 2, "{logs}");
+    for deployment in ["one/mock-1", "two/mock-1"] {
+        assert!(
+            openings
+                .iter()
+                .any(|line| line.contains(deployment) && line.contains("failure_rate")),
+            "{openings:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_deployment_is_passed_over_while_its_key_rests() {
+    let limited = rate_limited_mock("2");
+    let healthy = mock(&[]);
+    let gw = resilient_gateway(&[("limited", &limited), ("healthy", &healthy)], "", "");
+    let started = Instant::now();
+    let (ok, _) = send_many(&gw, 200, 10).await;
+    let elapsed = started.elapsed();
+    let calls = mock_requests(&limited).await;
+    eprintln!(
+        "{ok} of 200 succeeded in {elapsed:?}, the rate-limited deployment called {calls} times"
+    );
+    assert_eq!(ok, 200);
+    // The first requests, sent together, may all go to it; then it rests.
+    assert!(calls <= 10, "{calls}");
+}
+
+#[tokio::test]
+async fn every_deployment_resting_answers_429_at_once_with_retry_after() {
+    let limited = rate_limited_mock("1");
+    let gw = resilient_gateway(&[("limited", &limited)], "", "");
+    // Three attempts, each after the provider's retry-after.
+    let first = post(&gw, "/v1/chat/completions", &ask("one")).await;
+    assert_eq!(first.status(), 429);
+    let calls = mock_requests(&limited).await;
+    // Its key rests for a second: the next request is not sent, nor held.
+    let started = Instant::now();
+    let resting = post(&gw, "/v1/chat/completions", &ask("two")).await;
+    let elapsed = started.elapsed();
+    eprintln!("answered in {elapsed:?}");
+    assert_eq!(resting.status(), 429);
+    assert!(elapsed < Duration::from_millis(100), "{elapsed:?}");
+    assert_eq!(resting.headers()["retry-after"], "1");
+    assert_eq!(
+        resting.headers()["x-switchyard-route"],
+        "limited/mock-1[weighted]=rate_limited"
+    );
+    assert_eq!(mock_requests(&limited).await, calls);
 }
 
 /// A gateway with model `m` on `first`, falling back to `backup` on `second`.
