@@ -4,15 +4,15 @@
 //! — so that the requests accepted keep their latency and the process its
 //! memory and descriptors (Envoy's `max_requests` and pending-request limits).
 //!
-//! On the request path, a free slot costs one atomic read-modify-write on a
-//! semaphore (and one on the `Arc` that owns it); the gauges are set when
-//! `/metrics` is read.
+//! On the request path, a free slot costs two atomic read-modify-writes
+//! (taking it and giving it back) and an `Arc` clone — no lock: the queue's `Notify` is
+//! touched only while requests wait. The gauges are set when `/metrics` is read.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 use crate::config;
 use crate::error::GatewayError;
@@ -21,10 +21,7 @@ use crate::telemetry::metrics::Metrics;
 /// The gate every proxied request passes. Process-lifetime.
 #[derive(Debug)]
 pub struct Admission {
-    slots: Arc<Semaphore>,
-    max_in_flight: u32,
-    /// Requests waiting for a slot now.
-    waiting: AtomicU32,
+    gate: Arc<Gate>,
     max_queue: u32,
     queue_timeout: Duration,
     /// `switchyard_requests_shed_total{reason="queue_full"}`.
@@ -37,10 +34,48 @@ pub struct Admission {
     queued: metrics::Gauge,
 }
 
+/// The counts a slot is taken from and given back to.
+#[derive(Debug)]
+struct Gate {
+    max_in_flight: u32,
+    in_flight: AtomicU32,
+    /// Requests waiting for a slot now.
+    waiting: AtomicU32,
+    /// Wakes a waiting request when a slot comes free.
+    freed: Notify,
+}
+
+impl Gate {
+    /// Takes a slot if one is free (never counting past the limit, even for a
+    /// moment: a request that finds none takes nothing).
+    fn try_take(self: &Arc<Self>) -> Option<Slot> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < self.max_in_flight).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| Slot { gate: self.clone() })
+    }
+
+    /// Gives a slot back, and wakes a waiting request if there is one.
+    fn give_back(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.freed.notify_one();
+        }
+    }
+}
+
 /// A request's place among those in flight, given back when dropped.
 #[derive(Debug)]
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    gate: Arc<Gate>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gate.give_back();
+    }
 }
 
 /// Counts a request as waiting while it lives.
@@ -48,7 +83,7 @@ struct Waiting<'a>(&'a AtomicU32);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -73,9 +108,12 @@ impl Admission {
         let shed =
             |reason| metrics.counter("switchyard_requests_shed_total", &[("reason", reason)]);
         Self {
-            slots: Arc::new(Semaphore::new(config.max_in_flight as usize)),
-            max_in_flight: config.max_in_flight,
-            waiting: AtomicU32::new(0),
+            gate: Arc::new(Gate {
+                max_in_flight: config.max_in_flight,
+                in_flight: AtomicU32::new(0),
+                waiting: AtomicU32::new(0),
+                freed: Notify::new(),
+            }),
             max_queue: config.max_queue,
             queue_timeout: config.queue_timeout,
             shed_full: shed("queue_full"),
@@ -89,21 +127,34 @@ impl Admission {
     /// in the queue, at most `queue_timeout`; else (the queue is full, or the
     /// wait ran out) the request is shed.
     pub async fn admit(&self) -> Result<Slot, GatewayError> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Ok(Slot { _permit: permit });
+        let gate = &self.gate;
+        if let Some(slot) = gate.try_take() {
+            return Ok(slot);
         }
-        let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
-        let _waiting = Waiting(&self.waiting);
+        let ahead = gate.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&gate.waiting);
         if ahead >= self.max_queue {
             self.shed_full.increment(1);
             return Err(GatewayError::Overloaded(
                 "its in-flight limit and its queue are full",
             ));
         }
-        match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Slot { _permit: permit }),
-            // The semaphore is never closed; a wait that ran out is shed.
-            Ok(Err(_)) | Err(_) => {
+        let wait = async {
+            loop {
+                // Registered before the look, so that a slot freed between
+                // the two is not missed.
+                let freed = gate.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if let Some(slot) = gate.try_take() {
+                    return slot;
+                }
+                freed.await;
+            }
+        };
+        match tokio::time::timeout(self.queue_timeout, wait).await {
+            Ok(slot) => Ok(slot),
+            Err(_) => {
                 self.shed_timeout.increment(1);
                 Err(GatewayError::Overloaded(
                     "no room came free within its queue timeout",
@@ -114,11 +165,14 @@ impl Admission {
 
     /// Sets the gauges from the gate's state (when `/metrics` is read).
     pub fn export(&self) {
-        let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
-        self.in_flight
-            .set(f64::from(self.max_in_flight.saturating_sub(free)));
+        let gate = &self.gate;
+        let in_flight = gate
+            .in_flight
+            .load(Ordering::Relaxed)
+            .min(gate.max_in_flight);
+        self.in_flight.set(f64::from(in_flight));
         self.queued
-            .set(f64::from(self.waiting.load(Ordering::Relaxed)));
+            .set(f64::from(gate.waiting.load(Ordering::Relaxed)));
     }
 }
 
@@ -166,6 +220,6 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(100));
         assert_eq!(shed.kind(), "overloaded");
         gate.export();
-        assert_eq!(gate.waiting.load(Ordering::Relaxed), 0);
+        assert_eq!(gate.gate.waiting.load(Ordering::Relaxed), 0);
     }
 }
