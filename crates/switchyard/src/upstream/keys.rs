@@ -65,6 +65,10 @@ impl Keys {
             .iter()
             .map(|key| key.resting_until.load(Ordering::Relaxed))
             .min()?;
+        // A key that never rested: no clock to read.
+        if soonest == 0 {
+            return None;
+        }
         let now = millis_since_epoch(now);
         (soonest > now).then(|| Duration::from_millis(soonest - now))
     }
