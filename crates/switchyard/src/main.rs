@@ -9,10 +9,7 @@ use switchyard::config::{self, Source};
 use switchyard::server;
 use switchyard::telemetry::{self, LogFormat};
 
-/// The request path allocates small objects at a high rate (headers, futures,
-/// body chunks); mimalloc serves them faster than the system allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 /// A self-hosted AI gateway: OpenAI-compatible in, the best provider out.
 #[derive(Parser)]
@@ -101,6 +98,7 @@ fn serve(source: &Source) -> ExitCode {
         eprintln!("the configuration is not valid; `switchyard check` lists every problem");
         return ExitCode::from(2);
     };
+    allocator::return_freed_memory();
     let result =
         runtime().and_then(|rt| rt.block_on(server::run(config)).map_err(|e| e.to_string()));
     match result {

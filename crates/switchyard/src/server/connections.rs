@@ -41,7 +41,10 @@ pub(super) async fn serve(
     timeouts: ClientTimeouts,
     stopping: CancellationToken,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builders = Arc::new(Builders {
+        http1: auto::Builder::new(TokioExecutor::new()).http1_only(),
+        http2: auto::Builder::new(TokioExecutor::new()).http2_only(),
+    });
     let connections = TaskTracker::new();
     let drain = Arc::new(Drain::default());
     let mut accept_errors = Throttle::new(ACCEPT_ERROR_LOG_EVERY);
@@ -84,15 +87,72 @@ pub(super) async fn serve(
             gateway,
             answered: counts.answered.clone(),
         };
-        let connection = builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .into_owned();
         let live = Live::new(drain.clone());
-        connections.spawn(drive(connection, counts, live, timeouts, stopping.clone()));
+        let first_head_by = tokio::time::Instant::now() + timeouts.header_read;
+        let builders = builders.clone();
+        let stopping = stopping.clone();
+        connections.spawn(async move {
+            let protocol = tokio::select! {
+                () = stopping.cancelled() => return,
+                () = tokio::time::sleep_until(first_head_by) => return,
+                protocol = sniff(&tcp) => protocol,
+            };
+            let builder = match protocol {
+                Protocol::Http1 => &builders.http1,
+                Protocol::Http2 => &builders.http2,
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(tcp), service)
+                .into_owned();
+            drive(connection, counts, live, first_head_by, timeouts, stopping).await;
+        });
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// The connection builders of the two protocols a client may speak.
+struct Builders {
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+/// What a client connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge.
+    Http2,
+}
+
+/// The preface a client speaking HTTP/2 with prior knowledge opens with.
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The pause before peeking again at a connection that has sent only part of
+/// the HTTP/2 preface.
+const SNIFF_RETRY: Duration = Duration::from_millis(1);
+
+/// Tells HTTP/2 with prior knowledge from HTTP/1.1 by peeking at the first
+/// bytes, which stay in the socket. hyper then reads a request head and body
+/// into its 8 KiB buffer in one go. (hyper-util's detection reads the
+/// preface's length first and hands those bytes back, so that hyper's first
+/// read is short and its read buffer doubles to 16 KiB on every connection.)
+async fn sniff(tcp: &TcpStream) -> Protocol {
+    let mut head = [0u8; HTTP2_PREFACE.len()];
+    loop {
+        let Ok(n) = tcp.peek(&mut head).await else {
+            // hyper will meet the error itself.
+            return Protocol::Http1;
+        };
+        if n == 0 || head[..n] != HTTP2_PREFACE[..n] {
+            return Protocol::Http1;
+        }
+        if n == HTTP2_PREFACE.len() {
+            return Protocol::Http2;
+        }
+        tokio::time::sleep(SNIFF_RETRY).await;
+    }
 }
 
 /// One client connection as the server runs it.
@@ -258,7 +318,7 @@ const IDLE_CHECKS: u32 = 4;
 /// in flight, if any, finishes first) when the server drains, or when no
 /// request has begun on it for `timeouts.idle` — an idle keep-alive
 /// connection, or a client too slow to send its headers. A new connection
-/// whose first request head is not complete within `timeouts.header_read` is
+/// whose first request head is not complete by `first_head_by` (`timeouts.header_read` after it was accepted) is
 /// closed at once.
 ///
 /// A connection that has served requests and is idle when the drain begins
@@ -275,11 +335,12 @@ async fn drive(
     connection: ClientConnection,
     counts: Counts,
     live: Live,
+    first_head_by: tokio::time::Instant,
     timeouts: ClientTimeouts,
     stopping: CancellationToken,
 ) {
     tokio::pin!(connection);
-    let first_head = tokio::time::sleep(timeouts.header_read);
+    let first_head = tokio::time::sleep_until(first_head_by);
     tokio::pin!(first_head);
     let mut first_head_due = true;
     // (A timer period must not be zero, however small the configured timeout.)
