@@ -7,9 +7,16 @@
 //! On the request path, a free slot costs two atomic read-modify-writes
 //! (taking it and giving it back) and an `Arc` clone — no lock: the queue's `Notify` is
 //! touched only while requests wait. The gauges are set when `/metrics` is read.
+//!
+//! Narrower limits, without a queue, are in [`limit`]: per public model and
+//! per client key (counted here, in [`Admission::key_limit`]), while a
+//! deployment's is its load's in-flight count
+//! ([`Load::try_begin`](crate::routing::load::Load::try_begin)).
 
-use std::sync::Arc;
+pub mod limit;
+
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -17,6 +24,7 @@ use tokio::sync::Notify;
 use crate::config;
 use crate::error::GatewayError;
 use crate::telemetry::metrics::Metrics;
+use limit::{Counts, Limit, LimitError, take_below};
 
 /// The gate every proxied request passes. Process-lifetime.
 #[derive(Debug)]
@@ -28,6 +36,12 @@ pub struct Admission {
     shed_full: metrics::Counter,
     /// `switchyard_requests_shed_total{reason="queue_timeout"}`.
     shed_timeout: metrics::Counter,
+    /// `switchyard_requests_shed_total{reason}` for `model_limit`,
+    /// `deployment_limit` and `key_limit`, in that order.
+    shed_limited: [metrics::Counter; 3],
+    /// The client keys' in-flight counts, by key name (taken only while
+    /// the keys are built from a config, never on the request path).
+    keys: Mutex<Counts>,
     /// `switchyard_in_flight_requests`.
     in_flight: metrics::Gauge,
     /// `switchyard_queued_requests`.
@@ -49,12 +63,7 @@ impl Gate {
     /// Takes a slot if one is free (never counting past the limit, even for a
     /// moment: a request that finds none takes nothing).
     fn try_take(self: &Arc<Self>) -> Option<Slot> {
-        self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
-                (taken < self.max_in_flight).then_some(taken + 1)
-            })
-            .ok()
-            .map(|_| Slot { gate: self.clone() })
+        take_below(&self.in_flight, self.max_in_flight).then(|| Slot { gate: self.clone() })
     }
 
     /// Gives a slot back, and wakes a waiting request if there is one.
@@ -93,7 +102,7 @@ impl Admission {
         metrics.describe(
             "switchyard_requests_shed_total",
             None,
-            "Requests answered 503 at once because the gateway was at its in-flight limit.",
+            "Requests refused at once because an in-flight limit was reached (503; 429 for a key's), by reason.",
         );
         metrics.describe(
             "switchyard_in_flight_requests",
@@ -118,6 +127,8 @@ impl Admission {
             queue_timeout: config.queue_timeout,
             shed_full: shed("queue_full"),
             shed_timeout: shed("queue_timeout"),
+            shed_limited: ["model_limit", "deployment_limit", "key_limit"].map(shed),
+            keys: Mutex::default(),
             in_flight: metrics.gauge("switchyard_in_flight_requests", &[]),
             queued: metrics.gauge("switchyard_queued_requests", &[]),
         }
@@ -161,6 +172,26 @@ impl Admission {
                 ))
             }
         }
+    }
+
+    /// The in-flight limit of `max` on the client key `name`, its count
+    /// carried over from keys built before under that name.
+    pub fn key_limit(&self, name: &str, max: u32) -> Limit {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .limit(name, max)
+    }
+
+    /// Counts a request refused for `error` in `switchyard_requests_shed_total`.
+    pub fn shed(&self, error: &LimitError) {
+        let [model, deployments, key] = &self.shed_limited;
+        match error {
+            LimitError::Model(_) => model,
+            LimitError::Deployments(_) => deployments,
+            LimitError::Key => key,
+        }
+        .increment(1);
     }
 
     /// Sets the gauges from the gate's state (when `/metrics` is read).

@@ -13,12 +13,29 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::admission::Admission;
+use crate::admission::limit::Limit;
 use crate::config::{AuthMode, ClientKey};
 use crate::error::GatewayError;
 use crate::request::Principal;
 
-/// A configured key: its digest and its name.
-type KnownKey = ([u8; 32], Arc<str>);
+/// A configured key.
+#[derive(Debug)]
+struct KnownKey {
+    digest: [u8; 32],
+    name: Arc<str>,
+    /// Its `max_in_flight`, when it has one.
+    limit: Option<Limit>,
+}
+
+/// Who sent a request, and the in-flight limit of its key, if any.
+#[derive(Debug)]
+pub struct Caller<'a> {
+    /// Who it is.
+    pub principal: Principal,
+    /// Its key's `max_in_flight`.
+    pub limit: Option<&'a Limit>,
+}
 
 /// Checks the key of each request.
 #[derive(Debug)]
@@ -30,23 +47,32 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// From the configured mode and keys.
-    pub fn new(mode: AuthMode, keys: &[ClientKey]) -> Self {
+    /// From the configured mode and keys; the in-flight counts of keys with
+    /// a `max_in_flight` come from `admission` (by key name, carried over
+    /// from keys built before).
+    pub fn new(mode: AuthMode, keys: &[ClientKey], admission: &Admission) -> Self {
         let mut map: HashMap<u64, Vec<KnownKey>> = HashMap::new();
         for key in keys {
             let digest = digest(key.key.expose_secret());
-            map.entry(prefix(&digest))
-                .or_default()
-                .push((digest, Arc::from(key.name.as_str())));
+            map.entry(prefix(&digest)).or_default().push(KnownKey {
+                digest,
+                name: Arc::from(key.name.as_str()),
+                limit: key
+                    .max_in_flight
+                    .map(|max| admission.key_limit(&key.name, max)),
+            });
         }
         Self { mode, keys: map }
     }
 
     /// Accepts or refuses the caller behind `headers` (`Authorization: Bearer …`
-    /// or `x-api-key`): who it is.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+    /// or `x-api-key`): who it is, and its key's in-flight limit.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller<'_>, GatewayError> {
         if self.mode == AuthMode::Open {
-            return Ok(Principal::Open);
+            return Ok(Caller {
+                principal: Principal::Open,
+                limit: None,
+            });
         }
         let key = presented_key(headers).ok_or(GatewayError::Unauthenticated(
             "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
@@ -55,10 +81,13 @@ impl Authenticator {
         let known = self.keys.get(&prefix(&presented)).and_then(|candidates| {
             candidates
                 .iter()
-                .find(|(stored, _)| bool::from(stored.ct_eq(&presented)))
+                .find(|known| bool::from(known.digest.ct_eq(&presented)))
         });
-        if let Some((_, name)) = known {
-            Ok(Principal::ConfigKey(name.clone()))
+        if let Some(known) = known {
+            Ok(Caller {
+                principal: Principal::ConfigKey(known.name.clone()),
+                limit: known.limit.as_ref(),
+            })
         } else {
             Err(GatewayError::Unauthenticated("invalid API key"))
         }
@@ -133,13 +162,24 @@ mod tests {
     use super::*;
     use secrecy::SecretString;
 
+    fn admission() -> Admission {
+        let config = crate::config::Admission {
+            max_in_flight: 8,
+            max_queue: 0,
+            queue_timeout: std::time::Duration::from_secs(1),
+        };
+        Admission::new(&config, &crate::telemetry::metrics::Metrics::new())
+    }
+
     fn auth() -> Authenticator {
         Authenticator::new(
             AuthMode::Keys,
             &[ClientKey {
                 name: "app".into(),
                 key: SecretString::from("sk-good"),
+                max_in_flight: None,
             }],
+            &admission(),
         )
     }
 
@@ -171,8 +211,42 @@ mod tests {
         ] {
             assert!(a.authenticate(&bad).is_err(), "{bad:?}");
         }
-        let open = Authenticator::new(AuthMode::Open, &[]);
+        let open = Authenticator::new(AuthMode::Open, &[], &admission());
         assert!(open.authenticate(&headers(&[])).is_ok());
+    }
+
+    #[test]
+    fn a_keys_limit_is_its_own_and_outlives_the_keys_built_again() {
+        let admission = admission();
+        let keys = |max| {
+            let key = |name: &str, max_in_flight| ClientKey {
+                name: name.into(),
+                key: SecretString::from(format!("sk-{name}")),
+                max_in_flight,
+            };
+            Authenticator::new(
+                AuthMode::Keys,
+                &[key("limited", Some(max)), key("free", None)],
+                &admission,
+            )
+        };
+        let before = keys(1);
+        let limited = headers(&[("x-api-key", "sk-limited")]);
+        let share = before
+            .authenticate(&limited)
+            .unwrap()
+            .limit
+            .unwrap()
+            .try_take();
+        assert!(share.is_some());
+        let free = headers(&[("x-api-key", "sk-free")]);
+        assert!(before.authenticate(&free).unwrap().limit.is_none());
+        // Built again (a reload): the request under way still counts.
+        let after = keys(1);
+        let limit = after.authenticate(&limited).unwrap().limit.unwrap();
+        assert!(limit.try_take().is_none());
+        drop(share);
+        assert!(limit.try_take().is_some());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use switchyard_providers::anthropic;
 use switchyard_providers::openai::{ErrorBody, ErrorObject, InvalidRequest};
 use switchyard_providers::translate::Fault;
 
+use crate::admission::limit::LimitError;
 use crate::routing::canary::CanaryError;
 use crate::upstream::UpstreamError;
 
@@ -75,6 +76,10 @@ pub enum GatewayError {
     /// The gateway is at its in-flight limit and cannot queue the request.
     #[error("the gateway is overloaded: {0}; try again shortly")]
     Overloaded(&'static str),
+    /// A narrower in-flight limit than the gateway's was reached: the
+    /// model's or its deployments' (503), or the client key's (429).
+    #[error(transparent)]
+    OverLimit(#[from] LimitError),
     /// A handler or relay panicked: the gateway's own fault.
     #[error("internal error")]
     Internal,
@@ -100,9 +105,13 @@ impl GatewayError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NoDeployment(_) | Self::ShuttingDown | Self::Overloaded(_) => {
+            Self::NoDeployment(_)
+            | Self::ShuttingDown
+            | Self::Overloaded(_)
+            | Self::OverLimit(LimitError::Model(_) | LimitError::Deployments(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::OverLimit(LimitError::Key) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::LoopDetected(_) => StatusCode::LOOP_DETECTED,
             Self::Canary(e) => e.status(),
@@ -125,6 +134,7 @@ impl GatewayError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::ShuttingDown => "shutting_down",
             Self::Overloaded(_) => "overloaded",
+            Self::OverLimit(e) => e.reason(),
             Self::Internal => "internal_error",
             Self::LoopDetected(_) => "loop_detected",
             Self::BadMaxCost => "invalid_request",
@@ -163,7 +173,13 @@ impl GatewayError {
                 ("server_error", Some("service_unavailable"), None)
             }
             Self::Internal => ("server_error", Some("internal_error"), None),
-            Self::Overloaded(_) => ("server_error", Some("overloaded"), None),
+            Self::Overloaded(_)
+            | Self::OverLimit(LimitError::Model(_) | LimitError::Deployments(_)) => {
+                ("server_error", Some("overloaded"), None)
+            }
+            Self::OverLimit(LimitError::Key) => {
+                ("rate_limit_error", Some("rate_limit_exceeded"), None)
+            }
             Self::LoopDetected(_) => ("invalid_request_error", Some("loop_detected"), None),
             Self::Canary(CanaryError::NotFound(_)) => {
                 ("invalid_request_error", Some("not_found"), None)
@@ -283,7 +299,7 @@ impl GatewayError {
         match self {
             Self::Upstream(e) => e.retry_after(),
             // A slot comes free as soon as any request ends.
-            Self::Overloaded(_) => Some(1),
+            Self::Overloaded(_) | Self::OverLimit(_) => Some(1),
             Self::InvalidRequest(_)
             | Self::PayloadTooLarge { .. }
             | Self::BodyTimeout(_)

@@ -28,6 +28,7 @@ use futures_util::future::CatchUnwind;
 use switchyard_providers::openai::Usage;
 
 use crate::admission::Slot;
+use crate::admission::limit::Share;
 use crate::error::{Dialect, ErrorKind, GatewayError};
 use crate::routing::load::InFlight;
 pub use finish::{Consumer, Finish};
@@ -51,6 +52,10 @@ pub struct RequestCx {
     in_flight: Option<InFlight>,
     /// The request's place among those the gateway works on, given back when it ends.
     slot: Option<Slot>,
+    /// Its place under its key's `max_in_flight`, given back when it ends.
+    key_share: Option<Share>,
+    /// Its place under its model's `max_in_flight`, given back when it ends.
+    model_share: Option<Share>,
 }
 
 impl RequestCx {
@@ -69,6 +74,8 @@ impl RequestCx {
             ended: false,
             in_flight: None,
             slot: None,
+            key_share: None,
+            model_share: None,
         }
     }
 
@@ -137,6 +144,16 @@ impl RequestCx {
     /// Holds the request's place among those in flight until it ends.
     pub fn admitted(&mut self, slot: Slot) {
         self.slot = Some(slot);
+    }
+
+    /// Holds the request's place under its key's in-flight limit until it ends.
+    pub fn admitted_for_key(&mut self, share: Share) {
+        self.key_share = Some(share);
+    }
+
+    /// Holds the request's place under its model's in-flight limit until it ends.
+    pub fn admitted_for_model(&mut self, share: Share) {
+        self.model_share = Some(share);
     }
 
     /// Keeps the serving deployment counted as busy until the request ends.
@@ -214,6 +231,8 @@ impl RequestCx {
         self.finish.finish(&self.record);
         self.in_flight = None;
         self.slot = None;
+        self.key_share = None;
+        self.model_share = None;
     }
 }
 

@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
+use crate::admission::limit::Limit;
 use crate::config::{CircuitBreaker, Config, HedgeAfter, Outlier, Route, Strategy};
 use crate::error::GatewayError;
 use crate::telemetry::metrics::Metrics;
@@ -78,6 +79,9 @@ pub struct ModelRoute {
     ejecting: Mutex<()>,
     /// Its canary, if it has one.
     canary: Option<Arc<Canary>>,
+    /// Its `max_in_flight`, counted over every request that asked for it
+    /// (whichever model serves it in the end).
+    pub in_flight: Option<Limit>,
 }
 
 /// A model's hedging: after `after` without a first byte, a second deployment
@@ -244,6 +248,9 @@ impl Routes {
                     outlier: config.health_checks.outlier,
                     ejecting: Mutex::new(()),
                     canary,
+                    in_flight: model
+                        .max_in_flight
+                        .map(|max| registry.model_limit(&model.name, max)),
                 },
             );
         }

@@ -88,10 +88,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // The deployments' live state, for the life of the process (routes built
     // again from a new config carry it over).
     let registry = Registry::new();
+    // Before the keys: it keeps their in-flight counts.
+    let admission = Admission::new(&config.admission, &metrics);
     let settings = Settings {
         routes: Routes::new(&config, &clients, &registry, &metrics)
             .map_err(|(provider, source)| StartError::Client { provider, source })?,
-        auth: Authenticator::new(config.auth, &config.keys),
+        auth: Authenticator::new(config.auth, &config.keys, &admission),
         admin: AdminAuth::new(config.server.admin_key.as_ref()),
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
@@ -105,7 +107,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         models_body: models_body(&config),
     };
     let process = Process {
-        admission: Admission::new(&config.admission, &metrics),
+        admission,
         registry,
         retries: RetryLive::new(&config.retries, &metrics),
         metrics,

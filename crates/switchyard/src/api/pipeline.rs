@@ -4,17 +4,20 @@
 //!
 //! 1. **admit** — the caller's key becomes a typed [`Principal`]
 //!    (401 before the body is read); a request that has passed too many
-//!    gateways is refused as a loop; the request takes a slot among those in
-//!    flight, or waits a bounded time for one, or is shed at once (503 with
-//!    `retry-after`, [`crate::admission`]). *Rate limits and budgets go here.*
+//!    gateways is refused as a loop; a key past its own `max_in_flight` is
+//!    refused at once (429 with `retry-after`); the request takes a slot among
+//!    those in flight, or waits a bounded time for one, or is shed at once
+//!    (503 with `retry-after`, [`crate::admission`]). *Rate limits and budgets
+//!    go here.*
 //! 2. **parse** — the body, bounded in size (413) and time (408), is validated
 //!    in the client's dialect; the public model, whether it streams, and a
 //!    prompt-size estimate go into the request's context.
 //! 3. *(the cache lookup goes here: a hit answers at once, and skips 4–5.)*
 //! 4. **route** — `routes:` rules pick the model and strategy, then the plan
 //!    orders the deployments of the model and its fallbacks
-//!    (`x-switchyard-max-cost` leaves out those estimated dearer); a share of
-//!    requests is copied to a shadow model.
+//!    (`x-switchyard-max-cost` leaves out those estimated dearer); a model
+//!    past its own `max_in_flight` is refused at once (503 with
+//!    `retry-after`); a share of requests is copied to a shadow model.
 //! 5. **attempts** — [`execute`] tries the plan: each deployment in turn,
 //!    retries, fallbacks, hedges, within the retry budget and one deadline.
 //! 6. **respond** — the answer in the client's dialect: relayed as it
@@ -25,8 +28,6 @@
 //!    ends: here for an error or a whole answer, when the relayed body ends,
 //!    or when the client goes away (the context is dropped).
 
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, HeaderValue, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
@@ -36,6 +37,7 @@ use super::inbound::Inbound;
 use super::proxy::ProxyEndpoint;
 use super::respond::{dropped_header, respond};
 use super::{AppState, Settings, read, shadow};
+use crate::admission::limit::{Limit, LimitError};
 use crate::error::GatewayError;
 use crate::headers::{DROPPED_FIELDS, MODEL, PROVIDER};
 use crate::request::{Principal, RequestCx};
@@ -64,6 +66,12 @@ pub(super) async fn handle(
         Err(e) => return cx.refuse(&e),
     };
     cx.authenticated(admitted.principal);
+    if let Some(limit) = admitted.key_limit {
+        match limit.try_take() {
+            Some(share) => cx.admitted_for_key(share),
+            None => return shed(state, cx, LimitError::Key),
+        }
+    }
     match state.process.admission.admit().await {
         Ok(slot) => cx.admitted(slot),
         Err(e) => return cx.refuse(&e),
@@ -118,6 +126,12 @@ pub(super) async fn handle(
             return cx.refuse(&GatewayError::OverMaxCost { model, max });
         }
     }
+    if let Some(limit) = &plan.model().in_flight {
+        match limit.try_take() {
+            Some(share) => cx.admitted_for_model(share),
+            None => return shed(state, cx, LimitError::Model(plan.model().name.clone())),
+        }
+    }
     plan.prompt(&body);
     let mut attempts = Attempts::new(
         &settings.retries,
@@ -164,6 +178,9 @@ pub(super) async fn handle(
     } = match served {
         Ok(served) => served,
         Err(e) => {
+            if let GatewayError::OverLimit(limit) = &e {
+                state.process.admission.shed(limit);
+            }
             let trace = attempts.conclude(&mut cx);
             return trace.apply(cx.refuse(&e));
         }
@@ -184,9 +201,18 @@ pub(super) async fn handle(
     trace.apply(response)
 }
 
+/// Refuses a request past its key's or its model's in-flight limit, counted
+/// in `switchyard_requests_shed_total`.
+fn shed(state: &AppState, cx: RequestCx, limit: LimitError) -> Response {
+    state.process.admission.shed(&limit);
+    cx.refuse(&limit.into())
+}
+
 /// What admission found in a request's headers.
-struct Admitted {
+struct Admitted<'s> {
     principal: Principal,
+    /// The in-flight limit of the caller's key, if it has one.
+    key_limit: Option<&'s Limit>,
     /// `x-switchyard-hops` for the provider.
     hops: HeaderValue,
     /// The client's `anthropic-beta` (Anthropic clients), for Anthropic providers.
@@ -199,11 +225,12 @@ struct Admitted {
 
 /// Stage 1: who the caller is, and the headers that decide the request's
 /// way; refused before the body is read.
-fn admit(settings: &Arc<Settings>, headers: &HeaderMap) -> Result<Admitted, GatewayError> {
-    let principal = settings.auth.authenticate(headers)?;
+fn admit<'s>(settings: &'s Settings, headers: &HeaderMap) -> Result<Admitted<'s>, GatewayError> {
+    let caller = settings.auth.authenticate(headers)?;
     let hops = read::hops(headers, settings.limits.max_hops)?;
     Ok(Admitted {
-        principal,
+        principal: caller.principal,
+        key_limit: caller.limit,
         hops,
         beta: read::anthropic_beta(headers),
         task: read::task(headers),

@@ -160,6 +160,8 @@ pub struct ClientKey {
     pub name: String,
     /// The secret.
     pub key: SecretString,
+    /// Its requests in flight at most, when limited.
+    pub max_in_flight: Option<u32>,
 }
 
 /// A provider with defaults applied.
@@ -232,6 +234,8 @@ pub struct Model {
     pub hedge_after: Option<HedgeAfter>,
     /// Shadow traffic, when on.
     pub shadow: Option<Shadow>,
+    /// Its requests in flight at most, when limited.
+    pub max_in_flight: Option<u32>,
 }
 
 /// A model's shadow traffic.
@@ -269,6 +273,8 @@ pub struct Deployment {
     pub max_output_tokens: u32,
     /// Its tier, if it has one.
     pub tier: Option<String>,
+    /// Requests in flight at it at most, when limited.
+    pub max_in_flight: Option<u32>,
 }
 
 /// A model's `canary:`: a traffic shift to its deployments of one tier.

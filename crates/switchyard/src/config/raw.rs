@@ -221,6 +221,8 @@ pub struct KeyConfig {
     pub name: Option<String>,
     /// The secret the client sends.
     pub key: Option<String>,
+    /// This key's requests in flight at most (none: no limit of its own).
+    pub max_in_flight: Option<u32>,
 }
 
 /// An entry of `providers:`.
@@ -343,6 +345,8 @@ pub struct ModelConfig {
     pub hedge: Option<HedgeConfig>,
     /// Shadow traffic: a share of requests is also sent to another model.
     pub shadow: Option<ShadowConfig>,
+    /// This model's requests in flight at most (none: no limit of its own).
+    pub max_in_flight: Option<u32>,
 }
 
 /// A model's `hedge:`.
@@ -431,6 +435,8 @@ pub struct DeploymentConfig {
     pub max_output_tokens: Option<u32>,
     /// A name for a set of deployments (a canary shifts traffic to one tier).
     pub tier: Option<String>,
+    /// Requests in flight at this deployment at most (none: no limit of its own).
+    pub max_in_flight: Option<u32>,
 }
 
 /// USD per million tokens.

@@ -366,3 +366,41 @@ fn breakers_judge_a_share_by_default_and_every_old_key_still_works() {
         ["2:20 `margin` is standard errors, between 0 and 5 (2: about 95% confidence)"]
     );
 }
+
+#[test]
+fn in_flight_limits_of_zero_are_refused_and_the_others_kept() {
+    let text = "\
+auth: { mode: keys }
+keys:
+  - { name: a, key: sk-a, max_in_flight: 0 }
+  - { name: b, key: sk-b, max_in_flight: 20 }
+providers:
+  up: { kind: openai, base_url: 'http://127.0.0.1:1/v1', api_key: k }
+models:
+  m:
+    max_in_flight: 0
+    deployments:
+      - { provider: up, model: x, max_in_flight: 0 }
+      - { provider: up, model: y, max_in_flight: 50 }
+";
+    let list = problems(text);
+    let no_room = "`max_in_flight` must be at least 1 (leave it out for no limit)";
+    assert_eq!(
+        list,
+        [
+            format!("3:5 {no_room}"),
+            format!("11:9 {no_room}"),
+            format!("9:5 {no_room}"),
+        ],
+        "{list:#?}"
+    );
+    let (config, _) = check(&text.replace(": 0", ": 3"), env(&[]), false);
+    let config = config.unwrap();
+    assert_eq!(config.keys[1].max_in_flight, Some(20));
+    let model = &config.models["m"];
+    assert_eq!(model.max_in_flight, Some(3));
+    assert_eq!(model.deployments[1].max_in_flight, Some(50));
+    // Misspelt, it is an unknown key.
+    let list = problems(&text.replace("max_in_flight: 0 }", "max_inflight: 1 }"));
+    assert!(list.iter().any(|p| p.contains("max_inflight")), "{list:?}");
+}

@@ -40,6 +40,9 @@ const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 /// the client nor the config sets one.
 const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
 
+/// The problem with `max_in_flight: 0` on a model, a deployment or a key.
+const NO_ROOM: &str = "`max_in_flight` must be at least 1 (leave it out for no limit)";
+
 /// Parses and validates; returns the config when there is no error, and every
 /// problem found.
 pub fn check(
@@ -508,9 +511,13 @@ impl Validator<'_> {
             if !seen.insert(key.clone()) {
                 self.error_at_index("keys", i, "the same key is configured twice");
             }
+            if entry.max_in_flight == Some(0) {
+                self.error_at_index("keys", i, NO_ROOM);
+            }
             keys.push(ClientKey {
                 name: entry.name.unwrap_or_else(|| format!("key-{i}")),
                 key: SecretString::from(key),
+                max_in_flight: entry.max_in_flight,
             });
         }
         keys

@@ -104,3 +104,38 @@ async fn a_future_that_does_not_panic_keeps_its_output() {
     drop(gone);
     assert_eq!(records(&recorder)[0].ending, Ending::ClientClosed);
 }
+
+#[tokio::test]
+async fn the_key_and_model_shares_are_given_back_however_the_request_ends() {
+    use crate::admission::limit::Counts;
+    let mut counts = Counts::default();
+    let (key, model) = (counts.limit("key", 1), counts.limit("model", 1));
+    let hold = |cx: &mut RequestCx| {
+        cx.admitted_for_key(key.try_take().unwrap());
+        cx.admitted_for_model(model.try_take().unwrap());
+        assert!(key.try_take().is_none() && model.try_take().is_none());
+    };
+    // Completed, refused, and dropped (the client gone).
+    let (mut done, _) = cx(Dialect::OpenAi);
+    hold(&mut done);
+    done.complete();
+    let (mut refused, _) = cx(Dialect::OpenAi);
+    hold(&mut refused);
+    drop(refused.refuse(&GatewayError::Internal));
+    let (mut gone, _) = cx(Dialect::OpenAi);
+    hold(&mut gone);
+    drop(gone);
+    // Panicked.
+    let (mut panicked, recorder) = cx(Dialect::OpenAi);
+    hold(&mut panicked);
+    let handled = catch_panic(async move {
+        let _cx = panicked;
+        tokio::task::yield_now().await;
+        panic!("a bug in a handler");
+    })
+    .await;
+    panic_settled();
+    assert!(handled.is_none());
+    assert_eq!(records(&recorder)[0].ending, Ending::Panicked);
+    assert!(key.try_take().is_some() && model.try_take().is_some());
+}

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use crate::admission::limit::take_below;
+
 /// Time constant of the TTFT estimate: a sample's weight fades as
 /// `exp(-elapsed / DECAY)`, and so does an estimate no sample has refreshed.
 /// At 5 s a deployment that was 10× slower is back to its full share of
@@ -64,6 +66,13 @@ impl Load {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight { load: self.clone() }
+    }
+
+    /// Counts a request in flight until the guard drops, if fewer than `max`
+    /// are (a deployment's `max_in_flight`): one compare-and-swap that never
+    /// counts past `max`; a request that finds no room takes nothing.
+    pub fn try_begin(self: &Arc<Self>, max: u32) -> Option<InFlight> {
+        take_below(&self.in_flight, max).then(|| InFlight { load: self.clone() })
     }
 
     /// Requests in flight now.
@@ -268,6 +277,38 @@ mod tests {
         drop(a);
         assert_eq!(load.in_flight(), 1);
         drop(b);
+        assert_eq!(load.in_flight(), 0);
+    }
+
+    #[test]
+    fn try_begin_stops_at_the_limit_and_a_dropped_guard_makes_room() {
+        let load = Arc::new(Load::new());
+        let _other = load.begin();
+        let a = load.try_begin(2).unwrap();
+        assert!(load.try_begin(2).is_none());
+        assert_eq!(load.in_flight(), 2);
+        drop(a);
+        assert!(load.try_begin(2).is_some());
+        assert_eq!(load.in_flight(), 1);
+    }
+
+    #[test]
+    fn try_begin_never_counts_past_the_limit_under_contention() {
+        let load = Arc::new(Load::new());
+        let peak = AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..2_000 {
+                        if let Some(guard) = load.try_begin(3) {
+                            peak.fetch_max(load.in_flight(), Ordering::Relaxed);
+                            drop(guard);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(peak.load(Ordering::Relaxed) <= 3);
         assert_eq!(load.in_flight(), 0);
     }
 

@@ -6,8 +6,10 @@
 //! only atomics of the deployments' live state (held in the
 //! [`Registry`](super::Registry)), never a lock or a map of it.
 //!
-//! Deployments whose breaker is open, and those whose provider keys all rest
-//! after a 429, are passed over by every strategy. When every breaker of a
+//! Deployments whose breaker is open, those at their `max_in_flight`, and
+//! those whose provider keys all rest after a 429, are passed over by every
+//! strategy. (At its limit is a look here: the executor takes the room, with
+//! [`Target::try_begin`], and passes over a deployment that filled up since.) When every breaker of a
 //! model is open, one request in twenty goes through all the same (panic mode,
 //! see [`Breaker::panic_permit`](crate::upstream::breaker::Breaker::panic_permit));
 //! when every deployment left rests, the one whose key wakes first is handed
@@ -283,6 +285,15 @@ impl<'a> Plan<'a> {
         self.pick_in(model, now)
     }
 
+    /// Whether a deployment of the requested model or its fallbacks is at
+    /// its `max_in_flight` now (why a plan that handed out no deployment had
+    /// none to hand out, when no attempt failed).
+    pub fn some_at_limit(&self) -> bool {
+        (0..)
+            .map_while(|n| self.chain(n))
+            .any(|model| model.targets.iter().any(|t| !t.has_room()))
+    }
+
     /// Whether the last pick came from a fallback model.
     pub fn in_fallback(&self) -> bool {
         self.current > 0
@@ -312,6 +323,7 @@ impl<'a> Plan<'a> {
             && index < model.targets.len()
             && (self.excluded | self.held) & (1 << index) == 0
             && model.targets[index].health.routable(now)
+            && model.targets[index].has_room()
             && model.targets[index].provider.resting(now).is_none()
         {
             let target = &model.targets[index];
@@ -331,9 +343,13 @@ impl<'a> Plan<'a> {
             }
         }
         let (tokens, max_cost) = (self.tokens, self.max_cost);
-        let affordable = |i: usize| max_cost.is_none_or(|max| model.targets[i].within(tokens, max));
-        // Affordable, and with a provider key free.
-        let awake = |i: usize| affordable(i) && model.targets[i].provider.resting(now).is_none();
+        // Within the cost limit, and with room under its in-flight limit.
+        let fits = |i: usize| {
+            let target = &model.targets[i];
+            target.has_room() && max_cost.is_none_or(|max| target.within(tokens, max))
+        };
+        // Fits, and with a provider key free.
+        let awake = |i: usize| fits(i) && model.targets[i].provider.resting(now).is_none();
         loop {
             let closed =
                 |i: usize| awake(i) && model.targets[i].breaker.state(now) != CircuitState::Open;
@@ -368,7 +384,7 @@ impl<'a> Plan<'a> {
                         why: "panic",
                     });
                 }
-                return self.soonest_awake(model, now, &affordable);
+                return self.soonest_awake(model, now, &fits);
             };
             self.excluded |= 1 << index;
             let target = &model.targets[index];
@@ -383,14 +399,14 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// When every deployment of `model` left to try (within the cost limit,
-    /// its breaker not open) rests after a 429: the one whose provider has a
-    /// key free soonest.
+    /// When every deployment of `model` left to try (that `fits`: within the
+    /// cost limit and its in-flight limit; its breaker not open) rests after
+    /// a 429: the one whose provider has a key free soonest.
     fn soonest_awake(
         &mut self,
         model: &'a ModelRoute,
         now: Instant,
-        affordable: &dyn Fn(usize) -> bool,
+        fits: &dyn Fn(usize) -> bool,
     ) -> Option<Pick<'a>> {
         let excluded = self.excluded | self.held;
         let (index, _) = model
@@ -398,9 +414,7 @@ impl<'a> Plan<'a> {
             .iter()
             .enumerate()
             .filter(|&(i, t)| {
-                excluded & (1 << i) == 0
-                    && affordable(i)
-                    && t.breaker.state(now) != CircuitState::Open
+                excluded & (1 << i) == 0 && fits(i) && t.breaker.state(now) != CircuitState::Open
             })
             .filter_map(|(i, t)| Some((i, t.provider.resting(now)?)))
             .min_by_key(|&(_, wait)| wait)?;

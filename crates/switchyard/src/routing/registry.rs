@@ -11,9 +11,10 @@
 //!   and its latency windows for percentile hedges (one per quantile asked);
 //! - per (public model, deployment) label pair: the handles of
 //!   `switchyard_circuit_state` and `switchyard_deployment_healthy`;
-//! - per public model: its canary, its hedge counters, and its shadow
+//! - per public model: its canary, its hedge counters, its shadow
 //!   traffic's slots and counters (those per shadow deployment by
-//!   (model, deployment)).
+//!   (model, deployment)), and its count of requests in flight (its
+//!   `max_in_flight`'s).
 //!
 //! Each metric handle is registered once per label set, the first time routes
 //! ask for it; routes must always be built with the same [`Metrics`].
@@ -36,6 +37,7 @@ use super::health::Health;
 use super::histogram::LatencyWindow;
 use super::load::Load;
 use super::{Hedge, ShadowMetrics};
+use crate::admission::limit::{Counts, Limit};
 use crate::config::{self, HedgeAfter};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::breaker::{Breaker, BreakerConfig};
@@ -68,6 +70,8 @@ struct Entries {
     shadows: HashMap<String, Shadow>,
     /// By (public model, shadow deployment name).
     shadow_metrics: HashMap<(String, String), ShadowMetrics>,
+    /// Requests in flight, by public model.
+    in_flight: Counts,
 }
 
 /// One deployment's entry.
@@ -257,6 +261,12 @@ impl Registry {
                 }
             },
         )
+    }
+
+    /// The in-flight limit of `max` on `model`, its count carried over from
+    /// routes built before.
+    pub(super) fn model_limit(&self, model: &str, max: u32) -> Limit {
+        self.lock().in_flight.limit(model, max)
     }
 
     /// The maps; nothing panics under the lock, so poisoning is ignored.

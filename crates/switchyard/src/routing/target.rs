@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::canary::Canary;
 use super::health::Health;
 use super::histogram::LatencyWindow;
-use super::load::Load;
+use super::load::{InFlight, Load};
 use super::registry::Registry;
 use super::strategy::Tokens;
 use crate::config::{self, HedgeAfter};
@@ -49,6 +49,8 @@ pub struct Target {
     pub served_first: HeaderValue,
     /// Its live load: requests in flight, time to first token, rate-limit headroom.
     pub load: Arc<Load>,
+    /// Its `max_in_flight`: past it the deployment is passed over.
+    max_in_flight: Option<u32>,
     /// Healthy, unhealthy (active probes) or ejected (live failures).
     pub health: Arc<Health>,
     /// `switchyard_deployment_healthy{model,deployment}`, set when metrics are read.
@@ -101,6 +103,7 @@ impl Target {
             healthy_gauge: gauges.healthy,
             breaker: live.breaker,
             load: live.load,
+            max_in_flight: d.max_in_flight,
             health: live.health,
             weight: d.weight,
             provider: provider.clone(),
@@ -122,6 +125,22 @@ impl Target {
                 .stream_total
                 .unwrap_or(provider.timeouts.stream_total),
         })
+    }
+
+    /// Whether it has room for another request under its `max_in_flight`
+    /// (a look, for picking; [`Target::try_begin`] takes the room).
+    pub fn has_room(&self) -> bool {
+        self.max_in_flight
+            .is_none_or(|max| self.load.in_flight() < max)
+    }
+
+    /// Counts a request in flight here until the guard drops: `None` when
+    /// its `max_in_flight` are in flight already.
+    pub fn try_begin(&self) -> Option<InFlight> {
+        match self.max_in_flight {
+            Some(max) => self.load.try_begin(max),
+            None => Some(self.load.begin()),
+        }
     }
 
     /// Counts a time to first byte (or first content) for hedging.
@@ -151,6 +170,7 @@ impl Target {
             "tier": self.tier,
             "circuit": self.breaker.state(now).as_str(),
             "in_flight": self.load.in_flight(),
+            "max_in_flight": self.max_in_flight,
             "ttft_ms": self.load.ttft_estimate(clock).as_secs_f64() * 1e3,
             "rate_limit_headroom": self.load.headroom(clock),
             "health": self.health.state(now).as_str(),

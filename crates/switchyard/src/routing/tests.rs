@@ -270,3 +270,46 @@ async fn with_every_breaker_open_one_request_in_twenty_goes_through_once() {
     assert_eq!(a.breaker.state(now), CircuitState::Open);
     assert_eq!(b.breaker.state(now), CircuitState::Open);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_at_its_limit_is_passed_over_by_every_strategy() {
+    for strategy in ["weighted", "round_robin", "least_busy", "latency", "cost"] {
+        let text = format!(
+            "server:\n  listen: 127.0.0.1:0\nauth: {{ mode: open }}\nproviders:\n  up: {{ kind: openai, base_url: http://127.0.0.1:9/v1, api_key: k }}\nmodels:\n  m:\n    strategy: {strategy}\n    max_in_flight: 5\n    deployments:\n      - {{ provider: up, model: a, max_in_flight: 1, weight: 100, price: {{ input: 0, output: 0 }} }}\n      - {{ provider: up, model: b, max_in_flight: 2, price: {{ input: 9, output: 9 }} }}\n"
+        );
+        let config = config(&text);
+        let process = Process::new(&config);
+        let routes = process.routes(&config);
+        let (a, b) = (target(&routes, "up/a"), target(&routes, "up/b"));
+        let _busy = a.try_begin().unwrap();
+        assert!(!a.has_room() && a.try_begin().is_none());
+        let now = Instant::now();
+        for _ in 0..10 {
+            let mut plan = routes.plan("m", Tokens::default()).unwrap();
+            let pick = plan.next(now).unwrap();
+            assert_eq!(pick.target.name, "up/b", "{strategy}");
+        }
+        // Both full: the plan hands out none, and says why.
+        let _b = [b.try_begin().unwrap(), b.try_begin().unwrap()];
+        let mut plan = routes.plan("m", Tokens::default()).unwrap();
+        assert!(plan.next(now).is_none(), "{strategy}");
+        assert!(plan.some_at_limit());
+    }
+}
+
+#[test]
+fn a_models_count_is_carried_over_to_routes_built_again() {
+    let text = config_text("").replace("  m:\n", "  m:\n    max_in_flight: 1\n");
+    let config = config(&text);
+    let process = Process::new(&config);
+    let first = process.routes(&config);
+    let limit = |routes: &Routes| {
+        let plan = routes.plan("m", Tokens::default()).unwrap();
+        plan.model().in_flight.clone().unwrap()
+    };
+    let share = limit(&first).try_take().unwrap();
+    let second = process.routes(&config);
+    assert!(limit(&second).try_take().is_none());
+    drop(share);
+    assert!(limit(&second).try_take().is_some());
+}

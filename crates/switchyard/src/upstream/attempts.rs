@@ -2,7 +2,9 @@
 //! then its fallbacks' — until one answers, as plain async code.
 //!
 //! Per attempt: the plan picks a deployment (its breaker's permit held by
-//! the [`Pick`]), the request is written for it (`prepare`; a deployment
+//! the [`Pick`]), the attempt takes its room under the deployment's
+//! `max_in_flight` (one that filled up since the plan looked is passed over,
+//! not counted), the request is written for it (`prepare`; a deployment
 //! that cannot take it is passed over, not counted), sent (`send`), and its
 //! outcome noted once: breaker, passive health, load, canary, route trace.
 //! A failure whose class is in `retries.on` is tried again within the
@@ -28,6 +30,7 @@ use super::UpstreamError;
 use super::backoff::Backoff;
 use super::breaker::Outcome;
 use super::budget::RetryBudget;
+use crate::admission::limit::LimitError;
 use crate::config::FailureClass;
 use crate::error::GatewayError;
 use crate::routing::load::InFlight;
@@ -162,10 +165,28 @@ where
     }
     loop {
         let Some(pick) = next.take() else {
-            return Err(attempts
-                .last_error
-                .take()
-                .unwrap_or_else(|| GatewayError::NoDeployment(plan.model().name.clone())));
+            return Err(attempts.last_error.take().unwrap_or_else(|| {
+                let model = plan.model().name.clone();
+                if plan.some_at_limit() {
+                    LimitError::Deployments(model).into()
+                } else {
+                    GatewayError::NoDeployment(model)
+                }
+            }));
+        };
+        let Some(in_flight) = pick.target.try_begin() else {
+            // It filled up since the plan looked: passed over like one whose
+            // breaker is open.
+            pick.settle(Outcome::Ignored, Instant::now());
+            let model = plan.model().name.clone();
+            attempts.passed_over(
+                &pick,
+                plan.in_fallback(),
+                "at_limit",
+                LimitError::Deployments(model).into(),
+            );
+            next = plan.next(Instant::now());
+            continue;
         };
         let call = match prepare(pick.target) {
             Ok(call) => call,
@@ -173,13 +194,13 @@ where
                 // This deployment cannot take the request (its dialect lacks
                 // the endpoint or a field): another one may.
                 pick.settle(Outcome::Ignored, Instant::now());
-                attempts.not_served(&pick, plan.in_fallback(), e);
+                attempts.passed_over(&pick, plan.in_fallback(), "not_served", e);
                 next = plan.next(Instant::now());
                 continue;
             }
         };
         let fallback = plan.in_fallback();
-        let primary = attempts.start(pick, call);
+        let primary = attempts.start(pick, call, in_flight);
         let exchange = send(
             primary.pick.target,
             &primary.call,
@@ -308,9 +329,17 @@ where
     }
     let mut pick = plan.next_alongside(now)?;
     pick.why = "hedge";
-    match prepare(pick.target) {
-        Ok(call) if attempts.live.budget.try_retry(now) => Some(attempts.start(pick, call)),
-        _ => {
+    // Room at the deployment first: a hedge that cannot go is not written.
+    let ready = pick
+        .target
+        .try_begin()
+        .and_then(|in_flight| match prepare(pick.target) {
+            Ok(call) if attempts.live.budget.try_retry(now) => Some((call, in_flight)),
+            _ => None,
+        });
+    match ready {
+        Some((call, in_flight)) => Some(attempts.start(pick, call, in_flight)),
+        None => {
             pick.settle(Outcome::Ignored, now);
             None
         }

@@ -15,6 +15,7 @@ mod forwarding;
 mod harness;
 mod health;
 mod hedging;
+mod limits;
 mod overload;
 mod records;
 mod resilience;

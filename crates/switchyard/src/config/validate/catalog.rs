@@ -219,6 +219,9 @@ impl Validator<'_> {
                     self.problems
                         .push(Problem::at(place, "`max_output_tokens` must be at least 1"));
                 }
+                if d.max_in_flight == Some(0) {
+                    self.problems.push(Problem::at(place, NO_ROOM));
+                }
                 if deployments
                     .iter()
                     .any(|d: &Deployment| d.provider == provider && d.model == model)
@@ -235,6 +238,7 @@ impl Validator<'_> {
                     price: d.price,
                     max_output_tokens,
                     tier: d.tier.clone(),
+                    max_in_flight: d.max_in_flight,
                 });
             }
             let strategy = m.strategy.unwrap_or(Strategy::Weighted);
@@ -290,6 +294,9 @@ impl Validator<'_> {
                     "`after` must be more than 0",
                 );
             }
+            if m.max_in_flight == Some(0) {
+                self.error(&["models", name, "max_in_flight"], NO_ROOM);
+            }
             let attempts = m.retries.attempts.unwrap_or(attempts);
             if attempts == 0 {
                 self.error(
@@ -317,6 +324,7 @@ impl Validator<'_> {
                         ttl: HumanDuration::or(a.ttl, Duration::from_secs(300)),
                     }),
                     attempts,
+                    max_in_flight: m.max_in_flight,
                 },
             );
         }

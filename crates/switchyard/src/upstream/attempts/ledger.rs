@@ -14,6 +14,7 @@ use crate::error::GatewayError;
 use crate::headers::{ATTEMPTS, MODEL, PROVIDER, ROUTE};
 use crate::mix::splitmix64;
 use crate::request::{FailedAttempt, RequestCx};
+use crate::routing::load::InFlight;
 use crate::routing::{Pick, Plan, Target};
 use crate::upstream::UpstreamError;
 use crate::upstream::breaker::Outcome;
@@ -169,12 +170,17 @@ impl<'s> Attempts<'s> {
         request.min(own)
     }
 
-    /// Begins an attempt of `call` on the picked deployment: its deadline and
-    /// its place in the deployment's load.
-    pub(super) fn start<'a, C>(&mut self, pick: Pick<'a>, call: C) -> Attempt<'a, C> {
+    /// Begins an attempt of `call` on the picked deployment, holding its
+    /// place in the deployment's load (`in_flight`): its deadline.
+    pub(super) fn start<'a, C>(
+        &mut self,
+        pick: Pick<'a>,
+        call: C,
+        in_flight: InFlight,
+    ) -> Attempt<'a, C> {
         let deadline = self.deadline(pick.target);
         Attempt {
-            in_flight: pick.target.load.begin(),
+            in_flight,
             pick,
             call,
             sent: Instant::now(),
@@ -286,10 +292,19 @@ impl<'s> Attempts<'s> {
         ));
     }
 
-    /// Records a deployment that cannot take the request (not an attempt).
-    pub(super) fn not_served(&mut self, pick: &Pick<'_>, fallback: bool, error: GatewayError) {
-        self.trace(pick, fallback, "not_served");
-        // An upstream failure says more than a dialect that does not fit.
+    /// Records a deployment passed over (not an attempt) for `why`
+    /// (`not_served`: it cannot take the request; `at_limit`: its in-flight
+    /// limit was reached), with the error the client gets if nothing else
+    /// is tried.
+    pub(super) fn passed_over(
+        &mut self,
+        pick: &Pick<'_>,
+        fallback: bool,
+        why: &str,
+        error: GatewayError,
+    ) {
+        self.trace(pick, fallback, why);
+        // An upstream failure says more than a deployment passed over.
         self.last_error.get_or_insert(error);
     }
 
