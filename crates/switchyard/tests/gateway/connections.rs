@@ -190,3 +190,54 @@ async fn a_body_trickled_slower_than_the_body_timeout_gets_408() {
         "answered after {answered_after:?}"
     );
 }
+
+#[tokio::test]
+async fn a_client_speaking_http2_with_prior_knowledge_is_served() {
+    let mock = mock(&[]);
+    let gw = gateway_for(&mock);
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let response = h2
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(&chat("hello", serde_json::json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    // HTTP/1.1 on the same server is served as before.
+    let response = post(
+        &gw,
+        "/v1/chat/completions",
+        &chat("hi", serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn an_http2_preface_sent_in_two_parts_is_still_http2() {
+    let mock = mock(&[]);
+    let gw = gateway_for(&mock);
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(&preface[..7]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tcp.write_all(&preface[7..]).await.unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut frame = [0; 9];
+    tokio::time::timeout(Duration::from_secs(2), tcp.read_exact(&mut frame))
+        .await
+        .expect("the server answers")
+        .unwrap();
+    assert_eq!(
+        frame[3], 4,
+        "the server's first frame is its SETTINGS: {frame:?}"
+    );
+}
