@@ -97,8 +97,10 @@ impl Drop for Waiting<'_> {
 }
 
 impl Admission {
-    /// The gate of `admission:`, its metrics registered in `metrics`.
-    pub fn new(config: &config::Admission, metrics: &Metrics) -> Self {
+    /// The gate of `admission:`, its metrics registered in `metrics`;
+    /// `sized_max_in_flight` is the limit when `config` sets none (see
+    /// [`crate::server`]'s sizing from the descriptor limit).
+    pub fn new(config: &config::Admission, sized_max_in_flight: u32, metrics: &Metrics) -> Self {
         metrics.describe(
             "switchyard_requests_shed_total",
             None,
@@ -118,7 +120,7 @@ impl Admission {
             |reason| metrics.counter("switchyard_requests_shed_total", &[("reason", reason)]);
         Self {
             gate: Arc::new(Gate {
-                max_in_flight: config.max_in_flight,
+                max_in_flight: config.max_in_flight.unwrap_or(sized_max_in_flight),
                 in_flight: AtomicU32::new(0),
                 waiting: AtomicU32::new(0),
                 freed: Notify::new(),
@@ -214,11 +216,11 @@ mod tests {
 
     fn gate(max_in_flight: u32, max_queue: u32) -> Arc<Admission> {
         let config = config::Admission {
-            max_in_flight,
+            max_in_flight: None,
             max_queue,
             queue_timeout: Duration::from_millis(100),
         };
-        Arc::new(Admission::new(&config, &Metrics::new()))
+        Arc::new(Admission::new(&config, max_in_flight, &Metrics::new()))
     }
 
     #[tokio::test(start_paused = true)]

@@ -164,11 +164,11 @@ mod tests {
 
     fn admission() -> Admission {
         let config = crate::config::Admission {
-            max_in_flight: 8,
+            max_in_flight: Some(8),
             max_queue: 0,
             queue_timeout: std::time::Duration::from_secs(1),
         };
-        Admission::new(&config, &crate::telemetry::metrics::Metrics::new())
+        Admission::new(&config, 1, &crate::telemetry::metrics::Metrics::new())
     }
 
     fn auth() -> Authenticator {

@@ -1,6 +1,7 @@
 //! Start-up and shutdown: providers, the listener, signals and the grace period.
 
 mod connections;
+mod descriptors;
 
 use connections::{ClientTimeouts, serve};
 
@@ -69,7 +70,18 @@ const CUT_FLUSH: Duration = Duration::from_secs(1);
 pub async fn run(config: Config) -> Result<(), StartError> {
     // Registered before the address is announced: a SIGTERM right after start-up drains too.
     let mut signals = Signals::register().map_err(StartError::Signals)?;
-    raise_descriptor_limit();
+    let descriptors = descriptors::raise();
+    let sized = descriptors::sized(descriptors);
+    let max_in_flight = config
+        .admission
+        .max_in_flight
+        .unwrap_or(sized.max_in_flight);
+    let max_connections = config
+        .server
+        .max_connections
+        .unwrap_or(sized.max_connections);
+    descriptors::check(descriptors, max_in_flight, max_connections);
+    tracing::info!(max_in_flight, max_connections, "admission limits");
     let internal = CancellationToken::new();
     let clients = provider_clients(&config, &internal).await?;
     let listener = TcpListener::bind(config.server.listen)
@@ -89,7 +101,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // again from a new config carry it over).
     let registry = Registry::new();
     // Before the keys: it keeps their in-flight counts.
-    let admission = Admission::new(&config.admission, &metrics);
+    let admission = Admission::new(&config.admission, max_in_flight, &metrics);
     let settings = Settings {
         routes: Routes::new(&config, &clients, &registry, &metrics)
             .map_err(|(provider, source)| StartError::Client { provider, source })?,
@@ -135,6 +147,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let server = serve(
         listener,
         Gateway::new(state),
+        max_connections,
         ClientTimeouts {
             header_read: config.server.header_read_timeout,
             idle: config.server.idle_timeout,
@@ -149,15 +162,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     internal.cancel();
     Ok(())
-}
-
-/// Raises the soft limit on open descriptors to the hard limit (each client
-/// connection and each upstream connection holds one) and logs the limit.
-fn raise_descriptor_limit() {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::info!(limit, "open file descriptor limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open file descriptor limit"),
-    }
 }
 
 /// How often the metric registry folds its histogram samples in.

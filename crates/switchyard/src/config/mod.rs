@@ -59,8 +59,9 @@ pub struct Config {
 /// `admission:` with defaults applied.
 #[derive(Debug, Clone, Copy)]
 pub struct Admission {
-    /// Proxied requests in flight at most.
-    pub max_in_flight: u32,
+    /// Proxied requests in flight at most; `None`: sized from the descriptor
+    /// limit at start-up.
+    pub max_in_flight: Option<u32>,
     /// Requests waiting for room at most.
     pub max_queue: u32,
     /// How long a request may wait for room.
@@ -136,6 +137,9 @@ pub struct Server {
     pub body_timeout: Duration,
     /// How long a new connection may take to send its first request head.
     pub header_read_timeout: Duration,
+    /// Client connections open at once at most; `None`: sized from the
+    /// descriptor limit at start-up.
+    pub max_connections: Option<u32>,
     /// How long a client connection may go without a new request (an idle
     /// keep-alive connection, or a client too slow to send its headers).
     pub idle_timeout: Duration,

@@ -185,6 +185,8 @@ pub struct ServerConfig {
     pub body_timeout: Option<HumanDuration>,
     /// How long a new connection may take to send its first request head (default 10 s).
     pub header_read_timeout: Option<HumanDuration>,
+    /// Client connections open at once at most (default: sized from the descriptor limit).
+    pub max_connections: Option<u32>,
     /// How long a client connection may go without a new request (default 75 s).
     pub idle_timeout: Option<HumanDuration>,
     /// Largest single event accepted from an upstream stream (default 1 MiB).

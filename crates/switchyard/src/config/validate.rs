@@ -457,6 +457,12 @@ impl Validator<'_> {
                 "`max_response_bytes` must be more than 0",
             );
         }
+        if raw.max_connections == Some(0) {
+            self.error(
+                &["server", "max_connections"],
+                "`max_connections` must be at least 1 (leave it out to size it from the descriptor limit)",
+            );
+        }
         let max_hops = raw.max_hops.unwrap_or(5);
         if max_hops == 0 {
             self.error(&["server", "max_hops"], "`max_hops` must be at least 1");
@@ -484,6 +490,7 @@ impl Validator<'_> {
             shutdown_grace: HumanDuration::or(raw.shutdown_grace, Duration::from_secs(30)),
             body_timeout,
             header_read_timeout,
+            max_connections: raw.max_connections,
             idle_timeout,
             shutdown_delay: HumanDuration::or(raw.shutdown_delay, Duration::ZERO),
             max_stream_event_bytes: usize::try_from(max_stream_event_bytes).unwrap_or(usize::MAX),

@@ -32,12 +32,14 @@ pub(super) struct ClientTimeouts {
 }
 
 /// Accepts connections and serves `gateway` on them (HTTP/1.1, and HTTP/2 with
-/// prior knowledge) until `stopping` is cancelled; then closes the listener, lets
-/// every connection finish the requests it has and returns when the last one has
-/// closed.
+/// prior knowledge), at most `max_connections` open at once — one past it is
+/// closed as soon as it is accepted — until `stopping` is cancelled; then
+/// closes the listener, lets every connection finish the requests it has and
+/// returns when the last one has closed.
 pub(super) async fn serve(
     listener: TcpListener,
     gateway: Gateway,
+    max_connections: u32,
     timeouts: ClientTimeouts,
     stopping: CancellationToken,
 ) {
@@ -48,6 +50,7 @@ pub(super) async fn serve(
     let connections = TaskTracker::new();
     let drain = Arc::new(Drain::default());
     let mut accept_errors = Throttle::new(ACCEPT_ERROR_LOG_EVERY);
+    let mut refusals = Throttle::new(ACCEPT_ERROR_LOG_EVERY);
     loop {
         let accepted = tokio::select! {
             () = stopping.cancelled() => break,
@@ -76,6 +79,18 @@ pub(super) async fn serve(
                 continue;
             }
         };
+        if drain.live.load(Ordering::Acquire) >= u64::from(max_connections) {
+            // Closed at once: the client learns now, rather than after its
+            // connect timeout, and a load balancer tries another replica.
+            if let Some(suppressed) = refusals.hit(Instant::now()) {
+                tracing::warn!(
+                    max_connections,
+                    suppressed,
+                    "client connection limit reached; closing new connections"
+                );
+            }
+            continue;
+        }
         // Small responses must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let gateway = gateway.for_connection();
@@ -412,7 +427,8 @@ async fn drive(
 /// The pause after a failed `accept`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// At most one warning per this long about failed `accept`s.
+/// At most one warning per this long about failed `accept`s, and one about
+/// connections refused.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Lets an event be logged at most once per period, counting the ones left

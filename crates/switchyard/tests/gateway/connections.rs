@@ -241,3 +241,25 @@ async fn an_http2_preface_sent_in_two_parts_is_still_http2() {
         "the server's first frame is its SETTINGS: {frame:?}"
     );
 }
+
+#[tokio::test]
+async fn past_max_connections_a_new_connection_is_closed_at_once() {
+    let mock = mock(&[]);
+    let gw = gateway_with(&mock, "max_connections", "2");
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    health_on(&mut first).await;
+    let mut second = TcpStream::connect(gw.addr).await.unwrap();
+    health_on(&mut second).await;
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    let waited = closed_within(&mut third, Duration::from_secs(2)).await;
+    assert!(
+        waited < Duration::from_millis(500),
+        "closed after {waited:?}"
+    );
+    // The two open ones are still served; once one closes, there is room.
+    health_on(&mut second).await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = TcpStream::connect(gw.addr).await.unwrap();
+    health_on(&mut fourth).await;
+}

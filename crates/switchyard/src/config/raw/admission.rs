@@ -9,7 +9,7 @@ use super::HumanDuration;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionConfig {
-    /// Proxied requests in flight at most (default 4096).
+    /// Proxied requests in flight at most (default: sized from the descriptor limit, at most 4096).
     pub max_in_flight: Option<u32>,
     /// Requests waiting for room at most (default 1024; 0: none waits).
     pub max_queue: Option<u32>,

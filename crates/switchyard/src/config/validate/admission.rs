@@ -7,9 +7,6 @@ use crate::config::Admission;
 use crate::config::raw::AdmissionConfig;
 use crate::config::units::HumanDuration;
 
-/// Proxied requests in flight when `admission.max_in_flight` is not set.
-const DEFAULT_MAX_IN_FLIGHT: u32 = 4096;
-
 /// Requests waiting for room when `admission.max_queue` is not set.
 const DEFAULT_MAX_QUEUE: u32 = 1024;
 
@@ -19,11 +16,10 @@ const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 impl Validator<'_> {
     /// `admission:` with its defaults.
     pub(super) fn admission(&mut self, raw: &AdmissionConfig) -> Admission {
-        let max_in_flight = raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
-        if max_in_flight == 0 {
+        if raw.max_in_flight == Some(0) {
             self.error(
                 &["admission", "max_in_flight"],
-                "`max_in_flight` must be at least 1",
+                "`max_in_flight` must be at least 1 (leave it out to size it from the descriptor limit)",
             );
         }
         let queue_timeout = HumanDuration::or(raw.queue_timeout, DEFAULT_QUEUE_TIMEOUT);
@@ -34,7 +30,7 @@ impl Validator<'_> {
             );
         }
         Admission {
-            max_in_flight: max_in_flight.max(1),
+            max_in_flight: raw.max_in_flight.map(|n| n.max(1)),
             max_queue: raw.max_queue.unwrap_or(DEFAULT_MAX_QUEUE),
             queue_timeout,
         }
