@@ -98,7 +98,6 @@ fn serve(source: &Source) -> ExitCode {
         eprintln!("the configuration is not valid; `switchyard check` lists every problem");
         return ExitCode::from(2);
     };
-    allocator::return_freed_memory();
     let result =
         runtime().and_then(|rt| rt.block_on(server::run(config)).map_err(|e| e.to_string()));
     match result {
@@ -137,6 +136,7 @@ fn mock(listen: SocketAddr, options: switchyard_mock::MockOptions) -> ExitCode {
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(allocator::on_worker_idle)
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }

@@ -183,6 +183,26 @@ pub struct Provider {
     pub api_version: String,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Its pool of idle connections.
+    pub pool: Pool,
+}
+
+/// The pool of idle connections to one provider.
+#[derive(Debug, Clone, Copy)]
+pub struct Pool {
+    /// Idle connections kept at most.
+    pub max_idle: usize,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            max_idle: 1024,
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
 }
 
 /// Timeouts for calls to one provider.

@@ -252,6 +252,19 @@ pub struct ProviderConfig {
     /// link-local (cloud metadata) address at all (default false).
     #[serde(default)]
     pub allow_private_networks: bool,
+    /// The pool of idle connections to this provider.
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+/// `pool:` of a provider.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Idle connections kept at most (default 1024; 0: none is kept).
+    pub max_idle: Option<u32>,
+    /// How long an idle connection is kept (default 90 s).
+    pub idle_timeout: Option<HumanDuration>,
 }
 
 /// The dialects a provider can speak.

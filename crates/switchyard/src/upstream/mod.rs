@@ -47,12 +47,6 @@ pub type UpstreamResponse = axum::http::Response<Incoming>;
 /// Largest upstream error body read to report its message.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// How long an unused upstream connection stays in the pool.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Idle upstream connections kept per provider host.
-const POOL_MAX_IDLE_PER_HOST: usize = 1024;
-
 /// The `user-agent` of every upstream request.
 static USER_AGENT: HeaderValue =
     HeaderValue::from_static(concat!("switchyard/", env!("CARGO_PKG_VERSION")));
@@ -154,8 +148,8 @@ impl ProviderClient {
             .enable_all_versions()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .pool_idle_timeout(provider.pool.idle_timeout)
+            .pool_max_idle_per_host(provider.pool.max_idle)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);

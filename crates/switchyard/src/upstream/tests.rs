@@ -21,6 +21,7 @@ fn provider(base_url: &str) -> Provider {
             first_token: second,
             stream_total: second,
         },
+        pool: crate::config::Pool::default(),
     }
 }
 

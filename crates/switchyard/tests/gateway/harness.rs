@@ -99,6 +99,17 @@ impl Process {
         }
     }
 
+    /// Its resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// `http://ADDR{path}`
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
@@ -182,6 +193,25 @@ pub fn gateway_with(yaml: &str, extra: &[&str]) -> Process {
     let mut args = vec!["serve", "--config", &path];
     args.extend_from_slice(extra);
     Process::spawn(&args, Some(dir))
+}
+
+/// `switchyard serve --config <yaml>` with at most `descriptors` open
+/// descriptors (soft and hard limit, set by `sh`'s `ulimit -n`).
+pub fn gateway_with_descriptors(yaml: &str, descriptors: u32) -> Process {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("switchyard.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let path = path.to_str().expect("utf-8 path");
+    let script = format!("ulimit -n {descriptors} && exec \"$0\" \"$@\"");
+    let args = [
+        "-c",
+        &script,
+        env!("CARGO_BIN_EXE_switchyard"),
+        "serve",
+        "--config",
+        path,
+    ];
+    Process::start(Command::new("sh").args(args), &args, Some(dir))
 }
 
 /// A config in `keys` mode with model `gpt-4.1` on provider `up` → `mock-1` at `base_url`.

@@ -2,6 +2,7 @@
 //! the accepted ones succeed, the others are shed quickly with 503 and
 //! `retry-after`, and no deployment is blamed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -51,4 +52,151 @@ async fn requests_past_the_limit_are_shed_at_once_and_the_rest_succeed() {
     );
     assert_eq!(post(&gw, "/v1/chat/completions", &body).await.status(), 200);
     assert_eq!(mock_requests(&mock).await, served as u64 + 1);
+}
+
+/// One request on a connection of its own: its status, `retry-after` and
+/// time, or `None` when the gateway closed the connection unanswered.
+async fn one_request(
+    client: &reqwest::Client,
+    gw: &Process,
+    body: &Value,
+) -> Option<(u16, Option<String>, Duration, Value)> {
+    let started = Instant::now();
+    let response = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let took = started.elapsed();
+    Some((status, retry_after, took, response.json().await.ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spike_past_the_descriptor_limit_is_shed_and_blames_no_provider() {
+    let mock = mock(&["--latency", "400ms"]);
+    // 256 descriptors: 48 requests in flight and 144 connections, sized.
+    let gw = gateway_with_descriptors(
+        &config(&mock.url("/v1"), "connect: 1s", "")
+            .replace("providers:", "admission: { max_queue: 0 }\nproviders:"),
+        256,
+    );
+    gw.wait_for_log(&[
+        "admission limits",
+        "max_in_flight=48",
+        "max_connections=144",
+    ]);
+    let body = chat("hello", json!({}));
+    // Every request on a new connection: 300 at once, three times over, far
+    // past both limits.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (mut served, mut shed, mut closed) = (0, 0, 0);
+    for _ in 0..3 {
+        let round = (0..300).map(|_| one_request(&client, &gw, &body));
+        let answers = futures_util::future::join_all(round).await;
+        for answer in answers {
+            let Some((status, retry_after, took, body)) = answer else {
+                closed += 1;
+                continue;
+            };
+            if status == 200 {
+                served += 1;
+                assert!(
+                    body["choices"][0]["message"]["content"].is_string(),
+                    "{body}"
+                );
+                continue;
+            }
+            shed += 1;
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["error"]["code"], "overloaded", "{body}");
+            assert_eq!(retry_after.as_deref(), Some("1"));
+            assert!(took < Duration::from_millis(300), "shed after {took:?}");
+        }
+    }
+    assert!(
+        served >= 3 * 40,
+        "{served} served, {shed} shed, {closed} closed"
+    );
+    assert!(shed + closed > 0, "nothing was shed");
+    let logs = gw.logs();
+    assert!(!logs.contains("Too many open files"), "{logs}");
+    assert!(!logs.contains("circuit breaker opened"), "{logs}");
+    // No breaker opened: the next request is served at once.
+    let after = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(after.status(), 200);
+    let metrics = metrics(&gw).await;
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("switchyard_circuit_state{"))
+    {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_a_spike_took_is_given_back() {
+    // A thousand connections here, and as many from the gateway to the mock.
+    rlimit::increase_nofile_limit(8192).unwrap();
+    let mock = mock(&["--latency", "1s"]);
+    let gw = gateway(&config(&mock.url("/v1"), "connect: 1s", "").replace(
+        "    timeouts:",
+        "    pool: { idle_timeout: 1s }\n    timeouts:",
+    ));
+    let body = chat("hello", json!({}));
+    // Warmed up first (thread stacks, state built on first use), then measured.
+    let warm_up = (0..20).map(|_| post(&gw, "/v1/chat/completions", &body));
+    futures_util::future::join_all(warm_up).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let idle = gw.rss_kib();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let spike = (0..1000).map(|_| one_request(&client, &gw, &body));
+    let done = AtomicBool::new(false);
+    let mut peak = idle;
+    let sample = async {
+        while !done.load(Ordering::Relaxed) {
+            peak = peak.max(gw.rss_kib());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let answers = async {
+        let answers = futures_util::future::join_all(spike).await;
+        done.store(true, Ordering::Relaxed);
+        answers
+    };
+    let ((), answers) = tokio::join!(sample, answers);
+    let served = answers
+        .iter()
+        .filter(|a| a.as_ref().is_some_and(|(status, ..)| *status == 200))
+        .count();
+    assert_eq!(served, 1000);
+    assert!(peak > idle + 20 * 1024, "idle {idle} KiB, peak {peak} KiB");
+    // Back to within a fifth of the spike's growth, a few seconds later.
+    let back = |rss: u64| rss < idle + (peak - idle) / 5;
+    let mut rss = gw.rss_kib();
+    for _ in 0..60 {
+        if back(rss) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rss = gw.rss_kib();
+    }
+    assert!(
+        back(rss),
+        "idle {idle} KiB, peak {peak} KiB, after 6 s {rss} KiB"
+    );
 }

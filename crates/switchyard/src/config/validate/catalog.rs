@@ -2,6 +2,7 @@
 //! deployments.
 
 use super::*;
+use crate::config::Pool;
 
 impl Validator<'_> {
     pub(super) fn providers(
@@ -132,6 +133,7 @@ impl Validator<'_> {
                     );
                 }
             }
+            let pool = self.pool(&name, &p.pool);
             providers.insert(
                 name.clone(),
                 Provider {
@@ -141,10 +143,29 @@ impl Validator<'_> {
                     api_keys,
                     api_version,
                     timeouts,
+                    pool,
                 },
             );
         }
         providers
+    }
+
+    /// `pool:` of provider `name`, with its defaults.
+    fn pool(&mut self, name: &str, raw: &raw::PoolConfig) -> Pool {
+        let defaults = Pool::default();
+        let idle_timeout = HumanDuration::or(raw.idle_timeout, defaults.idle_timeout);
+        if idle_timeout.is_zero() {
+            self.error(
+                &["providers", name, "pool", "idle_timeout"],
+                "`idle_timeout` must be more than 0 (set `max_idle: 0` to keep no idle connection)",
+            );
+        }
+        Pool {
+            max_idle: raw.max_idle.map_or(defaults.max_idle, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            idle_timeout,
+        }
     }
 
     /// `declared` holds every provider name of the file, valid or not: a deployment

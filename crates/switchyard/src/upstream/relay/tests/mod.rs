@@ -55,6 +55,7 @@ fn provider(kind: ProviderKind) -> Arc<ProviderClient> {
             first_token: 3 * second,
             stream_total: 10 * second,
         },
+        pool: crate::config::Pool::default(),
     };
     Arc::new(ProviderClient::new(&provider, None).unwrap())
 }
