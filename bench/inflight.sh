@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resident memory per request in flight: N slow requests at once (the mock
-# answers after 2 s), the gateway's VmRSS before, at its peak, and 3 s after.
+# answers after 2 s), the gateway's VmRSS before, at its peak, and 10 s after the load (the last requests end, and idle workers give the memory back).
 #
 #   bench/inflight.sh 2000            # builds target/release/switchyard first
 #   SWITCHYARD_BIN=… bench/inflight.sh 8000
@@ -68,6 +68,6 @@ for _ in $(seq 40); do
   ((rss > peak)) && peak=$rss
 done
 wait "$load" || true
-sleep 3
+sleep 10
 echo "INFLIGHT connections=$n idle_kb=$idle peak_kb=$peak after_kb=$(rss_kb "$gateway") per_request_kb=$(((peak - idle) / n))"
 grep -o '"requests":[0-9]*' "$work/wrk.out" || true

@@ -187,8 +187,13 @@ async fn record(State(mock): State<Arc<Mock>>, request: Request, next: Next) -> 
     let (parts, body) = request.into_parts();
     let read = axum::body::to_bytes(body, BODY_LIMIT).await;
     let logged = read.as_ref().map(Bytes::clone).unwrap_or_default();
-    mock.stats
-        .received(&parts.method, &parts.uri, &parts.headers, logged);
+    mock.stats.received(
+        &parts.method,
+        &parts.uri,
+        parts.version,
+        &parts.headers,
+        logged,
+    );
     let response = match read {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -31,6 +31,7 @@ struct Inner {
 #[derive(Debug)]
 struct LoggedRequest {
     method: Method,
+    version: Version,
     path: String,
     query: Option<String>,
     headers: HeaderMap,
@@ -49,6 +50,8 @@ pub(crate) struct StatsSnapshot {
 #[derive(Debug, Serialize)]
 pub(crate) struct RequestRecord {
     method: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    version: String,
     path: String,
     /// The query string, when the URL has one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,7 +63,14 @@ pub(crate) struct RequestRecord {
 
 impl Stats {
     /// Counts a request and remembers it (the body is shared, not copied).
-    pub(crate) fn received(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes) {
+    pub(crate) fn received(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        version: Version,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) {
         let path = uri.path();
         let mut inner = self.lock();
         inner.requests += 1;
@@ -75,6 +85,7 @@ impl Stats {
         }
         inner.log.push_back(LoggedRequest {
             method: method.clone(),
+            version,
             path: path.to_owned(),
             query: uri.query().map(str::to_owned),
             headers: headers.clone(),
@@ -133,6 +144,7 @@ impl LoggedRequest {
         }
         RequestRecord {
             method: self.method.to_string(),
+            version: format!("{:?}", self.version),
             path: self.path.clone(),
             query: self.query.clone(),
             headers,
@@ -158,6 +170,7 @@ mod tests {
         stats.received(
             &Method::POST,
             &path.parse::<Uri>().unwrap(),
+            Version::HTTP_11,
             &headers,
             Bytes::from_static(body.as_bytes()),
         );
@@ -202,12 +215,14 @@ mod tests {
             json!([
                 {
                     "method": "POST",
+                    "version": "HTTP/1.1",
                     "path": "/v1/chat/completions",
                     "headers": {"x-one": "1", "x-many": "a, b"},
                     "body": {"model": "m", "x": [1]},
                 },
                 {
                     "method": "POST",
+                    "version": "HTTP/1.1",
                     "path": "/v1/models",
                     "headers": {"x-one": "1", "x-many": "a, b"},
                     "body": null,

@@ -185,6 +185,8 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// Its pool of idle connections.
     pub pool: Pool,
+    /// HTTP/2 (one multiplexed connection) rather than HTTP/1.1.
+    pub http2: bool,
 }
 
 /// The pool of idle connections to one provider.

@@ -255,6 +255,10 @@ pub struct ProviderConfig {
     /// The pool of idle connections to this provider.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Speak HTTP/2 to it: prior knowledge over `http://`, only `h2` offered
+    /// over TLS (default false: HTTP/1.1).
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// `pool:` of a provider.

@@ -120,9 +120,9 @@ pub struct ProviderClient {
     base_url: String,
     /// `api-version` of an Azure provider.
     api_version: String,
-    /// The `host` header for plain-HTTP providers (always HTTP/1.1), built once;
-    /// the pooled client would format it for every request. Over TLS, where ALPN
-    /// may pick HTTP/2 and `:authority` replaces it, the client sets it.
+    /// The `host` header for plain-HTTP providers spoken to in HTTP/1.1, built
+    /// once; the pooled client would format it for every request. Over TLS
+    /// and in HTTP/2, where `:authority` replaces it, the client sets it.
     host: Option<HeaderValue>,
     /// The headers of the provider's API version, if its dialect has one.
     version: Option<(HeaderName, HeaderValue)>,
@@ -144,10 +144,19 @@ impl ProviderClient {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .try_with_platform_verifier()
             .map_err(|e| ClientError::Http(e.to_string()))?
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
+            .https_or_http();
+        // HTTP/1.1 unless told otherwise, also where TLS could negotiate
+        // HTTP/2: the pool keeps one HTTP/2 connection per host and never
+        // opens a second, so requests past the provider's stream limit
+        // (often 100 to 256) would queue here, and their time to first byte
+        // with them. HTTP/1.1 gives each request in flight a connection.
+        let https = if provider.http2 {
+            https.enable_http2().wrap_connector(http)
+        } else {
+            https.enable_http1().wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new())
+            .http2_only(provider.http2)
             .pool_idle_timeout(provider.pool.idle_timeout)
             .pool_max_idle_per_host(provider.pool.max_idle)
             .pool_timer(TokioTimer::new())
@@ -157,11 +166,13 @@ impl ProviderClient {
         let root = parse_url(&base_url)?;
         // Host and port only: any user info of the URL stays out of it.
         let host = match root.authority() {
-            Some(authority) if root.scheme() == Some(&Scheme::HTTP) => match authority.port() {
-                Some(port) => HeaderValue::from_str(&format!("{}:{port}", authority.host())),
-                None => HeaderValue::from_str(authority.host()),
+            Some(authority) if root.scheme() == Some(&Scheme::HTTP) && !provider.http2 => {
+                match authority.port() {
+                    Some(port) => HeaderValue::from_str(&format!("{}:{port}", authority.host())),
+                    None => HeaderValue::from_str(authority.host()),
+                }
+                .ok()
             }
-            .ok(),
             _ => None,
         };
         let wire = match provider.kind {

@@ -22,6 +22,7 @@ fn provider(base_url: &str) -> Provider {
             stream_total: second,
         },
         pool: crate::config::Pool::default(),
+        http2: false,
     }
 }
 

@@ -233,3 +233,27 @@ async fn json_logs_are_one_object_per_line() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
 }
+
+#[tokio::test]
+async fn a_provider_is_spoken_to_in_http1_unless_it_is_set_to_http2() {
+    let mock = mock(&[]);
+    let http1 = gateway_for(&mock);
+    let http2 = gateway(
+        &config(&mock.url("/v1"), "connect: 1s", "")
+            .replace("    timeouts:", "    http2: true\n    timeouts:"),
+    );
+    for gw in [&http1, &http2] {
+        let response = post(gw, "/v1/chat/completions", &chat("hello", json!({}))).await;
+        assert_eq!(response.status(), 200);
+        let stream = post_stream(gw, "hi").await;
+        assert_eq!(stream.status(), 200);
+        let events = sse_data(&stream.text().await.unwrap());
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    }
+    let versions: Vec<Value> = received(&mock)
+        .await
+        .iter()
+        .map(|r| r["version"].clone())
+        .collect();
+    assert_eq!(versions, ["HTTP/1.1", "HTTP/1.1", "HTTP/2.0", "HTTP/2.0"]);
+}

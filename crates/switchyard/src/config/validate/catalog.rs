@@ -144,6 +144,7 @@ impl Validator<'_> {
                     api_version,
                     timeouts,
                     pool,
+                    http2: p.http2,
                 },
             );
         }

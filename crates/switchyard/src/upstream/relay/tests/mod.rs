@@ -56,6 +56,7 @@ fn provider(kind: ProviderKind) -> Arc<ProviderClient> {
             stream_total: 10 * second,
         },
         pool: crate::config::Pool::default(),
+        http2: false,
     };
     Arc::new(ProviderClient::new(&provider, None).unwrap())
 }
