@@ -381,8 +381,9 @@ def render(res: Results, args: argparse.Namespace) -> str:
         lines += scenario_section(res, scenario)
     lines += ttft_section(res)
     lines += memory_section(res)
-    if args.instructions and Path(args.instructions).is_file():
-        lines += [Path(args.instructions).read_text().rstrip(), ""]
+    for section in args.section:
+        if Path(section).is_file():
+            lines += [Path(section).read_text().rstrip(), ""]
     lines += ["## Configuration used", ""]
     lines += fenced("switchyard.yaml", args.gateway_config, "yaml")
     lines += fenced("nginx.conf", args.nginx_config, "nginx")
@@ -401,7 +402,12 @@ def main() -> None:
     parser.add_argument("--binary", default="?")
     parser.add_argument("--gateway-config")
     parser.add_argument("--nginx-config")
-    parser.add_argument("--instructions", help="a Markdown section of callgrind counts to include")
+    parser.add_argument(
+        "--section",
+        action="append",
+        default=[],
+        help="a Markdown section kept by hand to include (callgrind counts, overload figures); repeatable",
+    )
     args = parser.parse_args()
     res = Results(load(args.results))
     args.output.write_text(render(res, args))

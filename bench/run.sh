@@ -319,7 +319,7 @@ command="bench/run.sh"
 python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command "$command" \
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --binary "${bin#"$repo"/}" \
   --gateway-config "$work/switchyard.yaml" --nginx-config "$work/nginx.conf" \
-  --instructions "$here/instructions.md"
+  --section "$here/instructions.md" --section "$here/overload.md"
 
 mkdir -p "$raw_dir"
 cp "$results" "$work"/*.txt "$work"/*.yaml "$work"/*.conf "$raw_dir"/
