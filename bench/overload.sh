@@ -35,7 +35,9 @@ done
 ulimit -n 20000 2>/dev/null || (( $(ulimit -n) >= 20000 )) || die "raise the descriptor limit to 20000 (ulimit -n)"
 
 if [[ -z ${SWITCHYARD_BIN:-} || -z ${OVERLOAD_CLIENT:-} ]]; then
-  (cd "$repo" && cargo build --release -p switchyard --bin switchyard --example overload)
+  # Apart: an example brings in the dev-dependencies' features (tokio's
+  # test-util), which must not reach the binary measured.
+  (cd "$repo" && cargo build --release -p switchyard && cargo build --release -p switchyard --example overload)
 fi
 bin=${SWITCHYARD_BIN:-$repo/target/release/switchyard}
 client=${OVERLOAD_CLIENT:-$repo/target/release/examples/overload}
