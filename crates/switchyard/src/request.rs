@@ -266,9 +266,17 @@ thread_local! {
 /// calls [`panic_settled`] right after, when the future (the temporary of
 /// that statement) has been dropped:
 ///
-/// ```ignore
-/// let handled = catch_panic(future).await;
+/// ```
+/// # use switchyard::request::{catch_panic, panic_settled};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let handled = catch_panic(async { 42 }).await;
 /// panic_settled();
+/// assert_eq!(handled, Some(42));
+/// let panicked = catch_panic(async { panic!("a bug") }).await;
+/// panic_settled();
+/// assert_eq!(panicked, None::<()>);
+/// # }
 /// ```
 ///
 /// The future is polled where it stands, never moved again: a request's
