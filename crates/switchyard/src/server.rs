@@ -3,7 +3,7 @@
 mod connections;
 mod descriptors;
 
-use connections::{ClientTimeouts, serve};
+use connections::{Capacity, ClientTimeouts, serve};
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -102,6 +102,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let registry = Registry::new();
     // Before the keys: it keeps their in-flight counts.
     let admission = Admission::new(&config.admission, max_in_flight, &metrics);
+    metrics.describe(
+        "switchyard_connections_refused_total",
+        None,
+        "Client connections closed as soon as accepted: server.max_connections were open.",
+    );
+    let refused = metrics.counter("switchyard_connections_refused_total", &[]);
     let settings = Settings {
         routes: Routes::new(&config, &clients, &registry, &metrics)
             .map_err(|(provider, source)| StartError::Client { provider, source })?,
@@ -147,7 +153,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let server = serve(
         listener,
         Gateway::new(state),
-        max_connections,
+        Capacity {
+            max_connections,
+            refused,
+        },
         ClientTimeouts {
             header_read: config.server.header_read_timeout,
             idle: config.server.idle_timeout,

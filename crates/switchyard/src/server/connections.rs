@@ -22,6 +22,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::Gateway;
 
+/// How many client connections may be open at once, and the count of those
+/// refused past it (`switchyard_connections_refused_total`).
+#[derive(Debug)]
+pub(super) struct Capacity {
+    pub(super) max_connections: u32,
+    pub(super) refused: metrics::Counter,
+}
+
 /// How long a client connection may stay without progress (see [`drive`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ClientTimeouts {
@@ -32,14 +40,14 @@ pub(super) struct ClientTimeouts {
 }
 
 /// Accepts connections and serves `gateway` on them (HTTP/1.1, and HTTP/2 with
-/// prior knowledge), at most `max_connections` open at once — one past it is
-/// closed as soon as it is accepted — until `stopping` is cancelled; then
+/// prior knowledge), at most `capacity.max_connections` open at once — one
+/// past it is closed as soon as it is accepted, and counted — until `stopping` is cancelled; then
 /// closes the listener, lets every connection finish the requests it has and
 /// returns when the last one has closed.
 pub(super) async fn serve(
     listener: TcpListener,
     gateway: Gateway,
-    max_connections: u32,
+    capacity: Capacity,
     timeouts: ClientTimeouts,
     stopping: CancellationToken,
 ) {
@@ -79,12 +87,13 @@ pub(super) async fn serve(
                 continue;
             }
         };
-        if drain.live.load(Ordering::Acquire) >= u64::from(max_connections) {
+        if drain.live.load(Ordering::Acquire) >= u64::from(capacity.max_connections) {
             // Closed at once: the client learns now, rather than after its
             // connect timeout, and a load balancer tries another replica.
+            capacity.refused.increment(1);
             if let Some(suppressed) = refusals.hit(Instant::now()) {
                 tracing::warn!(
-                    max_connections,
+                    max_connections = capacity.max_connections,
                     suppressed,
                     "client connection limit reached; closing new connections"
                 );

@@ -262,4 +262,11 @@ async fn past_max_connections_a_new_connection_is_closed_at_once() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut fourth = TcpStream::connect(gw.addr).await.unwrap();
     health_on(&mut fourth).await;
+    drop((second, fourth));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = metrics(&gw).await;
+    assert!(
+        metrics.contains("switchyard_connections_refused_total 1\n"),
+        "{metrics}"
+    );
 }
