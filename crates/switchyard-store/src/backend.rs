@@ -1,0 +1,129 @@
+//! The backends' side of [`Store`]: the same methods as plain `async fn`s, boxed once
+//! here for every backend.
+
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+
+use crate::{
+    Change, KeyFilter, KeyMatch, KeyPatch, KeyRecord, NewKey, NewSecret, NewTeam, Page,
+    PageRequest, Result, SecretRecord, Store, TeamPatch, TeamRecord,
+};
+
+/// What a database backend implements; see [`Store`] for each method's meaning.
+pub(crate) trait Backend: Send + Sync + 'static {
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+    fn create_team(&self, team: NewTeam) -> impl Future<Output = Result<TeamRecord>> + Send;
+    fn team(&self, id: &str) -> impl Future<Output = Result<Option<TeamRecord>>> + Send;
+    fn list_teams(
+        &self,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<TeamRecord>>> + Send;
+    fn update_team(
+        &self,
+        id: &str,
+        patch: TeamPatch,
+    ) -> impl Future<Output = Result<TeamRecord>> + Send;
+    fn delete_team(&self, id: &str) -> impl Future<Output = Result<TeamRecord>> + Send;
+    fn create_key(
+        &self,
+        key: NewKey,
+        secret: NewSecret,
+    ) -> impl Future<Output = Result<KeyRecord>> + Send;
+    fn key(&self, id: &str) -> impl Future<Output = Result<Option<KeyRecord>>> + Send;
+    fn key_by_digest(
+        &self,
+        digest: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<KeyMatch>>> + Send;
+    fn list_keys(
+        &self,
+        filter: &KeyFilter,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<KeyRecord>>> + Send;
+    fn update_key(
+        &self,
+        id: &str,
+        patch: KeyPatch,
+    ) -> impl Future<Output = Result<KeyRecord>> + Send;
+    fn rotate_key(
+        &self,
+        id: &str,
+        secret: NewSecret,
+        grace_until: i64,
+    ) -> impl Future<Output = Result<KeyRecord>> + Send;
+    fn revoke_key(&self, id: &str) -> impl Future<Output = Result<KeyRecord>> + Send;
+    fn secrets(&self, key_id: &str) -> impl Future<Output = Result<Vec<SecretRecord>>> + Send;
+    fn changes_after(
+        &self,
+        seq: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Change>>> + Send;
+}
+
+impl<B: Backend> Store for B {
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Backend::ping(self))
+    }
+    fn create_team<'a>(&'a self, team: NewTeam) -> BoxFuture<'a, Result<TeamRecord>> {
+        Box::pin(Backend::create_team(self, team))
+    }
+    fn team<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<TeamRecord>>> {
+        Box::pin(Backend::team(self, id))
+    }
+    fn list_teams<'a>(&'a self, page: &'a PageRequest) -> BoxFuture<'a, Result<Page<TeamRecord>>> {
+        Box::pin(Backend::list_teams(self, page))
+    }
+    fn update_team<'a>(
+        &'a self,
+        id: &'a str,
+        patch: TeamPatch,
+    ) -> BoxFuture<'a, Result<TeamRecord>> {
+        Box::pin(Backend::update_team(self, id, patch))
+    }
+    fn delete_team<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<TeamRecord>> {
+        Box::pin(Backend::delete_team(self, id))
+    }
+    fn create_key<'a>(
+        &'a self,
+        key: NewKey,
+        secret: NewSecret,
+    ) -> BoxFuture<'a, Result<KeyRecord>> {
+        Box::pin(Backend::create_key(self, key, secret))
+    }
+    fn key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<KeyRecord>>> {
+        Box::pin(Backend::key(self, id))
+    }
+    fn key_by_digest<'a>(
+        &'a self,
+        digest: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<KeyMatch>>> {
+        Box::pin(Backend::key_by_digest(self, digest))
+    }
+    fn list_keys<'a>(
+        &'a self,
+        filter: &'a KeyFilter,
+        page: &'a PageRequest,
+    ) -> BoxFuture<'a, Result<Page<KeyRecord>>> {
+        Box::pin(Backend::list_keys(self, filter, page))
+    }
+    fn update_key<'a>(&'a self, id: &'a str, patch: KeyPatch) -> BoxFuture<'a, Result<KeyRecord>> {
+        Box::pin(Backend::update_key(self, id, patch))
+    }
+    fn rotate_key<'a>(
+        &'a self,
+        id: &'a str,
+        secret: NewSecret,
+        grace_until: i64,
+    ) -> BoxFuture<'a, Result<KeyRecord>> {
+        Box::pin(Backend::rotate_key(self, id, secret, grace_until))
+    }
+    fn revoke_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<KeyRecord>> {
+        Box::pin(Backend::revoke_key(self, id))
+    }
+    fn secrets<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Vec<SecretRecord>>> {
+        Box::pin(Backend::secrets(self, key_id))
+    }
+    fn changes_after(&self, seq: i64, limit: u32) -> BoxFuture<'_, Result<Vec<Change>>> {
+        Box::pin(Backend::changes_after(self, seq, limit))
+    }
+}

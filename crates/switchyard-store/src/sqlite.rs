@@ -1,0 +1,66 @@
+//! The SQLite backend: one file in WAL mode, one writer connection, read-only readers.
+//!
+//! SQLite allows one writer at a time per file. Every write here goes through the single
+//! writer connection in a `BEGIN IMMEDIATE` transaction, which takes the write lock at
+//! its start: a transaction never has to upgrade a read lock, so another process
+//! writing the same file (the offline CLI beside a server) makes it wait for the busy
+//! timeout instead of failing with "database is locked". Readers use their own
+//! read-only connections, which WAL lets run beside the writer.
+
+use std::str::FromStr;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Pool, Sqlite};
+
+use crate::{Result, StoreError, StoreOptions};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Keys and teams in a SQLite file.
+pub(crate) struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if need be) the file `url` names and applies the migrations.
+    pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::InMemory);
+        }
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(|_| StoreError::Url)?
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal),
+            )
+            .await?;
+        MIGRATIONS.run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Self { writer, readers })
+    }
+
+    fn reader(&self) -> &Pool<Sqlite> {
+        &self.readers
+    }
+
+    /// A write transaction holding the file's write lock from its start.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+crate::queries::backend!(SqliteStore, Sqlite);
