@@ -21,24 +21,9 @@ else
   bin=$repo/target/release/switchyard
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-inflight.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# The port a process announced on its first stdout line.
-port_of() {
-  for _ in $(seq 100); do
-    [[ -s $1 ]] && { sed -n 's/^listening on 127\.0\.0\.1://p' "$1"; return; }
-    sleep 0.1
-  done
-  echo "no listening line in $1" >&2
-  exit 1
-}
+# shellcheck source=bench/processes.sh
+source "$here/processes.sh"
+bench_work inflight
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 taskset -c 1 "$bin" mock --listen 127.0.0.1:0 --latency 2s >"$work/mock.out" 2>/dev/null &

@@ -43,23 +43,9 @@ bin=${SWITCHYARD_BIN:-$repo/target/release/switchyard}
 client=${OVERLOAD_CLIENT:-$repo/target/release/examples/overload}
 [[ -x $bin && -x $client ]] || die "no switchyard binary at $bin or load generator at $client"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-overload.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# The port a process announced on its first stdout line.
-port_of() {
-  for _ in $(seq 100); do
-    [[ -s $1 ]] && { sed -n 's/^listening on 127\.0\.0\.1://p' "$1"; return; }
-    sleep 0.1
-  done
-  die "no listening line in $1"
-}
+# shellcheck source=bench/processes.sh
+source "$here/processes.sh"
+bench_work overload
 
 taskset -c 1 "$bin" mock --listen 127.0.0.1:0 --latency 50ms >"$work/mock.out" 2>/dev/null &
 pids+=($!)
