@@ -6,8 +6,8 @@ use std::future::Future;
 use futures_util::future::BoxFuture;
 
 use crate::{
-    Change, KeyFilter, KeyMatch, KeyPatch, KeyRecord, NewKey, NewSecret, NewTeam, Page,
-    PageRequest, Result, SecretRecord, Store, TeamPatch, TeamRecord,
+    Change, KeyFilter, KeyMatch, KeyPatch, KeyRecord, LiveKey, NewKey, NewSecret, NewTeam, Page,
+    PageRequest, Result, SecretRecord, SpendDelta, SpendScope, Store, TeamPatch, TeamRecord,
 };
 
 /// What a database backend implements; see [`Store`] for each method's meaning.
@@ -53,11 +53,21 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<KeyRecord>> + Send;
     fn revoke_key(&self, id: &str) -> impl Future<Output = Result<KeyRecord>> + Send;
     fn secrets(&self, key_id: &str) -> impl Future<Output = Result<Vec<SecretRecord>>> + Send;
+    fn live_keys(&self, page: &PageRequest) -> impl Future<Output = Result<Page<LiveKey>>> + Send;
     fn changes_after(
         &self,
         seq: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Change>>> + Send;
+    fn last_change(&self) -> impl Future<Output = Result<i64>> + Send;
+    fn trim_changes(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
+    fn add_spend(&self, deltas: &[SpendDelta]) -> impl Future<Output = Result<()>> + Send;
+    fn spend(
+        &self,
+        scope: SpendScope,
+        scope_id: &str,
+        period_start: i64,
+    ) -> impl Future<Output = Result<i64>> + Send;
 }
 
 impl<B: Backend> Store for B {
@@ -123,7 +133,27 @@ impl<B: Backend> Store for B {
     fn secrets<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Vec<SecretRecord>>> {
         Box::pin(Backend::secrets(self, key_id))
     }
+    fn live_keys<'a>(&'a self, page: &'a PageRequest) -> BoxFuture<'a, Result<Page<LiveKey>>> {
+        Box::pin(Backend::live_keys(self, page))
+    }
     fn changes_after(&self, seq: i64, limit: u32) -> BoxFuture<'_, Result<Vec<Change>>> {
         Box::pin(Backend::changes_after(self, seq, limit))
+    }
+    fn last_change(&self) -> BoxFuture<'_, Result<i64>> {
+        Box::pin(Backend::last_change(self))
+    }
+    fn trim_changes(&self, before: i64) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(Backend::trim_changes(self, before))
+    }
+    fn add_spend<'a>(&'a self, deltas: &'a [SpendDelta]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Backend::add_spend(self, deltas))
+    }
+    fn spend<'a>(
+        &'a self,
+        scope: SpendScope,
+        scope_id: &'a str,
+        period_start: i64,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(Backend::spend(self, scope, scope_id, period_start))
     }
 }

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// A revoked key cannot be rotated.
     #[error("the key is revoked")]
     Revoked,
+    /// Spend deltas for one scope and period add up to more than an `i64` of micro-USD.
+    #[error("the spend deltas overflow")]
+    Overflow,
     /// The store URL's scheme is neither `sqlite:` nor `postgres:`.
     #[error("unsupported store URL: it must start with sqlite:// or postgres://")]
     Scheme,

@@ -13,8 +13,12 @@
 //! Every write that changes a key, a secret or a team appends a row to the change feed
 //! ([`Store::changes_after`]) in the same transaction, so a follower that reads the
 //! feed in order misses nothing. Statements bind every value; no value is ever part of
-//! the SQL text. The first migration also creates the `spend` table, which the
-//! budget work reads and writes.
+//! the SQL text.
+//!
+//! Spend is a ledger of micro-USD per key or team and budget period, kept apart from
+//! the change feed: the gateway adds it in batches ([`Store::add_spend`]), one
+//! transaction each, which on PostgreSQL lock their rows in one order so that
+//! replicas adding at once never deadlock.
 
 mod backend;
 mod error;
@@ -33,7 +37,8 @@ use futures_util::future::BoxFuture;
 pub use error::{MigrateFailure, StoreError, Unavailable};
 pub use types::{
     Budget, BudgetPeriod, Change, ChangeKind, KeyFilter, KeyMatch, KeyPatch, KeyRecord, Limits,
-    NewKey, NewSecret, NewTeam, Page, PageRequest, SecretRecord, TeamPatch, TeamRecord,
+    LiveKey, NewKey, NewSecret, NewTeam, Page, PageRequest, SecretRecord, SpendDelta, SpendScope,
+    TeamPatch, TeamRecord,
 };
 
 /// The result of a store operation.
@@ -93,8 +98,32 @@ pub trait Store: Send + Sync + 'static {
     /// The key's secrets, newest first.
     fn secrets<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Vec<SecretRecord>>>;
 
+    /// Unrevoked keys by id, each with its secrets that work now (current or in
+    /// their grace), for loading a key directory. Read [`last_change`](Self::last_change)
+    /// first and follow the feed from there: what changes while the pages are read
+    /// then comes again through [`changes_after`](Self::changes_after).
+    fn live_keys<'a>(&'a self, page: &'a PageRequest) -> BoxFuture<'a, Result<Page<LiveKey>>>;
+
     /// At most `limit` changes with a sequence number above `seq`, in order.
     fn changes_after(&self, seq: i64, limit: u32) -> BoxFuture<'_, Result<Vec<Change>>>;
+    /// The highest sequence number in the feed, 0 when it is empty.
+    fn last_change(&self) -> BoxFuture<'_, Result<i64>>;
+    /// Deletes the changes made before `before` (unix seconds) and answers how many.
+    /// Only the feed's head goes (an old change behind a newer one stays), so a
+    /// follower finds no gap in what is left; sequence numbers are never given again.
+    fn trim_changes(&self, before: i64) -> BoxFuture<'_, Result<u64>>;
+
+    /// Adds every delta in one transaction. Deltas of the same scope, id and period
+    /// are summed first ([`StoreError::Overflow`] past an `i64`); an empty slice
+    /// touches nothing.
+    fn add_spend<'a>(&'a self, deltas: &'a [SpendDelta]) -> BoxFuture<'a, Result<()>>;
+    /// The spend of `scope_id` in the period starting `period_start`, 0 when none.
+    fn spend<'a>(
+        &'a self,
+        scope: SpendScope,
+        scope_id: &'a str,
+        period_start: i64,
+    ) -> BoxFuture<'a, Result<i64>>;
 }
 
 /// How the store connects.

@@ -4,8 +4,10 @@
 //! `backend!(Store, Database)` implements it, in a module of its own, for a type of the
 //! calling module that has `fn reader(&self) -> &Pool<Database>` (reads) and
 //! `async fn begin(&self) -> Result<Transaction<'static, Database>>` (a transaction
-//! that may write, serialized with every other writer); `Database` is the name of
-//! sqlx's type (`Sqlite`, `Postgres`).
+//! that may write, serialized with every other writer) and `async fn
+//! begin_off_feed(&self)` (the same for writes that append no change, which need not
+//! wait for the feed's writers); `Database` is the name of sqlx's type (`Sqlite`,
+//! `Postgres`).
 
 macro_rules! backend {
     ($store:ident, $db:ident) => {
@@ -19,9 +21,9 @@ macro_rules! backend {
             use $crate::row::{self, ChangeRow, KeyRow, SecretRow, TeamRow, now};
             use $crate::sql;
             use $crate::{
-                Change, ChangeKind, KeyFilter, KeyMatch, KeyPatch, KeyRecord, NewKey, NewSecret,
-                NewTeam, Page, PageRequest, Result, SecretRecord, StoreError, TeamPatch,
-                TeamRecord,
+                Change, ChangeKind, KeyFilter, KeyMatch, KeyPatch, KeyRecord, LiveKey, NewKey,
+                NewSecret, NewTeam, Page, PageRequest, Result, SecretRecord, SpendDelta,
+                SpendScope, StoreError, TeamPatch, TeamRecord,
             };
 
             type Tx = sqlx::Transaction<'static, $db>;
@@ -320,6 +322,20 @@ macro_rules! backend {
                     row::records(rows)
                 }
 
+                async fn live_keys(&self, page: &PageRequest) -> Result<Page<LiveKey>> {
+                    let keys = Backend::list_keys(self, &KeyFilter::default(), page).await?;
+                    let (Some(first), Some(last)) = (keys.items.first(), keys.items.last()) else {
+                        return Ok(row::live(keys, Vec::new()));
+                    };
+                    let rows: Vec<SecretRow> = sqlx::query_as(sql::LIVE_SECRETS)
+                        .bind(first.id.as_str())
+                        .bind(last.id.as_str())
+                        .bind(now())
+                        .fetch_all(self.reader())
+                        .await?;
+                    Ok(row::live(keys, row::records(rows)?))
+                }
+
                 async fn changes_after(&self, seq: i64, limit: u32) -> Result<Vec<Change>> {
                     let rows: Vec<ChangeRow> = sqlx::query_as(sql::CHANGES_AFTER)
                         .bind(seq)
@@ -327,6 +343,58 @@ macro_rules! backend {
                         .fetch_all(self.reader())
                         .await?;
                     row::records(rows)
+                }
+
+                async fn last_change(&self) -> Result<i64> {
+                    Ok(sqlx::query_scalar(sql::LAST_CHANGE)
+                        .fetch_one(self.reader())
+                        .await?)
+                }
+
+                async fn trim_changes(&self, before: i64) -> Result<u64> {
+                    let mut tx = self.begin_off_feed().await?;
+                    let done = sqlx::query(sql::TRIM_CHANGES)
+                        .bind(before)
+                        .bind(i64::MAX)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn add_spend(&self, deltas: &[SpendDelta]) -> Result<()> {
+                    let sums = row::merged(deltas)?;
+                    if sums.is_empty() {
+                        return Ok(());
+                    }
+                    let at = now();
+                    let mut tx = self.begin_off_feed().await?;
+                    for ((scope, scope_id, period_start), micros) in sums {
+                        sqlx::query(sql::ADD_SPEND)
+                            .bind(scope.as_str())
+                            .bind(scope_id)
+                            .bind(period_start)
+                            .bind(micros)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(tx.commit().await?)
+                }
+
+                async fn spend(
+                    &self,
+                    scope: SpendScope,
+                    scope_id: &str,
+                    period_start: i64,
+                ) -> Result<i64> {
+                    let spent: Option<i64> = sqlx::query_scalar(sql::SPEND)
+                        .bind(scope.as_str())
+                        .bind(scope_id)
+                        .bind(period_start)
+                        .fetch_optional(self.reader())
+                        .await?;
+                    Ok(spent.unwrap_or(0))
                 }
             }
         }

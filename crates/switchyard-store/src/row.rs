@@ -1,14 +1,15 @@
 //! What both backends share: rows as read back, their conversion into records, and
-//! the pure parts of each write (patches, pagination, the clock).
+//! the pure parts of each write (patches, pagination, spend batches, the clock).
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use sqlx::types::Json;
 
 use crate::{
-    Budget, BudgetPeriod, Change, ChangeKind, KeyPatch, KeyRecord, Limits, NewKey, NewTeam, Page,
-    Result, SecretRecord, StoreError, TeamPatch, TeamRecord,
+    Budget, BudgetPeriod, Change, ChangeKind, KeyPatch, KeyRecord, Limits, LiveKey, NewKey,
+    NewTeam, Page, Result, SecretRecord, SpendDelta, SpendScope, StoreError, TeamPatch, TeamRecord,
 };
 
 /// Now, in unix seconds.
@@ -277,4 +278,41 @@ pub(crate) fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) ->
         None
     };
     Page { items, next_cursor }
+}
+
+/// Each key of `keys` with its secrets among `secrets`, in their order.
+pub(crate) fn live(keys: Page<KeyRecord>, secrets: Vec<SecretRecord>) -> Page<LiveKey> {
+    let mut by_key: HashMap<String, Vec<SecretRecord>> = HashMap::new();
+    for secret in secrets {
+        by_key
+            .entry(secret.key_id.clone())
+            .or_default()
+            .push(secret);
+    }
+    let items = keys
+        .items
+        .into_iter()
+        .map(|key| LiveKey {
+            secrets: by_key.remove(&key.id).unwrap_or_default(),
+            key,
+        })
+        .collect();
+    Page {
+        items,
+        next_cursor: keys.next_cursor,
+    }
+}
+
+/// `deltas` summed per spend row (scope, id, period start), in row order: every writer
+/// upserts, and so locks, its rows in this one order, which keeps concurrent batches
+/// from deadlocking.
+pub(crate) fn merged(deltas: &[SpendDelta]) -> Result<BTreeMap<(SpendScope, &str, i64), i64>> {
+    let mut sums = BTreeMap::new();
+    for delta in deltas {
+        let sum: &mut i64 = sums
+            .entry((delta.scope, delta.scope_id.as_str(), delta.period_start))
+            .or_default();
+        *sum = sum.checked_add(delta.micros).ok_or(StoreError::Overflow)?;
+    }
+    Ok(sums)
 }

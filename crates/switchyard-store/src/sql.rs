@@ -62,6 +62,13 @@ pub(crate) const SECRETS: &str = "SELECT digest, key_id, prefix, created_at, exp
     ORDER BY expires_at IS NOT NULL, expires_at DESC, created_at DESC";
 pub(crate) const INSERT_SECRET: &str = "INSERT INTO key_secrets \
     (digest, key_id, prefix, created_at, expires_at) VALUES ($1, $2, $3, $4, NULL)";
+/// The secrets that work at `$3` of the unrevoked keys with ids from `$1` to `$2`,
+/// each key's current one first.
+pub(crate) const LIVE_SECRETS: &str = "SELECT s.digest, s.key_id, s.prefix, s.created_at, \
+    s.expires_at FROM key_secrets s JOIN keys k ON k.id = s.key_id \
+    WHERE s.key_id >= $1 AND s.key_id <= $2 AND k.revoked_at IS NULL \
+    AND (s.expires_at IS NULL OR s.expires_at > $3) \
+    ORDER BY s.expires_at IS NOT NULL, s.expires_at DESC, s.created_at DESC";
 /// Ends the grace of every secret of key `$1` at `$2`, or earlier if it ended earlier.
 pub(crate) const EXPIRE_SECRETS: &str = "UPDATE key_secrets SET expires_at = \
     CASE WHEN expires_at IS NULL OR expires_at > $2 THEN $2 ELSE expires_at END \
@@ -71,3 +78,19 @@ pub(crate) const INSERT_CHANGE: &str =
     "INSERT INTO changes (kind, entity_id, at) VALUES ($1, $2, $3)";
 pub(crate) const CHANGES_AFTER: &str =
     "SELECT seq, kind, entity_id, at FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+pub(crate) const LAST_CHANGE: &str = "SELECT COALESCE(MAX(seq), 0) FROM changes";
+/// Deletes the changes made before `$1`, from the first up to the first one that was
+/// not (`$2` when none): what stays is a tail of the feed, with no gap in it even where
+/// a change's time is earlier than the one before it (a writer reads the clock before
+/// it waits for the write lock).
+pub(crate) const TRIM_CHANGES: &str = "DELETE FROM changes WHERE at < $1 \
+    AND seq < COALESCE((SELECT MIN(seq) FROM changes WHERE at >= $1), $2)";
+
+/// Adds `$4` micro-USD to the spend of scope `$1`, id `$2`, period `$3`, at `$5`.
+pub(crate) const ADD_SPEND: &str = "INSERT INTO spend \
+    (scope, scope_id, period_start, spent_micros, updated_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (scope, scope_id, period_start) DO UPDATE SET \
+    spent_micros = spend.spent_micros + excluded.spent_micros, \
+    updated_at = excluded.updated_at";
+pub(crate) const SPEND: &str = "SELECT spent_micros FROM spend \
+    WHERE scope = $1 AND scope_id = $2 AND period_start = $3";

@@ -61,6 +61,11 @@ impl SqliteStore {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// The same as [`begin`](Self::begin): SQLite has one writer, whatever it writes.
+    async fn begin_off_feed(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        self.begin().await
+    }
 }
 
 crate::queries::backend!(SqliteStore, Sqlite);

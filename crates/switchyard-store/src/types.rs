@@ -289,3 +289,44 @@ pub struct Change {
     /// When (unix seconds).
     pub at: i64,
 }
+
+/// Whose spend a [`SpendDelta`] counts: a key's own, or its team's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SpendScope {
+    /// A key's spend.
+    Key,
+    /// A team's spend, shared by its keys.
+    Team,
+}
+
+impl SpendScope {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Team => "team",
+        }
+    }
+}
+
+/// Money to add to one scope's spend in one budget period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpendDelta {
+    /// Key or team.
+    pub scope: SpendScope,
+    /// The key's or team's id.
+    pub scope_id: String,
+    /// The start of the budget period (unix seconds, UTC); 0 for a `total` budget.
+    pub period_start: i64,
+    /// How much, in micro-USD; negative for a refund.
+    pub micros: i64,
+}
+
+/// An unrevoked key and the secrets that still authenticate it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveKey {
+    /// The key.
+    pub key: KeyRecord,
+    /// Its secrets that have not expired, the current one first.
+    pub secrets: Vec<SecretRecord>,
+}

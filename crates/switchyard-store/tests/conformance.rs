@@ -13,7 +13,7 @@ use serde_json::{Map, json};
 use sqlx::Connection;
 use switchyard_store::{
     Budget, BudgetPeriod, ChangeKind, KeyFilter, KeyPatch, Limits, NewKey, NewSecret, NewTeam,
-    PageRequest, Store, StoreError, StoreOptions, TeamPatch,
+    PageRequest, SpendDelta, SpendScope, Store, StoreError, StoreOptions, TeamPatch,
 };
 
 // === fixtures ===
@@ -68,6 +68,35 @@ async fn last_seq(store: &dyn Store) -> i64 {
         .unwrap()
         .last()
         .map_or(0, |c| c.seq)
+}
+
+fn delta(scope: SpendScope, scope_id: &str, period_start: i64, micros: i64) -> SpendDelta {
+    SpendDelta {
+        scope,
+        scope_id: scope_id.into(),
+        period_start,
+        micros,
+    }
+}
+
+/// Now, in unix seconds.
+fn now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_secs()).unwrap()
+}
+
+/// A xorshift generator: the same batches on every run.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
 }
 
 // === behaviours ===
@@ -544,6 +573,174 @@ async fn concurrent_writers_all_land(store: &dyn Store, other: Arc<dyn Store>) {
     assert_eq!(store.changes_after(start, 100).await.unwrap().len(), 40);
 }
 
+async fn spend_adds_exactly_per_scope_and_period(store: &dyn Store) {
+    use SpendScope::{Key, Team};
+    assert_eq!(store.spend(Key, "k", 100).await.unwrap(), 0);
+    let seq = last_seq(store).await;
+    store.add_spend(&[]).await.unwrap();
+    store
+        .add_spend(&[
+            delta(Key, "k", 100, 5),
+            delta(Team, "k", 100, 7),
+            delta(Key, "k", 200, 1),
+            delta(Key, "k", 100, 10),
+            delta(Key, "j", 100, 3),
+        ])
+        .await
+        .unwrap();
+    let spent = |scope, id: &'static str, period| async move {
+        store.spend(scope, id, period).await.unwrap()
+    };
+    assert_eq!(spent(Key, "k", 100).await, 15);
+    assert_eq!(spent(Team, "k", 100).await, 7);
+    assert_eq!(spent(Key, "k", 200).await, 1);
+    assert_eq!(spent(Key, "j", 100).await, 3);
+    assert_eq!(spent(Team, "j", 100).await, 0);
+    assert_eq!(spent(Key, "k", 300).await, 0);
+    // Across batches, with refunds, and past 32 bits.
+    store
+        .add_spend(&[
+            delta(Key, "k", 100, -4),
+            delta(Key, "k", 100, 1_000_000_000_000),
+        ])
+        .await
+        .unwrap();
+    store.add_spend(&[delta(Key, "k", 100, 2)]).await.unwrap();
+    assert_eq!(spent(Key, "k", 100).await, 1_000_000_000_013);
+    // A batch that overflows is refused whole.
+    assert!(matches!(
+        store
+            .add_spend(&[
+                delta(Key, "k", 100, 1),
+                delta(Key, "x", 0, i64::MAX),
+                delta(Key, "x", 0, 1),
+            ])
+            .await,
+        Err(StoreError::Overflow)
+    ));
+    assert_eq!(spent(Key, "k", 100).await, 1_000_000_000_013);
+    assert_eq!(spent(Key, "x", 0).await, 0);
+    assert_eq!(
+        last_seq(store).await,
+        seq,
+        "spend is not in the change feed"
+    );
+}
+
+async fn live_keys_page_unrevoked_keys_with_working_secrets(store: &dyn Store) {
+    for n in 1..=5u8 {
+        store
+            .create_key(new_key(&format!("k{n}"), None), secret(n))
+            .await
+            .unwrap();
+    }
+    store.revoke_key("k3").await.unwrap();
+    store
+        .rotate_key("k2", secret(12), now() + 3_600)
+        .await
+        .unwrap();
+    store.rotate_key("k4", secret(14), 1).await.unwrap();
+    let load = |after: Option<&'static str>| async move {
+        let p = store.live_keys(&page(after, 2)).await.unwrap();
+        let items: Vec<_> = p
+            .items
+            .iter()
+            .map(|live| {
+                let digests: Vec<u8> = live.secrets.iter().map(|s| s.digest[0]).collect();
+                (live.key.id.clone(), digests)
+            })
+            .collect();
+        (items, p.next_cursor, p.items)
+    };
+    let (first, cursor, records) = load(None).await;
+    assert_eq!(
+        (first, cursor.as_deref()),
+        (
+            vec![("k1".into(), vec![1]), ("k2".into(), vec![12, 2])],
+            Some("k2")
+        )
+    );
+    assert_eq!(records[1].key, store.key("k2").await.unwrap().unwrap());
+    assert_eq!(records[1].secrets, store.secrets("k2").await.unwrap());
+    let (second, cursor, _) = load(Some("k2")).await;
+    assert_eq!(
+        (second, cursor),
+        (vec![("k4".into(), vec![14]), ("k5".into(), vec![5])], None),
+        "k3 is revoked; the grace of k4's first secret is over"
+    );
+    let (rest, cursor, _) = load(Some("k5")).await;
+    assert!(rest.is_empty() && cursor.is_none());
+}
+
+async fn change_feed_trims_and_never_reuses_seq(store: &dyn Store) {
+    assert_eq!(store.last_change().await.unwrap(), 0);
+    assert_eq!(store.trim_changes(i64::MAX).await.unwrap(), 0);
+    store.create_team(new_team("t1")).await.unwrap();
+    store.create_team(new_team("t2")).await.unwrap();
+    let old = store.changes_after(0, 10).await.unwrap();
+    assert_eq!(store.last_change().await.unwrap(), old[1].seq);
+    while now() <= old[1].at {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.create_team(new_team("t3")).await.unwrap();
+    let newer = store.changes_after(old[1].seq, 10).await.unwrap();
+    assert_eq!(newer.len(), 1);
+    assert_eq!(store.trim_changes(old[0].at).await.unwrap(), 0);
+    assert_eq!(store.trim_changes(newer[0].at).await.unwrap(), 2);
+    assert_eq!(store.changes_after(0, 10).await.unwrap(), newer);
+    assert_eq!(store.changes_after(old[0].seq, 10).await.unwrap(), newer);
+    assert_eq!(store.last_change().await.unwrap(), newer[0].seq);
+    // With the feed emptied, the next change still comes after every earlier one.
+    assert_eq!(store.trim_changes(newer[0].at + 1).await.unwrap(), 1);
+    assert_eq!(store.last_change().await.unwrap(), 0);
+    store.create_team(new_team("t4")).await.unwrap();
+    let after = store.changes_after(0, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(
+        after[0].seq > newer[0].seq,
+        "a trimmed sequence number came back"
+    );
+    assert_eq!(store.last_change().await.unwrap(), after[0].seq);
+}
+
+/// Eight tasks, half on each store, add 50 batches each of 30 deltas in random order
+/// over the same 20 keys: every total is exact, and no batch fails (or deadlocks).
+async fn concurrent_spend_adds_up(one: Arc<dyn Store>, other: Arc<dyn Store>) {
+    const KEYS: u64 = 20;
+    let tasks: Vec<_> = (0..8u64)
+        .map(|task| {
+            let store = Arc::clone(if task % 2 == 0 { &one } else { &other });
+            tokio::spawn(async move {
+                let mut shuffle = Shuffle(task + 1);
+                let mut totals = [0i64; KEYS as usize];
+                for _ in 0..50 {
+                    let batch: Vec<_> = (0..30)
+                        .map(|_| {
+                            let k = shuffle.below(KEYS);
+                            let micros = shuffle.below(1_000) as i64 - 100;
+                            totals[k as usize] += micros;
+                            delta(SpendScope::Key, &format!("k{k:02}"), 0, micros)
+                        })
+                        .collect();
+                    store.add_spend(&batch).await.unwrap();
+                }
+                totals
+            })
+        })
+        .collect();
+    let mut expected = [0i64; KEYS as usize];
+    for task in tasks {
+        for (sum, total) in expected.iter_mut().zip(task.await.unwrap()) {
+            *sum += total;
+        }
+    }
+    for (k, sum) in expected.into_iter().enumerate() {
+        let id = format!("k{k:02}");
+        assert_eq!(one.spend(SpendScope::Key, &id, 0).await.unwrap(), sum);
+        assert_eq!(other.spend(SpendScope::Key, &id, 0).await.unwrap(), sum);
+    }
+}
+
 // === backends ===
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -622,6 +819,9 @@ conformance!(
     rotation_keeps_the_old_secret_for_its_grace,
     revocation_is_final_and_idempotent,
     every_write_appends_one_change,
+    spend_adds_exactly_per_scope_and_period,
+    live_keys_page_unrevoked_keys_with_working_secrets,
+    change_feed_trims_and_never_reuses_seq,
 );
 
 /// Two stores on one SQLite file (a server and the offline CLI) write at once: the
@@ -639,6 +839,61 @@ async fn postgres_two_replicas_write_one_database() {
     let url = postgres().await;
     let store = open(&url).await;
     concurrent_writers_all_land(&*store, open(&url).await).await;
+}
+
+/// Two stores on one SQLite file add overlapping spend batches at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_processes_add_spend_at_once() {
+    let (_dir, url) = sqlite().await;
+    concurrent_spend_adds_up(open(&url).await, open(&url).await).await;
+}
+
+/// Two pools on one database add overlapping spend batches at once: the rows are
+/// locked in one order, so no transaction deadlocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_replicas_add_spend_at_once() {
+    let url = postgres().await;
+    concurrent_spend_adds_up(open(&url).await, open(&url).await).await;
+}
+
+/// Appends changes made at 100, 300, 100 and 300 behind the store's back, as writers
+/// would whose clocks were read before they waited for the write lock.
+async fn append_changes_out_of_time_order(url: &str) {
+    const APPEND: &str = "INSERT INTO changes (kind, entity_id, at) VALUES ('team', 't', 100); \
+        INSERT INTO changes (kind, entity_id, at) VALUES ('team', 't', 300); \
+        INSERT INTO changes (kind, entity_id, at) VALUES ('team', 't', 100); \
+        INSERT INTO changes (kind, entity_id, at) VALUES ('team', 't', 300)";
+    let append = sqlx::raw_sql(APPEND);
+    if url.starts_with("sqlite:") {
+        let mut raw = sqlx::SqliteConnection::connect(url).await.unwrap();
+        append.execute(&mut raw).await.unwrap();
+    } else {
+        let mut raw = sqlx::PgConnection::connect(url).await.unwrap();
+        append.execute(&mut raw).await.unwrap();
+    }
+}
+
+/// A trim deletes old changes only up to the first newer one, so no gap opens behind a
+/// follower.
+async fn trim_keeps_a_tail_of_the_feed(url: &str) {
+    let store = open(url).await;
+    append_changes_out_of_time_order(url).await;
+    let feed = store.changes_after(0, 10).await.unwrap();
+    assert_eq!(store.trim_changes(200).await.unwrap(), 1);
+    assert_eq!(store.changes_after(0, 10).await.unwrap(), feed[1..]);
+    assert_eq!(store.trim_changes(301).await.unwrap(), 3);
+    assert_eq!(store.last_change().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sqlite_trim_keeps_a_tail_of_the_feed() {
+    let (_dir, url) = sqlite().await;
+    trim_keeps_a_tail_of_the_feed(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_trim_keeps_a_tail_of_the_feed() {
+    trim_keeps_a_tail_of_the_feed(&postgres().await).await;
 }
 
 /// Opening a store twice applies the migrations once; an unknown scheme and an
