@@ -75,7 +75,7 @@ taskset -c 1 "$bin" mock --listen 127.0.0.1:0 --ttft 0s >"$work/mock.out" 2>"$wo
 pids+=($!)
 mock_port=$(listening "$work/mock.out" "$!")
 
-gateway_config "$mock_port" "$key" gpt-4.1 >"$work/switchyard.yaml"
+gateway_config "$mock_port" "$key" gpt-4.1 "$work" >"$work/switchyard.yaml"
 
 RUST_LOG=${RUST_LOG:-info} taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out.%p" \

@@ -31,6 +31,7 @@ pids+=($!)
 mock_port=$(port_of "$work/mock.out")
 cat >"$work/gateway.yaml" <<YAML
 server: { listen: "127.0.0.1:0" }
+store: { url: "sqlite://$work/switchyard.db" }
 auth: { mode: keys }
 keys: [{ name: bench, key: sk-bench }]
 admission: { max_in_flight: $((n * 2)), max_queue: 0 }

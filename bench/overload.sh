@@ -51,7 +51,7 @@ taskset -c 1 "$bin" mock --listen 127.0.0.1:0 --latency 50ms >"$work/mock.out" 2
 pids+=($!)
 mock_port=$(port_of "$work/mock.out")
 {
-  gateway_config "$mock_port" "$key" gpt-4.1
+  gateway_config "$mock_port" "$key" gpt-4.1 "$work"
   printf 'admission: { max_in_flight: %d, max_queue: 0 }\n' "$limit"
 } >"$work/gateway.yaml"
 RUST_LOG=warn taskset -c 0 "$bin" serve --config "$work/gateway.yaml" >"$work/gateway.out" 2>/dev/null &

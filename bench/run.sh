@@ -201,7 +201,7 @@ pids+=("$nginx_pid")
 wait_port nginx "$nginx_pid" "$nginx_port"
 log "nginx on port $nginx_port (pid $nginx_pid)"
 
-gateway_config "$mock_port" "$key" "$model" >"$work/switchyard.yaml"
+gateway_config "$mock_port" "$key" "$model" "$work" >"$work/switchyard.yaml"
 "${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard.yaml" >"$work/switchyard.out" 2>"$work/switchyard.err" &
 gateway_pid=$!
 pids+=("$gateway_pid")

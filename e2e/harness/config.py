@@ -42,6 +42,9 @@ def gateway(providers: dict[str, Any], models: dict[str, Any], max_body_bytes: s
 
 
 def write(config: dict[str, Any], path: Path) -> Path:
+    """Writes `config` to `path`; a config without `store` gets a SQLite file of its own beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if "store" not in config:
+        config = {**config, "store": {"url": f"sqlite://{path.with_suffix('.db')}"}}
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path

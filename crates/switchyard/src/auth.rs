@@ -1,4 +1,5 @@
-//! Client authentication: `auth.mode: open` or the configured keys.
+//! Client authentication: `auth.mode: open`, the configured keys, or the
+//! virtual keys of the store ([`crate::keys`]).
 //!
 //! Keys are kept only as SHA-256 digests. A presented key is hashed; the first
 //! eight bytes of its digest find the candidates, and the whole digest is
@@ -10,13 +11,14 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::admission::Admission;
 use crate::admission::limit::Limit;
 use crate::config::{AuthMode, ClientKey};
 use crate::error::GatewayError;
+use crate::keys::secret::{digest, index_of};
+use crate::keys::{Directory, KeyError};
 use crate::request::Principal;
 
 /// A configured key.
@@ -54,7 +56,7 @@ impl Authenticator {
         let mut map: HashMap<u64, Vec<KnownKey>> = HashMap::new();
         for key in keys {
             let digest = digest(key.key.expose_secret());
-            map.entry(prefix(&digest)).or_default().push(KnownKey {
+            map.entry(index_of(&digest)).or_default().push(KnownKey {
                 digest,
                 name: Arc::from(key.name.as_str()),
                 limit: key
@@ -66,31 +68,58 @@ impl Authenticator {
     }
 
     /// Accepts or refuses the caller behind `headers` (`Authorization: Bearer …`
-    /// or `x-api-key`): who it is, and its key's in-flight limit.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller<'_>, GatewayError> {
-        if self.mode == AuthMode::Open {
-            return Ok(Caller {
-                principal: Principal::Open,
-                limit: None,
-            });
-        }
-        let key = presented_key(headers).ok_or(GatewayError::Unauthenticated(
-            "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
-        ))?;
+    /// or `x-api-key`): who it is, and its key's in-flight limit. A key is
+    /// looked up among the configured keys, then among the virtual keys of
+    /// `directory`. In `open` mode no key is needed, but one that is known
+    /// still names the caller (so its limits apply).
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        directory: &Directory,
+    ) -> Result<Caller<'_>, GatewayError> {
+        let open = Caller {
+            principal: Principal::Open,
+            limit: None,
+        };
+        let Some(key) = presented_key(headers) else {
+            return match self.mode {
+                AuthMode::Open => Ok(open),
+                AuthMode::Keys => Err(GatewayError::Unauthenticated(
+                    "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+                )),
+            };
+        };
         let presented = digest(key);
-        let known = self.keys.get(&prefix(&presented)).and_then(|candidates| {
+        let found = self.find(&presented, directory).await;
+        match (found, self.mode) {
+            (Ok(Some(caller)), _) => Ok(caller),
+            (_, AuthMode::Open) => Ok(open),
+            (Ok(None), AuthMode::Keys) => Err(GatewayError::Unauthenticated("invalid API key")),
+            (Err(e), AuthMode::Keys) => Err(e.into()),
+        }
+    }
+
+    /// The configured or virtual key whose digest is `presented`.
+    async fn find(
+        &self,
+        presented: &[u8; 32],
+        directory: &Directory,
+    ) -> Result<Option<Caller<'_>>, KeyError> {
+        let known = self.keys.get(&index_of(presented)).and_then(|candidates| {
             candidates
                 .iter()
-                .find(|known| bool::from(known.digest.ct_eq(&presented)))
+                .find(|known| bool::from(known.digest.ct_eq(presented)))
         });
         if let Some(known) = known {
-            Ok(Caller {
+            return Ok(Some(Caller {
                 principal: Principal::ConfigKey(known.name.clone()),
                 limit: known.limit.as_ref(),
-            })
-        } else {
-            Err(GatewayError::Unauthenticated("invalid API key"))
+            }));
         }
+        Ok(directory.find(presented).await?.map(|tenant| Caller {
+            principal: Principal::VirtualKey(tenant),
+            limit: None,
+        }))
     }
 }
 
@@ -126,16 +155,6 @@ impl AdminAuth {
             Err(GatewayError::Unauthenticated("invalid admin key"))
         }
     }
-}
-
-fn prefix(digest: &[u8; 32]) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_le_bytes(first)
-}
-
-fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -183,6 +202,19 @@ mod tests {
         )
     }
 
+    /// The virtual keys of an empty store in a temporary directory.
+    async fn directory() -> (tempfile::TempDir, Directory) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+        let store = switchyard_store::open(&url, &Default::default())
+            .await
+            .unwrap();
+        let keys = Directory::load(store, 100, std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
+        (dir, keys)
+    }
+
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
@@ -191,15 +223,16 @@ mod tests {
         map
     }
 
-    #[test]
-    fn accepts_both_headers_and_refuses_the_rest() {
+    #[tokio::test]
+    async fn accepts_both_headers_and_refuses_the_rest() {
+        let (_dir, keys) = directory().await;
         let a = auth();
         for good in [
             headers(&[("authorization", "Bearer sk-good")]),
             headers(&[("authorization", "bearer  sk-good ")]),
             headers(&[("x-api-key", "sk-good")]),
         ] {
-            assert!(a.authenticate(&good).is_ok(), "{good:?}");
+            assert!(a.authenticate(&good, &keys).await.is_ok(), "{good:?}");
         }
         for bad in [
             headers(&[]),
@@ -209,14 +242,15 @@ mod tests {
             headers(&[("x-api-key", "sk-goo")]),
             headers(&[("authorization", "Bearer sk-bad"), ("x-api-key", "sk-good")]),
         ] {
-            assert!(a.authenticate(&bad).is_err(), "{bad:?}");
+            assert!(a.authenticate(&bad, &keys).await.is_err(), "{bad:?}");
         }
         let open = Authenticator::new(AuthMode::Open, &[], &admission());
-        assert!(open.authenticate(&headers(&[])).is_ok());
+        assert!(open.authenticate(&headers(&[]), &keys).await.is_ok());
     }
 
-    #[test]
-    fn a_keys_limit_is_its_own_and_outlives_the_keys_built_again() {
+    #[tokio::test]
+    async fn a_keys_limit_is_its_own_and_outlives_the_keys_built_again() {
+        let (_dir, directory) = directory().await;
         let admission = admission();
         let keys = |max| {
             let key = |name: &str, max_in_flight| ClientKey {
@@ -233,17 +267,26 @@ mod tests {
         let before = keys(1);
         let limited = headers(&[("x-api-key", "sk-limited")]);
         let share = before
-            .authenticate(&limited)
+            .authenticate(&limited, &directory)
+            .await
             .unwrap()
             .limit
             .unwrap()
             .try_take();
         assert!(share.is_some());
         let free = headers(&[("x-api-key", "sk-free")]);
-        assert!(before.authenticate(&free).unwrap().limit.is_none());
+        assert!(
+            before
+                .authenticate(&free, &directory)
+                .await
+                .unwrap()
+                .limit
+                .is_none()
+        );
         // Built again (a reload): the request under way still counts.
         let after = keys(1);
-        let limit = after.authenticate(&limited).unwrap().limit.unwrap();
+        let caller = after.authenticate(&limited, &directory).await.unwrap();
+        let limit = caller.limit.unwrap();
         assert!(limit.try_take().is_none());
         drop(share);
         assert!(limit.try_take().is_some());

@@ -8,6 +8,7 @@ use switchyard_providers::openai::{ErrorBody, ErrorObject, InvalidRequest};
 use switchyard_providers::translate::Fault;
 
 use crate::admission::limit::LimitError;
+use crate::keys::KeyError;
 use crate::routing::canary::CanaryError;
 use crate::upstream::UpstreamError;
 
@@ -32,6 +33,9 @@ pub enum GatewayError {
     /// No key, or a key that is not valid.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// A virtual key refused: not valid, or not for this model.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// The public model does not exist.
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
@@ -102,7 +106,12 @@ impl GatewayError {
             | Self::OverMaxCost { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated(_)
+            | Self::Key(KeyError::Invalid | KeyError::Expired | KeyError::Disabled) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Key(KeyError::ModelNotAllowed(_)) => StatusCode::FORBIDDEN,
+            Self::Key(KeyError::StoreUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoDeployment(_)
@@ -126,7 +135,12 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyRead(_) => "body_read",
             Self::BodyTimeout(_) => "body_timeout",
-            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Unauthenticated(_)
+            | Self::Key(KeyError::Invalid | KeyError::Expired | KeyError::Disabled) => {
+                "unauthenticated"
+            }
+            Self::Key(KeyError::ModelNotAllowed(_)) => "model_not_allowed",
+            Self::Key(KeyError::StoreUnavailable) => "key_store_unavailable",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NoDeployment(_) => "no_deployment",
             Self::EndpointNotServed { .. } => "endpoint_not_served",
@@ -154,7 +168,23 @@ impl GatewayError {
             }
             Self::BodyRead(_) => ("invalid_request_error", None, None),
             Self::BodyTimeout(_) => ("invalid_request_error", Some("request_timeout"), None),
-            Self::Unauthenticated(_) => ("invalid_request_error", Some("invalid_api_key"), None),
+            Self::Unauthenticated(_) | Self::Key(KeyError::Invalid) => {
+                ("invalid_request_error", Some("invalid_api_key"), None)
+            }
+            Self::Key(KeyError::Expired) => {
+                ("invalid_request_error", Some("expired_api_key"), None)
+            }
+            Self::Key(KeyError::Disabled) => {
+                ("invalid_request_error", Some("disabled_api_key"), None)
+            }
+            Self::Key(KeyError::ModelNotAllowed(_)) => (
+                "permission_error",
+                Some("model_not_allowed"),
+                Some("model".to_owned()),
+            ),
+            Self::Key(KeyError::StoreUnavailable) => {
+                ("server_error", Some("key_store_unavailable"), None)
+            }
             Self::ModelNotFound(_) => (
                 "invalid_request_error",
                 Some("model_not_found"),
@@ -299,8 +329,16 @@ impl GatewayError {
         match self {
             Self::Upstream(e) => e.retry_after(),
             // A slot comes free as soon as any request ends.
-            Self::Overloaded(_) | Self::OverLimit(_) => Some(1),
-            Self::InvalidRequest(_)
+            Self::Overloaded(_) | Self::OverLimit(_) | Self::Key(KeyError::StoreUnavailable) => {
+                Some(1)
+            }
+            Self::Key(
+                KeyError::Invalid
+                | KeyError::Expired
+                | KeyError::Disabled
+                | KeyError::ModelNotAllowed(_),
+            )
+            | Self::InvalidRequest(_)
             | Self::PayloadTooLarge { .. }
             | Self::BodyTimeout(_)
             | Self::BodyRead(_)

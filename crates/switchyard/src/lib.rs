@@ -8,9 +8,11 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod keys;
 pub mod mix;
 pub mod request;
 pub mod routing;

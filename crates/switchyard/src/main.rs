@@ -1,10 +1,11 @@
-//! The `switchyard` command line: `serve`, `check`, `mock`.
+//! The `switchyard` command line: `serve`, `check`, `mock`, `keys`, `teams`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use switchyard::cli;
 use switchyard::config::{self, Source};
 use switchyard::server;
 use switchyard::telemetry::{self, LogFormat};
@@ -42,6 +43,20 @@ enum Command {
         #[arg(long, short, env = "SWITCHYARD_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Manage virtual keys in the store (no server needed).
+    Keys {
+        #[command(subcommand)]
+        command: cli::KeysCommand,
+        #[command(flatten)]
+        store: cli::StoreArgs,
+    },
+    /// Manage teams in the store (no server needed).
+    Teams {
+        #[command(subcommand)]
+        command: cli::TeamsCommand,
+        #[command(flatten)]
+        store: cli::StoreArgs,
+    },
     /// Run the fake provider (OpenAI wire format) for tests and benchmarks.
     Mock {
         /// Address to listen on.
@@ -59,6 +74,8 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&Source::resolve(config)),
         Command::Serve { config } => serve(&Source::resolve(config)),
         Command::Mock { listen, options } => mock(listen, options),
+        Command::Keys { command, store } => offline(cli::keys(command, store)),
+        Command::Teams { command, store } => offline(cli::teams(command, store)),
     }
 }
 
@@ -128,6 +145,20 @@ fn mock(listen: SocketAddr, options: switchyard_mock::MockOptions) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a store command on a small runtime of its own.
+fn offline(command: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(command),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
     }

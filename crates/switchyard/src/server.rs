@@ -23,6 +23,7 @@ use crate::admission::Admission;
 use crate::api::{AppState, Gateway, Limits, Process, Settings};
 use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
+use crate::keys::Directory;
 use crate::request::Finish;
 use crate::routing::{Registry, Routes};
 use crate::telemetry::AccessLog;
@@ -55,6 +56,9 @@ pub enum StartError {
     /// The in-process mock provider could not start.
     #[error("cannot start the in-process mock provider: {0}")]
     Mock(std::io::Error),
+    /// The store could not be opened, migrated or read.
+    #[error("cannot use the store: {0}")]
+    Store(#[from] switchyard_store::StoreError),
 }
 
 /// After the grace period, how long open streams get to send their error event.
@@ -83,6 +87,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     descriptors::check(descriptors, max_in_flight, max_connections);
     tracing::info!(max_in_flight, max_connections, "admission limits");
     let internal = CancellationToken::new();
+    let keys = open_keys(&config).await?;
     let clients = provider_clients(&config, &internal).await?;
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -126,6 +131,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let process = Process {
         admission,
+        keys: keys.clone(),
         registry,
         retries: RetryLive::new(&config.retries, &metrics),
         metrics,
@@ -146,6 +152,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         internal.clone(),
     ));
     tokio::spawn(metrics_upkeep(state.clone(), internal.clone()));
+    let poll = config.store.poll_interval;
+    let stop = internal.clone();
+    tokio::spawn(async move { keys.follow(poll, stop).await });
     announce(addr);
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 
@@ -171,6 +180,28 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     internal.cancel();
     Ok(())
+}
+
+/// Opens the store (applying its migrations) and loads its keys and teams.
+async fn open_keys(config: &Config) -> Result<Arc<Directory>, StartError> {
+    let store = switchyard_store::open(&config.store.url, &config.store.options).await?;
+    let keys = &config.virtual_keys;
+    let directory = Directory::load(store, keys.cache, keys.load_timeout).await?;
+    tracing::info!(
+        store = store_kind(&config.store.url),
+        keys = directory.len(),
+        "virtual keys loaded"
+    );
+    Ok(Arc::new(directory))
+}
+
+/// The store's backend, for the log (never the URL: it may hold a password).
+fn store_kind(url: &str) -> &'static str {
+    if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    }
 }
 
 /// How often the metric registry folds its histogram samples in.

@@ -50,6 +50,7 @@ use crate::admission::Admission;
 use crate::auth::{AdminAuth, Authenticator};
 use crate::error::{Dialect, GatewayError};
 use crate::headers::{REQUEST_ID, X_API_KEY};
+use crate::keys::Directory;
 use crate::request::{Finish, RequestCx, catch_panic, panic_settled};
 use crate::routing::{Registry, Routes};
 use crate::telemetry::metrics::Metrics;
@@ -108,6 +109,8 @@ pub struct Limits {
 pub struct Process {
     /// How many proxied requests are worked on at once.
     pub admission: Admission,
+    /// The virtual keys and teams, in memory, following the store.
+    pub keys: Arc<Directory>,
     /// The deployments' live state (breakers, load, health, latency windows,
     /// canaries, their metric handles), which `Routes` hold handles into.
     pub registry: Registry,
@@ -250,9 +253,10 @@ fn answer(handled: Option<Response>, dialect: Dialect, id: HeaderValue) -> Respo
     response
 }
 
-/// Proof that the caller presented a known key (or that `auth.mode` is `open`).
-#[derive(Debug, Clone, Copy)]
-pub struct Authenticated;
+/// Proof that the caller presented a known key (or that `auth.mode` is
+/// `open`): who the caller is.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub crate::request::Principal);
 
 impl FromRequestParts<Arc<AppState>> for Authenticated {
     type Rejection = GatewayError;
@@ -261,12 +265,12 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        state
-            .settings
-            .load()
+        let settings = state.settings.load_full();
+        let caller = settings
             .auth
-            .authenticate(&parts.headers)
-            .map(|_| Self)
+            .authenticate(&parts.headers, &state.process.keys)
+            .await?;
+        Ok(Self(caller.principal))
     }
 }
 

@@ -3,7 +3,8 @@
 //! Its stages, in order:
 //!
 //! 1. **admit** — the caller's key becomes a typed [`Principal`]
-//!    (401 before the body is read); a request that has passed too many
+//!    (401 before the body is read; a virtual key is found in memory,
+//!    [`crate::keys`]); a request that has passed too many
 //!    gateways is refused as a loop; a key past its own `max_in_flight` is
 //!    refused at once (429 with `retry-after`); the request takes a slot among
 //!    those in flight, or waits a bounded time for one, or is shed at once
@@ -15,7 +16,8 @@
 //! 3. *(the cache lookup goes here: a hit answers at once, and skips 4–5.)*
 //! 4. **route** — `routes:` rules pick the model and strategy, then the plan
 //!    orders the deployments of the model and its fallbacks
-//!    (`x-switchyard-max-cost` leaves out those estimated dearer); a model
+//!    (`x-switchyard-max-cost` leaves out those estimated dearer); a virtual
+//!    key not allowed the model is refused (403); a model
 //!    past its own `max_in_flight` is refused at once (503 with
 //!    `retry-after`); a share of requests is copied to a shadow model.
 //! 5. **attempts** — [`execute`] tries the plan: each deployment in turn,
@@ -40,6 +42,7 @@ use super::{AppState, Settings, read, shadow};
 use crate::admission::limit::{Limit, LimitError};
 use crate::error::GatewayError;
 use crate::headers::{DROPPED_FIELDS, MODEL, PROVIDER};
+use crate::keys::{Directory, KeyError};
 use crate::request::{Principal, RequestCx};
 use crate::routing::Facts;
 use crate::routing::strategy::Tokens;
@@ -61,7 +64,7 @@ pub(super) async fn handle(
     let limits = settings.limits;
 
     // 1. admit
-    let admitted = match admit(&settings, request.headers()) {
+    let admitted = match admit(&settings, request.headers(), &state.process.keys).await {
         Ok(admitted) => admitted,
         Err(e) => return cx.refuse(&e),
     };
@@ -116,6 +119,14 @@ pub(super) async fn handle(
         Ok(plan) => plan,
         Err(e) => return cx.refuse(&e),
     };
+    // The key must allow the name it asked for or the model that serves it
+    // (an alias's, or a route rule's); the model's configured fallbacks are
+    // part of how it is served.
+    let principal = cx.principal();
+    if !principal.allows(inbound.model()) && !principal.allows(&plan.model().name) {
+        let model = inbound.model().to_owned();
+        return cx.refuse(&KeyError::ModelNotAllowed(model).into());
+    }
     if let Some(strategy) = strategy {
         plan.use_strategy(strategy);
     }
@@ -225,8 +236,12 @@ struct Admitted<'s> {
 
 /// Stage 1: who the caller is, and the headers that decide the request's
 /// way; refused before the body is read.
-fn admit<'s>(settings: &'s Settings, headers: &HeaderMap) -> Result<Admitted<'s>, GatewayError> {
-    let caller = settings.auth.authenticate(headers)?;
+async fn admit<'s>(
+    settings: &'s Settings,
+    headers: &HeaderMap,
+    keys: &Directory,
+) -> Result<Admitted<'s>, GatewayError> {
+    let caller = settings.auth.authenticate(headers, keys).await?;
     let hops = read::hops(headers, settings.limits.max_hops)?;
     Ok(Admitted {
         principal: caller.principal,

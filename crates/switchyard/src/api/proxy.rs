@@ -6,18 +6,42 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use switchyard_providers::openai::Endpoint;
 
 use super::{AppState, Authenticated};
 use crate::error::Dialect;
+use crate::keys::Tenant;
+use crate::request::Principal;
 
-/// `GET /v1/models`: the configured public models.
-pub async fn models(State(state): State<Arc<AppState>>, _: Authenticated) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        state.settings.load().models_body.clone(),
-    )
-        .into_response()
+/// `GET /v1/models`: the configured public models, those the caller's key
+/// may use.
+pub async fn models(
+    State(state): State<Arc<AppState>>,
+    Authenticated(principal): Authenticated,
+) -> Response {
+    let all = state.settings.load().models_body.clone();
+    let body = match &principal {
+        Principal::VirtualKey(tenant) if !tenant.allows_all() => allowed_models(&all, tenant),
+        _ => all,
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The models list `all` with only the models `tenant` may use.
+fn allowed_models(all: &Bytes, tenant: &Tenant) -> Bytes {
+    let Ok(mut list) = serde_json::from_slice::<serde_json::Value>(all) else {
+        return all.clone();
+    };
+    if let Some(data) = list.get_mut("data").and_then(|d| d.as_array_mut()) {
+        data.retain(|model| {
+            model
+                .get("id")
+                .and_then(|id| id.as_str())
+                .is_some_and(|id| tenant.allows(id))
+        });
+    }
+    Bytes::from(list.to_string())
 }
 
 /// A proxy endpoint, in the dialect its clients speak.

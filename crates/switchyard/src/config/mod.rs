@@ -36,8 +36,12 @@ pub struct Config {
     pub server: Server,
     /// How clients authenticate.
     pub auth: AuthMode,
+    /// How virtual keys are cached and rotated (`auth:`).
+    pub virtual_keys: VirtualKeys,
     /// Static client keys.
     pub keys: Vec<ClientKey>,
+    /// Where keys, teams and spend are kept.
+    pub store: Store,
     /// Providers by name.
     pub providers: BTreeMap<String, Provider>,
     /// Public models by name.
@@ -66,6 +70,28 @@ pub struct Admission {
     pub max_queue: u32,
     /// How long a request may wait for room.
     pub queue_timeout: Duration,
+}
+
+/// `store:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: String,
+    /// How it connects.
+    pub options: switchyard_store::StoreOptions,
+    /// How often the change feed is read.
+    pub poll_interval: Duration,
+}
+
+/// The virtual keys' settings of `auth:`, with defaults applied.
+#[derive(Debug, Clone, Copy)]
+pub struct VirtualKeys {
+    /// Keys kept in memory at most.
+    pub cache: u64,
+    /// How long a key missing from memory may take to load.
+    pub load_timeout: Duration,
+    /// How long a rotated key's old secret keeps working, unless the rotation says.
+    pub rotation_grace: Duration,
 }
 
 /// A rule of `routes:`.

@@ -15,6 +15,8 @@ mod canary;
 pub use canary::CanaryConfig;
 mod admission;
 pub use admission::AdmissionConfig;
+mod store;
+pub use store::StoreConfig;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +25,9 @@ pub struct ConfigFile {
     /// Listener, limits, shutdown.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Where keys, teams and spend are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// How clients authenticate.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -203,6 +208,12 @@ pub struct ServerConfig {
 pub struct AuthConfig {
     /// `open` (loopback only) or `keys` (default `keys`).
     pub mode: Option<AuthMode>,
+    /// Virtual keys kept in memory at most (default 100000).
+    pub key_cache: Option<u64>,
+    /// How long a key missing from memory may take to load from the store (default 200ms).
+    pub load_timeout: Option<HumanDuration>,
+    /// How long a rotated key's old secret keeps working (default 1h).
+    pub rotation_grace: Option<HumanDuration>,
 }
 
 /// How clients authenticate.

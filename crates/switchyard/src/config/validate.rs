@@ -22,10 +22,11 @@ use super::{ModelTimeouts, Route, Shadow};
 mod admission;
 mod canary;
 mod catalog;
+mod store;
 mod urls;
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 6] = ["store", "redis", "cache", "limits", "pricing", "telemetry"];
+const LATER_KEYS: [&str; 5] = ["redis", "cache", "limits", "pricing", "telemetry"];
 
 /// More problems than this in one file are not worth listing.
 const MAX_PROBLEMS: usize = 100;
@@ -231,16 +232,6 @@ impl Validator<'_> {
             );
         }
         let keys = self.keys(file.keys);
-        let mode_removed = self
-            .removed
-            .iter()
-            .any(|r| *r == [Step::Key("auth".into()), Step::Key("mode".into())]);
-        if auth == AuthMode::Keys && keys.is_empty() && !mode_removed {
-            self.warn(
-                &["auth"],
-                "`auth.mode` is `keys` but no key is configured: every request will be refused",
-            );
-        }
         let declared: Vec<String> = file.providers.keys().cloned().collect();
         let probes = health::take_probes(&mut file.providers);
         let providers = self.providers(file.providers);
@@ -251,10 +242,14 @@ impl Validator<'_> {
         let routes = self.routes(file.routes, &models);
         let canary = self.canaries(file.canary, &models);
         let admission = self.admission(&file.admission);
+        let virtual_keys = self.virtual_keys(&file.auth);
+        let store = self.store(file.store);
         Some(Config {
             server: server?,
             auth,
+            virtual_keys,
             keys,
+            store,
             providers,
             models,
             canary,

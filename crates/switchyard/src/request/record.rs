@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use switchyard_providers::openai::Usage;
 
+use crate::keys::Tenant;
+
 /// Who sent a request, as authentication established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -16,6 +18,8 @@ pub enum Principal {
     Open,
     /// A key from the config's `keys:`, by its name.
     ConfigKey(Arc<str>),
+    /// A virtual key from the store, with its team.
+    VirtualKey(Tenant),
 }
 
 impl Principal {
@@ -23,7 +27,17 @@ impl Principal {
     pub fn key_name(&self) -> Option<&str> {
         match self {
             Self::ConfigKey(name) => Some(name),
+            Self::VirtualKey(tenant) => Some(&tenant.key.name),
             Self::Anonymous | Self::Open => None,
+        }
+    }
+
+    /// Whether the caller may use `model`: a virtual key's allowed models
+    /// (and its team's) say; every other caller may use every model.
+    pub fn allows(&self, model: &str) -> bool {
+        match self {
+            Self::VirtualKey(tenant) => tenant.allows(model),
+            Self::Anonymous | Self::Open | Self::ConfigKey(_) => true,
         }
     }
 }

@@ -25,12 +25,15 @@ pub struct Process {
 }
 
 impl Process {
+    /// Runs `switchyard <args>`, in `dir` when given (where the default
+    /// store, `sqlite://switchyard.db`, is then made).
     fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Self {
-        Self::start(
-            Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args),
-            args,
-            dir,
-        )
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command.args(args);
+        if let Some(dir) = &dir {
+            command.current_dir(dir.path());
+        }
+        Self::start(&mut command, args, dir)
     }
 
     /// Runs `switchyard <args>` in `cwd` with extra environment variables.
@@ -211,7 +214,11 @@ pub fn gateway_with_descriptors(yaml: &str, descriptors: u32) -> Process {
         "--config",
         path,
     ];
-    Process::start(Command::new("sh").args(args), &args, Some(dir))
+    Process::start(
+        Command::new("sh").args(args).current_dir(dir.path()),
+        &args,
+        Some(dir),
+    )
 }
 
 /// A config in `keys` mode with model `gpt-4.1` on provider `up` → `mock-1` at `base_url`.

@@ -1,0 +1,462 @@
+//! Virtual keys and teams on the request path: the [`Directory`] that knows
+//! them, in memory.
+//!
+//! The request path never waits on the store. At start-up every live secret's
+//! digest goes into an index (the digest's first eight bytes → key id, a few
+//! dozen bytes a key), and up to `auth.key_cache` keys into a bounded cache
+//! (moka). A presented key is hashed once:
+//!
+//! - a digest the index does not know is refused at once: no allocation, no
+//!   store call, no cache entry — a flood of random keys costs nothing to keep;
+//! - a known one is compared in full, in constant time, with the cached key's
+//!   secrets, then its state (revoked, disabled, expired, its team) is checked;
+//! - only a real key pushed out of a full cache is read from the store, within
+//!   `auth.load_timeout` (503 past it).
+//!
+//! Changes arrive through the store's change feed ([`follow`]), read every
+//! `store.poll_interval` and at once after a change made by this process, so a
+//! revocation reaches every replica within a second. While the store is down,
+//! the keys in memory keep working.
+
+pub mod admin;
+mod follow;
+pub mod models;
+pub mod secret;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use subtle::ConstantTimeEq;
+use switchyard_store::{KeyRecord, Limits, SecretRecord, Store, StoreError, TeamRecord};
+
+use models::AllowedModels;
+
+pub use follow::Follower;
+
+/// A virtual key's refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// No such key, or revoked, or a rotated secret past its grace.
+    #[error("invalid API key")]
+    Invalid,
+    /// The key's expiry has passed.
+    #[error("API key expired")]
+    Expired,
+    /// The key, or its team, is disabled.
+    #[error("API key disabled")]
+    Disabled,
+    /// The key may not use this model.
+    #[error("this API key may not use the model `{0}`")]
+    ModelNotAllowed(String),
+    /// The key is not in memory and the store did not answer in time.
+    #[error("the key store is unreachable; try again shortly")]
+    StoreUnavailable,
+}
+
+/// A team, as the request path sees it.
+#[derive(Debug)]
+pub struct TeamEntry {
+    /// Its id.
+    pub id: Arc<str>,
+    /// Its name.
+    pub name: Arc<str>,
+    /// The models its keys may use.
+    pub models: AllowedModels,
+    /// Its own limits, shared by its keys.
+    pub limits: Limits,
+    /// A disabled team's keys are refused.
+    pub disabled: bool,
+}
+
+impl From<&TeamRecord> for TeamEntry {
+    fn from(team: &TeamRecord) -> Self {
+        Self {
+            id: Arc::from(team.id.as_str()),
+            name: Arc::from(team.name.as_str()),
+            models: AllowedModels::new(&team.models),
+            limits: team.limits,
+            disabled: team.disabled || team.deleted_at.is_some(),
+        }
+    }
+}
+
+/// One issued secret of a key: its digest and when it stops working.
+struct Secret {
+    digest: [u8; 32],
+    expires_at: Option<i64>,
+}
+
+/// A virtual key, as the request path sees it. Its `Debug` shows its id and
+/// name only: never a digest.
+pub struct KeyEntry {
+    /// Its id.
+    pub id: Arc<str>,
+    /// Its name, for logs and route rules.
+    pub name: Arc<str>,
+    /// Its team's id.
+    pub team: Option<Arc<str>>,
+    /// The models it may use.
+    pub models: AllowedModels,
+    /// Its own limits.
+    pub limits: Limits,
+    expires_at: Option<i64>,
+    disabled: bool,
+    /// The secrets that work (or worked until their expiry).
+    secrets: Box<[Secret]>,
+}
+
+impl std::fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for KeyEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for KeyEntry {}
+
+impl KeyEntry {
+    /// From the stored key and its secrets; `None` for a revoked key.
+    fn new(key: &KeyRecord, secrets: &[SecretRecord], now: i64) -> Option<Self> {
+        if key.revoked_at.is_some() {
+            return None;
+        }
+        Some(Self {
+            id: Arc::from(key.id.as_str()),
+            name: Arc::from(key.name.as_str()),
+            team: key.team_id.as_deref().map(Arc::from),
+            models: AllowedModels::new(&key.models),
+            limits: key.limits,
+            expires_at: key.expires_at,
+            disabled: key.disabled,
+            secrets: secrets
+                .iter()
+                .filter(|s| s.expires_at.is_none_or(|at| at > now))
+                .map(|s| Secret {
+                    digest: s.digest,
+                    expires_at: s.expires_at,
+                })
+                .collect(),
+        })
+    }
+
+    /// The index values of its secrets.
+    fn indexes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.secrets.iter().map(|s| secret::index_of(&s.digest))
+    }
+
+    /// Whether `digest` is one of its secrets that works at `now`.
+    fn opened_by(&self, digest: &[u8; 32], now: i64) -> bool {
+        self.secrets
+            .iter()
+            .any(|s| bool::from(s.digest.ct_eq(digest)) && s.expires_at.is_none_or(|at| at > now))
+    }
+}
+
+/// A key that authenticated a request, with its team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The key.
+    pub key: Arc<KeyEntry>,
+    /// Its team, if it has one.
+    pub team: Option<Arc<TeamEntry>>,
+}
+
+impl PartialEq for TeamEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for TeamEntry {}
+
+impl Tenant {
+    /// Whether the key, and its team, may use `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.key.models.allows(model) && self.team.as_ref().is_none_or(|t| t.models.allows(model))
+    }
+
+    /// Whether every model is allowed.
+    pub fn allows_all(&self) -> bool {
+        self.key.models.is_all() && self.team.as_ref().is_none_or(|t| t.models.is_all())
+    }
+}
+
+/// The index of every live secret: the digest's first eight bytes → key ids,
+/// and each key's index values (to take them out again).
+#[derive(Default, Clone)]
+struct Index {
+    by_digest: HashMap<u64, Box<[Arc<str>]>>,
+    by_key: HashMap<Arc<str>, Box<[u64]>>,
+}
+
+impl Index {
+    /// Puts `entry`'s secrets in, in place of what the key had.
+    fn put(&mut self, entry: &KeyEntry) {
+        self.remove(&entry.id);
+        let values: Box<[u64]> = entry.indexes().collect();
+        for value in &values {
+            let ids = self.by_digest.entry(*value).or_default();
+            *ids = ids.iter().cloned().chain([entry.id.clone()]).collect();
+        }
+        self.by_key.insert(entry.id.clone(), values);
+    }
+
+    /// Takes the key `id` out.
+    fn remove(&mut self, id: &str) {
+        let Some(values) = self.by_key.remove(id) else {
+            return;
+        };
+        for value in values {
+            if let Some(ids) = self.by_digest.get_mut(&value) {
+                let kept: Box<[Arc<str>]> = ids.iter().filter(|k| &***k != id).cloned().collect();
+                if kept.is_empty() {
+                    self.by_digest.remove(&value);
+                } else {
+                    *ids = kept;
+                }
+            }
+        }
+    }
+}
+
+/// Every virtual key and team, in memory; lives as long as the process.
+pub struct Directory {
+    store: Arc<dyn Store>,
+    index: ArcSwap<Index>,
+    entries: moka::sync::Cache<Arc<str>, Arc<KeyEntry>>,
+    teams: ArcSwap<HashMap<Arc<str>, Arc<TeamEntry>>>,
+    load_timeout: Duration,
+    follower: tokio::sync::Mutex<Follower>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("keys", &self.index.load().by_key.len())
+            .field("cached", &self.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keys and teams read from the store per page at start-up.
+const LOAD_PAGE: u32 = 1000;
+
+impl Directory {
+    /// Loads every live key and team of `store`: up to `cache` keys into
+    /// memory, every live secret into the index.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        cache: u64,
+        load_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        // From before the load: a change made while loading is read again.
+        let follower = Follower::new(store.last_change().await?);
+        let directory = Self {
+            entries: moka::sync::Cache::new(cache),
+            store,
+            index: ArcSwap::default(),
+            teams: ArcSwap::default(),
+            load_timeout,
+            follower: tokio::sync::Mutex::new(follower),
+        };
+        directory.load_teams().await?;
+        directory.load_keys().await?;
+        Ok(directory)
+    }
+
+    async fn load_teams(&self) -> Result<(), StoreError> {
+        let mut teams = HashMap::new();
+        let mut page = switchyard_store::PageRequest {
+            after: None,
+            limit: LOAD_PAGE,
+        };
+        loop {
+            let loaded = self.store.list_teams(&page).await?;
+            for team in &loaded.items {
+                teams.insert(Arc::from(team.id.as_str()), Arc::new(TeamEntry::from(team)));
+            }
+            match loaded.next_cursor {
+                Some(cursor) => page.after = Some(cursor),
+                None => break,
+            }
+        }
+        self.teams.store(Arc::new(teams));
+        Ok(())
+    }
+
+    async fn load_keys(&self) -> Result<(), StoreError> {
+        let now = unix_now();
+        let mut index = Index::default();
+        let mut page = switchyard_store::PageRequest {
+            after: None,
+            limit: LOAD_PAGE,
+        };
+        loop {
+            let loaded = self.store.live_keys(&page).await?;
+            for live in &loaded.items {
+                if let Some(entry) = KeyEntry::new(&live.key, &live.secrets, now) {
+                    index.put(&entry);
+                    self.entries.insert(entry.id.clone(), Arc::new(entry));
+                }
+            }
+            match loaded.next_cursor {
+                Some(cursor) => page.after = Some(cursor),
+                None => break,
+            }
+        }
+        self.index.store(Arc::new(index));
+        Ok(())
+    }
+
+    /// The store behind it.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Live keys known (each with every working secret in the index).
+    pub fn len(&self) -> usize {
+        self.index.load().by_key.len()
+    }
+
+    /// Whether no key is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The virtual key whose digest is `digest`: `Ok(None)` when no live key
+    /// has it, an error when it is known but refused.
+    pub async fn find(&self, digest: &[u8; 32]) -> Result<Option<Tenant>, KeyError> {
+        let candidates = {
+            let index = self.index.load();
+            match index.by_digest.get(&secret::index_of(digest)) {
+                None => return Ok(None),
+                Some(ids) => ids.clone(),
+            }
+        };
+        let now = unix_now();
+        for id in candidates.iter() {
+            let entry = match self.entries.get(id) {
+                Some(entry) => entry,
+                None => self.fetch(id).await?,
+            };
+            if entry.opened_by(digest, now) {
+                return self.admit(entry, now).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// A key pushed out of the cache, read again from the store.
+    async fn fetch(&self, id: &Arc<str>) -> Result<Arc<KeyEntry>, KeyError> {
+        let read = async {
+            let key = self.store.key(id).await?;
+            let secrets = self.store.secrets(id).await?;
+            Ok::<_, StoreError>(key.zip(Some(secrets)))
+        };
+        let found = match tokio::time::timeout(self.load_timeout, read).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "a key could not be read from the store");
+                return Err(KeyError::StoreUnavailable);
+            }
+            Err(_) => return Err(KeyError::StoreUnavailable),
+        };
+        let entry = found
+            .and_then(|(key, secrets)| KeyEntry::new(&key, &secrets, unix_now()))
+            .ok_or(KeyError::Invalid)?;
+        let entry = Arc::new(entry);
+        self.entries.insert(id.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    /// The checks after the secret matched: the key's state and its team's.
+    fn admit(&self, key: Arc<KeyEntry>, now: i64) -> Result<Tenant, KeyError> {
+        if key.disabled {
+            return Err(KeyError::Disabled);
+        }
+        if key.expires_at.is_some_and(|at| at <= now) {
+            return Err(KeyError::Expired);
+        }
+        let team = match &key.team {
+            None => None,
+            Some(id) => match self.teams.load().get(id) {
+                Some(team) if !team.disabled => Some(team.clone()),
+                _ => return Err(KeyError::Disabled),
+            },
+        };
+        Ok(Tenant { key, team })
+    }
+
+    /// The team `id`, when it is known and live.
+    pub fn team(&self, id: &str) -> Option<Arc<TeamEntry>> {
+        self.teams.load().get(id).cloned()
+    }
+
+    /// Reads the change feed now, and applies what changed since the last
+    /// read. Called every `store.poll_interval`, and after a change made here.
+    pub async fn sync(&self) -> Result<usize, StoreError> {
+        let mut follower = self.follower.lock().await;
+        let changes = follower.poll(self.store.as_ref()).await?;
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let now = unix_now();
+        let mut index = Index::clone(&self.index.load());
+        let mut teams = None;
+        for change in &changes {
+            match change.kind {
+                switchyard_store::ChangeKind::Key => {
+                    let key = self.store.key(&change.entity_id).await?;
+                    let secrets = self.store.secrets(&change.entity_id).await?;
+                    match key.and_then(|key| KeyEntry::new(&key, &secrets, now)) {
+                        Some(entry) => {
+                            index.put(&entry);
+                            self.entries.insert(entry.id.clone(), Arc::new(entry));
+                        }
+                        None => {
+                            index.remove(&change.entity_id);
+                            self.entries.invalidate(change.entity_id.as_str());
+                        }
+                    }
+                }
+                switchyard_store::ChangeKind::Team => {
+                    let teams = teams.get_or_insert_with(|| HashMap::clone(&self.teams.load()));
+                    match self.store.team(&change.entity_id).await? {
+                        Some(team) => {
+                            teams.insert(
+                                Arc::from(team.id.as_str()),
+                                Arc::new(TeamEntry::from(&team)),
+                            );
+                        }
+                        None => {
+                            teams.remove(change.entity_id.as_str());
+                        }
+                    }
+                }
+            }
+        }
+        self.index.store(Arc::new(index));
+        if let Some(teams) = teams {
+            self.teams.store(Arc::new(teams));
+        }
+        follower.applied(&changes);
+        Ok(changes.len())
+    }
+}
+
+/// The wall clock in unix seconds, as the store writes it.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
