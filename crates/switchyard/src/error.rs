@@ -9,6 +9,7 @@ use switchyard_providers::translate::Fault;
 
 use crate::admission::limit::LimitError;
 use crate::keys::KeyError;
+use crate::limits::{Dimension, LimitRefusal};
 use crate::routing::canary::CanaryError;
 use crate::upstream::UpstreamError;
 
@@ -36,6 +37,9 @@ pub enum GatewayError {
     /// A virtual key refused: not valid, or not for this model.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A rate limit or a budget refused the request before it went upstream.
+    #[error(transparent)]
+    Limited(#[from] LimitRefusal),
     /// The public model does not exist.
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
@@ -111,6 +115,7 @@ impl GatewayError {
                 StatusCode::UNAUTHORIZED
             }
             Self::Key(KeyError::ModelNotAllowed(_)) => StatusCode::FORBIDDEN,
+            Self::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Key(KeyError::StoreUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -140,6 +145,7 @@ impl GatewayError {
                 "unauthenticated"
             }
             Self::Key(KeyError::ModelNotAllowed(_)) => "model_not_allowed",
+            Self::Limited(refusal) => refusal.reason(),
             Self::Key(KeyError::StoreUnavailable) => "key_store_unavailable",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NoDeployment(_) => "no_deployment",
@@ -184,6 +190,20 @@ impl GatewayError {
             ),
             Self::Key(KeyError::StoreUnavailable) => {
                 ("server_error", Some("key_store_unavailable"), None)
+            }
+            Self::Limited(LimitRefusal::Rate {
+                dimension: Dimension::Requests,
+                ..
+            }) => ("requests", Some("rate_limit_exceeded"), None),
+            Self::Limited(
+                LimitRefusal::Rate {
+                    dimension: Dimension::Tokens,
+                    ..
+                }
+                | LimitRefusal::TooLarge { .. },
+            ) => ("tokens", Some("rate_limit_exceeded"), None),
+            Self::Limited(LimitRefusal::Budget { .. }) => {
+                ("insufficient_quota", Some("budget_exceeded"), None)
             }
             Self::ModelNotFound(_) => (
                 "invalid_request_error",
@@ -332,6 +352,7 @@ impl GatewayError {
             Self::Overloaded(_) | Self::OverLimit(_) | Self::Key(KeyError::StoreUnavailable) => {
                 Some(1)
             }
+            Self::Limited(refusal) => refusal.retry_after(),
             Self::Key(
                 KeyError::Invalid
                 | KeyError::Expired
@@ -382,6 +403,9 @@ impl GatewayError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Self::Limited(LimitRefusal::Rate { snapshot, .. }) = self {
+            crate::limits::headers::write(snapshot, response.headers_mut());
         }
         response.extensions_mut().insert(ErrorKind(self.kind()));
         response

@@ -29,9 +29,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use subtle::ConstantTimeEq;
-use switchyard_store::{KeyRecord, Limits, SecretRecord, Store, StoreError, TeamRecord};
+use switchyard_store::{
+    KeyRecord, Limits, SecretRecord, SpendScope, Store, StoreError, TeamRecord,
+};
 
 use models::AllowedModels;
+
+use crate::limits::budget::{BudgetCell, period_start};
+use crate::limits::{Budget, Meters};
 
 pub use follow::Follower;
 
@@ -68,18 +73,10 @@ pub struct TeamEntry {
     pub limits: Limits,
     /// A disabled team's keys are refused.
     pub disabled: bool,
-}
-
-impl From<&TeamRecord> for TeamEntry {
-    fn from(team: &TeamRecord) -> Self {
-        Self {
-            id: Arc::from(team.id.as_str()),
-            name: Arc::from(team.name.as_str()),
-            models: AllowedModels::new(&team.models),
-            limits: team.limits,
-            disabled: team.disabled || team.deleted_at.is_some(),
-        }
-    }
+    /// Its live rate counts, shared by its keys.
+    pub meters: Arc<Meters>,
+    /// Its budget, when it has one.
+    pub budget: Option<Budget>,
 }
 
 /// One issued secret of a key: its digest and when it stops working.
@@ -101,6 +98,10 @@ pub struct KeyEntry {
     pub models: AllowedModels,
     /// Its own limits.
     pub limits: Limits,
+    /// Its live rate counts (carried over when the key changes).
+    pub meters: Arc<Meters>,
+    /// Its budget, when it has one.
+    pub budget: Option<Budget>,
     expires_at: Option<i64>,
     disabled: bool,
     /// The secrets that work (or worked until their expiry).
@@ -125,8 +126,15 @@ impl PartialEq for KeyEntry {
 impl Eq for KeyEntry {}
 
 impl KeyEntry {
-    /// From the stored key and its secrets; `None` for a revoked key.
-    fn new(key: &KeyRecord, secrets: &[SecretRecord], now: i64) -> Option<Self> {
+    /// From the stored key and its secrets, with its live counts (those of
+    /// `before`, the entry it replaces); `None` for a revoked key.
+    fn new(
+        key: &KeyRecord,
+        secrets: &[SecretRecord],
+        now: i64,
+        meters: Arc<Meters>,
+        budget: Option<Budget>,
+    ) -> Option<Self> {
         if key.revoked_at.is_some() {
             return None;
         }
@@ -136,6 +144,8 @@ impl KeyEntry {
             team: key.team_id.as_deref().map(Arc::from),
             models: AllowedModels::new(&key.models),
             limits: key.limits,
+            meters,
+            budget,
             expires_at: key.expires_at,
             disabled: key.disabled,
             secrets: secrets
@@ -283,7 +293,10 @@ impl Directory {
         loop {
             let loaded = self.store.list_teams(&page).await?;
             for team in &loaded.items {
-                teams.insert(Arc::from(team.id.as_str()), Arc::new(TeamEntry::from(team)));
+                teams.insert(
+                    Arc::from(team.id.as_str()),
+                    Arc::new(self.team_entry(team).await?),
+                );
             }
             match loaded.next_cursor {
                 Some(cursor) => page.after = Some(cursor),
@@ -304,7 +317,7 @@ impl Directory {
         loop {
             let loaded = self.store.live_keys(&page).await?;
             for live in &loaded.items {
-                if let Some(entry) = KeyEntry::new(&live.key, &live.secrets, now) {
+                if let Some(entry) = self.key_entry(&live.key, &live.secrets, now).await? {
                     index.put(&entry);
                     self.entries.insert(entry.id.clone(), Arc::new(entry));
                 }
@@ -359,9 +372,11 @@ impl Directory {
     /// A key pushed out of the cache, read again from the store.
     async fn fetch(&self, id: &Arc<str>) -> Result<Arc<KeyEntry>, KeyError> {
         let read = async {
-            let key = self.store.key(id).await?;
+            let Some(key) = self.store.key(id).await? else {
+                return Ok(None);
+            };
             let secrets = self.store.secrets(id).await?;
-            Ok::<_, StoreError>(key.zip(Some(secrets)))
+            self.key_entry(&key, &secrets, unix_now()).await
         };
         let found = match tokio::time::timeout(self.load_timeout, read).await {
             Ok(Ok(found)) => found,
@@ -371,9 +386,7 @@ impl Directory {
             }
             Err(_) => return Err(KeyError::StoreUnavailable),
         };
-        let entry = found
-            .and_then(|(key, secrets)| KeyEntry::new(&key, &secrets, unix_now()))
-            .ok_or(KeyError::Invalid)?;
+        let entry = found.ok_or(KeyError::Invalid)?;
         let entry = Arc::new(entry);
         self.entries.insert(id.clone(), entry.clone());
         Ok(entry)
@@ -397,6 +410,73 @@ impl Directory {
         Ok(Tenant { key, team })
     }
 
+    /// The entry of a stored key, with the live counts of the entry it
+    /// replaces; `None` for a revoked key.
+    async fn key_entry(
+        &self,
+        key: &KeyRecord,
+        secrets: &[SecretRecord],
+        now: i64,
+    ) -> Result<Option<KeyEntry>, StoreError> {
+        if key.revoked_at.is_some() {
+            return Ok(None);
+        }
+        let before = self.entries.get(key.id.as_str());
+        let meters = before
+            .as_ref()
+            .map_or_else(Arc::default, |b| b.meters.clone());
+        let before_budget = before.as_ref().and_then(|b| b.budget.as_ref());
+        let budget = self
+            .budget(SpendScope::Key, &key.id, &key.limits, before_budget)
+            .await?;
+        Ok(KeyEntry::new(key, secrets, now, meters, budget))
+    }
+
+    /// The entry of a stored team, with the live counts of the one it replaces.
+    async fn team_entry(&self, team: &TeamRecord) -> Result<TeamEntry, StoreError> {
+        let before = self.teams.load().get(team.id.as_str()).cloned();
+        let before_budget = before.as_ref().and_then(|b| b.budget.as_ref());
+        let budget = self
+            .budget(SpendScope::Team, &team.id, &team.limits, before_budget)
+            .await?;
+        Ok(TeamEntry {
+            id: Arc::from(team.id.as_str()),
+            name: Arc::from(team.name.as_str()),
+            models: AllowedModels::new(&team.models),
+            limits: team.limits,
+            disabled: team.disabled || team.deleted_at.is_some(),
+            meters: before.map_or_else(Arc::default, |b| b.meters.clone()),
+            budget,
+        })
+    }
+
+    /// The budget of a key or team with `limits`: the cell of `before` when
+    /// the period is the same, else a new one from the store's total.
+    async fn budget(
+        &self,
+        scope: SpendScope,
+        id: &str,
+        limits: &Limits,
+        before: Option<&Budget>,
+    ) -> Result<Option<Budget>, StoreError> {
+        let Some(budget) = limits.budget else {
+            return Ok(None);
+        };
+        let cell = match before {
+            Some(old) if old.period == budget.period => old.cell.clone(),
+            _ => {
+                let start = period_start(budget.period, unix_now());
+                let spent = self.store.spend(scope, id, start).await?;
+                Arc::new(BudgetCell::new(start, spent))
+            }
+        };
+        Ok(Some(Budget {
+            limit: budget.micros,
+            period: budget.period,
+            cell,
+        }))
+    }
+
     /// The team `id`, when it is known and live.
     pub fn team(&self, id: &str) -> Option<Arc<TeamEntry>> {
         self.teams.load().get(id).cloned()
@@ -416,9 +496,14 @@ impl Directory {
         for change in &changes {
             match change.kind {
                 switchyard_store::ChangeKind::Key => {
-                    let key = self.store.key(&change.entity_id).await?;
-                    let secrets = self.store.secrets(&change.entity_id).await?;
-                    match key.and_then(|key| KeyEntry::new(&key, &secrets, now)) {
+                    let entry = match self.store.key(&change.entity_id).await? {
+                        Some(key) => {
+                            let secrets = self.store.secrets(&change.entity_id).await?;
+                            self.key_entry(&key, &secrets, now).await?
+                        }
+                        None => None,
+                    };
+                    match entry {
                         Some(entry) => {
                             index.put(&entry);
                             self.entries.insert(entry.id.clone(), Arc::new(entry));
@@ -435,7 +520,7 @@ impl Directory {
                         Some(team) => {
                             teams.insert(
                                 Arc::from(team.id.as_str()),
-                                Arc::new(TeamEntry::from(&team)),
+                                Arc::new(self.team_entry(&team).await?),
                             );
                         }
                         None => {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod headers;
 pub mod keys;
+pub mod limits;
 pub mod mix;
 pub mod request;
 pub mod routing;

@@ -29,7 +29,10 @@ use switchyard_providers::openai::Usage;
 
 use crate::admission::Slot;
 use crate::admission::limit::Share;
+use crate::config::Price;
 use crate::error::{Dialect, ErrorKind, GatewayError};
+use crate::limits::Reservation;
+use crate::limits::budget::{cost_micros, micros_per_mtok};
 use crate::routing::load::InFlight;
 pub use finish::{Consumer, Finish};
 pub use record::{Ending, FailedAttempt, Principal, RecordedError, RequestRecord, ServedBy};
@@ -56,6 +59,10 @@ pub struct RequestCx {
     key_share: Option<Share>,
     /// Its place under its model's `max_in_flight`, given back when it ends.
     model_share: Option<Share>,
+    /// Its rate limits and budgets, settled when it ends.
+    reservation: Option<Reservation>,
+    /// The price of the deployment that serves it, for its cost.
+    price: Option<Price>,
 }
 
 impl RequestCx {
@@ -76,6 +83,8 @@ impl RequestCx {
             slot: None,
             key_share: None,
             model_share: None,
+            reservation: None,
+            price: None,
         }
     }
 
@@ -161,6 +170,16 @@ impl RequestCx {
         self.in_flight = Some(in_flight);
     }
 
+    /// Holds the request's limits and budgets until it ends.
+    pub fn reserved(&mut self, reservation: Reservation) {
+        self.reservation = Some(reservation);
+    }
+
+    /// The price of the deployment serving the request (none: free).
+    pub fn priced(&mut self, price: Option<Price>) {
+        self.price = price;
+    }
+
     /// The status sent to the client.
     pub fn set_status(&mut self, status: u16) {
         self.record.status = status;
@@ -171,6 +190,13 @@ impl RequestCx {
         if self.record.ttft.is_none() {
             self.record.ttft = Some(self.record.arrived.elapsed());
         }
+    }
+
+    /// Marks a chunk of a stream relayed to the client (the first one is
+    /// the first token).
+    pub fn chunk_sent(&mut self) {
+        self.first_token();
+        self.record.streamed_chunks += 1;
     }
 
     /// The token counts the provider reported.
@@ -228,11 +254,45 @@ impl RequestCx {
         self.record.ending = ending;
         self.record.error = error;
         self.record.latency = self.record.arrived.elapsed();
+        if let Some(reservation) = self.reservation.take() {
+            let (used, cost) = self.spent();
+            reservation.settle(used, cost);
+        }
         self.finish.finish(&self.record);
         self.in_flight = None;
         self.slot = None;
         self.key_share = None;
         self.model_share = None;
+    }
+}
+
+impl RequestCx {
+    /// The tokens the request used and what they cost (micro-USD): the
+    /// provider's usage; for a stream cut before its usage came, the prompt's
+    /// estimate and a token per relayed chunk; for a request that got no
+    /// answer, nothing.
+    fn spent(&self) -> (Option<u64>, i64) {
+        let record = &self.record;
+        let (input, output) = match &record.usage {
+            Some(usage) => (usage.prompt_tokens, usage.completion_tokens),
+            None if record.streamed_chunks > 0 => (
+                record.estimated_input_tokens,
+                u64::from(record.streamed_chunks),
+            ),
+            None if record.ending == Ending::Completed && (200..300).contains(&record.status) => {
+                (record.estimated_input_tokens, 0)
+            }
+            None => (0, 0),
+        };
+        let cost = self.price.map_or(0, |price| {
+            cost_micros(
+                input,
+                output,
+                micros_per_mtok(price.input),
+                micros_per_mtok(price.output),
+            )
+        });
+        (Some(input + output), cost)
     }
 }
 

@@ -46,7 +46,7 @@ use crate::upstream::breaker::BreakerConfig;
 use crate::upstream::{ClientError, ProviderClient};
 use affinity::Affinity;
 use canary::Canary;
-pub use plan::{Pick, Plan};
+pub use plan::{Dearest, Pick, Plan};
 pub use registry::Registry;
 use strategy::{MAX_MEMBERS, Member, Pool, Tokens};
 pub use target::Target;

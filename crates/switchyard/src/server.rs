@@ -24,6 +24,7 @@ use crate::api::{AppState, Gateway, Limits, Process, Settings};
 use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
 use crate::keys::Directory;
+use crate::limits::Limiter;
 use crate::request::Finish;
 use crate::routing::{Registry, Routes};
 use crate::telemetry::AccessLog;
@@ -129,7 +130,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ready_needs_every_model: config.health_checks.ready_needs_every_model,
         models_body: models_body(&config),
     };
+    let (spend, spend_writer) = crate::limits::spend::start(
+        keys.store().clone(),
+        config.store.spend_queue,
+        config.store.flush_interval,
+        internal.clone(),
+    );
     let process = Process {
+        limits: Limiter::new(&config.limits, spend, &metrics),
         admission,
         keys: keys.clone(),
         registry,
@@ -179,6 +187,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         () = signals.recv() => drain(&mut server, &config, &ready, &stopping, &cut).await,
     }
     internal.cancel();
+    // The spend settled by the last requests reaches the store.
+    let _ = spend_writer.await;
     Ok(())
 }
 

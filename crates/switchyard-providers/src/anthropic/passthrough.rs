@@ -29,6 +29,8 @@ pub struct Peek {
     pub model_at: Range<usize>,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// `max_tokens`, when it is a whole number (the translation checks it).
+    pub max_tokens: Option<u64>,
 }
 
 /// Checks that `body` is a JSON object with a non-empty string `model` (and a
@@ -58,10 +60,14 @@ pub fn peek(body: &[u8]) -> Result<Peek, InvalidRequest> {
     };
     // A value borrowed from the body is a slice of it.
     let start = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    let max_tokens = head
+        .max_tokens
+        .and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok());
     Ok(Peek {
         model,
         model_at: start..start + raw.get().len(),
         stream,
+        max_tokens,
     })
 }
 
@@ -81,11 +87,13 @@ pub fn with_model(body: &[u8], peek: &Peek, upstream_model: &str) -> Vec<u8> {
 struct Head<'a> {
     model: Option<&'a RawValue>,
     stream: Option<&'a RawValue>,
+    max_tokens: Option<&'a RawValue>,
 }
 
 enum Field {
     Model,
     Stream,
+    MaxTokens,
     Other,
 }
 
@@ -101,6 +109,7 @@ impl<'de> Deserialize<'de> for Field {
                 Ok(match name {
                     "model" => Field::Model,
                     "stream" => Field::Stream,
+                    "max_tokens" => Field::MaxTokens,
                     _ => Field::Other,
                 })
             }
@@ -121,11 +130,13 @@ impl<'de> Deserialize<'de> for Head<'de> {
                 let mut head = Head {
                     model: None,
                     stream: None,
+                    max_tokens: None,
                 };
                 while let Some(field) = map.next_key::<Field>()? {
                     match field {
                         Field::Model => head.model = Some(map.next_value()?),
                         Field::Stream => head.stream = Some(map.next_value()?),
+                        Field::MaxTokens => head.max_tokens = Some(map.next_value()?),
                         Field::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }

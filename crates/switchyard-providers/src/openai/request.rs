@@ -70,6 +70,7 @@ pub struct RequestBody<'a> {
     include_usage: bool,
     /// Where the `stream_options` value sits in `body`, when there is one.
     stream_options_at: Option<Range<usize>>,
+    max_output_tokens: Option<u64>,
 }
 
 impl<'a> RequestBody<'a> {
@@ -106,7 +107,14 @@ impl<'a> RequestBody<'a> {
             stream: found.stream,
             include_usage: found.include_usage,
             stream_options_at: found.stream_options_at,
+            max_output_tokens: found.max_output_tokens,
         }
+    }
+
+    /// The client's cap on completion tokens (`max_completion_tokens`, else
+    /// `max_tokens`), when it set one.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_output_tokens
     }
 
     /// The public model the client asked for.

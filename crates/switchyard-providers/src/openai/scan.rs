@@ -31,6 +31,8 @@ pub(crate) struct Scan<'a> {
     pub(crate) include_usage: bool,
     /// Where the `stream_options` value sits, when there is one.
     pub(crate) stream_options_at: Option<Range<usize>>,
+    /// `max_completion_tokens`, else `max_tokens`, when the client set one.
+    pub(crate) max_output_tokens: Option<u64>,
 }
 
 impl Scan<'_> {
@@ -71,6 +73,7 @@ pub(crate) fn scan(endpoint: Endpoint, body: &[u8]) -> Option<Scan<'_>> {
         stream: found.stream,
         include_usage: found.include_usage,
         stream_options_at,
+        max_output_tokens: found.max_completion_tokens.or(found.max_tokens),
     })
 }
 
@@ -132,6 +135,8 @@ struct Found<'a> {
     stream: bool,
     include_usage: bool,
     stream_options: Option<&'a RawValue>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
 }
 
 /// The top-level object's visitor.
@@ -157,6 +162,7 @@ impl<'de> Visitor<'de> for Fields {
         let mut stream = false;
         let mut include_usage = false;
         let mut stream_options = None;
+        let (mut max_tokens, mut max_completion_tokens) = (None, None);
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let Some(field) = Field::of(self.endpoint, key.as_str()) else {
                 map.next_value::<IgnoredAny>()?;
@@ -198,8 +204,14 @@ impl<'de> Visitor<'de> for Fields {
                 | Field::PresencePenalty
                 | Field::FrequencyPenalty => map.next_value::<Option<f64>>().map(drop)?,
                 Field::N | Field::MaxTokens | Field::MaxCompletionTokens | Field::Dimensions => {
-                    if map.next_value::<Option<u64>>()? == Some(0) {
+                    let value = map.next_value::<Option<u64>>()?;
+                    if value == Some(0) {
                         return Err(give_up());
+                    }
+                    match field {
+                        Field::MaxTokens => max_tokens = value,
+                        Field::MaxCompletionTokens => max_completion_tokens = value,
+                        _ => {}
                     }
                 }
             }
@@ -215,6 +227,8 @@ impl<'de> Visitor<'de> for Fields {
                 stream,
                 include_usage,
                 stream_options,
+                max_tokens,
+                max_completion_tokens,
             }),
             _ => Err(give_up()),
         }

@@ -111,6 +111,14 @@ impl<'b> Inbound<'b> {
         }
     }
 
+    /// The client's cap on completion tokens, when it set one.
+    pub(super) fn max_output_tokens(&self) -> Option<u64> {
+        match self {
+            Self::OpenAi { parsed, .. } => parsed.max_output_tokens(),
+            Self::Messages { peek, .. } => peek.max_tokens,
+        }
+    }
+
     /// The request as `target` takes it.
     pub(super) fn call<'a>(&mut self, target: &'a Target) -> Result<Call<'a>, GatewayError> {
         match self {

@@ -51,6 +51,7 @@ use crate::auth::{AdminAuth, Authenticator};
 use crate::error::{Dialect, GatewayError};
 use crate::headers::{REQUEST_ID, X_API_KEY};
 use crate::keys::Directory;
+use crate::limits::Limiter;
 use crate::request::{Finish, RequestCx, catch_panic, panic_settled};
 use crate::routing::{Registry, Routes};
 use crate::telemetry::metrics::Metrics;
@@ -111,6 +112,8 @@ pub struct Process {
     pub admission: Admission,
     /// The virtual keys and teams, in memory, following the store.
     pub keys: Arc<Directory>,
+    /// Rate limits and budgets: the live counts of the models and the gateway.
+    pub limits: Limiter,
     /// The deployments' live state (breakers, load, health, latency windows,
     /// canaries, their metric handles), which `Routes` hold handles into.
     pub registry: Registry,

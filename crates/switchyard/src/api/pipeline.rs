@@ -8,24 +8,29 @@
 //!    gateways is refused as a loop; a key past its own `max_in_flight` is
 //!    refused at once (429 with `retry-after`); the request takes a slot among
 //!    those in flight, or waits a bounded time for one, or is shed at once
-//!    (503 with `retry-after`, [`crate::admission`]). *Rate limits and budgets
-//!    go here.*
+//!    (503 with `retry-after`, [`crate::admission`]).
 //! 2. **parse** — the body, bounded in size (413) and time (408), is validated
 //!    in the client's dialect; the public model, whether it streams, and a
 //!    prompt-size estimate go into the request's context.
-//! 3. *(the cache lookup goes here: a hit answers at once, and skips 4–5.)*
+//! 3. *(the cache lookup goes here: a hit answers at once, and skips 4–6.)*
 //! 4. **route** — `routes:` rules pick the model and strategy, then the plan
 //!    orders the deployments of the model and its fallbacks
 //!    (`x-switchyard-max-cost` leaves out those estimated dearer); a virtual
 //!    key not allowed the model is refused (403); a model
 //!    past its own `max_in_flight` is refused at once (503 with
 //!    `retry-after`); a share of requests is copied to a shadow model.
-//! 5. **attempts** — [`execute`] tries the plan: each deployment in turn,
+//! 5. **reserve** — the key's, team's, model's and gateway's requests and
+//!    tokens per minute are taken, and the worst-case cost is reserved
+//!    against the key's and team's budgets, all or none, in memory
+//!    ([`crate::limits`]); over a limit: 429 with `retry-after` and the
+//!    `x-ratelimit-*` headers, which every answer under a limit carries.
+//!    The reservation settles to the real usage and cost when the request ends.
+//! 6. **attempts** — [`execute`] tries the plan: each deployment in turn,
 //!    retries, fallbacks, hedges, within the retry budget and one deadline.
-//! 6. **respond** — the answer in the client's dialect: relayed as it
+//! 7. **respond** — the answer in the client's dialect: relayed as it
 //!    arrives, or read whole and translated; the headers say who served and
 //!    how (`x-switchyard-provider`, `-model`, `-attempts`, `-route`).
-//! 7. **finish** — the request's [`RequestRecord`](crate::request::RequestRecord)
+//! 8. **finish** — the request's [`RequestRecord`](crate::request::RequestRecord)
 //!    goes to [`Finish`](crate::request::Finish) exactly once, whichever way it
 //!    ends: here for an error or a whole answer, when the relayed body ends,
 //!    or when the client goes away (the context is dropped).
@@ -43,9 +48,11 @@ use crate::admission::limit::{Limit, LimitError};
 use crate::error::GatewayError;
 use crate::headers::{DROPPED_FIELDS, MODEL, PROVIDER};
 use crate::keys::{Directory, KeyError};
+use crate::limits::budget::micros_per_mtok;
+use crate::limits::{self, Demand, LimitRefusal, Reservation};
 use crate::request::{Principal, RequestCx};
-use crate::routing::Facts;
 use crate::routing::strategy::Tokens;
+use crate::routing::{Facts, Plan};
 use crate::upstream::attempts::{Attempts, Served, execute};
 
 /// Completion tokens assumed for a request, for the `cost` strategy.
@@ -143,6 +150,16 @@ pub(super) async fn handle(
             None => return shed(state, cx, LimitError::Model(plan.model().name.clone())),
         }
     }
+    // 5. reserve
+    let snapshot = match reserve(state, &cx, &plan, &inbound, tokens.input) {
+        Ok(Some(reservation)) => {
+            let snapshot = reservation.snapshot();
+            cx.reserved(reservation);
+            Some(snapshot)
+        }
+        Ok(None) => None,
+        Err(e) => return cx.refuse(&e.into()),
+    };
     plan.prompt(&body);
     let mut attempts = Attempts::new(
         &settings.retries,
@@ -164,7 +181,7 @@ pub(super) async fn handle(
         shadow::copy(routes, shadow, &mut inbound, tokens, &forward);
     }
 
-    // 5. attempts
+    // 6. attempts
     let served = execute(
         &mut attempts,
         &mut plan,
@@ -197,9 +214,10 @@ pub(super) async fn handle(
         }
     };
 
-    // 6. respond (and 7. finish, when the answer ends)
+    // 7. respond (and 8. finish, when the answer ends)
     let target = pick.target;
     cx.served_by(&target.provider.name, &target.upstream_model);
+    cx.priced(target.price());
     cx.hold(in_flight);
     let trace = attempts.conclude(&mut cx);
     let mut response = respond(answer, target, call.dialect, &forward, deadline, cx);
@@ -209,7 +227,42 @@ pub(super) async fn handle(
     if !call.dropped.is_empty() {
         headers.insert(DROPPED_FIELDS.clone(), dropped_header(&call.dropped));
     }
+    if let Some(snapshot) = &snapshot {
+        limits::headers::write(snapshot, headers);
+    }
     trace.apply(response)
+}
+
+/// Stage 5: takes the request's rate limits and reserves its worst-case
+/// cost against its budgets, when any apply (`None` when none does).
+fn reserve(
+    state: &AppState,
+    cx: &RequestCx,
+    plan: &Plan<'_>,
+    inbound: &Inbound<'_>,
+    prompt_tokens: u64,
+) -> Result<Option<Reservation>, LimitRefusal> {
+    let tenant = match cx.principal() {
+        Principal::VirtualKey(tenant) => Some(tenant),
+        Principal::Anonymous | Principal::Open | Principal::ConfigKey(_) => None,
+    };
+    let limiter = &state.process.limits;
+    let model = &plan.model().name;
+    if !limiter.applies(tenant, model) {
+        return Ok(None);
+    }
+    let dearest = plan.dearest();
+    let asked = inbound.max_output_tokens();
+    let demand = Demand {
+        tenant,
+        model,
+        tokens: prompt_tokens + asked.unwrap_or(0),
+        prompt_tokens,
+        max_output_tokens: asked.unwrap_or(u64::from(dearest.max_output_tokens)),
+        input_price: micros_per_mtok(dearest.input),
+        output_price: micros_per_mtok(dearest.output),
+    };
+    limiter.reserve(&demand).map(Some)
 }
 
 /// Refuses a request past its key's or its model's in-flight limit, counted

@@ -42,6 +42,8 @@ pub struct Config {
     pub keys: Vec<ClientKey>,
     /// Where keys, teams and spend are kept.
     pub store: Store,
+    /// Rate limits over every caller, per model, and for keys without their own.
+    pub limits: RateLimits,
     /// Providers by name.
     pub providers: BTreeMap<String, Provider>,
     /// Public models by name.
@@ -81,6 +83,21 @@ pub struct Store {
     pub options: switchyard_store::StoreOptions,
     /// How often the change feed is read.
     pub poll_interval: Duration,
+    /// How often settled spend is written.
+    pub flush_interval: Duration,
+    /// Settled costs waiting for the writer at most.
+    pub spend_queue: usize,
+}
+
+/// `limits:` with defaults applied (absent limits are `None`).
+#[derive(Debug, Clone, Default)]
+pub struct RateLimits {
+    /// Over every request.
+    pub global: crate::limits::Rates,
+    /// For virtual keys without their own.
+    pub key_defaults: crate::limits::Rates,
+    /// Per public model, over every caller.
+    pub models: BTreeMap<String, crate::limits::Rates>,
 }
 
 /// The virtual keys' settings of `auth:`, with defaults applied.

@@ -16,7 +16,7 @@ pub use canary::CanaryConfig;
 mod admission;
 pub use admission::AdmissionConfig;
 mod store;
-pub use store::StoreConfig;
+pub use store::{LimitsConfig, RatesConfig, StoreConfig};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +28,9 @@ pub struct ConfigFile {
     /// Where keys, teams and spend are kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Rate limits over every caller, per model, and for keys without their own.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// How clients authenticate.
     #[serde(default)]
     pub auth: AuthConfig,

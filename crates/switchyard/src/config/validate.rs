@@ -26,7 +26,7 @@ mod store;
 mod urls;
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 5] = ["redis", "cache", "limits", "pricing", "telemetry"];
+const LATER_KEYS: [&str; 4] = ["redis", "cache", "pricing", "telemetry"];
 
 /// More problems than this in one file are not worth listing.
 const MAX_PROBLEMS: usize = 100;
@@ -244,12 +244,14 @@ impl Validator<'_> {
         let admission = self.admission(&file.admission);
         let virtual_keys = self.virtual_keys(&file.auth);
         let store = self.store(file.store);
+        let limits = self.rate_limits(&file.limits, &models);
         Some(Config {
             server: server?,
             auth,
             virtual_keys,
             keys,
             store,
+            limits,
             providers,
             models,
             canary,

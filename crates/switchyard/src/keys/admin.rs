@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use switchyard_store::{
-    Budget, KeyFilter, KeyPatch, Limits, NewKey, NewTeam, PageRequest, Store, StoreError, TeamPatch,
+    Budget, KeyFilter, KeyPatch, Limits, NewKey, NewTeam, PageRequest, SpendScope, Store,
+    StoreError, TeamPatch,
 };
 
 use super::secret;
 use super::unix_now;
+use crate::limits::budget::period_start;
 use views::{
     CreateKey, CreateTeam, KeyCreated, KeyView, Listing, Period, TeamView, UpdateKey, UpdateTeam,
 };
@@ -122,9 +124,11 @@ pub async fn list_keys(
     listing(keys, "key")
 }
 
-/// The key `id`.
+/// The key `id`, with its spend in the current budget period.
 pub async fn show_key(store: &dyn Store, id: &str) -> Result<KeyView> {
-    found(store.key(id).await, "key")
+    let mut view: KeyView = found(store.key(id).await, "key")?;
+    view.spent_usd = spent(store, SpendScope::Key, id, view.budget_period).await?;
+    Ok(view)
 }
 
 /// Changes the fields `request` names.
@@ -217,9 +221,29 @@ pub async fn list_teams(
     listing(store.list_teams(&page(after, limit)?).await, "team")
 }
 
-/// The team `id`.
+/// The team `id`, with its spend in the current budget period.
 pub async fn show_team(store: &dyn Store, id: &str) -> Result<TeamView> {
-    found(store.team(id).await, "team")
+    let mut view: TeamView = found(store.team(id).await, "team")?;
+    view.spent_usd = spent(store, SpendScope::Team, id, view.budget_period).await?;
+    Ok(view)
+}
+
+/// What the store holds as spent in the current `period`, in USD.
+async fn spent(
+    store: &dyn Store,
+    scope: SpendScope,
+    id: &str,
+    period: Option<Period>,
+) -> Result<Option<f64>> {
+    let Some(period) = period else {
+        return Ok(None);
+    };
+    let start = period_start(period.into(), unix_now());
+    let micros = store
+        .spend(scope, id, start)
+        .await
+        .map_err(AdminError::Unavailable)?;
+    Ok(Some(views::usd(micros)))
 }
 
 /// Changes the fields `request` names.

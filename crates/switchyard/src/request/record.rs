@@ -117,6 +117,8 @@ pub struct RequestRecord {
     pub estimated_input_tokens: u64,
     /// The token counts the provider reported.
     pub usage: Option<Usage>,
+    /// Stream chunks relayed to the client.
+    pub streamed_chunks: u32,
     /// When the request arrived.
     pub arrived: Instant,
     /// Arrival → the first content sent to the client.
@@ -143,6 +145,7 @@ impl RequestRecord {
             route: None,
             estimated_input_tokens: 0,
             usage: None,
+            streamed_chunks: 0,
             arrived,
             ttft: None,
             latency: Duration::ZERO,

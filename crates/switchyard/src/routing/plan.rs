@@ -33,6 +33,18 @@ const MAX_PASSES: u8 = 16;
 /// Below this rate-limit headroom a deployment is not held to by affinity.
 const AFFINITY_MIN_HEADROOM: f64 = 0.1;
 
+/// The dearest prices (USD per million tokens) and the largest output cap
+/// among the deployments a request may reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Dearest {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+    /// The largest completion token cap.
+    pub max_output_tokens: u32,
+}
+
 /// One request's way through the deployments of its model and its fallbacks
 /// (looked up by name when they are reached: no allocation per request).
 #[derive(Debug)]
@@ -219,6 +231,21 @@ impl<'a> Plan<'a> {
         {
             affinity.set(prefix, index, now);
         }
+    }
+
+    /// The worst case of the deployments the request may reach (its model's
+    /// and its fallbacks'): the dearest input and output prices and the
+    /// largest output cap. A deployment without a price counts as free.
+    pub fn dearest(&self) -> Dearest {
+        let mut dearest = Dearest::default();
+        for target in (0..).map_while(|n| self.chain(n)).flat_map(|m| &m.targets) {
+            if let Some(price) = target.price {
+                dearest.input = dearest.input.max(price.input);
+                dearest.output = dearest.output.max(price.output);
+            }
+            dearest.max_output_tokens = dearest.max_output_tokens.max(target.max_output_tokens);
+        }
+        dearest
     }
 
     /// Whether some deployment of the chain fits `x-switchyard-max-cost`.

@@ -127,6 +127,11 @@ impl Target {
         })
     }
 
+    /// USD per million tokens, when known.
+    pub fn price(&self) -> Option<config::Price> {
+        self.price
+    }
+
     /// Whether it has room for another request under its `max_in_flight`
     /// (a look, for picking; [`Target::try_begin`] takes the room).
     pub fn has_room(&self) -> bool {

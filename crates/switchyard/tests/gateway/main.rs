@@ -23,5 +23,6 @@ mod resilience;
 mod routing;
 mod shadow;
 mod shutdown;
+mod spending;
 mod stores;
 mod streaming;

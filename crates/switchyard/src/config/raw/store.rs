@@ -18,4 +18,31 @@ pub struct StoreConfig {
     pub busy_timeout: Option<HumanDuration>,
     /// How often the change feed is read, so changes made elsewhere arrive (default 500ms).
     pub poll_interval: Option<HumanDuration>,
+    /// How often settled spend is written, in one batch (default 1s).
+    pub flush_interval: Option<HumanDuration>,
+    /// Settled costs waiting for the writer at most before a request's end waits apart (default 65536).
+    pub spend_queue: Option<usize>,
+}
+
+/// `limits:`: rate limits beyond each key's and team's own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Over every request the gateway serves.
+    pub global: Option<RatesConfig>,
+    /// For virtual keys that set none of their own.
+    pub key_defaults: Option<RatesConfig>,
+    /// Per public model, over every caller.
+    #[serde(default)]
+    pub models: std::collections::BTreeMap<String, RatesConfig>,
+}
+
+/// Requests and tokens per minute.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatesConfig {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
 }

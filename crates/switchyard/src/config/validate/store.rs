@@ -5,9 +5,13 @@ use std::time::Duration;
 use switchyard_store::StoreOptions;
 
 use super::Validator;
-use crate::config::raw::{AuthConfig, StoreConfig};
+use std::collections::BTreeMap;
+
+use crate::config::problems::unknown;
+use crate::config::raw::{AuthConfig, LimitsConfig, RatesConfig, StoreConfig};
 use crate::config::units::HumanDuration;
-use crate::config::{Store, VirtualKeys};
+use crate::config::{Model, RateLimits, Store, VirtualKeys};
+use crate::limits::Rates;
 
 /// The store when `store.url` is not set: a SQLite file in the working directory.
 const DEFAULT_STORE_URL: &str = "sqlite://switchyard.db";
@@ -15,6 +19,12 @@ const DEFAULT_STORE_URL: &str = "sqlite://switchyard.db";
 /// How often the change feed is read when `store.poll_interval` is not set: a
 /// change made on another replica (or by the CLI) arrives within a second.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often settled spend is written when `store.flush_interval` is not set.
+const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Settled costs waiting for the writer at most when `store.spend_queue` is not set.
+const DEFAULT_SPEND_QUEUE: usize = 65_536;
 
 /// Virtual keys kept in memory when `auth.key_cache` is not set.
 const DEFAULT_KEY_CACHE: u64 = 100_000;
@@ -56,16 +66,70 @@ impl Validator<'_> {
                 busy_timeout: HumanDuration::or(raw.busy_timeout, defaults.busy_timeout),
             },
             poll_interval: HumanDuration::or(raw.poll_interval, DEFAULT_POLL_INTERVAL),
+            flush_interval: HumanDuration::or(raw.flush_interval, DEFAULT_FLUSH_INTERVAL),
+            spend_queue: raw.spend_queue.unwrap_or(DEFAULT_SPEND_QUEUE).max(1),
         };
+        if raw.spend_queue == Some(0) {
+            self.error(
+                &["store", "spend_queue"],
+                "`spend_queue` must be at least 1",
+            );
+        }
         for (name, value) in [
             ("acquire_timeout", store.options.acquire_timeout),
             ("poll_interval", store.poll_interval),
+            ("flush_interval", store.flush_interval),
         ] {
             if value.is_zero() {
                 self.error(&["store", name], format!("`{name}` must be more than 0"));
             }
         }
         store
+    }
+
+    /// `limits:`: every model it names must exist, every limit be at least 1.
+    pub(super) fn rate_limits(
+        &mut self,
+        raw: &LimitsConfig,
+        models: &BTreeMap<String, Model>,
+    ) -> RateLimits {
+        let mut rates = |path: &[&str], raw: Option<RatesConfig>| {
+            let raw = raw.unwrap_or_default();
+            for (name, value) in [("rpm", raw.rpm), ("tpm", raw.tpm)] {
+                if value == Some(0) {
+                    let mut at = path.to_vec();
+                    at.push(name);
+                    self.error(
+                        &at,
+                        format!("`{name}` must be at least 1 (leave it out for no limit)"),
+                    );
+                }
+            }
+            Rates {
+                rpm: raw.rpm.filter(|n| *n > 0),
+                tpm: raw.tpm.filter(|n| *n > 0),
+            }
+        };
+        let global = rates(&["limits", "global"], raw.global);
+        let key_defaults = rates(&["limits", "key_defaults"], raw.key_defaults);
+        let mut by_model = BTreeMap::new();
+        for (name, model) in &raw.models {
+            by_model.insert(
+                name.clone(),
+                rates(&["limits", "models", name], Some(*model)),
+            );
+        }
+        for name in raw.models.keys() {
+            if !models.contains_key(name) {
+                let names: Vec<&str> = models.keys().map(String::as_str).collect();
+                self.error(&["limits", "models", name], unknown("model", name, &names));
+            }
+        }
+        RateLimits {
+            global,
+            key_defaults,
+            models: by_model,
+        }
     }
 
     /// The virtual keys' settings of `auth:`, with their defaults.

@@ -182,6 +182,9 @@ pub struct KeyView {
     pub budget_usd: Option<f64>,
     /// The budget's period.
     pub budget_period: Option<Period>,
+    /// Spent in the current budget period, in USD, as the store holds it
+    /// (shown for one key with a budget; `null` in listings).
+    pub spent_usd: Option<f64>,
     /// When it stops working (RFC 3339).
     pub expires_at: Option<String>,
     /// Whether it is disabled.
@@ -208,6 +211,7 @@ impl From<KeyRecord> for KeyView {
             tpm: key.limits.tpm,
             budget_usd: key.limits.budget.map(|b| usd(b.micros)),
             budget_period: key.limits.budget.map(|b| b.period.into()),
+            spent_usd: None,
             expires_at: key.expires_at.map(rfc3339),
             disabled: key.disabled,
             revoked_at: key.revoked_at.map(rfc3339),
@@ -245,6 +249,9 @@ pub struct TeamView {
     pub budget_usd: Option<f64>,
     /// The budget's period.
     pub budget_period: Option<Period>,
+    /// Spent in the current budget period, in USD, as the store holds it
+    /// (shown for one team with a budget; `null` in listings).
+    pub spent_usd: Option<f64>,
     /// Whether it is disabled.
     pub disabled: bool,
     /// Free-form labels.
@@ -267,6 +274,7 @@ impl From<TeamRecord> for TeamView {
             tpm: team.limits.tpm,
             budget_usd: team.limits.budget.map(|b| usd(b.micros)),
             budget_period: team.limits.budget.map(|b| b.period.into()),
+            spent_usd: None,
             disabled: team.disabled,
             metadata: team.metadata,
             created_at: rfc3339(team.created_at),

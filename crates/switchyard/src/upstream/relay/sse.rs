@@ -246,7 +246,7 @@ where
             Mode::Anthropic(watch) => {
                 let progress = watch.event(event);
                 if let Some(log) = self.log.as_mut() {
-                    log.first_token();
+                    log.chunk_sent();
                 }
                 self.chunks_sent += 1;
                 match progress {
@@ -273,7 +273,7 @@ where
                 }
                 self.chunks_sent += 1;
                 if let Some(log) = self.log.as_mut() {
-                    log.first_token();
+                    log.chunk_sent();
                     if let Some(usage) = usage {
                         log.usage(usage);
                     }
@@ -395,7 +395,7 @@ where
                 usage,
             } => {
                 if let Some(log) = self.log.as_mut() {
-                    log.first_token();
+                    log.chunk_sent();
                     if let Some(usage) = usage {
                         log.usage(usage);
                     }

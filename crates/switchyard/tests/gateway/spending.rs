@@ -1,0 +1,320 @@
+//! Rate limits and budgets of virtual keys and teams: requests and tokens
+//! per minute refused at the limit with OpenAI's headers, a budget that
+//! concurrent requests cannot overspend, and a stored spend that equals the
+//! sum of the requests' costs to the micro-dollar. Each test runs on SQLite
+//! and on PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{self, Process, client};
+use crate::stores::{Backend, TestStore};
+
+/// `gpt-4.1` at 2 USD in, 8 USD out per million tokens, in front of `mock`.
+fn config(mock: &Process, store: &TestStore, extra: &str) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+{}  flush_interval: 100ms
+auth:
+  mode: keys
+providers:
+  up:
+    kind: openai
+    base_url: {}
+    api_key: {}
+models:
+  gpt-4.1:
+    deployments:
+      - {{ provider: up, model: mock-1, price: {{ input: 2.0, output: 8.0 }} }}
+{extra}
+"#,
+        store.yaml(),
+        mock.url("/v1"),
+        harness::UPSTREAM_KEY
+    )
+}
+
+/// A chat request of `key`: its status, headers and body.
+async fn ask(gw: &Process, key: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Waits until `gw` knows `key` (it follows the store's changes), asking
+/// `/v1/models`, which no limit counts.
+async fn known(gw: &Process, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = client()
+            .get(gw.url("/v1/models"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never learned the key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn hello() -> Value {
+    json!({ "model": "gpt-4.1", "messages": [{ "role": "user", "content": "hello there" }] })
+}
+
+/// The cost of a response's usage at 2/8 USD per million tokens, in micro-USD
+/// rounded up, as the gateway computes it.
+fn cost_of(body: &Value) -> i64 {
+    let usage = &body["usage"];
+    let (input, output) = (
+        usage["prompt_tokens"].as_i64().unwrap(),
+        usage["completion_tokens"].as_i64().unwrap(),
+    );
+    (input * 2_000_000 + output * 8_000_000 + 999_999) / 1_000_000
+}
+
+/// The key's spend in its budget period, as the store holds it (micro-USD).
+fn stored_spend(store: &TestStore, id: &str) -> i64 {
+    let shown: Value = serde_json::from_str(&store.cli(&["keys", "show", id])).unwrap();
+    (shown["spent_usd"].as_f64().unwrap() * 1e6).round() as i64
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    a_key_with_rpm_60_gets_60_of_200_rapid_requests,
+    tpm_is_refused_once_reported_usage_reaches_it,
+    a_teams_limit_is_shared_by_its_keys,
+    concurrent_requests_cannot_overspend_and_the_store_holds_the_exact_sum,
+    failed_requests_cost_nothing_and_cut_streams_what_they_used,
+);
+
+async fn a_key_with_rpm_60_gets_60_of_200_rapid_requests(backend: Backend) {
+    let store = TestStore::new(backend);
+    let mock = harness::mock(&[]);
+    let gw = harness::gateway(&config(&mock, &store, ""));
+    let (key, _) = store.create_key("rpm", &["--rpm", "60"]);
+    known(&gw, &key).await;
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    let body = hello();
+    for _ in 0..10 {
+        let batch: Vec<_> = (0..20).map(|_| ask(&gw, &key, &body)).collect();
+        answers.extend(futures_util::future::join_all(batch).await);
+    }
+    let took = started.elapsed();
+    let ok = answers.iter().filter(|(s, _, _)| *s == 200).count();
+    // One more comes free each second of the run.
+    let slack = took.as_secs() as usize;
+    assert!((60..=60 + slack).contains(&ok), "{ok} in {took:?}");
+    let (_, headers, _) = answers.iter().find(|(s, _, _)| *s == 200).unwrap();
+    assert_eq!(headers["x-ratelimit-limit-requests"], "60");
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert_eq!(refused.len(), 200 - ok);
+    let (_, headers, body) = refused[0];
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    assert_eq!(body["error"]["type"], "requests");
+    assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // A key without limits beside it is not slowed.
+    let (free, _) = store.create_key("free", &[]);
+    known(&gw, &free).await;
+    let (status, headers, _) = ask(&gw, &free, &hello()).await;
+    assert_eq!(status, 200);
+    assert!(!headers.contains_key("x-ratelimit-limit-requests"));
+}
+
+async fn tpm_is_refused_once_reported_usage_reaches_it(backend: Backend) {
+    let store = TestStore::new(backend);
+    let mock = harness::mock(&["--completion-tokens", "100"]);
+    let gw = harness::gateway(&config(&mock, &store, ""));
+    let (key, _) = store.create_key("tpm", &["--tpm", "1000"]);
+    known(&gw, &key).await;
+    let mut used = 0;
+    let mut refused = None;
+    for _ in 0..20 {
+        let (status, headers, body) = ask(&gw, &key, &hello()).await;
+        if status == 429 {
+            refused = Some((headers, body));
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(headers["x-ratelimit-limit-tokens"], "1000");
+        used += body["usage"]["total_tokens"].as_u64().unwrap();
+    }
+    let (headers, body) = refused.expect("never refused");
+    // Refused once the reported usage left no room for another request.
+    assert!((900..=1100).contains(&used), "{used}");
+    assert_eq!(body["error"]["type"], "tokens", "{body}");
+    assert_eq!(headers["x-ratelimit-remaining-tokens"], "0");
+    assert!(headers.contains_key("retry-after"));
+}
+
+async fn a_teams_limit_is_shared_by_its_keys(backend: Backend) {
+    let store = TestStore::new(backend);
+    let mock = harness::mock(&[]);
+    let gw = harness::gateway(&config(&mock, &store, ""));
+    let team: Value = serde_json::from_str(&store.cli(&[
+        "teams", "create", "--name", "shared", "--rpm", "10", "--json",
+    ]))
+    .unwrap();
+    let team = team["id"].as_str().unwrap();
+    let (a, _) = store.create_key("a", &["--team", team]);
+    let (b, _) = store.create_key("b", &["--team", team]);
+    known(&gw, &a).await;
+    known(&gw, &b).await;
+    let mut ok = 0;
+    for n in 0..30 {
+        let key = if n % 2 == 0 { &a } else { &b };
+        if ask(&gw, key, &hello()).await.0 == 200 {
+            ok += 1;
+        }
+    }
+    assert!((10..=11).contains(&ok), "{ok}");
+}
+
+async fn concurrent_requests_cannot_overspend_and_the_store_holds_the_exact_sum(backend: Backend) {
+    let store = TestStore::new(backend);
+    let mock = harness::mock(&["--completion-tokens", "100", "--latency", "50ms"]);
+    let gw = harness::gateway(&config(&mock, &store, ""));
+    // Each request reserves its prompt estimate at 2 USD and 100 output
+    // tokens at 8 USD per million: about 860 micro-USD. The budget allows
+    // ten such reservations.
+    let body = json!({ "model": "gpt-4.1", "max_tokens": 100,
+                       "messages": [{ "role": "user", "content": "hello there" }] });
+    let (probe_key, _) = store.create_key("probe", &["--budget-usd", "1"]);
+    known(&gw, &probe_key).await;
+    let (_, headers, _) = ask(&gw, &probe_key, &body).await;
+    let left: f64 = headers["x-switchyard-budget-remaining"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reservation = 1_000_000 - (left * 1e6).round() as i64;
+    let budget = reservation * 10 + reservation / 2;
+    let (key, id) = store.create_key(
+        "budgeted",
+        &[
+            "--budget-usd",
+            &format!("{:.6}", budget as f64 / 1e6),
+            "--budget-period",
+            "month",
+        ],
+    );
+    known(&gw, &key).await;
+    let answers = futures_util::future::join_all((0..50).map(|_| ask(&gw, &key, &body))).await;
+    let served: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == 200)
+        .map(|(_, _, b)| b)
+        .collect();
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == 429)
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(served.len() + refused.len(), 50);
+    assert!(served.len() <= 10, "{} served", served.len());
+    assert!(!served.is_empty());
+    assert_eq!(
+        refused[0]["error"]["code"], "budget_exceeded",
+        "{}",
+        refused[0]
+    );
+    let expected: i64 = served.iter().map(|b| cost_of(b)).sum();
+    assert!(expected <= budget);
+    // Written within the flush interval, exactly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stored = stored_spend(&store, &id);
+        if stored == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stored {stored}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A gateway started now knows the spend: the same key is refused there too.
+    let fresh = harness::gateway(&config(&mock, &store, ""));
+    let (status, _, body) = ask(&fresh, &key, &body).await;
+    assert_eq!(status, 429, "{body}");
+}
+
+async fn failed_requests_cost_nothing_and_cut_streams_what_they_used(backend: Backend) {
+    let store = TestStore::new(backend);
+    let mock = harness::mock(&["--completion-tokens", "200"]);
+    let gw = harness::gateway(&config(&mock, &store, ""));
+    let (key, id) = store.create_key("settles", &["--budget-usd", "10"]);
+    known(&gw, &key).await;
+    let (status, _, body) = ask(&gw, &key, &hello()).await;
+    assert_eq!(status, 200);
+    let first = cost_of(&body);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(stored_spend(&store, &id), first);
+
+    // Upstream failures: nothing is spent.
+    harness::set_faults(&mock, json!({ "error_rate": 1.0, "error_status": 500 })).await;
+    for _ in 0..3 {
+        let (status, _, _) = ask(&gw, &key, &hello()).await;
+        assert_eq!(status, 502);
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(stored_spend(&store, &id), first);
+
+    // A stream cut mid-way (another provider, on the same store): more than
+    // nothing, less than the whole answer.
+    let cutting = harness::mock(&["--completion-tokens", "200", "--stream-cut-rate", "1"]);
+    let other = harness::gateway(&config(&cutting, &store, ""));
+    let response = client()
+        .post(other.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({ "model": "gpt-4.1", "stream": true,
+                       "messages": [{ "role": "user", "content": "hello there" }] }))
+        .send()
+        .await
+        .unwrap();
+    let _ = response.text().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let cut = stored_spend(&store, &id) - first;
+    assert!(
+        cut > 0 && cut < first,
+        "cut stream cost {cut}, whole answer {first}"
+    );
+}
