@@ -7,6 +7,11 @@
 #   SWITCHYARD_TEST_PG_URL  a superuser's URL; tests create a database each
 #   SWITCHYARD_PG_BIN       the PostgreSQL binaries, for tests that start their own
 #   SWITCHYARD_PG_AS        the user to run them as ("postgres" when we are root)
+#
+# Redis (the Debian `redis-server` package): loopback only, no persistence, its
+# files in the same temporary directory. Exports:
+#   SWITCHYARD_TEST_REDIS_URL  tests use a key prefix each
+#   SWITCHYARD_REDIS_BIN       redis-server, for tests that start their own
 # Each service is stopped by its own PID, never by name.
 
 switchyard_free_port() {
@@ -22,6 +27,11 @@ switchyard_pg_bin() {
 }
 
 switchyard_services_stop() {
+  if [ -n "${switchyard_redis_pid:-}" ]; then
+    kill "$switchyard_redis_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$switchyard_redis_pid" 2>/dev/null || break; sleep 0.1; done
+    switchyard_redis_pid=""
+  fi
   if [ -n "${switchyard_pg_pid:-}" ]; then
     # SIGINT is PostgreSQL's fast shutdown; wait for the postmaster to be gone.
     kill -INT "$switchyard_pg_pid" 2>/dev/null || true
@@ -32,6 +42,40 @@ switchyard_services_stop() {
     rm -rf "$switchyard_svc_dir"
     switchyard_svc_dir=""
   fi
+}
+
+# Installs the Debian packages named when their command is missing: as root with
+# apt-get, else stops naming the command to run.
+switchyard_need() {
+  local command=$1 package=$2
+  command -v "$command" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "services: installing $package (Debian package)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+  fi
+  command -v "$command" >/dev/null 2>&1 && return 0
+  echo "services: $command is not installed; the tests need it. Install it with:" >&2
+  echo "  sudo apt-get install -y $package" >&2
+  return 1
+}
+
+switchyard_redis_start() {
+  local port
+  switchyard_need redis-server redis-server || return 1
+  port=$(switchyard_free_port)
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$switchyard_svc_dir" --save '' \
+    --appendonly no --daemonize no --logfile "$switchyard_svc_dir/redis.log" &
+  switchyard_redis_pid=$!
+  for _ in $(seq 100); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -p "$port" ping >/dev/null 2>&1 || {
+    echo "services: Redis did not start:" >&2; cat "$switchyard_svc_dir/redis.log" >&2; return 1; }
+  export SWITCHYARD_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  SWITCHYARD_REDIS_BIN=$(command -v redis-server)
+  export SWITCHYARD_REDIS_BIN
+  echo "services: Redis on 127.0.0.1:$port (pid $switchyard_redis_pid)" >&2
 }
 
 switchyard_services_start() {
@@ -76,6 +120,7 @@ switchyard_services_start() {
   export SWITCHYARD_PG_BIN="$pg_bin"
   export SWITCHYARD_PG_AS="${as_pg:+postgres}"
   echo "services: PostgreSQL on 127.0.0.1:$port (pid $switchyard_pg_pid)" >&2
+  switchyard_redis_start
 }
 
 switchyard_services_start

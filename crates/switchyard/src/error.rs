@@ -115,6 +115,7 @@ impl GatewayError {
                 StatusCode::UNAUTHORIZED
             }
             Self::Key(KeyError::ModelNotAllowed(_)) => StatusCode::FORBIDDEN,
+            Self::Limited(LimitRefusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Key(KeyError::StoreUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ModelNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
@@ -204,6 +205,9 @@ impl GatewayError {
             ) => ("tokens", Some("rate_limit_exceeded"), None),
             Self::Limited(LimitRefusal::Budget { .. }) => {
                 ("insufficient_quota", Some("budget_exceeded"), None)
+            }
+            Self::Limited(LimitRefusal::Unavailable) => {
+                ("server_error", Some("rate_limiter_unavailable"), None)
             }
             Self::ModelNotFound(_) => (
                 "invalid_request_error",

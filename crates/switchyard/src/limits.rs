@@ -21,6 +21,7 @@
 pub mod budget;
 pub mod gcra;
 pub mod headers;
+pub mod shared;
 pub mod spend;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ use crate::telemetry::metrics::Metrics;
 use budget::BudgetCell;
 use gcra::{Gcra, Refused, Window};
 use metrics::Counter;
+use shared::{Fallback, Shared, SharedHold};
 use spend::{SpendQueue, Spent};
 
 /// The live counts of one key, team, model or of the gateway.
@@ -104,6 +106,10 @@ pub enum LimitRefusal {
         /// The limit.
         limit: u64,
     },
+    /// Redis, which decides the limits, cannot be reached and
+    /// `redis.on_error` is `fail_closed`.
+    #[error("the rate limiter is unreachable; try again shortly")]
+    Unavailable,
     /// A budget cannot take the request's worst case.
     #[error("the {} budget is spent for this period", scope_name(*.scope))]
     Budget {
@@ -147,6 +153,7 @@ impl LimitRefusal {
                 (Scope::Global, Dimension::Tokens) => "global_tokens",
             },
             Self::TooLarge { .. } => "request_too_large",
+            Self::Unavailable => "limiter_unavailable",
             Self::Budget {
                 scope: Scope::Team, ..
             } => "team_budget",
@@ -161,6 +168,7 @@ impl LimitRefusal {
                 Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
             Self::TooLarge { .. } => None,
+            Self::Unavailable => Some(1),
             Self::Budget { resets_at, .. } => resets_at.map(|at| (at - unix_now()).max(1) as u64),
         }
     }
@@ -204,6 +212,8 @@ pub struct Limiter {
     models: HashMap<String, (Rates, Arc<Meters>)>,
     key_defaults: Rates,
     spend: SpendQueue,
+    /// Redis, when limits are shared across replicas.
+    shared: Option<Shared>,
     refused: HashMap<&'static str, Counter>,
 }
 
@@ -227,7 +237,8 @@ pub struct Demand<'a> {
 }
 
 /// Every reason a request can be refused here.
-const REASONS: [&str; 11] = [
+const REASONS: [&str; 12] = [
+    "limiter_unavailable",
     "key_requests",
     "key_tokens",
     "team_requests",
@@ -242,8 +253,14 @@ const REASONS: [&str; 11] = [
 ];
 
 impl Limiter {
-    /// The limits of `config`, counted from now; spend goes to `spend`.
-    pub fn new(config: &config::RateLimits, spend: SpendQueue, metrics: &Metrics) -> Self {
+    /// The limits of `config`, counted from now; spend goes to `spend`; with
+    /// `shared`, limits are decided in Redis across replicas.
+    pub fn new(
+        config: &config::RateLimits,
+        spend: SpendQueue,
+        shared: Option<Shared>,
+        metrics: &Metrics,
+    ) -> Self {
         metrics.describe(
             "switchyard_rate_limited_total",
             None,
@@ -259,6 +276,7 @@ impl Limiter {
                 .collect(),
             key_defaults: config.key_defaults,
             spend,
+            shared,
             refused: REASONS
                 .iter()
                 .map(|reason| {
@@ -281,8 +299,18 @@ impl Limiter {
 
     /// Takes every limit of `demand`, or none; the reservation settles when
     /// the request ends (or gives everything back if dropped unsettled).
-    pub fn reserve(&self, demand: &Demand<'_>) -> Result<Reservation, LimitRefusal> {
-        let result = self.take_all(demand);
+    /// With Redis, one script decides them all across replicas; when Redis
+    /// cannot answer within `redis.timeout`, `redis.on_error` decides.
+    pub async fn reserve(&self, demand: &Demand<'_>) -> Result<Reservation, LimitRefusal> {
+        let claims = self.claims(demand);
+        let result = match &self.shared {
+            Some(shared) => match shared.reserve(&claims, &self.spend).await {
+                Ok(decided) => decided,
+                Err(Fallback::Local) => self.take_locally(claims),
+                Err(Fallback::Refuse) => Err(LimitRefusal::Unavailable),
+            },
+            None => self.take_locally(claims),
+        };
         if let Err(refusal) = &result
             && let Some(counter) = self.refused.get(refusal.reason())
         {
@@ -291,15 +319,8 @@ impl Limiter {
         result
     }
 
-    fn take_all(&self, demand: &Demand<'_>) -> Result<Reservation, LimitRefusal> {
-        let now = self.now();
-        let mut reservation = Reservation {
-            tokens: demand.tokens,
-            rates: Default::default(),
-            budgets: Default::default(),
-            snapshot: Snapshot::default(),
-            spend: None,
-        };
+    /// The limits `demand` is under.
+    fn claims<'d>(&self, demand: &Demand<'d>) -> Claims<'d> {
         let tenant = demand.tenant;
         let key = tenant.map(|t| {
             let own = t.key.limits;
@@ -307,32 +328,144 @@ impl Limiter {
                 rpm: own.rpm.map(to_u64).or(self.key_defaults.rpm),
                 tpm: own.tpm.map(to_u64).or(self.key_defaults.tpm),
             };
-            (rates, t.key.meters.clone())
+            RateClaim {
+                scope: Scope::Key,
+                name: Name::Key(t.key.id.clone()),
+                rates,
+                meters: t.key.meters.clone(),
+            }
         });
-        let team = tenant.and_then(|t| t.team.as_ref()).map(|team| {
-            let rates = Rates {
+        let team = tenant.and_then(|t| t.team.as_ref()).map(|team| RateClaim {
+            scope: Scope::Team,
+            name: Name::Team(team.id.clone()),
+            rates: Rates {
                 rpm: team.limits.rpm.map(to_u64),
                 tpm: team.limits.tpm.map(to_u64),
-            };
-            (rates, team.meters.clone())
+            },
+            meters: team.meters.clone(),
         });
-        let scopes = [
-            (Scope::Key, key),
-            (Scope::Team, team),
-            (Scope::Model, self.models.get(demand.model).cloned()),
-            (Scope::Global, Some(self.global.clone())),
-        ];
-        for (slot, (scope, found)) in scopes.into_iter().enumerate() {
-            if let Some((rates, meters)) = found {
-                reservation.take(slot, scope, rates, meters, now)?;
+        let model = self
+            .models
+            .get(demand.model)
+            .map(|(rates, meters)| RateClaim {
+                scope: Scope::Model,
+                name: Name::Model(demand.model),
+                rates: *rates,
+                meters: meters.clone(),
+            });
+        let global = (self.global.0 != Rates::default()).then(|| RateClaim {
+            scope: Scope::Global,
+            name: Name::Global,
+            rates: self.global.0,
+            meters: self.global.1.clone(),
+        });
+        let today = unix_now();
+        let budget = |scope, spend_scope, id: &Arc<str>, budget: Option<&Budget>| {
+            budget.map(|budget| BudgetClaim {
+                scope,
+                spend_scope,
+                id: id.clone(),
+                start: budget::period_start(budget.period, today),
+                budget: budget.clone(),
+            })
+        };
+        let budgets = match tenant {
+            Some(t) => [
+                budget(
+                    Scope::Key,
+                    SpendScope::Key,
+                    &t.key.id,
+                    t.key.budget.as_ref(),
+                ),
+                t.team.as_ref().and_then(|team| {
+                    budget(
+                        Scope::Team,
+                        SpendScope::Team,
+                        &team.id,
+                        team.budget.as_ref(),
+                    )
+                }),
+            ],
+            None => [None, None],
+        };
+        Claims {
+            rates: [key, team, model, global],
+            budgets,
+            tokens: demand.tokens,
+            cost: budget::cost_micros(
+                demand.prompt_tokens,
+                demand.max_output_tokens,
+                demand.input_price,
+                demand.output_price,
+            ),
+            today,
+        }
+    }
+
+    /// Takes the claims in this process's own cells.
+    fn take_locally(&self, claims: Claims<'_>) -> Result<Reservation, LimitRefusal> {
+        let now = self.now();
+        let mut reservation = Reservation::new(claims.tokens, &self.spend);
+        for (slot, claim) in claims.rates.into_iter().enumerate() {
+            if let Some(claim) = claim {
+                reservation.take(slot, claim, now)?;
             }
         }
-        if let Some(tenant) = tenant {
-            reservation.hold_budgets(tenant, demand)?;
-            reservation.spend = Some(self.spend.clone());
+        for (slot, claim) in claims.budgets.into_iter().enumerate() {
+            if let Some(claim) = claim {
+                reservation.hold(slot, claim, claims.cost, claims.today)?;
+            }
         }
         Ok(reservation)
     }
+}
+
+/// What a rate scope is called in Redis.
+#[derive(Debug, Clone)]
+pub(crate) enum Name<'a> {
+    /// A key, by id.
+    Key(Arc<str>),
+    /// A team, by id.
+    Team(Arc<str>),
+    /// A model, by public name.
+    Model(&'a str),
+    /// The gateway.
+    Global,
+}
+
+/// A rate scope a request is under.
+#[derive(Debug)]
+pub(crate) struct RateClaim<'a> {
+    pub(crate) scope: Scope,
+    pub(crate) name: Name<'a>,
+    pub(crate) rates: Rates,
+    pub(crate) meters: Arc<Meters>,
+}
+
+/// A budget a request is under.
+#[derive(Debug)]
+pub(crate) struct BudgetClaim {
+    pub(crate) scope: Scope,
+    pub(crate) spend_scope: SpendScope,
+    pub(crate) id: Arc<str>,
+    pub(crate) budget: Budget,
+    /// The start of the current period.
+    pub(crate) start: i64,
+}
+
+/// Every limit a request is under, and what it would take of them.
+#[derive(Debug)]
+pub(crate) struct Claims<'a> {
+    /// Key, team, model, global.
+    pub(crate) rates: [Option<RateClaim<'a>>; 4],
+    /// Key, team.
+    pub(crate) budgets: [Option<BudgetClaim>; 2],
+    /// Tokens to reserve.
+    pub(crate) tokens: u64,
+    /// The worst-case cost to reserve, micro-USD.
+    pub(crate) cost: i64,
+    /// Now, in unix seconds.
+    pub(crate) today: i64,
 }
 
 /// When the budget period after the one holding `now` starts.
@@ -364,6 +497,7 @@ struct Held {
     scope: SpendScope,
     id: Arc<str>,
     cell: Arc<BudgetCell>,
+    /// Reserved in the cell here (0 when Redis holds the reservation).
     reserved: i64,
     period_start: i64,
 }
@@ -373,30 +507,67 @@ struct Held {
 #[derive(Debug)]
 pub struct Reservation {
     tokens: u64,
-    /// Key, team, model, global.
+    /// Key, team, model, global (taken in this process).
     rates: [Option<Taken>; 4],
     /// Key, team.
     budgets: [Option<Held>; 2],
     snapshot: Snapshot,
-    spend: Option<SpendQueue>,
+    spend: SpendQueue,
+    /// Held in Redis: settled there.
+    shared: Option<SharedHold>,
 }
 
 impl Reservation {
+    fn new(tokens: u64, spend: &SpendQueue) -> Self {
+        Self {
+            tokens,
+            rates: Default::default(),
+            budgets: Default::default(),
+            snapshot: Snapshot::default(),
+            spend: spend.clone(),
+            shared: None,
+        }
+    }
+
+    /// A reservation Redis decided: it settles there; the budgets' cells
+    /// here count the spend for the store.
+    pub(crate) fn shared(
+        claims: &Claims<'_>,
+        snapshot: Snapshot,
+        hold: SharedHold,
+        spend: &SpendQueue,
+    ) -> Self {
+        let mut reservation = Self::new(claims.tokens, spend);
+        reservation.snapshot = snapshot;
+        reservation.shared = Some(hold);
+        for (slot, claim) in claims.budgets.iter().enumerate() {
+            if let (Some(claim), Some(held)) = (claim, reservation.budgets.get_mut(slot)) {
+                *held = Some(Held {
+                    scope: claim.spend_scope,
+                    id: claim.id.clone(),
+                    cell: claim.budget.cell.clone(),
+                    reserved: 0,
+                    period_start: claim.start,
+                });
+            }
+        }
+        reservation
+    }
+
     /// The numbers for the answer's `x-ratelimit-*` headers.
     pub fn snapshot(&self) -> Snapshot {
         self.snapshot
     }
 
-    /// Takes `scope`'s rates into slot `slot`; a refusal gives back what
+    /// Takes a scope's rates into slot `slot`; a refusal gives back what
     /// this one took (the scopes before are given back when `self` drops).
-    fn take(
-        &mut self,
-        slot: usize,
-        scope: Scope,
-        rates: Rates,
-        meters: Arc<Meters>,
-        now: u64,
-    ) -> Result<(), LimitRefusal> {
+    fn take(&mut self, slot: usize, claim: RateClaim<'_>, now: u64) -> Result<(), LimitRefusal> {
+        let RateClaim {
+            scope,
+            rates,
+            meters,
+            ..
+        } = claim;
         if rates == Rates::default() {
             return Ok(());
         }
@@ -457,50 +628,34 @@ impl Reservation {
         }
     }
 
-    /// Reserves the worst case against the key's and the team's budgets.
-    fn hold_budgets(&mut self, tenant: &Tenant, demand: &Demand<'_>) -> Result<(), LimitRefusal> {
-        let cost = budget::cost_micros(
-            demand.prompt_tokens,
-            demand.max_output_tokens,
-            demand.input_price,
-            demand.output_price,
-        );
-        let today = unix_now();
-        let key = tenant
-            .key
-            .budget
-            .as_ref()
-            .map(|b| (Scope::Key, SpendScope::Key, &tenant.key.id, b));
-        let team = tenant.team.as_ref().and_then(|team| {
-            team.budget
-                .as_ref()
-                .map(|b| (Scope::Team, SpendScope::Team, &team.id, b))
-        });
-        for (slot, found) in [key, team].into_iter().enumerate() {
-            let Some((scope, spend_scope, id, budget)) = found else {
-                continue;
-            };
-            let start = budget::period_start(budget.period, today);
-            let Ok(remaining) = budget.cell.reserve(budget.limit, cost, start) else {
-                return Err(LimitRefusal::Budget {
-                    scope,
-                    resets_at: next_period(budget.period, today),
-                });
-            };
-            let least = self
-                .snapshot
-                .budget_remaining
-                .map_or(remaining, |r| r.min(remaining));
-            self.snapshot.budget_remaining = Some(least);
-            if let Some(held) = self.budgets.get_mut(slot) {
-                *held = Some(Held {
-                    scope: spend_scope,
-                    id: id.clone(),
-                    cell: budget.cell.clone(),
-                    reserved: cost,
-                    period_start: start,
-                });
-            }
+    /// Reserves `cost` against a budget, in its cell here.
+    fn hold(
+        &mut self,
+        slot: usize,
+        claim: BudgetClaim,
+        cost: i64,
+        today: i64,
+    ) -> Result<(), LimitRefusal> {
+        let budget = &claim.budget;
+        let Ok(remaining) = budget.cell.reserve(budget.limit, cost, claim.start) else {
+            return Err(LimitRefusal::Budget {
+                scope: claim.scope,
+                resets_at: next_period(budget.period, today),
+            });
+        };
+        let least = self
+            .snapshot
+            .budget_remaining
+            .map_or(remaining, |r| r.min(remaining));
+        self.snapshot.budget_remaining = Some(least);
+        if let Some(held) = self.budgets.get_mut(slot) {
+            *held = Some(Held {
+                scope: claim.spend_scope,
+                id: claim.id,
+                cell: claim.budget.cell,
+                reserved: cost,
+                period_start: claim.start,
+            });
         }
         Ok(())
     }
@@ -519,12 +674,13 @@ impl Reservation {
                 taken.meters.tokens.adjust(delta, tpm);
             }
         }
+        if let Some(hold) = self.shared.take() {
+            hold.settle(delta, cost);
+        }
         for held in self.budgets.iter_mut().filter_map(Option::take) {
             held.cell.settle(held.reserved, cost, held.period_start);
-            if cost > 0
-                && let Some(spend) = &self.spend
-            {
-                spend.push(Spent {
+            if cost > 0 {
+                self.spend.push(Spent {
                     delta: SpendDelta {
                         scope: held.scope,
                         scope_id: held.id.to_string(),
@@ -549,6 +705,9 @@ impl Drop for Reservation {
             if let Some(tpm) = taken.rates.tpm {
                 taken.meters.tokens.adjust(-tokens, tpm);
             }
+        }
+        if let Some(hold) = self.shared.take() {
+            hold.settle(-tokens, 0);
         }
         for held in self.budgets.iter_mut().filter_map(Option::take) {
             held.cell.settle(held.reserved, 0, held.period_start);

@@ -25,6 +25,7 @@ use crate::auth::{AdminAuth, Authenticator};
 use crate::config::{Config, ProviderKind};
 use crate::keys::Directory;
 use crate::limits::Limiter;
+use crate::limits::shared::Shared;
 use crate::request::Finish;
 use crate::routing::{Registry, Routes};
 use crate::telemetry::AccessLog;
@@ -57,6 +58,9 @@ pub enum StartError {
     /// The in-process mock provider could not start.
     #[error("cannot start the in-process mock provider: {0}")]
     Mock(std::io::Error),
+    /// Redis, which shares the limits, could not be reached.
+    #[error("cannot reach redis (`redis.url`): {0}")]
+    Redis(redis::RedisError),
     /// The store could not be opened, migrated or read.
     #[error("cannot use the store: {0}")]
     Store(#[from] switchyard_store::StoreError),
@@ -136,8 +140,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.store.flush_interval,
         internal.clone(),
     );
+    let shared = match &config.redis {
+        Some(redis) => Some(
+            Shared::connect(redis, &metrics, &internal)
+                .await
+                .map_err(StartError::Redis)?,
+        ),
+        None => None,
+    };
     let process = Process {
-        limits: Limiter::new(&config.limits, spend, &metrics),
+        limits: Limiter::new(&config.limits, spend, shared, &metrics),
         admission,
         keys: keys.clone(),
         registry,

@@ -151,7 +151,7 @@ pub(super) async fn handle(
         }
     }
     // 5. reserve
-    let snapshot = match reserve(state, &cx, &plan, &inbound, tokens.input) {
+    let snapshot = match reserve(state, &cx, &plan, &inbound, tokens.input).await {
         Ok(Some(reservation)) => {
             let snapshot = reservation.snapshot();
             cx.reserved(reservation);
@@ -235,7 +235,7 @@ pub(super) async fn handle(
 
 /// Stage 5: takes the request's rate limits and reserves its worst-case
 /// cost against its budgets, when any apply (`None` when none does).
-fn reserve(
+async fn reserve(
     state: &AppState,
     cx: &RequestCx,
     plan: &Plan<'_>,
@@ -262,7 +262,7 @@ fn reserve(
         input_price: micros_per_mtok(dearest.input),
         output_price: micros_per_mtok(dearest.output),
     };
-    limiter.reserve(&demand).map(Some)
+    limiter.reserve(&demand).await.map(Some)
 }
 
 /// Refuses a request past its key's or its model's in-flight limit, counted

@@ -23,7 +23,7 @@ use secrecy::SecretString;
 
 pub use health::{HealthChecks, Outlier, Probe, ProbeKind};
 pub use problems::{Problem, Problems};
-pub use raw::{AuthMode, FailureClass, PriceConfig as Price, ProviderKind, Strategy};
+pub use raw::{AuthMode, FailureClass, OnError, PriceConfig as Price, ProviderKind, Strategy};
 pub use units::HedgeAfter;
 
 /// The built-in configuration (see `default.yaml`).
@@ -44,6 +44,8 @@ pub struct Config {
     pub store: Store,
     /// Rate limits over every caller, per model, and for keys without their own.
     pub limits: RateLimits,
+    /// Redis, when limits are shared across replicas.
+    pub redis: Option<Redis>,
     /// Providers by name.
     pub providers: BTreeMap<String, Provider>,
     /// Public models by name.
@@ -87,6 +89,19 @@ pub struct Store {
     pub flush_interval: Duration,
     /// Settled costs waiting for the writer at most.
     pub spend_queue: usize,
+}
+
+/// `redis:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Redis {
+    /// `redis://…`.
+    pub url: String,
+    /// How long a request waits on it at most.
+    pub timeout: Duration,
+    /// What limited requests get while it cannot answer.
+    pub on_error: OnError,
+    /// The hash tag every key starts with.
+    pub prefix: String,
 }
 
 /// `limits:` with defaults applied (absent limits are `None`).

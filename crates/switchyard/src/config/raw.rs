@@ -16,7 +16,7 @@ pub use canary::CanaryConfig;
 mod admission;
 pub use admission::AdmissionConfig;
 mod store;
-pub use store::{LimitsConfig, RatesConfig, StoreConfig};
+pub use store::{LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +31,9 @@ pub struct ConfigFile {
     /// Rate limits over every caller, per model, and for keys without their own.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Limits shared by every replica.
+    #[serde(default)]
+    pub redis: RedisConfig,
     /// How clients authenticate.
     #[serde(default)]
     pub auth: AuthConfig,

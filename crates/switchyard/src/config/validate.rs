@@ -26,7 +26,7 @@ mod store;
 mod urls;
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 4] = ["redis", "cache", "pricing", "telemetry"];
+const LATER_KEYS: [&str; 3] = ["cache", "pricing", "telemetry"];
 
 /// More problems than this in one file are not worth listing.
 const MAX_PROBLEMS: usize = 100;
@@ -245,6 +245,7 @@ impl Validator<'_> {
         let virtual_keys = self.virtual_keys(&file.auth);
         let store = self.store(file.store);
         let limits = self.rate_limits(&file.limits, &models);
+        let redis = self.redis(file.redis);
         Some(Config {
             server: server?,
             auth,
@@ -252,6 +253,7 @@ impl Validator<'_> {
             keys,
             store,
             limits,
+            redis,
             providers,
             models,
             canary,

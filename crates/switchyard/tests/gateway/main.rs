@@ -22,6 +22,7 @@ mod records;
 mod resilience;
 mod routing;
 mod shadow;
+mod shared_limits;
 mod shutdown;
 mod spending;
 mod stores;

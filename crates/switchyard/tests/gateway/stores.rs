@@ -269,3 +269,84 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `redis: { url, prefix }` on the Redis `scripts/services.sh` started, with a
+/// prefix of this test's own (so tests sharing the server never meet).
+pub fn shared_redis_yaml(extra: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let url = std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "SWITCHYARD_TEST_REDIS_URL is not set, so the shared limits cannot be tested. \
+             Run ./scripts/test, which starts Redis, or `source scripts/services.sh` first"
+        )
+    });
+    let prefix = format!(
+        "t{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    format!("redis:\n  url: \"{url}\"\n  prefix: {prefix}\n{extra}")
+}
+
+/// A Redis server of one test's own, to stop and start again on the same
+/// port; stopped (by its PID) when dropped.
+pub struct PrivateRedis {
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one on a free port.
+    pub fn start() -> Self {
+        let mut redis = Self {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+        };
+        redis.resume();
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) and waits until it answers.
+    pub fn resume(&mut self) {
+        let bin = std::env::var("SWITCHYARD_REDIS_BIN")
+            .expect("SWITCHYARD_REDIS_BIN is not set: run the tests through ./scripts/test");
+        let child = Command::new(bin)
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis did not start");
+    }
+
+    /// Stops it at once.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -46,3 +46,27 @@ pub struct RatesConfig {
     /// Tokens per minute.
     pub tpm: Option<u64>,
 }
+
+/// `redis:`: limits shared by every replica.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; empty or absent: limits stay in each process.
+    pub url: Option<String>,
+    /// How long a request waits on Redis at most (default 50ms).
+    pub timeout: Option<HumanDuration>,
+    /// When Redis cannot answer: `fail_open` (default) or `fail_closed`.
+    pub on_error: Option<OnError>,
+    /// The start of every key, in braces (a Redis Cluster hash tag) (default `sy`).
+    pub prefix: Option<String>,
+}
+
+/// What limited requests get while Redis cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Limits are taken in each process meanwhile.
+    FailOpen,
+    /// Limited requests are refused (503) meanwhile.
+    FailClosed,
+}

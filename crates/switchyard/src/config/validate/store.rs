@@ -8,9 +8,11 @@ use super::Validator;
 use std::collections::BTreeMap;
 
 use crate::config::problems::unknown;
-use crate::config::raw::{AuthConfig, LimitsConfig, RatesConfig, StoreConfig};
+use crate::config::raw::{
+    AuthConfig, LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig,
+};
 use crate::config::units::HumanDuration;
-use crate::config::{Model, RateLimits, Store, VirtualKeys};
+use crate::config::{Model, RateLimits, Redis, Store, VirtualKeys};
 use crate::limits::Rates;
 
 /// The store when `store.url` is not set: a SQLite file in the working directory.
@@ -25,6 +27,9 @@ const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Settled costs waiting for the writer at most when `store.spend_queue` is not set.
 const DEFAULT_SPEND_QUEUE: usize = 65_536;
+
+/// How long a request waits on Redis when `redis.timeout` is not set.
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Virtual keys kept in memory when `auth.key_cache` is not set.
 const DEFAULT_KEY_CACHE: u64 = 100_000;
@@ -130,6 +135,34 @@ impl Validator<'_> {
             key_defaults,
             models: by_model,
         }
+    }
+
+    /// `redis:`; `None` without a URL.
+    pub(super) fn redis(&mut self, raw: RedisConfig) -> Option<Redis> {
+        let url = raw.url.filter(|u| !u.trim().is_empty())?;
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            self.error(
+                &["redis", "url"],
+                "`url` must start with `redis://` (or `rediss://`)",
+            );
+        }
+        let timeout = HumanDuration::or(raw.timeout, DEFAULT_REDIS_TIMEOUT);
+        if timeout.is_zero() {
+            self.error(&["redis", "timeout"], "`timeout` must be more than 0");
+        }
+        let prefix = raw.prefix.unwrap_or_else(|| "sy".to_owned());
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            self.error(
+                &["redis", "prefix"],
+                "`prefix` must be non-empty, without braces",
+            );
+        }
+        Some(Redis {
+            url,
+            timeout,
+            on_error: raw.on_error.unwrap_or(OnError::FailOpen),
+            prefix,
+        })
     }
 
     /// The virtual keys' settings of `auth:`, with their defaults.

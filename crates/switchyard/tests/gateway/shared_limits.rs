@@ -1,0 +1,200 @@
+//! Limits shared by several gateways through Redis: a key's requests per
+//! minute and its budget hold across three processes, each request makes
+//! one script call, and when Redis stops `fail_open` keeps serving while
+//! `fail_closed` refuses — neither waiting past `redis.timeout` — until it
+//! is back.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{self, Process, client};
+use crate::stores::{Backend, PrivateRedis, TestStore, shared_redis_yaml};
+
+fn config(mock: &Process, store: &TestStore, redis_yaml: &str) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+{}  flush_interval: 100ms
+{redis_yaml}
+auth:
+  mode: keys
+providers:
+  up:
+    kind: openai
+    base_url: {}
+    api_key: {}
+models:
+  gpt-4.1:
+    deployments:
+      - {{ provider: up, model: mock-1, price: {{ input: 2.0, output: 8.0 }} }}
+"#,
+        store.yaml(),
+        mock.url("/v1"),
+        harness::UPSTREAM_KEY
+    )
+}
+
+async fn ask(gw: &Process, key: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({ "model": "gpt-4.1", "max_tokens": 100,
+                       "messages": [{ "role": "user", "content": "hello there" }] }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn known(gw: &Process, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client()
+        .get(gw.url("/v1/models"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never learned the key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `redis-cli INFO commandstats`' count of `EVALSHA` calls.
+fn evalsha_calls(url: &str) -> u64 {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-u", url, "INFO", "commandstats"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn rpm_60_holds_across_three_gateways_with_one_script_call_a_request() {
+    let store = TestStore::new(Backend::Sqlite);
+    let mut redis = PrivateRedis::start();
+    let yaml = format!("redis:\n  url: \"{}\"\n", redis.url());
+    let mock = harness::mock(&[]);
+    let (key, _) = store.create_key("shared", &["--rpm", "60"]);
+    let gateways: Vec<Process> = (0..3)
+        .map(|_| harness::gateway(&config(&mock, &store, &yaml)))
+        .collect();
+    let before = evalsha_calls(&redis.url());
+    let started = Instant::now();
+    let mut ok = 0;
+    for round in 0..10 {
+        let asks = (0..20).map(|n| ask(&gateways[(round + n) % 3], &key));
+        ok += futures_util::future::join_all(asks)
+            .await
+            .iter()
+            .filter(|(s, _, _)| *s == 200)
+            .count();
+    }
+    let slack = started.elapsed().as_secs() as usize;
+    assert!(
+        (59..=61 + slack).contains(&ok),
+        "{ok} of 200 across three gateways"
+    );
+    // One script call per request (rpm only: nothing to settle afterwards);
+    // the first call also loads the script once per gateway.
+    let calls = evalsha_calls(&redis.url()) - before;
+    assert!(
+        (200..=203).contains(&calls),
+        "{calls} EVALSHA for 200 requests"
+    );
+    redis.stop();
+}
+
+#[tokio::test]
+async fn a_budget_holds_across_three_gateways() {
+    let store = TestStore::new(Backend::Postgres);
+    let mock = harness::mock(&["--completion-tokens", "100", "--latency", "50ms"]);
+    let yaml = shared_redis_yaml("");
+    // About 860 micro-USD reserved per request: room for five.
+    let (key, _) = store.create_key("budgeted", &["--budget-usd", "0.0045"]);
+    let gateways: Vec<Process> = (0..3)
+        .map(|_| harness::gateway(&config(&mock, &store, &yaml)))
+        .collect();
+    for gw in &gateways {
+        known(gw, &key).await;
+    }
+    let asks = (0..30).map(|n| ask(&gateways[n % 3], &key));
+    let answers = futures_util::future::join_all(asks).await;
+    let served = answers.iter().filter(|(s, _, _)| *s == 200).count();
+    assert!(
+        (1..=5).contains(&served),
+        "{served} served of a budget for five"
+    );
+    let refused = answers.iter().find(|(s, _, _)| *s == 429).unwrap();
+    assert_eq!(refused.2["error"]["code"], "budget_exceeded");
+}
+
+#[tokio::test]
+async fn when_redis_stops_fail_open_serves_fail_closed_refuses_and_both_recover() {
+    let store = TestStore::new(Backend::Sqlite);
+    let mut redis = PrivateRedis::start();
+    let mock = harness::mock(&[]);
+    let (key, _) = store.create_key("outage", &["--rpm", "1000"]);
+    let redis_yaml = |on_error: &str| {
+        format!(
+            "redis:\n  url: \"{}\"\n  timeout: 50ms\n  on_error: {on_error}\n",
+            redis.url()
+        )
+    };
+    let open = harness::gateway(&config(&mock, &store, &redis_yaml("fail_open")));
+    let closed = harness::gateway(&config(&mock, &store, &redis_yaml("fail_closed")));
+    assert_eq!(ask(&open, &key).await.0, 200);
+    assert_eq!(ask(&closed, &key).await.0, 200);
+
+    redis.stop();
+    for _ in 0..10 {
+        let start = Instant::now();
+        assert_eq!(ask(&open, &key).await.0, 200);
+        let open_took = start.elapsed();
+        let start = Instant::now();
+        let (status, headers, body) = ask(&closed, &key).await;
+        let closed_took = start.elapsed();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limiter_unavailable");
+        assert_eq!(headers["retry-after"], "1");
+        // Never waiting on Redis past its timeout (50ms), with room for a debug build.
+        assert!(open_took < Duration::from_millis(250), "{open_took:?}");
+        assert!(closed_took < Duration::from_millis(250), "{closed_took:?}");
+    }
+    open.wait_for_log(&["redis is unreachable: limits fall back"]);
+    let metrics = harness::metrics(&open).await;
+    assert!(metrics.contains("switchyard_redis_up 0"), "{metrics}");
+    assert!(metrics.contains("switchyard_limits_fallback_total"));
+
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ask(&closed, &key).await.0 != 200 {
+        assert!(Instant::now() < deadline, "fail_closed never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    open.wait_for_log(&["redis answers again"]);
+    // Shared again: the requests of both gateways meet in Redis.
+    let before = evalsha_calls(&redis.url());
+    for _ in 0..5 {
+        assert_eq!(ask(&open, &key).await.0, 200);
+        assert_eq!(ask(&closed, &key).await.0, 200);
+    }
+    assert!(evalsha_calls(&redis.url()) - before >= 10);
+}
