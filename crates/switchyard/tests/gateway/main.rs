@@ -18,6 +18,7 @@ mod hedging;
 mod keys;
 mod limits;
 mod overload;
+mod random_keys;
 mod records;
 mod resilience;
 mod routing;
