@@ -209,7 +209,7 @@ mod tests {
         let store = switchyard_store::open(&url, &Default::default())
             .await
             .unwrap();
-        let keys = Directory::load(store, 100, std::time::Duration::from_secs(1))
+        let keys = Directory::load(store, 100, std::time::Duration::from_secs(1), None)
             .await
             .unwrap();
         (dir, keys)

@@ -16,11 +16,12 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchyard_store::{KeyFilter, Store};
 
-use crate::config::{self, Source};
+use crate::config::{self, Redis, Source};
 use crate::keys::admin::views::{
     CreateKey, CreateTeam, KeyView, Listing, Period, TeamView, UpdateKey, UpdateTeam,
 };
 use crate::keys::admin::{self, AdminError};
+use crate::keys::broadcast;
 
 /// Where the store is.
 #[derive(Debug, Args)]
@@ -177,11 +178,18 @@ pub struct LimitFields {
 
 /// Runs `switchyard keys …`.
 pub async fn keys(command: KeysCommand, args: StoreArgs) -> ExitCode {
-    let Some(store) = open(&args).await else {
+    let Some(opened) = open(&args).await else {
         return ExitCode::FAILURE;
     };
-    let store = store.as_ref();
-    let json = args.json;
+    let writes = !matches!(command, KeysCommand::List { .. } | KeysCommand::Show { .. });
+    let code = keys_on(opened.store.as_ref(), command, args.json).await;
+    if writes && code == ExitCode::SUCCESS {
+        opened.changed().await;
+    }
+    code
+}
+
+async fn keys_on(store: &dyn Store, command: KeysCommand, json: bool) -> ExitCode {
     match command {
         KeysCommand::Create { name, fields } => {
             let request = CreateKey {
@@ -279,11 +287,21 @@ pub async fn keys(command: KeysCommand, args: StoreArgs) -> ExitCode {
 
 /// Runs `switchyard teams …`.
 pub async fn teams(command: TeamsCommand, args: StoreArgs) -> ExitCode {
-    let Some(store) = open(&args).await else {
+    let Some(opened) = open(&args).await else {
         return ExitCode::FAILURE;
     };
-    let store = store.as_ref();
-    let json = args.json;
+    let writes = !matches!(
+        command,
+        TeamsCommand::List { .. } | TeamsCommand::Show { .. }
+    );
+    let code = teams_on(opened.store.as_ref(), command, args.json).await;
+    if writes && code == ExitCode::SUCCESS {
+        opened.changed().await;
+    }
+    code
+}
+
+async fn teams_on(store: &dyn Store, command: TeamsCommand, json: bool) -> ExitCode {
     match command {
         TeamsCommand::Create { name, fields } => {
             let request = CreateTeam {
@@ -351,10 +369,26 @@ pub async fn teams(command: TeamsCommand, args: StoreArgs) -> ExitCode {
     }
 }
 
+/// The store named by `--store`, or by the configuration, and the Redis on
+/// which the configuration's replicas hear of changes.
+struct Opened {
+    store: Arc<dyn Store>,
+    announce: Option<Redis>,
+}
+
+impl Opened {
+    /// Tells running gateways of a change (they also find it by polling).
+    async fn changed(&self) {
+        if let Some(redis) = &self.announce {
+            broadcast::publish(redis).await;
+        }
+    }
+}
+
 /// Opens the store named by `--store`, or by the configuration.
-async fn open(args: &StoreArgs) -> Option<Arc<dyn Store>> {
-    let (url, options) = match &args.store {
-        Some(url) => (url.clone(), switchyard_store::StoreOptions::default()),
+async fn open(args: &StoreArgs) -> Option<Opened> {
+    let (url, options, announce) = match &args.store {
+        Some(url) => (url.clone(), switchyard_store::StoreOptions::default(), None),
         None => {
             let checked = config::load(&Source::resolve(args.config.clone()));
             let Some(config) = checked.config else {
@@ -362,11 +396,11 @@ async fn open(args: &StoreArgs) -> Option<Arc<dyn Store>> {
                 eprintln!("the configuration is not valid (or pass --store URL)");
                 return None;
             };
-            (config.store.url, config.store.options)
+            (config.store.url, config.store.options, config.redis)
         }
     };
     match switchyard_store::open(&url, &options).await {
-        Ok(store) => Some(store),
+        Ok(store) => Some(Opened { store, announce }),
         Err(e) => {
             eprintln!("cannot use the store: {e}");
             None

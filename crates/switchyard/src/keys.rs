@@ -19,6 +19,7 @@
 //! the keys in memory keep working.
 
 pub mod admin;
+pub mod broadcast;
 mod follow;
 pub mod models;
 pub mod secret;
@@ -34,6 +35,8 @@ use switchyard_store::{
 };
 
 use models::AllowedModels;
+
+use crate::config::Redis;
 
 use crate::limits::budget::{BudgetCell, period_start};
 use crate::limits::{Budget, Meters};
@@ -247,6 +250,8 @@ pub struct Directory {
     teams: ArcSwap<HashMap<Arc<str>, Arc<TeamEntry>>>,
     load_timeout: Duration,
     follower: tokio::sync::Mutex<Follower>,
+    /// Redis, on which changes made here are announced.
+    announce: Option<Redis>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -268,6 +273,7 @@ impl Directory {
         store: Arc<dyn Store>,
         cache: u64,
         load_timeout: Duration,
+        announce: Option<Redis>,
     ) -> Result<Self, StoreError> {
         // From before the load: a change made while loading is read again.
         let follower = Follower::new(store.last_change().await?);
@@ -278,6 +284,7 @@ impl Directory {
             teams: ArcSwap::default(),
             load_timeout,
             follower: tokio::sync::Mutex::new(follower),
+            announce,
         };
         directory.load_teams().await?;
         directory.load_keys().await?;
@@ -480,6 +487,17 @@ impl Directory {
     /// The team `id`, when it is known and live.
     pub fn team(&self, id: &str) -> Option<Arc<TeamEntry>> {
         self.teams.load().get(id).cloned()
+    }
+
+    /// After a change made here: applies it at once, and announces it to the
+    /// other replicas when Redis is configured.
+    pub async fn changed(&self) {
+        if let Err(e) = self.sync().await {
+            tracing::warn!(error = %e, "a change just made could not be read back from the store");
+        }
+        if let Some(redis) = &self.announce {
+            broadcast::publish(redis).await;
+        }
     }
 
     /// Reads the change feed now, and applies what changed since the last

@@ -174,6 +174,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tokio::spawn(metrics_upkeep(state.clone(), internal.clone()));
     let poll = config.store.poll_interval;
     let stop = internal.clone();
+    if let Some(redis) = config.redis.clone() {
+        tokio::spawn(crate::keys::broadcast::listen(
+            redis,
+            keys.clone(),
+            internal.clone(),
+        ));
+    }
     tokio::spawn(async move { keys.follow(poll, stop).await });
     announce(addr);
     tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
@@ -208,7 +215,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 async fn open_keys(config: &Config) -> Result<Arc<Directory>, StartError> {
     let store = switchyard_store::open(&config.store.url, &config.store.options).await?;
     let keys = &config.virtual_keys;
-    let directory = Directory::load(store, keys.cache, keys.load_timeout).await?;
+    let directory =
+        Directory::load(store, keys.cache, keys.load_timeout, config.redis.clone()).await?;
     tracing::info!(
         store = store_kind(&config.store.url),
         keys = directory.len(),

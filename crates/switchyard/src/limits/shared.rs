@@ -100,6 +100,11 @@ impl Shared {
         up_gauge.set(1.0);
         let (settles, queue) = mpsc::channel(SETTLE_QUEUE);
         let settle = Arc::new(Script::new(include_str!("settle.lua")));
+        let reserve = Script::new(include_str!("reserve.lua"));
+        // Loaded now, so requests call them by hash from the first one on.
+        let mut loading = conn.clone();
+        reserve.prepare_invoke().load_async(&mut loading).await?;
+        settle.prepare_invoke().load_async(&mut loading).await?;
         let up = Arc::new(AtomicBool::new(true));
         tokio::spawn(settler(
             conn.clone(),
@@ -120,7 +125,7 @@ impl Shared {
             .map_err(|_| redis::RedisError::from(std::io::Error::other("no randomness")))?;
         Ok(Self {
             conn,
-            reserve: Script::new(include_str!("reserve.lua")),
+            reserve,
             timeout: config.timeout,
             on_error: config.on_error,
             prefix: config.prefix.clone(),

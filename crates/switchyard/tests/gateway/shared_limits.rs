@@ -198,3 +198,41 @@ async fn when_redis_stops_fail_open_serves_fail_closed_refuses_and_both_recover(
     }
     assert!(evalsha_calls(&redis.url()) - before >= 10);
 }
+
+#[tokio::test]
+async fn a_revocation_announced_on_redis_reaches_every_gateway_at_once() {
+    let store = TestStore::new(Backend::Postgres);
+    let mock = harness::mock(&[]);
+    let redis_yaml = shared_redis_yaml("");
+    // Polls far apart: only the announcement can bring the change in time.
+    let yaml =
+        config(&mock, &store, &redis_yaml).replace("poll_interval: 200ms", "poll_interval: 30s");
+    let (key, id) = store.create_key("announced", &[]);
+    let gateways: Vec<Process> = (0..2).map(|_| harness::gateway(&yaml)).collect();
+    for gw in &gateways {
+        assert_eq!(ask(gw, &key).await.0, 200);
+    }
+    // The CLI reads the same configuration: the store, and Redis to announce on.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["keys", "revoke", &id, "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let revoked = Instant::now();
+    for gw in &gateways {
+        while ask(gw, &key).await.0 != 401 {
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "not refused within a second"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
