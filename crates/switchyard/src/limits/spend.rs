@@ -2,7 +2,7 @@
 //!
 //! A request's settled cost goes onto a bounded queue (never awaited by the
 //! request: when the queue is full, a task of its own waits for room, so
-//! nothing is lost). The writer merges what arrives per key or team and
+//! nothing is lost), which the writer empties on each tick. The writer merges what arrives per key or team and
 //! period, and every `store.flush_interval` writes it in one transaction —
 //! never one statement per request. It then reads back each total, which
 //! also brings in what other replicas spent. A store that fails keeps the
@@ -78,18 +78,18 @@ async fn write(
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    // The queue is read on each tick, never awaited: a request's end then
+    // never has to wake this task.
     loop {
         tokio::select! {
-            received = rx.recv() => match received {
-                Some(spent) => add(&mut batch, spent),
-                None => break,
-            },
-            _ = ticks.tick() => {
-                if !batch.is_empty() {
-                    failing = flush(store.as_ref(), &mut batch, failing).await;
-                }
-            }
+            _ = ticks.tick() => {}
             () = stop.cancelled() => break,
+        }
+        while let Ok(spent) = rx.try_recv() {
+            add(&mut batch, spent);
+        }
+        if !batch.is_empty() {
+            failing = flush(store.as_ref(), &mut batch, failing).await;
         }
     }
     while let Ok(spent) = rx.try_recv() {
