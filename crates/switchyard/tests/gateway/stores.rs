@@ -7,6 +7,27 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Runs each `async fn name(backend: Backend)` of the calling module as two
+/// tests, `sqlite::name` and `postgres::name`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::stores::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::stores::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+pub(crate) use on_both_stores;
+
 /// A store for one test.
 pub struct TestStore {
     /// `sqlite://…` or `postgres://…`.
