@@ -9,6 +9,7 @@ use switchyard_providers::translate::Fault;
 
 use crate::admission::limit::LimitError;
 use crate::keys::KeyError;
+use crate::keys::admin::AdminError;
 use crate::limits::{Dimension, LimitRefusal};
 use crate::routing::canary::CanaryError;
 use crate::upstream::UpstreamError;
@@ -94,6 +95,9 @@ pub enum GatewayError {
     /// An operator's action on a canary could not be carried out.
     #[error(transparent)]
     Canary(#[from] CanaryError),
+    /// An admin operation on keys or teams was refused.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -130,6 +134,7 @@ impl GatewayError {
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::LoopDetected(_) => StatusCode::LOOP_DETECTED,
             Self::Canary(e) => e.status(),
+            Self::Admin(e) => admin_answer(e).status,
             Self::Upstream(e) => e.status(),
         }
     }
@@ -162,6 +167,7 @@ impl GatewayError {
             Self::OverMaxCost { .. } => "over_max_cost",
             Self::Canary(CanaryError::NotFound(_)) => "canary_not_found",
             Self::Canary(CanaryError::Refused { .. }) => "canary_conflict",
+            Self::Admin(e) => admin_answer(e).code,
             Self::Upstream(e) => e.kind(),
         }
     }
@@ -246,6 +252,10 @@ impl GatewayError {
                 Some("max_cost_exceeded"),
                 Some("x-switchyard-max-cost".to_owned()),
             ),
+            Self::Admin(e) => {
+                let answer = admin_answer(e);
+                (answer.kind, Some(answer.code), admin_param(e))
+            }
             Self::Upstream(e) => return e.to_openai(),
         };
         ErrorObject {
@@ -352,6 +362,7 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Upstream(e) => e.retry_after(),
+            Self::Admin(e) => admin_answer(e).retry_after,
             // A slot comes free as soon as any request ends.
             Self::Overloaded(_) | Self::OverLimit(_) | Self::Key(KeyError::StoreUnavailable) => {
                 Some(1)
@@ -419,3 +430,56 @@ impl GatewayError {
 /// Marks an error response with its kind, for the access log.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorKind(pub &'static str);
+
+// === impl AdminError's answers ===
+
+/// How an admin refusal is answered.
+struct AdminAnswer {
+    status: StatusCode,
+    /// The OpenAI error type.
+    kind: &'static str,
+    /// The OpenAI error code, also the kind for logs and metrics.
+    code: &'static str,
+    /// `retry-after`, in seconds.
+    retry_after: Option<u64>,
+}
+
+/// The answer to an admin refusal. The store's connections come back on
+/// their own (`retry-after: 1`); the system's randomness may not.
+fn admin_answer(e: &AdminError) -> AdminAnswer {
+    let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+    let (status, code, retry_after) = match e {
+        AdminError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_value", None),
+        AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+        AdminError::Conflict { .. } => (StatusCode::CONFLICT, "conflict", None),
+        AdminError::TeamHasKeys => (StatusCode::CONFLICT, "team_has_keys", None),
+        AdminError::Revoked => (StatusCode::CONFLICT, "key_revoked", None),
+        AdminError::Unavailable(_) => (unavailable, "store_unavailable", Some(1)),
+        AdminError::NoRandomness(_) => (unavailable, "no_randomness", None),
+    };
+    let kind = if status.is_server_error() {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    AdminAnswer {
+        status,
+        kind,
+        code,
+        retry_after,
+    }
+}
+
+/// The request field an admin refusal is about.
+fn admin_param(e: &AdminError) -> Option<String> {
+    match e {
+        AdminError::Invalid { field, .. } | AdminError::Conflict { field } => {
+            Some((*field).to_owned())
+        }
+        AdminError::NotFound(_)
+        | AdminError::TeamHasKeys
+        | AdminError::Revoked
+        | AdminError::Unavailable(_)
+        | AdminError::NoRandomness(_) => None,
+    }
+}

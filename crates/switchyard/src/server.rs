@@ -133,6 +133,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         retries: RetryPolicy::new(&config.retries),
         ready_needs_every_model: config.health_checks.ready_needs_every_model,
         models_body: models_body(&config),
+        rotation_grace: config.virtual_keys.rotation_grace,
     };
     let (spend, spend_writer) = crate::limits::spend::start(
         keys.store().clone(),

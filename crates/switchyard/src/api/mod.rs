@@ -88,6 +88,9 @@ pub struct Settings {
     pub ready_needs_every_model: bool,
     /// The `GET /v1/models` body, built once.
     pub models_body: Bytes,
+    /// `auth.rotation_grace`: how long a rotated key's old secret keeps
+    /// working when the rotation does not say.
+    pub rotation_grace: Duration,
 }
 
 /// The limits of `server:` on requests and answers.
@@ -152,6 +155,7 @@ impl Gateway {
             .route("/admin/deployments", get(admin::deployments))
             .route("/admin/canary", get(canary::list))
             .route("/admin/canary/{model}/{action}", post(canary::act))
+            .merge(admin::openapi::router())
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(state.clone());

@@ -72,13 +72,13 @@ impl AdminError {
 pub type Result<T> = std::result::Result<T, AdminError>;
 
 /// Longest name, glob or id accepted.
-const MAX_NAME: usize = 128;
+pub const MAX_NAME: usize = 128;
 /// Most model globs on one key or team.
-const MAX_GLOBS: usize = 64;
+pub const MAX_GLOBS: usize = 64;
 /// Highest requests or tokens per minute accepted.
-const MAX_RATE: i64 = 1_000_000_000;
+pub const MAX_RATE: i64 = 1_000_000_000;
 /// Largest budget accepted, in USD.
-const MAX_BUDGET_USD: f64 = 1e9;
+pub const MAX_BUDGET_USD: f64 = 1e9;
 /// Largest metadata object accepted, as JSON.
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Most items on one page of a listing.

@@ -8,18 +8,30 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{self, Process, client};
-use crate::stores::{Backend, PrivatePostgres, TestStore, pg_dump};
+use crate::stores::{Backend, PrivatePostgres, TestStore, on_both_stores, pg_dump};
 
 /// Two models, `gpt-4.1` and `claude-x`, in front of `mock`, keys mode with
 /// no configured key: only the store's keys are accepted.
 fn config(mock: &Process, store_yaml: &str) -> String {
+    config_with(mock, store_yaml, "", "")
+}
+
+/// [`config`] with more lines under `server:` and `auth:` (indented).
+pub fn config_with(
+    mock: &Process,
+    store_yaml: &str,
+    server_extra: &str,
+    auth_extra: &str,
+) -> String {
     format!(
         r#"
 server:
   listen: 127.0.0.1:0
+{server_extra}
 {store_yaml}
 auth:
   mode: keys
+{auth_extra}
 providers:
   up:
     kind: openai
@@ -38,7 +50,7 @@ models:
     )
 }
 
-async fn chat_with(gw: &Process, key: &str, model: &str) -> (u16, Value) {
+pub async fn chat_with(gw: &Process, key: &str, model: &str) -> (u16, Value) {
     let response = client()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(key)
@@ -51,7 +63,7 @@ async fn chat_with(gw: &Process, key: &str, model: &str) -> (u16, Value) {
 }
 
 /// Waits until `key` gets `status` on `gw` for `model`; answers how long it took.
-async fn until_status(gw: &Process, key: &str, model: &str, status: u16) -> Duration {
+pub async fn until_status(gw: &Process, key: &str, model: &str, status: u16) -> Duration {
     let start = Instant::now();
     loop {
         let (got, body) = chat_with(gw, key, model).await;
@@ -64,23 +76,6 @@ async fn until_status(gw: &Process, key: &str, model: &str, status: u16) -> Dura
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await;
-            })*
-        }
-    };
 }
 
 on_both_stores!(

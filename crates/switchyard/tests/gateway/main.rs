@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod admin;
+mod admin_api;
 mod canary;
 mod cli;
 mod connections;

@@ -8,69 +8,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, Process, client};
-use crate::stores::{Backend, PrivateRedis, TestStore, shared_redis_yaml};
-
-fn config(mock: &Process, store: &TestStore, redis_yaml: &str) -> String {
-    format!(
-        r#"
-server:
-  listen: 127.0.0.1:0
-{}  flush_interval: 100ms
-{redis_yaml}
-auth:
-  mode: keys
-providers:
-  up:
-    kind: openai
-    base_url: {}
-    api_key: {}
-models:
-  gpt-4.1:
-    deployments:
-      - {{ provider: up, model: mock-1, price: {{ input: 2.0, output: 8.0 }} }}
-"#,
-        store.yaml(),
-        mock.url("/v1"),
-        harness::UPSTREAM_KEY
-    )
-}
+use crate::harness::{self, Process};
+use crate::stores::{
+    Backend, PrivateRedis, TestStore, ask as ask_with, known, priced_config as config,
+    shared_redis_yaml,
+};
 
 async fn ask(gw: &Process, key: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-    let response = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&json!({ "model": "gpt-4.1", "max_tokens": 100,
-                       "messages": [{ "role": "user", "content": "hello there" }] }))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.json().await.unwrap_or(Value::Null),
-    )
+    ask_with(gw, key, &hello()).await
 }
 
-async fn known(gw: &Process, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while client()
-        .get(gw.url("/v1/models"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never learned the key"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// A request with room for 100 output tokens.
+fn hello() -> Value {
+    json!({ "model": "gpt-4.1", "max_tokens": 100,
+            "messages": [{ "role": "user", "content": "hello there" }] })
 }
 
 /// `redis-cli INFO commandstats`' count of `EVALSHA` calls.

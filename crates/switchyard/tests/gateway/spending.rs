@@ -8,74 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, Process, client};
-use crate::stores::{Backend, TestStore};
-
-/// `gpt-4.1` at 2 USD in, 8 USD out per million tokens, in front of `mock`.
-fn config(mock: &Process, store: &TestStore, extra: &str) -> String {
-    format!(
-        r#"
-server:
-  listen: 127.0.0.1:0
-{}  flush_interval: 100ms
-auth:
-  mode: keys
-providers:
-  up:
-    kind: openai
-    base_url: {}
-    api_key: {}
-models:
-  gpt-4.1:
-    deployments:
-      - {{ provider: up, model: mock-1, price: {{ input: 2.0, output: 8.0 }} }}
-{extra}
-"#,
-        store.yaml(),
-        mock.url("/v1"),
-        harness::UPSTREAM_KEY
-    )
-}
-
-/// A chat request of `key`: its status, headers and body.
-async fn ask(gw: &Process, key: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
-    let response = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-/// Waits until `gw` knows `key` (it follows the store's changes), asking
-/// `/v1/models`, which no limit counts.
-async fn known(gw: &Process, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let response = client()
-            .get(gw.url("/v1/models"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never learned the key"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::harness::{self, client};
+use crate::stores::{Backend, TestStore, ask, known, on_both_stores, priced_config as config};
 
 fn hello() -> Value {
     json!({ "model": "gpt-4.1", "messages": [{ "role": "user", "content": "hello there" }] })
@@ -96,23 +30,6 @@ fn cost_of(body: &Value) -> i64 {
 fn stored_spend(store: &TestStore, id: &str) -> i64 {
     let shown: Value = serde_json::from_str(&store.cli(&["keys", "show", id])).unwrap();
     (shown["spent_usd"].as_f64().unwrap() * 1e6).round() as i64
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await;
-            })*
-        }
-    };
 }
 
 on_both_stores!(

@@ -7,6 +7,27 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Runs each `async fn name(backend: Backend)` of the calling module as two
+/// tests, `sqlite::name` and `postgres::name`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::stores::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::stores::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+pub(crate) use on_both_stores;
+
 /// A store for one test.
 pub struct TestStore {
     /// `sqlite://…` or `postgres://…`.
@@ -348,5 +369,77 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A keys-mode gateway in front of `mock` with `gpt-4.1` at 2 USD in and
+/// 8 USD out per million tokens, on `store` (spend written every 100 ms),
+/// and `extra` top-level YAML (`redis:`, `limits:`).
+pub fn priced_config(mock: &crate::harness::Process, store: &TestStore, extra: &str) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+{}  flush_interval: 100ms
+{extra}
+auth:
+  mode: keys
+providers:
+  up:
+    kind: openai
+    base_url: {}
+    api_key: {}
+models:
+  gpt-4.1:
+    deployments:
+      - {{ provider: up, model: mock-1, price: {{ input: 2.0, output: 8.0 }} }}
+"#,
+        store.yaml(),
+        mock.url("/v1"),
+        crate::harness::UPSTREAM_KEY
+    )
+}
+
+/// A chat request of `key` with `body`: its status, headers and body.
+pub async fn ask(
+    gw: &crate::harness::Process,
+    key: &str,
+    body: &serde_json::Value,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let response = crate::harness::client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Waits until `gw` knows `key` (it follows the store's changes), asking
+/// `/v1/models`, which no limit counts.
+pub async fn known(gw: &crate::harness::Process, key: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let response = crate::harness::client()
+            .get(gw.url("/v1/models"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never learned the key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -1,5 +1,16 @@
 //! The admin API (`/admin/*`, `Authorization: Bearer <server.admin_key>`; off,
 //! every path 404, when no admin key is set) and `GET /metrics`.
+//!
+//! Keys and teams ([`keys`], [`teams`]) are described by the OpenAPI document
+//! of [`openapi`], read with the extractors of [`json`], and written through
+//! [`crate::keys::admin`], which checks every field; after each change this
+//! replica's key directory reads the change feed before the answer goes, so
+//! the change is live here at once (other replicas follow the feed).
+
+pub mod json;
+pub mod keys;
+pub mod openapi;
+pub mod teams;
 
 use std::sync::Arc;
 
@@ -12,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::GatewayError;
+use crate::keys::admin::AdminError;
 
 /// Proof that the caller presented the admin key.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +43,21 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .authenticate(&parts.headers, parts.uri.path())
             .map(|()| Self)
     }
+}
+
+/// The store behind the key directory.
+fn store(state: &AppState) -> &dyn switchyard_store::Store {
+    state.process.keys.store().as_ref()
+}
+
+/// The result of a change; when it was made, after this replica's key
+/// directory has taken it in and the other replicas were told (through
+/// Redis, when configured; a failure is logged: the change is made, and
+/// every directory follows at its next poll).
+async fn written<T>(state: &AppState, result: Result<T, AdminError>) -> Result<T, GatewayError> {
+    let value = result?;
+    state.process.keys.changed().await;
+    Ok(value)
 }
 
 /// `GET /admin/deployments`: every model's deployments and their state.
