@@ -24,6 +24,6 @@ providers:
 models:
   $3:
     deployments:
-      - { provider: upstream, model: mock-1 }
+      - { provider: upstream, model: mock-1, price: { input: 2.0, output: 8.0 } }
 YAML
 }

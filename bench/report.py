@@ -20,8 +20,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-TARGETS = ["mock", "nginx", "switchyard"]
-TARGET_NAMES = {"mock": "mock (direct)", "nginx": "nginx proxy_pass", "switchyard": "Switchyard"}
+TARGETS = ["mock", "nginx", "switchyard", "switchyard-keys", "switchyard-redis"]
+TARGET_NAMES = {
+    "mock": "mock (direct)",
+    "nginx": "nginx proxy_pass",
+    "switchyard": "Switchyard",
+    "switchyard-keys": "Switchyard, virtual key with limits and budgets",
+    "switchyard-redis": "Switchyard, the same, limits in Redis",
+}
+# Keys, limits and budgets on: requests per CPU-second against the same gateway with them off.
+MIN_KEYS_ON_RATIO = 0.9
 MODES = {"json": "JSON", "stream": "streaming"}
 
 # The bars from DESIGN.md ("Performance, and how it is measured").
@@ -192,6 +200,12 @@ class Results:
             return None
         return float(sy[field]) - float(ng[field])
 
+    def per_cpu(self, scenario: str, target: str) -> float | None:
+        r = self.wrk.get((scenario, target))
+        if not r or not r.get("cpu_s"):
+            return None
+        return float(r["requests"]) / float(r["cpu_s"])
+
     def added_ttft(self, field: str) -> float | None:
         return self._added(self.ttft.get("switchyard"), self.ttft.get("nginx"), field)
 
@@ -222,6 +236,18 @@ def targets_table(res: Results) -> list[str]:
         f"| time to first token, p50 | {signed_us(ttft)} vs nginx | ≤ +{MAX_ADDED_TTFT_US} µs | "
         f"{verdict(None if ttft is None else ttft <= MAX_ADDED_TTFT_US, problems)} |"
     )
+    for mode in MODES:
+        scenario = res.busiest(mode)
+        off = None if scenario is None else res.per_cpu(scenario, "switchyard")
+        on = None if scenario is None else res.per_cpu(scenario, "switchyard-keys")
+        if scenario is None or off is None or on is None:
+            continue
+        problems = [f"{n} failed requests" for n in [res.errors(scenario, "switchyard-keys")] if n]
+        lines.append(
+            f"| requests per CPU-second with a virtual key, its limits and budgets on, {describe(scenario)} | "
+            f"{on / off:.2f}× off | ≥ {MIN_KEYS_ON_RATIO}× off | "
+            f"{verdict(on / off >= MIN_KEYS_ON_RATIO, problems)} |"
+        )
     rss = res.rss.get("switchyard", {})
     idle, peak = rss.get("idle_kb"), rss.get("peak_kb")
     lines.append(

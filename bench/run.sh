@@ -38,7 +38,7 @@ die() { log "error: $*"; exit 1; }
 for value in "$duration" "$warmup" "$connections" "$ttft_requests" "$rounds"; do
   [[ $value =~ ^[0-9]+$ && $value -gt 0 ]] || die "BENCH_* values must be positive integers, got '$value'"
 done
-for tool in wrk nginx taskset python3 curl; do
+for tool in wrk nginx taskset python3 curl redis-server redis-cli; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
@@ -202,11 +202,30 @@ wait_port nginx "$nginx_pid" "$nginx_port"
 log "nginx on port $nginx_port (pid $nginx_pid)"
 
 gateway_config "$mock_port" "$key" "$model" "$work" >"$work/switchyard.yaml"
+# A virtual key with every check on (limits far above the load: measured, never hit).
+virtual_key=$("$bin" keys create --name bench --store "sqlite://$work/switchyard.db" \
+  --rpm 1000000000 --tpm 1000000000 --budget-usd 1000000000 --budget-period month 2>/dev/null) \
+  || die "could not create the virtual key"
 "${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard.yaml" >"$work/switchyard.out" 2>"$work/switchyard.err" &
 gateway_pid=$!
 pids+=("$gateway_pid")
 gateway_port=$(wait_listening switchyard "$gateway_pid" "$work/switchyard.out")
 log "switchyard on port $gateway_port (pid $gateway_pid)"
+
+# The same gateway config with the limits in Redis (on the load generator's CPU).
+redis_port=$(free_port)
+"${load_cpu[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+  --dir "$work" >"$work/redis.out" 2>&1 &
+pids+=("$!")
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+{ cat "$work/switchyard.yaml"; printf 'redis:\n  url: redis://127.0.0.1:%s\n  prefix: bench\n' "$redis_port"; } \
+  >"$work/switchyard-redis.yaml"
+"${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard-redis.yaml" >"$work/switchyard-redis.out" \
+  2>"$work/switchyard-redis.err" &
+redis_gateway_pid=$!
+pids+=("$redis_gateway_pid")
+redis_gateway_port=$(wait_listening switchyard-redis "$redis_gateway_pid" "$work/switchyard-redis.out")
+log "switchyard with redis on port $redis_gateway_port (pid $redis_gateway_pid)"
 
 gateway_idle_kb=$(mem_kb "$gateway_pid" VmRSS)
 nginx_worker_pid=$(pgrep -P "$nginx_pid" | head -n 1)
@@ -217,13 +236,24 @@ declare -A target_pids=(
   [mock]="$mock_pid"
   [nginx]="$nginx_pid $nginx_worker_pid"
   [switchyard]="$gateway_pid"
+  [switchyard-keys]="$gateway_pid"
+  [switchyard-redis]="$redis_gateway_pid"
 )
 declare -A url=(
   [mock]="http://127.0.0.1:$mock_port/v1/chat/completions"
   [nginx]="http://127.0.0.1:$nginx_port/v1/chat/completions"
   [switchyard]="http://127.0.0.1:$gateway_port/v1/chat/completions"
+  [switchyard-keys]="http://127.0.0.1:$gateway_port/v1/chat/completions"
+  [switchyard-redis]="http://127.0.0.1:$redis_gateway_port/v1/chat/completions"
 )
-targets=(mock nginx switchyard)
+# The client key each target is sent (the configured key, or the virtual one).
+declare -A key_of=(
+  [mock]="$key" [nginx]="$key" [switchyard]="$key"
+  [switchyard-keys]="$virtual_key" [switchyard-redis]="$virtual_key"
+)
+targets=(mock nginx switchyard switchyard-keys switchyard-redis)
+# Time to first token is measured on the first three.
+ttft_targets=(mock nginx switchyard)
 
 # === sanity: every target answers 200, JSON and streaming, before anything is timed ===
 
@@ -231,7 +261,7 @@ for target in "${targets[@]}"; do
   for mode in json stream; do
     request=$(python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); b["stream"] = sys.argv[2] == "stream"; print(json.dumps(b))' "$body" "$mode")
     status=$(curl -sS -o "$work/sanity-$target-$mode.txt" -w '%{http_code}' --max-time 10 \
-      -H 'content-type: application/json' -H "authorization: Bearer $key" --data-binary "$request" "${url[$target]}") \
+      -H 'content-type: application/json' -H "authorization: Bearer ${key_of[$target]}" --data-binary "$request" "${url[$target]}") \
       || die "$target ($mode) did not answer"
     [[ $status == 200 ]] || die "$target ($mode) answered $status: $(head -c 300 "$work/sanity-$target-$mode.txt")"
     if [[ $mode == stream ]]; then
@@ -260,11 +290,11 @@ run_wrk() {
   local -a common=(-t1 "-c$conns" --timeout 5s -s "$here/chat.lua") pids_of_target
   read -ra pids_of_target <<<"${target_pids[$target]}"
   timeout $((warmup + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${warmup}s" "${url[$target]}" \
-    -- "$body" "$mode" "$key" >/dev/null
+    -- "$body" "$mode" "${key_of[$target]}" >/dev/null
   raw=$work/wrk-$scenario-$target-round$round.txt
   ticks_before=$(cpu_ticks "${pids_of_target[@]}")
   timeout $((duration + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${duration}s" --latency "${url[$target]}" \
-    -- "$body" "$mode" "$key" >"$raw"
+    -- "$body" "$mode" "${key_of[$target]}" >"$raw"
   ticks_after=$(cpu_ticks "${pids_of_target[@]}")
   line=$(sed -n 's/^WRK_RESULT //p' "$raw")
   [[ -n $line ]] || die "no WRK_RESULT line from wrk for $scenario/$target (see $raw)"
@@ -293,12 +323,15 @@ for round in $(seq "$rounds"); do
       run_wrk "$round" "$scenario" "$target" "$mode" "$conns"
     done
   done
-  for target in "${targets[@]}"; do
+  for target in "${ttft_targets[@]}"; do
     run_ttft "$round" "$target"
   done
 done
 
 info loadavg_end "$(cut -d ' ' -f 1-3 /proc/loadavg)"
+# Script calls Redis served: one per request decides; settlements (tokens and
+# budgets) follow in pipelined batches.
+info redis_evalsha "$(redis-cli -p "$redis_port" INFO commandstats | grep '^cmdstat_evalsha' | tr -d '\r')"
 info gateway_log_bytes "$(wc -c <"$work/switchyard.err" | tr -d ' ')"
 
 # === memory ===

@@ -304,6 +304,7 @@ impl Limiter {
     pub async fn reserve(&self, demand: &Demand<'_>) -> Result<Reservation, LimitRefusal> {
         let claims = self.claims(demand);
         let result = match &self.shared {
+            Some(_) if claims.is_empty() => Ok(Reservation::new(claims.tokens, &self.spend)),
             Some(shared) => match shared.reserve(&claims, &self.spend).await {
                 Ok(decided) => decided,
                 Err(Fallback::Local) => self.take_locally(claims),
@@ -451,6 +452,18 @@ pub(crate) struct BudgetClaim {
     pub(crate) budget: Budget,
     /// The start of the current period.
     pub(crate) start: i64,
+}
+
+impl Claims<'_> {
+    /// Whether no limit and no budget applies (nothing to ask Redis).
+    fn is_empty(&self) -> bool {
+        self.budgets.iter().all(Option::is_none)
+            && self
+                .rates
+                .iter()
+                .flatten()
+                .all(|claim| claim.rates == Rates::default())
+    }
 }
 
 /// Every limit a request is under, and what it would take of them.

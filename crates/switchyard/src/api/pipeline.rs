@@ -210,7 +210,11 @@ pub(super) async fn handle(
                 state.process.admission.shed(limit);
             }
             let trace = attempts.conclude(&mut cx);
-            return trace.apply(cx.refuse(&e));
+            let mut response = cx.refuse(&e);
+            if let Some(snapshot) = &snapshot {
+                limits::headers::write(snapshot, response.headers_mut());
+            }
+            return trace.apply(response);
         }
     };
 
