@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_store::{BudgetPeriod, SpendDelta, SpendScope};
+use switchyard_store::{BudgetPeriod, SpendScope};
 
 use crate::config;
 use crate::keys::{Tenant, unix_now};
@@ -694,12 +694,10 @@ impl Reservation {
             held.cell.settle(held.reserved, cost, held.period_start);
             if cost > 0 {
                 self.spend.push(Spent {
-                    delta: SpendDelta {
-                        scope: held.scope,
-                        scope_id: held.id.to_string(),
-                        period_start: held.period_start,
-                        micros: cost,
-                    },
+                    scope: held.scope,
+                    id: held.id,
+                    period_start: held.period_start,
+                    micros: cost,
                     cell: held.cell,
                 });
             }

@@ -59,8 +59,9 @@ pub struct RequestCx {
     key_share: Option<Share>,
     /// Its place under its model's `max_in_flight`, given back when it ends.
     model_share: Option<Share>,
-    /// Its rate limits and budgets, settled when it ends.
-    reservation: Option<Reservation>,
+    /// Its rate limits and budgets, settled when it ends (boxed: most
+    /// requests have none, and the context moves from stage to stage).
+    reservation: Option<Box<Reservation>>,
     /// The price of the deployment that serves it, for its cost.
     price: Option<Price>,
 }
@@ -172,7 +173,7 @@ impl RequestCx {
 
     /// Holds the request's limits and budgets until it ends.
     pub fn reserved(&mut self, reservation: Reservation) {
-        self.reservation = Some(reservation);
+        self.reservation = Some(Box::new(reservation));
     }
 
     /// The price of the deployment serving the request (none: free).
@@ -256,7 +257,7 @@ impl RequestCx {
         self.record.latency = self.record.arrived.elapsed();
         if let Some(reservation) = self.reservation.take() {
             let (used, cost) = self.spent();
-            reservation.settle(used, cost);
+            (*reservation).settle(used, cost);
         }
         self.finish.finish(&self.record);
         self.in_flight = None;

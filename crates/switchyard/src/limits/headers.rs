@@ -42,13 +42,13 @@ pub fn write(snapshot: &Snapshot, headers: &mut HeaderMap) {
         {
             headers.insert(limit, HeaderValue::from(l));
             headers.insert(remaining, HeaderValue::from(r));
-            if let Ok(value) = HeaderValue::from_str(&go_duration(t)) {
+            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(go_duration(t))) {
                 headers.insert(reset, value);
             }
         }
     }
     if let Some(micros) = snapshot.budget_remaining
-        && let Ok(value) = HeaderValue::from_str(&usd(micros.max(0)))
+        && let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(usd(micros.max(0))))
     {
         headers.insert(BUDGET_REMAINING, value);
     }

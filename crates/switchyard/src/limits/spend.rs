@@ -21,8 +21,14 @@ use super::budget::BudgetCell;
 /// Money spent by a key or team, on its way to the store.
 #[derive(Debug)]
 pub struct Spent {
-    /// Whose, which period, how much (micro-USD).
-    pub delta: SpendDelta,
+    /// A key's or a team's.
+    pub scope: SpendScope,
+    /// Its id.
+    pub id: Arc<str>,
+    /// The start of the budget period it counts in.
+    pub period_start: i64,
+    /// How much, in micro-USD.
+    pub micros: i64,
     /// The cell that counts it meanwhile.
     pub cell: Arc<BudgetCell>,
 }
@@ -107,16 +113,11 @@ async fn write(
 }
 
 fn add(batch: &mut HashMap<Row, Pending>, spent: Spent) {
-    let row = (
-        spent.delta.scope,
-        Arc::from(spent.delta.scope_id.as_str()),
-        spent.delta.period_start,
-    );
     batch
-        .entry(row)
-        .and_modify(|p| p.micros += spent.delta.micros)
+        .entry((spent.scope, spent.id, spent.period_start))
+        .and_modify(|p| p.micros += spent.micros)
         .or_insert(Pending {
-            micros: spent.delta.micros,
+            micros: spent.micros,
             cell: spent.cell,
         });
 }
