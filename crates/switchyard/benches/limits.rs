@@ -161,6 +161,6 @@ fn reserve_and_settle(bencher: Bencher) {
             .now_or_never()
             .unwrap()
             .unwrap();
-        reservation.settle(Some(120), 480);
+        reservation.settle(120, 480);
     });
 }

@@ -208,7 +208,8 @@ impl Tenant {
 /// and each key's index values (to take them out again).
 #[derive(Default, Clone)]
 struct Index {
-    by_digest: HashMap<u64, Box<[Arc<str>]>>,
+    /// Shared slices: a lookup takes its candidates with one reference count.
+    by_digest: HashMap<u64, Arc<[Arc<str>]>>,
     by_key: HashMap<Arc<str>, Box<[u64]>>,
 }
 
@@ -231,7 +232,7 @@ impl Index {
         };
         for value in values {
             if let Some(ids) = self.by_digest.get_mut(&value) {
-                let kept: Box<[Arc<str>]> = ids.iter().filter(|k| &***k != id).cloned().collect();
+                let kept: Arc<[Arc<str>]> = ids.iter().filter(|k| &***k != id).cloned().collect();
                 if kept.is_empty() {
                     self.by_digest.remove(&value);
                 } else {

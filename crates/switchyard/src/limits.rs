@@ -673,13 +673,11 @@ impl Reservation {
         Ok(())
     }
 
-    /// Ends the reservation: the tokens move to `used` (what the provider
-    /// reported, or the estimate when it reported nothing), and each budget
-    /// to `cost` micro-USD, queued for the store.
-    pub fn settle(mut self, used: Option<u64>, cost: i64) {
-        let delta = used.map_or(0, |used| {
-            i64::try_from(used).unwrap_or(i64::MAX) - i64::try_from(self.tokens).unwrap_or(0)
-        });
+    /// Ends the reservation: the tokens move to `used`, and each budget to
+    /// `cost` micro-USD, queued for the store.
+    pub fn settle(mut self, used: u64, cost: i64) {
+        let delta =
+            i64::try_from(used).unwrap_or(i64::MAX) - i64::try_from(self.tokens).unwrap_or(0);
         for taken in self.rates.iter_mut().filter_map(Option::take) {
             if let Some(tpm) = taken.rates.tpm
                 && delta != 0

@@ -272,7 +272,7 @@ impl RequestCx {
     /// provider's usage; for a stream cut before its usage came, the prompt's
     /// estimate and a token per relayed chunk; for a request that got no
     /// answer, nothing.
-    fn spent(&self) -> (Option<u64>, i64) {
+    fn spent(&self) -> (u64, i64) {
         let record = &self.record;
         let (input, output) = match &record.usage {
             Some(usage) => (usage.prompt_tokens, usage.completion_tokens),
@@ -293,7 +293,7 @@ impl RequestCx {
                 micros_per_mtok(price.output),
             )
         });
-        (Some(input + output), cost)
+        (input + output, cost)
     }
 }
 

@@ -348,3 +348,55 @@ async fn known_keys_keep_working_while_postgres_is_down() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(chat_with(&gw, &key, "gpt-4.1").await.0, 200);
 }
+
+/// A real key the cache had no room for is read from the store when it is
+/// used; with the database stopped that fails within `auth.load_timeout`, as
+/// a 503 the client may retry, never a 401 and never a wait.
+#[tokio::test]
+async fn a_key_beyond_the_cache_gets_503_while_postgres_is_down() {
+    let pg = PrivatePostgres::start();
+    let store = TestStore::at(&pg.url);
+    let mock = harness::mock(&[]);
+    let keys: Vec<String> = (0..8)
+        .map(|n| store.create_key(&format!("k{n}"), &[]).0)
+        .collect();
+    let yaml = config(&mock, &store.yaml()).replace(
+        "auth:\n  mode: keys\n",
+        "auth:\n  mode: keys\n  key_cache: 1\n  load_timeout: 200ms\n",
+    );
+    let gw = harness::gateway(&yaml);
+    pg.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut refused = None;
+    while refused.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "every key stayed in a cache of one"
+        );
+        for key in &keys {
+            let start = Instant::now();
+            let response = client()
+                .post(gw.url("/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&json!({ "model": "gpt-4.1", "messages": [{ "role": "user", "content": "hi" }] }))
+                .send()
+                .await
+                .unwrap();
+            let took = start.elapsed();
+            match response.status().as_u16() {
+                200 => {}
+                503 => {
+                    let retry = response.headers()["retry-after"].clone();
+                    let body: Value = response.json().await.unwrap();
+                    refused = Some((took, retry, body));
+                    break;
+                }
+                other => panic!("{other} for a real key while the store is down"),
+            }
+        }
+    }
+    let (took, retry, body) = refused.unwrap();
+    assert_eq!(body["error"]["code"], "key_store_unavailable", "{body}");
+    assert_eq!(retry, "1");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+}
