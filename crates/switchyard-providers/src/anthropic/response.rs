@@ -51,6 +51,7 @@ pub fn decode_response(body: &[u8], created: u64) -> Result<ChatCompletion, Deco
         object: "chat.completion".to_owned(),
         created,
         model: message.model,
+        system_fingerprint: None,
         choices: vec![Choice {
             index: 0,
             message: ResponseMessage {

@@ -57,6 +57,7 @@ impl MessageStreamDecoder {
             object: "chat.completion.chunk".to_owned(),
             created: self.created,
             model: self.model.clone(),
+            system_fingerprint: None,
             choices: vec![ChunkChoice {
                 index: 0,
                 delta,

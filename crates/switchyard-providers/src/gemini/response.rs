@@ -47,6 +47,7 @@ pub fn decode_response(
         object: "chat.completion".to_owned(),
         created,
         model: response.model_version.unwrap_or_else(|| model.to_owned()),
+        system_fingerprint: None,
         choices,
         usage: response.usage_metadata.as_ref().map(usage),
         extra: Map::new(),

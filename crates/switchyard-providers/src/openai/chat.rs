@@ -8,6 +8,8 @@
 //! types do not name are kept in `extra`, so nothing a client sent is lost
 //! without the translation knowing it.
 
+use std::borrow::Borrow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -366,6 +368,9 @@ pub struct ChatCompletion {
     pub created: u64,
     /// The model that answered.
     pub model: String,
+    /// The backend configuration that answered, as OpenAI reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
     /// The answers.
     pub choices: Vec<Choice>,
     /// Token counts.
@@ -485,6 +490,10 @@ pub struct ChatChunk {
     pub created: u64,
     /// The model that answers.
     pub model: String,
+    /// The backend configuration that answers, as OpenAI reports it (the
+    /// same in every chunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
     /// Deltas; empty in the usage chunk.
     pub choices: Vec<ChunkChoice>,
     /// Token counts, in the last chunk only.
@@ -556,52 +565,67 @@ pub struct FunctionDelta {
 
 impl ChatCompletion {
     /// The chunks of a stream that says the same as this completion: per
-    /// choice, one chunk with the role, the text and the whole tool calls, and
-    /// one with the finish reason; then one with the usage. (For a client that
-    /// asked for a stream from a provider that answered at once.)
+    /// choice, one chunk with the role, the text, the refusal, the reasoning,
+    /// the whole tool calls and the log probabilities, and one with the finish
+    /// reason; then one with the usage. (For a client that asked for a stream
+    /// from a provider that answered at once, and for a stored answer played
+    /// back as a stream.)
+    ///
+    /// [`from_chunks`](Self::from_chunks) reads them back into this
+    /// completion, but for what a chunk has no place for: the fields kept in
+    /// the completion's and its messages' `extra`, and a choice list that is
+    /// empty or not in `index` order.
     pub fn into_chunks(self) -> Vec<ChatChunk> {
         let chunk = |choices: Vec<ChunkChoice>, usage: Option<ChatUsage>| ChatChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk".to_owned(),
             created: self.created,
             model: self.model.clone(),
+            system_fingerprint: self.system_fingerprint.clone(),
             choices,
             usage,
         };
         let mut chunks = Vec::with_capacity(2 * self.choices.len() + 1);
-        for choice in &self.choices {
-            let message = &choice.message;
-            let tool_calls = message.tool_calls.as_ref().map(|calls| {
+        for choice in self.choices {
+            let message = choice.message;
+            let tool_calls = message.tool_calls.map(|calls| {
                 calls
-                    .iter()
+                    .into_iter()
                     .zip(0..)
                     .map(|(call, index)| ToolCallDelta {
                         index,
-                        id: Some(call.id.clone()),
-                        kind: Some(call.kind.clone()),
+                        id: Some(call.id),
+                        kind: Some(call.kind),
                         function: Some(FunctionDelta {
-                            name: Some(call.function.name.clone()),
-                            arguments: Some(call.function.arguments.clone()),
+                            name: Some(call.function.name),
+                            arguments: Some(call.function.arguments),
                         }),
                     })
                     .collect()
             });
             let delta = Delta {
-                role: Some("assistant".to_owned()),
-                content: message.content.clone(),
-                reasoning_content: message.reasoning_content.clone(),
+                role: Some(message.role),
+                content: message.content,
+                reasoning_content: message.reasoning_content,
                 tool_calls,
-                refusal: message.refusal.clone(),
+                refusal: message.refusal,
             };
-            let part = |delta, finish_reason| ChunkChoice {
-                index: choice.index,
-                delta,
-                finish_reason,
-                logprobs: None,
-            };
-            chunks.push(chunk(vec![part(delta, None)], None));
             chunks.push(chunk(
-                vec![part(Delta::default(), choice.finish_reason.clone())],
+                vec![ChunkChoice {
+                    index: choice.index,
+                    delta,
+                    finish_reason: None,
+                    logprobs: choice.logprobs,
+                }],
+                None,
+            ));
+            chunks.push(chunk(
+                vec![ChunkChoice {
+                    index: choice.index,
+                    delta: Delta::default(),
+                    finish_reason: choice.finish_reason,
+                    logprobs: None,
+                }],
                 None,
             ));
         }
@@ -609,6 +633,200 @@ impl ChatCompletion {
             chunks.push(chunk(Vec::new(), Some(usage)));
         }
         chunks
+    }
+
+    /// The completion the chunks of a stream add up to, the inverse of
+    /// [`into_chunks`](Self::into_chunks); `None` when no chunk has a choice.
+    ///
+    /// The id, time and model are those of the first chunk with a choice
+    /// (Azure OpenAI opens a stream with a chunk of prompt filter results and
+    /// none of them), the system fingerprint is the first one sent, the usage
+    /// the last one sent. Each choice (by `index`, in `index` order) joins its
+    /// deltas: the role is the first one sent (`assistant` when none is),
+    /// text, refusal and reasoning are concatenated (and stay `None` when no
+    /// delta carried them), the finish reason is the last one sent. Tool calls
+    /// are put together by their `index`, in `index` order: id, type and name
+    /// are the first ones sent that are not empty (some servers repeat them in
+    /// every delta), the argument pieces are concatenated. Log probabilities
+    /// join their token lists (`content`, `refusal`).
+    pub fn from_chunks<C: Borrow<ChatChunk>>(chunks: impl IntoIterator<Item = C>) -> Option<Self> {
+        let mut head = None;
+        let mut system_fingerprint = None;
+        let mut usage = None;
+        let mut choices: Vec<ChoiceSum> = Vec::new();
+        for chunk in chunks {
+            let chunk = chunk.borrow();
+            if system_fingerprint.is_none() {
+                system_fingerprint.clone_from(&chunk.system_fingerprint);
+            }
+            if chunk.usage.is_some() {
+                usage = chunk.usage;
+            }
+            if chunk.choices.is_empty() {
+                continue;
+            }
+            head.get_or_insert_with(|| (chunk.id.clone(), chunk.created, chunk.model.clone()));
+            for part in &chunk.choices {
+                let at = match choices.iter().position(|c| c.index == part.index) {
+                    Some(at) => at,
+                    None => {
+                        choices.push(ChoiceSum {
+                            index: part.index,
+                            ..ChoiceSum::default()
+                        });
+                        choices.len() - 1
+                    }
+                };
+                choices[at].add(part);
+            }
+        }
+        let (id, created, model) = head?;
+        choices.sort_by_key(|c| c.index);
+        Some(Self {
+            id,
+            object: "chat.completion".to_owned(),
+            created,
+            model,
+            system_fingerprint,
+            choices: choices.into_iter().map(ChoiceSum::into_choice).collect(),
+            usage,
+            extra: Map::new(),
+        })
+    }
+}
+
+/// One choice of a stream as far as its deltas have told it.
+#[derive(Default)]
+struct ChoiceSum {
+    index: u32,
+    role: Option<String>,
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    refusal: Option<String>,
+    /// The tool calls begun, each with the `index` its deltas name.
+    tool_calls: Option<Vec<(u32, ToolCall)>>,
+    finish_reason: Option<String>,
+    logprobs: Option<Value>,
+}
+
+impl ChoiceSum {
+    fn add(&mut self, part: &ChunkChoice) {
+        let delta = &part.delta;
+        if self.role.is_none() {
+            self.role.clone_from(&delta.role);
+        }
+        append(&mut self.content, delta.content.as_deref());
+        append(
+            &mut self.reasoning_content,
+            delta.reasoning_content.as_deref(),
+        );
+        append(&mut self.refusal, delta.refusal.as_deref());
+        if let Some(calls) = &delta.tool_calls {
+            let sums = self.tool_calls.get_or_insert_with(Vec::new);
+            for call in calls {
+                add_call(sums, call);
+            }
+        }
+        if part.finish_reason.is_some() {
+            self.finish_reason.clone_from(&part.finish_reason);
+        }
+        if let Some(logprobs) = &part.logprobs {
+            add_logprobs(&mut self.logprobs, logprobs);
+        }
+    }
+
+    fn into_choice(self) -> Choice {
+        let tool_calls = self.tool_calls.map(|mut calls| {
+            calls.sort_by_key(|(index, _)| *index);
+            calls
+                .into_iter()
+                .map(|(_, mut call)| {
+                    if call.kind.is_empty() {
+                        call.kind = function_type();
+                    }
+                    call
+                })
+                .collect()
+        });
+        Choice {
+            index: self.index,
+            message: ResponseMessage {
+                role: self.role.unwrap_or_else(|| "assistant".to_owned()),
+                content: self.content,
+                refusal: self.refusal,
+                tool_calls,
+                reasoning_content: self.reasoning_content,
+                extra: Map::new(),
+            },
+            finish_reason: self.finish_reason,
+            logprobs: self.logprobs,
+        }
+    }
+}
+
+/// Adds `more`, when a delta carries it, to the text so far.
+fn append(text: &mut Option<String>, more: Option<&str>) {
+    if let Some(more) = more {
+        text.get_or_insert_with(String::new).push_str(more);
+    }
+}
+
+/// Adds a tool call delta to the calls begun so far.
+fn add_call(calls: &mut Vec<(u32, ToolCall)>, delta: &ToolCallDelta) {
+    let at = match calls.iter().position(|(index, _)| *index == delta.index) {
+        Some(at) => at,
+        None => {
+            let call = ToolCall {
+                id: String::new(),
+                kind: String::new(),
+                function: FunctionCall {
+                    name: String::new(),
+                    arguments: String::new(),
+                },
+            };
+            calls.push((delta.index, call));
+            calls.len() - 1
+        }
+    };
+    let call = &mut calls[at].1;
+    fill(&mut call.id, delta.id.as_deref());
+    fill(&mut call.kind, delta.kind.as_deref());
+    if let Some(function) = &delta.function {
+        fill(&mut call.function.name, function.name.as_deref());
+        if let Some(arguments) = &function.arguments {
+            call.function.arguments.push_str(arguments);
+        }
+    }
+}
+
+/// Sets an empty `field` to `value`; a field already set stays.
+fn fill(field: &mut String, value: Option<&str>) {
+    if field.is_empty()
+        && let Some(value) = value
+    {
+        field.push_str(value);
+    }
+}
+
+/// Adds a chunk's log probabilities to the choice's so far: the first ones
+/// are taken whole, later ones add to their token lists (`content`,
+/// `refusal`) or fill those still `null`.
+fn add_logprobs(sum: &mut Option<Value>, more: &Value) {
+    let Some(sum) = sum.as_mut() else {
+        *sum = Some(more.clone());
+        return;
+    };
+    let (Value::Object(sum), Value::Object(more)) = (sum, more) else {
+        return;
+    };
+    for (key, value) in more {
+        match (sum.get_mut(key), value) {
+            (Some(Value::Array(tokens)), Value::Array(more)) => tokens.extend(more.iter().cloned()),
+            (None | Some(Value::Null), _) => {
+                sum.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
     }
 }
 
@@ -646,5 +864,261 @@ mod tests {
         );
         assert!(chunks[2].choices.is_empty());
         assert_eq!(chunks[2].usage.unwrap().total_tokens, 7);
+    }
+
+    /// Completions that a stream can say: text, several tool calls, a
+    /// refusal, reasoning, several choices, log probabilities, usage.
+    fn completions() -> Vec<ChatCompletion> {
+        let values = [
+            json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1_741_569_952,
+                "model": "gpt-4.1-2025-04-14", "system_fingerprint": "fp_44709d6fcb",
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                    "message": {"role": "assistant", "content": "Un LLM prédit le mot suivant.",
+                        "refusal": null}}],
+                "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
+                    "prompt_tokens_details": {"cached_tokens": 4},
+                    "completion_tokens_details": {"reasoning_tokens": 0}}
+            }),
+            json!({
+                "id": "chatcmpl-2", "object": "chat.completion", "created": 7, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": null,
+                    "message": {"role": "assistant", "content": null, "refusal": null,
+                        "tool_calls": [
+                            {"id": "call_a", "type": "function", "function": {"name": "get_weather",
+                                "arguments": "{\"location\":\"Oslo\",\"unit\":\"c\"}"}},
+                            {"id": "call_b", "type": "function", "function": {"name": "get_time",
+                                "arguments": "{\"timezone\":\"Europe/Oslo\"}"}},
+                            {"id": "call_c", "type": "function", "function": {"name": "ping",
+                                "arguments": "{}"}}]}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+            }),
+            json!({
+                "id": "chatcmpl-3", "object": "chat.completion", "created": 7, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                    "message": {"role": "assistant", "content": null,
+                        "refusal": "I'm sorry, I can't help with that."}}]
+            }),
+            json!({
+                "id": "msg_1", "object": "chat.completion", "created": 7, "model": "claude",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": null,
+                    "message": {"role": "assistant", "content": "Checking.", "refusal": null,
+                        "reasoning_content": "The user wants the weather.",
+                        "tool_calls": [{"id": "toolu_1", "type": "function",
+                            "function": {"name": "get_weather", "arguments": ""}}]}}],
+                "usage": {"prompt_tokens": 192_107, "completion_tokens": 393,
+                    "total_tokens": 192_500, "prompt_tokens_details":
+                        {"cached_tokens": 4000, "cache_creation_tokens": 188_086}}
+            }),
+            json!({
+                "id": "chatcmpl-4", "object": "chat.completion", "created": 7, "model": "m",
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+                        "content": "Madrid.", "refusal": null},
+                        "logprobs": {"content": [
+                            {"token": "Madrid", "logprob": -0.01, "bytes": [77, 97], "top_logprobs": []},
+                            {"token": ".", "logprob": -0.2, "bytes": [46], "top_logprobs": []}],
+                            "refusal": null}},
+                    {"index": 1, "finish_reason": "length", "logprobs": null,
+                        "message": {"role": "assistant", "content": "", "refusal": null}},
+                    {"index": 2, "finish_reason": null, "logprobs": null,
+                        "message": {"role": "assistant", "content": "Mad", "refusal": null}}],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 6, "total_tokens": 36}
+            }),
+        ];
+        values
+            .into_iter()
+            .map(|v| serde_json::from_value(v).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_chunks_of_a_completion_add_up_to_it() {
+        for completion in completions() {
+            let chunks = completion.clone().into_chunks();
+            assert_eq!(
+                ChatCompletion::from_chunks(&chunks).as_ref(),
+                Some(&completion)
+            );
+            assert_eq!(ChatCompletion::from_chunks(chunks), Some(completion));
+        }
+    }
+
+    #[test]
+    fn a_completion_cut_into_small_deltas_adds_up_to_itself() {
+        for completion in completions() {
+            let chunks = fragmented(completion.clone().into_chunks());
+            assert_eq!(ChatCompletion::from_chunks(chunks), Some(completion));
+        }
+    }
+
+    /// The same stream with each text and argument cut into pieces of three
+    /// characters, one piece a chunk, the pieces of the tool calls taken in
+    /// turn (as OpenAI interleaves parallel calls).
+    fn fragmented(chunks: Vec<ChatChunk>) -> Vec<ChatChunk> {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let Some(choice) = chunk.choices.first().cloned() else {
+                out.push(chunk);
+                continue;
+            };
+            let mut deltas = vec![Delta {
+                role: choice.delta.role.clone(),
+                ..Delta::default()
+            }];
+            for piece in pieces(choice.delta.content.as_deref()) {
+                deltas.push(Delta {
+                    content: Some(piece),
+                    ..Delta::default()
+                });
+            }
+            for piece in pieces(choice.delta.reasoning_content.as_deref()) {
+                deltas.push(Delta {
+                    reasoning_content: Some(piece),
+                    ..Delta::default()
+                });
+            }
+            for piece in pieces(choice.delta.refusal.as_deref()) {
+                deltas.push(Delta {
+                    refusal: Some(piece),
+                    ..Delta::default()
+                });
+            }
+            if let Some(calls) = &choice.delta.tool_calls {
+                let heads = calls.iter().map(|call| ToolCallDelta {
+                    function: call.function.as_ref().map(|f| FunctionDelta {
+                        name: f.name.clone(),
+                        arguments: None,
+                    }),
+                    ..call.clone()
+                });
+                deltas.push(Delta {
+                    tool_calls: Some(heads.collect()),
+                    ..Delta::default()
+                });
+                let arguments: Vec<Vec<String>> = calls
+                    .iter()
+                    .map(|call| pieces(call.function.as_ref().unwrap().arguments.as_deref()))
+                    .collect();
+                for turn in 0..arguments.iter().map(Vec::len).max().unwrap_or(0) {
+                    for (call, pieces) in calls.iter().zip(&arguments) {
+                        let Some(piece) = pieces.get(turn) else {
+                            continue;
+                        };
+                        deltas.push(Delta {
+                            tool_calls: Some(vec![ToolCallDelta {
+                                index: call.index,
+                                function: Some(FunctionDelta {
+                                    name: None,
+                                    arguments: Some(piece.clone()),
+                                }),
+                                ..ToolCallDelta::default()
+                            }]),
+                            ..Delta::default()
+                        });
+                    }
+                }
+            }
+            for (n, delta) in deltas.into_iter().enumerate() {
+                let part = ChunkChoice {
+                    delta,
+                    logprobs: if n == 0 {
+                        choice.logprobs.clone()
+                    } else {
+                        None
+                    },
+                    ..choice.clone()
+                };
+                out.push(ChatChunk {
+                    choices: vec![part],
+                    ..chunk.clone()
+                });
+            }
+        }
+        out
+    }
+
+    /// `text` in pieces of three characters: none for `None`, one empty
+    /// piece for `""`.
+    fn pieces(text: Option<&str>) -> Vec<String> {
+        let Some(text) = text else {
+            return Vec::new();
+        };
+        let chars: Vec<char> = text.chars().collect();
+        if chars.is_empty() {
+            return vec![String::new()];
+        }
+        chars.chunks(3).map(|c| c.iter().collect()).collect()
+    }
+
+    #[test]
+    fn deltas_add_up_by_choice_and_by_call() {
+        let chunks: Vec<ChatChunk> = [
+            json!({"choices": [{"index": 1, "delta": {"role": "assistant", "content": "B"},
+                "logprobs": {"content": [{"token": "B"}], "refusal": null}}]}),
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+                {"index": 0, "id": "call_a", "type": "function",
+                    "function": {"name": "f", "arguments": "{\"a\""}}]}}]}),
+            // A server that repeats the id and name in every delta.
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "id": "call_a", "type": "function",
+                    "function": {"name": "f", "arguments": ":1}"}}]}}]}),
+            json!({"choices": [{"index": 1, "delta": {"content": "ye"},
+                "logprobs": {"content": [{"token": "ye"}], "refusal": null}}]}),
+            json!({"choices": [{"index": 1, "delta": {}, "finish_reason": "stop"}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}),
+            json!({"choices": [],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}}),
+        ]
+        .into_iter()
+        .map(|mut chunk| {
+            let head = json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                "model": "m", "system_fingerprint": "fp_1"});
+            chunk
+                .as_object_mut()
+                .unwrap()
+                .extend(head.as_object().unwrap().clone());
+            serde_json::from_value(chunk).unwrap()
+        })
+        .collect();
+        // Azure OpenAI's first chunk: no choice, no id, time or model.
+        let azure: ChatChunk = serde_json::from_value(json!({
+            "id": "", "object": "", "created": 0, "model": "", "choices": [],
+            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]
+        }))
+        .unwrap();
+        let completion = ChatCompletion::from_chunks([azure].into_iter().chain(chunks)).unwrap();
+        assert_eq!(
+            serde_json::to_value(completion).unwrap(),
+            json!({
+                "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                "system_fingerprint": "fp_1",
+                "choices": [
+                    {"index": 0, "finish_reason": "tool_calls", "logprobs": null,
+                        "message": {"role": "assistant", "content": null, "refusal": null,
+                            "tool_calls": [{"id": "call_a", "type": "function",
+                                "function": {"name": "f", "arguments": "{\"a\":1}"}}]}},
+                    {"index": 1, "finish_reason": "stop",
+                        "logprobs": {"content": [{"token": "B"}, {"token": "ye"}], "refusal": null},
+                        "message": {"role": "assistant", "content": "Bye", "refusal": null}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+            })
+        );
+    }
+
+    #[test]
+    fn chunks_without_a_choice_make_no_completion() {
+        assert_eq!(ChatCompletion::from_chunks(Vec::<ChatChunk>::new()), None);
+        let usage_only = ChatChunk {
+            id: "c".to_owned(),
+            object: "chat.completion.chunk".to_owned(),
+            created: 1,
+            model: "m".to_owned(),
+            system_fingerprint: None,
+            choices: Vec::new(),
+            usage: Some(ChatUsage::new(1, 2)),
+        };
+        assert_eq!(ChatCompletion::from_chunks([usage_only]), None);
     }
 }

@@ -140,6 +140,7 @@ mod tests {
             object: "chat.completion.chunk".to_owned(),
             created: 1,
             model: "m".to_owned(),
+            system_fingerprint: None,
             choices: content
                 .map(|text| ChunkChoice {
                     index: 0,

@@ -14,11 +14,16 @@
 //! are compared event by event (event name and JSON data). Run with
 //! `UPDATE_GOLDEN=1` to write the expected files from the code's output, then
 //! read the diff before committing it.
+//!
+//! Besides, `replay` checks that a stream adds up to one completion and that
+//! the completion, played back as a stream, adds up to itself again (how a
+//! stored answer is replayed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod anthropic;
 mod gemini;
+mod replay;
 
 use std::path::{Path, PathBuf};
 
