@@ -71,3 +71,11 @@ pub static PROVIDER_RATE_LIMITS: [[HeaderName; 2]; 4] = [
         HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
     ],
 ];
+
+/// `x-switchyard-cache`: what the response cache made of the request
+/// (`hit`, `miss`, `bypass`).
+pub static CACHE: HeaderName = HeaderName::from_static("x-switchyard-cache");
+
+/// `x-switchyard-cache-ttl`: how long the response cache keeps this
+/// request's answer (seconds, or a duration such as `5m`; 0: not at all).
+pub static CACHE_TTL: HeaderName = HeaderName::from_static("x-switchyard-cache-ttl");

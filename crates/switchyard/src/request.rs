@@ -27,8 +27,11 @@ use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
 use switchyard_providers::openai::Usage;
 
+use bytes::Bytes;
+
 use crate::admission::Slot;
 use crate::admission::limit::Share;
+use crate::cache::{Entry, Fill, Status};
 use crate::config::Price;
 use crate::error::{Dialect, ErrorKind, GatewayError};
 use crate::limits::Reservation;
@@ -64,6 +67,9 @@ pub struct RequestCx {
     reservation: Option<Box<Reservation>>,
     /// The price of the deployment that serves it, for its cost.
     price: Option<Price>,
+    /// The response cache's fill of a miss, stored when the request ends
+    /// whole (boxed: most requests have none).
+    fill: Option<Box<Fill>>,
 }
 
 impl RequestCx {
@@ -86,6 +92,7 @@ impl RequestCx {
             model_share: None,
             reservation: None,
             price: None,
+            fill: None,
         }
     }
 
@@ -181,6 +188,32 @@ impl RequestCx {
         self.price = price;
     }
 
+    /// Notes what the response cache made of the request.
+    pub fn cache(&mut self, status: Status) {
+        self.record.cache = Some(status);
+    }
+
+    /// Carries the fill of a cache miss to the request's end.
+    pub fn filling(&mut self, fill: Box<Fill>) {
+        self.fill = Some(fill);
+    }
+
+    /// Keeps `bytes`, sent to the client, for the cache fill (if any).
+    pub fn capture(&mut self, bytes: &Bytes) {
+        if let Some(fill) = &mut self.fill {
+            fill.capture(bytes);
+        }
+    }
+
+    /// Notes a cache hit: the tokens its answer stands for, at no cost, and
+    /// the cost it saved.
+    pub fn cache_hit(&mut self, entry: &Entry) {
+        self.record.cache = Some(Status::Hit);
+        self.record.usage = entry.usage;
+        self.record.saved_micros = entry.cost_micros;
+        self.price = None;
+    }
+
     /// The status sent to the client.
     pub fn set_status(&mut self, status: u16) {
         self.record.status = status;
@@ -255,9 +288,16 @@ impl RequestCx {
         self.record.ending = ending;
         self.record.error = error;
         self.record.latency = self.record.arrived.elapsed();
-        if let Some(reservation) = self.reservation.take() {
+        let reservation = self.reservation.take();
+        let fill = self.fill.take();
+        if reservation.is_some() || fill.is_some() {
             let (used, cost) = self.spent();
-            (*reservation).settle(used, cost);
+            if let Some(reservation) = reservation {
+                (*reservation).settle(used, cost);
+            }
+            if let Some(fill) = fill {
+                fill.finish(&self.record, cost);
+            }
         }
         self.finish.finish(&self.record);
         self.in_flight = None;

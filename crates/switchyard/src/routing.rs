@@ -82,6 +82,8 @@ pub struct ModelRoute {
     /// Its `max_in_flight`, counted over every request that asked for it
     /// (whichever model serves it in the end).
     pub in_flight: Option<Limit>,
+    /// How the response cache treats its answers.
+    pub cache: crate::config::ModelCache,
 }
 
 /// A model's hedging: after `after` without a first byte, a second deployment
@@ -251,6 +253,7 @@ impl Routes {
                     in_flight: model
                         .max_in_flight
                         .map(|max| registry.model_limit(&model.name, max)),
+                    cache: model.cache,
                 },
             );
         }

@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use crate::admission::Admission;
 use crate::api::{AppState, Gateway, Limits, Process, Settings};
 use crate::auth::{AdminAuth, Authenticator};
+use crate::cache::Cache;
 use crate::config::{Config, ProviderKind};
 use crate::keys::Directory;
 use crate::limits::Limiter;
@@ -149,6 +150,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ),
         None => None,
     };
+    let cache = config.cache.as_ref().map(|cache| {
+        Arc::new(Cache::new(
+            cache,
+            config.models.keys().map(String::as_str),
+            &metrics,
+        ))
+    });
     let process = Process {
         limits: Limiter::new(&config.limits, spend, shared, &metrics),
         admission,
@@ -157,6 +165,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         retries: RetryLive::new(&config.retries, &metrics),
         metrics,
         finish: Arc::new(Finish::new(vec![Arc::new(AccessLog)])),
+        cache,
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
     };
@@ -246,7 +255,12 @@ async fn metrics_upkeep(state: Arc<AppState>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticks.tick() => state.process.metrics.upkeep(),
+            _ = ticks.tick() => {
+                if let Some(cache) = &state.process.cache {
+                    cache.upkeep();
+                }
+                state.process.metrics.upkeep();
+            }
         }
     }
 }

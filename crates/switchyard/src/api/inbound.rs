@@ -111,6 +111,14 @@ impl<'b> Inbound<'b> {
         }
     }
 
+    /// Whether an OpenAI stream asks for its usage chunk.
+    pub(super) fn include_usage(&self) -> bool {
+        match self {
+            Self::OpenAi { parsed, .. } => parsed.include_usage(),
+            Self::Messages { .. } => false,
+        }
+    }
+
     /// The client's cap on completion tokens, when it set one.
     pub(super) fn max_output_tokens(&self) -> Option<u64> {
         match self {

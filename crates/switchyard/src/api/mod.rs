@@ -126,6 +126,8 @@ pub struct Process {
     pub retries: RetryLive,
     /// The end of every request: its record's consumers.
     pub finish: Arc<Finish>,
+    /// The response cache, when `cache:` turns it on.
+    pub cache: Option<Arc<crate::cache::Cache>>,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.

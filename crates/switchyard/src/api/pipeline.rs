@@ -12,13 +12,17 @@
 //! 2. **parse** — the body, bounded in size (413) and time (408), is validated
 //!    in the client's dialect; the public model, whether it streams, and a
 //!    prompt-size estimate go into the request's context.
-//! 3. *(the cache lookup goes here: a hit answers at once, and skips 4–6.)*
-//! 4. **route** — `routes:` rules pick the model and strategy, then the plan
-//!    orders the deployments of the model and its fallbacks
-//!    (`x-switchyard-max-cost` leaves out those estimated dearer); a virtual
-//!    key not allowed the model is refused (403); a model
-//!    past its own `max_in_flight` is refused at once (503 with
-//!    `retry-after`); a share of requests is copied to a shadow model.
+//! 3. **route** — `routes:` rules pick the model and strategy, then the plan
+//!    orders the deployments of the model and its fallbacks; a virtual
+//!    key not allowed the model is refused (403).
+//! 4. **cache** — when `cache:` is on, the request's canonical key (scope,
+//!    endpoint, routed model, body) is looked up ([`crate::cache`]): a hit
+//!    is answered at once, in the shape asked for, and skips 5–6 (no limit
+//!    taken, nothing spent); a miss may wait for an identical request in
+//!    flight, or carries the fill that stores its answer when it ends whole.
+//!    Then `x-switchyard-max-cost` leaves out the deployments estimated
+//!    dearer; a model past its own `max_in_flight` is refused at once (503
+//!    with `retry-after`); a share of requests is copied to a shadow model.
 //! 5. **reserve** — the key's, team's, model's and gateway's requests and
 //!    tokens per minute are taken, and the worst-case cost is reserved
 //!    against the key's and team's budgets, all or none, in memory
@@ -42,11 +46,14 @@ use hyper::body::Incoming;
 use super::exchange::{self, Forward};
 use super::inbound::Inbound;
 use super::proxy::ProxyEndpoint;
-use super::respond::{dropped_header, respond};
+use super::respond::{self, dropped_header, respond};
 use super::{AppState, Settings, read, shadow};
+use std::sync::Arc;
+
 use crate::admission::limit::{Limit, LimitError};
+use crate::cache::{Ask, Cache, Looked, Request as CacheRequest, Shape, Status};
 use crate::error::GatewayError;
-use crate::headers::{DROPPED_FIELDS, MODEL, PROVIDER};
+use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER};
 use crate::keys::{Directory, KeyError};
 use crate::limits::budget::micros_per_mtok;
 use crate::limits::{self, Demand, LimitRefusal, Reservation};
@@ -103,9 +110,7 @@ pub(super) async fn handle(
     };
     cx.requested(inbound.model(), inbound.stream(), tokens.input);
 
-    // 3. (cache)
-
-    // 4. route
+    // 3. route
     let routes = &settings.routes;
     let task = admitted
         .task
@@ -137,6 +142,29 @@ pub(super) async fn handle(
     if let Some(strategy) = strategy {
         plan.use_strategy(strategy);
     }
+
+    // 4. cache
+    let (mut cx, cache_status) = match &state.process.cache {
+        Some(cache) => {
+            let request = CacheRequest {
+                ask: admitted.cache,
+                kind: endpoint.cache_kind(),
+                model: (&plan.model().name, &plan.model().cache),
+                body: &body,
+                extra: admitted
+                    .beta
+                    .as_ref()
+                    .map_or(&[][..], HeaderValue::as_bytes),
+                dialect: cx.dialect(),
+                stream: inbound.stream(),
+            };
+            match look_up(cache, &request, &inbound, cx).await {
+                Ok((cx, status)) => (cx, Some(status)),
+                Err(hit) => return hit,
+            }
+        }
+        None => (cx, None),
+    };
     if let Some(max) = admitted.max_cost {
         plan.limit_cost(max);
         if !plan.affordable() {
@@ -214,6 +242,11 @@ pub(super) async fn handle(
             if let Some(snapshot) = &snapshot {
                 limits::headers::write(snapshot, response.headers_mut());
             }
+            if let Some(status) = cache_status {
+                response
+                    .headers_mut()
+                    .insert(CACHE.clone(), status.header());
+            }
             return trace.apply(response);
         }
     };
@@ -234,7 +267,51 @@ pub(super) async fn handle(
     if let Some(snapshot) = &snapshot {
         limits::headers::write(snapshot, headers);
     }
+    if let Some(status) = cache_status {
+        headers.insert(CACHE.clone(), status.header());
+    }
     trace.apply(response)
+}
+
+/// Stage 4: looks the request up. A hit is answered here (`Err`, the
+/// response); otherwise the context goes on with what the cache made of
+/// the request, carrying the fill of a miss that may be stored.
+async fn look_up(
+    cache: &Arc<Cache>,
+    request: &CacheRequest<'_>,
+    inbound: &Inbound<'_>,
+    mut cx: RequestCx,
+) -> Result<(RequestCx, Status), Response> {
+    let planned = match cache.plan(request, cx.principal()) {
+        Ok(planned) => planned,
+        Err(_) => {
+            cache.count(Status::Bypass, request.model.0, None);
+            cx.cache(Status::Bypass);
+            return Ok((cx, Status::Bypass));
+        }
+    };
+    let fill = match cache.lookup(planned).await {
+        Looked::Hit { entry, .. } => {
+            let shape = Shape {
+                stream: inbound.stream(),
+                include_usage: inbound.include_usage(),
+                model: inbound.model(),
+            };
+            // An entry that cannot be read back is a miss.
+            if let Some(replay) = entry.replay(shape) {
+                cache.count(Status::Hit, request.model.0, Some(&entry));
+                return Err(respond::cached(&entry, replay, cx));
+            }
+            None
+        }
+        Looked::Miss(fill) => fill,
+    };
+    cache.count(Status::Miss, request.model.0, None);
+    cx.cache(Status::Miss);
+    if let Some(fill) = fill {
+        cx.filling(fill);
+    }
+    Ok((cx, Status::Miss))
 }
 
 /// Stage 5: takes the request's rate limits and reserves its worst-case
@@ -289,6 +366,8 @@ struct Admitted<'s> {
     task: Option<String>,
     /// `x-switchyard-max-cost`, in USD.
     max_cost: Option<f64>,
+    /// `cache-control` and `x-switchyard-cache-ttl`.
+    cache: Ask,
 }
 
 /// Stage 1: who the caller is, and the headers that decide the request's
@@ -307,5 +386,6 @@ async fn admit<'s>(
         beta: read::anthropic_beta(headers),
         task: read::task(headers),
         max_cost: read::max_cost(headers)?,
+        cache: Ask::read(headers),
     })
 }

@@ -54,6 +54,17 @@ pub enum ProxyEndpoint {
 }
 
 impl ProxyEndpoint {
+    /// What a request to it is, to the response cache.
+    pub fn cache_kind(self) -> crate::cache::Kind {
+        use crate::cache::Kind;
+        match self {
+            Self::OpenAi(Endpoint::ChatCompletions) => Kind::CHAT,
+            Self::OpenAi(Endpoint::Completions) => Kind::COMPLETIONS,
+            Self::OpenAi(Endpoint::Embeddings) => Kind::EMBEDDINGS,
+            Self::Messages => Kind::MESSAGES,
+        }
+    }
+
     /// The proxy endpoint at `path`, if it is one.
     pub fn at(path: &str) -> Option<Self> {
         match path {

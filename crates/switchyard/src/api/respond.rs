@@ -13,8 +13,9 @@ use tokio::time::Instant;
 
 use super::exchange::Forward;
 use super::inbound::Answer;
+use crate::cache::{Entry, Replay, Status};
 use crate::error::Dialect;
-use crate::headers::X_ACCEL_BUFFERING;
+use crate::headers::{ATTEMPTS, CACHE, ROUTE, X_ACCEL_BUFFERING};
 use crate::request::RequestCx;
 use crate::routing::Target;
 use crate::upstream::{BodyUsage, StreamMode, UpstreamResponse, Wire, relay_json, relay_sse};
@@ -166,12 +167,39 @@ fn whole_response(answer: Translated, mut cx: RequestCx) -> Response {
     if let Some(usage) = answer.usage {
         cx.usage(usage);
     }
+    let body = Bytes::from(answer.body);
+    cx.capture(&body);
     cx.complete();
     if answer.stream {
-        sse_response(axum::body::Body::from(answer.body))
+        sse_response(axum::body::Body::from(body))
     } else {
-        ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
+}
+
+/// The client's response for a cache hit; the request ends here.
+pub(super) fn cached(entry: &Entry, replay: Replay, mut cx: RequestCx) -> Response {
+    cx.set_status(StatusCode::OK.as_u16());
+    cx.cache_hit(entry);
+    cx.first_token();
+    cx.complete();
+    let mut response = if replay.stream {
+        sse_response(axum::body::Body::from(replay.body))
+    } else {
+        let mut response = Response::new(axum::body::Body::from(replay.body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(CACHE.clone(), Status::Hit.header());
+    headers.insert(ATTEMPTS.clone(), HeaderValue::from_static("0"));
+    headers.insert(ROUTE.clone(), HeaderValue::from_static("cache=hit"));
+    let age = unix_now().saturating_sub(entry.stored_at / 1000);
+    headers.insert(header::AGE, HeaderValue::from(age));
+    response
 }
 
 /// A whole answer translated into the client's dialect.

@@ -23,7 +23,10 @@ use secrecy::SecretString;
 
 pub use health::{HealthChecks, Outlier, Probe, ProbeKind};
 pub use problems::{Problem, Problems};
-pub use raw::{AuthMode, FailureClass, OnError, PriceConfig as Price, ProviderKind, Strategy};
+pub use raw::{
+    AuthMode, CacheBackend, CacheScope, FailureClass, OnError, PriceConfig as Price, ProviderKind,
+    Strategy,
+};
 pub use units::HedgeAfter;
 
 /// The built-in configuration (see `default.yaml`).
@@ -62,6 +65,48 @@ pub struct Config {
     pub health_checks: HealthChecks,
     /// How much work the gateway takes on at once.
     pub admission: Admission,
+    /// The response cache, when on.
+    pub cache: Option<Cache>,
+}
+
+/// `cache:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    /// Where answers are kept.
+    pub backend: CacheBackend,
+    /// Who shares an answer.
+    pub scope: CacheScope,
+    /// How long an answer is kept, unless its model or request says.
+    pub ttl: Duration,
+    /// In memory, how long an answer not asked for is kept.
+    pub idle_ttl: Option<Duration>,
+    /// The longest TTL a request may ask for.
+    pub max_ttl: Duration,
+    /// The memory tier's size in bytes.
+    pub max_bytes: u64,
+    /// The largest answer kept, in bytes.
+    pub max_entry_bytes: usize,
+    /// Whether identical requests at once make one upstream call.
+    pub coalesce: bool,
+    /// How long such a request waits for the first one's answer.
+    pub coalesce_wait: Duration,
+    /// Answers waiting to be written to Redis at most.
+    pub write_queue: usize,
+}
+
+/// A model's `cache:` with defaults applied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ModelCache {
+    /// Whether its answers are cached (when the cache is on).
+    pub enabled: bool,
+    /// How long its answers are kept, when not `cache.ttl`.
+    pub ttl: Option<Duration>,
+    /// Only requests with temperature 0 or a seed are cached.
+    pub only_deterministic: bool,
+    /// Answers that call tools are kept too.
+    pub tool_calls: bool,
+    /// Answers cut by their token cap are kept too.
+    pub length: bool,
 }
 
 /// `admission:` with defaults applied.
@@ -320,6 +365,8 @@ pub struct Model {
     pub shadow: Option<Shadow>,
     /// Its requests in flight at most, when limited.
     pub max_in_flight: Option<u32>,
+    /// How the response cache treats its answers.
+    pub cache: ModelCache,
 }
 
 /// A model's shadow traffic.

@@ -15,6 +15,8 @@ mod canary;
 pub use canary::CanaryConfig;
 mod admission;
 pub use admission::AdmissionConfig;
+mod cache;
+pub use cache::{CacheBackend, CacheConfig, CacheScope, ModelCacheConfig};
 mod store;
 pub use store::{LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig};
 
@@ -64,6 +66,8 @@ pub struct ConfigFile {
     /// How much work the gateway takes on at once.
     #[serde(default)]
     pub admission: AdmissionConfig,
+    /// The response cache; absent: off.
+    pub cache: Option<CacheConfig>,
 }
 
 /// An entry of `routes:`: a request matching `when` is served by `model`
@@ -383,6 +387,9 @@ pub struct ModelConfig {
     pub shadow: Option<ShadowConfig>,
     /// This model's requests in flight at most (none: no limit of its own).
     pub max_in_flight: Option<u32>,
+    /// How the response cache treats this model's answers.
+    #[serde(default)]
+    pub cache: ModelCacheConfig,
 }
 
 /// A model's `hedge:`.

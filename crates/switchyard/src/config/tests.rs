@@ -121,11 +121,37 @@ models:
 
 #[test]
 fn keys_of_later_versions_are_named_as_such() {
-    let list = problems("auth: { mode: open }\ncache: { ttl: 1h }\n");
+    let list = problems("auth: { mode: open }\npricing: { x: 1 }\n");
     assert_eq!(
         list,
-        vec!["2:1 `cache` is not supported by this version yet".to_owned()]
+        vec!["2:1 `pricing` is not supported by this version yet".to_owned()]
     );
+}
+
+#[test]
+fn cache_settings_are_checked() {
+    let list = problems(
+        "auth: { mode: open }\ncache:\n  backend: redis\n  ttl: 2d\n  max_ttl: 1d\n  idle_ttl: 1m\n  max_bytes: 1KiB\n  coalesce_wait: 0s\n  scope: everyone\n",
+    );
+    let expected = [
+        "8:3 `coalesce_wait`",
+        "9:3 unknown value for `scope` `everyone`",
+    ];
+    for want in expected {
+        assert!(
+            list.iter().any(|p| p.starts_with(want)),
+            "{want}: {list:#?}"
+        );
+    }
+    for want in [
+        "a `redis` cache needs `redis.url`",
+        "`ttl` must be at most `max_ttl`",
+        "`idle_ttl` applies to the memory tier",
+        "`max_bytes` must be at least 1MiB",
+    ] {
+        assert!(list.iter().any(|p| p.contains(want)), "{want}: {list:#?}");
+    }
+    assert!(problems("auth: { mode: open }\ncache: { backend: memory }\n").is_empty());
 }
 
 #[test]

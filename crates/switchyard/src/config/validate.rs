@@ -20,13 +20,14 @@ use super::{
 use super::{ModelTimeouts, Route, Shadow};
 
 mod admission;
+mod cache;
 mod canary;
 mod catalog;
 mod store;
 mod urls;
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 3] = ["cache", "pricing", "telemetry"];
+const LATER_KEYS: [&str; 2] = ["pricing", "telemetry"];
 
 /// More problems than this in one file are not worth listing.
 const MAX_PROBLEMS: usize = 100;
@@ -246,6 +247,7 @@ impl Validator<'_> {
         let store = self.store(file.store);
         let limits = self.rate_limits(&file.limits, &models);
         let redis = self.redis(file.redis);
+        let cache = file.cache.map(|raw| self.cache(raw, redis.is_some()));
         Some(Config {
             server: server?,
             auth,
@@ -262,6 +264,7 @@ impl Validator<'_> {
             routes,
             health_checks,
             admission,
+            cache,
         })
     }
 

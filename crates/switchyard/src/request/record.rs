@@ -119,6 +119,10 @@ pub struct RequestRecord {
     pub usage: Option<Usage>,
     /// Stream chunks relayed to the client.
     pub streamed_chunks: u32,
+    /// What the response cache made of it, when the cache is on.
+    pub cache: Option<crate::cache::Status>,
+    /// What a cache hit saved: the cost of the stored answer, in micro-USD.
+    pub saved_micros: i64,
     /// When the request arrived.
     pub arrived: Instant,
     /// Arrival → the first content sent to the client.
@@ -146,6 +150,8 @@ impl RequestRecord {
             estimated_input_tokens: 0,
             usage: None,
             streamed_chunks: 0,
+            cache: None,
+            saved_micros: 0,
             arrived,
             ttft: None,
             latency: Duration::ZERO,

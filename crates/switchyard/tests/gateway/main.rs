@@ -7,6 +7,7 @@
 
 mod admin;
 mod admin_api;
+mod cache;
 mod canary;
 mod cli;
 mod connections;

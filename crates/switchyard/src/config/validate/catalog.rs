@@ -347,6 +347,7 @@ impl Validator<'_> {
                     }),
                     attempts,
                     max_in_flight: m.max_in_flight,
+                    cache: self.model_cache(name, &m.cache),
                 },
             );
         }

@@ -124,6 +124,7 @@ where
                     return None;
                 };
                 log.first_token();
+                log.capture(&chunk);
                 self.keep(&chunk);
                 if !more || self.expected.is_some_and(|len| self.relayed >= len) {
                     self.complete(log);

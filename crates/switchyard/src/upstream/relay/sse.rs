@@ -114,6 +114,7 @@ where
         dialect,
         chunks_sent: 0,
         log: Some(log),
+        finished: None,
     };
     // The relay runs in a task of its own and hands the response body whole
     // batches: the server's connection task is woken once per batch, not once
@@ -155,6 +156,9 @@ struct SseRelay<B> {
     chunks_sent: usize,
     /// `None` once the stream is over.
     log: Option<RequestCx>,
+    /// The context of a stream that completed in the batch being made: it
+    /// ends once that batch, its last, is handed over (and captured).
+    finished: Option<RequestCx>,
 }
 
 impl<B> SseRelay<B>
@@ -200,16 +204,28 @@ where
                 Ok(true) => {
                     self.drain(&mut out);
                     if !out.is_empty() {
-                        return Some(out.freeze());
+                        return Some(self.hand_over(out.freeze()));
                     }
                 }
                 Ok(false) => {
                     self.upstream_ended(&mut out);
-                    return Some(out.freeze());
+                    return Some(self.hand_over(out.freeze()));
                 }
                 Err(e) => return Some(self.fail(&e.into_gateway())),
             }
         }
+    }
+
+    /// A batch for the client: captured for the cache fill, and the end of
+    /// a stream that completed in it.
+    fn hand_over(&mut self, batch: Bytes) -> Bytes {
+        if let Some(log) = self.log.as_mut() {
+            log.capture(&batch);
+        } else if let Some(mut log) = self.finished.take() {
+            log.capture(&batch);
+            log.complete();
+        }
+        batch
     }
 
     /// Turns every complete event of the chunks received into client bytes.
@@ -447,11 +463,10 @@ where
         self.error_bytes(&fault)
     }
 
-    /// Ends the request: its answer reached the client whole.
+    /// Ends the request: its answer reached the client whole, once the
+    /// batch being made is handed over.
     fn complete(&mut self) {
-        if let Some(log) = self.log.take() {
-            log.complete();
-        }
+        self.finished = self.log.take();
     }
 
     /// Ends the request: `kind` of error broke the stream off.

@@ -1,0 +1,463 @@
+//! The response cache: an answer kept under the hash of its canonical
+//! request, and given again, in microseconds and at no cost, to the same
+//! request from whoever shares the scope (`key`, `team` or `global`).
+//!
+//! The pipeline looks a request up once it is routed and allowed
+//! ([`Cache::plan`], then [`Cache::lookup`]); a hit is answered at once, in
+//! the shape asked for (JSON or an event stream, whichever way it was
+//! stored, [`entry`]); a miss carries a [`Fill`] in its context, which keeps
+//! the bytes the client gets and stores them when the request ends whole.
+//! Identical misses at once make one upstream call ([`flight`]).
+
+mod capture;
+mod entry;
+mod flight;
+mod key;
+mod memory;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use metrics::Counter;
+
+pub use capture::{Fill, Keep};
+pub use entry::{Entry, Replay, Shape};
+use flight::{Flights, Joined};
+pub use key::{Digest, Key, Scope};
+use memory::Memory;
+
+use crate::config::{self, CacheScope, ModelCache};
+use crate::error::Dialect;
+use crate::request::Principal;
+use crate::telemetry::metrics::Metrics;
+
+/// What the cache made of a request, as `x-switchyard-cache` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Answered from the cache.
+    Hit,
+    /// Not found: served upstream (and stored, when it can be).
+    Miss,
+    /// The cache was not used (`no-store`, a model or request it does not apply to).
+    Bypass,
+}
+
+impl Status {
+    /// Its name, as the header and the access line say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+
+    /// Its `x-switchyard-cache` value.
+    pub fn header(self) -> HeaderValue {
+        HeaderValue::from_static(self.as_str())
+    }
+}
+
+/// What a request asks of the cache in its headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ask {
+    /// `cache-control: no-cache`: not looked up; the answer refreshes the entry.
+    pub no_cache: bool,
+    /// `cache-control: no-store`: neither looked up nor stored.
+    pub no_store: bool,
+    /// `x-switchyard-cache-ttl`: how long to keep the answer (0: not at all).
+    pub ttl: Option<Duration>,
+}
+
+impl Ask {
+    /// The cache headers of a request.
+    pub fn read(headers: &HeaderMap) -> Self {
+        let mut ask = Self::default();
+        for value in headers.get_all(header::CACHE_CONTROL) {
+            for directive in value.to_str().unwrap_or_default().split(',') {
+                match directive.trim().to_ascii_lowercase().as_str() {
+                    "no-cache" => ask.no_cache = true,
+                    "no-store" => ask.no_store = true,
+                    _ => {}
+                }
+            }
+        }
+        ask.ttl = headers
+            .get(&crate::headers::CACHE_TTL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|text| {
+                let text = text.trim();
+                match text.parse::<u64>() {
+                    Ok(seconds) => Some(Duration::from_secs(seconds)),
+                    Err(_) => humantime::parse_duration(text).ok(),
+                }
+            });
+        ask
+    }
+}
+
+/// Why a request went without the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bypass {
+    /// `cache-control: no-store`.
+    NoStore,
+    /// The model's answers are not cached.
+    Model,
+    /// `only_deterministic`, and neither temperature 0 nor a seed.
+    NotDeterministic,
+    /// More than one answer asked for (`n`).
+    Choices,
+    /// A stream of an endpoint whose streams are not kept (legacy completions).
+    Stream,
+}
+
+/// A request's way through the cache, decided before it is looked up.
+#[derive(Debug)]
+pub struct Planned {
+    key: Key,
+    read: bool,
+    ttl: Option<Duration>,
+    keep: Keep,
+    dialect: Dialect,
+    stream: bool,
+}
+
+/// What the lookup found.
+#[derive(Debug)]
+pub enum Looked {
+    /// A stored answer (of an identical request in flight, when `coalesced`).
+    Hit {
+        /// The answer.
+        entry: Arc<Entry>,
+        /// It was another request's, awaited.
+        coalesced: bool,
+    },
+    /// None: the fill to carry to the request's end, when it may be stored.
+    Miss(Option<Box<Fill>>),
+}
+
+/// How a fill ended, for `switchyard_cache_fills_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FillResult {
+    Stored,
+    Error,
+    TooLarge,
+    Length,
+    ToolCalls,
+    Filtered,
+    Unreadable,
+}
+
+impl FillResult {
+    const ALL: [Self; 7] = [
+        Self::Stored,
+        Self::Error,
+        Self::TooLarge,
+        Self::Length,
+        Self::ToolCalls,
+        Self::Filtered,
+        Self::Unreadable,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Error => "error",
+            Self::TooLarge => "too_large",
+            Self::Length => "length",
+            Self::ToolCalls => "tool_calls",
+            Self::Filtered => "filtered",
+            Self::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// What a request is, to the cache: its endpoint's name in the key, the
+/// top-level fields that cannot change its answer, and whether its streams
+/// are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Kind {
+    /// The endpoint, in the key.
+    pub name: &'static str,
+    /// Top-level fields left out of the key.
+    pub ignored: &'static [&'static str],
+    /// A stream of it can be stored and replayed.
+    pub streams: bool,
+}
+
+impl Kind {
+    /// `POST /v1/chat/completions`.
+    pub const CHAT: Self = Self {
+        name: "chat",
+        ignored: &[
+            "model",
+            "stream",
+            "stream_options",
+            "user",
+            "metadata",
+            "store",
+            "service_tier",
+            "prompt_cache_key",
+            "safety_identifier",
+        ],
+        streams: true,
+    };
+    /// `POST /v1/completions`.
+    pub const COMPLETIONS: Self = Self {
+        name: "completions",
+        ignored: &["model", "stream", "stream_options", "user"],
+        streams: false,
+    };
+    /// `POST /v1/embeddings`.
+    pub const EMBEDDINGS: Self = Self {
+        name: "embeddings",
+        ignored: &["model", "user"],
+        streams: false,
+    };
+    /// `POST /v1/messages`.
+    pub const MESSAGES: Self = Self {
+        name: "messages",
+        ignored: &["model", "stream", "metadata"],
+        streams: true,
+    };
+}
+
+/// A request as the cache plans it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// What it asks in its headers.
+    pub ask: Ask,
+    /// Its endpoint.
+    pub kind: Kind,
+    /// The public model that serves it, and its cache settings.
+    pub model: (&'a str, &'a ModelCache),
+    /// Its body.
+    pub body: &'a [u8],
+    /// Headers that change the answer (`anthropic-beta`).
+    pub extra: &'a [u8],
+    /// The client's dialect.
+    pub dialect: Dialect,
+    /// Whether it asks for a stream.
+    pub stream: bool,
+}
+
+/// The response cache. Process-lifetime.
+#[derive(Debug)]
+pub struct Cache {
+    settings: config::Cache,
+    memory: Memory,
+    flights: Arc<Flights>,
+    /// `switchyard_cache_requests_total{result}`: hit, miss, bypass.
+    results: [Counter; 3],
+    /// `switchyard_cache_fills_total{result}`, as [`FillResult::ALL`].
+    fills: [Counter; 7],
+    /// `switchyard_cache_saved_tokens_total{model}`, by public model.
+    saved: HashMap<String, Counter>,
+    entries: metrics::Gauge,
+    bytes: metrics::Gauge,
+}
+
+impl Cache {
+    /// The cache of `settings`, for the public `models`.
+    pub fn new<'m>(
+        settings: &config::Cache,
+        models: impl Iterator<Item = &'m str>,
+        metrics: &Metrics,
+    ) -> Self {
+        metrics.describe(
+            "switchyard_cache_requests_total",
+            None,
+            "Proxied requests by what the response cache made of them: hit, miss, bypass.",
+        );
+        metrics.describe(
+            "switchyard_cache_fills_total",
+            None,
+            "Answers of cache misses by what became of them: stored, or why not.",
+        );
+        metrics.describe(
+            "switchyard_cache_saved_tokens_total",
+            None,
+            "Tokens answered from the cache instead of upstream, by public model.",
+        );
+        metrics.describe(
+            "switchyard_cache_entries",
+            None,
+            "Answers kept in the memory tier of the response cache.",
+        );
+        metrics.describe(
+            "switchyard_cache_bytes",
+            None,
+            "Bytes the memory tier of the response cache holds.",
+        );
+        let results = [Status::Hit, Status::Miss, Status::Bypass]
+            .map(|s| metrics.counter("switchyard_cache_requests_total", &[("result", s.as_str())]));
+        let fills = FillResult::ALL
+            .map(|r| metrics.counter("switchyard_cache_fills_total", &[("result", r.as_str())]));
+        Self {
+            settings: settings.clone(),
+            memory: Memory::new(settings.max_bytes, settings.idle_ttl),
+            flights: Arc::default(),
+            results,
+            fills,
+            saved: models
+                .map(|model| {
+                    let counter =
+                        metrics.counter("switchyard_cache_saved_tokens_total", &[("model", model)]);
+                    (model.to_owned(), counter)
+                })
+                .collect(),
+            entries: metrics.gauge("switchyard_cache_entries", &[]),
+            bytes: metrics.gauge("switchyard_cache_bytes", &[]),
+        }
+    }
+
+    /// Decides a request's way through the cache: its key, whether it is
+    /// looked up and stored; or why it goes without.
+    pub fn plan(&self, request: &Request<'_>, principal: &Principal) -> Result<Planned, Bypass> {
+        let (model, settings) = request.model;
+        if !settings.enabled {
+            return Err(Bypass::Model);
+        }
+        if request.ask.no_store {
+            return Err(Bypass::NoStore);
+        }
+        if request.stream && !request.kind.streams {
+            return Err(Bypass::Stream);
+        }
+        // A body that is not an object was refused by parsing already.
+        let digest = key::digest(request.body, request.kind.ignored).map_err(|_| Bypass::Model)?;
+        if digest.choices.is_some_and(|n| n > 1.0) {
+            return Err(Bypass::Choices);
+        }
+        if settings.only_deterministic && digest.temperature != Some(0.0) && !digest.seeded {
+            return Err(Bypass::NotDeterministic);
+        }
+        let scope = self.scope(principal);
+        let key = Key::new(scope, request.kind.name, model, digest.hash, request.extra);
+        let ttl = match request.ask.ttl {
+            Some(asked) if asked.is_zero() => None,
+            Some(asked) => Some(asked.min(self.settings.max_ttl)),
+            None => Some(settings.ttl.unwrap_or(self.settings.ttl)),
+        };
+        Ok(Planned {
+            key,
+            read: !request.ask.no_cache,
+            ttl,
+            keep: Keep {
+                tool_calls: settings.tool_calls,
+                length: settings.length,
+            },
+            dialect: request.dialect,
+            stream: request.stream,
+        })
+    }
+
+    /// Who shares the answers of `principal`'s requests.
+    fn scope<'p>(&self, principal: &'p Principal) -> Scope<'p> {
+        match (self.settings.scope, principal) {
+            (CacheScope::Global, _) => Scope { kind: b'g', id: "" },
+            (CacheScope::Team, Principal::VirtualKey(tenant)) if tenant.team.is_some() => Scope {
+                kind: b't',
+                id: tenant.key.team.as_deref().unwrap_or_default(),
+            },
+            (_, Principal::VirtualKey(tenant)) => Scope {
+                kind: b'k',
+                id: &tenant.key.id,
+            },
+            (_, Principal::ConfigKey(name)) => Scope {
+                kind: b'c',
+                id: name,
+            },
+            (_, Principal::Open | Principal::Anonymous) => Scope { kind: b'o', id: "" },
+        }
+    }
+
+    /// Looks `planned` up; on a miss that may be stored, waits for an
+    /// identical request in flight, or leads the flight others wait for.
+    pub async fn lookup(self: &Arc<Self>, planned: Planned) -> Looked {
+        if planned.read
+            && let Some(entry) = self.memory.get(planned.key)
+        {
+            return Looked::Hit {
+                entry,
+                coalesced: false,
+            };
+        }
+        let Some(ttl) = planned.ttl else {
+            return Looked::Miss(None);
+        };
+        let mut leader = None;
+        if self.settings.coalesce && planned.read {
+            match self.flights.join(planned.key) {
+                Joined::Leader(lead) => {
+                    // Landed between the lookup and the join: no second call.
+                    if let Some(entry) = self.memory.get(planned.key) {
+                        return Looked::Hit {
+                            entry,
+                            coalesced: true,
+                        };
+                    }
+                    leader = Some(lead);
+                }
+                Joined::Waiter(waiter) => {
+                    if let Some(entry) = waiter.wait(self.settings.coalesce_wait).await {
+                        return Looked::Hit {
+                            entry,
+                            coalesced: true,
+                        };
+                    }
+                }
+            }
+        }
+        Looked::Miss(Some(Box::new(Fill::new(
+            self.clone(),
+            planned.key,
+            ttl,
+            planned.keep,
+            (planned.dialect, planned.stream),
+            leader,
+        ))))
+    }
+
+    /// Keeps `entry` under `key` for `ttl`.
+    fn store(&self, key: Key, entry: Arc<Entry>, ttl: Duration) {
+        self.memory.insert(key, entry, ttl);
+    }
+
+    /// Counts a request by what the cache made of it; a hit's tokens are
+    /// counted as saved for `model`.
+    pub fn count(&self, status: Status, model: &str, saved: Option<&Entry>) {
+        let index = match status {
+            Status::Hit => 0,
+            Status::Miss => 1,
+            Status::Bypass => 2,
+        };
+        self.results[index].increment(1);
+        if let (Some(usage), Some(counter)) = (saved.and_then(|e| e.usage), self.saved.get(model)) {
+            counter.increment(usage.total_tokens);
+        }
+    }
+
+    fn count_fill(&self, result: FillResult) {
+        let index = FillResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
+        self.fills[index].increment(1);
+    }
+
+    /// Brings the size gauges up to date (before `/metrics` is read).
+    pub fn upkeep(&self) {
+        let (entries, bytes) = self.memory.size();
+        #[allow(clippy::cast_precision_loss)]
+        {
+            self.entries.set(entries as f64);
+            self.bytes.set(bytes as f64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

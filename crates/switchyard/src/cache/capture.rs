@@ -1,0 +1,214 @@
+//! The fill of a miss: the bytes the client got, kept (as shared chunks,
+//! not copied) up to `cache.max_entry_bytes`, and turned into an entry when
+//! the request ends complete — never for an error, a cut stream, or an
+//! answer the model's rules leave out.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use switchyard_providers::anthropic;
+use switchyard_providers::openai::ChunkDecoder;
+use switchyard_providers::openai::chat::{ChatChunk, ChatCompletion, ChatUsage};
+use switchyard_providers::sse::SseParser;
+use switchyard_providers::translate::StreamDecoder;
+
+use super::entry::{Entry, Form};
+use super::flight::Leader;
+use super::key::Key;
+use super::{Cache, FillResult};
+use crate::error::Dialect;
+use crate::request::{Ending, RequestRecord};
+
+/// Which answers a model keeps besides plain ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    /// Answers that call tools.
+    pub tool_calls: bool,
+    /// Answers cut by their token cap.
+    pub length: bool,
+}
+
+/// The fill of one miss, carried by the request's context to its end.
+#[derive(Debug)]
+pub struct Fill {
+    cache: Arc<Cache>,
+    key: Key,
+    ttl: Duration,
+    keep: Keep,
+    dialect: Dialect,
+    stream: bool,
+    parts: Vec<Bytes>,
+    len: usize,
+    over: bool,
+    leader: Option<Leader>,
+}
+
+impl Fill {
+    /// The fill of `key` for a request in `dialect` (a stream when `stream`).
+    pub(super) fn new(
+        cache: Arc<Cache>,
+        key: Key,
+        ttl: Duration,
+        keep: Keep,
+        (dialect, stream): (Dialect, bool),
+        leader: Option<Leader>,
+    ) -> Self {
+        Self {
+            cache,
+            key,
+            ttl,
+            keep,
+            dialect,
+            stream,
+            parts: Vec::new(),
+            len: 0,
+            over: false,
+            leader,
+        }
+    }
+
+    /// Keeps `bytes`, sent to the client, unless the answer outgrew the limit.
+    pub fn capture(&mut self, bytes: &Bytes) {
+        if self.over {
+            return;
+        }
+        self.len += bytes.len();
+        if self.len > self.cache.settings.max_entry_bytes {
+            self.over = true;
+            self.parts = Vec::new();
+            return;
+        }
+        self.parts.push(bytes.clone());
+    }
+
+    /// The request ended: stores its answer when it can be, and lands the
+    /// flight it leads (waiters otherwise go on by themselves).
+    pub fn finish(self, record: &RequestRecord, cost_micros: i64) {
+        let result = self.entry(record, cost_micros);
+        self.cache.count_fill(match &result {
+            Ok(_) => FillResult::Stored,
+            Err(result) => *result,
+        });
+        if let Ok(entry) = result {
+            let entry = Arc::new(entry);
+            self.cache.store(self.key, entry.clone(), self.ttl);
+            if let Some(leader) = self.leader {
+                leader.land(entry);
+            }
+        }
+    }
+
+    fn entry(&self, record: &RequestRecord, cost_micros: i64) -> Result<Entry, FillResult> {
+        if record.ending != Ending::Completed || record.status != 200 || record.error.is_some() {
+            return Err(FillResult::Error);
+        }
+        if self.over {
+            return Err(FillResult::TooLarge);
+        }
+        let body = match self.parts.as_slice() {
+            [one] => one.clone(),
+            many => {
+                let mut body = BytesMut::with_capacity(self.len);
+                for part in many {
+                    body.extend_from_slice(part);
+                }
+                body.freeze()
+            }
+        };
+        let stored_at = unix_millis();
+        let (body, form) = if self.stream {
+            let completion = self.completion(&body, record, stored_at)?;
+            self.check(
+                completion
+                    .choices
+                    .iter()
+                    .map(|c| c.finish_reason.as_deref()),
+            )?;
+            let body = serde_json::to_vec(&completion).map_err(|_| FillResult::Unreadable)?;
+            (Bytes::from(body), Form::Completion)
+        } else {
+            let probe: Probe<'_> =
+                serde_json::from_slice(&body).map_err(|_| FillResult::Unreadable)?;
+            let reasons = probe.choices.iter().map(|c| c.finish_reason.as_deref());
+            self.check(reasons.chain(probe.stop_reason.as_deref().map(Some)))?;
+            (body, Form::Json)
+        };
+        Ok(Entry {
+            body,
+            form,
+            dialect: self.dialect,
+            usage: record.usage,
+            cost_micros,
+            stored_at,
+        })
+    }
+
+    /// The streamed answer as one completion, its usage the one recorded
+    /// (present even when the client's stream did not show it).
+    fn completion(
+        &self,
+        body: &[u8],
+        record: &RequestRecord,
+        stored_at: u64,
+    ) -> Result<ChatCompletion, FillResult> {
+        let mut decoder: Box<dyn StreamDecoder> = match self.dialect {
+            Dialect::OpenAi => Box::new(ChunkDecoder::default()),
+            Dialect::Anthropic => Box::new(anthropic::MessageStreamDecoder::new(stored_at / 1000)),
+        };
+        let mut chunks: Vec<ChatChunk> = Vec::new();
+        let mut failed = false;
+        let mut parser = SseParser::new(body.len() + 1);
+        let parsed = parser.feed(body, |event| {
+            failed |= decoder.event(event, &mut chunks).is_err();
+            !failed
+        });
+        if parsed.is_err() || failed || decoder.end(&mut chunks).is_err() {
+            return Err(FillResult::Unreadable);
+        }
+        let mut completion = ChatCompletion::from_chunks(chunks).ok_or(FillResult::Unreadable)?;
+        if let Some(usage) = record.usage {
+            completion.usage = Some(ChatUsage::new(usage.prompt_tokens, usage.completion_tokens));
+        }
+        Ok(completion)
+    }
+
+    /// Whether the model keeps an answer that finished for `reasons`.
+    fn check<'a>(&self, reasons: impl Iterator<Item = Option<&'a str>>) -> Result<(), FillResult> {
+        for reason in reasons.flatten() {
+            match reason {
+                "length" | "max_tokens" if !self.keep.length => return Err(FillResult::Length),
+                "tool_calls" | "tool_use" | "function_call" if !self.keep.tool_calls => {
+                    return Err(FillResult::ToolCalls);
+                }
+                "content_filter" | "refusal" => return Err(FillResult::Filtered),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a JSON answer finished: OpenAI's `choices[].finish_reason`,
+/// Anthropic's `stop_reason`.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceProbe<'a>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceProbe<'a> {
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

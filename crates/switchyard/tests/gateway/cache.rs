@@ -1,0 +1,397 @@
+//! The response cache, counted with the mock's stats: what hits, what
+//! misses, what is never stored, streams replayed across shapes and
+//! dialects, coalescing, and scopes.
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+const KEY_B: &str = "sk-client-other";
+
+/// A gateway with the memory cache in front of `mock`: `gpt-4.1` (OpenAI),
+/// `claude` (Anthropic) and `embed` (OpenAI embeddings); two config keys.
+fn cached_gateway(mock: &Process, cache_extra: &str) -> Process {
+    let root = mock.url("");
+    let root = root.trim_end_matches('/');
+    gateway(&format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+auth:
+  mode: keys
+keys:
+  - {{ name: a, key: {CLIENT_KEY} }}
+  - {{ name: b, key: {KEY_B} }}
+providers:
+  up: {{ kind: openai, base_url: {root}/v1, api_key: {UPSTREAM_KEY} }}
+  claude: {{ kind: anthropic, base_url: {root}, api_key: {UPSTREAM_KEY} }}
+models:
+  gpt-4.1:
+    deployments: [{{ provider: up, model: mock-1 }}]
+  claude:
+    deployments: [{{ provider: claude, model: claude-x }}]
+  embed:
+    deployments: [{{ provider: up, model: embed-1 }}]
+  translated:
+    deployments: [{{ provider: claude, model: claude-y }}]
+cache:
+  backend: memory
+{cache_extra}
+"#
+    ))
+}
+
+/// POSTs `body` to `path` with `key` and `headers`: status, headers, body text.
+async fn send(
+    gw: &Process,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (u16, HeaderMap, String) {
+    let mut request = client()
+        .post(gw.url(path))
+        .bearer_auth(key)
+        .header("x-api-key", key);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+fn cache_header(headers: &HeaderMap) -> &str {
+    headers
+        .get("x-switchyard-cache")
+        .map_or("none", |v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_repeated_request_hits_with_the_same_body_and_no_upstream_call() {
+    let mock = mock(&[]);
+    let gw = cached_gateway(&mock, "");
+    let body = chat("what is a cache", json!({"temperature": 0}));
+    let (status, headers, first) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &[], &body).await;
+    assert_eq!((status, cache_header(&headers)), (200, "miss"));
+    assert_eq!(mock_requests(&mock).await, 1);
+    let (status, headers, second) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &[], &body).await;
+    assert_eq!((status, cache_header(&headers)), (200, "hit"));
+    assert_eq!(second, first);
+    assert_eq!(headers["x-switchyard-attempts"], "0");
+    assert_eq!(headers["x-switchyard-route"], "cache=hit");
+    assert!(headers.contains_key("age"));
+    assert_eq!(mock_requests(&mock).await, 1);
+
+    // Key order, whitespace and `user` do not count.
+    let reordered = r#"{ "temperature": 0.0, "user": "someone",
+        "messages": [{"content": "be brief", "role": "system"}, {"role": "user", "content": "what is a cache"}],
+        "model": "gpt-4.1" }"#;
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .header("content-type", "application/json")
+        .body(reordered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-switchyard-cache"], "hit");
+    assert_eq!(response.text().await.unwrap(), first);
+
+    // A changed temperature is another request.
+    let warmer = chat("what is a cache", json!({"temperature": 0.5}));
+    let (_, headers, _) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &[], &warmer).await;
+    assert_eq!(cache_header(&headers), "miss");
+    assert_eq!(mock_requests(&mock).await, 2);
+
+    let metrics = metrics(&gw).await;
+    assert!(
+        metrics.contains("switchyard_cache_requests_total{result=\"hit\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_cache_requests_total{result=\"miss\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_cache_fills_total{result=\"stored\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_cache_saved_tokens_total{model=\"gpt-4.1\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn no_store_and_no_cache_behave_as_asked() {
+    let mock = mock(&[]);
+    let gw = cached_gateway(&mock, "");
+    let body = chat("fresh please", json!({}));
+    let no_store = [("cache-control", "no-store")];
+    for _ in 0..2 {
+        let (_, headers, _) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &no_store, &body).await;
+        assert_eq!(cache_header(&headers), "bypass");
+    }
+    assert_eq!(mock_requests(&mock).await, 2);
+    // Nothing was stored: a plain request misses, then hits.
+    let (_, headers, _) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &[], &body).await;
+    assert_eq!(cache_header(&headers), "miss");
+    let (_, headers, _) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &[], &body).await;
+    assert_eq!(cache_header(&headers), "hit");
+    assert_eq!(mock_requests(&mock).await, 3);
+    // no-cache goes upstream and refreshes the entry.
+    let no_cache = [("cache-control", "no-cache")];
+    let (_, headers, _) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &no_cache, &body).await;
+    assert_eq!(cache_header(&headers), "miss");
+    assert_eq!(mock_requests(&mock).await, 4);
+    let (_, headers, _) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &[], &body).await;
+    assert_eq!(cache_header(&headers), "hit");
+    // A TTL of 0 stores nothing.
+    let other = chat("not kept", json!({}));
+    let zero = [("x-switchyard-cache-ttl", "0")];
+    send(&gw, "/v1/chat/completions", CLIENT_KEY, &zero, &other).await;
+    let (_, headers, _) = send(&gw, "/v1/chat/completions", CLIENT_KEY, &[], &other).await;
+    assert_eq!(cache_header(&headers), "miss");
+}
+
+#[tokio::test]
+async fn one_keys_answers_never_reach_another_key() {
+    let mock = mock(&[]);
+    let gw = cached_gateway(&mock, "");
+    let body = chat("private question", json!({}));
+    send(&gw, "/v1/chat/completions", CLIENT_KEY, &[], &body).await;
+    let (_, headers, _) = send(&gw, "/v1/chat/completions", KEY_B, &[], &body).await;
+    assert_eq!(cache_header(&headers), "miss");
+    assert_eq!(mock_requests(&mock).await, 2);
+    // With `scope: global` they share.
+    let shared = cached_gateway(&mock, "  scope: global");
+    send(&shared, "/v1/chat/completions", CLIENT_KEY, &[], &body).await;
+    let (_, headers, _) = send(&shared, "/v1/chat/completions", KEY_B, &[], &body).await;
+    assert_eq!(cache_header(&headers), "hit");
+    assert_eq!(mock_requests(&mock).await, 3);
+}
+
+#[tokio::test]
+async fn errors_cut_streams_length_and_tool_calls_are_not_stored() {
+    let mock = mock(&[]);
+    let gw = cached_gateway(&mock, "");
+    let path = "/v1/chat/completions";
+    // An upstream error.
+    set_faults(&mock, json!({"error_rate": 1.0})).await;
+    let body = chat("failing", json!({}));
+    let (status, ..) = send(&gw, path, CLIENT_KEY, &[], &body).await;
+    assert_ne!(status, 200);
+    set_faults(&mock, json!({"error_rate": 0.0})).await;
+    let (status, headers, _) = send(&gw, path, CLIENT_KEY, &[], &body).await;
+    assert_eq!((status, cache_header(&headers)), (200, "miss"));
+    // A stream cut in the middle, every time.
+    let cutting = self::mock(&["--stream-cut-rate", "1"]);
+    let cut_gw = cached_gateway(&cutting, "");
+    let streamed = chat("cut short", json!({"stream": true}));
+    for _ in 0..2 {
+        let (_, headers, text) = send(&cut_gw, path, CLIENT_KEY, &[], &streamed).await;
+        assert!(!text.ends_with("[DONE]\n\n"), "{text}");
+        assert_eq!(cache_header(&headers), "miss");
+    }
+    // An answer cut by max_tokens (finish_reason length).
+    let capped = chat("too long", json!({"max_tokens": 2}));
+    for _ in 0..2 {
+        let (_, headers, text) = send(&gw, path, CLIENT_KEY, &[], &capped).await;
+        assert!(text.contains("\"length\""), "{text}");
+        assert_eq!(cache_header(&headers), "miss");
+    }
+    // An answer that calls a tool.
+    let tools = chat(
+        "weather",
+        json!({"tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]}),
+    );
+    for _ in 0..2 {
+        let (_, headers, text) = send(&gw, path, CLIENT_KEY, &[], &tools).await;
+        assert!(text.contains("tool_calls"), "{text}");
+        assert_eq!(cache_header(&headers), "miss");
+    }
+    let metrics = metrics(&gw).await;
+    for result in ["error", "length", "tool_calls"] {
+        assert!(
+            metrics.contains(&format!(
+                "switchyard_cache_fills_total{{result=\"{result}\"}}"
+            )),
+            "{result}: {metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stored_stream_answers_json_and_a_stored_json_answers_a_stream() {
+    let mock = mock(&[]);
+    let gw = cached_gateway(&mock, "");
+    let path = "/v1/chat/completions";
+    // Streamed first, then asked as JSON.
+    let streamed = chat("stream me", json!({"stream": true}));
+    let (_, headers, text) = send(&gw, path, CLIENT_KEY, &[], &streamed).await;
+    assert_eq!(cache_header(&headers), "miss");
+    let streamed_text = stream_text(&sse_data(&text));
+    let whole = chat("stream me", json!({}));
+    let (_, headers, text) = send(&gw, path, CLIENT_KEY, &[], &whole).await;
+    assert_eq!(cache_header(&headers), "hit");
+    assert_eq!(headers["content-type"], "application/json");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        streamed_text.as_str()
+    );
+    assert!(
+        answer["usage"]["total_tokens"].as_u64().unwrap() > 0,
+        "{answer}"
+    );
+    // JSON first, then asked as a stream, with usage.
+    let whole = chat("json me", json!({}));
+    let (_, _, text) = send(&gw, path, CLIENT_KEY, &[], &whole).await;
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let streamed = chat(
+        "json me",
+        json!({"stream": true, "stream_options": {"include_usage": true}}),
+    );
+    let (_, headers, text) = send(&gw, path, CLIENT_KEY, &[], &streamed).await;
+    assert_eq!(cache_header(&headers), "hit");
+    assert_eq!(headers["content-type"], "text/event-stream");
+    let events = sse_data(&text);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    assert_eq!(
+        stream_text(&events),
+        answer["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    for count in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(usage["usage"][count], answer["usage"][count], "{usage}");
+    }
+    assert_eq!(mock_requests(&mock).await, 2);
+}
+
+#[tokio::test]
+async fn anthropic_clients_hit_in_their_own_dialect_both_ways() {
+    let mock = mock(&[]);
+    let gw = cached_gateway(&mock, "");
+    for model in ["claude", "gpt-4.1"] {
+        let message = |stream: bool| {
+            json!({"model": model, "max_tokens": 100, "stream": stream,
+                   "messages": [{"role": "user", "content": format!("hello {model}")}]})
+        };
+        let (status, headers, text) =
+            send(&gw, "/v1/messages", CLIENT_KEY, &[], &message(true)).await;
+        assert_eq!((status, cache_header(&headers)), (200, "miss"), "{text}");
+        assert!(text.contains("event: message_stop"), "{text}");
+        let (_, headers, json_text) =
+            send(&gw, "/v1/messages", CLIENT_KEY, &[], &message(false)).await;
+        assert_eq!(cache_header(&headers), "hit", "{model}");
+        let answer: Value = serde_json::from_str(&json_text).unwrap();
+        assert_eq!(answer["type"], "message", "{answer}");
+        let said = answer["content"][0]["text"].as_str().unwrap();
+        assert!(said.starts_with(&format!("echo: hello {model}")), "{said}");
+        // The JSON entry answers a stream too.
+        let (_, headers, text) = send(&gw, "/v1/messages", CLIENT_KEY, &[], &message(true)).await;
+        assert_eq!(cache_header(&headers), "hit");
+        assert!(text.contains("event: message_stop"), "{text}");
+    }
+    assert_eq!(mock_requests(&mock).await, 2);
+}
+
+#[tokio::test]
+async fn concurrent_identical_misses_make_one_upstream_call() {
+    let mock = mock(&["--latency", "300ms"]);
+    let gw = cached_gateway(&mock, "");
+    let sent = (0..100).map(|i| {
+        let gw = &gw;
+        async move {
+            let body = chat("everyone asks this", json!({"stream": i % 2 == 0}));
+            send(gw, "/v1/chat/completions", CLIENT_KEY, &[], &body).await
+        }
+    });
+    let answers = futures_util::future::join_all(sent).await;
+    assert_eq!(mock_requests(&mock).await, 1);
+    let mut hits = 0;
+    for (i, (status, headers, text)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "{text}");
+        if cache_header(headers) == "hit" {
+            hits += 1;
+        }
+        let said = if i % 2 == 0 {
+            stream_text(&sse_data(text))
+        } else {
+            let answer: Value = serde_json::from_str(text).unwrap();
+            answer["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(said.starts_with("echo: everyone asks this"), "{said}");
+    }
+    assert_eq!(hits, 99);
+}
+
+#[tokio::test]
+async fn embeddings_and_completions_are_cached_too() {
+    let mock = mock(&[]);
+    let gw = cached_gateway(&mock, "");
+    let embed = json!({"model": "embed", "input": ["one", "two"]});
+    let (_, _, first) = send(&gw, "/v1/embeddings", CLIENT_KEY, &[], &embed).await;
+    let (_, headers, second) = send(&gw, "/v1/embeddings", CLIENT_KEY, &[], &embed).await;
+    assert_eq!(cache_header(&headers), "hit");
+    assert_eq!(first, second);
+    let complete = json!({"model": "gpt-4.1", "prompt": "once upon"});
+    send(&gw, "/v1/completions", CLIENT_KEY, &[], &complete).await;
+    let (_, headers, _) = send(&gw, "/v1/completions", CLIENT_KEY, &[], &complete).await;
+    assert_eq!(cache_header(&headers), "hit");
+    // A streamed legacy completion goes without the cache.
+    let streamed = json!({"model": "gpt-4.1", "prompt": "once upon", "stream": true});
+    let (_, headers, _) = send(&gw, "/v1/completions", CLIENT_KEY, &[], &streamed).await;
+    assert_eq!(cache_header(&headers), "bypass");
+    assert_eq!(mock_requests(&mock).await, 3);
+}
+
+#[tokio::test]
+async fn a_model_can_turn_its_cache_off_or_keep_only_deterministic_answers() {
+    let mock = mock(&[]);
+    let base = mock.url("/v1");
+    let gw = gateway(&format!(
+        r#"
+server: {{ listen: 127.0.0.1:0 }}
+auth: {{ mode: keys }}
+keys: [{{ key: {CLIENT_KEY} }}]
+providers:
+  up: {{ kind: openai, base_url: {base}, api_key: {UPSTREAM_KEY} }}
+models:
+  off:
+    cache: {{ enabled: false }}
+    deployments: [{{ provider: up, model: m }}]
+  strict:
+    cache: {{ only_deterministic: true, ttl: 10m }}
+    deployments: [{{ provider: up, model: m }}]
+cache: {{ backend: memory }}
+"#
+    ));
+    let ask = |model: &str, extra: Value| {
+        let mut body = chat("hi", extra);
+        body["model"] = json!(model);
+        body
+    };
+    let path = "/v1/chat/completions";
+    let (_, headers, _) = send(&gw, path, CLIENT_KEY, &[], &ask("off", json!({}))).await;
+    assert_eq!(cache_header(&headers), "bypass");
+    let (_, headers, _) = send(
+        &gw,
+        path,
+        CLIENT_KEY,
+        &[],
+        &ask("strict", json!({"temperature": 1})),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "bypass");
+    let seeded = ask("strict", json!({"temperature": 1, "seed": 4}));
+    send(&gw, path, CLIENT_KEY, &[], &seeded).await;
+    let (_, headers, _) = send(&gw, path, CLIENT_KEY, &[], &seeded).await;
+    assert_eq!(cache_header(&headers), "hit");
+}
