@@ -1,5 +1,18 @@
-//! `POST /v1/embeddings`: a unit vector per input, derived from a SHA-256 hash of it.
-//! Gemini's embedding routes use the same vectors ([`embed`]).
+//! `POST /v1/embeddings`: a unit vector per input, a pure function of the model's name,
+//! the input and the dimensions. Gemini's embedding routes use the same vectors
+//! ([`embed`]).
+//!
+//! - Most models: the vector is derived from a SHA-256 hash of the input, so any two
+//!   inputs that differ at all are unrelated (cosine near 0 with many dimensions).
+//! - Models whose name ends in `-words` (e.g. `text-embedding-words`): a bag of words, so
+//!   that texts with the same words are close. The input is lower-cased and split on
+//!   every character that is not a letter or a digit (a token id is a word, written in
+//!   decimal); each word adds ±1 to one of the dimensions, both chosen by the SHA-256 of
+//!   the word; the sum is normalized. The same words in any order give the same vector;
+//!   a text of ten words with one changed has a cosine near 0.9 with the original;
+//!   texts with no word in common are near 0, less near with few dimensions (words then
+//!   share dimensions: ask for a few hundred). An input with no word, or whose words
+//!   cancel out, gets the hash vector.
 
 use std::sync::Arc;
 
@@ -16,6 +29,8 @@ use crate::{Mock, json_response};
 
 /// Dimensions of an embedding when the request does not say.
 const DEFAULT_DIMENSIONS: u32 = 8;
+/// The end of the names of models whose embeddings are bags of words.
+const WORDS_SUFFIX: &str = "-words";
 /// The most dimensions the mock computes.
 const MAX_DIMENSIONS: u32 = 16_384;
 
@@ -85,10 +100,20 @@ impl Item<'_> {
     }
 }
 
-/// A unit vector (L2 norm 1) of `dimensions` components, a pure function of `item`:
-/// the item's digest is expanded, 8 components per SHA-256 block, into numbers in
-/// `[-1, 1]`, which are then normalized.
-pub(crate) fn embed(item: Item<'_>, dimensions: u32) -> Vec<f32> {
+/// A unit vector (L2 norm 1) of `dimensions` components for `item`: a bag of its words
+/// for a `-words` model, else derived from its hash (see the module's doc).
+pub(crate) fn embed(model: &str, item: Item<'_>, dimensions: u32) -> Vec<f32> {
+    if model.ends_with(WORDS_SUFFIX) {
+        let words = bag_of_words(item, dimensions);
+        if words.iter().any(|x| *x != 0.0) {
+            return unit(&words);
+        }
+    }
+    unit(&hashed(item, dimensions))
+}
+
+/// The item's digest expanded, 8 components per SHA-256 block, into numbers in `[-1, 1]`.
+fn hashed(item: Item<'_>, dimensions: u32) -> Vec<f64> {
     let digest = item.digest();
     let mut raw = Vec::with_capacity(dimensions as usize);
     for block in 0u32.. {
@@ -107,10 +132,38 @@ pub(crate) fn embed(item: Item<'_>, dimensions: u32) -> Vec<f32> {
             break;
         }
     }
+    raw
+}
+
+/// Per word of the item, ±1 in one dimension: the dimension is the first 8 bytes of the
+/// word's SHA-256 (little-endian) modulo `dimensions`, the sign the low bit of the 9th.
+/// All zeros when the item has no word.
+fn bag_of_words(item: Item<'_>, dimensions: u32) -> Vec<f64> {
+    let mut raw = vec![0.0; dimensions as usize];
+    let mut add = |word: &str| {
+        let digest = Sha256::digest(word.as_bytes());
+        let mut bucket = [0; 8];
+        bucket.copy_from_slice(&digest[..8]);
+        let at = u64::from_le_bytes(bucket) % u64::from(dimensions);
+        raw[at as usize] += if digest[8] & 1 == 0 { 1.0 } else { -1.0 };
+    };
+    match item {
+        Item::Text(text) => text
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|word| !word.is_empty())
+            .for_each(&mut add),
+        Item::Tokens(tokens) => tokens.iter().for_each(|t| add(&t.to_string())),
+    }
+    raw
+}
+
+/// `raw` scaled to length 1; the first axis when `raw` is all zeros.
+fn unit(raw: &[f64]) -> Vec<f32> {
     let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm == 0.0 {
-        // Never seen, but a unit vector is promised.
-        return (0..dimensions)
+        // Never seen (a hash of zeros), but a unit vector is promised.
+        return (0..raw.len())
             .map(|i| if i == 0 { 1.0 } else { 0.0 })
             .collect();
     }
@@ -193,7 +246,7 @@ pub(crate) async fn handle(
         .iter()
         .enumerate()
         .map(|(index, item)| {
-            let vector = embed(*item, dimensions);
+            let vector = embed(model, *item, dimensions);
             let embedding = if base64 {
                 let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
                 Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -227,32 +280,54 @@ pub(crate) async fn handle(
 mod tests {
     use super::*;
 
+    const HASHED: &str = "mock-embed";
+    const WORDS: &str = "text-embedding-words";
+
     fn norm(v: &[f32]) -> f64 {
         v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
     }
 
+    /// The cosine of two texts' word vectors of `dimensions`.
+    fn cosine(a: &str, b: &str, dimensions: u32) -> f64 {
+        let a = embed(WORDS, Item::Text(a), dimensions);
+        let b = embed(WORDS, Item::Text(b), dimensions);
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum()
+    }
+
     #[test]
     fn unit_vectors_of_any_dimension() {
-        for dimensions in [1, 7, 8, 9, 1536] {
-            let v = embed(Item::Text("hello"), dimensions);
-            assert_eq!(v.len(), dimensions as usize);
-            assert!((norm(&v) - 1.0).abs() < 1e-6, "{dimensions}: {}", norm(&v));
-            assert!(v.iter().all(|x| (-1.0..=1.0).contains(x)));
+        for model in [HASHED, WORDS] {
+            for dimensions in [1, 7, 8, 9, 1536] {
+                let v = embed(model, Item::Text("the capital of France"), dimensions);
+                assert_eq!(v.len(), dimensions as usize);
+                let norm = norm(&v);
+                assert!((norm - 1.0).abs() < 1e-6, "{model} {dimensions}: {norm}");
+                assert!(v.iter().all(|x| (-1.0..=1.0).contains(x)));
+            }
         }
-        assert_eq!(embed(Item::Text("x"), 1), [1.0f32]);
+        assert_eq!(embed(HASHED, Item::Text("x"), 1), [1.0f32]);
     }
 
     #[test]
     fn deterministic_and_distinct() {
-        assert_eq!(embed(Item::Text("a"), 8), embed(Item::Text("a"), 8));
-        assert_ne!(embed(Item::Text("a"), 8), embed(Item::Text("b"), 8));
+        assert_eq!(
+            embed(HASHED, Item::Text("a"), 8),
+            embed(HASHED, Item::Text("a"), 8)
+        );
         assert_ne!(
-            embed(Item::Tokens(&[1, 2]), 8),
-            embed(Item::Tokens(&[2, 1]), 8)
+            embed(HASHED, Item::Text("a"), 8),
+            embed(HASHED, Item::Text("b"), 8)
+        );
+        assert_ne!(
+            embed(HASHED, Item::Tokens(&[1, 2]), 8),
+            embed(HASHED, Item::Tokens(&[2, 1]), 8)
         );
         // A longer vector starts in the same direction as a shorter one.
-        let short = embed(Item::Text("a"), 8);
-        let long = embed(Item::Text("a"), 16);
+        let short = embed(HASHED, Item::Text("a"), 8);
+        let long = embed(HASHED, Item::Text("a"), 16);
         let ratio = long[0] / short[0];
         assert!(
             short
@@ -270,5 +345,74 @@ mod tests {
         assert_eq!(tokens(&parse(serde_json::json!(["a", "b c"]))), [1, 2]);
         assert_eq!(tokens(&parse(serde_json::json!([1, 2, 3]))), [3]);
         assert_eq!(tokens(&parse(serde_json::json!([[1], [2, 3]]))), [1, 2]);
+    }
+
+    #[test]
+    fn the_same_words_in_any_order_and_case_are_one_vector() {
+        let cos = cosine(
+            "What is the capital of France?",
+            "the capital of FRANCE is... what",
+            8,
+        );
+        assert!((cos - 1.0).abs() < 1e-6, "{cos}");
+        assert_eq!(
+            embed(WORDS, Item::Text("Un LLM prédit le mot"), 64),
+            embed(WORDS, Item::Text("le mot PRÉDIT: un llm"), 64)
+        );
+        // A token id is a word.
+        assert_eq!(
+            embed(WORDS, Item::Tokens(&[12, 345]), 64),
+            embed(WORDS, Item::Text("345 12"), 64)
+        );
+    }
+
+    #[test]
+    fn shared_words_make_texts_close_and_no_shared_word_far() {
+        // Ten words, one changed: 9 / 10.
+        let cos = cosine(
+            "the quick brown fox jumps over one lazy sleeping dog",
+            "the quick brown fox jumps over one lazy sleeping cat",
+            1536,
+        );
+        assert!((cos - 0.9).abs() < 1e-6, "{cos}");
+        // Three words shared (what, capital, france) of six, and `s` twice: 3 / √(6 · 7).
+        let cos = cosine(
+            "What is the capital of France?",
+            "what's France's capital",
+            1536,
+        );
+        assert!((cos - 3.0 / 42f64.sqrt()).abs() < 1e-6, "{cos}");
+        for (a, b) in [
+            (
+                "What is the capital of France?",
+                "Write a haiku about autumn leaves",
+            ),
+            (
+                "How do I reverse a list in Python?",
+                "What is the capital of France?",
+            ),
+        ] {
+            let cos = cosine(a, b, 1536);
+            assert!(cos.abs() < 1e-6, "{a} ~ {b}: {cos}");
+        }
+    }
+
+    #[test]
+    fn text_without_words_gets_the_hash_vector() {
+        for text in ["?!", "   ", "—"] {
+            assert_eq!(
+                embed(WORDS, Item::Text(text), 8),
+                embed(HASHED, Item::Text(text), 8)
+            );
+        }
+        assert_ne!(
+            embed(WORDS, Item::Text("a b"), 8),
+            embed(HASHED, Item::Text("a b"), 8)
+        );
+        // Only models named `…-words` read words.
+        assert_ne!(
+            embed(HASHED, Item::Text("a b"), 8),
+            embed(HASHED, Item::Text("b a"), 8)
+        );
     }
 }

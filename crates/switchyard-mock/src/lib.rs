@@ -15,7 +15,7 @@
 //! | --- | --- |
 //! | `POST /v1/chat/completions` | a `chat.completion`, or SSE chunks with `"stream": true` |
 //! | `POST /v1/completions` | a `text_completion`, or SSE chunks |
-//! | `POST /v1/embeddings` | unit vectors hashed from the inputs, floats or base64 |
+//! | `POST /v1/embeddings` | unit vectors hashed from the inputs, floats or base64; for a model named `…-words` (e.g. `text-embedding-words`) bags of words instead, so texts with the same words are close (ask for a few hundred `dimensions`: in the default 8, unrelated words share dimensions) |
 //! | `GET /v1/models` | a fixed list |
 //! | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings` | Azure OpenAI: the same as the `/v1/*` routes, `?api-version=` required |
 //! | `POST /v1/messages` | an Anthropic `message`, or its named SSE events with `"stream": true`; words of `cache_control` blocks are `cache_read_input_tokens` |

@@ -1,6 +1,7 @@
-//! `:embedContent` and `:batchEmbedContents`: the same hash-derived unit vectors as
-//! `POST /v1/embeddings`, so a text embeds alike through either dialect. A content's text
-//! is its text parts joined by a space; `outputDimensionality` defaults to 8.
+//! `:embedContent` and `:batchEmbedContents`: the same unit vectors as
+//! `POST /v1/embeddings` for the model of the path (bags of words for a `-words` model),
+//! so a text embeds alike through either dialect. A content's text is its text parts
+//! joined by a space; `outputDimensionality` defaults to 8.
 
 use serde::{Deserialize, Serialize};
 
@@ -74,7 +75,7 @@ impl EmbedContentRequest {
         }
         let dimensions = dimensions(self.output_dimensionality, "outputDimensionality")?;
         Ok(ContentEmbedding {
-            values: embed(Item::Text(&text), dimensions),
+            values: embed(model, Item::Text(&text), dimensions),
         })
     }
 }
@@ -106,4 +107,51 @@ pub(super) fn batch_embed_contents(
         .map(|request| request.embedding(model, true))
         .collect::<Result<_, _>>()?;
     Ok(BatchEmbedContentsResponse { embeddings })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::extract::State;
+    use bytes::Bytes;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::{Mock, MockOptions};
+
+    /// A content embeds as its text does on `POST /v1/embeddings`, for the same model.
+    #[tokio::test]
+    async fn a_text_embeds_alike_in_both_dialects() {
+        let mock = Arc::new(Mock::new(MockOptions::default()));
+        for model in ["mock-embed", "text-embedding-words"] {
+            let body = json!({"model": model, "input": "What is the capital of France?",
+                "dimensions": 64});
+            let response =
+                crate::embeddings::handle(State(mock.clone()), Bytes::from(body.to_string()))
+                    .await
+                    .unwrap();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let list: Value = serde_json::from_slice(&bytes).unwrap();
+            let openai: Vec<f32> =
+                serde_json::from_value(list["data"][0]["embedding"].clone()).unwrap();
+            let request: EmbedContentRequest = serde_json::from_value(json!({
+                "content": {"parts": [{"text": "What is the"}, {"text": "capital of France?"}]},
+                "outputDimensionality": 64
+            }))
+            .unwrap();
+            let gemini = embed_content(&request, model).unwrap().embedding.values;
+            assert_eq!(openai.len(), gemini.len());
+            assert!(
+                openai
+                    .iter()
+                    .zip(&gemini)
+                    .all(|(a, b)| (a - b).abs() < 1e-6),
+                "{model}"
+            );
+        }
+    }
 }
