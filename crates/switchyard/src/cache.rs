@@ -14,6 +14,7 @@ mod entry;
 mod flight;
 mod key;
 mod memory;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,11 +28,16 @@ pub use entry::{Entry, Replay, Shape};
 use flight::{Flights, Joined};
 pub use key::{Digest, Key, Scope};
 use memory::Memory;
+pub use shared::Shared;
 
 use crate::config::{self, CacheScope, ModelCache};
 use crate::error::Dialect;
 use crate::request::Principal;
 use crate::telemetry::metrics::Metrics;
+
+/// In front of Redis, how long the memory tier keeps an entry at most: a
+/// refresh made through another replica is seen here within it.
+const LOCAL_TTL: Duration = Duration::from_secs(60);
 
 /// What the cache made of a request, as `x-switchyard-cache` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +253,10 @@ pub struct Request<'a> {
 #[derive(Debug)]
 pub struct Cache {
     settings: config::Cache,
-    memory: Memory,
+    /// The memory tier (`memory`, and in front of Redis with `memory+redis`).
+    memory: Option<Memory>,
+    /// The Redis tier (`redis`, `memory+redis`).
+    shared: Option<Shared>,
     flights: Arc<Flights>,
     /// `switchyard_cache_requests_total{result}`: hit, miss, bypass.
     results: [Counter; 3],
@@ -260,9 +269,11 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// The cache of `settings`, for the public `models`.
+    /// The cache of `settings`, for the public `models`; `shared` is its
+    /// Redis tier, when its backend has one.
     pub fn new<'m>(
         settings: &config::Cache,
+        shared: Option<Shared>,
         models: impl Iterator<Item = &'m str>,
         metrics: &Metrics,
     ) -> Self {
@@ -297,7 +308,9 @@ impl Cache {
             .map(|r| metrics.counter("switchyard_cache_fills_total", &[("result", r.as_str())]));
         Self {
             settings: settings.clone(),
-            memory: Memory::new(settings.max_bytes, settings.idle_ttl),
+            memory: (settings.backend != config::CacheBackend::Redis)
+                .then(|| Memory::new(settings.max_bytes, settings.idle_ttl)),
+            shared,
             flights: Arc::default(),
             results,
             fills,
@@ -378,7 +391,7 @@ impl Cache {
     /// identical request in flight, or leads the flight others wait for.
     pub async fn lookup(self: &Arc<Self>, planned: Planned) -> Looked {
         if planned.read
-            && let Some(entry) = self.memory.get(planned.key)
+            && let Some(entry) = self.get(planned.key).await
         {
             return Looked::Hit {
                 entry,
@@ -393,7 +406,7 @@ impl Cache {
             match self.flights.join(planned.key) {
                 Joined::Leader(lead) => {
                     // Landed between the lookup and the join: no second call.
-                    if let Some(entry) = self.memory.get(planned.key) {
+                    if let Some(entry) = self.memory.as_ref().and_then(|m| m.get(planned.key)) {
                         return Looked::Hit {
                             entry,
                             coalesced: true,
@@ -421,9 +434,32 @@ impl Cache {
         ))))
     }
 
-    /// Keeps `entry` under `key` for `ttl`.
+    /// The entry under `key`: in memory, else in Redis (one round trip,
+    /// kept in memory a while when found).
+    async fn get(&self, key: Key) -> Option<Arc<Entry>> {
+        if let Some(entry) = self.memory.as_ref().and_then(|m| m.get(key)) {
+            return Some(entry);
+        }
+        let entry = Arc::new(self.shared.as_ref()?.get(key).await?);
+        if let Some(memory) = &self.memory {
+            memory.insert(key, entry.clone(), self.settings.ttl.min(LOCAL_TTL));
+        }
+        Some(entry)
+    }
+
+    /// Keeps `entry` under `key` for `ttl` in every tier.
     fn store(&self, key: Key, entry: Arc<Entry>, ttl: Duration) {
-        self.memory.insert(key, entry, ttl);
+        if let Some(shared) = &self.shared {
+            shared.set(key, &entry, ttl);
+        }
+        if let Some(memory) = &self.memory {
+            let local = if self.shared.is_some() {
+                ttl.min(LOCAL_TTL)
+            } else {
+                ttl
+            };
+            memory.insert(key, entry, local);
+        }
     }
 
     /// Counts a request by what the cache made of it; a hit's tokens are
@@ -450,7 +486,10 @@ impl Cache {
 
     /// Brings the size gauges up to date (before `/metrics` is read).
     pub fn upkeep(&self) {
-        let (entries, bytes) = self.memory.size();
+        let Some(memory) = &self.memory else {
+            return;
+        };
+        let (entries, bytes) = memory.size();
         #[allow(clippy::cast_precision_loss)]
         {
             self.entries.set(entries as f64);

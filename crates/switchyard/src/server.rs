@@ -23,7 +23,7 @@ use crate::admission::Admission;
 use crate::api::{AppState, Gateway, Limits, Process, Settings};
 use crate::auth::{AdminAuth, Authenticator};
 use crate::cache::Cache;
-use crate::config::{Config, ProviderKind};
+use crate::config::{CacheBackend, Config, ProviderKind};
 use crate::keys::Directory;
 use crate::limits::Limiter;
 use crate::limits::shared::Shared;
@@ -150,13 +150,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ),
         None => None,
     };
-    let cache = config.cache.as_ref().map(|cache| {
-        Arc::new(Cache::new(
-            cache,
-            config.models.keys().map(String::as_str),
-            &metrics,
-        ))
-    });
+    let cache = match &config.cache {
+        Some(cache) => {
+            let shared = match (&config.redis, cache.backend) {
+                (Some(redis), CacheBackend::Redis | CacheBackend::MemoryRedis) => Some(
+                    crate::cache::Shared::connect(redis, cache.write_queue, &metrics, &internal)
+                        .await
+                        .map_err(StartError::Redis)?,
+                ),
+                _ => None,
+            };
+            Some(Arc::new(Cache::new(
+                cache,
+                shared,
+                config.models.keys().map(String::as_str),
+                &metrics,
+            )))
+        }
+        None => None,
+    };
     let process = Process {
         limits: Limiter::new(&config.limits, spend, shared, &metrics),
         admission,

@@ -27,7 +27,12 @@ fn settings() -> config::Cache {
 }
 
 fn cache() -> Arc<Cache> {
-    Arc::new(Cache::new(&settings(), ["m"].into_iter(), &Metrics::new()))
+    Arc::new(Cache::new(
+        &settings(),
+        None,
+        ["m"].into_iter(),
+        &Metrics::new(),
+    ))
 }
 
 const MODEL: ModelCache = ModelCache {
@@ -268,7 +273,7 @@ fn no_cache_skips_the_lookup_but_stores() {
 fn config_keys_never_share_answers_and_global_scope_does() {
     let mut global = settings();
     global.scope = CacheScope::Global;
-    let global = Cache::new(&global, std::iter::empty(), &Metrics::new());
+    let global = Cache::new(&global, None, std::iter::empty(), &Metrics::new());
     let (a, b) = (
         Principal::ConfigKey("a".into()),
         Principal::ConfigKey("b".into()),

@@ -25,6 +25,7 @@ mod records;
 mod resilience;
 mod routing;
 mod shadow;
+mod shared_cache;
 mod shared_limits;
 mod shutdown;
 mod spending;

@@ -1,0 +1,291 @@
+//! The Redis tier: answers shared by every replica, compressed.
+//!
+//! A lookup is one `GET` within `redis.timeout`; a store is queued to a
+//! writer task that sends `SET … PX` in pipelined batches, off the
+//! request's path (a full queue drops the write, counted). A call that
+//! fails or runs late marks Redis down (logged once per outage): while it
+//! is down the tier is skipped without a call, every request is a miss
+//! served upstream, and a probe pings it every 250 ms until it answers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use metrics::Counter;
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::entry::Entry;
+use super::key::Key;
+use crate::config::Redis;
+use crate::telemetry::metrics::Metrics;
+
+/// Stores sent in one round trip at most.
+const WRITE_BATCH: usize = 64;
+/// How often a Redis marked down is pinged.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// Values from this size on are compressed (below it lz4 saves little).
+const COMPRESS_FROM: usize = 1024;
+/// The first byte of a value: stored as is, or compressed.
+const RAW: u8 = b'r';
+const LZ4: u8 = b'z';
+
+/// One queued store.
+struct Write {
+    key: String,
+    value: Vec<u8>,
+    ttl_ms: u64,
+}
+
+/// The Redis tier.
+pub struct Shared {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    up: Arc<AtomicBool>,
+    writes: mpsc::Sender<Write>,
+    /// `switchyard_cache_backend_errors_total{op}`: get, set.
+    get_errors: Counter,
+    set_errors: Counter,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Connects to `config.url` and starts the writer (a queue of
+    /// `queue` stores) and the probe.
+    pub async fn connect(
+        config: &Redis,
+        queue: usize,
+        metrics: &Metrics,
+        stop: &CancellationToken,
+    ) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout));
+        let conn = tokio::time::timeout(
+            config.timeout.max(Duration::from_secs(2)),
+            client.get_connection_manager_with_config(manager),
+        )
+        .await
+        .map_err(|_| {
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        })??;
+        metrics.describe(
+            "switchyard_cache_backend_errors_total",
+            None,
+            "Response cache calls to Redis that failed, ran late or were dropped (a full write queue), by operation.",
+        );
+        let counter = |op| {
+            metrics.counter(
+                "switchyard_cache_backend_errors_total",
+                &[("backend", "redis"), ("op", op)],
+            )
+        };
+        let set_errors = counter("set");
+        let up = Arc::new(AtomicBool::new(true));
+        let (writes, queued) = mpsc::channel(queue);
+        tokio::spawn(writer(
+            conn.clone(),
+            queued,
+            config.timeout,
+            set_errors.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(probe(
+            conn.clone(),
+            up.clone(),
+            config.timeout,
+            stop.clone(),
+        ));
+        Ok(Self {
+            conn,
+            prefix: config.prefix.clone(),
+            timeout: config.timeout,
+            up,
+            writes,
+            get_errors: counter("get"),
+            set_errors,
+        })
+    }
+
+    fn key(&self, key: Key) -> String {
+        format!("{{{}}}:c:{}", self.prefix, key.hex())
+    }
+
+    /// The entry under `key`, within `redis.timeout`; `None` when missing,
+    /// unreadable, or Redis cannot answer in time.
+    pub async fn get(&self, key: Key) -> Option<Entry> {
+        if !self.up.load(Ordering::Acquire) {
+            self.get_errors.increment(1);
+            return None;
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(key));
+        let get = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
+        match tokio::time::timeout(self.timeout, get).await {
+            Ok(Ok(value)) => decode(&value?),
+            Ok(Err(e)) => {
+                self.down(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.down("no answer within redis.timeout");
+                None
+            }
+        }
+    }
+
+    /// Queues `entry` to be kept under `key` for `ttl`.
+    pub fn set(&self, key: Key, entry: &Entry, ttl: Duration) {
+        if !self.up.load(Ordering::Acquire) {
+            self.set_errors.increment(1);
+            return;
+        }
+        let write = Write {
+            key: self.key(key),
+            value: encode(entry),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+        };
+        if self.writes.try_send(write).is_err() {
+            self.set_errors.increment(1);
+        }
+    }
+
+    fn down(&self, why: &str) {
+        self.get_errors.increment(1);
+        if self.up.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                error = why,
+                "redis is unreachable: the response cache goes without its shared tier until it answers"
+            );
+        }
+    }
+}
+
+/// An entry as Redis keeps it: a marker byte, then the encoding, compressed
+/// when large.
+fn encode(entry: &Entry) -> Vec<u8> {
+    let encoded = entry.encode();
+    if encoded.len() < COMPRESS_FROM {
+        let mut value = Vec::with_capacity(encoded.len() + 1);
+        value.push(RAW);
+        value.extend_from_slice(&encoded);
+        return value;
+    }
+    let mut value = vec![LZ4];
+    value.extend_from_slice(&lz4_flex::compress_prepend_size(&encoded));
+    value
+}
+
+fn decode(value: &[u8]) -> Option<Entry> {
+    let (marker, rest) = value.split_first()?;
+    let encoded = match *marker {
+        RAW => Bytes::copy_from_slice(rest),
+        LZ4 => Bytes::from(lz4_flex::decompress_size_prepended(rest).ok()?),
+        _ => return None,
+    };
+    Entry::decode(encoded)
+}
+
+/// Sends queued stores in pipelined batches.
+async fn writer(
+    conn: ConnectionManager,
+    mut queue: mpsc::Receiver<Write>,
+    timeout: Duration,
+    errors: Counter,
+    stop: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            received = queue.recv_many(&mut batch, WRITE_BATCH) => {
+                if received == 0 {
+                    return;
+                }
+            }
+        }
+        let mut pipe = redis::pipe();
+        let count = batch.len() as u64;
+        for write in batch.drain(..) {
+            pipe.cmd("SET")
+                .arg(write.key)
+                .arg(write.value)
+                .arg("PX")
+                .arg(write.ttl_ms)
+                .ignore();
+        }
+        let mut conn = conn.clone();
+        let sent = tokio::time::timeout(timeout * 4, pipe.query_async::<()>(&mut conn)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            errors.increment(count);
+        }
+    }
+}
+
+/// Pings Redis while it is marked down; marks it up when it answers.
+async fn probe(
+    mut conn: ConnectionManager,
+    up: Arc<AtomicBool>,
+    timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(PROBE_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if up.load(Ordering::Acquire) {
+            continue;
+        }
+        let ping = redis::cmd("PING");
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await
+        {
+            up.store(true, Ordering::Release);
+            tracing::info!("redis answers again: the response cache's shared tier is back");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::cache::entry::Form;
+    use crate::error::Dialect;
+
+    #[test]
+    fn values_small_and_large_come_back_as_they_went() {
+        for size in [10, 5000] {
+            let entry = Entry {
+                body: Bytes::from(vec![b'a'; size]),
+                form: Form::Json,
+                dialect: Dialect::OpenAi,
+                usage: None,
+                cost_micros: 9,
+                stored_at: 1,
+            };
+            let value = encode(&entry);
+            assert_eq!(value[0], if size < COMPRESS_FROM { RAW } else { LZ4 });
+            if size >= COMPRESS_FROM {
+                assert!(value.len() < size / 10);
+            }
+            assert_eq!(decode(&value), Some(entry));
+        }
+        assert_eq!(decode(b"x"), None);
+        assert_eq!(decode(b""), None);
+    }
+}

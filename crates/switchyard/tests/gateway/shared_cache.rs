@@ -1,0 +1,103 @@
+//! The response cache's Redis tier: shared by every gateway, and skipped
+//! (every request a miss served upstream) while Redis is down.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{self, *};
+use crate::stores::{PrivateRedis, shared_redis_yaml};
+
+fn cached_gateway(mock: &Process, redis_yaml: &str, backend: &str) -> Process {
+    harness::gateway(&format!(
+        "{}\ncache:\n  backend: {backend}\n",
+        config(&mock.url("/v1"), "connect: 1s", "")
+            .replace("providers:", &format!("{redis_yaml}\nproviders:"))
+    ))
+}
+
+async fn ask(gw: &Process, text: &str) -> (u16, String) {
+    let response = post(gw, "/v1/chat/completions", &chat(text, json!({}))).await;
+    let status = response.status().as_u16();
+    let cache = response.headers()["x-switchyard-cache"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (status, cache)
+}
+
+#[tokio::test]
+async fn an_answer_cached_through_one_gateway_is_a_hit_through_another() {
+    let mock = harness::mock(&[]);
+    let redis = shared_redis_yaml("");
+    let first = cached_gateway(&mock, &redis, "redis");
+    let second = cached_gateway(&mock, &redis, "memory+redis");
+    let third = cached_gateway(&mock, &redis, "memory+redis");
+    assert_eq!(
+        ask(&first, "shared question").await,
+        (200, "miss".to_owned())
+    );
+    // The store is written off the request's path.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        ask(&second, "shared question").await,
+        (200, "hit".to_owned())
+    );
+    assert_eq!(
+        ask(&third, "shared question").await,
+        (200, "hit".to_owned())
+    );
+    // Filled through a memory+redis gateway, found through a redis-only one.
+    assert_eq!(ask(&second, "another one").await, (200, "miss".to_owned()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ask(&first, "another one").await, (200, "hit".to_owned()));
+    assert_eq!(mock_requests(&mock).await, 2);
+}
+
+#[tokio::test]
+async fn with_redis_stopped_requests_still_succeed_and_hits_come_back_with_it() {
+    let mock = harness::mock(&[]);
+    let mut redis = PrivateRedis::start();
+    let yaml = format!("redis:\n  url: \"{}\"\n  timeout: 50ms\n", redis.url());
+    let gw = cached_gateway(&mock, &yaml, "redis");
+    assert_eq!(ask(&gw, "before").await, (200, "miss".to_owned()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ask(&gw, "before").await, (200, "hit".to_owned()));
+
+    redis.stop();
+    for i in 0..10 {
+        let started = Instant::now();
+        assert_eq!(
+            ask(&gw, &format!("during {i}")).await,
+            (200, "miss".to_owned())
+        );
+        // Never waiting on Redis past its timeout: the mock answers at once.
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let metrics = metrics(&gw).await;
+    assert!(
+        metrics.contains("switchyard_cache_backend_errors_total{backend=\"redis\",op=\"get\"}"),
+        "{metrics}"
+    );
+    assert!(
+        gw.logs()
+            .contains("the response cache goes without its shared tier")
+    );
+
+    redis.resume();
+    let mut back = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ask(&gw, "after").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if ask(&gw, "after").await.1 == "hit" {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "{}", gw.logs());
+}
