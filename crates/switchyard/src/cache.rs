@@ -10,6 +10,7 @@
 //! Identical misses at once make one upstream call ([`flight`]).
 
 mod capture;
+mod embeddings;
 mod entry;
 mod flight;
 mod key;
@@ -24,9 +25,11 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use metrics::Counter;
 
 pub use capture::{Fill, Keep};
+pub use embeddings::Stitch;
+use embeddings::{Found, Items};
 pub use entry::{Entry, Replay, Shape};
 use flight::{Flights, Joined};
-pub use key::{Digest, Key, Scope};
+pub use key::{Digest, Key, Scope, digest};
 use memory::Memory;
 pub use shared::Shared;
 
@@ -123,6 +126,8 @@ pub enum Bypass {
 #[derive(Debug)]
 pub struct Planned {
     key: Key,
+    /// An embeddings batch, looked up item by item.
+    items: Option<Items>,
     read: bool,
     ttl: Option<Duration>,
     keep: Keep,
@@ -142,6 +147,14 @@ pub enum Looked {
     },
     /// None: the fill to carry to the request's end, when it may be stored.
     Miss(Option<Box<Fill>>),
+    /// Some items of an embeddings batch: the request for the others, and
+    /// the stitch of their answer.
+    Partial {
+        /// The body to send upstream instead of the client's.
+        body: bytes::Bytes,
+        /// Puts the answer together.
+        stitch: Box<Stitch>,
+    },
 }
 
 /// How a fill ended, for `switchyard_cache_fills_total{result}`.
@@ -354,8 +367,12 @@ impl Cache {
             Some(asked) => Some(asked.min(self.settings.max_ttl)),
             None => Some(settings.ttl.unwrap_or(self.settings.ttl)),
         };
+        let items = (request.kind.name == Kind::EMBEDDINGS.name)
+            .then(|| Items::of(request.body, scope, model, ttl))
+            .flatten();
         Ok(Planned {
             key,
+            items,
             read: !request.ask.no_cache,
             ttl,
             keep: Keep {
@@ -389,7 +406,10 @@ impl Cache {
 
     /// Looks `planned` up; on a miss that may be stored, waits for an
     /// identical request in flight, or leads the flight others wait for.
-    pub async fn lookup(self: &Arc<Self>, planned: Planned) -> Looked {
+    pub async fn lookup(self: &Arc<Self>, mut planned: Planned) -> Looked {
+        if let Some(items) = planned.items.take() {
+            return self.lookup_items(items, planned).await;
+        }
         if planned.read
             && let Some(entry) = self.get(planned.key).await
         {
@@ -432,6 +452,65 @@ impl Cache {
             (planned.dialect, planned.stream),
             leader,
         ))))
+    }
+
+    /// Looks an embeddings batch up item by item (in memory, then the
+    /// others in one Redis round trip).
+    async fn lookup_items(self: &Arc<Self>, items: Items, planned: Planned) -> Looked {
+        let keys = items.keys();
+        let mut found: Vec<Option<Arc<Entry>>> = if planned.read {
+            keys.iter()
+                .map(|key| self.memory.as_ref().and_then(|m| m.get(*key)))
+                .collect()
+        } else {
+            vec![None; keys.len()]
+        };
+        if planned.read
+            && let Some(shared) = &self.shared
+            && found.iter().any(Option::is_none)
+        {
+            let wanted: Vec<Key> = (0..keys.len())
+                .filter(|&i| found[i].is_none())
+                .map(|i| keys[i])
+                .collect();
+            let mut fetched = shared.get_many(&wanted).await.into_iter();
+            for slot in found.iter_mut().filter(|slot| slot.is_none()) {
+                *slot = fetched.next().flatten().map(Arc::new);
+            }
+        }
+        match items.found(self, found) {
+            Ok(Found::All {
+                body,
+                usage,
+                saved_micros,
+            }) => Looked::Hit {
+                entry: Arc::new(Entry {
+                    body,
+                    form: entry::Form::Json,
+                    dialect: Dialect::OpenAi,
+                    usage: Some(usage),
+                    cost_micros: saved_micros,
+                    stored_at: capture::unix_millis(),
+                }),
+                coalesced: false,
+            },
+            Ok(Found::Some { body, stitch }) => Looked::Partial { body, stitch },
+            Ok(Found::None(items)) => match planned.ttl {
+                Some(ttl) => Looked::Miss(Some(Box::new(
+                    Fill::new(
+                        self.clone(),
+                        planned.key,
+                        ttl,
+                        planned.keep,
+                        (planned.dialect, planned.stream),
+                        None,
+                    )
+                    .per_item(items),
+                ))),
+                None => Looked::Miss(None),
+            },
+            Err(_) => Looked::Miss(None),
+        }
     }
 
     /// The entry under `key`: in memory, else in Redis (one round trip,

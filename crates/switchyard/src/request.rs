@@ -214,6 +214,11 @@ impl RequestCx {
         self.price = None;
     }
 
+    /// Notes what the cached parts of an answer saved, in micro-USD.
+    pub fn saved(&mut self, micros: i64) {
+        self.record.saved_micros = micros;
+    }
+
     /// The status sent to the client.
     pub fn set_status(&mut self, status: u16) {
         self.record.status = status;

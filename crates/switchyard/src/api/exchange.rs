@@ -35,6 +35,9 @@ pub(super) struct Forward<'r> {
     pub(super) limits: Limits,
     /// The shutdown cut.
     pub(super) cut: &'r Arc<CancellationToken>,
+    /// Every answer is read whole, none relayed (an answer stitched
+    /// together with cached parts).
+    pub(super) whole: bool,
 }
 
 impl Forward<'_> {
@@ -86,7 +89,9 @@ pub(super) async fn attempt<'f>(
     // When the answer began: its time to first content, before a whole
     // answer is read.
     let begun = Instant::now();
-    if let Some(how) = relayed(shape, target, &upstream) {
+    if !forward.whole
+        && let Some(how) = relayed(shape, target, &upstream)
+    {
         let answer = Begun::Relay {
             upstream,
             first,

@@ -51,7 +51,7 @@ use super::{AppState, Settings, read, shadow};
 use std::sync::Arc;
 
 use crate::admission::limit::{Limit, LimitError};
-use crate::cache::{Ask, Cache, Looked, Request as CacheRequest, Shape, Status};
+use crate::cache::{Ask, Cache, Looked, Request as CacheRequest, Shape, Status, Stitch};
 use crate::error::GatewayError;
 use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER};
 use crate::keys::{Directory, KeyError};
@@ -99,7 +99,7 @@ pub(super) async fn handle(
         Ok(body) => body,
         Err(e) => return cx.refuse(&e),
     };
-    let mut inbound = match Inbound::parse(endpoint, &body) {
+    let inbound = match Inbound::parse(endpoint, &body) {
         Ok(inbound) => inbound,
         Err(e) => return cx.refuse(&e),
     };
@@ -144,7 +144,7 @@ pub(super) async fn handle(
     }
 
     // 4. cache
-    let (mut cx, cache_status) = match &state.process.cache {
+    let (mut cx, cache_status, partial) = match &state.process.cache {
         Some(cache) => {
             let request = CacheRequest {
                 ask: admitted.cache,
@@ -159,11 +159,21 @@ pub(super) async fn handle(
                 stream: inbound.stream(),
             };
             match look_up(cache, &request, &inbound, cx).await {
-                Ok((cx, status)) => (cx, Some(status)),
+                Ok((cx, status, partial)) => (cx, Some(status), partial),
                 Err(hit) => return hit,
             }
         }
-        None => (cx, None),
+        None => (cx, None, None),
+    };
+    // Some items of an embeddings batch were cached: the others are asked for.
+    let (upstream_body, stitch) =
+        partial.map_or((None, None), |(body, stitch)| (Some(body), Some(stitch)));
+    let mut inbound = match &upstream_body {
+        Some(fewer) => match Inbound::parse(endpoint, fewer) {
+            Ok(fewer) => fewer,
+            Err(e) => return cx.refuse(&e),
+        },
+        None => inbound,
     };
     if let Some(max) = admitted.max_cost {
         plan.limit_cost(max);
@@ -204,6 +214,7 @@ pub(super) async fn handle(
         hops: admitted.hops,
         limits,
         cut: &state.process.cut,
+        whole: stitch.is_some(),
     };
     if let Some(shadow) = &plan.model().shadow {
         shadow::copy(routes, shadow, &mut inbound, tokens, &forward);
@@ -257,7 +268,10 @@ pub(super) async fn handle(
     cx.priced(target.price());
     cx.hold(in_flight);
     let trace = attempts.conclude(&mut cx);
-    let mut response = respond(answer, target, call.dialect, &forward, deadline, cx);
+    let mut response = match &stitch {
+        Some(stitch) => respond::stitched(answer, stitch, target.price(), cx),
+        None => respond(answer, target, call.dialect, &forward, deadline, cx),
+    };
     let headers = response.headers_mut();
     headers.insert(PROVIDER.clone(), target.provider_header.clone());
     headers.insert(MODEL.clone(), target.model_header.clone());
@@ -273,6 +287,10 @@ pub(super) async fn handle(
     trace.apply(response)
 }
 
+/// Some items of an embeddings batch were cached: the body asking for the
+/// others, and the stitch of their answer.
+type Partial = (bytes::Bytes, Box<Stitch>);
+
 /// Stage 4: looks the request up. A hit is answered here (`Err`, the
 /// response); otherwise the context goes on with what the cache made of
 /// the request, carrying the fill of a miss that may be stored.
@@ -281,16 +299,16 @@ async fn look_up(
     request: &CacheRequest<'_>,
     inbound: &Inbound<'_>,
     mut cx: RequestCx,
-) -> Result<(RequestCx, Status), Response> {
+) -> Result<(RequestCx, Status, Option<Partial>), Response> {
     let planned = match cache.plan(request, cx.principal()) {
         Ok(planned) => planned,
         Err(_) => {
             cache.count(Status::Bypass, request.model.0, None);
             cx.cache(Status::Bypass);
-            return Ok((cx, Status::Bypass));
+            return Ok((cx, Status::Bypass, None));
         }
     };
-    let fill = match cache.lookup(planned).await {
+    let (fill, partial) = match cache.lookup(planned).await {
         Looked::Hit { entry, .. } => {
             let shape = Shape {
                 stream: inbound.stream(),
@@ -302,16 +320,17 @@ async fn look_up(
                 cache.count(Status::Hit, request.model.0, Some(&entry));
                 return Err(respond::cached(&entry, replay, cx));
             }
-            None
+            (None, None)
         }
-        Looked::Miss(fill) => fill,
+        Looked::Miss(fill) => (fill, None),
+        Looked::Partial { body, stitch } => (None, Some((body, stitch))),
     };
     cache.count(Status::Miss, request.model.0, None);
     cx.cache(Status::Miss);
     if let Some(fill) = fill {
         cx.filling(fill);
     }
-    Ok((cx, Status::Miss))
+    Ok((cx, Status::Miss, partial))
 }
 
 /// Stage 5: takes the request's rate limits and reserves its worst-case

@@ -6,19 +6,23 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use switchyard_providers::openai::chat::ChatCompletion;
-use switchyard_providers::openai::{ChunkDecoder, ChunkEncoder, Usage};
+use switchyard_providers::openai::{ChunkDecoder, ChunkEncoder, Usage, usage_of_response};
 use switchyard_providers::translate::{StreamDecoder, StreamEncoder};
 use switchyard_providers::{anthropic, gemini};
 use tokio::time::Instant;
 
 use super::exchange::Forward;
 use super::inbound::Answer;
-use crate::cache::{Entry, Replay, Status};
-use crate::error::Dialect;
+use crate::cache::{Entry, Replay, Status, Stitch};
+use crate::config::Price;
+use crate::error::{Dialect, GatewayError};
 use crate::headers::{ATTEMPTS, CACHE, ROUTE, X_ACCEL_BUFFERING};
+use crate::limits::budget::{cost_micros, micros_per_mtok};
 use crate::request::RequestCx;
 use crate::routing::Target;
-use crate::upstream::{BodyUsage, StreamMode, UpstreamResponse, Wire, relay_json, relay_sse};
+use crate::upstream::{
+    BodyUsage, StreamMode, UpstreamError, UpstreamResponse, Wire, relay_json, relay_sse,
+};
 
 /// What becomes of a call's answer: all an attempt needs to know of the call
 /// once it is sent.
@@ -202,6 +206,43 @@ pub(super) fn cached(entry: &Entry, replay: Replay, mut cx: RequestCx) -> Respon
     response
 }
 
+/// The client's response for an embeddings batch of which some items were
+/// cached: the fetched answer (read whole) stitched with them; the request
+/// ends here.
+pub(super) fn stitched(
+    begun: Begun,
+    stitch: &Stitch,
+    price: Option<Price>,
+    mut cx: RequestCx,
+) -> Response {
+    let Begun::Whole(whole) = begun else {
+        return cx.refuse(&GatewayError::Internal);
+    };
+    let cost = match (price, whole.usage) {
+        (Some(price), Some(usage)) => cost_micros(
+            usage.prompt_tokens,
+            0,
+            micros_per_mtok(price.input),
+            micros_per_mtok(price.output),
+        ),
+        _ => 0,
+    };
+    let Some((body, saved)) = stitch.answer(&whole.body, whole.usage, cost) else {
+        return cx.refuse(&GatewayError::Upstream(UpstreamError::Protocol {
+            provider: "-".to_owned(),
+            detail: "the embeddings answer does not match the inputs sent".to_owned(),
+        }));
+    };
+    cx.set_status(StatusCode::OK.as_u16());
+    cx.first_token();
+    if let Some(usage) = whole.usage {
+        cx.usage(usage);
+    }
+    cx.saved(saved);
+    cx.complete();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// A whole answer translated into the client's dialect.
 pub(super) struct Translated {
     body: Vec<u8>,
@@ -216,6 +257,14 @@ pub(super) fn translate_answer(
     target: &Target,
     body: &[u8],
 ) -> Result<Translated, String> {
+    if let Answer::OpenAi { .. } = shape.answer {
+        // Read whole only to be stitched: passed on as it is.
+        return Ok(Translated {
+            body: body.to_vec(),
+            stream: false,
+            usage: usage_of_response(body),
+        });
+    }
     if let Answer::GeminiEmbeddings { base64 } = shape.answer {
         let list =
             gemini::decode_embeddings(body, &target.upstream_model, base64).map_err(|e| e.0)?;

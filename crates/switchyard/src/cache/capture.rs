@@ -15,6 +15,7 @@ use switchyard_providers::openai::chat::{ChatChunk, ChatCompletion, ChatUsage};
 use switchyard_providers::sse::SseParser;
 use switchyard_providers::translate::StreamDecoder;
 
+use super::embeddings::Items;
 use super::entry::{Entry, Form};
 use super::flight::Leader;
 use super::key::Key;
@@ -44,6 +45,8 @@ pub struct Fill {
     len: usize,
     over: bool,
     leader: Option<Leader>,
+    /// An embeddings batch: stored item by item.
+    items: Option<Box<Items>>,
 }
 
 impl Fill {
@@ -67,7 +70,14 @@ impl Fill {
             len: 0,
             over: false,
             leader,
+            items: None,
         }
+    }
+
+    /// Stores the answer item by item, for an embeddings batch.
+    pub(super) fn per_item(mut self, items: Box<Items>) -> Self {
+        self.items = Some(items);
+        self
     }
 
     /// Keeps `bytes`, sent to the client, unless the answer outgrew the limit.
@@ -87,6 +97,14 @@ impl Fill {
     /// The request ended: stores its answer when it can be, and lands the
     /// flight it leads (waiters otherwise go on by themselves).
     pub fn finish(self, record: &RequestRecord, cost_micros: i64) {
+        if let Some(items) = &self.items {
+            let stored = self
+                .whole(record)
+                .and_then(|body| items.store(&self.cache, &body, record.usage, cost_micros));
+            self.cache
+                .count_fill(stored.map_or_else(|e| e, |()| FillResult::Stored));
+            return;
+        }
         let result = self.entry(record, cost_micros);
         self.cache.count_fill(match &result {
             Ok(_) => FillResult::Stored,
@@ -101,14 +119,15 @@ impl Fill {
         }
     }
 
-    fn entry(&self, record: &RequestRecord, cost_micros: i64) -> Result<Entry, FillResult> {
+    /// The whole answer the client got, when the request ended whole.
+    fn whole(&self, record: &RequestRecord) -> Result<Bytes, FillResult> {
         if record.ending != Ending::Completed || record.status != 200 || record.error.is_some() {
             return Err(FillResult::Error);
         }
         if self.over {
             return Err(FillResult::TooLarge);
         }
-        let body = match self.parts.as_slice() {
+        Ok(match self.parts.as_slice() {
             [one] => one.clone(),
             many => {
                 let mut body = BytesMut::with_capacity(self.len);
@@ -117,7 +136,11 @@ impl Fill {
                 }
                 body.freeze()
             }
-        };
+        })
+    }
+
+    fn entry(&self, record: &RequestRecord, cost_micros: i64) -> Result<Entry, FillResult> {
+        let body = self.whole(record)?;
         let stored_at = unix_millis();
         let (body, form) = if self.stream {
             let completion = self.completion(&body, record, stored_at)?;
@@ -207,7 +230,8 @@ struct ChoiceProbe<'a> {
     finish_reason: Option<Cow<'a, str>>,
 }
 
-fn unix_millis() -> u64 {
+/// Now, in Unix milliseconds.
+pub(super) fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -146,6 +146,36 @@ impl Shared {
         }
     }
 
+    /// The entries under `keys`, in one round trip (`MGET`) within
+    /// `redis.timeout`; all `None` when Redis cannot answer in time.
+    pub async fn get_many(&self, keys: &[Key]) -> Vec<Option<Entry>> {
+        let none = || keys.iter().map(|_| None).collect();
+        if !self.up.load(Ordering::Acquire) {
+            self.get_errors.increment(1);
+            return none();
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.key(*key));
+        }
+        let get = cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn);
+        match tokio::time::timeout(self.timeout, get).await {
+            Ok(Ok(values)) if values.len() == keys.len() => {
+                values.into_iter().map(|value| decode(&value?)).collect()
+            }
+            Ok(Ok(_)) => none(),
+            Ok(Err(e)) => {
+                self.down(&e.to_string());
+                none()
+            }
+            Err(_) => {
+                self.down("no answer within redis.timeout");
+                none()
+            }
+        }
+    }
+
     /// Queues `entry` to be kept under `key` for `ttl`.
     pub fn set(&self, key: Key, entry: &Entry, ttl: Duration) {
         if !self.up.load(Ordering::Acquire) {

@@ -85,7 +85,7 @@ async fn miss(cache: &Arc<Cache>, planned: Planned) -> Box<Fill> {
 async fn hit(cache: &Arc<Cache>, planned: Planned) -> Option<Arc<Entry>> {
     match cache.lookup(planned).await {
         Looked::Hit { entry, .. } => Some(entry),
-        Looked::Miss(_) => None,
+        Looked::Miss(_) | Looked::Partial { .. } => None,
     }
 }
 

@@ -395,3 +395,83 @@ cache: {{ backend: memory }}
     let (_, headers, _) = send(&gw, path, CLIENT_KEY, &[], &seeded).await;
     assert_eq!(cache_header(&headers), "hit");
 }
+
+#[tokio::test]
+async fn an_embeddings_batch_sends_only_its_uncached_inputs_upstream() {
+    let mock = mock(&[]);
+    let gw = cached_gateway(&mock, "");
+    let inputs: Vec<String> = (0..10).map(|i| format!("sentence number {i}")).collect();
+    let batch = |items: &[String], format: &str| json!({"model": "embed", "input": items, "encoding_format": format});
+    // Seven of the ten are fetched first.
+    let (_, headers, _) = send(
+        &gw,
+        "/v1/embeddings",
+        CLIENT_KEY,
+        &[],
+        &batch(&inputs[..7], "float"),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "miss");
+    assert_eq!(mock_requests(&mock).await, 1);
+    // The ten: only the other three go upstream, and the answer is in order.
+    let (status, headers, text) = send(
+        &gw,
+        "/v1/embeddings",
+        CLIENT_KEY,
+        &[],
+        &batch(&inputs, "float"),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(cache_header(&headers), "miss");
+    assert_eq!(mock_requests(&mock).await, 2);
+    let sent = received(&mock).await;
+    let last = &sent.last().unwrap()["body"];
+    assert_eq!(last["input"], json!(inputs[7..]), "{last}");
+    let stitched: Value = serde_json::from_str(&text).unwrap();
+    // The same vectors the provider gives for the whole batch, in order.
+    let direct: Value = client()
+        .post(mock.url("/v1/embeddings"))
+        .json(&json!({"model": "embed-1", "input": inputs, "encoding_format": "float"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let data = stitched["data"].as_array().unwrap();
+    assert_eq!(data.len(), 10);
+    for (i, item) in data.iter().enumerate() {
+        assert_eq!(item["index"], i);
+        assert_eq!(
+            item["embedding"], direct["data"][i]["embedding"],
+            "item {i}"
+        );
+    }
+    assert!(stitched["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    // Now every item is cached: the batch is a hit, in any order of its own.
+    let mut reversed = inputs.clone();
+    reversed.reverse();
+    let (_, headers, text) = send(
+        &gw,
+        "/v1/embeddings",
+        CLIENT_KEY,
+        &[],
+        &batch(&reversed, "float"),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "hit");
+    let hit: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(hit["data"][0]["embedding"], direct["data"][9]["embedding"]);
+    // Another encoding is another entry.
+    let (_, headers, _) = send(
+        &gw,
+        "/v1/embeddings",
+        CLIENT_KEY,
+        &[],
+        &batch(&inputs, "base64"),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "miss");
+    assert_eq!(mock_requests(&mock).await, 4);
+}

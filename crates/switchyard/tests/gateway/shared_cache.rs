@@ -101,3 +101,22 @@ async fn with_redis_stopped_requests_still_succeed_and_hits_come_back_with_it() 
     }
     assert!(back, "{}", gw.logs());
 }
+
+#[tokio::test]
+async fn embedding_items_cached_through_one_gateway_serve_a_batch_through_another() {
+    let mock = harness::mock(&[]);
+    let redis = shared_redis_yaml("");
+    let first = cached_gateway(&mock, &redis, "redis");
+    let second = cached_gateway(&mock, &redis, "redis");
+    let batch = |items: &[&str]| json!({"model": "gpt-4.1", "input": items});
+    let response = post(&first, "/v1/embeddings", &batch(&["a b", "c d"])).await;
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = post(&second, "/v1/embeddings", &batch(&["c d", "e f", "a b"])).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 3);
+    let sent = received(&mock).await;
+    assert_eq!(sent.last().unwrap()["body"]["input"], json!(["e f"]));
+    assert_eq!(mock_requests(&mock).await, 2);
+}
