@@ -15,6 +15,7 @@ mod entry;
 mod flight;
 mod key;
 mod memory;
+pub mod semantic;
 mod shared;
 
 use std::collections::HashMap;
@@ -31,7 +32,9 @@ pub use entry::{Entry, Replay, Shape};
 use flight::{Flights, Joined};
 pub use key::{Digest, Key, Scope, digest};
 use memory::Memory;
-pub use shared::Shared;
+pub use semantic::Probe;
+use semantic::Vectors;
+pub use shared::{Shared, VectorRecord};
 
 use crate::config::{self, CacheScope, ModelCache};
 use crate::error::Dialect;
@@ -47,6 +50,8 @@ const LOCAL_TTL: Duration = Duration::from_secs(60);
 pub enum Status {
     /// Answered from the cache.
     Hit,
+    /// Answered from the cache, for a prompt close enough to a cached one.
+    Semantic,
     /// Not found: served upstream (and stored, when it can be).
     Miss,
     /// The cache was not used (`no-store`, a model or request it does not apply to).
@@ -58,6 +63,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
+            Self::Semantic => "semantic",
             Self::Miss => "miss",
             Self::Bypass => "bypass",
         }
@@ -128,6 +134,8 @@ pub struct Planned {
     key: Key,
     /// An embeddings batch, looked up item by item.
     items: Option<Items>,
+    /// The semantic lookup, when the model has one.
+    probe: Option<Probe>,
     read: bool,
     ttl: Option<Duration>,
     keep: Keep,
@@ -270,15 +278,18 @@ pub struct Cache {
     memory: Option<Memory>,
     /// The Redis tier (`redis`, `memory+redis`).
     shared: Option<Shared>,
+    /// The semantic cache's vectors.
+    vectors: Vectors,
     flights: Arc<Flights>,
-    /// `switchyard_cache_requests_total{result}`: hit, miss, bypass.
-    results: [Counter; 3],
+    /// `switchyard_cache_requests_total{result}`: hit, semantic, miss, bypass.
+    results: [Counter; 4],
     /// `switchyard_cache_fills_total{result}`, as [`FillResult::ALL`].
     fills: [Counter; 7],
     /// `switchyard_cache_saved_tokens_total{model}`, by public model.
     saved: HashMap<String, Counter>,
     entries: metrics::Gauge,
     bytes: metrics::Gauge,
+    semantic_vectors: metrics::Gauge,
 }
 
 impl Cache {
@@ -293,7 +304,7 @@ impl Cache {
         metrics.describe(
             "switchyard_cache_requests_total",
             None,
-            "Proxied requests by what the response cache made of them: hit, miss, bypass.",
+            "Proxied requests by what the response cache made of them: hit, semantic, miss, bypass.",
         );
         metrics.describe(
             "switchyard_cache_fills_total",
@@ -306,6 +317,11 @@ impl Cache {
             "Tokens answered from the cache instead of upstream, by public model.",
         );
         metrics.describe(
+            "switchyard_cache_semantic_vectors",
+            None,
+            "Prompt embeddings the semantic cache keeps.",
+        );
+        metrics.describe(
             "switchyard_cache_entries",
             None,
             "Answers kept in the memory tier of the response cache.",
@@ -315,7 +331,7 @@ impl Cache {
             None,
             "Bytes the memory tier of the response cache holds.",
         );
-        let results = [Status::Hit, Status::Miss, Status::Bypass]
+        let results = [Status::Hit, Status::Semantic, Status::Miss, Status::Bypass]
             .map(|s| metrics.counter("switchyard_cache_requests_total", &[("result", s.as_str())]));
         let fills = FillResult::ALL
             .map(|r| metrics.counter("switchyard_cache_fills_total", &[("result", r.as_str())]));
@@ -324,6 +340,7 @@ impl Cache {
             memory: (settings.backend != config::CacheBackend::Redis)
                 .then(|| Memory::new(settings.max_bytes, settings.idle_ttl)),
             shared,
+            vectors: Vectors::new(settings.semantic_entries),
             flights: Arc::default(),
             results,
             fills,
@@ -334,6 +351,7 @@ impl Cache {
                     (model.to_owned(), counter)
                 })
                 .collect(),
+            semantic_vectors: metrics.gauge("switchyard_cache_semantic_vectors", &[]),
             entries: metrics.gauge("switchyard_cache_entries", &[]),
             bytes: metrics.gauge("switchyard_cache_bytes", &[]),
         }
@@ -370,9 +388,23 @@ impl Cache {
         let items = (request.kind.name == Kind::EMBEDDINGS.name)
             .then(|| Items::of(request.body, scope, model, ttl))
             .flatten();
+        let probe = settings
+            .semantic
+            .as_ref()
+            .filter(|_| request.kind.streams && !request.ask.no_cache)
+            .and_then(|semantic| {
+                Probe::of(
+                    request.body,
+                    request.kind.ignored,
+                    scope,
+                    (request.kind.name, model),
+                    semantic,
+                )
+            });
         Ok(Planned {
             key,
             items,
+            probe,
             read: !request.ask.no_cache,
             ttl,
             keep: Keep {
@@ -444,14 +476,86 @@ impl Cache {
                 }
             }
         }
-        Looked::Miss(Some(Box::new(Fill::new(
+        let fill = Fill::new(
             self.clone(),
             planned.key,
             ttl,
             planned.keep,
             (planned.dialect, planned.stream),
             leader,
-        ))))
+        );
+        Looked::Miss(Some(Box::new(match planned.probe {
+            Some(probe) => fill.probing(probe),
+            None => fill,
+        })))
+    }
+
+    /// The cached answer of the prompt nearest to `vector` in `probe`'s
+    /// bucket, at the model's threshold or above, and its similarity.
+    pub async fn nearest(&self, probe: &Probe, vector: &[f32]) -> Option<(Arc<Entry>, f32)> {
+        let (key, score) = self
+            .vectors
+            .nearest(probe.bucket, vector, probe.settings.threshold)?;
+        match self.get(key).await {
+            Some(entry) => Some((entry, score)),
+            None => {
+                // Its answer expired or was pushed out.
+                self.vectors.forget(probe.bucket, vector.len(), key);
+                None
+            }
+        }
+    }
+
+    /// With Redis, follows the vectors every replica publishes into this
+    /// one's semantic index, until `stop`.
+    pub fn follow_vectors(self: &Arc<Self>, stop: &tokio_util::sync::CancellationToken) {
+        if self.shared.is_none() {
+            return;
+        }
+        let cache = self.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Some(shared) = &cache.shared {
+                let vectors = &cache.vectors;
+                shared
+                    .follow(
+                        |record| {
+                            let left = record.expires_at.saturating_sub(capture::unix_millis());
+                            if left > 0 {
+                                vectors.insert(
+                                    record.bucket,
+                                    record.key,
+                                    &record.vector,
+                                    Duration::from_millis(left),
+                                );
+                            }
+                        },
+                        stop,
+                    )
+                    .await;
+            }
+        });
+    }
+
+    /// Keeps a prompt's `vector` in `bucket`, pointing at the entry `key`,
+    /// for `ttl`: here, and with Redis on every replica.
+    fn remember(&self, bucket: u128, key: Key, vector: Vec<f32>, ttl: Duration) {
+        self.vectors.insert(bucket, key, &vector, ttl);
+        if let Some(shared) = &self.shared {
+            let expires_at = capture::unix_millis()
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            shared.publish(VectorRecord {
+                bucket,
+                key,
+                expires_at,
+                vector,
+            });
+        }
+    }
+
+    /// How long the embedding of a prompt may take.
+    pub fn semantic_timeout(&self) -> Duration {
+        self.settings.semantic_timeout
     }
 
     /// Looks an embeddings batch up item by item (in memory, then the
@@ -546,8 +650,9 @@ impl Cache {
     pub fn count(&self, status: Status, model: &str, saved: Option<&Entry>) {
         let index = match status {
             Status::Hit => 0,
-            Status::Miss => 1,
-            Status::Bypass => 2,
+            Status::Semantic => 1,
+            Status::Miss => 2,
+            Status::Bypass => 3,
         };
         self.results[index].increment(1);
         if let (Some(usage), Some(counter)) = (saved.and_then(|e| e.usage), self.saved.get(model)) {
@@ -563,8 +668,10 @@ impl Cache {
         self.fills[index].increment(1);
     }
 
-    /// Brings the size gauges up to date (before `/metrics` is read).
+    /// Brings the size gauges up to date (when `/metrics` is read).
     pub fn upkeep(&self) {
+        #[allow(clippy::cast_precision_loss)]
+        self.semantic_vectors.set(self.vectors.len() as f64);
         let Some(memory) = &self.memory else {
             return;
         };

@@ -79,3 +79,7 @@ pub static CACHE: HeaderName = HeaderName::from_static("x-switchyard-cache");
 /// `x-switchyard-cache-ttl`: how long the response cache keeps this
 /// request's answer (seconds, or a duration such as `5m`; 0: not at all).
 pub static CACHE_TTL: HeaderName = HeaderName::from_static("x-switchyard-cache-ttl");
+
+/// `x-switchyard-cache-similarity`: on a semantic cache hit, the cosine
+/// similarity of the prompt to the cached one.
+pub static CACHE_SIMILARITY: HeaderName = HeaderName::from_static("x-switchyard-cache-similarity");

@@ -207,8 +207,8 @@ impl RequestCx {
 
     /// Notes a cache hit: the tokens its answer stands for, at no cost, and
     /// the cost it saved.
-    pub fn cache_hit(&mut self, entry: &Entry) {
-        self.record.cache = Some(Status::Hit);
+    pub fn cache_hit(&mut self, entry: &Entry, status: Status) {
+        self.record.cache = Some(status);
         self.record.usage = entry.usage;
         self.record.saved_micros = entry.cost_micros;
         self.price = None;

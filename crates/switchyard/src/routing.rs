@@ -253,7 +253,7 @@ impl Routes {
                     in_flight: model
                         .max_in_flight
                         .map(|max| registry.model_limit(&model.name, max)),
-                    cache: model.cache,
+                    cache: model.cache.clone(),
                 },
             );
         }

@@ -154,18 +154,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Some(cache) => {
             let shared = match (&config.redis, cache.backend) {
                 (Some(redis), CacheBackend::Redis | CacheBackend::MemoryRedis) => Some(
-                    crate::cache::Shared::connect(redis, cache.write_queue, &metrics, &internal)
-                        .await
-                        .map_err(StartError::Redis)?,
+                    crate::cache::Shared::connect(
+                        redis,
+                        (cache.write_queue, cache.semantic_entries),
+                        &metrics,
+                        &internal,
+                    )
+                    .await
+                    .map_err(StartError::Redis)?,
                 ),
                 _ => None,
             };
-            Some(Arc::new(Cache::new(
+            let cache = Arc::new(Cache::new(
                 cache,
                 shared,
                 config.models.keys().map(String::as_str),
                 &metrics,
-            )))
+            ));
+            cache.follow_vectors(&internal);
+            Some(cache)
         }
         None => None,
     };
@@ -267,12 +274,7 @@ async fn metrics_upkeep(state: Arc<AppState>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticks.tick() => {
-                if let Some(cache) = &state.process.cache {
-                    cache.upkeep();
-                }
-                state.process.metrics.upkeep();
-            }
+            _ = ticks.tick() => state.process.metrics.upkeep(),
         }
     }
 }

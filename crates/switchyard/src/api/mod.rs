@@ -17,6 +17,7 @@
 
 mod admin;
 mod canary;
+mod embed;
 mod exchange;
 mod health;
 mod inbound;

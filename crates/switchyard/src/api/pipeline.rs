@@ -47,11 +47,11 @@ use super::exchange::{self, Forward};
 use super::inbound::Inbound;
 use super::proxy::ProxyEndpoint;
 use super::respond::{self, dropped_header, respond};
-use super::{AppState, Settings, read, shadow};
+use super::{AppState, Settings, embed, read, shadow};
 use std::sync::Arc;
 
 use crate::admission::limit::{Limit, LimitError};
-use crate::cache::{Ask, Cache, Looked, Request as CacheRequest, Shape, Status, Stitch};
+use crate::cache::{Ask, Cache, Looked, Probe, Request as CacheRequest, Shape, Status, Stitch};
 use crate::error::GatewayError;
 use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER};
 use crate::keys::{Directory, KeyError};
@@ -158,7 +158,13 @@ pub(super) async fn handle(
                 dialect: cx.dialect(),
                 stream: inbound.stream(),
             };
-            match look_up(cache, &request, &inbound, cx).await {
+            let embedder = Embedder {
+                state,
+                settings: &settings,
+                request_id,
+                hops: &admitted.hops,
+            };
+            match look_up(cache, &request, &inbound, &embedder, cx).await {
                 Ok((cx, status, partial)) => (cx, Some(status), partial),
                 Err(hit) => return hit,
             }
@@ -298,6 +304,7 @@ async fn look_up(
     cache: &Arc<Cache>,
     request: &CacheRequest<'_>,
     inbound: &Inbound<'_>,
+    embedder: &Embedder<'_>,
     mut cx: RequestCx,
 ) -> Result<(RequestCx, Status, Option<Partial>), Response> {
     let planned = match cache.plan(request, cx.principal()) {
@@ -308,19 +315,35 @@ async fn look_up(
             return Ok((cx, Status::Bypass, None));
         }
     };
+    let shape = Shape {
+        stream: inbound.stream(),
+        include_usage: inbound.include_usage(),
+        model: inbound.model(),
+    };
     let (fill, partial) = match cache.lookup(planned).await {
         Looked::Hit { entry, .. } => {
-            let shape = Shape {
-                stream: inbound.stream(),
-                include_usage: inbound.include_usage(),
-                model: inbound.model(),
-            };
             // An entry that cannot be read back is a miss.
             if let Some(replay) = entry.replay(shape) {
                 cache.count(Status::Hit, request.model.0, Some(&entry));
-                return Err(respond::cached(&entry, replay, cx));
+                return Err(respond::cached(&entry, replay, None, cx));
             }
             (None, None)
+        }
+        Looked::Miss(Some(mut fill)) if fill.probe().is_some() => {
+            let probe = fill.probe().cloned();
+            if let Some(probe) = probe
+                && let Some(vector) = embedder.embed(cache, &probe).await
+            {
+                if let Some((entry, score)) = cache.nearest(&probe, &vector).await
+                    && let Some(replay) = entry.replay(shape)
+                {
+                    cache.count(Status::Semantic, request.model.0, Some(&entry));
+                    fill.answered_by(entry.clone());
+                    return Err(respond::cached(&entry, replay, Some(score), cx));
+                }
+                fill.remember(vector);
+            }
+            (Some(fill), None)
         }
         Looked::Miss(fill) => (fill, None),
         Looked::Partial { body, stitch } => (None, Some((body, stitch))),
@@ -331,6 +354,42 @@ async fn look_up(
         cx.filling(fill);
     }
     Ok((cx, Status::Miss, partial))
+}
+
+/// What the semantic cache needs to embed a prompt through the gateway's
+/// own routes.
+struct Embedder<'a> {
+    state: &'a AppState,
+    settings: &'a Settings,
+    request_id: &'a HeaderValue,
+    hops: &'a HeaderValue,
+}
+
+impl Embedder<'_> {
+    /// The embedding of `probe`'s text, within the cache's semantic timeout.
+    async fn embed(&self, cache: &Cache, probe: &Probe) -> Option<Vec<f32>> {
+        let forward = Forward {
+            request_id: self.request_id,
+            beta: None,
+            hops: self.hops.clone(),
+            limits: self.settings.limits,
+            cut: &self.state.process.cut,
+            whole: true,
+        };
+        let semantic = &probe.settings;
+        let embedding = embed::embed(
+            self.state,
+            self.settings,
+            &forward,
+            &semantic.embedding_model,
+            &probe.text,
+            semantic.dimensions,
+        );
+        tokio::time::timeout(cache.semantic_timeout(), embedding)
+            .await
+            .ok()
+            .flatten()
+    }
 }
 
 /// Stage 5: takes the request's rate limits and reserves its worst-case

@@ -16,7 +16,7 @@ use super::inbound::Answer;
 use crate::cache::{Entry, Replay, Status, Stitch};
 use crate::config::Price;
 use crate::error::{Dialect, GatewayError};
-use crate::headers::{ATTEMPTS, CACHE, ROUTE, X_ACCEL_BUFFERING};
+use crate::headers::{ATTEMPTS, CACHE, CACHE_SIMILARITY, ROUTE, X_ACCEL_BUFFERING};
 use crate::limits::budget::{cost_micros, micros_per_mtok};
 use crate::request::RequestCx;
 use crate::routing::Target;
@@ -181,10 +181,21 @@ fn whole_response(answer: Translated, mut cx: RequestCx) -> Response {
     }
 }
 
-/// The client's response for a cache hit; the request ends here.
-pub(super) fn cached(entry: &Entry, replay: Replay, mut cx: RequestCx) -> Response {
+/// The client's response for a cache hit (a semantic one when it has the
+/// `similarity` of its prompt); the request ends here.
+pub(super) fn cached(
+    entry: &Entry,
+    replay: Replay,
+    similarity: Option<f32>,
+    mut cx: RequestCx,
+) -> Response {
+    let status = if similarity.is_some() {
+        Status::Semantic
+    } else {
+        Status::Hit
+    };
     cx.set_status(StatusCode::OK.as_u16());
-    cx.cache_hit(entry);
+    cx.cache_hit(entry, status);
     cx.first_token();
     cx.complete();
     let mut response = if replay.stream {
@@ -198,9 +209,18 @@ pub(super) fn cached(entry: &Entry, replay: Replay, mut cx: RequestCx) -> Respon
         response
     };
     let headers = response.headers_mut();
-    headers.insert(CACHE.clone(), Status::Hit.header());
+    headers.insert(CACHE.clone(), status.header());
     headers.insert(ATTEMPTS.clone(), HeaderValue::from_static("0"));
-    headers.insert(ROUTE.clone(), HeaderValue::from_static("cache=hit"));
+    let route = match status {
+        Status::Semantic => "cache=semantic",
+        _ => "cache=hit",
+    };
+    headers.insert(ROUTE.clone(), HeaderValue::from_static(route));
+    if let Some(similarity) = similarity
+        && let Ok(value) = HeaderValue::from_str(&format!("{similarity:.4}"))
+    {
+        headers.insert(CACHE_SIMILARITY.clone(), value);
+    }
     let age = unix_now().saturating_sub(entry.stored_at / 1000);
     headers.insert(header::AGE, HeaderValue::from(age));
     response
@@ -245,7 +265,7 @@ pub(super) fn stitched(
 
 /// A whole answer translated into the client's dialect.
 pub(super) struct Translated {
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
     /// An event stream (the client asked for one, the provider answered at once).
     stream: bool,
     usage: Option<Usage>,

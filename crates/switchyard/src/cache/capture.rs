@@ -19,6 +19,7 @@ use super::embeddings::Items;
 use super::entry::{Entry, Form};
 use super::flight::Leader;
 use super::key::Key;
+use super::semantic::Probe;
 use super::{Cache, FillResult};
 use crate::error::Dialect;
 use crate::request::{Ending, RequestRecord};
@@ -47,6 +48,9 @@ pub struct Fill {
     leader: Option<Leader>,
     /// An embeddings batch: stored item by item.
     items: Option<Box<Items>>,
+    /// The semantic lookup of the request, and its prompt's embedding once
+    /// had: kept with the answer.
+    probe: Option<(Probe, Option<Vec<f32>>)>,
 }
 
 impl Fill {
@@ -71,6 +75,33 @@ impl Fill {
             over: false,
             leader,
             items: None,
+            probe: None,
+        }
+    }
+
+    /// Carries the semantic lookup of the request.
+    pub(super) fn probing(mut self, probe: Probe) -> Self {
+        self.probe = Some((probe, None));
+        self
+    }
+
+    /// The semantic lookup the request is to make, if any.
+    pub fn probe(&self) -> Option<&Probe> {
+        self.probe.as_ref().map(|(probe, _)| probe)
+    }
+
+    /// Keeps the prompt's embedding, stored with the answer.
+    pub fn remember(&mut self, vector: Vec<f32>) {
+        if let Some((_, kept)) = &mut self.probe {
+            *kept = Some(vector);
+        }
+    }
+
+    /// The request was answered from the cache after all (a semantic
+    /// match): the requests waiting on it get the same answer.
+    pub fn answered_by(mut self, entry: Arc<Entry>) {
+        if let Some(leader) = self.leader.take() {
+            leader.land(entry);
         }
     }
 
@@ -113,6 +144,10 @@ impl Fill {
         if let Ok(entry) = result {
             let entry = Arc::new(entry);
             self.cache.store(self.key, entry.clone(), self.ttl);
+            if let Some((probe, Some(vector))) = self.probe {
+                self.cache
+                    .remember(probe.bucket, self.key, vector, self.ttl);
+            }
             if let Some(leader) = self.leader {
                 leader.land(entry);
             }
@@ -153,7 +188,7 @@ impl Fill {
             let body = serde_json::to_vec(&completion).map_err(|_| FillResult::Unreadable)?;
             (Bytes::from(body), Form::Completion)
         } else {
-            let probe: Probe<'_> =
+            let probe: Finished<'_> =
                 serde_json::from_slice(&body).map_err(|_| FillResult::Unreadable)?;
             let reasons = probe.choices.iter().map(|c| c.finish_reason.as_deref());
             self.check(reasons.chain(probe.stop_reason.as_deref().map(Some)))?;
@@ -217,7 +252,7 @@ impl Fill {
 /// How a JSON answer finished: OpenAI's `choices[].finish_reason`,
 /// Anthropic's `stop_reason`.
 #[derive(Deserialize)]
-struct Probe<'a> {
+struct Finished<'a> {
     #[serde(default, borrow)]
     choices: Vec<ChoiceProbe<'a>>,
     #[serde(default, borrow)]

@@ -32,12 +32,35 @@ const COMPRESS_FROM: usize = 1024;
 const RAW: u8 = b'r';
 const LZ4: u8 = b'z';
 
-/// One queued store.
-struct Write {
-    key: String,
-    value: Vec<u8>,
-    ttl_ms: u64,
+/// One queued write.
+enum Write {
+    /// An answer, kept for `ttl_ms`.
+    Entry {
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    },
+    /// A prompt's vector, for every replica's semantic index.
+    Vector(VectorRecord),
 }
+
+/// A semantic vector as the replicas share it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorRecord {
+    /// Its bucket.
+    pub bucket: u128,
+    /// The key of the entry it points at.
+    pub key: Key,
+    /// When it expires, in Unix milliseconds.
+    pub expires_at: u64,
+    /// The vector.
+    pub vector: Vec<f32>,
+}
+
+/// Vectors read from the shared stream in one call at most.
+const FOLLOW_BATCH: usize = 512;
+/// How often the shared stream of vectors is read.
+const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
 /// The Redis tier.
 pub struct Shared {
@@ -61,10 +84,11 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Connects to `config.url` and starts the writer (a queue of
-    /// `queue` stores) and the probe.
+    /// `queue` stores; the stream of vectors trimmed to about
+    /// `max_vectors`) and the probe.
     pub async fn connect(
         config: &Redis,
-        queue: usize,
+        (queue, max_vectors): (usize, usize),
         metrics: &Metrics,
         stop: &CancellationToken,
     ) -> Result<Self, redis::RedisError> {
@@ -97,6 +121,7 @@ impl Shared {
         tokio::spawn(writer(
             conn.clone(),
             queued,
+            (format!("{{{}}}:c:vectors", config.prefix), max_vectors),
             config.timeout,
             set_errors.clone(),
             stop.clone(),
@@ -182,13 +207,60 @@ impl Shared {
             self.set_errors.increment(1);
             return;
         }
-        let write = Write {
+        let write = Write::Entry {
             key: self.key(key),
             value: encode(entry),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
         };
         if self.writes.try_send(write).is_err() {
             self.set_errors.increment(1);
+        }
+    }
+
+    /// Queues `record` for the shared stream of vectors, which every
+    /// replica follows ([`Shared::follow`]).
+    pub fn publish(&self, record: VectorRecord) {
+        if !self.up.load(Ordering::Acquire) || self.writes.try_send(Write::Vector(record)).is_err()
+        {
+            self.set_errors.increment(1);
+        }
+    }
+
+    fn stream(&self) -> String {
+        format!("{{{}}}:c:vectors", self.prefix)
+    }
+
+    /// Reads the shared stream of vectors from its start, then as it grows,
+    /// handing each record to `insert`; stops with `stop`.
+    pub async fn follow(&self, mut insert: impl FnMut(VectorRecord), stop: CancellationToken) {
+        let stream = self.stream();
+        let mut last = "0-0".to_owned();
+        let mut ticks = tokio::time::interval(FOLLOW_EVERY);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if !self.up.load(Ordering::Acquire) {
+                continue;
+            }
+            let mut conn = self.conn.clone();
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(FOLLOW_BATCH)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(&last);
+            let read = cmd.query_async::<redis::streams::StreamReadReply>(&mut conn);
+            let Ok(Ok(reply)) = tokio::time::timeout(self.timeout * 4, read).await else {
+                continue;
+            };
+            for id in reply.keys.into_iter().flat_map(|k| k.ids) {
+                if let Some(record) = read_record(&id.map) {
+                    insert(record);
+                }
+                last = id.id;
+            }
         }
     }
 
@@ -201,6 +273,29 @@ impl Shared {
             );
         }
     }
+}
+
+/// A record of the shared stream of vectors; `None` when malformed.
+fn read_record(fields: &std::collections::HashMap<String, redis::Value>) -> Option<VectorRecord> {
+    let bytes = |name: &str| match fields.get(name)? {
+        redis::Value::BulkString(bytes) => Some(bytes.as_slice()),
+        _ => None,
+    };
+    let u128_of = |name: &str| Some(u128::from_le_bytes(bytes(name)?.try_into().ok()?));
+    let expires_at = std::str::from_utf8(bytes("e")?).ok()?.parse().ok()?;
+    let vector = bytes("v")?;
+    if vector.len() % 4 != 0 {
+        return None;
+    }
+    Some(VectorRecord {
+        bucket: u128_of("b")?,
+        key: Key(u128_of("k")?),
+        expires_at,
+        vector: vector
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    })
 }
 
 /// An entry as Redis keeps it: a marker byte, then the encoding, compressed
@@ -232,6 +327,7 @@ fn decode(value: &[u8]) -> Option<Entry> {
 async fn writer(
     conn: ConnectionManager,
     mut queue: mpsc::Receiver<Write>,
+    (stream, max_vectors): (String, usize),
     timeout: Duration,
     errors: Counter,
     stop: CancellationToken,
@@ -249,12 +345,35 @@ async fn writer(
         let mut pipe = redis::pipe();
         let count = batch.len() as u64;
         for write in batch.drain(..) {
-            pipe.cmd("SET")
-                .arg(write.key)
-                .arg(write.value)
-                .arg("PX")
-                .arg(write.ttl_ms)
-                .ignore();
+            match write {
+                Write::Entry { key, value, ttl_ms } => {
+                    pipe.cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .ignore();
+                }
+                Write::Vector(record) => {
+                    let vector: Vec<u8> =
+                        record.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    pipe.cmd("XADD")
+                        .arg(&stream)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(max_vectors)
+                        .arg("*")
+                        .arg("b")
+                        .arg(record.bucket.to_le_bytes().as_slice())
+                        .arg("k")
+                        .arg(record.key.0.to_le_bytes().as_slice())
+                        .arg("e")
+                        .arg(record.expires_at)
+                        .arg("v")
+                        .arg(vector)
+                        .ignore();
+                }
+            }
         }
         let mut conn = conn.clone();
         let sent = tokio::time::timeout(timeout * 4, pipe.query_async::<()>(&mut conn)).await;

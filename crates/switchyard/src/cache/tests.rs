@@ -23,6 +23,8 @@ fn settings() -> config::Cache {
         coalesce: true,
         coalesce_wait: Duration::from_secs(5),
         write_queue: 16,
+        semantic_entries: 1000,
+        semantic_timeout: Duration::from_secs(1),
     }
 }
 
@@ -41,6 +43,7 @@ const MODEL: ModelCache = ModelCache {
     only_deterministic: false,
     tool_calls: false,
     length: false,
+    semantic: None,
 };
 
 fn request<'a>(body: &'a str, model: &'a ModelCache, ask: Ask, stream: bool) -> Request<'a> {
@@ -245,9 +248,10 @@ fn requests_the_cache_does_not_apply_to_bypass_it() {
         plan(r#"{"messages":[],"seed":3}"#, &strict, Ask::default()),
         None
     );
+    let model = MODEL;
     let legacy = Request {
         kind: Kind::COMPLETIONS,
-        ..request(r#"{"prompt":"x"}"#, &MODEL, Ask::default(), true)
+        ..request(r#"{"prompt":"x"}"#, &model, Ask::default(), true)
     };
     assert_eq!(
         cache.plan(&legacy, &Principal::Open).err(),

@@ -92,10 +92,14 @@ pub struct Cache {
     pub coalesce_wait: Duration,
     /// Answers waiting to be written to Redis at most.
     pub write_queue: usize,
+    /// Vectors the semantic cache keeps at most.
+    pub semantic_entries: usize,
+    /// How long the embedding of a prompt may take.
+    pub semantic_timeout: Duration,
 }
 
 /// A model's `cache:` with defaults applied.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ModelCache {
     /// Whether its answers are cached (when the cache is on).
     pub enabled: bool,
@@ -107,6 +111,19 @@ pub struct ModelCache {
     pub tool_calls: bool,
     /// Answers cut by their token cap are kept too.
     pub length: bool,
+    /// The semantic cache, when on.
+    pub semantic: Option<Semantic>,
+}
+
+/// A model's semantic cache.
+#[derive(Debug, Clone)]
+pub struct Semantic {
+    /// The public model that embeds the last user turn.
+    pub embedding_model: String,
+    /// The least cosine similarity of a match.
+    pub threshold: f32,
+    /// The `dimensions` asked of the embedding model.
+    pub dimensions: Option<u32>,
 }
 
 /// `admission:` with defaults applied.

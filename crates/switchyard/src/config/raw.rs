@@ -16,7 +16,7 @@ pub use canary::CanaryConfig;
 mod admission;
 pub use admission::AdmissionConfig;
 mod cache;
-pub use cache::{CacheBackend, CacheConfig, CacheScope, ModelCacheConfig};
+pub use cache::{CacheBackend, CacheConfig, CacheScope, ModelCacheConfig, ModelSemanticConfig};
 mod store;
 pub use store::{LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig};
 

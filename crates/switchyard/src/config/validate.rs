@@ -239,6 +239,7 @@ impl Validator<'_> {
         let health_checks = self.health_checks(file.health_checks, probes, &providers);
         let retries = self.retries(file.retries);
         let models = self.models(file.models, &declared, &providers, retries.attempts);
+        self.semantic_models(&models);
         let circuit_breaker = self.circuit_breaker(&file.circuit_breaker);
         let routes = self.routes(file.routes, &models);
         let canary = self.canaries(file.canary, &models);

@@ -355,23 +355,16 @@ async fn embeddings_and_completions_are_cached_too() {
 #[tokio::test]
 async fn a_model_can_turn_its_cache_off_or_keep_only_deterministic_answers() {
     let mock = mock(&[]);
-    let base = mock.url("/v1");
-    let gw = gateway(&format!(
-        r#"
-server: {{ listen: 127.0.0.1:0 }}
-auth: {{ mode: keys }}
-keys: [{{ key: {CLIENT_KEY} }}]
-providers:
-  up: {{ kind: openai, base_url: {base}, api_key: {UPSTREAM_KEY} }}
-models:
-  off:
-    cache: {{ enabled: false }}
-    deployments: [{{ provider: up, model: m }}]
+    let gw = gateway(&openai_config(
+        &mock,
+        "",
+        r#"  off:
+    cache: { enabled: false }
+    deployments: [{ provider: up, model: m }]
   strict:
-    cache: {{ only_deterministic: true, ttl: 10m }}
-    deployments: [{{ provider: up, model: m }}]
-cache: {{ backend: memory }}
-"#
+    cache: { only_deterministic: true, ttl: 10m }
+    deployments: [{ provider: up, model: m }]
+cache: { backend: memory }"#,
     ));
     let ask = |model: &str, extra: Value| {
         let mut body = chat("hi", extra);
@@ -474,4 +467,120 @@ async fn an_embeddings_batch_sends_only_its_uncached_inputs_upstream() {
     .await;
     assert_eq!(cache_header(&headers), "miss");
     assert_eq!(mock_requests(&mock).await, 4);
+}
+
+/// A keys-mode gateway with the test key and provider `up` (OpenAI, on
+/// `mock`): `top` top-level YAML, then `rest` (`models:` on).
+fn openai_config(mock: &Process, top: &str, rest: &str) -> String {
+    let base = mock.url("/v1");
+    format!(
+        "server: {{ listen: 127.0.0.1:0 }}\nauth: {{ mode: keys }}\nkeys: [{{ key: {CLIENT_KEY} }}]\n{top}\nproviders:\n  up: {{ kind: openai, base_url: {base}, api_key: {UPSTREAM_KEY} }}\nmodels:\n{rest}\n"
+    )
+}
+
+/// A gateway config whose `gpt-4.1` has a semantic cache (threshold 0.85)
+/// over the mock's word embeddings (model `words`), with `backend`.
+pub fn semantic_config(mock: &Process, top: &str, backend: &str) -> String {
+    openai_config(
+        mock,
+        top,
+        &format!(
+            "  gpt-4.1:\n    cache:\n      semantic: {{ embedding_model: words, threshold: 0.85, dimensions: 512 }}\n    deployments: [{{ provider: up, model: mock-1 }}]\n  words:\n    deployments: [{{ provider: up, model: text-embedding-words }}]\ncache: {{ backend: {backend} }}"
+        ),
+    )
+}
+
+/// Chat calls the mock received.
+async fn chat_calls(mock: &Process) -> u64 {
+    get_json(&mock.url("/mock/stats")).await["by_path"]["/v1/chat/completions"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_paraphrase_hits_semantically_and_other_prompts_never_do() {
+    let mock = mock(&[]);
+    let gw = gateway(&semantic_config(&mock, "", "memory"));
+    let ask = |system: &str, text: &str, stream: bool| {
+        json!({"model": "gpt-4.1", "stream": stream, "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": text},
+        ]})
+    };
+    let path = "/v1/chat/completions";
+    let original = "please tell me what the capital city of france is today";
+    let (_, headers, first) = send(
+        &gw,
+        path,
+        CLIENT_KEY,
+        &[],
+        &ask("be brief", original, false),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "miss");
+    assert_eq!(chat_calls(&mock).await, 1);
+    // One word of ten changed, and reordered: similar enough.
+    let paraphrase = "Please tell me now: what is the capital city of France";
+    let (_, headers, text) = send(
+        &gw,
+        path,
+        CLIENT_KEY,
+        &[],
+        &ask("be brief", paraphrase, false),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "semantic");
+    assert_eq!(headers["x-switchyard-route"], "cache=semantic");
+    let similarity: f32 = headers["x-switchyard-cache-similarity"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.85..1.0).contains(&similarity), "{similarity}");
+    assert_eq!(text, first);
+    // As a stream too.
+    let (_, headers, text) = send(
+        &gw,
+        path,
+        CLIENT_KEY,
+        &[],
+        &ask("be brief", paraphrase, true),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "semantic");
+    assert!(
+        stream_text(&sse_data(&text)).starts_with("echo: please tell me"),
+        "{text}"
+    );
+    assert_eq!(chat_calls(&mock).await, 1);
+    // An unrelated prompt misses.
+    let (_, headers, _) = send(
+        &gw,
+        path,
+        CLIENT_KEY,
+        &[],
+        &ask("be brief", "write a haiku about autumn leaves", false),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "miss");
+    // The same words under another system prompt never match.
+    let (_, headers, _) = send(
+        &gw,
+        path,
+        CLIENT_KEY,
+        &[],
+        &ask("be verbose", original, false),
+    )
+    .await;
+    assert_eq!(cache_header(&headers), "miss");
+    assert_eq!(chat_calls(&mock).await, 3);
+    let metrics = metrics(&gw).await;
+    assert!(
+        metrics.contains("switchyard_cache_requests_total{result=\"semantic\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_cache_semantic_vectors 3"),
+        "{metrics}"
+    );
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::cache::semantic_config;
 use crate::harness::{self, *};
 use crate::stores::{PrivateRedis, shared_redis_yaml};
 
@@ -119,4 +120,36 @@ async fn embedding_items_cached_through_one_gateway_serve_a_batch_through_anothe
     let sent = received(&mock).await;
     assert_eq!(sent.last().unwrap()["body"]["input"], json!(["e f"]));
     assert_eq!(mock_requests(&mock).await, 2);
+}
+
+#[tokio::test]
+async fn a_paraphrase_of_a_prompt_cached_through_one_gateway_hits_through_another() {
+    let mock = harness::mock(&[]);
+    let redis = shared_redis_yaml("");
+    let yaml = semantic_config(&mock, &redis, "redis");
+    let first = harness::gateway(&yaml);
+    let second = harness::gateway(&yaml);
+    assert_eq!(
+        ask(&first, "tell me what the capital city of france is today").await,
+        (200, "miss".to_owned())
+    );
+    // The vector reaches the other gateway through Redis' stream.
+    let mut arrived = false;
+    for _ in 0..50 {
+        if metrics(&second)
+            .await
+            .contains("switchyard_cache_semantic_vectors 1")
+        {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(arrived, "{}", second.logs());
+    assert_eq!(
+        ask(&second, "tell me now what the capital city of france is").await,
+        (200, "semantic".to_owned())
+    );
+    let by_path = get_json(&mock.url("/mock/stats")).await["by_path"].clone();
+    assert_eq!(by_path["/v1/chat/completions"], 1, "{by_path}");
 }

@@ -91,6 +91,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .routes
         .export_state(tokio::time::Instant::now());
     state.process.admission.export();
+    if let Some(cache) = &state.process.cache {
+        cache.upkeep();
+    }
     (
         [(
             header::CONTENT_TYPE,

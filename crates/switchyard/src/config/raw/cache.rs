@@ -28,6 +28,19 @@ pub struct CacheConfig {
     pub coalesce_wait: Option<HumanDuration>,
     /// Answers waiting to be written to Redis at most (default 4096).
     pub write_queue: Option<usize>,
+    /// The semantic cache's settings, for the models that turn it on.
+    #[serde(default)]
+    pub semantic: SemanticCacheConfig,
+}
+
+/// `cache.semantic:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticCacheConfig {
+    /// Vectors kept at most, over every model and scope (default 100000).
+    pub max_entries: Option<usize>,
+    /// How long the embedding of a prompt may take before the lookup is given up (default 2s).
+    pub timeout: Option<HumanDuration>,
 }
 
 /// Where cached answers are kept.
@@ -70,4 +83,18 @@ pub struct ModelCacheConfig {
     pub tool_calls: Option<bool>,
     /// Answers cut by their token cap (`finish_reason: length`) are kept too (default false).
     pub length: Option<bool>,
+    /// A paraphrase of a cached prompt gets its answer (off by default).
+    pub semantic: Option<ModelSemanticConfig>,
+}
+
+/// A model's `cache.semantic:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSemanticConfig {
+    /// The public model that embeds the last user turn.
+    pub embedding_model: String,
+    /// The least cosine similarity of a match (default 0.95).
+    pub threshold: Option<f64>,
+    /// The `dimensions` asked of the embedding model (default: its own).
+    pub dimensions: Option<u32>,
 }

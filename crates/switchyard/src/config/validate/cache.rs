@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use super::Validator;
-use crate::config::raw::{CacheBackend, CacheConfig, CacheScope, ModelCacheConfig};
+use crate::config::raw::{
+    CacheBackend, CacheConfig, CacheScope, ModelCacheConfig, ModelSemanticConfig,
+};
 use crate::config::units::HumanDuration;
-use crate::config::{Cache, ModelCache};
+use crate::config::{Cache, Model, ModelCache, Semantic};
 
 /// How long an answer is kept when `cache.ttl` is not set.
 const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -25,6 +27,15 @@ const DEFAULT_COALESCE_WAIT: Duration = Duration::from_secs(30);
 
 /// Answers waiting for Redis at most when `cache.write_queue` is not set.
 const DEFAULT_WRITE_QUEUE: usize = 4096;
+
+/// Vectors the semantic cache keeps when `cache.semantic.max_entries` is not set.
+const DEFAULT_SEMANTIC_ENTRIES: usize = 100_000;
+
+/// How long a prompt's embedding may take when `cache.semantic.timeout` is not set.
+const DEFAULT_SEMANTIC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The least similarity of a semantic match when a model's `threshold` is not set.
+const DEFAULT_THRESHOLD: f64 = 0.95;
 
 /// The smallest memory tier: a few answers of the largest size must fit.
 const MIN_MAX_BYTES: u64 = 1 << 20;
@@ -91,6 +102,18 @@ impl Validator<'_> {
                 "`coalesce_wait` must be more than 0 (set `coalesce: false` to turn it off)",
             );
         }
+        if raw.semantic.max_entries == Some(0) {
+            self.error(
+                &["cache", "semantic", "max_entries"],
+                "`max_entries` must be at least 1",
+            );
+        }
+        if raw.semantic.timeout.is_some_and(|d| d.0.is_zero()) {
+            self.error(
+                &["cache", "semantic", "timeout"],
+                "`timeout` must be more than 0",
+            );
+        }
         if raw.write_queue == Some(0) {
             self.error(
                 &["cache", "write_queue"],
@@ -108,6 +131,12 @@ impl Validator<'_> {
             coalesce: raw.coalesce.unwrap_or(true),
             coalesce_wait,
             write_queue: raw.write_queue.unwrap_or(DEFAULT_WRITE_QUEUE).max(1),
+            semantic_entries: raw
+                .semantic
+                .max_entries
+                .unwrap_or(DEFAULT_SEMANTIC_ENTRIES)
+                .max(1),
+            semantic_timeout: HumanDuration::or(raw.semantic.timeout, DEFAULT_SEMANTIC_TIMEOUT),
         }
     }
 
@@ -126,6 +155,56 @@ impl Validator<'_> {
             only_deterministic: raw.only_deterministic.unwrap_or(false),
             tool_calls: raw.tool_calls.unwrap_or(false),
             length: raw.length.unwrap_or(false),
+            semantic: raw.semantic.as_ref().map(|s| self.semantic(name, s)),
+        }
+    }
+
+    /// A model's `cache.semantic:` (its embedding model is checked with
+    /// every model known, in [`Validator::semantic_models`]).
+    fn semantic(&mut self, name: &str, raw: &ModelSemanticConfig) -> Semantic {
+        let threshold = raw.threshold.unwrap_or(DEFAULT_THRESHOLD);
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            self.error(
+                &["models", name, "cache", "semantic", "threshold"],
+                "`threshold` must be more than 0 and at most 1",
+            );
+        }
+        if raw.dimensions == Some(0) {
+            self.error(
+                &["models", name, "cache", "semantic", "dimensions"],
+                "`dimensions` must be at least 1",
+            );
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        Semantic {
+            embedding_model: raw.embedding_model.clone(),
+            threshold: threshold as f32,
+            dimensions: raw.dimensions,
+        }
+    }
+
+    /// Every semantic cache's embedding model must be another model of the file.
+    pub(super) fn semantic_models(&mut self, models: &std::collections::BTreeMap<String, Model>) {
+        let names: Vec<&str> = models.keys().map(String::as_str).collect();
+        for (name, model) in models {
+            let Some(semantic) = &model.cache.semantic else {
+                continue;
+            };
+            let path = [
+                "models",
+                name.as_str(),
+                "cache",
+                "semantic",
+                "embedding_model",
+            ];
+            if semantic.embedding_model == *name {
+                self.error(&path, "a model cannot embed its own prompts");
+            } else if !models.contains_key(&semantic.embedding_model) {
+                self.error(
+                    &path,
+                    crate::config::problems::unknown("model", &semantic.embedding_model, &names),
+                );
+            }
         }
     }
 }
