@@ -27,3 +27,14 @@ models:
       - { provider: upstream, model: mock-1, price: { input: 2.0, output: 8.0 } }
 YAML
 }
+
+# The response cache block bench/run.sh appends to that config for its cache
+# targets: in memory, every other setting at its default (docs/config.md, "cache").
+#
+#   { gateway_config …; gateway_cache_config; } > switchyard-cache.yaml
+gateway_cache_config() {
+  cat <<YAML
+cache:
+  backend: memory
+YAML
+}

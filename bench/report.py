@@ -2,7 +2,8 @@
 """Turns the raw results of bench/run.sh (JSON lines) into BENCHMARKS.md.
 
 Each input line is one of:
-  {"kind": "wrk", "scenario": "json-c1", "target": "nginx", "rps": ..., "p50_us": ..., ...}
+  {"kind": "wrk", "scenario": "json-c1", "target": "nginx", "rps": ..., "p50_us": ..., "cpu_s": ...,
+   "load_cpu_s": ... (wrk's own CPU time), ...}
   {"kind": "ttft", "target": "nginx", "n": ..., "p50_us": ..., "p99_us": ..., "errors": ...}
   {"kind": "rss", "process": "switchyard", "idle_kb": ..., "peak_kb": ..., "end_kb": ...}
   {"kind": "info", "key": "...", "value": "..."}
@@ -20,16 +21,32 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-TARGETS = ["mock", "nginx", "switchyard", "switchyard-keys", "switchyard-redis"]
+TARGETS = [
+    "mock",
+    "nginx",
+    "switchyard",
+    "switchyard-keys",
+    "switchyard-redis",
+    "switchyard-cache-hit",
+    "switchyard-cache-miss",
+]
 TARGET_NAMES = {
     "mock": "mock (direct)",
     "nginx": "nginx proxy_pass",
     "switchyard": "Switchyard",
     "switchyard-keys": "Switchyard, virtual key with limits and budgets",
     "switchyard-redis": "Switchyard, the same, limits in Redis",
+    "switchyard-cache-hit": "Switchyard, response cache on, every request a hit",
+    "switchyard-cache-miss": "Switchyard, response cache on, every request a miss",
 }
 # Keys, limits and budgets on: requests per CPU-second against the same gateway with them off.
 MIN_KEYS_ON_RATIO = 0.9
+# The response cache (issue 16): a memory hit against the proxied request (throughput,
+# and p99 latency), and the cache on with every request a miss against it off
+# (requests per CPU-second).
+MIN_CACHE_HIT_THROUGHPUT_RATIO = 2.0
+MAX_CACHE_HIT_P99_US = 50
+MIN_CACHE_MISS_RATIO = 0.95
 MODES = {"json": "JSON", "stream": "streaming"}
 
 # The bars from DESIGN.md ("Performance, and how it is measured").
@@ -206,6 +223,29 @@ class Results:
             return None
         return float(r["requests"]) / float(r["cpu_s"])
 
+    def versus(self, scenario: str, target: str, base: str, field: str) -> float | None:
+        """`target` ÷ `base` in `scenario`: `field` is "rps" or "per_cpu"."""
+        if field == "per_cpu":
+            a, b = self.per_cpu(scenario, target), self.per_cpu(scenario, base)
+        else:
+            ra, rb = self.wrk.get((scenario, target)), self.wrk.get((scenario, base))
+            a, b = (float(ra[field]) if ra else None), (float(rb[field]) if rb else None)
+        if a is None or not b:
+            return None
+        return a / b
+
+    def load_busy(self, scenario: str, target: str) -> float | None:
+        """How busy wrk kept its own core (its CPU time over the run's duration)."""
+        r = self.wrk.get((scenario, target))
+        if not r or r.get("load_cpu_s") is None or not float(r["duration_s"]):
+            return None
+        return float(r["load_cpu_s"]) / float(r["duration_s"])
+
+    def cache_counts(self, target: str) -> dict[str, int] | None:
+        """What a cache gateway made of every request it was sent over the run."""
+        value = self.info.get(f"{target}_counts")
+        return None if value is None else json.loads(value)
+
     def added_ttft(self, field: str) -> float | None:
         return self._added(self.ttft.get("switchyard"), self.ttft.get("nginx"), field)
 
@@ -248,6 +288,7 @@ def targets_table(res: Results) -> list[str]:
             f"{on / off:.2f}× off | ≥ {MIN_KEYS_ON_RATIO}× off | "
             f"{verdict(on / off >= MIN_KEYS_ON_RATIO, problems)} |"
         )
+    lines += cache_targets(res)
     rss = res.rss.get("switchyard", {})
     idle, peak = rss.get("idle_kb"), rss.get("peak_kb")
     lines.append(
@@ -259,6 +300,89 @@ def targets_table(res: Results) -> list[str]:
         f"{verdict(None if peak is None else peak / 1024 < MAX_PEAK_RSS_MB, [])} |"
     )
     return lines
+
+
+def cache_problems(res: Results, scenario: str, target: str) -> list[str]:
+    """Failed requests, and requests the cache did not treat as the target intends
+    (over the whole run: the hit target's first request misses, and fills the entry)."""
+    problems = [f"{n} failed requests" for n in [res.errors(scenario, target)] if n]
+    counts = res.cache_counts(target)
+    if counts is not None:
+        if target == "switchyard-cache-hit" and counts.get("miss", 0) + counts.get("bypass", 0) > 1:
+            problems.append(f"{counts.get('miss', 0)} misses and {counts.get('bypass', 0)} bypasses over the run")
+        answered = counts.get("hit", 0) + counts.get("semantic", 0)
+        if target == "switchyard-cache-miss" and answered + counts.get("bypass", 0) > 0:
+            problems.append(f"{answered} hits and {counts.get('bypass', 0)} bypasses over the run")
+    return problems
+
+
+def cache_targets(res: Results) -> list[str]:
+    """The response cache's rows of the targets table (issue 16), when measured."""
+    lines = []
+    for mode in MODES:
+        scenario = res.busiest(mode)
+        if scenario is None:
+            continue
+        hit = res.versus(scenario, "switchyard-cache-hit", "switchyard", "rps")
+        if hit is not None:
+            per_miss = res.versus(scenario, "switchyard-cache-hit", "switchyard-cache-miss", "rps")
+            also = "" if per_miss is None else f" ({per_miss:.2f}× a cache miss)"
+            lines.append(
+                f"| throughput of a memory cache hit, {describe(scenario)} | {hit:.2f}× Switchyard{also} | "
+                f"≥ {MIN_CACHE_HIT_THROUGHPUT_RATIO:g}× Switchyard | "
+                f"{verdict(hit >= MIN_CACHE_HIT_THROUGHPUT_RATIO, cache_problems(res, scenario, 'switchyard-cache-hit'))} |"
+            )
+    row = res.wrk.get(("json-c1", "switchyard-cache-hit"))
+    if row is not None:
+        p99 = float(row["p99_us"])
+        lines.append(
+            f"| latency of a memory cache hit, JSON, concurrency 1, p99 (wrk's round trip) | {us(p99)} "
+            f"(p50 {us(row['p50_us'])}) | < {MAX_CACHE_HIT_P99_US} µs | "
+            f"{verdict(p99 < MAX_CACHE_HIT_P99_US, cache_problems(res, 'json-c1', 'switchyard-cache-hit'))} |"
+        )
+    for mode in MODES:
+        scenario = res.busiest(mode)
+        if scenario is None:
+            continue
+        miss = res.versus(scenario, "switchyard-cache-miss", "switchyard", "per_cpu")
+        if miss is not None:
+            lines.append(
+                f"| requests per CPU-second with the cache on and every request a miss, {describe(scenario)} | "
+                f"{miss:.2f}× off | ≥ {MIN_CACHE_MISS_RATIO}× off | "
+                f"{verdict(miss >= MIN_CACHE_MISS_RATIO, cache_problems(res, scenario, 'switchyard-cache-miss'))} |"
+            )
+    return lines
+
+
+def cache_note(res: Results, scenario: str) -> list[str]:
+    """The cache rows of a scenario against Switchyard's, in words."""
+    hit, miss = res.wrk.get((scenario, "switchyard-cache-hit")), res.wrk.get((scenario, "switchyard-cache-miss"))
+    if hit is None and miss is None:
+        return []
+
+    def times(value: float | None) -> str:
+        return "–" if value is None else f"{value:.2f}×"
+
+    def busy(value: float | None) -> str:
+        return "–" if value is None else f"{value:.0%}"
+
+    parts = []
+    if hit is not None:
+        parts.append(
+            f"a cache hit: {times(res.versus(scenario, 'switchyard-cache-hit', 'switchyard', 'rps'))} Switchyard's "
+            f"throughput ({times(res.versus(scenario, 'switchyard-cache-hit', 'switchyard-cache-miss', 'rps'))} "
+            f"a miss's), {times(res.versus(scenario, 'switchyard-cache-hit', 'switchyard', 'per_cpu'))} its requests "
+            f"per CPU-second, p50 {us(hit['p50_us'])}, p99 {us(hit['p99_us'])}"
+        )
+    if miss is not None:
+        parts.append(
+            f"every request a miss: {times(res.versus(scenario, 'switchyard-cache-miss', 'switchyard', 'per_cpu'))} "
+            f"Switchyard's requests per CPU-second, "
+            f"{times(res.versus(scenario, 'switchyard-cache-miss', 'switchyard', 'rps'))} its throughput; "
+            f"wrk kept {busy(res.load_busy(scenario, 'switchyard-cache-miss'))} of its core busy building and sending "
+            f"the varying bodies, {busy(res.load_busy(scenario, 'switchyard'))} against Switchyard"
+        )
+    return ["Response cache — " + "; ".join(parts) + ".", ""]
 
 
 def scenario_section(res: Results, scenario: str) -> list[str]:
@@ -296,6 +420,7 @@ def scenario_section(res: Results, scenario: str) -> list[str]:
         f"p99 {signed_us(res.added(scenario, 'p99_us'))}. "
         f"{rounds_note(res.round_figures.get(scenario, []), 'by round')}",
         "",
+        *cache_note(res, scenario),
     ]
     return lines
 
@@ -342,7 +467,13 @@ def memory_section(res: Results) -> list[str]:
         "| process | idle, after start (VmRSS) | at the end (VmRSS) | peak (VmHWM) |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for process, name in (("switchyard", "Switchyard"), ("nginx", "nginx (master + worker)")):
+    processes = (
+        ("switchyard", "Switchyard"),
+        ("nginx", "nginx (master + worker)"),
+        ("switchyard-cache-hit", "Switchyard, cache on, every request a hit"),
+        ("switchyard-cache-miss", "Switchyard, cache on, every request a miss (each answer stored)"),
+    )
+    for process, name in processes:
         r = res.rss.get(process)
         if r:
             lines.append(f"| {name} | {mb(r.get('idle_kb'))} | {mb(r.get('end_kb'))} | {mb(r.get('peak_kb'))} |")
@@ -362,6 +493,28 @@ def fenced(title: str, path: str | None, lang: str) -> list[str]:
         "",
         "</details>",
         "",
+    ]
+
+
+def cache_header(res: Results) -> list[str]:
+    """The header table's row on the two cache gateways, when they ran."""
+    hit, miss = res.cache_counts("switchyard-cache-hit"), res.cache_counts("switchyard-cache-miss")
+    if hit is None and miss is None:
+        return []
+
+    def counted(counts: dict[str, int] | None) -> str:
+        if counts is None:
+            return "?"
+        return (
+            f"{counts.get('hit', 0):,} hits, {counts.get('miss', 0):,} misses, {counts.get('bypass', 0):,} bypasses, "
+            f"{counts.get('fill_stored', 0):,} answers stored"
+        )
+
+    return [
+        "| response cache | two more gateways, the same config plus `cache: { backend: memory }` (every other "
+        "setting at its default), sent the configured key: one gets the same body every time, the other a body "
+        "whose last user message ends in a tag and a counter (wrk builds it with a Lua call per request, on "
+        f"wrk's core); over the whole run the first answered {counted(hit)}, the second {counted(miss)} |"
     ]
 
 
@@ -390,6 +543,7 @@ def render(res: Results, args: argparse.Namespace) -> str:
         "`proxy_buffering off`, no access log |",
         f"| Switchyard | `{args.binary}`, `auth.mode: keys`, RUST_LOG={info.get('rust_log', '(unset)')}, "
         f"{log_size(info.get('gateway_log_bytes'))} of log lines on stderr over the whole run |",
+        *cache_header(res),
         "",
         "## Targets",
         "",
@@ -412,6 +566,7 @@ def render(res: Results, args: argparse.Namespace) -> str:
             lines += [Path(section).read_text().rstrip(), ""]
     lines += ["## Configuration used", ""]
     lines += fenced("switchyard.yaml", args.gateway_config, "yaml")
+    lines += fenced("switchyard-cache.yaml (the cache targets)", args.cache_config, "yaml")
     lines += fenced("nginx.conf", args.nginx_config, "nginx")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -427,6 +582,7 @@ def main() -> None:
     parser.add_argument("--rounds", default="1")
     parser.add_argument("--binary", default="?")
     parser.add_argument("--gateway-config")
+    parser.add_argument("--cache-config", help="the cache targets' gateway config")
     parser.add_argument("--nginx-config")
     parser.add_argument(
         "--section",

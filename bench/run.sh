@@ -227,7 +227,24 @@ pids+=("$redis_gateway_pid")
 redis_gateway_port=$(wait_listening switchyard-redis "$redis_gateway_pid" "$work/switchyard-redis.out")
 log "switchyard with redis on port $redis_gateway_port (pid $redis_gateway_pid)"
 
+# The same gateway config with the response cache on, in memory, twice: one gateway is
+# sent the same body every time (every request after the first a hit), the other a
+# different body every time (every request a miss, proxied and then stored).
+{ cat "$work/switchyard.yaml"; gateway_cache_config; } >"$work/switchyard-cache.yaml"
+declare -A cache_pid cache_port
+for target in switchyard-cache-hit switchyard-cache-miss; do
+  "${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard-cache.yaml" >"$work/$target.out" 2>"$work/$target.err" &
+  cache_pid[$target]=$!
+  pids+=("$!")
+  cache_port[$target]=$(wait_listening "$target" "${cache_pid[$target]}" "$work/$target.out")
+  log "$target on port ${cache_port[$target]} (pid ${cache_pid[$target]})"
+done
+
 gateway_idle_kb=$(mem_kb "$gateway_pid" VmRSS)
+declare -A cache_idle_kb=(
+  [switchyard-cache-hit]=$(mem_kb "${cache_pid[switchyard-cache-hit]}" VmRSS)
+  [switchyard-cache-miss]=$(mem_kb "${cache_pid[switchyard-cache-miss]}" VmRSS)
+)
 nginx_worker_pid=$(pgrep -P "$nginx_pid" | head -n 1)
 [[ -n $nginx_worker_pid ]] || die "no nginx worker process"
 nginx_idle_kb=$(($(mem_kb "$nginx_pid" VmRSS) + $(mem_kb "$nginx_worker_pid" VmRSS)))
@@ -238,6 +255,8 @@ declare -A target_pids=(
   [switchyard]="$gateway_pid"
   [switchyard-keys]="$gateway_pid"
   [switchyard-redis]="$redis_gateway_pid"
+  [switchyard-cache-hit]="${cache_pid[switchyard-cache-hit]}"
+  [switchyard-cache-miss]="${cache_pid[switchyard-cache-miss]}"
 )
 declare -A url=(
   [mock]="http://127.0.0.1:$mock_port/v1/chat/completions"
@@ -245,31 +264,65 @@ declare -A url=(
   [switchyard]="http://127.0.0.1:$gateway_port/v1/chat/completions"
   [switchyard-keys]="http://127.0.0.1:$gateway_port/v1/chat/completions"
   [switchyard-redis]="http://127.0.0.1:$redis_gateway_port/v1/chat/completions"
+  [switchyard-cache-hit]="http://127.0.0.1:${cache_port[switchyard-cache-hit]}/v1/chat/completions"
+  [switchyard-cache-miss]="http://127.0.0.1:${cache_port[switchyard-cache-miss]}/v1/chat/completions"
 )
 # The client key each target is sent (the configured key, or the virtual one).
 declare -A key_of=(
   [mock]="$key" [nginx]="$key" [switchyard]="$key"
   [switchyard-keys]="$virtual_key" [switchyard-redis]="$virtual_key"
+  [switchyard-cache-hit]="$key" [switchyard-cache-miss]="$key"
 )
-targets=(mock nginx switchyard switchyard-keys switchyard-redis)
+# Targets sent a different body with every request (chat.lua's VARY_TAG: the last user
+# message ends in a tag and a counter); every other target gets the same body each time.
+declare -A varies=([switchyard-cache-miss]=1)
+targets=(mock nginx switchyard switchyard-keys switchyard-redis switchyard-cache-hit switchyard-cache-miss)
 # Time to first token is measured on the first three.
 ttft_targets=(mock nginx switchyard)
 
 # === sanity: every target answers 200, JSON and streaming, before anything is timed ===
 
+# sanity_request TARGET MODE [TRY]: one request of the body wrk sends (a varying target's
+# tagged `sanity-MODE`); dies unless it is answered 200 (a stream ending in [DONE]).
+# Prints the answer's x-switchyard-cache header (empty without one).
+sanity_request() {
+  local target=$1 mode=$2 try=${3:-} tag="" request status out
+  [[ -n ${varies[$target]:-} ]] && tag="sanity-$mode"
+  out=$work/sanity-$target-$mode$try
+  request=$(python3 -c '
+import json, sys
+b = json.load(open(sys.argv[1]))
+b["stream"] = sys.argv[2] == "stream"
+if sys.argv[3]:
+    [m for m in b["messages"] if m["role"] == "user"][-1]["content"] += f" ({sys.argv[3]})"
+print(json.dumps(b))' "$body" "$mode" "$tag")
+  status=$(curl -sS -o "$out.txt" -D "$out-headers.txt" -w '%{http_code}' --max-time 10 \
+    -H 'content-type: application/json' -H "authorization: Bearer ${key_of[$target]}" --data-binary "$request" "${url[$target]}") \
+    || die "$target ($mode) did not answer"
+  [[ $status == 200 ]] || die "$target ($mode) answered $status: $(head -c 300 "$out.txt")"
+  if [[ $mode == stream ]]; then
+    grep -q '^data: \[DONE\]' "$out.txt" || die "$target stream did not end with [DONE]"
+  fi
+  awk 'tolower($1) == "x-switchyard-cache:" { print $2 }' "$out-headers.txt" | tr -d '\r'
+}
+
 for target in "${targets[@]}"; do
   for mode in json stream; do
-    request=$(python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); b["stream"] = sys.argv[2] == "stream"; print(json.dumps(b))' "$body" "$mode")
-    status=$(curl -sS -o "$work/sanity-$target-$mode.txt" -w '%{http_code}' --max-time 10 \
-      -H 'content-type: application/json' -H "authorization: Bearer ${key_of[$target]}" --data-binary "$request" "${url[$target]}") \
-      || die "$target ($mode) did not answer"
-    [[ $status == 200 ]] || die "$target ($mode) answered $status: $(head -c 300 "$work/sanity-$target-$mode.txt")"
-    if [[ $mode == stream ]]; then
-      grep -q '^data: \[DONE\]' "$work/sanity-$target-$mode.txt" || die "$target stream did not end with [DONE]"
+    cached=$(sanity_request "$target" "$mode")
+    if [[ $target == switchyard-cache-miss && $cached != miss ]]; then
+      die "$target ($mode) answered x-switchyard-cache '$cached', not miss"
     fi
   done
 done
-log "all targets answer JSON and streams"
+# The cache-hit target's answer is stored as its first request ends; from then on the
+# same body (JSON or streamed, whitespace and key order aside) must hit.
+for try in $(seq 50); do
+  cached=$(sanity_request switchyard-cache-hit json "-$try")
+  [[ $cached == hit ]] && break
+  ((try < 50)) || die "switchyard-cache-hit still answers x-switchyard-cache '$cached' after $try tries"
+  sleep 0.1
+done
+log "all targets answer JSON and streams; the cache targets hit and miss"
 
 # === load ===
 
@@ -284,22 +337,38 @@ info rust_log "${RUST_LOG:-(unset)}"
 info loadavg_start "$(cut -d ' ' -f 1-3 /proc/loadavg)"
 clk_tck=$(getconf CLK_TCK)
 
+# CPU time (clock ticks) used so far by this shell's waited-for children: wrk's, once
+# it has exited (no fork here, so the reading adds nothing of its own).
+children_ticks() {
+  local stat
+  local -a fields
+  read -r stat <"/proc/$$/stat"
+  read -ra fields <<<"${stat##*) }"
+  children_ticks_now=$((fields[13] + fields[14]))
+}
+
 # run_wrk ROUND SCENARIO TARGET MODE CONNECTIONS
 run_wrk() {
-  local round=$1 scenario=$2 target=$3 mode=$4 conns=$5 raw line ticks_before ticks_after
+  local round=$1 scenario=$2 target=$3 mode=$4 conns=$5 raw line ticks_before ticks_after load_before
   local -a common=(-t1 "-c$conns" --timeout 5s -s "$here/chat.lua") pids_of_target
+  # A varying target's bodies are tagged by run, so no run repeats another's.
+  local tag=${varies[$target]:+$scenario-round$round}
   read -ra pids_of_target <<<"${target_pids[$target]}"
   timeout $((warmup + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${warmup}s" "${url[$target]}" \
-    -- "$body" "$mode" "${key_of[$target]}" >/dev/null
+    -- "$body" "$mode" "${key_of[$target]}" ${tag:+"$tag-warmup"} >/dev/null
   raw=$work/wrk-$scenario-$target-round$round.txt
   ticks_before=$(cpu_ticks "${pids_of_target[@]}")
+  children_ticks
+  load_before=$children_ticks_now
   timeout $((duration + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${duration}s" --latency "${url[$target]}" \
-    -- "$body" "$mode" "${key_of[$target]}" >"$raw"
+    -- "$body" "$mode" "${key_of[$target]}" ${tag:+"$tag"} >"$raw"
+  children_ticks
   ticks_after=$(cpu_ticks "${pids_of_target[@]}")
   line=$(sed -n 's/^WRK_RESULT //p' "$raw")
   [[ -n $line ]] || die "no WRK_RESULT line from wrk for $scenario/$target (see $raw)"
-  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="wrk", round=int(sys.argv[2]), scenario=sys.argv[3], target=sys.argv[4], cpu_s=int(sys.argv[5]) / int(sys.argv[6])); print(json.dumps(r))' \
-    "$line" "$round" "$scenario" "$target" "$((ticks_after - ticks_before))" "$clk_tck" >>"$results"
+  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="wrk", round=int(sys.argv[2]), scenario=sys.argv[3], target=sys.argv[4], cpu_s=int(sys.argv[5]) / int(sys.argv[7]), load_cpu_s=int(sys.argv[6]) / int(sys.argv[7])); print(json.dumps(r))' \
+    "$line" "$round" "$scenario" "$target" "$((ticks_after - ticks_before))" "$((children_ticks_now - load_before))" \
+    "$clk_tck" >>"$results"
   log "$(printf 'round %s %-10s %-10s %s' "$round" "$scenario" "$target" "$line")"
 }
 
@@ -333,6 +402,18 @@ info loadavg_end "$(cut -d ' ' -f 1-3 /proc/loadavg)"
 # budgets) follow in pipelined batches.
 info redis_evalsha "$(redis-cli -p "$redis_port" INFO commandstats | grep '^cmdstat_evalsha' | tr -d '\r')"
 info gateway_log_bytes "$(wc -c <"$work/switchyard.err" | tr -d ' ')"
+# What each cache gateway made of the requests it was sent, from its /metrics (JSON).
+for target in switchyard-cache-hit switchyard-cache-miss; do
+  counts=$(curl -sS --max-time 10 "http://127.0.0.1:${cache_port[$target]}/metrics" | python3 -c '
+import json, re, sys
+counts = {}
+for line in sys.stdin:
+    m = re.match(r"switchyard_cache_(requests|fills)_total\{[^}]*result=\"(\w+)\"[^}]*\} (\S+)$", line.strip())
+    if m:
+        counts[m[2] if m[1] == "requests" else "fill_" + m[2]] = int(float(m[3]))
+print(json.dumps(counts))') || die "could not read $target's /metrics"
+  info "${target}_counts" "$counts"
+done
 
 # === memory ===
 
@@ -343,6 +424,10 @@ rss_line switchyard "$gateway_idle_kb" "$(mem_kb "$gateway_pid" VmRSS)" "$(mem_k
 rss_line nginx "$nginx_idle_kb" \
   "$(($(mem_kb "$nginx_pid" VmRSS) + $(mem_kb "$nginx_worker_pid" VmRSS)))" \
   "$(($(mem_kb "$nginx_pid" VmHWM) + $(mem_kb "$nginx_worker_pid" VmHWM)))"
+for target in switchyard-cache-hit switchyard-cache-miss; do
+  rss_line "$target" "${cache_idle_kb[$target]}" "$(mem_kb "${cache_pid[$target]}" VmRSS)" \
+    "$(mem_kb "${cache_pid[$target]}" VmHWM)"
+done
 
 # === report ===
 
@@ -351,7 +436,8 @@ command="bench/run.sh"
 [[ $rounds == 5 ]] || command="BENCH_ROUNDS=$rounds $command"
 python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command "$command" \
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --binary "${bin#"$repo"/}" \
-  --gateway-config "$work/switchyard.yaml" --nginx-config "$work/nginx.conf" \
+  --gateway-config "$work/switchyard.yaml" --cache-config "$work/switchyard-cache.yaml" \
+  --nginx-config "$work/nginx.conf" \
   --section "$here/instructions.md" --section "$here/overload.md"
 
 mkdir -p "$raw_dir"

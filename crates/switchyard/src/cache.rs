@@ -621,13 +621,29 @@ impl Cache {
     /// kept in memory a while when found).
     async fn get(&self, key: Key) -> Option<Arc<Entry>> {
         if let Some(entry) = self.memory.as_ref().and_then(|m| m.get(key)) {
-            return Some(entry);
+            return Some(self.settle(key, entry));
         }
         let entry = Arc::new(self.shared.as_ref()?.get(key).await?);
+        let entry = match entry.settled() {
+            Some(settled) => Arc::new(settled),
+            None => entry,
+        };
         if let Some(memory) = &self.memory {
             memory.insert(key, entry.clone(), self.settings.ttl.min(LOCAL_TTL));
         }
         Some(entry)
+    }
+
+    /// A streamed answer in memory, found for the first time, is made the
+    /// completion it adds up to once, in its place (keeping its deadline):
+    /// a miss never pays for it, and later hits do not again.
+    fn settle(&self, key: Key, entry: Arc<Entry>) -> Arc<Entry> {
+        let (Some(settled), Some(memory)) = (entry.settled(), &self.memory) else {
+            return entry;
+        };
+        let settled = Arc::new(settled);
+        memory.replace(key, settled.clone());
+        settled
     }
 
     /// Keeps `entry` under `key` for `ttl` in every tier.

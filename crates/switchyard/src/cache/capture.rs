@@ -9,11 +9,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
-use switchyard_providers::anthropic;
-use switchyard_providers::openai::ChunkDecoder;
-use switchyard_providers::openai::chat::{ChatChunk, ChatCompletion, ChatUsage};
-use switchyard_providers::sse::SseParser;
-use switchyard_providers::translate::StreamDecoder;
 
 use super::embeddings::Items;
 use super::entry::{Entry, Form};
@@ -162,8 +157,10 @@ impl Fill {
         if self.over {
             return Err(FillResult::TooLarge);
         }
+        // Copied to a buffer of its own: a chunk relayed may be a slice of a
+        // far larger read buffer, which a stored entry would keep alive.
         Ok(match self.parts.as_slice() {
-            [one] => one.clone(),
+            [one] => Bytes::copy_from_slice(one),
             many => {
                 let mut body = BytesMut::with_capacity(self.len);
                 for part in many {
@@ -177,22 +174,17 @@ impl Fill {
     fn entry(&self, record: &RequestRecord, cost_micros: i64) -> Result<Entry, FillResult> {
         let body = self.whole(record)?;
         let stored_at = unix_millis();
-        let (body, form) = if self.stream {
-            let completion = self.completion(&body, record, stored_at)?;
-            self.check(
-                completion
-                    .choices
-                    .iter()
-                    .map(|c| c.finish_reason.as_deref()),
-            )?;
-            let body = serde_json::to_vec(&completion).map_err(|_| FillResult::Unreadable)?;
-            (Bytes::from(body), Form::Completion)
+        let form = if self.stream {
+            // Kept as the client got it: made a completion on its first hit
+            // (a miss pays no decoding).
+            self.check(stream_reasons(&body))?;
+            Form::Events
         } else {
             let probe: Finished<'_> =
                 serde_json::from_slice(&body).map_err(|_| FillResult::Unreadable)?;
             let reasons = probe.choices.iter().map(|c| c.finish_reason.as_deref());
             self.check(reasons.chain(probe.stop_reason.as_deref().map(Some)))?;
-            (body, Form::Json)
+            Form::Json
         };
         Ok(Entry {
             body,
@@ -202,35 +194,6 @@ impl Fill {
             cost_micros,
             stored_at,
         })
-    }
-
-    /// The streamed answer as one completion, its usage the one recorded
-    /// (present even when the client's stream did not show it).
-    fn completion(
-        &self,
-        body: &[u8],
-        record: &RequestRecord,
-        stored_at: u64,
-    ) -> Result<ChatCompletion, FillResult> {
-        let mut decoder: Box<dyn StreamDecoder> = match self.dialect {
-            Dialect::OpenAi => Box::new(ChunkDecoder::default()),
-            Dialect::Anthropic => Box::new(anthropic::MessageStreamDecoder::new(stored_at / 1000)),
-        };
-        let mut chunks: Vec<ChatChunk> = Vec::new();
-        let mut failed = false;
-        let mut parser = SseParser::new(body.len() + 1);
-        let parsed = parser.feed(body, |event| {
-            failed |= decoder.event(event, &mut chunks).is_err();
-            !failed
-        });
-        if parsed.is_err() || failed || decoder.end(&mut chunks).is_err() {
-            return Err(FillResult::Unreadable);
-        }
-        let mut completion = ChatCompletion::from_chunks(chunks).ok_or(FillResult::Unreadable)?;
-        if let Some(usage) = record.usage {
-            completion.usage = Some(ChatUsage::new(usage.prompt_tokens, usage.completion_tokens));
-        }
-        Ok(completion)
     }
 
     /// Whether the model keeps an answer that finished for `reasons`.
@@ -247,6 +210,22 @@ impl Fill {
         }
         Ok(())
     }
+}
+
+/// How a stream (OpenAI chunks or Anthropic events, as the client got
+/// them) finished: the value of every `finish_reason` and `stop_reason` that
+/// is a string. A pattern with its quotes cannot stand inside a JSON string
+/// (whose quotes are escaped), so only the fields themselves are found.
+fn stream_reasons(body: &[u8]) -> impl Iterator<Item = Option<&str>> {
+    const FIELDS: [&[u8]; 2] = [b"\"finish_reason\":", b"\"stop_reason\":"];
+    FIELDS.into_iter().flat_map(move |field| {
+        memchr::memmem::find_iter(body, field).map(move |at| {
+            let rest = body[at + field.len()..].trim_ascii_start();
+            let rest = rest.strip_prefix(b"\"")?;
+            let end = memchr::memchr(b'"', rest)?;
+            std::str::from_utf8(&rest[..end]).ok()
+        })
+    })
 }
 
 /// How a JSON answer finished: OpenAI's `choices[].finish_reason`,
@@ -270,4 +249,26 @@ pub(super) fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_reasons;
+
+    #[test]
+    fn a_streams_finish_reasons_are_found_and_quoted_text_is_not() {
+        let openai = br#"data: {"choices":[{"delta":{"content":"say \"finish_reason\":\"length\""},"finish_reason":null}]}
+
+data: {"choices":[{"delta":{},"finish_reason": "tool_calls"}]}
+
+data: [DONE]
+"#;
+        let found: Vec<&str> = stream_reasons(openai).flatten().collect();
+        assert_eq!(found, ["tool_calls"]);
+        let anthropic = br#"event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null}}
+"#;
+        let found: Vec<&str> = stream_reasons(anthropic).flatten().collect();
+        assert_eq!(found, ["max_tokens"]);
+    }
 }

@@ -3,9 +3,10 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use switchyard_providers::anthropic;
-use switchyard_providers::openai::chat::ChatCompletion;
-use switchyard_providers::openai::{ChunkEncoder, Usage};
-use switchyard_providers::translate::StreamEncoder;
+use switchyard_providers::openai::chat::{ChatChunk, ChatCompletion, ChatUsage};
+use switchyard_providers::openai::{ChunkDecoder, ChunkEncoder, Usage};
+use switchyard_providers::sse::SseParser;
+use switchyard_providers::translate::{StreamDecoder, StreamEncoder};
 
 use crate::error::Dialect;
 
@@ -16,6 +17,9 @@ pub enum Form {
     Json,
     /// An OpenAI chat completion built from a streamed answer.
     Completion,
+    /// A streamed answer, as the client got it (made a [`Form::Completion`]
+    /// when first replayed).
+    Events,
 }
 
 /// One cached answer.
@@ -61,6 +65,7 @@ const VERSION: u8 = 1;
 const COMPLETION: u8 = 1;
 const ANTHROPIC: u8 = 2;
 const HAS_USAGE: u8 = 4;
+const EVENTS: u8 = 8;
 /// The fixed part of the encoding: version, flags, stored_at, usage (3), cost.
 const HEADER: usize = 2 + 8 + 3 * 8 + 8;
 
@@ -73,10 +78,11 @@ impl Entry {
     /// Encodes it for Redis.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + self.body.len());
-        let mut flags = 0;
-        if self.form == Form::Completion {
-            flags |= COMPLETION;
-        }
+        let mut flags = match self.form {
+            Form::Json => 0,
+            Form::Completion => COMPLETION,
+            Form::Events => EVENTS,
+        };
         if self.dialect == Dialect::Anthropic {
             flags |= ANTHROPIC;
         }
@@ -113,6 +119,8 @@ impl Entry {
             body: bytes,
             form: if flags & COMPLETION != 0 {
                 Form::Completion
+            } else if flags & EVENTS != 0 {
+                Form::Events
             } else {
                 Form::Json
             },
@@ -130,7 +138,19 @@ impl Entry {
     /// The answer in the shape `shape` asks for; `None` when the body cannot
     /// be read back (the entry is then treated as missing).
     pub fn replay(&self, shape: Shape<'_>) -> Option<Replay> {
+        let settled;
+        let entry = if self.form == Form::Events {
+            settled = self.settled()?;
+            &settled
+        } else {
+            self
+        };
+        entry.replay_settled(shape)
+    }
+
+    fn replay_settled(&self, shape: Shape<'_>) -> Option<Replay> {
         match (shape.stream, self.form, self.dialect) {
+            (false, Form::Events, _) => None,
             (false, Form::Json, _) | (false, Form::Completion, Dialect::OpenAi) => Some(Replay {
                 body: self.body.clone(),
                 stream: false,
@@ -157,6 +177,40 @@ impl Entry {
                 })
             }
         }
+    }
+
+    /// A streamed answer ([`Form::Events`]) as the completion its chunks
+    /// add up to, its usage the one recorded; `None` for another form, or
+    /// events that cannot be read back.
+    pub fn settled(&self) -> Option<Self> {
+        if self.form != Form::Events {
+            return None;
+        }
+        let mut decoder: Box<dyn StreamDecoder> = match self.dialect {
+            Dialect::OpenAi => Box::new(ChunkDecoder::default()),
+            Dialect::Anthropic => {
+                Box::new(anthropic::MessageStreamDecoder::new(self.stored_at / 1000))
+            }
+        };
+        let mut chunks: Vec<ChatChunk> = Vec::new();
+        let mut failed = false;
+        let mut parser = SseParser::new(self.body.len() + 1);
+        let parsed = parser.feed(&self.body, |event| {
+            failed |= decoder.event(event, &mut chunks).is_err();
+            !failed
+        });
+        if parsed.is_err() || failed || decoder.end(&mut chunks).is_err() {
+            return None;
+        }
+        let mut completion = ChatCompletion::from_chunks(chunks)?;
+        if let Some(usage) = self.usage {
+            completion.usage = Some(ChatUsage::new(usage.prompt_tokens, usage.completion_tokens));
+        }
+        Some(Self {
+            body: Bytes::from(serde_json::to_vec(&completion).ok()?),
+            form: Form::Completion,
+            ..self.clone()
+        })
     }
 
     /// The answer as an OpenAI chat completion.

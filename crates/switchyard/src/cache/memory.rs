@@ -86,6 +86,15 @@ impl Memory {
             .insert(key, Arc::new(Stored { entry, expires }));
     }
 
+    /// Puts `entry` in the place of the one under `key`, keeping its deadline.
+    pub fn replace(&self, key: Key, entry: Arc<Entry>) {
+        if let Some(stored) = self.entries.get(&key) {
+            let expires = stored.expires;
+            self.entries
+                .insert(key, Arc::new(Stored { entry, expires }));
+        }
+    }
+
     /// Entries kept, and the bytes they weigh (as of the last upkeep).
     pub fn size(&self) -> (u64, u64) {
         self.entries.run_pending_tasks();

@@ -203,6 +203,13 @@ async fn errors_cut_streams_length_and_tool_calls_are_not_stored() {
         assert!(text.contains("\"length\""), "{text}");
         assert_eq!(cache_header(&headers), "miss");
     }
+    // The same, streamed.
+    let capped = chat("too long", json!({"max_tokens": 2, "stream": true}));
+    for _ in 0..2 {
+        let (_, headers, text) = send(&gw, path, CLIENT_KEY, &[], &capped).await;
+        assert!(text.contains("\"length\""), "{text}");
+        assert_eq!(cache_header(&headers), "miss");
+    }
     // An answer that calls a tool.
     let tools = chat(
         "weather",
