@@ -323,13 +323,14 @@ def cache_targets(res: Results) -> list[str]:
         scenario = res.busiest(mode)
         if scenario is None:
             continue
-        hit = res.versus(scenario, "switchyard-cache-hit", "switchyard", "rps")
+        # The bar: a hit against a proxied miss (the same request, not yet cached).
+        hit = res.versus(scenario, "switchyard-cache-hit", "switchyard-cache-miss", "rps")
         if hit is not None:
-            per_miss = res.versus(scenario, "switchyard-cache-hit", "switchyard-cache-miss", "rps")
-            also = "" if per_miss is None else f" ({per_miss:.2f}× a cache miss)"
+            per_off = res.versus(scenario, "switchyard-cache-hit", "switchyard", "rps")
+            also = "" if per_off is None else f" ({per_off:.2f}× Switchyard with the cache off)"
             lines.append(
-                f"| throughput of a memory cache hit, {describe(scenario)} | {hit:.2f}× Switchyard{also} | "
-                f"≥ {MIN_CACHE_HIT_THROUGHPUT_RATIO:g}× Switchyard | "
+                f"| throughput of a memory cache hit, {describe(scenario)} | {hit:.2f}× a proxied miss{also} | "
+                f"≥ {MIN_CACHE_HIT_THROUGHPUT_RATIO:g}× a proxied miss | "
                 f"{verdict(hit >= MIN_CACHE_HIT_THROUGHPUT_RATIO, cache_problems(res, scenario, 'switchyard-cache-hit'))} |"
             )
     row = res.wrk.get(("json-c1", "switchyard-cache-hit"))

@@ -24,6 +24,10 @@ pub(super) struct Line<'a> {
     pub(super) ttft_us: Option<u64>,
     pub(super) prompt_tokens: u64,
     pub(super) completion_tokens: u64,
+    /// What the response cache made of the request, when it is on.
+    pub(super) cache: Option<&'a str>,
+    /// What a cache hit saved, in micro-USD.
+    pub(super) saved_micros: i64,
 }
 
 /// Whole microseconds, saturating (a `u64` of them is 584,000 years).
@@ -152,6 +156,23 @@ fn push_fields(fields: &mut Fields<'_>, line: &Line<'_>) {
     }
     fields.int("prompt_tokens", line.prompt_tokens);
     fields.int("completion_tokens", line.completion_tokens);
+    if let Some(cache) = line.cache {
+        fields.text("cache", cache);
+    }
+    if line.saved_micros > 0 {
+        push_usd(fields.key("saved_usd"), line.saved_micros);
+    }
+}
+
+/// Micro-USD as USD with six decimals (`0.000123`).
+fn push_usd(buf: &mut Vec<u8>, micros: i64) {
+    let micros = micros.unsigned_abs();
+    push_int(buf, micros / 1_000_000);
+    buf.push(b'.');
+    let fraction = micros % 1_000_000;
+    let mut digits = [b'0'; 6];
+    put_digits(&mut digits, fraction);
+    buf.extend_from_slice(&digits);
 }
 
 /// `2026-11-22T01:01:01.123456Z`: RFC 3339, UTC, microseconds (the format
@@ -354,7 +375,33 @@ pub(super) mod tests {
             ttft_us: Some(500),
             prompt_tokens: 10,
             completion_tokens: 16,
+            cache: None,
+            saved_micros: 0,
         }
+    }
+
+    #[test]
+    fn a_cache_hit_says_so_and_what_it_saved() {
+        let line = Line {
+            cache: Some("hit"),
+            saved_micros: 1_234_567,
+            ..sample()
+        };
+        let text = format(LogFormat::Text, &line);
+        assert!(text.contains(" cache=\"hit\" saved_usd=1.234567"), "{text}");
+        let json = format(LogFormat::Json, &line);
+        assert!(
+            json.contains(r#","cache":"hit","saved_usd":1.234567"#),
+            "{json}"
+        );
+        let small = format(
+            LogFormat::Text,
+            &Line {
+                saved_micros: 42,
+                ..line
+            },
+        );
+        assert!(small.contains(" saved_usd=0.000042"), "{small}");
     }
 
     pub(crate) fn format(format: LogFormat, line: &Line<'_>) -> String {

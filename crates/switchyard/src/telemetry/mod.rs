@@ -154,6 +154,8 @@ fn write_record(record: &RequestRecord) {
         ttft_us: record.ttft.map(micros),
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
+        cache: record.cache.map(crate::cache::Status::as_str),
+        saved_micros: record.saved_micros,
     };
     sink.write_line(&line, SystemTime::now());
 }
