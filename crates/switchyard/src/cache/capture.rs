@@ -3,12 +3,10 @@
 //! the request ends complete — never for an error, a cut stream, or an
 //! answer the model's rules leave out.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
 
 use super::embeddings::Items;
 use super::entry::{Entry, Form};
@@ -174,16 +172,13 @@ impl Fill {
     fn entry(&self, record: &RequestRecord, cost_micros: i64) -> Result<Entry, FillResult> {
         let body = self.whole(record)?;
         let stored_at = unix_millis();
+        // How it finished, read by a byte search (no parse of the answer).
+        self.check(finish_reasons(&body))?;
+        // A stream is kept as the client got it: made a completion on its
+        // first hit (a miss pays no decoding).
         let form = if self.stream {
-            // Kept as the client got it: made a completion on its first hit
-            // (a miss pays no decoding).
-            self.check(stream_reasons(&body))?;
             Form::Events
         } else {
-            let probe: Finished<'_> =
-                serde_json::from_slice(&body).map_err(|_| FillResult::Unreadable)?;
-            let reasons = probe.choices.iter().map(|c| c.finish_reason.as_deref());
-            self.check(reasons.chain(probe.stop_reason.as_deref().map(Some)))?;
             Form::Json
         };
         Ok(Entry {
@@ -212,11 +207,11 @@ impl Fill {
     }
 }
 
-/// How a stream (OpenAI chunks or Anthropic events, as the client got
-/// them) finished: the value of every `finish_reason` and `stop_reason` that
+/// How an answer (a JSON body, OpenAI chunks or Anthropic events, as the
+/// client got it) finished: the value of every `finish_reason` and `stop_reason` that
 /// is a string. A pattern with its quotes cannot stand inside a JSON string
 /// (whose quotes are escaped), so only the fields themselves are found.
-fn stream_reasons(body: &[u8]) -> impl Iterator<Item = Option<&str>> {
+fn finish_reasons(body: &[u8]) -> impl Iterator<Item = Option<&str>> {
     const FIELDS: [&[u8]; 2] = [b"\"finish_reason\":", b"\"stop_reason\":"];
     FIELDS.into_iter().flat_map(move |field| {
         memchr::memmem::find_iter(body, field).map(move |at| {
@@ -228,22 +223,6 @@ fn stream_reasons(body: &[u8]) -> impl Iterator<Item = Option<&str>> {
     })
 }
 
-/// How a JSON answer finished: OpenAI's `choices[].finish_reason`,
-/// Anthropic's `stop_reason`.
-#[derive(Deserialize)]
-struct Finished<'a> {
-    #[serde(default, borrow)]
-    choices: Vec<ChoiceProbe<'a>>,
-    #[serde(default, borrow)]
-    stop_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceProbe<'a> {
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
 /// Now, in Unix milliseconds.
 pub(super) fn unix_millis() -> u64 {
     std::time::SystemTime::now()
@@ -253,7 +232,7 @@ pub(super) fn unix_millis() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_reasons;
+    use super::finish_reasons;
 
     #[test]
     fn a_streams_finish_reasons_are_found_and_quoted_text_is_not() {
@@ -263,12 +242,15 @@ data: {"choices":[{"delta":{},"finish_reason": "tool_calls"}]}
 
 data: [DONE]
 "#;
-        let found: Vec<&str> = stream_reasons(openai).flatten().collect();
+        let found: Vec<&str> = finish_reasons(openai).flatten().collect();
         assert_eq!(found, ["tool_calls"]);
         let anthropic = br#"event: message_delta
 data: {"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null}}
 "#;
-        let found: Vec<&str> = stream_reasons(anthropic).flatten().collect();
+        let found: Vec<&str> = finish_reasons(anthropic).flatten().collect();
         assert_eq!(found, ["max_tokens"]);
+        let json = br#"{"id":"c","choices":[{"index":0,"message":{"content":"hi"},"finish_reason":"stop"}]}"#;
+        let found: Vec<&str> = finish_reasons(json).flatten().collect();
+        assert_eq!(found, ["stop"]);
     }
 }

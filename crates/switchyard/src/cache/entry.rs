@@ -68,11 +68,18 @@ const HAS_USAGE: u8 = 4;
 const EVENTS: u8 = 8;
 /// The fixed part of the encoding: version, flags, stored_at, usage (3), cost.
 const HEADER: usize = 2 + 8 + 3 * 8 + 8;
+/// What holds an entry in memory besides its body, about: the memory
+/// tier's node and deadline, the key, two `Arc`s, this struct, and the
+/// allocator's rounding. Counting body and header alone, a full 256 MiB tier
+/// of 1 KB answers was measured at about 1.5 × that in resident memory
+/// (`switchyard-cache-miss` in BENCHMARKS.md).
+const HELD: usize = 512;
 
 impl Entry {
-    /// The bytes it weighs in memory.
+    /// The bytes it weighs in memory: its body, and what holds it (the
+    /// cache's node, the key, two `Arc`s, this header).
     pub fn weight(&self) -> u32 {
-        u32::try_from(self.body.len() + HEADER + 64).unwrap_or(u32::MAX)
+        u32::try_from(self.body.len() + HEADER + HELD).unwrap_or(u32::MAX)
     }
 
     /// Encodes it for Redis.
