@@ -24,8 +24,6 @@ use crate::telemetry::metrics::Metrics;
 
 /// Stores sent in one round trip at most.
 const WRITE_BATCH: usize = 64;
-/// How often a Redis marked down is pinged.
-const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// Values from this size on are compressed (below it lz4 saves little).
 const COMPRESS_FROM: usize = 1024;
 /// The first byte of a value: stored as is, or compressed.
@@ -92,18 +90,7 @@ impl Shared {
         metrics: &Metrics,
         stop: &CancellationToken,
     ) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout));
-        let conn = tokio::time::timeout(
-            config.timeout.max(Duration::from_secs(2)),
-            client.get_connection_manager_with_config(manager),
-        )
-        .await
-        .map_err(|_| {
-            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-        })??;
+        let conn = crate::redis_link::connect(config).await?;
         metrics.describe(
             "switchyard_cache_backend_errors_total",
             None,
@@ -126,11 +113,12 @@ impl Shared {
             set_errors.clone(),
             stop.clone(),
         ));
-        tokio::spawn(probe(
+        tokio::spawn(crate::redis_link::probe(
             conn.clone(),
             up.clone(),
             config.timeout,
             stop.clone(),
+            || tracing::info!("redis answers again: the response cache's shared tier is back"),
         ));
         Ok(Self {
             conn,
@@ -379,32 +367,6 @@ async fn writer(
         let sent = tokio::time::timeout(timeout * 4, pipe.query_async::<()>(&mut conn)).await;
         if !matches!(sent, Ok(Ok(()))) {
             errors.increment(count);
-        }
-    }
-}
-
-/// Pings Redis while it is marked down; marks it up when it answers.
-async fn probe(
-    mut conn: ConnectionManager,
-    up: Arc<AtomicBool>,
-    timeout: Duration,
-    stop: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(PROBE_EVERY);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        if up.load(Ordering::Acquire) {
-            continue;
-        }
-        let ping = redis::cmd("PING");
-        if let Ok(Ok(_)) =
-            tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await
-        {
-            up.store(true, Ordering::Release);
-            tracing::info!("redis answers again: the response cache's shared tier is back");
         }
     }
 }

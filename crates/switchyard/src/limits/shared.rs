@@ -62,8 +62,6 @@ pub struct Shared {
 const SETTLE_QUEUE: usize = 65_536;
 /// Settlements sent in one round trip at most.
 const SETTLE_BATCH: usize = 128;
-/// How often a Redis marked down is pinged.
-const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long a reservation is held for a replica that never settles it.
 const HOLD: Duration = Duration::from_secs(600);
 
@@ -74,18 +72,7 @@ impl Shared {
         metrics: &Metrics,
         stop: &CancellationToken,
     ) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout));
-        let conn = tokio::time::timeout(
-            config.timeout.max(Duration::from_secs(2)),
-            client.get_connection_manager_with_config(manager),
-        )
-        .await
-        .map_err(|_| {
-            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-        })??;
+        let conn = crate::redis_link::connect(config).await?;
         metrics.describe(
             "switchyard_redis_up",
             None,
@@ -113,12 +100,16 @@ impl Shared {
             config.timeout,
             stop.clone(),
         ));
-        tokio::spawn(probe(
+        let gauge = up_gauge.clone();
+        tokio::spawn(crate::redis_link::probe(
             conn.clone(),
             up.clone(),
-            up_gauge.clone(),
             config.timeout,
             stop.clone(),
+            move || {
+                gauge.set(1.0);
+                tracing::info!("redis answers again: limits are shared across replicas");
+            },
         ));
         let mut tag = [0u8; 8];
         getrandom::fill(&mut tag)
@@ -425,34 +416,6 @@ async fn settler(
             // Redis restarted and forgot the script: load it and resend.
             let _ = script.prepare_invoke().load_async(&mut conn).await;
             let _ = tokio::time::timeout(timeout * 4, pipe.query_async::<()>(&mut conn)).await;
-        }
-    }
-}
-
-/// Pings Redis while it is marked down; marks it up when it answers.
-async fn probe(
-    mut conn: ConnectionManager,
-    up: Arc<AtomicBool>,
-    gauge: Gauge,
-    timeout: Duration,
-    stop: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(PROBE_EVERY);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        if up.load(Ordering::Acquire) {
-            continue;
-        }
-        let ping = redis::cmd("PING");
-        if let Ok(Ok(_)) =
-            tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await
-        {
-            up.store(true, Ordering::Release);
-            gauge.set(1.0);
-            tracing::info!("redis answers again: limits are shared across replicas");
         }
     }
 }

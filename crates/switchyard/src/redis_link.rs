@@ -1,0 +1,57 @@
+//! What every user of Redis shares: the connection (reconnecting by
+//! itself, every call bounded by `redis.timeout`) and the probe that finds
+//! a Redis marked down answering again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Redis;
+
+/// How often a Redis marked down is pinged.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// Connects to `config.url`, waiting `redis.timeout` (2 s at least) for it.
+pub async fn connect(config: &Redis) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(config.url.as_str())?;
+    let manager = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.timeout))
+        .set_response_timeout(Some(config.timeout));
+    tokio::time::timeout(
+        config.timeout.max(Duration::from_secs(2)),
+        client.get_connection_manager_with_config(manager),
+    )
+    .await
+    .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+}
+
+/// Pings Redis every 250 ms while `up` is false; when it answers, sets
+/// `up` and calls `back`. Stops with `stop`.
+pub async fn probe(
+    mut conn: ConnectionManager,
+    up: Arc<AtomicBool>,
+    timeout: Duration,
+    stop: CancellationToken,
+    back: impl Fn(),
+) {
+    let mut ticks = tokio::time::interval(PROBE_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if up.load(Ordering::Acquire) {
+            continue;
+        }
+        let ping = redis::cmd("PING");
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await
+        {
+            up.store(true, Ordering::Release);
+            back();
+        }
+    }
+}
