@@ -12,6 +12,11 @@
 # `wrk -t1 -c10 -d6s` run, switched off and dumped, and the instructions
 # counted are divided by the requests wrk reports. Prints one line per mode:
 #   CALLGRIND json instructions_per_request=N requests=N
+# CALLGRIND_CACHE=miss turns the response cache on (bench/run.sh's cache block)
+# and sends a different body with every request, so each is a miss that is
+# stored; CALLGRIND_CACHE=hit turns it on with the same body every time. For
+# the miss's baseline, CALLGRIND_VARY=1 sends the varying bodies with the cache
+# off. CALLGRIND_MODES picks the modes (default "json stream").
 # and leaves the dumps in $CALLGRIND_OUT (default bench/out/callgrind) for
 # `callgrind_annotate --inclusive=yes`. Needs valgrind, wrk, taskset, python3.
 set -euo pipefail
@@ -21,6 +26,9 @@ repo=$(cd "$here/.." && pwd)
 duration=${CALLGRIND_DURATION:-6}
 out=${CALLGRIND_OUT:-$repo/bench/out/callgrind}
 key=sk-bench-client-key
+cache=${CALLGRIND_CACHE:-off}
+vary=${CALLGRIND_VARY:-}
+modes=${CALLGRIND_MODES:-json stream}
 
 # shellcheck source=bench/gateway-config.sh
 source "$here/gateway-config.sh"
@@ -38,6 +46,11 @@ else
   bin=$repo/target/release/switchyard
 fi
 [[ -x $bin ]] || die "no executable switchyard binary at $bin"
+case $cache in
+  off | hit) ;;
+  miss) vary=1 ;;
+  *) die "CALLGRIND_CACHE must be off, miss or hit, not '$cache'" ;;
+esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-callgrind.XXXXXX")
 mkdir -p "$out"
@@ -75,7 +88,10 @@ taskset -c 1 "$bin" mock --listen 127.0.0.1:0 --ttft 0s >"$work/mock.out" 2>"$wo
 pids+=($!)
 mock_port=$(listening "$work/mock.out" "$!")
 
-gateway_config "$mock_port" "$key" gpt-4.1 "$work" >"$work/switchyard.yaml"
+{
+  gateway_config "$mock_port" "$key" gpt-4.1 "$work"
+  [[ $cache == off ]] || gateway_cache_config
+} >"$work/switchyard.yaml"
 
 RUST_LOG=${RUST_LOG:-info} taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out.%p" \
@@ -85,9 +101,10 @@ pids+=("$gw_pid")
 gw_port=$(listening "$work/gw.out" "$gw_pid")
 url=http://127.0.0.1:$gw_port/v1/chat/completions
 
-# Runs wrk for $2 seconds in mode $1; prints the requests it counted.
+# Runs wrk for $2 seconds in mode $1 (bodies tagged $3 when they vary); prints
+# the requests it counted.
 load() {
-  taskset -c 1 wrk -t1 -c10 -d"$2"s -s "$here/chat.lua" "$url" -- "$here/payloads/chat.json" "$1" "$key" \
+  taskset -c 1 wrk -t1 -c10 -d"$2"s -s "$here/chat.lua" "$url" -- "$here/payloads/chat.json" "$1" "$key" ${vary:+"$3"} \
     | python3 -c 'import json,sys
 for line in sys.stdin:
     if line.startswith("WRK_RESULT "):
@@ -96,11 +113,11 @@ for line in sys.stdin:
         sys.exit(f"wrk saw {bad} errors") if bad else print(r["requests"])'
 }
 
-for mode in json stream; do
-  load "$mode" 2 >/dev/null 2>&1
+for mode in $modes; do
+  load "$mode" 2 "warmup-$mode" >/dev/null 2>&1
   callgrind_control -z "$gw_pid" >/dev/null 2>&1
   callgrind_control -i on "$gw_pid" >/dev/null 2>&1
-  requests=$(load "$mode" "$duration")
+  requests=$(load "$mode" "$duration" "run-$mode")
   callgrind_control -i off "$gw_pid" >/dev/null 2>&1
   callgrind_control -d "$mode" "$gw_pid" >/dev/null 2>&1
   dump=$(ls -t "$out"/callgrind.out."$gw_pid"* | head -n 1)

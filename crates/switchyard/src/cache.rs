@@ -30,7 +30,7 @@ pub use embeddings::Stitch;
 use embeddings::{Found, Items};
 pub use entry::{Entry, Replay, Shape};
 use flight::{Flights, Joined};
-pub use key::{Digest, Key, Scope, digest};
+pub use key::{Digest, Key, Malformed, Scope, digest};
 use memory::Memory;
 pub use semantic::Probe;
 use semantic::Vectors;

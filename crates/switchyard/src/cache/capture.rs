@@ -3,10 +3,11 @@
 //! the request ends complete — never for an error, a cut stream, or an
 //! answer the model's rules leave out.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
 
 use super::embeddings::Items;
 use super::entry::{Entry, Form};
@@ -212,10 +213,16 @@ impl Fill {
 /// is a string. A pattern with its quotes cannot stand inside a JSON string
 /// (whose quotes are escaped), so only the fields themselves are found.
 fn finish_reasons(body: &[u8]) -> impl Iterator<Item = Option<&str>> {
-    const FIELDS: [&[u8]; 2] = [b"\"finish_reason\":", b"\"stop_reason\":"];
-    FIELDS.into_iter().flat_map(move |field| {
-        memchr::memmem::find_iter(body, field).map(move |at| {
-            let rest = body[at + field.len()..].trim_ascii_start();
+    /// The fields' searchers, built once.
+    static FIELDS: LazyLock<[Finder<'static>; 2]> = LazyLock::new(|| {
+        [
+            Finder::new(b"\"finish_reason\":"),
+            Finder::new(b"\"stop_reason\":"),
+        ]
+    });
+    FIELDS.iter().flat_map(move |field| {
+        field.find_iter(body).map(move |at| {
+            let rest = body[at + field.needle().len()..].trim_ascii_start();
             let rest = rest.strip_prefix(b"\"")?;
             let end = memchr::memchr(b'"', rest)?;
             std::str::from_utf8(&rest[..end]).ok()

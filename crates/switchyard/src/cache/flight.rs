@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::entry::Entry;
-use super::key::Key;
+use super::key::{Key, KeyHasher};
 
 /// Shards of the map of flights in the air (a lock is held for an insert
 /// or a removal only).
@@ -23,7 +23,7 @@ enum State {
     Failed,
 }
 
-type Flying = Mutex<HashMap<Key, watch::Receiver<State>>>;
+type Flying = Mutex<HashMap<Key, watch::Receiver<State>, KeyHasher>>;
 
 /// The flights in the air, by key.
 #[derive(Debug)]

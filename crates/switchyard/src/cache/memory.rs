@@ -11,7 +11,7 @@ use moka::sync::Cache;
 use tokio::time::Instant;
 
 use super::entry::Entry;
-use super::key::Key;
+use super::key::{Key, KeyHasher};
 
 /// An entry and its deadline.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ struct Stored {
 /// The memory tier.
 #[derive(Debug)]
 pub struct Memory {
-    entries: Cache<Key, Arc<Stored>>,
+    entries: Cache<Key, Arc<Stored>, KeyHasher>,
 }
 
 /// Gives each entry its own TTL, and an idle TTL when one is set.
@@ -65,7 +65,7 @@ impl Memory {
                 .max_capacity(max_bytes)
                 .weigher(|_: &Key, stored: &Arc<Stored>| stored.entry.weight())
                 .expire_after(Expiry { idle })
-                .build(),
+                .build_with_hasher(KeyHasher::default()),
         }
     }
 
