@@ -357,6 +357,9 @@ run_wrk() {
   timeout $((warmup + 30)) "${load_cpu[@]}" wrk "${common[@]}" -d "${warmup}s" "${url[$target]}" \
     -- "$body" "$mode" "${key_of[$target]}" ${tag:+"$tag-warmup"} >/dev/null
   raw=$work/wrk-$scenario-$target-round$round.txt
+  # The cache-hit target's access log from here on: its own time to answer a hit.
+  local log_from served='{}'
+  [[ $target == switchyard-cache-hit ]] && log_from=$(stat -c %s "$work/$target.err")
   ticks_before=$(cpu_ticks "${pids_of_target[@]}")
   children_ticks
   load_before=$children_ticks_now
@@ -366,9 +369,13 @@ run_wrk() {
   ticks_after=$(cpu_ticks "${pids_of_target[@]}")
   line=$(sed -n 's/^WRK_RESULT //p' "$raw")
   [[ -n $line ]] || die "no WRK_RESULT line from wrk for $scenario/$target (see $raw)"
-  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="wrk", round=int(sys.argv[2]), scenario=sys.argv[3], target=sys.argv[4], cpu_s=int(sys.argv[5]) / int(sys.argv[7]), load_cpu_s=int(sys.argv[6]) / int(sys.argv[7])); print(json.dumps(r))' \
+  if [[ -n ${log_from:-} ]]; then
+    sleep 0.2 # the access log is written off the workers; let its last lines land
+    served=$(python3 "$here/served.py" "$work/$target.err" "$log_from" hit)
+  fi
+  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(json.loads(sys.argv[8])); r.update(kind="wrk", round=int(sys.argv[2]), scenario=sys.argv[3], target=sys.argv[4], cpu_s=int(sys.argv[5]) / int(sys.argv[7]), load_cpu_s=int(sys.argv[6]) / int(sys.argv[7])); print(json.dumps(r))' \
     "$line" "$round" "$scenario" "$target" "$((ticks_after - ticks_before))" "$((children_ticks_now - load_before))" \
-    "$clk_tck" >>"$results"
+    "$clk_tck" "$served" >>"$results"
   log "$(printf 'round %s %-10s %-10s %s' "$round" "$scenario" "$target" "$line")"
 }
 
