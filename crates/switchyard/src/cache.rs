@@ -290,6 +290,8 @@ pub struct Cache {
     entries: metrics::Gauge,
     bytes: metrics::Gauge,
     semantic_vectors: metrics::Gauge,
+    /// `switchyard_cache_backend_errors_total{backend="embedding",op="embed"}`.
+    embed_errors: Counter,
 }
 
 impl Cache {
@@ -331,6 +333,12 @@ impl Cache {
             None,
             "Bytes the memory tier of the response cache holds.",
         );
+        metrics.describe(
+            "switchyard_cache_backend_errors_total",
+            None,
+            "Response cache calls that failed, ran late or were dropped: to Redis by operation (get, set; \
+             a full write queue drops a set), and the semantic cache's embeddings (backend embedding, op embed).",
+        );
         let results = [Status::Hit, Status::Semantic, Status::Miss, Status::Bypass]
             .map(|s| metrics.counter("switchyard_cache_requests_total", &[("result", s.as_str())]));
         let fills = FillResult::ALL
@@ -352,6 +360,10 @@ impl Cache {
                 })
                 .collect(),
             semantic_vectors: metrics.gauge("switchyard_cache_semantic_vectors", &[]),
+            embed_errors: metrics.counter(
+                "switchyard_cache_backend_errors_total",
+                &[("backend", "embedding"), ("op", "embed")],
+            ),
             entries: metrics.gauge("switchyard_cache_entries", &[]),
             bytes: metrics.gauge("switchyard_cache_bytes", &[]),
         }
@@ -558,6 +570,12 @@ impl Cache {
         self.settings.semantic_timeout
     }
 
+    /// A prompt's embedding failed or ran past [`Cache::semantic_timeout`]:
+    /// the request went on as a miss.
+    pub fn embedding_failed(&self) {
+        self.embed_errors.increment(1);
+    }
+
     /// Looks an embeddings batch up item by item (in memory, then the
     /// others in one Redis round trip).
     async fn lookup_items(self: &Arc<Self>, items: Items, planned: Planned) -> Looked {
@@ -623,9 +641,13 @@ impl Cache {
         if let Some(entry) = self.memory.as_ref().and_then(|m| m.get(key)) {
             return Some(self.settle(key, entry));
         }
-        let entry = Arc::new(self.shared.as_ref()?.get(key).await?);
+        let shared = self.shared.as_ref()?;
+        let entry = Arc::new(shared.get(key).await?);
         let entry = match entry.settled() {
-            Some(settled) => Arc::new(settled),
+            Some(settled) => {
+                shared.replace(key, &settled);
+                Arc::new(settled)
+            }
             None => entry,
         };
         if let Some(memory) = &self.memory {

@@ -385,10 +385,14 @@ impl Embedder<'_> {
             &probe.text,
             semantic.dimensions,
         );
-        tokio::time::timeout(cache.semantic_timeout(), embedding)
+        let embedded = tokio::time::timeout(cache.semantic_timeout(), embedding)
             .await
             .ok()
-            .flatten()
+            .flatten();
+        if embedded.is_none() {
+            cache.embedding_failed();
+        }
+        embedded
     }
 }
 

@@ -32,11 +32,12 @@ const LZ4: u8 = b'z';
 
 /// One queued write.
 enum Write {
-    /// An answer, kept for `ttl_ms`.
+    /// An answer, kept for `ttl_ms`; with `None`, put in the place of the
+    /// one stored under `key`, keeping its TTL (nothing when there is none).
     Entry {
         key: String,
         value: Vec<u8>,
-        ttl_ms: u64,
+        ttl_ms: Option<u64>,
     },
     /// A prompt's vector, for every replica's semantic index.
     Vector(VectorRecord),
@@ -91,11 +92,6 @@ impl Shared {
         stop: &CancellationToken,
     ) -> Result<Self, redis::RedisError> {
         let conn = crate::redis_link::connect(config).await?;
-        metrics.describe(
-            "switchyard_cache_backend_errors_total",
-            None,
-            "Response cache calls to Redis that failed, ran late or were dropped (a full write queue), by operation.",
-        );
         let counter = |op| {
             metrics.counter(
                 "switchyard_cache_backend_errors_total",
@@ -191,6 +187,22 @@ impl Shared {
 
     /// Queues `entry` to be kept under `key` for `ttl`.
     pub fn set(&self, key: Key, entry: &Entry, ttl: Duration) {
+        self.queue(
+            key,
+            entry,
+            Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)),
+        );
+    }
+
+    /// Queues `entry` to take the place of the one kept under `key`, with
+    /// the time it has left (`SET … XX KEEPTTL`): a streamed answer read
+    /// back is stored as the completion it was made, so no replica makes it
+    /// again.
+    pub fn replace(&self, key: Key, entry: &Entry) {
+        self.queue(key, entry, None);
+    }
+
+    fn queue(&self, key: Key, entry: &Entry, ttl_ms: Option<u64>) {
         if !self.up.load(Ordering::Acquire) {
             self.set_errors.increment(1);
             return;
@@ -198,7 +210,7 @@ impl Shared {
         let write = Write::Entry {
             key: self.key(key),
             value: encode(entry),
-            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+            ttl_ms,
         };
         if self.writes.try_send(write).is_err() {
             self.set_errors.increment(1);
@@ -335,12 +347,12 @@ async fn writer(
         for write in batch.drain(..) {
             match write {
                 Write::Entry { key, value, ttl_ms } => {
-                    pipe.cmd("SET")
-                        .arg(key)
-                        .arg(value)
-                        .arg("PX")
-                        .arg(ttl_ms)
-                        .ignore();
+                    let set = pipe.cmd("SET").arg(key).arg(value);
+                    match ttl_ms {
+                        Some(ttl_ms) => set.arg("PX").arg(ttl_ms),
+                        None => set.arg("XX").arg("KEEPTTL"),
+                    }
+                    .ignore();
                 }
                 Write::Vector(record) => {
                     let vector: Vec<u8> =

@@ -2,6 +2,8 @@
 //! misses, what is never stored, streams replayed across shapes and
 //! dialects, coalescing, and scopes.
 
+use std::time::{Duration, Instant};
+
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
@@ -502,6 +504,57 @@ async fn chat_calls(mock: &Process) -> u64 {
     get_json(&mock.url("/mock/stats")).await["by_path"]["/v1/chat/completions"]
         .as_u64()
         .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_embedding_past_the_semantic_timeout_leaves_the_request_a_miss_and_is_counted() {
+    let chat_mock = mock(&[]);
+    let slow = mock(&["--latency", "3s"]);
+    let yaml = semantic_config(&chat_mock, "", "memory")
+        .replace(
+            "cache: { backend: memory }",
+            "cache: { backend: memory, semantic: { timeout: 200ms } }",
+        )
+        .replace(
+            "  up: {",
+            &format!(
+                "  slow: {{ kind: openai, base_url: {}, api_key: {UPSTREAM_KEY} }}\n  up: {{",
+                slow.url("/v1")
+            ),
+        )
+        .replace(
+            "[{ provider: up, model: text-embedding-words }]",
+            "[{ provider: slow, model: text-embedding-words }]",
+        );
+    let gw = gateway(&yaml);
+    for text in [
+        "what is the capital of france",
+        "what is the capital of france today",
+    ] {
+        let started = Instant::now();
+        let (status, headers, _) = send(
+            &gw,
+            "/v1/chat/completions",
+            CLIENT_KEY,
+            &[],
+            &json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": text}]}),
+        )
+        .await;
+        assert_eq!((status, cache_header(&headers)), (200, "miss"));
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let metrics = metrics(&gw).await;
+    assert!(
+        metrics.contains(
+            "switchyard_cache_backend_errors_total{backend=\"embedding\",op=\"embed\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert_eq!(chat_calls(&chat_mock).await, 2);
 }
 
 #[tokio::test]

@@ -103,6 +103,64 @@ async fn with_redis_stopped_requests_still_succeed_and_hits_come_back_with_it() 
     assert!(back, "{}", gw.logs());
 }
 
+/// `redis-cli` on `url`, its output as text.
+fn redis_cli(url: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-u", url])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `INFO commandstats`' count of `SET` calls.
+fn set_calls(url: &str) -> u64 {
+    redis_cli(url, &["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_streamed_answer_read_back_from_redis_is_stored_again_made_once_keeping_its_ttl() {
+    let mock = harness::mock(&[]);
+    let redis = PrivateRedis::start();
+    let yaml = format!("redis:\n  url: \"{}\"\n", redis.url());
+    let filler = cached_gateway(&mock, &yaml, "redis");
+    let streamed = post_stream(&filler, "kept as its events").await;
+    assert_eq!(streamed.headers()["x-switchyard-cache"], "miss");
+    let text = stream_text(&sse_data(&streamed.text().await.unwrap()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(set_calls(&redis.url()), 1);
+
+    // A Redis-only gateway keeps nothing in memory: each hit reads Redis.
+    let reader = cached_gateway(&mock, &yaml, "redis");
+    for _ in 0..3 {
+        let response = post(
+            &reader,
+            "/v1/chat/completions",
+            &chat("kept as its events", json!({})),
+        )
+        .await;
+        assert_eq!(response.headers()["x-switchyard-cache"], "hit");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["choices"][0]["message"]["content"], text.as_str());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The first hit stored the completion in the events' place; the next
+    // two found it made.
+    assert_eq!(set_calls(&redis.url()), 2);
+    let keys = redis_cli(&redis.url(), &["--scan", "--pattern", "*:c:*"]);
+    let key = keys.lines().find(|k| !k.ends_with(":vectors")).unwrap();
+    let left: i64 = redis_cli(&redis.url(), &["PTTL", key])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(left > 3_000_000 && left <= 3_600_000, "{left} ms left");
+    assert_eq!(mock_requests(&mock).await, 1);
+}
+
 #[tokio::test]
 async fn embedding_items_cached_through_one_gateway_serve_a_batch_through_another() {
     let mock = harness::mock(&[]);
