@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use memchr::memmem::Finder;
+use memchr::memmem::FinderRev;
 
 use super::embeddings::Items;
 use super::entry::{Entry, Form};
@@ -174,7 +174,7 @@ impl Fill {
         let body = self.whole(record)?;
         let stored_at = unix_millis();
         // How it finished, read by a byte search (no parse of the answer).
-        self.check(finish_reasons(&body))?;
+        self.check(finish_reason(&body, self.dialect))?;
         // A stream is kept as the client got it: made a completion on its
         // first hit (a miss pays no decoding).
         let form = if self.stream {
@@ -192,41 +192,41 @@ impl Fill {
         })
     }
 
-    /// Whether the model keeps an answer that finished for `reasons`.
-    fn check<'a>(&self, reasons: impl Iterator<Item = Option<&'a str>>) -> Result<(), FillResult> {
-        for reason in reasons.flatten() {
-            match reason {
-                "length" | "max_tokens" if !self.keep.length => return Err(FillResult::Length),
-                "tool_calls" | "tool_use" | "function_call" if !self.keep.tool_calls => {
-                    return Err(FillResult::ToolCalls);
-                }
-                "content_filter" | "refusal" => return Err(FillResult::Filtered),
-                _ => {}
+    /// Whether the model keeps an answer that finished for `reason`.
+    fn check(&self, reason: Option<&str>) -> Result<(), FillResult> {
+        match reason {
+            Some("length" | "max_tokens") if !self.keep.length => Err(FillResult::Length),
+            Some("tool_calls" | "tool_use" | "function_call") if !self.keep.tool_calls => {
+                Err(FillResult::ToolCalls)
             }
+            Some("content_filter" | "refusal") => Err(FillResult::Filtered),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
 /// How an answer (a JSON body, OpenAI chunks or Anthropic events, as the
-/// client got it) finished: the value of every `finish_reason` and `stop_reason` that
-/// is a string. A pattern with its quotes cannot stand inside a JSON string
-/// (whose quotes are escaped), so only the fields themselves are found.
-fn finish_reasons(body: &[u8]) -> impl Iterator<Item = Option<&str>> {
+/// client got it) finished: the last string value of its dialect's field
+/// (`finish_reason`, `stop_reason`), searched from the end. An answer holds
+/// one choice (requests for more go without the cache), and a stream gives
+/// its reason in its last events, so the search stops near the end instead
+/// of reading every event. A pattern with its quotes cannot stand inside a
+/// JSON string (whose quotes are escaped), so only the field itself is found.
+fn finish_reason(body: &[u8], dialect: Dialect) -> Option<&str> {
     /// The fields' searchers, built once.
-    static FIELDS: LazyLock<[Finder<'static>; 2]> = LazyLock::new(|| {
-        [
-            Finder::new(b"\"finish_reason\":"),
-            Finder::new(b"\"stop_reason\":"),
-        ]
-    });
-    FIELDS.iter().flat_map(move |field| {
-        field.find_iter(body).map(move |at| {
-            let rest = body[at + field.needle().len()..].trim_ascii_start();
-            let rest = rest.strip_prefix(b"\"")?;
-            let end = memchr::memchr(b'"', rest)?;
-            std::str::from_utf8(&rest[..end]).ok()
-        })
+    static OPENAI: LazyLock<FinderRev<'static>> =
+        LazyLock::new(|| FinderRev::new(b"\"finish_reason\":"));
+    static ANTHROPIC: LazyLock<FinderRev<'static>> =
+        LazyLock::new(|| FinderRev::new(b"\"stop_reason\":"));
+    let field: &FinderRev<'static> = match dialect {
+        Dialect::OpenAi => &OPENAI,
+        Dialect::Anthropic => &ANTHROPIC,
+    };
+    field.rfind_iter(body).find_map(|at| {
+        let rest = body[at + field.needle().len()..].trim_ascii_start();
+        let rest = rest.strip_prefix(b"\"")?;
+        let end = memchr::memchr(b'"', rest)?;
+        std::str::from_utf8(&rest[..end]).ok()
     })
 }
 
@@ -239,25 +239,37 @@ pub(super) fn unix_millis() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::finish_reasons;
+    use super::finish_reason;
+    use crate::error::Dialect;
 
     #[test]
-    fn a_streams_finish_reasons_are_found_and_quoted_text_is_not() {
+    fn an_answers_finish_reason_is_found_and_quoted_text_is_not() {
         let openai = br#"data: {"choices":[{"delta":{"content":"say \"finish_reason\":\"length\""},"finish_reason":null}]}
 
 data: {"choices":[{"delta":{},"finish_reason": "tool_calls"}]}
 
 data: [DONE]
 "#;
-        let found: Vec<&str> = finish_reasons(openai).flatten().collect();
-        assert_eq!(found, ["tool_calls"]);
+        assert_eq!(finish_reason(openai, Dialect::OpenAi), Some("tool_calls"));
         let anthropic = br#"event: message_delta
 data: {"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null}}
 "#;
-        let found: Vec<&str> = finish_reasons(anthropic).flatten().collect();
-        assert_eq!(found, ["max_tokens"]);
+        assert_eq!(
+            finish_reason(anthropic, Dialect::Anthropic),
+            Some("max_tokens")
+        );
+        // Before its last event, an Anthropic stream says `null`.
+        let started = br#"data: {"type":"message_start","message":{"stop_reason":null}}
+"#;
+        assert_eq!(finish_reason(started, Dialect::Anthropic), None);
         let json = br#"{"id":"c","choices":[{"index":0,"message":{"content":"hi"},"finish_reason":"stop"}]}"#;
-        let found: Vec<&str> = finish_reasons(json).flatten().collect();
-        assert_eq!(found, ["stop"]);
+        assert_eq!(finish_reason(json, Dialect::OpenAi), Some("stop"));
+        let usage_last = br#"data: {"choices":[{"delta":{},"finish_reason":"length"}]}
+
+data: {"choices":[],"usage":{"prompt_tokens":1}}
+
+data: [DONE]
+"#;
+        assert_eq!(finish_reason(usage_last, Dialect::OpenAi), Some("length"));
     }
 }
