@@ -377,14 +377,17 @@ impl Embedder<'_> {
             whole: true,
         };
         let semantic = &probe.settings;
-        let embedding = embed::embed(
+        // Boxed: an embedding is a whole upstream call, whose future would
+        // otherwise sit inside every request's, cache hit or not, and be
+        // copied with it (8 KB more per request).
+        let embedding = Box::pin(embed::embed(
             self.state,
             self.settings,
             &forward,
             &semantic.embedding_model,
             &probe.text,
             semantic.dimensions,
-        );
+        ));
         let embedded = tokio::time::timeout(cache.semantic_timeout(), embedding)
             .await
             .ok()
