@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::cache::semantic_config;
 use crate::harness::{self, *};
-use crate::stores::{PrivateRedis, shared_redis_yaml};
+use crate::stores::{PrivateRedis, redis_calls, redis_cli, shared_redis_yaml};
 
 fn cached_gateway(mock: &Process, redis_yaml: &str, backend: &str) -> Process {
     harness::gateway(&format!(
@@ -103,25 +103,6 @@ async fn with_redis_stopped_requests_still_succeed_and_hits_come_back_with_it() 
     assert!(back, "{}", gw.logs());
 }
 
-/// `redis-cli` on `url`, its output as text.
-fn redis_cli(url: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new("redis-cli")
-        .args(["-u", url])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// `INFO commandstats`' count of `SET` calls.
-fn set_calls(url: &str) -> u64 {
-    redis_cli(url, &["INFO", "commandstats"])
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_set:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 #[tokio::test]
 async fn a_streamed_answer_read_back_from_redis_is_stored_again_made_once_keeping_its_ttl() {
     let mock = harness::mock(&[]);
@@ -132,7 +113,7 @@ async fn a_streamed_answer_read_back_from_redis_is_stored_again_made_once_keepin
     assert_eq!(streamed.headers()["x-switchyard-cache"], "miss");
     let text = stream_text(&sse_data(&streamed.text().await.unwrap()));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(set_calls(&redis.url()), 1);
+    assert_eq!(redis_calls(&redis.url(), "set"), 1);
 
     // A Redis-only gateway keeps nothing in memory: each hit reads Redis.
     let reader = cached_gateway(&mock, &yaml, "redis");
@@ -150,7 +131,7 @@ async fn a_streamed_answer_read_back_from_redis_is_stored_again_made_once_keepin
     }
     // The first hit stored the completion in the events' place; the next
     // two found it made.
-    assert_eq!(set_calls(&redis.url()), 2);
+    assert_eq!(redis_calls(&redis.url(), "set"), 2);
     let keys = redis_cli(&redis.url(), &["--scan", "--pattern", "*:c:*"]);
     let key = keys.lines().find(|k| !k.ends_with(":vectors")).unwrap();
     let left: i64 = redis_cli(&redis.url(), &["PTTL", key])

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{self, Process};
 use crate::stores::{
-    Backend, PrivateRedis, TestStore, ask as ask_with, known, priced_config as config,
+    Backend, PrivateRedis, TestStore, ask as ask_with, known, priced_config as config, redis_calls,
     shared_redis_yaml,
 };
 
@@ -24,19 +24,6 @@ fn hello() -> Value {
             "messages": [{ "role": "user", "content": "hello there" }] })
 }
 
-/// `redis-cli INFO commandstats`' count of `EVALSHA` calls.
-fn evalsha_calls(url: &str) -> u64 {
-    let output = std::process::Command::new("redis-cli")
-        .args(["-u", url, "INFO", "commandstats"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 #[tokio::test]
 async fn rpm_60_holds_across_three_gateways_with_one_script_call_a_request() {
     let store = TestStore::new(Backend::Sqlite);
@@ -47,7 +34,7 @@ async fn rpm_60_holds_across_three_gateways_with_one_script_call_a_request() {
     let gateways: Vec<Process> = (0..3)
         .map(|_| harness::gateway(&config(&mock, &store, &yaml)))
         .collect();
-    let before = evalsha_calls(&redis.url());
+    let before = redis_calls(&redis.url(), "evalsha");
     let started = Instant::now();
     let mut ok = 0;
     for round in 0..10 {
@@ -65,7 +52,7 @@ async fn rpm_60_holds_across_three_gateways_with_one_script_call_a_request() {
     );
     // One script call per request (rpm only: nothing to settle afterwards);
     // the first call also loads the script once per gateway.
-    let calls = evalsha_calls(&redis.url()) - before;
+    let calls = redis_calls(&redis.url(), "evalsha") - before;
     assert!(
         (200..=203).contains(&calls),
         "{calls} EVALSHA for 200 requests"
@@ -142,12 +129,12 @@ async fn when_redis_stops_fail_open_serves_fail_closed_refuses_and_both_recover(
     }
     open.wait_for_log(&["redis answers again"]);
     // Shared again: the requests of both gateways meet in Redis.
-    let before = evalsha_calls(&redis.url());
+    let before = redis_calls(&redis.url(), "evalsha");
     for _ in 0..5 {
         assert_eq!(ask(&open, &key).await.0, 200);
         assert_eq!(ask(&closed, &key).await.0, 200);
     }
-    assert!(evalsha_calls(&redis.url()) - before >= 10);
+    assert!(redis_calls(&redis.url(), "evalsha") - before >= 10);
 }
 
 #[tokio::test]

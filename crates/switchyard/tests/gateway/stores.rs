@@ -309,6 +309,26 @@ pub fn shared_redis_yaml(extra: &str) -> String {
     format!("redis:\n  url: \"{url}\"\n  prefix: {prefix}\n{extra}")
 }
 
+/// `redis-cli -u url ARGS…`, its output as text.
+pub fn redis_cli(url: &str, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-u", url])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `INFO commandstats`' count of calls of `command` (lower case).
+pub fn redis_calls(url: &str, command: &str) -> u64 {
+    let prefix = format!("cmdstat_{command}:calls=");
+    redis_cli(url, &["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
 /// A Redis server of one test's own, to stop and start again on the same
 /// port; stopped (by its PID) when dropped.
 pub struct PrivateRedis {

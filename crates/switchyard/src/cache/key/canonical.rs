@@ -55,48 +55,32 @@ pub fn digest(body: &[u8], ignored: &[&str]) -> Result<Digest, Malformed> {
         pairs: Vec::new(),
     };
     reader.space();
-    reader.expect(b'{')?;
-    let mut digest = Digest {
-        hash: 0,
-        temperature: None,
-        seeded: false,
-        choices: None,
-    };
-    let start = reader.pairs.len();
-    reader.space();
-    if !reader.eat(b'}') {
-        loop {
-            reader.space();
-            let name = reader.string()?;
-            reader.space();
-            reader.expect(b':')?;
-            reader.space();
-            if ignored.iter().any(|field| field.as_bytes() == &*name) {
-                reader.value(1)?;
-            } else {
-                let number_at = reader.at;
-                let value = reader.value(1)?;
-                match &*name {
-                    b"temperature" => digest.temperature = number(&body[number_at..reader.at]),
-                    b"n" => digest.choices = number(&body[number_at..reader.at]),
-                    b"seed" => digest.seeded = &body[number_at..reader.at] != b"null",
-                    _ => {}
-                }
-                reader.pairs.push((leaf(KEY, &name), value));
-            }
-            reader.space();
-            if reader.eat(b'}') {
-                break;
-            }
-            reader.expect(b',')?;
+    let (mut temperature, mut seeded, mut choices) = (None, false, None);
+    let hash = reader.object(1, |reader, name| {
+        let at = reader.at;
+        let value = reader.value(1)?;
+        if ignored.iter().any(|field| field.as_bytes() == name) {
+            return Ok(None);
         }
-    }
-    digest.hash = reader.object(start);
+        let text = &body[at..reader.at];
+        match name {
+            b"temperature" => temperature = number(text),
+            b"n" => choices = number(text),
+            b"seed" => seeded = text != b"null",
+            _ => {}
+        }
+        Ok(Some(value))
+    })?;
     reader.space();
     if reader.at != body.len() {
         return Err(Malformed);
     }
-    Ok(digest)
+    Ok(Digest {
+        hash,
+        temperature,
+        seeded,
+        choices,
+    })
 }
 
 /// A number's value, when `text` is one.
@@ -171,31 +155,7 @@ impl<'a> Reader<'a> {
         match self.bytes.get(self.at).ok_or(Malformed)? {
             b'"' => Ok(leaf(STRING, &self.string()?)),
             b'[' => self.array(depth + 1),
-            b'{' => {
-                if depth + 1 > MAX_DEPTH {
-                    return Err(Malformed);
-                }
-                self.at += 1;
-                let start = self.pairs.len();
-                self.space();
-                if !self.eat(b'}') {
-                    loop {
-                        self.space();
-                        let name = leaf(KEY, &self.string()?);
-                        self.space();
-                        self.expect(b':')?;
-                        self.space();
-                        let value = self.value(depth + 1)?;
-                        self.pairs.push((name, value));
-                        self.space();
-                        if self.eat(b'}') {
-                            break;
-                        }
-                        self.expect(b',')?;
-                    }
-                }
-                Ok(self.object(start))
-            }
+            b'{' => self.object(depth + 1, |reader, _| reader.value(depth + 1).map(Some)),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -204,9 +164,38 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The digest of the object whose pairs start at `start`; its pairs are
-    /// taken off the stack.
-    fn object(&mut self, start: usize) -> u128 {
+    /// The digest of the object at the cursor, `depth` containers deep:
+    /// `member` reads each member's value after its name, and gives its
+    /// digest, or `None` to leave the member out.
+    fn object(
+        &mut self,
+        depth: usize,
+        mut member: impl FnMut(&mut Self, &[u8]) -> Result<Option<u128>, Malformed>,
+    ) -> Result<u128, Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed);
+        }
+        self.expect(b'{')?;
+        let start = self.pairs.len();
+        self.space();
+        if !self.eat(b'}') {
+            loop {
+                self.space();
+                let name = self.string()?;
+                self.space();
+                self.expect(b':')?;
+                self.space();
+                if let Some(value) = member(self, &name)? {
+                    self.pairs.push((leaf(KEY, &name), value));
+                }
+                self.space();
+                if self.eat(b'}') {
+                    break;
+                }
+                self.expect(b',')?;
+            }
+        }
+        // Its pairs, sorted, then taken off the stack.
         let pairs = &mut self.pairs[start..];
         pairs.sort_unstable();
         let mut hash = xxh3_128_with_seed(&[], OBJECT);
@@ -214,7 +203,7 @@ impl<'a> Reader<'a> {
             hash = combine(OBJECT, combine(OBJECT, hash, name), value);
         }
         self.pairs.truncate(start);
-        hash
+        Ok(hash)
     }
 
     fn array(&mut self, depth: usize) -> Result<u128, Malformed> {
