@@ -345,8 +345,13 @@ impl Cache {
             .map(|r| metrics.counter("switchyard_cache_fills_total", &[("result", r.as_str())]));
         Self {
             settings: settings.clone(),
-            memory: (settings.backend != config::CacheBackend::Redis)
-                .then(|| Memory::new(settings.max_bytes, settings.idle_ttl)),
+            memory: (settings.backend != config::CacheBackend::Redis).then(|| {
+                Memory::new(
+                    settings.max_bytes,
+                    settings.max_entry_bytes,
+                    settings.idle_ttl,
+                )
+            }),
             shared,
             vectors: Vectors::new(settings.semantic_entries),
             flights: Arc::default(),

@@ -3,11 +3,10 @@
 //! the request ends complete — never for an error, a cut stream, or an
 //! answer the model's rules leave out.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use memchr::memmem::FinderRev;
 
 use super::embeddings::Items;
 use super::entry::{Entry, Form};
@@ -213,17 +212,17 @@ impl Fill {
 /// of reading every event. A pattern with its quotes cannot stand inside a
 /// JSON string (whose quotes are escaped), so only the field itself is found.
 fn finish_reason(body: &[u8], dialect: Dialect) -> Option<&str> {
-    /// The fields' searchers, built once.
-    static OPENAI: LazyLock<FinderRev<'static>> =
-        LazyLock::new(|| FinderRev::new(b"\"finish_reason\":"));
-    static ANTHROPIC: LazyLock<FinderRev<'static>> =
-        LazyLock::new(|| FinderRev::new(b"\"stop_reason\":"));
-    let field: &FinderRev<'static> = match dialect {
-        Dialect::OpenAi => &OPENAI,
-        Dialect::Anthropic => &ANTHROPIC,
+    let field: &[u8] = match dialect {
+        Dialect::OpenAi => b"\"finish_reason\":",
+        Dialect::Anthropic => b"\"stop_reason\":",
     };
-    field.rfind_iter(body).find_map(|at| {
-        let rest = body[at + field.needle().len()..].trim_ascii_start();
+    // Searched from the end by its underscore, a byte rare in JSON's syntax:
+    // a vectorised search for one byte is far cheaper than a backwards
+    // substring search.
+    let underscore = field.iter().position(|&b| b == b'_')?;
+    memchr::memrchr_iter(b'_', body).find_map(|at| {
+        let start = at.checked_sub(underscore)?;
+        let rest = body.get(start..)?.strip_prefix(field)?.trim_ascii_start();
         let rest = rest.strip_prefix(b"\"")?;
         let end = memchr::memchr(b'"', rest)?;
         std::str::from_utf8(&rest[..end]).ok()
