@@ -102,7 +102,12 @@ impl Flights {
 impl Leader {
     /// The leader's answer was stored: the waiters get it.
     pub fn land(self, entry: Arc<Entry>) {
-        self.state.send_replace(State::Landed(entry));
+        // The map holds one receiver; any other is a waiter's. Without one,
+        // nobody is woken (a waiter joining after this look is released
+        // when the leader drops, and goes on by itself).
+        if self.state.receiver_count() > 1 {
+            self.state.send_replace(State::Landed(entry));
+        }
     }
 }
 
@@ -113,6 +118,9 @@ impl Drop for Leader {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.key);
+        if self.state.receiver_count() == 0 {
+            return;
+        }
         // Not landed: the waiters go on by themselves.
         self.state.send_if_modified(|state| {
             if matches!(state, State::Pending) {

@@ -7,7 +7,7 @@
 mod canonical;
 
 pub use canonical::{Digest, Malformed, digest};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_128;
 
 /// The key of one cached answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,15 +24,34 @@ impl Key {
     /// the `model` that serves it, the body's canonical digest, and `extra`
     /// (headers that change the answer, such as `anthropic-beta`).
     pub fn new(scope: Scope<'_>, endpoint: &str, model: &str, body: u128, extra: &[u8]) -> Self {
-        let mut h = Xxh3::new();
-        h.update(&[scope.kind]);
-        for part in [scope.id.as_bytes(), endpoint.as_bytes(), model.as_bytes()] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part);
+        /// Keys are written out on the stack up to this length (a streaming
+        /// hasher's state alone is larger), on the heap past it.
+        const ON_STACK: usize = 256;
+        let parts = [scope.id.as_bytes(), endpoint.as_bytes(), model.as_bytes()];
+        let len = 1 + parts.iter().map(|p| 8 + p.len()).sum::<usize>() + 16 + extra.len();
+        let write = |out: &mut [u8]| {
+            let mut at = 0;
+            let mut put = |bytes: &[u8]| {
+                out[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            };
+            put(&[scope.kind]);
+            for part in parts {
+                put(&(part.len() as u64).to_le_bytes());
+                put(part);
+            }
+            put(&body.to_le_bytes());
+            put(extra);
+        };
+        if len <= ON_STACK {
+            let mut out = [0u8; ON_STACK];
+            write(&mut out[..len]);
+            Self(xxh3_128(&out[..len]))
+        } else {
+            let mut out = vec![0u8; len];
+            write(&mut out);
+            Self(xxh3_128(&out))
         }
-        h.update(&body.to_le_bytes());
-        h.update(extra);
-        Self(h.digest128())
     }
 
     /// The key as 32 hex digits (Redis keys).
@@ -83,6 +102,12 @@ mod tests {
         assert_ne!(key, Key::new(a, "completions", "m", 7, b""));
         assert_ne!(key, Key::new(a, "chat", "n", 7, b""));
         assert_ne!(key, Key::new(a, "chat", "m", 7, b"beta"));
+        // Written out on the heap past 256 bytes, still told apart.
+        let long = "x".repeat(300);
+        assert_ne!(
+            Key::new(a, "chat", "m", 7, long.as_bytes()),
+            Key::new(a, "chat", "m", 7, &long.as_bytes()[1..])
+        );
         // Lengths are hashed: parts cannot slide into each other.
         assert_ne!(
             Key::new(
