@@ -13,10 +13,9 @@ use xxhash_rust::xxh3::xxh3_128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(pub u128);
 
-/// How the maps holding [`Key`]s hash them. A key is already a digest, so a
-/// fast hasher seeded per process is enough: SipHash, the default, cost the
-/// memory tier more than its own work (its table re-hashes every key as it
-/// grows and sheds evicted ones).
+/// How the maps holding [`Key`]s hash them (the memory tier, the flights in
+/// the air). A key is already a digest, so a fast hasher seeded per process
+/// is enough; SipHash, the default, cost more than the maps' own work.
 pub type KeyHasher = foldhash::fast::RandomState;
 
 impl Key {
@@ -24,40 +23,43 @@ impl Key {
     /// the `model` that serves it, the body's canonical digest, and `extra`
     /// (headers that change the answer, such as `anthropic-beta`).
     pub fn new(scope: Scope<'_>, endpoint: &str, model: &str, body: u128, extra: &[u8]) -> Self {
-        /// Keys are written out on the stack up to this length (a streaming
-        /// hasher's state alone is larger), on the heap past it.
-        const ON_STACK: usize = 256;
-        let parts = [scope.id.as_bytes(), endpoint.as_bytes(), model.as_bytes()];
-        let len = 1 + parts.iter().map(|p| 8 + p.len()).sum::<usize>() + 16 + extra.len();
-        let write = |out: &mut [u8]| {
-            let mut at = 0;
-            let mut put = |bytes: &[u8]| {
-                out[at..at + bytes.len()].copy_from_slice(bytes);
-                at += bytes.len();
-            };
-            put(&[scope.kind]);
-            for part in parts {
-                put(&(part.len() as u64).to_le_bytes());
-                put(part);
-            }
-            put(&body.to_le_bytes());
-            put(extra);
-        };
-        if len <= ON_STACK {
-            let mut out = [0u8; ON_STACK];
-            write(&mut out[..len]);
-            Self(xxh3_128(&out[..len]))
-        } else {
-            let mut out = vec![0u8; len];
-            write(&mut out);
-            Self(xxh3_128(&out))
-        }
+        let [id, endpoint, model] = [scope.id, endpoint, model].map(str::as_bytes);
+        let lens = [id, endpoint, model].map(|part| (part.len() as u64).to_le_bytes());
+        let body = body.to_le_bytes();
+        Self(hash_joined(&[
+            &[scope.kind],
+            &lens[0],
+            id,
+            &lens[1],
+            endpoint,
+            &lens[2],
+            model,
+            &body,
+            extra,
+        ]))
     }
 
     /// The key as 32 hex digits (Redis keys).
     pub fn hex(&self) -> String {
         format!("{:032x}", self.0)
     }
+}
+
+/// The hash of `pieces` one after another, in one call: written out on the
+/// stack up to 256 bytes (a streaming hasher's state alone is larger), on
+/// the heap past it.
+fn hash_joined(pieces: &[&[u8]]) -> u128 {
+    let len: usize = pieces.iter().map(|piece| piece.len()).sum();
+    let mut stack = [0u8; 256];
+    let Some(out) = stack.get_mut(..len) else {
+        return xxh3_128(&pieces.concat());
+    };
+    let mut at = 0;
+    for piece in pieces {
+        out[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    }
+    xxh3_128(out)
 }
 
 /// Who may share a cached answer: a kind (a virtual key, a config key, a

@@ -54,8 +54,8 @@
 //! 10,000: 0.4 ms, 20,000: 1.2–1.7 ms); the IVF layer at those sizes takes
 //! 0.04–0.1 ms. The IVF search at 1,536 dimensions reads 25 MB with 12
 //! lists and is bound by memory bandwidth; 8 lists, the default there, read
-//! 16 MB in about 0.8 ms at 0.988 recall. An IVF insert's worst case (0.3 ms at 384, 1.2 ms at 1,536) is a
-//! list growing its arena after a build.
+//! 16 MB in about 0.8 ms at 0.988 recall. An IVF insert's worst case (0.3 ms
+//! at 384, 1.2 ms at 1,536) is a list growing its arena after a build.
 //!
 //! # Rebuilding without stalling requests
 //!
