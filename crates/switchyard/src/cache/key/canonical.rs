@@ -1,33 +1,45 @@
 //! The canonical digest of a JSON body, read straight from its bytes.
 //!
-//! A Merkle digest with no tree built: a string hashes its decoded text (so
-//! `"\u0041"` is `"A"`), an integral number its integer (so `1` is `1.0`),
-//! an array its children's digests in order, an object its `(key, value)`
-//! digest pairs sorted — so key order and whitespace do not count.
+//! The body is written out once, in a canonical form, on a tape: a string
+//! as its decoded text (so `"\u0041"` is `"A"`), an integral number as its
+//! integer (so `1` is `1.0`), an array as its items in order, and an object
+//! as one digest: the sum of its members' hashes, each member (its name and
+//! its value's form) hashed once — a sum, so key order does not count, and
+//! no member list is kept or sorted. Whitespace is never written. A member
+//! is taken off the tape once hashed, so the tape holds only the members
+//! still open.
 //!
 //! The body reaching the cache has passed the parse stage, which read it as
 //! JSON (its UTF-8 included), so this reader is built for speed on valid
 //! input: a string is found with one vectorised search for its closing quote
-//! and its bytes hashed as they stand unless it holds an escape. Input that
+//! and its bytes copied as they stand unless it holds an escape. Input that
 //! is not a JSON object still gets an error, never a panic; a body that reads
 //! as JSON here but not to `serde_json` never gets this far.
 
-use std::borrow::Cow;
+use std::ops::Range;
 
-use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 /// How deep arrays and objects may nest (`serde_json`'s limit too).
 const MAX_DEPTH: usize = 128;
 
-/// Seeds of the leaves and containers, so that values of different types
-/// never share a digest.
-const STRING: u64 = 1;
-const KEY: u64 = 2;
-const INTEGER: u64 = 3;
-const FLOAT: u64 = 4;
-const ARRAY: u64 = 5;
-const OBJECT: u64 = 6;
-const LITERAL: u64 = 7;
+/// Seeds of a member's hash and of an object's digest.
+const MEMBER: u64 = 1;
+const OBJECT: u64 = 2;
+
+/// The tags of the canonical form: every value's form starts with its tag,
+/// and strings and names carry their length, so no two values' forms, nor
+/// two sequences of them, are the same bytes.
+const STRING: u8 = b's';
+const NAME: u8 = b'k';
+const INTEGER: u8 = b'i';
+const FLOAT: u8 = b'f';
+const TRUE: u8 = b't';
+const FALSE: u8 = b'F';
+const NULL: u8 = b'n';
+const ARRAY: u8 = b'[';
+const ARRAY_END: u8 = b']';
+const OBJECT_DIGEST: u8 = b'o';
 
 /// A body's canonical digest, and the facts the cache's policy reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,15 +64,16 @@ pub fn digest(body: &[u8], ignored: &[&str]) -> Result<Digest, Malformed> {
     let mut reader = Reader {
         bytes: body,
         at: 0,
-        pairs: Vec::new(),
+        tape: Vec::with_capacity(body.len()),
     };
     reader.space();
     let (mut temperature, mut seeded, mut choices) = (None, false, None);
     let hash = reader.object(1, |reader, name| {
         let at = reader.at;
-        let value = reader.value(1)?;
+        reader.value(1)?;
+        let name = &reader.tape[name];
         if ignored.iter().any(|field| field.as_bytes() == name) {
-            return Ok(None);
+            return Ok(false);
         }
         let text = &body[at..reader.at];
         match name {
@@ -69,7 +82,7 @@ pub fn digest(body: &[u8], ignored: &[&str]) -> Result<Digest, Malformed> {
             b"seed" => seeded = text != b"null",
             _ => {}
         }
-        Ok(Some(value))
+        Ok(true)
     })?;
     reader.space();
     if reader.at != body.len() {
@@ -88,48 +101,14 @@ fn number(text: &[u8]) -> Option<f64> {
     std::str::from_utf8(text).ok()?.parse().ok()
 }
 
-/// The digest of a leaf's bytes, `seed` its type. A seeded hash of more than
-/// 240 bytes would derive a secret of its own on every call, so a long leaf
-/// is hashed unseeded and its hash then seeded.
-fn leaf(seed: u64, bytes: &[u8]) -> u128 {
-    if bytes.len() <= 240 {
-        xxh3_128_with_seed(bytes, seed)
-    } else {
-        xxh3_128_with_seed(&xxh3_128(bytes).to_le_bytes(), seed)
-    }
-}
-
-/// Two digests made one.
-fn combine(seed: u64, a: u128, b: u128) -> u128 {
-    let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(&a.to_le_bytes());
-    bytes[16..].copy_from_slice(&b.to_le_bytes());
-    xxh3_128_with_seed(&bytes, seed)
-}
-
-fn integer(v: i128) -> u128 {
-    xxh3_128_with_seed(&v.to_le_bytes(), INTEGER)
-}
-
-fn float(v: f64) -> u128 {
-    // 2^127: integral floats below it hash as the integer they are.
-    const LIMIT: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
-    if v.fract() == 0.0 && v.abs() < LIMIT {
-        #[allow(clippy::cast_possible_truncation)]
-        return integer(v as i128);
-    }
-    xxh3_128_with_seed(&v.to_bits().to_le_bytes(), FLOAT)
-}
-
-/// A cursor over the body, and the `(key, value)` pairs of the objects
-/// still open (each object's pairs on top of its parent's).
+/// A cursor over the body, and the tape its canonical form is written on.
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
-    pairs: Vec<(u128, u128)>,
+    tape: Vec<u8>,
 }
 
-impl<'a> Reader<'a> {
+impl Reader<'_> {
     fn space(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
@@ -150,44 +129,55 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The digest of the value at the cursor, `depth` containers deep.
-    fn value(&mut self, depth: usize) -> Result<u128, Malformed> {
+    /// Writes the canonical form of the value at the cursor, `depth`
+    /// containers deep.
+    fn value(&mut self, depth: usize) -> Result<(), Malformed> {
         match self.bytes.get(self.at).ok_or(Malformed)? {
-            b'"' => Ok(leaf(STRING, &self.string()?)),
+            b'"' => self.string(STRING).map(drop),
             b'[' => self.array(depth + 1),
-            b'{' => self.object(depth + 1, |reader, _| reader.value(depth + 1).map(Some)),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
+            b'{' => {
+                let digest = self.object(depth + 1, |reader, _| {
+                    reader.value(depth + 1).map(|()| true)
+                })?;
+                self.tape.push(OBJECT_DIGEST);
+                self.tape.extend_from_slice(&digest.to_le_bytes());
+                Ok(())
+            }
+            b't' => self.literal(b"true", TRUE),
+            b'f' => self.literal(b"false", FALSE),
+            b'n' => self.literal(b"null", NULL),
             b'-' | b'0'..=b'9' => self.number(),
             _ => Err(Malformed),
         }
     }
 
     /// The digest of the object at the cursor, `depth` containers deep:
-    /// `member` reads each member's value after its name, and gives its
-    /// digest, or `None` to leave the member out.
+    /// `member` is called with the place of each member's name on the tape,
+    /// writes its value after it, and says whether the member counts.
     fn object(
         &mut self,
         depth: usize,
-        mut member: impl FnMut(&mut Self, &[u8]) -> Result<Option<u128>, Malformed>,
+        mut member: impl FnMut(&mut Self, Range<usize>) -> Result<bool, Malformed>,
     ) -> Result<u128, Malformed> {
         if depth > MAX_DEPTH {
             return Err(Malformed);
         }
         self.expect(b'{')?;
-        let start = self.pairs.len();
+        let (mut sum, mut members) = (0u128, 0u64);
         self.space();
         if !self.eat(b'}') {
             loop {
                 self.space();
-                let name = self.string()?;
+                let start = self.tape.len();
+                let name = self.string(NAME)?;
                 self.space();
                 self.expect(b':')?;
                 self.space();
-                if let Some(value) = member(self, &name)? {
-                    self.pairs.push((leaf(KEY, &name), value));
+                if member(self, name)? {
+                    sum = sum.wrapping_add(xxh3_128_with_seed(&self.tape[start..], MEMBER));
+                    members += 1;
                 }
+                self.tape.truncate(start);
                 self.space();
                 if self.eat(b'}') {
                     break;
@@ -195,47 +185,44 @@ impl<'a> Reader<'a> {
                 self.expect(b',')?;
             }
         }
-        // Its pairs, sorted, then taken off the stack.
-        let pairs = &mut self.pairs[start..];
-        pairs.sort_unstable();
-        let mut hash = xxh3_128_with_seed(&[], OBJECT);
-        for &(name, value) in pairs.iter() {
-            hash = combine(OBJECT, combine(OBJECT, hash, name), value);
-        }
-        self.pairs.truncate(start);
-        Ok(hash)
+        let mut form = [0u8; 24];
+        form[..16].copy_from_slice(&sum.to_le_bytes());
+        form[16..].copy_from_slice(&members.to_le_bytes());
+        Ok(xxh3_128_with_seed(&form, OBJECT))
     }
 
-    fn array(&mut self, depth: usize) -> Result<u128, Malformed> {
+    fn array(&mut self, depth: usize) -> Result<(), Malformed> {
         if depth > MAX_DEPTH {
             return Err(Malformed);
         }
         self.at += 1;
-        let mut hash = xxh3_128_with_seed(&[], ARRAY);
+        self.tape.push(ARRAY);
         self.space();
-        if self.eat(b']') {
-            return Ok(hash);
-        }
-        loop {
-            self.space();
-            hash = combine(ARRAY, hash, self.value(depth)?);
-            self.space();
-            if self.eat(b']') {
-                return Ok(hash);
+        if !self.eat(b']') {
+            loop {
+                self.space();
+                self.value(depth)?;
+                self.space();
+                if self.eat(b']') {
+                    break;
+                }
+                self.expect(b',')?;
             }
-            self.expect(b',')?;
         }
+        self.tape.push(ARRAY_END);
+        Ok(())
     }
 
-    fn literal(&mut self, word: &[u8]) -> Result<u128, Malformed> {
+    fn literal(&mut self, word: &[u8], tag: u8) -> Result<(), Malformed> {
         if !self.bytes[self.at..].starts_with(word) {
             return Err(Malformed);
         }
         self.at += word.len();
-        Ok(xxh3_128_with_seed(word, LITERAL))
+        self.tape.push(tag);
+        Ok(())
     }
 
-    fn number(&mut self) -> Result<u128, Malformed> {
+    fn number(&mut self) -> Result<(), Malformed> {
         let start = self.at;
         let mut integral = true;
         while let Some(&byte) = self.bytes.get(self.at) {
@@ -248,17 +235,34 @@ impl<'a> Reader<'a> {
         }
         let text = std::str::from_utf8(&self.bytes[start..self.at]).map_err(|_| Malformed)?;
         if integral && let Ok(v) = text.parse::<i128>() {
-            return Ok(integer(v));
+            self.integer(v);
+            return Ok(());
         }
-        text.parse::<f64>()
+        let v = text
+            .parse::<f64>()
             .ok()
             .filter(|v| v.is_finite())
-            .map(float)
-            .ok_or(Malformed)
+            .ok_or(Malformed)?;
+        // 2^127: integral floats below it are written as the integer they are.
+        const LIMIT: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
+        if v.fract() == 0.0 && v.abs() < LIMIT {
+            #[allow(clippy::cast_possible_truncation)]
+            self.integer(v as i128);
+        } else {
+            self.tape.push(FLOAT);
+            self.tape.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        Ok(())
     }
 
-    /// The decoded text of the string at the cursor.
-    fn string(&mut self) -> Result<Cow<'a, [u8]>, Malformed> {
+    fn integer(&mut self, v: i128) {
+        self.tape.push(INTEGER);
+        self.tape.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Writes the string at the cursor, decoded, after `tag` and its length;
+    /// gives where its text lies on the tape.
+    fn string(&mut self, tag: u8) -> Result<Range<usize>, Malformed> {
         let bytes = self.bytes;
         if bytes.get(self.at) != Some(&b'"') {
             return Err(Malformed);
@@ -281,13 +285,20 @@ impl<'a> Reader<'a> {
             }
         }
         self.at = at + 1;
-        if escaped {
-            serde_json::from_slice::<String>(&bytes[start..self.at])
-                .map(|text| Cow::Owned(text.into_bytes()))
-                .map_err(|_| Malformed)
+        let decoded;
+        let text = if escaped {
+            decoded =
+                serde_json::from_slice::<String>(&bytes[start..self.at]).map_err(|_| Malformed)?;
+            decoded.as_bytes()
         } else {
-            Ok(Cow::Borrowed(&bytes[start + 1..at]))
-        }
+            &bytes[start + 1..at]
+        };
+        let len = u32::try_from(text.len()).map_err(|_| Malformed)?;
+        self.tape.push(tag);
+        self.tape.extend_from_slice(&len.to_le_bytes());
+        let from = self.tape.len();
+        self.tape.extend_from_slice(text);
+        Ok(from..self.tape.len())
     }
 }
 
