@@ -70,7 +70,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<i64>> + Send;
 }
 
-impl<B: Backend> Store for B {
+impl<B: Backend + crate::usage::UsageBackend> Store for B {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(Backend::ping(self))
     }

@@ -28,6 +28,7 @@ mod row;
 mod sql;
 mod sqlite;
 mod types;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,15 +41,19 @@ pub use types::{
     LiveKey, NewKey, NewSecret, NewTeam, Page, PageRequest, SecretRecord, SpendDelta, SpendScope,
     TeamPatch, TeamRecord,
 };
+pub use usage::{
+    CostQuery, CostRow, GroupBy, UsageCursor, UsageFilter, UsagePage, UsageRecord, UsageStore,
+};
 
 /// The result of a store operation.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Keys, secrets and teams, in SQLite or PostgreSQL.
+/// Keys, secrets, teams and (through [`UsageStore`]) the usage log, in SQLite or
+/// PostgreSQL.
 ///
 /// It is dyn-compatible (`Arc<dyn Store>`): each method returns a boxed future. Gets
 /// answer `Ok(None)` for an unknown id; changes answer [`StoreError::NotFound`].
-pub trait Store: Send + Sync + 'static {
+pub trait Store: UsageStore + Send + Sync + 'static {
     /// Checks that the database answers.
     fn ping(&self) -> BoxFuture<'_, Result<()>>;
 

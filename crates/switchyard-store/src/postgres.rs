@@ -63,3 +63,4 @@ impl PgStore {
 }
 
 crate::queries::backend!(PgStore, Postgres);
+crate::usage::queries::usage_backend!(PgStore, Postgres);

@@ -69,3 +69,4 @@ impl SqliteStore {
 }
 
 crate::queries::backend!(SqliteStore, Sqlite);
+crate::usage::queries::usage_backend!(SqliteStore, Sqlite);

@@ -1,0 +1,62 @@
+-- The usage log: one row per request, and hourly rollups that reports read
+-- instead of the raw rows. Record times are unix milliseconds (UTC); rollup
+-- hours are unix seconds at the start of the hour; money is micro-USD.
+-- Never edit this file once released: add 0003_….sql instead.
+
+CREATE TABLE usage_records (
+  id TEXT PRIMARY KEY,                        -- random, so a batch written twice is written once
+  at BIGINT NOT NULL,
+  request_id TEXT NOT NULL,
+  key_id TEXT,
+  key_name TEXT,
+  team_id TEXT,
+  tags JSONB NOT NULL DEFAULT '[]',                       -- array of strings
+  endpoint TEXT NOT NULL,
+  model TEXT NOT NULL,                        -- the public model asked for
+  provider TEXT NOT NULL,                     -- '' when no deployment was tried
+  deployment TEXT NOT NULL,                   -- 'provider/upstream-model', or ''
+  status BIGINT NOT NULL,
+  error_type TEXT,
+  input_tokens BIGINT NOT NULL,              -- cached and cache-written included
+  cached_input_tokens BIGINT NOT NULL,
+  cache_write_tokens BIGINT NOT NULL,
+  reasoning_tokens BIGINT NOT NULL,          -- part of output_tokens
+  output_tokens BIGINT NOT NULL,
+  cost_micros BIGINT NOT NULL,
+  saved_micros BIGINT NOT NULL,
+  cost_estimated BOOLEAN NOT NULL DEFAULT FALSE,
+  latency_us BIGINT NOT NULL,
+  ttft_us BIGINT,
+  attempts BIGINT NOT NULL,
+  cache TEXT,
+  route TEXT,
+  stream BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX usage_records_at ON usage_records (at, id);
+CREATE INDEX usage_records_key_at ON usage_records (key_id, at);
+CREATE INDEX usage_records_team_at ON usage_records (team_id, at);
+
+-- Sums per hour and dimension. A request counts once in the row whose tag is ''
+-- and once more in a row for each of its tags: reports by tag read the tagged
+-- rows, every other report the untagged ones.
+CREATE TABLE usage_rollup (
+  hour BIGINT NOT NULL,
+  key_id TEXT NOT NULL,                       -- '' when no key
+  team_id TEXT NOT NULL,
+  model TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  deployment TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  requests BIGINT NOT NULL,
+  errors BIGINT NOT NULL,
+  cache_hits BIGINT NOT NULL,
+  input_tokens BIGINT NOT NULL,
+  cached_input_tokens BIGINT NOT NULL,
+  cache_write_tokens BIGINT NOT NULL,
+  reasoning_tokens BIGINT NOT NULL,
+  output_tokens BIGINT NOT NULL,
+  cost_micros BIGINT NOT NULL,
+  saved_micros BIGINT NOT NULL,
+  latency_us BIGINT NOT NULL,
+  PRIMARY KEY (hour, key_id, team_id, model, provider, deployment, tag)
+);

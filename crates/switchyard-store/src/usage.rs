@@ -1,0 +1,365 @@
+//! The usage log: one [`UsageRecord`] per request, written in batches, and hourly
+//! rollups kept beside the records in the same transaction, so that reports
+//! ([`UsageStore::costs`]) never scan raw rows.
+//!
+//! A record's id is random and unique: writing a batch a second time (after a write
+//! whose commit was not acknowledged, or replayed from the gateway's spill file)
+//! stores nothing twice and adds nothing twice to the rollups — only the records a
+//! batch really inserted are rolled up.
+
+pub(crate) mod queries;
+pub(crate) mod sql;
+
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// What is known of one request once it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Unique and random (32 hex digits).
+    pub id: String,
+    /// When the request arrived, unix milliseconds.
+    pub at: i64,
+    /// `x-request-id`.
+    pub request_id: String,
+    /// The virtual key's id (or a config key's name), when one authenticated it.
+    pub key_id: Option<String>,
+    /// The key's name.
+    pub key_name: Option<String>,
+    /// The key's team.
+    pub team_id: Option<String>,
+    /// Tags from `x-switchyard-tags` or the body's `metadata.tags`.
+    pub tags: Vec<String>,
+    /// The endpoint (`chat_completions`, `messages`, `embeddings`, …).
+    pub endpoint: String,
+    /// The public model asked for ('' when the request ended before it was read).
+    pub model: String,
+    /// The provider of the deployment that served it ('' when none was tried).
+    pub provider: String,
+    /// The deployment, `provider/upstream-model` ('' when none was tried).
+    pub deployment: String,
+    /// The status sent to the client (0 when none was).
+    pub status: i32,
+    /// The error's type when it failed.
+    pub error_type: Option<String>,
+    /// Prompt tokens, cached and cache-written ones included.
+    pub input_tokens: i64,
+    /// Prompt tokens read from the provider's prompt cache.
+    pub cached_input_tokens: i64,
+    /// Prompt tokens written to the provider's prompt cache.
+    pub cache_write_tokens: i64,
+    /// Output tokens spent on reasoning (part of `output_tokens`).
+    pub reasoning_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// What it cost, micro-USD.
+    pub cost_micros: i64,
+    /// What it saved (a cache hit, a cheaper deployment than asked for), micro-USD.
+    pub saved_micros: i64,
+    /// The provider reported no usage: the tokens, and so the cost, are estimates.
+    pub cost_estimated: bool,
+    /// Arrival to end, microseconds.
+    pub latency_us: i64,
+    /// Arrival to the first content sent, microseconds.
+    pub ttft_us: Option<i64>,
+    /// Upstream calls made.
+    pub attempts: i32,
+    /// What the response cache made of it (`hit`, `miss`, …), when on.
+    pub cache: Option<String>,
+    /// `x-switchyard-route`: each attempt and its outcome.
+    pub route: Option<String>,
+    /// The client asked for a stream.
+    pub stream: bool,
+}
+
+/// Which records a listing returns; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    /// From this time on, unix milliseconds.
+    pub from: Option<i64>,
+    /// Before this time, unix milliseconds.
+    pub to: Option<i64>,
+    /// Of this key.
+    pub key_id: Option<String>,
+    /// Of this team.
+    pub team_id: Option<String>,
+    /// For this public model.
+    pub model: Option<String>,
+    /// Served by this provider.
+    pub provider: Option<String>,
+    /// Answered with this status.
+    pub status: Option<i32>,
+    /// Failed with this error type.
+    pub error_type: Option<String>,
+    /// Answered from the response cache (`true`) or not (`false`).
+    pub cached: Option<bool>,
+}
+
+/// Where a listing of records goes on: after the record with this time and id
+/// (records are listed newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCursor {
+    /// The last record's time.
+    pub at: i64,
+    /// The last record's id.
+    pub id: String,
+}
+
+/// One page of records, newest first, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePage {
+    /// The records.
+    pub records: Vec<UsageRecord>,
+    /// The cursor of the next page, when there may be one.
+    pub next: Option<UsageCursor>,
+}
+
+/// A dimension that costs are grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupBy {
+    /// The public model.
+    Model,
+    /// The deployment (`provider/upstream-model`).
+    Deployment,
+    /// The provider.
+    Provider,
+    /// The key's id.
+    Key,
+    /// The team's id.
+    Team,
+    /// Each tag (a request with two tags counts under both).
+    Tag,
+    /// The UTC day: unix seconds at its start.
+    Day,
+    /// The UTC hour: unix seconds at its start.
+    Hour,
+}
+
+impl GroupBy {
+    /// Its name in the API (`model`, `day`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Model => "model",
+            Self::Deployment => "deployment",
+            Self::Provider => "provider",
+            Self::Key => "key",
+            Self::Team => "team",
+            Self::Tag => "tag",
+            Self::Day => "day",
+            Self::Hour => "hour",
+        }
+    }
+
+    /// The dimension named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Model,
+            Self::Deployment,
+            Self::Provider,
+            Self::Key,
+            Self::Team,
+            Self::Tag,
+            Self::Day,
+            Self::Hour,
+        ]
+        .into_iter()
+        .find(|g| g.as_str() == name)
+    }
+}
+
+/// A question about costs: a time range, filters, and the dimensions to group by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CostQuery {
+    /// From this time on, unix seconds (counted from the start of its hour).
+    pub from: i64,
+    /// Before this time, unix seconds (the hour it falls in is left out unless it
+    /// starts exactly here).
+    pub to: i64,
+    /// Of this key.
+    pub key_id: Option<String>,
+    /// Of this team.
+    pub team_id: Option<String>,
+    /// For this public model.
+    pub model: Option<String>,
+    /// Served by this provider.
+    pub provider: Option<String>,
+    /// Of requests with this tag.
+    pub tag: Option<String>,
+    /// The dimensions, in order (none: one total row).
+    pub group_by: Vec<GroupBy>,
+}
+
+/// The sums of one group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostRow {
+    /// The group's value of each dimension of [`CostQuery::group_by`], in order
+    /// (times as unix seconds, written out as text).
+    pub group: Vec<String>,
+    /// Requests.
+    pub requests: i64,
+    /// Of which failed.
+    pub errors: i64,
+    /// Of which answered from the response cache.
+    pub cache_hits: i64,
+    /// Prompt tokens.
+    pub input_tokens: i64,
+    /// Prompt tokens read from a provider's cache.
+    pub cached_input_tokens: i64,
+    /// Prompt tokens written to a provider's cache.
+    pub cache_write_tokens: i64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Cost, micro-USD.
+    pub cost_micros: i64,
+    /// Saved, micro-USD.
+    pub saved_micros: i64,
+    /// The sum of the requests' latencies, microseconds.
+    pub latency_us: i64,
+}
+
+/// The usage log in the store.
+pub trait UsageStore: Send + Sync + 'static {
+    /// Writes `records` and adds them to the rollups, in one transaction; a record
+    /// already stored (by its id) is skipped. Answers how many were new.
+    fn insert_usage<'a>(&'a self, records: &'a [UsageRecord]) -> BoxFuture<'a, Result<u64>>;
+    /// The records matching `filter`, newest first, `limit` at most, after `after`.
+    fn usage<'a>(
+        &'a self,
+        filter: &'a UsageFilter,
+        after: Option<&'a UsageCursor>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<UsagePage>>;
+    /// The sums of the rollups that `query` asks for, largest cost first.
+    fn costs<'a>(&'a self, query: &'a CostQuery) -> BoxFuture<'a, Result<Vec<CostRow>>>;
+    /// Deletes records older than `records_before` (unix ms) and rollups older than
+    /// `rollups_before` (unix seconds), at most `limit` rows of each; answers how
+    /// many rows went.
+    fn trim_usage(
+        &self,
+        records_before: i64,
+        rollups_before: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<u64>>;
+}
+
+/// What a database backend implements; see [`UsageStore`] for each method.
+pub(crate) trait UsageBackend: Send + Sync + 'static {
+    fn insert_usage(&self, records: &[UsageRecord]) -> impl Future<Output = Result<u64>> + Send;
+    fn usage(
+        &self,
+        filter: &UsageFilter,
+        after: Option<&UsageCursor>,
+        limit: u32,
+    ) -> impl Future<Output = Result<UsagePage>> + Send;
+    fn costs(&self, query: &CostQuery) -> impl Future<Output = Result<Vec<CostRow>>> + Send;
+    fn trim_usage(
+        &self,
+        records_before: i64,
+        rollups_before: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+impl<B: UsageBackend> UsageStore for B {
+    fn insert_usage<'a>(&'a self, records: &'a [UsageRecord]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(UsageBackend::insert_usage(self, records))
+    }
+    fn usage<'a>(
+        &'a self,
+        filter: &'a UsageFilter,
+        after: Option<&'a UsageCursor>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<UsagePage>> {
+        Box::pin(UsageBackend::usage(self, filter, after, limit))
+    }
+    fn costs<'a>(&'a self, query: &'a CostQuery) -> BoxFuture<'a, Result<Vec<CostRow>>> {
+        Box::pin(UsageBackend::costs(self, query))
+    }
+    fn trim_usage(
+        &self,
+        records_before: i64,
+        rollups_before: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(UsageBackend::trim_usage(
+            self,
+            records_before,
+            rollups_before,
+            limit,
+        ))
+    }
+}
+
+/// The sums a batch adds to one rollup row.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sums {
+    pub(crate) requests: i64,
+    pub(crate) errors: i64,
+    pub(crate) cache_hits: i64,
+    pub(crate) input_tokens: i64,
+    pub(crate) cached_input_tokens: i64,
+    pub(crate) cache_write_tokens: i64,
+    pub(crate) reasoning_tokens: i64,
+    pub(crate) output_tokens: i64,
+    pub(crate) cost_micros: i64,
+    pub(crate) saved_micros: i64,
+    pub(crate) latency_us: i64,
+}
+
+impl Sums {
+    fn add(&mut self, r: &UsageRecord) {
+        self.requests += 1;
+        self.errors += i64::from(r.error_type.is_some());
+        self.cache_hits += i64::from(r.cache.as_deref().is_some_and(is_hit));
+        self.input_tokens += r.input_tokens;
+        self.cached_input_tokens += r.cached_input_tokens;
+        self.cache_write_tokens += r.cache_write_tokens;
+        self.reasoning_tokens += r.reasoning_tokens;
+        self.output_tokens += r.output_tokens;
+        self.cost_micros += r.cost_micros;
+        self.saved_micros += r.saved_micros;
+        self.latency_us += r.latency_us;
+    }
+}
+
+/// Whether a record's cache result is a hit (`hit` or `semantic`: not a miss
+/// or a bypass).
+pub(crate) fn is_hit(cache: &str) -> bool {
+    matches!(cache, "hit" | "semantic")
+}
+
+/// A rollup row's key: hour, key, team, model, provider, deployment, tag.
+pub(crate) type RollupKey = (i64, String, String, String, String, String, String);
+
+/// The rollup rows `records` add to, in one order (so that two writers lock shared
+/// rows in the same order and never deadlock).
+pub(crate) fn rollups<'a>(
+    records: impl Iterator<Item = &'a UsageRecord>,
+) -> std::collections::BTreeMap<RollupKey, Sums> {
+    let mut rows = std::collections::BTreeMap::<RollupKey, Sums>::new();
+    for r in records {
+        let hour = r.at.div_euclid(1000).div_euclid(3600) * 3600;
+        let key = |tag: &str| {
+            (
+                hour,
+                r.key_id.clone().unwrap_or_default(),
+                r.team_id.clone().unwrap_or_default(),
+                r.model.clone(),
+                r.provider.clone(),
+                r.deployment.clone(),
+                tag.to_owned(),
+            )
+        };
+        rows.entry(key("")).or_default().add(r);
+        for tag in r.tags.iter().filter(|t| !t.is_empty()) {
+            rows.entry(key(tag)).or_default().add(r);
+        }
+    }
+    rows
+}

@@ -1,0 +1,277 @@
+//! [`UsageBackend`](crate::usage::UsageBackend) for both databases, from one text, as
+//! [`crate::queries`] does for keys: `usage_backend!(Store, Database)` for a type with
+//! `fn reader(&self) -> &Pool<Database>` and `async fn begin_off_feed(&self)`.
+
+macro_rules! usage_backend {
+    ($store:ident, $db:ident) => {
+        mod usage_queries {
+            use sqlx::types::Json;
+            use sqlx::{QueryBuilder, Row as _, $db};
+
+            use super::$store;
+
+            use $crate::Result;
+            use $crate::usage::sql;
+            use $crate::usage::{
+                CostQuery, CostRow, GroupBy, UsageBackend, UsageCursor, UsageFilter, UsagePage,
+                UsageRecord, rollups,
+            };
+
+            type DbRow = <$db as sqlx::Database>::Row;
+
+            fn record(row: &DbRow) -> Result<UsageRecord> {
+                let status: i64 = row.try_get(11)?;
+                let attempts: i64 = row.try_get(23)?;
+                let Json(tags): Json<Vec<String>> = row.try_get(6)?;
+                Ok(UsageRecord {
+                    id: row.try_get(0)?,
+                    at: row.try_get(1)?,
+                    request_id: row.try_get(2)?,
+                    key_id: row.try_get(3)?,
+                    key_name: row.try_get(4)?,
+                    team_id: row.try_get(5)?,
+                    tags,
+                    endpoint: row.try_get(7)?,
+                    model: row.try_get(8)?,
+                    provider: row.try_get(9)?,
+                    deployment: row.try_get(10)?,
+                    status: i32::try_from(status).unwrap_or(i32::MAX),
+                    error_type: row.try_get(12)?,
+                    input_tokens: row.try_get(13)?,
+                    cached_input_tokens: row.try_get(14)?,
+                    cache_write_tokens: row.try_get(15)?,
+                    reasoning_tokens: row.try_get(16)?,
+                    output_tokens: row.try_get(17)?,
+                    cost_micros: row.try_get(18)?,
+                    saved_micros: row.try_get(19)?,
+                    cost_estimated: row.try_get(20)?,
+                    latency_us: row.try_get(21)?,
+                    ttft_us: row.try_get(22)?,
+                    attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+                    cache: row.try_get(24)?,
+                    route: row.try_get(25)?,
+                    stream: row.try_get(26)?,
+                })
+            }
+
+            /// The SQL of a grouping dimension, as text.
+            fn dimension(group: GroupBy) -> &'static str {
+                match group {
+                    GroupBy::Model => "model",
+                    GroupBy::Deployment => "deployment",
+                    GroupBy::Provider => "provider",
+                    GroupBy::Key => "key_id",
+                    GroupBy::Team => "team_id",
+                    GroupBy::Tag => "tag",
+                    GroupBy::Day => "CAST((hour / 86400) * 86400 AS TEXT)",
+                    GroupBy::Hour => "CAST(hour AS TEXT)",
+                }
+            }
+
+            impl UsageBackend for $store {
+                async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64> {
+                    if records.is_empty() {
+                        return Ok(0);
+                    }
+                    let mut tx = self.begin_off_feed().await?;
+                    let mut inserted = std::collections::HashSet::new();
+                    for chunk in records.chunks(sql::ROWS_PER_STATEMENT) {
+                        let mut insert = QueryBuilder::<$db>::new(sql::INSERT_RECORDS);
+                        insert.push_values(chunk, |mut row, r| {
+                            row.push_bind(r.id.as_str())
+                                .push_bind(r.at)
+                                .push_bind(r.request_id.as_str())
+                                .push_bind(r.key_id.as_deref())
+                                .push_bind(r.key_name.as_deref())
+                                .push_bind(r.team_id.as_deref())
+                                .push_bind(Json(&r.tags))
+                                .push_bind(r.endpoint.as_str())
+                                .push_bind(r.model.as_str())
+                                .push_bind(r.provider.as_str())
+                                .push_bind(r.deployment.as_str())
+                                .push_bind(i64::from(r.status))
+                                .push_bind(r.error_type.as_deref())
+                                .push_bind(r.input_tokens)
+                                .push_bind(r.cached_input_tokens)
+                                .push_bind(r.cache_write_tokens)
+                                .push_bind(r.reasoning_tokens)
+                                .push_bind(r.output_tokens)
+                                .push_bind(r.cost_micros)
+                                .push_bind(r.saved_micros)
+                                .push_bind(r.cost_estimated)
+                                .push_bind(r.latency_us)
+                                .push_bind(r.ttft_us)
+                                .push_bind(i64::from(r.attempts))
+                                .push_bind(r.cache.as_deref())
+                                .push_bind(r.route.as_deref())
+                                .push_bind(r.stream);
+                        });
+                        insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                        let ids: Vec<String> =
+                            insert.build_query_scalar().fetch_all(&mut *tx).await?;
+                        inserted.extend(ids);
+                    }
+                    let new = records.iter().filter(|r| inserted.contains(&r.id));
+                    let rows: Vec<_> = rollups(new).into_iter().collect();
+                    for chunk in rows.chunks(sql::ROWS_PER_STATEMENT) {
+                        let mut upsert = QueryBuilder::<$db>::new("INSERT INTO usage_rollup (");
+                        upsert.push(sql::ROLLUP_COLUMNS).push(") ");
+                        upsert.push_values(chunk, |mut row, (key, sums)| {
+                            row.push_bind(key.0)
+                                .push_bind(key.1.as_str())
+                                .push_bind(key.2.as_str())
+                                .push_bind(key.3.as_str())
+                                .push_bind(key.4.as_str())
+                                .push_bind(key.5.as_str())
+                                .push_bind(key.6.as_str())
+                                .push_bind(sums.requests)
+                                .push_bind(sums.errors)
+                                .push_bind(sums.cache_hits)
+                                .push_bind(sums.input_tokens)
+                                .push_bind(sums.cached_input_tokens)
+                                .push_bind(sums.cache_write_tokens)
+                                .push_bind(sums.reasoning_tokens)
+                                .push_bind(sums.output_tokens)
+                                .push_bind(sums.cost_micros)
+                                .push_bind(sums.saved_micros)
+                                .push_bind(sums.latency_us);
+                        });
+                        upsert.push(sql::ROLLUP_ADD);
+                        upsert.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(inserted.len() as u64)
+                }
+
+                async fn usage(
+                    &self,
+                    filter: &UsageFilter,
+                    after: Option<&UsageCursor>,
+                    limit: u32,
+                ) -> Result<UsagePage> {
+                    let limit = limit.clamp(1, 1000);
+                    let rows = sqlx::query(sql::LIST)
+                        .bind(filter.from)
+                        .bind(filter.to)
+                        .bind(filter.key_id.as_deref())
+                        .bind(filter.team_id.as_deref())
+                        .bind(filter.model.as_deref())
+                        .bind(filter.provider.as_deref())
+                        .bind(filter.status.map(i64::from))
+                        .bind(filter.error_type.as_deref())
+                        .bind(filter.cached)
+                        .bind(after.map(|c| c.at))
+                        .bind(after.map(|c| c.id.as_str()))
+                        .bind(i64::from(limit) + 1)
+                        .fetch_all(self.reader())
+                        .await?;
+                    let mut records = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
+                    let more = records.len() > limit as usize;
+                    records.truncate(limit as usize);
+                    let next = more.then(|| records.last()).flatten().map(|r| UsageCursor {
+                        at: r.at,
+                        id: r.id.clone(),
+                    });
+                    Ok(UsagePage { records, next })
+                }
+
+                async fn costs(&self, query: &CostQuery) -> Result<Vec<CostRow>> {
+                    let mut select = QueryBuilder::<$db>::new("SELECT ");
+                    for group in &query.group_by {
+                        select.push(dimension(*group)).push(", ");
+                    }
+                    select.push(sql::SUMS);
+                    select.push(sql::COSTS_WHERE);
+                    select.push(" AND ");
+                    match &query.tag {
+                        Some(_) => {
+                            select.push("tag = $7");
+                        }
+                        None if query.group_by.contains(&GroupBy::Tag) => {
+                            select.push("tag <> ''");
+                        }
+                        None => {
+                            select.push("tag = ''");
+                        }
+                    }
+                    if !query.group_by.is_empty() {
+                        select.push(" GROUP BY ");
+                        for (i, group) in query.group_by.iter().enumerate() {
+                            if i > 0 {
+                                select.push(", ");
+                            }
+                            select.push(dimension(*group));
+                        }
+                    }
+                    select.push(" ORDER BY SUM(cost_micros) DESC");
+                    for group in &query.group_by {
+                        select.push(", ").push(dimension(*group));
+                    }
+                    let mut statement = select
+                        .build()
+                        .bind(query.from.div_euclid(3600) * 3600)
+                        .bind(query.to)
+                        .bind(query.key_id.as_deref())
+                        .bind(query.team_id.as_deref())
+                        .bind(query.model.as_deref())
+                        .bind(query.provider.as_deref());
+                    if let Some(tag) = &query.tag {
+                        statement = statement.bind(tag.as_str());
+                    }
+                    let rows = statement.fetch_all(self.reader()).await?;
+                    let dims = query.group_by.len();
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let sum = |i: usize| row.try_get::<i64, _>(dims + i);
+                        let requests = sum(0)?;
+                        if requests == 0 {
+                            continue;
+                        }
+                        out.push(CostRow {
+                            group: (0..dims)
+                                .map(|i| row.try_get::<String, _>(i))
+                                .collect::<std::result::Result<_, _>>()?,
+                            requests,
+                            errors: sum(1)?,
+                            cache_hits: sum(2)?,
+                            input_tokens: sum(3)?,
+                            cached_input_tokens: sum(4)?,
+                            cache_write_tokens: sum(5)?,
+                            reasoning_tokens: sum(6)?,
+                            output_tokens: sum(7)?,
+                            cost_micros: sum(8)?,
+                            saved_micros: sum(9)?,
+                            latency_us: sum(10)?,
+                        });
+                    }
+                    Ok(out)
+                }
+
+                async fn trim_usage(
+                    &self,
+                    records_before: i64,
+                    rollups_before: i64,
+                    limit: u32,
+                ) -> Result<u64> {
+                    let mut tx = self.begin_off_feed().await?;
+                    let records = sqlx::query(sql::TRIM_RECORDS)
+                        .bind(records_before)
+                        .bind(i64::from(limit))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    let rollups = sqlx::query(sql::TRIM_ROLLUPS)
+                        .bind(rollups_before)
+                        .bind(i64::from(limit))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(records + rollups)
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use usage_backend;
