@@ -448,12 +448,18 @@ impl ChatUsage {
         }
     }
 
-    /// The three counts the access log and billing read.
+    /// The counts the request record keeps: the totals and, from the
+    /// details, the cached, cache-written and reasoning tokens.
     pub fn totals(&self) -> super::Usage {
+        let prompt = self.prompt_tokens_details.unwrap_or_default();
+        let completion = self.completion_tokens_details.unwrap_or_default();
         super::Usage {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             total_tokens: self.total_tokens,
+            cached_tokens: prompt.cached_tokens,
+            cache_write_tokens: prompt.cache_creation_tokens,
+            reasoning_tokens: completion.reasoning_tokens,
         }
     }
 }
