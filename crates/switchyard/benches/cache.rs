@@ -169,6 +169,7 @@ fn completed() -> RequestRecord {
         prompt_tokens: 310,
         completion_tokens: 63,
         total_tokens: 373,
+        ..Usage::default()
     });
     record
 }

@@ -90,3 +90,113 @@ impl Dropped {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Usage read the same from every Anthropic path: a message passed
+    //! through or translated, a stream watched or translated.
+
+    use super::*;
+    use crate::openai::Usage;
+    use crate::sse::SseEvent;
+    use crate::translate::StreamDecoder;
+
+    /// 12 uncached input tokens, 3000 read from the cache and 1500 written to
+    /// it; 410 output tokens, thinking included.
+    const EXPECTED: Usage = Usage {
+        prompt_tokens: 4512,
+        completion_tokens: 410,
+        total_tokens: 4922,
+        cached_tokens: 3000,
+        cache_write_tokens: 1500,
+        reasoning_tokens: 0,
+    };
+
+    const MESSAGE: &str = r#"{"id":"msg_01Aq9w938a90dw8q","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"The user wants a number.","signature":"EqQBCgIYAhIM"},{"type":"text","text":"42"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":1500,"cache_read_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":1500,"ephemeral_1h_input_tokens":0},"output_tokens":410,"service_tier":"standard"}}"#;
+
+    /// A stream up to its `message_delta`, whose usage is the argument.
+    fn stream(delta_usage: &str) -> Vec<(&'static str, String)> {
+        let events = [
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_01Aq9w938a90dw8q","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":1500,"cache_read_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":1500,"ephemeral_1h_input_tokens":0},"output_tokens":1,"service_tier":"standard"}}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"The user wants a number."}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCgIYAhIM"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"42"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":1}"#,
+            ),
+        ];
+        let mut events: Vec<_> = events.map(|(name, data)| (name, data.to_owned())).into();
+        events.push((
+            "message_delta",
+            format!(
+                r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{delta_usage}}}"#
+            ),
+        ));
+        events.push(("message_stop", r#"{"type":"message_stop"}"#.to_owned()));
+        events
+    }
+
+    /// `message_delta` usage as the API sends it now (every count again,
+    /// cumulative) and as it used to (the output tokens alone).
+    const DELTA_USAGES: [&str; 2] = [
+        r#"{"input_tokens":12,"cache_creation_input_tokens":1500,"cache_read_input_tokens":3000,"output_tokens":410}"#,
+        r#"{"output_tokens":410}"#,
+    ];
+
+    #[test]
+    fn a_message_reads_with_its_cache_counts() {
+        let body = MESSAGE.as_bytes();
+        assert_eq!(usage_of_message(body).map(|u| u.totals()), Some(EXPECTED));
+        let completion = decode_response(body, 1_700_000_000).unwrap();
+        assert_eq!(completion.usage.map(|u| u.totals()), Some(EXPECTED));
+    }
+
+    #[test]
+    fn a_stream_counts_cache_writes_once_and_keeps_the_last_output_count() {
+        for delta_usage in DELTA_USAGES {
+            let mut watch = EventWatch::new();
+            let mut decoder = MessageStreamDecoder::new(1_700_000_000);
+            let mut chunks = Vec::new();
+            for (name, data) in &stream(delta_usage) {
+                let event = SseEvent {
+                    event: Some(name),
+                    data: data.as_bytes(),
+                };
+                let watched = watch.event(event).unwrap();
+                assert_eq!(decoder.event(event, &mut chunks).unwrap(), watched);
+            }
+            assert_eq!(
+                watch.usage().map(|u| u.totals()),
+                Some(EXPECTED),
+                "{delta_usage}"
+            );
+            let last = chunks.last().and_then(|chunk| chunk.usage);
+            assert_eq!(last.map(|u| u.totals()), Some(EXPECTED), "{delta_usage}");
+        }
+    }
+}

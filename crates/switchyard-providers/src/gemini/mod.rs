@@ -100,3 +100,52 @@ pub use error::{classify_error, decode_error, retry_delay, stream_error};
 pub use request::encode_request;
 pub use response::decode_response;
 pub use stream::GenerateStreamDecoder;
+
+#[cfg(test)]
+mod tests {
+    //! Usage read the same from a whole answer and from a stream.
+
+    use super::*;
+    use crate::openai::Usage;
+    use crate::sse::SseEvent;
+    use crate::translate::StreamDecoder;
+
+    /// 1200 prompt tokens, 1024 of them from cached content; 100 thought
+    /// tokens on top of the 2 of the answer (Gemini counts them apart).
+    const EXPECTED: Usage = Usage {
+        prompt_tokens: 1200,
+        completion_tokens: 102,
+        total_tokens: 1302,
+        cached_tokens: 1024,
+        cache_write_tokens: 0,
+        reasoning_tokens: 100,
+    };
+
+    const WHOLE: &str = r#"{"candidates":[{"content":{"parts":[{"text":"The user wants a number.","thought":true},{"text":"42"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":1200,"candidatesTokenCount":2,"totalTokenCount":1302,"cachedContentTokenCount":1024,"thoughtsTokenCount":100,"promptTokensDetails":[{"modality":"TEXT","tokenCount":1200}],"cacheTokensDetails":[{"modality":"TEXT","tokenCount":1024}]},"modelVersion":"gemini-2.5-pro","responseId":"mDj5aKfUBIqL7dcP5aGw2AU"}"#;
+
+    /// Each event's `usageMetadata` counts everything so far; the first has
+    /// no candidate tokens yet.
+    const STREAM: [&str; 2] = [
+        r#"{"candidates":[{"content":{"parts":[{"text":"The user wants a number.","thought":true}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":1200,"totalTokenCount":1300,"cachedContentTokenCount":1024,"thoughtsTokenCount":100},"modelVersion":"gemini-2.5-pro","responseId":"mDj5aKfUBIqL7dcP5aGw2AU"}"#,
+        r#"{"candidates":[{"content":{"parts":[{"text":"42"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":1200,"candidatesTokenCount":2,"totalTokenCount":1302,"cachedContentTokenCount":1024,"thoughtsTokenCount":100},"modelVersion":"gemini-2.5-pro","responseId":"mDj5aKfUBIqL7dcP5aGw2AU"}"#,
+    ];
+
+    #[test]
+    fn thoughts_count_in_the_completion_and_cached_content_in_the_prompt() {
+        let completion = decode_response(WHOLE.as_bytes(), "gemini", 1_700_000_000).unwrap();
+        assert_eq!(completion.usage.map(|u| u.totals()), Some(EXPECTED));
+
+        let mut decoder = GenerateStreamDecoder::new("gemini", 1_700_000_000);
+        let mut chunks = Vec::new();
+        for data in STREAM {
+            let event = SseEvent {
+                event: None,
+                data: data.as_bytes(),
+            };
+            decoder.event(event, &mut chunks).unwrap();
+        }
+        decoder.end(&mut chunks).unwrap();
+        let last = chunks.last().and_then(|chunk| chunk.usage);
+        assert_eq!(last.map(|u| u.totals()), Some(EXPECTED));
+    }
+}

@@ -416,14 +416,17 @@ pub struct ResponseMessage {
     pub extra: Map<String, Value>,
 }
 
-/// Token counts of a chat answer.
+/// Token counts of a chat answer (a count missing on the wire reads as zero).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatUsage {
     /// Prompt tokens, cached and cache-written ones included.
+    #[serde(default)]
     pub prompt_tokens: u64,
     /// Completion tokens, reasoning included.
+    #[serde(default)]
     pub completion_tokens: u64,
     /// Their sum.
+    #[serde(default)]
     pub total_tokens: u64,
     /// Where prompt tokens came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -445,38 +448,53 @@ impl ChatUsage {
         }
     }
 
-    /// The three counts the access log and billing read.
+    /// The counts the request record keeps: the totals and, from the
+    /// details, the cached, cache-written and reasoning tokens.
     pub fn totals(&self) -> super::Usage {
+        let prompt = self.prompt_tokens_details.unwrap_or_default();
+        let completion = self.completion_tokens_details.unwrap_or_default();
         super::Usage {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             total_tokens: self.total_tokens,
+            cached_tokens: prompt.cached_tokens,
+            cache_write_tokens: prompt.cache_creation_tokens,
+            reasoning_tokens: completion.reasoning_tokens,
         }
     }
 }
 
-/// `usage.prompt_tokens_details`.
+/// `usage.prompt_tokens_details` (a count missing or `null` reads as zero:
+/// some OpenAI-compatible servers write `null` for what they do not count).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptTokensDetails {
     /// Prompt tokens read from the provider's prompt cache.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "zero_if_null")]
     pub cached_tokens: u64,
     /// Prompt tokens written to the provider's prompt cache (Anthropic bills
     /// them apart; OpenAI has no such count, so it is left out when zero).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "zero_if_null",
+        skip_serializing_if = "is_zero"
+    )]
     pub cache_creation_tokens: u64,
 }
 
-/// `usage.completion_tokens_details`.
+/// `usage.completion_tokens_details` (a count missing or `null` reads as zero).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletionTokensDetails {
     /// Tokens spent reasoning.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "zero_if_null")]
     pub reasoning_tokens: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn zero_if_null<'de, D: serde::Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
+    Ok(Option::<u64>::deserialize(de)?.unwrap_or(0))
 }
 
 /// A `chat.completion.chunk` of a stream.

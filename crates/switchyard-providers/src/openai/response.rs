@@ -62,6 +62,7 @@ fn last_usage(json: &[u8]) -> Option<(Usage, &[u8])> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::openai::chat::ChatCompletion;
 
     #[test]
     fn reads_usage_and_ignores_the_rest() {
@@ -71,7 +72,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 3,
                 completion_tokens: 2,
-                total_tokens: 5
+                total_tokens: 5,
+                ..Usage::default()
             })
         );
         assert_eq!(usage_of_response(b"{\"id\":1}"), None);
@@ -86,7 +88,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 7,
                 completion_tokens: 0,
-                total_tokens: 7
+                total_tokens: 7,
+                ..Usage::default()
             })
         );
         assert_eq!(usage_in_tail(br#"1,2,3]}]}"#), None);
@@ -112,11 +115,45 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 1,
                 completion_tokens: 1,
-                total_tokens: 2
+                total_tokens: 2,
+                ..Usage::default()
             })
         );
         let quoted = br#"{"choices":[{"message":{"content":"say \"usage\": {}"}}],"usage":{"prompt_tokens":4,"completion_tokens":5,"total_tokens":9} }"#;
         assert_eq!(usage_of_response(quoted).map(|u| u.total_tokens), Some(9));
         assert_eq!(usage_of_response(br#"{"id":"x","usage":null}"#), None);
+    }
+
+    /// A reasoning model's answer to a prompt mostly read from the cache.
+    const CACHED_REASONING: Usage = Usage {
+        prompt_tokens: 2006,
+        completion_tokens: 300,
+        total_tokens: 2306,
+        cached_tokens: 1920,
+        cache_write_tokens: 0,
+        reasoning_tokens: 192,
+    };
+
+    const DETAILED_USAGE: &str = r#"{"prompt_tokens":2006,"completion_tokens":300,"total_tokens":2306,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":192,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#;
+
+    #[test]
+    fn reads_cached_and_reasoning_tokens_wherever_usage_stands() {
+        let head = r#"{"id":"chatcmpl-BOYx5","object":"chat.completion","created":1745251234,"model":"o4-mini-2025-04-16","choices":[{"index":0,"message":{"role":"assistant","content":"42","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":"#;
+        // As OpenAI sends it: `service_tier` and `system_fingerprint` after
+        // `usage`, so the body is parsed whole.
+        let openai = format!(
+            r#"{head}{DETAILED_USAGE},"service_tier":"default","system_fingerprint":null}}"#
+        );
+        assert_eq!(usage_of_response(openai.as_bytes()), Some(CACHED_REASONING));
+        // `usage` last: read from the end alone.
+        let last = format!("{head}{DETAILED_USAGE}}}");
+        assert_eq!(usage_of_response(last.as_bytes()), Some(CACHED_REASONING));
+        assert_eq!(
+            usage_in_tail(&last.as_bytes()[head.len() - 20..]),
+            Some(CACHED_REASONING)
+        );
+        // Translated for a client of another dialect, the answer is parsed whole.
+        let completion: ChatCompletion = serde_json::from_str(&openai).unwrap();
+        assert_eq!(completion.usage.map(|u| u.totals()), Some(CACHED_REASONING));
     }
 }

@@ -155,6 +155,7 @@ pub fn without_usage(data: &[u8]) -> Option<Vec<u8>> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::openai::chat::ChatChunk;
 
     #[test]
     fn classifies_every_kind_of_event() {
@@ -172,7 +173,7 @@ mod tests {
         );
         assert_eq!(
             classify_event(br#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#),
-            StreamEvent::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 })
+            StreamEvent::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, ..Usage::default() })
         );
         match classify_event(
             br#"{"error":{"message":"overloaded","type":"server_error","code":529}}"#,
@@ -203,7 +204,7 @@ mod tests {
         );
         assert_eq!(
             classify_event(br#"{"choices": [], "usage" : {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}"#),
-            StreamEvent::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 })
+            StreamEvent::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2, ..Usage::default() })
         );
         // Keys quoted inside content are escaped: no false alarm, no parse needed.
         assert_eq!(
@@ -219,6 +220,35 @@ mod tests {
             StreamEvent::Chunk {
                 finished: false,
                 usage: None
+            }
+        );
+    }
+    #[test]
+    fn the_usage_chunk_carries_cached_and_reasoning_tokens() {
+        let expected = Usage {
+            prompt_tokens: 1540,
+            completion_tokens: 620,
+            total_tokens: 2160,
+            cached_tokens: 1408,
+            cache_write_tokens: 0,
+            reasoning_tokens: 448,
+        };
+        // OpenAI's last chunk, and Azure's (its keys in alphabetical order).
+        let openai = br#"{"id":"chatcmpl-BOZ1q","object":"chat.completion.chunk","created":1745251500,"model":"o3-2025-04-16","service_tier":"default","system_fingerprint":null,"choices":[],"usage":{"prompt_tokens":1540,"completion_tokens":620,"total_tokens":2160,"prompt_tokens_details":{"cached_tokens":1408,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":448,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#;
+        let azure = br#"{"choices":[],"created":1745251500,"id":"chatcmpl-BOZ1q","model":"o3-2025-04-16","object":"chat.completion.chunk","system_fingerprint":null,"usage":{"completion_tokens":620,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":448,"rejected_prediction_tokens":0},"prompt_tokens":1540,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":1408},"total_tokens":2160}}"#;
+        for data in [&openai[..], &azure[..]] {
+            assert_eq!(classify_event(data), StreamEvent::UsageOnly(expected));
+            // Decoded for a client of another dialect.
+            let chunk: ChatChunk = serde_json::from_slice(data).unwrap();
+            assert_eq!(chunk.usage.map(|u| u.totals()), Some(expected));
+        }
+        // Usage on the finishing chunk, as some compatible servers send it.
+        let on_last = br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1540,"completion_tokens":620,"total_tokens":2160,"prompt_tokens_details":{"cached_tokens":1408},"completion_tokens_details":{"reasoning_tokens":448}}}"#;
+        assert_eq!(
+            classify_event(on_last),
+            StreamEvent::Chunk {
+                finished: true,
+                usage: Some(expected)
             }
         );
     }

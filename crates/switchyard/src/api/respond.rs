@@ -293,6 +293,7 @@ pub(super) fn translate_answer(
             prompt_tokens: list.usage.prompt_tokens,
             completion_tokens: 0,
             total_tokens: list.usage.total_tokens,
+            ..Usage::default()
         });
         return Ok(Translated {
             body: serde_json::to_vec(&list).map_err(|e| e.to_string())?,

@@ -133,6 +133,7 @@ impl Items {
                     prompt_tokens: tokens,
                     completion_tokens: 0,
                     total_tokens: tokens,
+                    ..Usage::default()
                 },
                 saved_micros,
             });
@@ -201,6 +202,7 @@ impl Items {
                     prompt_tokens: share,
                     completion_tokens: 0,
                     total_tokens: share,
+                    ..Usage::default()
                 }),
                 cost_micros: i64::try_from(share_i(cost_micros, size, total_size)).unwrap_or(0),
                 stored_at,

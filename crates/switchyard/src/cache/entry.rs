@@ -67,6 +67,8 @@ const ANTHROPIC: u8 = 2;
 const HAS_USAGE: u8 = 4;
 const EVENTS: u8 = 8;
 /// The fixed part of the encoding: version, flags, stored_at, usage (3), cost.
+/// Of the usage only the three totals are kept: an entry read back from Redis
+/// has no cached, cache-write or reasoning counts.
 const HEADER: usize = 2 + 8 + 3 * 8 + 8;
 /// What holds an entry in memory besides its body, about: the memory
 /// tier's slot, table and deadline, the key, the `Arc`, this struct, and the
@@ -121,6 +123,7 @@ impl Entry {
             prompt_tokens: bytes.get_u64_le(),
             completion_tokens: bytes.get_u64_le(),
             total_tokens: bytes.get_u64_le(),
+            ..Usage::default()
         };
         let cost_micros = bytes.get_i64_le();
         Some(Self {

@@ -74,6 +74,7 @@ fn record(status: u16) -> RequestRecord {
         prompt_tokens: 3,
         completion_tokens: 2,
         total_tokens: 5,
+        ..Usage::default()
     });
     record
 }
@@ -324,6 +325,7 @@ fn an_entry_survives_its_encoding() {
             prompt_tokens: 1,
             completion_tokens: 2,
             total_tokens: 3,
+            ..Usage::default()
         }),
         cost_micros: -5,
         stored_at: 1_700_000_000_000,
