@@ -26,6 +26,10 @@ pub static HOPS: HeaderName = HeaderName::from_static("x-switchyard-hops");
 /// `anthropic-beta`, the one client header an Anthropic provider gets.
 pub static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
+/// `x-switchyard-tags`: the request's tags for the usage log and reports,
+/// comma-separated.
+pub static TAGS: HeaderName = HeaderName::from_static("x-switchyard-tags");
+
 /// `x-switchyard-task`: what the request is for, as `routes:` rules read it.
 pub static TASK: HeaderName = HeaderName::from_static("x-switchyard-task");
 

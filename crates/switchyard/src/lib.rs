@@ -22,3 +22,4 @@ pub mod routing;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;
+pub mod usage;

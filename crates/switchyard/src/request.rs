@@ -121,6 +121,11 @@ impl RequestCx {
         self.record.principal = principal;
     }
 
+    /// Notes the request's `x-switchyard-tags`.
+    pub fn tagged(&mut self, tags: HeaderValue) {
+        self.record.tags = Some(tags);
+    }
+
     /// The public model asked for, whether a stream is, and the estimated
     /// prompt tokens.
     pub fn requested(&mut self, model: &str, stream: bool, estimated_input_tokens: u64) {
@@ -293,16 +298,14 @@ impl RequestCx {
         self.record.ending = ending;
         self.record.error = error;
         self.record.latency = self.record.arrived.elapsed();
-        let reservation = self.reservation.take();
-        let fill = self.fill.take();
-        if reservation.is_some() || fill.is_some() {
-            let (used, cost) = self.spent();
-            if let Some(reservation) = reservation {
-                (*reservation).settle(used, cost);
-            }
-            if let Some(fill) = fill {
-                fill.finish(&self.record, cost);
-            }
+        let (used, cost) = self.spent();
+        self.record.cost_micros = cost;
+        self.record.cost_estimated = self.record.usage.is_none() && used > 0;
+        if let Some(reservation) = self.reservation.take() {
+            (*reservation).settle(used, cost);
+        }
+        if let Some(fill) = self.fill.take() {
+            fill.finish(&self.record, cost);
         }
         self.finish.finish(&self.record);
         self.in_flight = None;

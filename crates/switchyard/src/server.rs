@@ -176,6 +176,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         None => None,
     };
+    // The ends of requests: the access line, then the usage log.
+    let mut consumers: Vec<Arc<dyn crate::request::Consumer>> = vec![Arc::new(AccessLog)];
+    let usage_writer = config.usage.as_ref().map(|usage| {
+        let (log, writer) =
+            crate::usage::start(keys.store().clone(), usage, &metrics, internal.clone());
+        consumers.push(Arc::new(log));
+        writer
+    });
     let process = Process {
         limits: Limiter::new(&config.limits, spend, shared, &metrics),
         admission,
@@ -183,7 +191,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         registry,
         retries: RetryLive::new(&config.retries, &metrics),
         metrics,
-        finish: Arc::new(Finish::new(vec![Arc::new(AccessLog)])),
+        finish: Arc::new(Finish::new(consumers)),
         cache,
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
@@ -235,8 +243,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         () = signals.recv() => drain(&mut server, &config, &ready, &stopping, &cut).await,
     }
     internal.cancel();
-    // The spend settled by the last requests reaches the store.
+    // The spend settled by the last requests, and their usage records, reach
+    // the store (or the usage spill file).
     let _ = spend_writer.await;
+    if let Some(writer) = usage_writer {
+        writer.stopped().await;
+    }
     Ok(())
 }
 

@@ -156,6 +156,8 @@ impl Gateway {
             .route("/ready", get(health::ready))
             .route("/metrics", get(admin::metrics))
             .route("/admin/deployments", get(admin::deployments))
+            .route("/admin/usage", get(admin::usage::usage))
+            .route("/admin/costs", get(admin::usage::costs))
             .route("/admin/canary", get(canary::list))
             .route("/admin/canary/{model}/{action}", post(canary::act))
             .merge(admin::openapi::router())

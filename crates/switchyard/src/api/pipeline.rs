@@ -53,7 +53,7 @@ use std::sync::Arc;
 use crate::admission::limit::{Limit, LimitError};
 use crate::cache::{Ask, Cache, Looked, Probe, Request as CacheRequest, Shape, Status, Stitch};
 use crate::error::GatewayError;
-use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER};
+use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER, TAGS};
 use crate::keys::{Directory, KeyError};
 use crate::limits::budget::micros_per_mtok;
 use crate::limits::{self, Demand, LimitRefusal, Reservation};
@@ -83,6 +83,9 @@ pub(super) async fn handle(
         Err(e) => return cx.refuse(&e),
     };
     cx.authenticated(admitted.principal);
+    if let Some(tags) = request.headers().get(&TAGS) {
+        cx.tagged(tags.clone());
+    }
     if let Some(limit) = admitted.key_limit {
         match limit.try_take() {
             Some(share) => cx.admitted_for_key(share),

@@ -45,6 +45,8 @@ pub struct Config {
     pub keys: Vec<ClientKey>,
     /// Where keys, teams and spend are kept.
     pub store: Store,
+    /// The usage log; `None` when turned off.
+    pub usage: Option<Usage>,
     /// Rate limits over every caller, per model, and for keys without their own.
     pub limits: RateLimits,
     /// Redis, when limits are shared across replicas.
@@ -151,6 +153,25 @@ pub struct Store {
     pub flush_interval: Duration,
     /// Settled costs waiting for the writer at most.
     pub spend_queue: usize,
+}
+
+/// `usage:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    /// How often records are written.
+    pub flush_interval: Duration,
+    /// Records written in one transaction at most.
+    pub batch_size: usize,
+    /// Records waiting for the writer at most.
+    pub queue: usize,
+    /// Records kept in memory at most while the store cannot take them.
+    pub buffer: usize,
+    /// Where records wait past the buffer, and at shutdown, while the store is down.
+    pub spill_file: std::path::PathBuf,
+    /// How long records are kept; `None`: forever.
+    pub retention: Option<Duration>,
+    /// How long the hourly rollups are kept; `None`: forever.
+    pub rollup_retention: Option<Duration>,
 }
 
 /// `redis:` with defaults applied.

@@ -18,7 +18,7 @@ pub use admission::AdmissionConfig;
 mod cache;
 pub use cache::{CacheBackend, CacheConfig, CacheScope, ModelCacheConfig, ModelSemanticConfig};
 mod store;
-pub use store::{LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig};
+pub use store::{LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig, UsageConfig};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +30,9 @@ pub struct ConfigFile {
     /// Where keys, teams and spend are kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// The usage log.
+    #[serde(default)]
+    pub usage: UsageConfig,
     /// Rate limits over every caller, per model, and for keys without their own.
     #[serde(default)]
     pub limits: LimitsConfig,

@@ -246,6 +246,7 @@ impl Validator<'_> {
         let admission = self.admission(&file.admission);
         let virtual_keys = self.virtual_keys(&file.auth);
         let store = self.store(file.store);
+        let usage = self.usage(file.usage);
         let limits = self.rate_limits(&file.limits, &models);
         let redis = self.redis(file.redis);
         let cache = file.cache.map(|raw| self.cache(raw, redis.is_some()));
@@ -255,6 +256,7 @@ impl Validator<'_> {
             virtual_keys,
             keys,
             store,
+            usage,
             limits,
             redis,
             providers,

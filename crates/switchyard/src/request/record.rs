@@ -123,6 +123,12 @@ pub struct RequestRecord {
     pub cache: Option<crate::cache::Status>,
     /// What a cache hit saved: the cost of the stored answer, in micro-USD.
     pub saved_micros: i64,
+    /// What it cost, in micro-USD (set as it ends).
+    pub cost_micros: i64,
+    /// No usage was reported: the tokens, and so the cost, are estimates.
+    pub cost_estimated: bool,
+    /// `x-switchyard-tags`, as sent.
+    pub tags: Option<HeaderValue>,
     /// When the request arrived.
     pub arrived: Instant,
     /// Arrival → the first content sent to the client.
@@ -152,6 +158,9 @@ impl RequestRecord {
             streamed_chunks: 0,
             cache: None,
             saved_micros: 0,
+            cost_micros: 0,
+            cost_estimated: false,
+            tags: None,
             arrived,
             ttft: None,
             latency: Duration::ZERO,

@@ -11,6 +11,7 @@ pub mod json;
 pub mod keys;
 pub mod openapi;
 pub mod teams;
+pub mod usage;
 
 use std::sync::Arc;
 

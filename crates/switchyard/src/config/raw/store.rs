@@ -24,6 +24,28 @@ pub struct StoreConfig {
     pub spend_queue: Option<usize>,
 }
 
+/// `usage:`: the usage log, one record per request, written to the store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Whether records are kept (default true).
+    pub enabled: Option<bool>,
+    /// How often records are written, in batches (default 1s).
+    pub flush_interval: Option<HumanDuration>,
+    /// Records written in one transaction at most (default 1000).
+    pub batch_size: Option<usize>,
+    /// Records waiting for the writer at most before a request's end waits apart (default 65536).
+    pub queue: Option<usize>,
+    /// Records kept in memory while the store cannot take them; past it they go to the spill file (default 100000).
+    pub buffer: Option<usize>,
+    /// Where records wait, past the buffer and at shutdown, while the store cannot take them (default `switchyard-usage.spill.jsonl`).
+    pub spill_file: Option<String>,
+    /// How long records are kept (default 30d; `0s`: forever).
+    pub retention: Option<HumanDuration>,
+    /// How long the hourly rollups that reports read are kept (default 400d; `0s`: forever).
+    pub rollup_retention: Option<HumanDuration>,
+}
+
 /// `limits:`: rate limits beyond each key's and team's own.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use crate::config::problems::unknown;
 use crate::config::raw::{
-    AuthConfig, LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig,
+    AuthConfig, LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig, UsageConfig,
 };
 use crate::config::units::HumanDuration;
-use crate::config::{Model, RateLimits, Redis, Store, VirtualKeys};
+use crate::config::{Model, RateLimits, Redis, Store, Usage, VirtualKeys};
 use crate::limits::Rates;
 
 /// The store when `store.url` is not set: a SQLite file in the working directory.
@@ -27,6 +27,16 @@ const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Settled costs waiting for the writer at most when `store.spend_queue` is not set.
 const DEFAULT_SPEND_QUEUE: usize = 65_536;
+
+/// The usage log's defaults: records written in one transaction at most, waiting
+/// for the writer, kept in memory while the store is down, where they spill past
+/// that, and how long records and rollups are kept.
+const DEFAULT_USAGE_BATCH: usize = 1_000;
+const DEFAULT_USAGE_QUEUE: usize = 65_536;
+const DEFAULT_USAGE_BUFFER: usize = 100_000;
+const DEFAULT_SPILL_FILE: &str = "switchyard-usage.spill.jsonl";
+const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+const DEFAULT_ROLLUP_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 /// How long a request waits on Redis when `redis.timeout` is not set.
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
@@ -90,6 +100,46 @@ impl Validator<'_> {
             }
         }
         store
+    }
+
+    /// `usage:` with its defaults; `None` when turned off.
+    pub(super) fn usage(&mut self, raw: UsageConfig) -> Option<Usage> {
+        for (name, value) in [
+            ("batch_size", raw.batch_size),
+            ("queue", raw.queue),
+            ("buffer", raw.buffer),
+        ] {
+            if value == Some(0) {
+                self.error(&["usage", name], format!("`{name}` must be at least 1"));
+            }
+        }
+        let usage = Usage {
+            flush_interval: HumanDuration::or(raw.flush_interval, DEFAULT_FLUSH_INTERVAL),
+            batch_size: raw.batch_size.unwrap_or(DEFAULT_USAGE_BATCH).max(1),
+            queue: raw.queue.unwrap_or(DEFAULT_USAGE_QUEUE).max(1),
+            buffer: raw.buffer.unwrap_or(DEFAULT_USAGE_BUFFER).max(1),
+            spill_file: raw
+                .spill_file
+                .unwrap_or_else(|| DEFAULT_SPILL_FILE.to_owned())
+                .into(),
+            retention: Some(HumanDuration::or(raw.retention, DEFAULT_RETENTION))
+                .filter(|d| !d.is_zero()),
+            rollup_retention: Some(HumanDuration::or(
+                raw.rollup_retention,
+                DEFAULT_ROLLUP_RETENTION,
+            ))
+            .filter(|d| !d.is_zero()),
+        };
+        if usage.flush_interval.is_zero() {
+            self.error(
+                &["usage", "flush_interval"],
+                "`flush_interval` must be more than 0",
+            );
+        }
+        if usage.spill_file.as_os_str().is_empty() {
+            self.error(&["usage", "spill_file"], "`spill_file` must not be empty");
+        }
+        raw.enabled.unwrap_or(true).then_some(usage)
     }
 
     /// `limits:`: every model it names must exist, every limit be at least 1.
