@@ -10,6 +10,7 @@
 mod health;
 mod problems;
 mod raw;
+mod read;
 mod tree;
 mod units;
 mod validate;
