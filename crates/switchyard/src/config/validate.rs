@@ -23,11 +23,12 @@ mod admission;
 mod cache;
 mod canary;
 mod catalog;
+mod pricing;
 mod store;
 mod urls;
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 2] = ["pricing", "telemetry"];
+const LATER_KEYS: [&str; 1] = ["telemetry"];
 
 /// `api-version` of Azure providers that set none: the latest GA version.
 const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -168,6 +169,7 @@ impl Validator<'_> {
         let limits = self.rate_limits(&file.limits, &models);
         let redis = self.redis(file.redis);
         let cache = file.cache.map(|raw| self.cache(raw, redis.is_some()));
+        let prices = self.prices(&file.pricing);
         Some(Config {
             server: server?,
             auth,
@@ -185,6 +187,7 @@ impl Validator<'_> {
             health_checks,
             admission,
             cache,
+            prices: prices?,
         })
     }
 
