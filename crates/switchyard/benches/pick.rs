@@ -39,6 +39,9 @@ fn busy_pool(strategy: Strategy) -> (Pool, Vec<InFlight>, Instant) {
                 price: Some(Price {
                     input: 0.5 + (i % 7) as f64,
                     output: 2.0 + (i % 11) as f64,
+                    cached_input: None,
+                    cache_write: None,
+                    reasoning: None,
                 }),
                 load,
             }

@@ -6,6 +6,10 @@
 //! configuration's `store.url`. A new or rotated key's text is printed alone
 //! on stdout, so a script can capture it; `--json` prints the same JSON as the
 //! admin API.
+//!
+//! `switchyard prices` (in `prices.rs`) prints a price list.
+
+mod prices;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +26,8 @@ use crate::keys::admin::views::{
 };
 use crate::keys::admin::{self, AdminError};
 use crate::keys::broadcast;
+
+pub use prices::{PricesArgs, prices};
 
 /// Where the store is.
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod headers;
 pub mod keys;
 pub mod limits;
 pub mod mix;
+pub mod pricing;
 pub mod redis_link;
 pub mod request;
 pub mod routing;

@@ -1,4 +1,4 @@
-//! The `switchyard` command line: `serve`, `check`, `mock`, `keys`, `teams`.
+//! The `switchyard` command line: `serve`, `check`, `mock`, `keys`, `teams`, `prices`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +57,8 @@ enum Command {
         #[command(flatten)]
         store: cli::StoreArgs,
     },
+    /// Print the built-in price list (or check and print another with --file).
+    Prices(cli::PricesArgs),
     /// Run the fake provider (OpenAI wire format) for tests and benchmarks.
     Mock {
         /// Address to listen on.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Mock { listen, options } => mock(listen, options),
         Command::Keys { command, store } => offline(cli::keys(command, store)),
         Command::Teams { command, store } => offline(cli::teams(command, store)),
+        Command::Prices(args) => cli::prices(&args),
     }
 }
 

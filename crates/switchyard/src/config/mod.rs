@@ -10,7 +10,8 @@
 mod health;
 mod problems;
 mod raw;
-mod tree;
+pub(crate) mod read;
+pub(crate) mod tree;
 mod units;
 mod validate;
 
@@ -69,6 +70,10 @@ pub struct Config {
     pub admission: Admission,
     /// The response cache, when on.
     pub cache: Option<Cache>,
+    /// The prices of deployments that set no `price` of their own (see
+    /// [`crate::pricing::PriceList::for_deployment`]): `pricing.file`, else
+    /// the built-in list.
+    pub prices: crate::pricing::PriceList,
 }
 
 /// `cache:` with defaults applied.

@@ -71,6 +71,9 @@ pub struct ConfigFile {
     pub admission: AdmissionConfig,
     /// The response cache; absent: off.
     pub cache: Option<CacheConfig>,
+    /// The price list of models whose deployments set no `price`.
+    #[serde(default)]
+    pub pricing: PricingConfig,
 }
 
 /// An entry of `routes:`: a request matching `when` is served by `model`
@@ -489,10 +492,24 @@ pub struct DeploymentConfig {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceConfig {
-    /// Per million prompt tokens.
+    /// Per million prompt tokens (those neither read from nor written to a cache).
     pub input: f64,
-    /// Per million completion tokens.
+    /// Per million completion tokens (those that are not reasoning).
     pub output: f64,
+    /// Per million prompt tokens read from the provider's cache (default: `input`).
+    pub cached_input: Option<f64>,
+    /// Per million prompt tokens written to the provider's cache (default: `input`).
+    pub cache_write: Option<f64>,
+    /// Per million reasoning tokens (default: `output`).
+    pub reasoning: Option<f64>,
+}
+
+/// `pricing:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// A price list file in place of the built-in list.
+    pub file: Option<String>,
 }
 
 impl HumanDuration {

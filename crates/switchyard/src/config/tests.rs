@@ -121,10 +121,70 @@ models:
 
 #[test]
 fn keys_of_later_versions_are_named_as_such() {
-    let list = problems("auth: { mode: open }\npricing: { x: 1 }\n");
+    let list = problems("auth: { mode: open }\ntelemetry: { x: 1 }\n");
     assert_eq!(
         list,
-        vec!["2:1 `pricing` is not supported by this version yet".to_owned()]
+        vec!["2:1 `telemetry` is not supported by this version yet".to_owned()]
+    );
+}
+
+#[test]
+fn prices_of_cached_reasoning_tokens_are_optional_and_checked() {
+    let text = "auth: { mode: open }\nproviders:\n  m: { kind: mock }\nmodels:\n  x:\n    deployments:\n      - { provider: m, model: a, price: { input: 3, output: 15, cached_input: 0.3, cache_write: 3.75, reasoning: 15 } }\n      - { provider: m, model: b, price: { input: 3, output: 15 } }\n      - { provider: m, model: c, price: { input: 3, output: 15, cached_input: -1, reasoning: -0.5 } }\n";
+    assert_eq!(
+        problems(text),
+        [
+            "9:65 `price.cached_input` must be non-negative USD per million tokens",
+            "9:83 `price.reasoning` must be non-negative USD per million tokens",
+        ]
+    );
+    let config = from_yaml(&text.replace("-1, reasoning: -0.5", "0.3"));
+    let price = config.models["x"].deployments[0].price.unwrap();
+    assert_eq!(
+        (price.cached_input, price.cache_write, price.reasoning),
+        (Some(0.3), Some(3.75), Some(15.0))
+    );
+    assert_eq!(config.prices.version(), "2026-12-01");
+}
+
+#[test]
+fn a_price_list_file_replaces_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "version: ours\nmodels:\n  - { provider: p, model: m, input: 1, output: 2 }\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: ours\nmodels:\n  - { provider: p, model: m, input: 1 }\n",
+    )
+    .unwrap();
+    let config = |file: &std::path::Path| {
+        format!(
+            "auth: {{ mode: open }}\npricing:\n  file: {}\n",
+            file.display()
+        )
+    };
+    let (ours, _) = check(&config(&good), env(&[]), false);
+    let ours = ours.unwrap();
+    assert_eq!(ours.prices.version(), "ours");
+    assert_eq!(ours.prices.price("p/m").unwrap().base().output, 2_000_000);
+    let list = problems(&config(&bad));
+    assert_eq!(
+        list,
+        [format!(
+            "3:3 `pricing.file`: {}:3:5: missing key `output`",
+            bad.display()
+        )]
+    );
+    let list = problems("auth: { mode: open }\npricing: { file: /no/such/prices.yaml }\n");
+    assert_eq!(list.len(), 1);
+    assert!(
+        list[0].starts_with("2:12 `pricing.file`: /no/such/prices.yaml: cannot read the file"),
+        "{list:?}"
     );
 }
 

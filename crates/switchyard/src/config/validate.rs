@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde_path_to_error::Segment;
 
-use super::problems::{Problem, suggest, unknown};
+use super::problems::{Problem, unknown};
 use super::raw::{self, AuthMode, ConfigFile, FailureClass, ProviderKind, Strategy};
-use super::tree::{Node, Place, Step, TreeError};
+use super::read::{Read, read};
+use super::tree::{Node, Place, Step};
 use super::units::HumanDuration;
 use super::{
     Affinity, CircuitBreaker, ClientKey, Config, Deployment, Model, Provider, Retries, Server,
@@ -23,14 +23,12 @@ mod admission;
 mod cache;
 mod canary;
 mod catalog;
+mod pricing;
 mod store;
 mod urls;
 
 /// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 2] = ["pricing", "telemetry"];
-
-/// More problems than this in one file are not worth listing.
-const MAX_PROBLEMS: usize = 100;
+const LATER_KEYS: [&str; 1] = ["telemetry"];
 
 /// `api-version` of Azure providers that set none: the latest GA version.
 const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -52,47 +50,17 @@ pub fn check(
     env: HashMap<String, String>,
     built_in: bool,
 ) -> (Option<Config>, Vec<Problem>) {
-    let mut tree = match Node::parse(text, env) {
-        Ok(tree) => tree,
-        Err(e) => {
-            let place = e.location().map(|l| Place {
-                line: l.line(),
-                column: l.column(),
-            });
-            let message = e.without_snippet().to_string();
-            return (None, vec![Problem::at(place, first_line(&message))]);
-        }
+    let read = match read::<ConfigFile>(text, env, &LATER_KEYS) {
+        Ok(read) => read,
+        Err(problem) => return (None, vec![problem]),
     };
-    let mut problems = Vec::new();
-    let mut removed = Vec::new();
-    let file = loop {
-        match serde_path_to_error::deserialize::<_, ConfigFile>(&tree) {
-            Ok(file) => break Some(file),
-            Err(err) => {
-                let path: Vec<Step> = err
-                    .path()
-                    .iter()
-                    .filter_map(|segment| match segment {
-                        Segment::Map { key } => Some(Step::Key(key.clone())),
-                        Segment::Seq { index } => Some(Step::Index(*index)),
-                        _ => None,
-                    })
-                    .collect();
-                let (message, mut path) = describe(err.into_inner(), path);
-                let place = tree.find(&path).map(|(_, place)| place);
-                problems.push(Problem::at(place, message));
-                // Remove the faulty node (for a missing key, the node that lacks it) and go on.
-                while !path.is_empty() && !tree.remove(&path) {
-                    path.pop();
-                }
-                if path.is_empty() || problems.len() >= MAX_PROBLEMS {
-                    break None;
-                }
-                removed.push(path);
-            }
-        }
-    };
-    let Some(mut file) = file else {
+    let Read {
+        value,
+        tree,
+        removed,
+        mut problems,
+    } = read;
+    let Some(mut file) = value else {
         return (None, problems);
     };
     if built_in {
@@ -106,54 +74,6 @@ pub fn check(
     .config(file);
     let has_errors = problems.iter().any(Problem::is_error);
     (config.filter(|_| !has_errors), problems)
-}
-
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_owned()
-}
-
-/// The message for a deserialization error, and the path of the node to blame.
-fn describe(error: TreeError, mut path: Vec<Step>) -> (String, Vec<Step>) {
-    let message = match error {
-        TreeError::UnknownField { field, expected } => {
-            if path.last() != Some(&Step::Key(field.clone())) {
-                path.push(Step::Key(field.clone()));
-            }
-            if path.len() == 1 {
-                unknown_top_level(&field, expected)
-            } else {
-                unknown("key", &field, expected)
-            }
-        }
-        TreeError::UnknownVariant { variant, expected } => {
-            let name = match path.last() {
-                Some(Step::Key(k)) => format!("value for `{k}`"),
-                _ => "value".to_owned(),
-            };
-            unknown(&name, &variant, expected)
-        }
-        TreeError::MissingField(field) => format!("missing key `{field}`"),
-        TreeError::Message(m) => match path.last() {
-            Some(Step::Key(k)) => format!("`{k}`: {m}"),
-            _ => m,
-        },
-    };
-    (message, path)
-}
-
-fn unknown_top_level(field: &str, expected: &[&str]) -> String {
-    if LATER_KEYS.contains(&field) {
-        return format!("`{field}` is not supported by this version yet");
-    }
-    let all: Vec<&str> = expected.iter().chain(&LATER_KEYS).copied().collect();
-    match suggest(field, &all) {
-        Some(s) if LATER_KEYS.contains(&s) => {
-            format!(
-                "unknown key `{field}`, did you mean `{s}`? (`{s}` is not supported by this version yet)"
-            )
-        }
-        _ => unknown("key", field, expected),
-    }
 }
 
 /// In the built-in default, a real provider joins only when its key is set.
@@ -250,6 +170,7 @@ impl Validator<'_> {
         let limits = self.rate_limits(&file.limits, &models);
         let redis = self.redis(file.redis);
         let cache = file.cache.map(|raw| self.cache(raw, redis.is_some()));
+        let prices = self.prices(&file.pricing);
         Some(Config {
             server: server?,
             auth,
@@ -268,6 +189,7 @@ impl Validator<'_> {
             health_checks,
             admission,
             cache,
+            prices: prices?,
         })
     }
 

@@ -121,3 +121,60 @@ fn check_refuses_a_metadata_base_url_with_its_place() {
     );
     assert!(out.contains("allow_private_networks: true"), "{out}");
 }
+
+fn prices(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("prices")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.code().unwrap(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn prices_prints_the_built_in_list_and_the_models_asked_for() {
+    let (code, out, _) = prices(&[]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("price list 2026-12-01 (built-in)"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("model "), "{out}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("holysheep/gpt-4.1 ")),
+        "{out}"
+    );
+    let (code, out, err) = prices(&["gpt-4.1-2025-04-14", "no-such-model", "--format", "json"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`no-such-model` is not in the price list 2026-12-01"),
+        "{err}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["models"][0]["model"], "gpt-4.1");
+    assert_eq!(json["models"][0]["cached_input"], 0.5);
+}
+
+#[test]
+fn prices_checks_another_list_and_lists_its_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prices.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\nmodels:\n  - { provider: p, model: m, input: -2, output: 1 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = prices(&["--file", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let err = err.replace(path.to_str().unwrap(), "prices.yaml");
+    assert_eq!(
+        err,
+        "prices.yaml:3:30: `input` must be non-negative USD per million tokens\nprices.yaml: 1 problem(s)\n"
+    );
+}

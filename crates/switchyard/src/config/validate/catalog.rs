@@ -223,15 +223,8 @@ impl Validator<'_> {
                         "`weight` must be at least 1 (remove the deployment to send it nothing)",
                     ));
                 }
-                if let Some(price) = d.price
-                    && ![price.input, price.output]
-                        .iter()
-                        .all(|p| p.is_finite() && *p >= 0.0)
-                {
-                    self.problems.push(Problem::at(
-                        place,
-                        "`price` must be non-negative USD per million tokens",
-                    ));
+                if let Some(price) = d.price {
+                    self.price(&price, name, i);
                 }
                 let max_output_tokens = d
                     .max_output_tokens
@@ -352,5 +345,35 @@ impl Validator<'_> {
             );
         }
         models
+    }
+
+    /// A deployment's `price`: every given price finite and not negative.
+    fn price(&mut self, price: &raw::PriceConfig, model: &str, index: usize) {
+        let prices = [
+            ("input", Some(price.input)),
+            ("output", Some(price.output)),
+            ("cached_input", price.cached_input),
+            ("cache_write", price.cache_write),
+            ("reasoning", price.reasoning),
+        ];
+        for (key, value) in prices {
+            if value.is_some_and(|p| !(p.is_finite() && p >= 0.0)) {
+                let place = self
+                    .tree
+                    .find(&[
+                        Step::Key("models".into()),
+                        Step::Key(model.to_owned()),
+                        Step::Key("deployments".into()),
+                        Step::Index(index),
+                        Step::Key("price".into()),
+                        Step::Key(key.into()),
+                    ])
+                    .map(|(_, place)| place);
+                self.problems.push(Problem::at(
+                    place,
+                    format!("`price.{key}` must be non-negative USD per million tokens"),
+                ));
+            }
+        }
     }
 }

@@ -20,7 +20,13 @@ const NO_TOKENS: Tokens = Tokens {
 fn member(weight: u32, price: Option<(f64, f64)>) -> Member {
     Member {
         weight,
-        price: price.map(|(input, output)| Price { input, output }),
+        price: price.map(|(input, output)| Price {
+            input,
+            output,
+            cached_input: None,
+            cache_write: None,
+            reasoning: None,
+        }),
         load: Arc::new(Load::new()),
     }
 }
