@@ -32,10 +32,9 @@ use bytes::Bytes;
 use crate::admission::Slot;
 use crate::admission::limit::Share;
 use crate::cache::{Entry, Fill, Status};
-use crate::config::Price;
 use crate::error::{Dialect, ErrorKind, GatewayError};
 use crate::limits::Reservation;
-use crate::limits::budget::{cost_micros, micros_per_mtok};
+use crate::pricing::{ModelPrice, Tokens};
 use crate::routing::load::InFlight;
 pub use finish::{Consumer, Finish};
 pub use record::{Ending, FailedAttempt, Principal, RecordedError, RequestRecord, ServedBy};
@@ -66,7 +65,7 @@ pub struct RequestCx {
     /// requests have none, and the context moves from stage to stage).
     reservation: Option<Box<Reservation>>,
     /// The price of the deployment that serves it, for its cost.
-    price: Option<Price>,
+    price: Option<Arc<ModelPrice>>,
     /// The response cache's fill of a miss, stored when the request ends
     /// whole (boxed: most requests have none).
     fill: Option<Box<Fill>>,
@@ -189,7 +188,7 @@ impl RequestCx {
     }
 
     /// The price of the deployment serving the request (none: free).
-    pub fn priced(&mut self, price: Option<Price>) {
+    pub fn priced(&mut self, price: Option<Arc<ModelPrice>>) {
         self.price = price;
     }
 
@@ -322,6 +321,7 @@ impl RequestCx {
     /// answer, nothing.
     fn spent(&self) -> (u64, i64) {
         let record = &self.record;
+        let usage = record.usage.unwrap_or_default();
         let (input, output) = match &record.usage {
             Some(usage) => (usage.prompt_tokens, usage.completion_tokens),
             None if record.streamed_chunks > 0 => (
@@ -333,13 +333,14 @@ impl RequestCx {
             }
             None => (0, 0),
         };
-        let cost = self.price.map_or(0, |price| {
-            cost_micros(
+        let cost = self.price.as_ref().map_or(0, |price| {
+            price.cost(&Tokens {
                 input,
+                cached_input: usage.cached_tokens,
+                cache_write: usage.cache_write_tokens,
                 output,
-                micros_per_mtok(price.input),
-                micros_per_mtok(price.output),
-            )
+                reasoning: usage.reasoning_tokens,
+            })
         });
         (input + output, cost)
     }

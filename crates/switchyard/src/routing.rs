@@ -214,8 +214,12 @@ impl Routes {
                 let Some(provider) = clients.get(&d.provider) else {
                     continue;
                 };
-                let target = Target::new(model, d, provider, &breaker, registry, metrics)
+                let mut target = Target::new(model, d, provider, &breaker, registry, metrics)
                     .map_err(|e| (provider.name.to_string(), e))?;
+                target.rates = config
+                    .prices
+                    .for_deployment(d)
+                    .map(|price| Arc::new(price.into_owned()));
                 targets.push(target);
             }
             let members = targets

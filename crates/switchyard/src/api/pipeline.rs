@@ -274,11 +274,11 @@ pub(super) async fn handle(
     // 7. respond (and 8. finish, when the answer ends)
     let target = pick.target;
     cx.served_by(&target.provider.name, &target.upstream_model);
-    cx.priced(target.price());
+    cx.priced(target.rates().cloned());
     cx.hold(in_flight);
     let trace = attempts.conclude(&mut cx);
     let mut response = match &stitch {
-        Some(stitch) => respond::stitched(answer, stitch, target.price(), cx),
+        Some(stitch) => respond::stitched(answer, stitch, target.rates(), cx),
         None => respond(answer, target, call.dialect, &forward, deadline, cx),
     };
     let headers = response.headers_mut();

@@ -2,6 +2,8 @@
 //! event stream event by event, a JSON body chunk by chunk), or read whole
 //! and translated into the client's dialect.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -14,10 +16,9 @@ use tokio::time::Instant;
 use super::exchange::Forward;
 use super::inbound::Answer;
 use crate::cache::{Entry, Replay, Status, Stitch};
-use crate::config::Price;
 use crate::error::{Dialect, GatewayError};
 use crate::headers::{ATTEMPTS, CACHE, CACHE_SIMILARITY, ROUTE, X_ACCEL_BUFFERING};
-use crate::limits::budget::{cost_micros, micros_per_mtok};
+use crate::pricing::{ModelPrice, Tokens};
 use crate::request::RequestCx;
 use crate::routing::Target;
 use crate::upstream::{
@@ -232,19 +233,17 @@ pub(super) fn cached(
 pub(super) fn stitched(
     begun: Begun,
     stitch: &Stitch,
-    price: Option<Price>,
+    price: Option<&Arc<ModelPrice>>,
     mut cx: RequestCx,
 ) -> Response {
     let Begun::Whole(whole) = begun else {
         return cx.refuse(&GatewayError::Internal);
     };
     let cost = match (price, whole.usage) {
-        (Some(price), Some(usage)) => cost_micros(
-            usage.prompt_tokens,
-            0,
-            micros_per_mtok(price.input),
-            micros_per_mtok(price.output),
-        ),
+        (Some(price), Some(usage)) => price.cost(&Tokens {
+            input: usage.prompt_tokens,
+            ..Tokens::default()
+        }),
         _ => 0,
     };
     let Some((body, saved)) = stitch.answer(&whole.body, whole.usage, cost) else {

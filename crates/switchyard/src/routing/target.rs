@@ -16,6 +16,7 @@ use super::load::{InFlight, Load};
 use super::registry::Registry;
 use super::strategy::Tokens;
 use crate::config::{self, HedgeAfter};
+use crate::pricing::ModelPrice;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::breaker::{Breaker, BreakerConfig};
 use crate::upstream::{ClientError, ProviderClient, Urls};
@@ -61,6 +62,9 @@ pub struct Target {
     pub(super) canary: Option<Arc<Canary>>,
     /// USD per million tokens, when known.
     pub(super) price: Option<config::Price>,
+    /// What its tokens cost, each kind apart: its own `price`, else the
+    /// price list's for its model (see `Routes::new`); none: free.
+    pub(super) rates: Option<Arc<ModelPrice>>,
     /// `switchyard_circuit_state{model,deployment}`, set when metrics are read.
     pub(super) circuit_gauge: metrics::Gauge,
     /// Its recent times to first byte, when its model hedges after a percentile of them.
@@ -117,6 +121,7 @@ impl Target {
             tier: d.tier.clone(),
             canary: None,
             price: d.price,
+            rates: None,
             total: timeouts.total.unwrap_or(provider.timeouts.total),
             first_token: timeouts
                 .first_token
@@ -130,6 +135,11 @@ impl Target {
     /// USD per million tokens, when known.
     pub fn price(&self) -> Option<config::Price> {
         self.price
+    }
+
+    /// What its tokens cost, each kind apart, when known.
+    pub fn rates(&self) -> Option<&Arc<ModelPrice>> {
+        self.rates.as_ref()
     }
 
     /// Whether it has room for another request under its `max_in_flight`

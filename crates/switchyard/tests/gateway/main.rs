@@ -31,3 +31,4 @@ mod shutdown;
 mod spending;
 mod stores;
 mod streaming;
+mod usage;

@@ -392,14 +392,19 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// The admin key of [`priced_config`]'s gateways.
+pub const PRICED_ADMIN_KEY: &str = "sk-priced-admin";
+
 /// A keys-mode gateway in front of `mock` with `gpt-4.1` at 2 USD in and
-/// 8 USD out per million tokens, on `store` (spend written every 100 ms),
-/// and `extra` top-level YAML (`redis:`, `limits:`).
+/// 8 USD out per million tokens, on `store` (spend written every 100 ms), the
+/// admin API on ([`PRICED_ADMIN_KEY`]), and `extra` top-level YAML
+/// (`redis:`, `limits:`, `usage:`).
 pub fn priced_config(mock: &crate::harness::Process, store: &TestStore, extra: &str) -> String {
     format!(
         r#"
 server:
   listen: 127.0.0.1:0
+  admin_key: {PRICED_ADMIN_KEY}
 {}  flush_interval: 100ms
 {extra}
 auth:
