@@ -16,7 +16,8 @@
 # and sends a different body with every request, so each is a miss that is
 # stored; CALLGRIND_CACHE=hit turns it on with the same body every time. For
 # the miss's baseline, CALLGRIND_VARY=1 sends the varying bodies with the cache
-# off. CALLGRIND_MODES picks the modes (default "json stream").
+# off. CALLGRIND_USAGE=off turns the usage log off (it is on by default, as in
+# the product). CALLGRIND_MODES picks the modes (default "json stream").
 # and leaves the dumps in $CALLGRIND_OUT (default bench/out/callgrind) for
 # `callgrind_annotate --inclusive=yes`. Needs valgrind, wrk, taskset, python3.
 set -euo pipefail
@@ -28,6 +29,7 @@ out=${CALLGRIND_OUT:-$repo/bench/out/callgrind}
 key=sk-bench-client-key
 cache=${CALLGRIND_CACHE:-off}
 vary=${CALLGRIND_VARY:-}
+usage=${CALLGRIND_USAGE:-on}
 modes=${CALLGRIND_MODES:-json stream}
 
 # shellcheck source=bench/gateway-config.sh
@@ -91,6 +93,7 @@ mock_port=$(listening "$work/mock.out" "$!")
 {
   gateway_config "$mock_port" "$key" gpt-4.1 "$work"
   [[ $cache == off ]] || gateway_cache_config
+  [[ $usage == on ]] || gateway_usage_off_config
 } >"$work/switchyard.yaml"
 
 RUST_LOG=${RUST_LOG:-info} taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \

@@ -38,3 +38,12 @@ cache:
   backend: memory
 YAML
 }
+
+# The block that turns the usage log off, for its on/off figures
+# (docs/config.md, "usage").
+gateway_usage_off_config() {
+  cat <<YAML
+usage:
+  enabled: false
+YAML
+}

@@ -4,7 +4,7 @@
 -- Never edit this file once released: add 0003_….sql instead.
 
 CREATE TABLE usage_records (
-  id TEXT PRIMARY KEY,                        -- random, so a batch written twice is written once
+  id TEXT NOT NULL,                           -- random: with `at`, a batch written twice is written once
   at BIGINT NOT NULL,
   request_id TEXT NOT NULL,
   key_id TEXT,
@@ -30,11 +30,10 @@ CREATE TABLE usage_records (
   attempts BIGINT NOT NULL,
   cache TEXT,
   route TEXT,
-  stream BOOLEAN NOT NULL DEFAULT FALSE
+  stream BOOLEAN NOT NULL DEFAULT FALSE,
+  PRIMARY KEY (at, id)
 );
-CREATE INDEX usage_records_at ON usage_records (at, id);
 CREATE INDEX usage_records_key_at ON usage_records (key_id, at);
-CREATE INDEX usage_records_team_at ON usage_records (team_id, at);
 
 -- Sums per hour and dimension. A request counts once in the row whose tag is ''
 -- and once more in a row for each of its tags: reports by tag read the tagged

@@ -54,6 +54,40 @@ macro_rules! usage_backend {
                 })
             }
 
+            type Query<'q> = sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>;
+
+            /// Binds the columns of `r`, in the order of the record columns.
+            fn bind_record<'q>(query: Query<'q>, r: &'q UsageRecord) -> Query<'q> {
+                query
+                    .bind(r.id.as_str())
+                    .bind(r.at)
+                    .bind(r.request_id.as_str())
+                    .bind(r.key_id.as_deref())
+                    .bind(r.key_name.as_deref())
+                    .bind(r.team_id.as_deref())
+                    .bind(Json(&r.tags))
+                    .bind(r.endpoint.as_str())
+                    .bind(r.model.as_str())
+                    .bind(r.provider.as_str())
+                    .bind(r.deployment.as_str())
+                    .bind(i64::from(r.status))
+                    .bind(r.error_type.as_deref())
+                    .bind(r.input_tokens)
+                    .bind(r.cached_input_tokens)
+                    .bind(r.cache_write_tokens)
+                    .bind(r.reasoning_tokens)
+                    .bind(r.output_tokens)
+                    .bind(r.cost_micros)
+                    .bind(r.saved_micros)
+                    .bind(r.cost_estimated)
+                    .bind(r.latency_us)
+                    .bind(r.ttft_us)
+                    .bind(i64::from(r.attempts))
+                    .bind(r.cache.as_deref())
+                    .bind(r.route.as_deref())
+                    .bind(r.stream)
+            }
+
             /// The SQL of a grouping dimension, as text.
             fn dimension(group: GroupBy) -> &'static str {
                 match group {
@@ -75,45 +109,27 @@ macro_rules! usage_backend {
                     }
                     let mut tx = self.begin_off_feed().await?;
                     let mut inserted = std::collections::HashSet::new();
-                    for chunk in records.chunks(sql::ROWS_PER_STATEMENT) {
-                        let mut insert = QueryBuilder::<$db>::new(sql::INSERT_RECORDS);
-                        insert.push_values(chunk, |mut row, r| {
-                            row.push_bind(r.id.as_str())
-                                .push_bind(r.at)
-                                .push_bind(r.request_id.as_str())
-                                .push_bind(r.key_id.as_deref())
-                                .push_bind(r.key_name.as_deref())
-                                .push_bind(r.team_id.as_deref())
-                                .push_bind(Json(&r.tags))
-                                .push_bind(r.endpoint.as_str())
-                                .push_bind(r.model.as_str())
-                                .push_bind(r.provider.as_str())
-                                .push_bind(r.deployment.as_str())
-                                .push_bind(i64::from(r.status))
-                                .push_bind(r.error_type.as_deref())
-                                .push_bind(r.input_tokens)
-                                .push_bind(r.cached_input_tokens)
-                                .push_bind(r.cache_write_tokens)
-                                .push_bind(r.reasoning_tokens)
-                                .push_bind(r.output_tokens)
-                                .push_bind(r.cost_micros)
-                                .push_bind(r.saved_micros)
-                                .push_bind(r.cost_estimated)
-                                .push_bind(r.latency_us)
-                                .push_bind(r.ttft_us)
-                                .push_bind(i64::from(r.attempts))
-                                .push_bind(r.cache.as_deref())
-                                .push_bind(r.route.as_deref())
-                                .push_bind(r.stream);
-                        });
-                        insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-                        let ids: Vec<String> =
-                            insert.build_query_scalar().fetch_all(&mut *tx).await?;
-                        inserted.extend(ids);
+                    let mut rest = records;
+                    while !rest.is_empty() {
+                        let rows = sql::INSERT_SIZES
+                            .into_iter()
+                            .find(|&n| n <= rest.len())
+                            .unwrap_or(1);
+                        let (chunk, after) = rest.split_at(rows);
+                        rest = after;
+                        let anonymous = <$db as sqlx::Database>::NAME == "SQLite";
+                        let mut insert = sqlx::query(sql::insert_records(rows, anonymous));
+                        for r in chunk {
+                            insert = bind_record(insert, r);
+                        }
+                        let ids = insert.fetch_all(&mut *tx).await?;
+                        for row in &ids {
+                            inserted.insert(row.try_get::<String, _>(0)?);
+                        }
                     }
                     let new = records.iter().filter(|r| inserted.contains(&r.id));
                     let rows: Vec<_> = rollups(new).into_iter().collect();
-                    for chunk in rows.chunks(sql::ROWS_PER_STATEMENT) {
+                    for chunk in rows.chunks(sql::ROLLUPS_PER_STATEMENT) {
                         let mut upsert = QueryBuilder::<$db>::new("INSERT INTO usage_rollup (");
                         upsert.push(sql::ROLLUP_COLUMNS).push(") ");
                         upsert.push_values(chunk, |mut row, (key, sums)| {

@@ -13,12 +13,56 @@ macro_rules! record_columns {
     };
 }
 
-/// The start of a batch's insert (its rows follow).
-pub(crate) const INSERT_RECORDS: &str =
-    concat!("INSERT INTO usage_records (", record_columns!(), ") ");
+/// The columns of a record.
+const RECORD_COLUMNS: usize = 27;
 
-/// How many rows one statement binds (SQLite's limit is 32,766 values).
-pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+/// How many rows one insert of records takes: a batch is written as
+/// statements of these sizes, largest first, so that only these few texts are
+/// ever prepared (each once per connection, then reused).
+pub(crate) const INSERT_SIZES: [usize; 3] = [256, 16, 1];
+
+/// The insert of `rows` records (one of [`INSERT_SIZES`]); a record already
+/// stored is skipped, and the ids of those inserted are returned. SQLite's
+/// placeholders are anonymous (`?`): it looks a numbered one up by a walk of
+/// every name before it, which a statement of thousands makes quadratic.
+pub(crate) fn insert_records(rows: usize, anonymous: bool) -> &'static str {
+    static TEXTS: std::sync::OnceLock<[[String; 3]; 2]> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        [
+            INSERT_SIZES.map(|rows| insert_text(rows, false)),
+            INSERT_SIZES.map(|rows| insert_text(rows, true)),
+        ]
+    });
+    let at = INSERT_SIZES.iter().position(|&n| n == rows).unwrap_or(2);
+    &texts[usize::from(anonymous)][at]
+}
+
+fn insert_text(rows: usize, anonymous: bool) -> String {
+    use std::fmt::Write as _;
+    let mut text = concat!(
+        "INSERT INTO usage_records (",
+        record_columns!(),
+        ") VALUES "
+    )
+    .to_owned();
+    for row in 0..rows {
+        text.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..RECORD_COLUMNS {
+            text.push_str(if column == 0 { "" } else { ", " });
+            if anonymous {
+                text.push('?');
+            } else {
+                let _ = write!(text, "${}", row * RECORD_COLUMNS + column + 1);
+            }
+        }
+        text.push(')');
+    }
+    text.push_str(" ON CONFLICT (at, id) DO NOTHING RETURNING id");
+    text
+}
+
+/// How many rollup rows one statement binds (SQLite's limit is 32,766 values).
+pub(crate) const ROLLUPS_PER_STATEMENT: usize = 500;
 
 /// The columns of `usage_rollup`: its key, then its sums.
 pub(crate) const ROLLUP_COLUMNS: &str = "hour, key_id, team_id, model, provider, deployment, \
@@ -75,8 +119,8 @@ pub(crate) const COSTS_WHERE: &str = " FROM usage_rollup WHERE hour >= $1 AND ho
     AND ($5 IS NULL OR model = $5) AND ($6 IS NULL OR provider = $6)";
 
 /// Deletes up to `$2` records older than `$1`.
-pub(crate) const TRIM_RECORDS: &str = "DELETE FROM usage_records WHERE id IN \
-    (SELECT id FROM usage_records WHERE at < $1 ORDER BY at LIMIT $2)";
+pub(crate) const TRIM_RECORDS: &str = "DELETE FROM usage_records WHERE (at, id) IN \
+    (SELECT at, id FROM usage_records WHERE at < $1 ORDER BY at LIMIT $2)";
 /// Deletes up to `$2` rollup rows older than hour `$1`.
 pub(crate) const TRIM_ROLLUPS: &str = "DELETE FROM usage_rollup WHERE (hour, key_id, team_id, \
     model, provider, deployment, tag) IN (SELECT hour, key_id, team_id, model, provider, \
