@@ -62,6 +62,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn last_change(&self) -> impl Future<Output = Result<i64>> + Send;
     fn trim_changes(&self, before: i64) -> impl Future<Output = Result<u64>> + Send;
     fn add_spend(&self, deltas: &[SpendDelta]) -> impl Future<Output = Result<()>> + Send;
+    fn claim_alert(
+        &self,
+        scope: SpendScope,
+        scope_id: &str,
+        period_start: i64,
+        threshold_pct: u8,
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn spend(
         &self,
         scope: SpendScope,
@@ -147,6 +154,21 @@ impl<B: Backend + crate::usage::UsageBackend> Store for B {
     }
     fn add_spend<'a>(&'a self, deltas: &'a [SpendDelta]) -> BoxFuture<'a, Result<()>> {
         Box::pin(Backend::add_spend(self, deltas))
+    }
+    fn claim_alert<'a>(
+        &'a self,
+        scope: SpendScope,
+        scope_id: &'a str,
+        period_start: i64,
+        threshold_pct: u8,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Backend::claim_alert(
+            self,
+            scope,
+            scope_id,
+            period_start,
+            threshold_pct,
+        ))
     }
     fn spend<'a>(
         &'a self,

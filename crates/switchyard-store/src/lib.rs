@@ -122,6 +122,16 @@ pub trait Store: UsageStore + Send + Sync + 'static {
     /// are summed first ([`StoreError::Overflow`] past an `i64`); an empty slice
     /// touches nothing.
     fn add_spend<'a>(&'a self, deltas: &'a [SpendDelta]) -> BoxFuture<'a, Result<()>>;
+    /// Claims the alert that `scope_id`'s spend crossed `threshold_pct` % of its budget
+    /// in the period starting `period_start`: `true` for the one caller (of every
+    /// replica) that claimed it first, who sends it; `false` for every later one.
+    fn claim_alert<'a>(
+        &'a self,
+        scope: SpendScope,
+        scope_id: &'a str,
+        period_start: i64,
+        threshold_pct: u8,
+    ) -> BoxFuture<'a, Result<bool>>;
     /// The spend of `scope_id` in the period starting `period_start`, 0 when none.
     fn spend<'a>(
         &'a self,

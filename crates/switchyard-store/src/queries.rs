@@ -382,6 +382,27 @@ macro_rules! backend {
                     Ok(tx.commit().await?)
                 }
 
+                async fn claim_alert(
+                    &self,
+                    scope: SpendScope,
+                    scope_id: &str,
+                    period_start: i64,
+                    threshold_pct: u8,
+                ) -> Result<bool> {
+                    let mut tx = self.begin_off_feed().await?;
+                    let claimed = sqlx::query(sql::CLAIM_ALERT)
+                        .bind(scope.as_str())
+                        .bind(scope_id)
+                        .bind(period_start)
+                        .bind(i64::from(threshold_pct))
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(claimed == 1)
+                }
+
                 async fn spend(
                     &self,
                     scope: SpendScope,

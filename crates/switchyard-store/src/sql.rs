@@ -94,3 +94,9 @@ pub(crate) const ADD_SPEND: &str = "INSERT INTO spend \
     updated_at = excluded.updated_at";
 pub(crate) const SPEND: &str = "SELECT spent_micros FROM spend \
     WHERE scope = $1 AND scope_id = $2 AND period_start = $3";
+
+/// Claims the alert of scope `$1`, id `$2`, period `$3`, threshold `$4` at `$5`;
+/// a second claim inserts nothing.
+pub(crate) const CLAIM_ALERT: &str = "INSERT INTO budget_alerts \
+    (scope, scope_id, period_start, threshold_pct, claimed_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT DO NOTHING";

@@ -764,7 +764,48 @@ conformance!(
     spend_adds_exactly_per_scope_and_period,
     live_keys_page_unrevoked_keys_with_working_secrets,
     change_feed_trims_and_never_reuses_seq,
+    an_alert_is_claimed_once,
 );
+
+async fn an_alert_is_claimed_once(store: &dyn Store) {
+    assert!(
+        store
+            .claim_alert(SpendScope::Key, "key_a", 100, 80)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_alert(SpendScope::Key, "key_a", 100, 80)
+            .await
+            .unwrap()
+    );
+    // Another threshold, period, id or scope is another alert.
+    assert!(
+        store
+            .claim_alert(SpendScope::Key, "key_a", 100, 95)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_alert(SpendScope::Key, "key_a", 200, 80)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_alert(SpendScope::Key, "key_b", 100, 80)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_alert(SpendScope::Team, "key_a", 100, 80)
+            .await
+            .unwrap()
+    );
+}
 
 /// Two stores on one SQLite file (a server and the offline CLI) write at once: the
 /// second writer waits for the lock instead of failing.

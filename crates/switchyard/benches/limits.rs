@@ -90,6 +90,7 @@ fn world() -> World {
             store,
             1 << 20,
             Duration::from_secs(3600),
+            None,
             Default::default(),
         );
         let limiter = Limiter::new(&RateLimits::default(), queue, None, &Metrics::new());

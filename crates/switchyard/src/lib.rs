@@ -6,6 +6,7 @@
 //! `ARCHITECTURE.md` draws the request flow; [`api`] lists the layers in order.
 
 pub mod admission;
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cache;

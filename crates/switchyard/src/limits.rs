@@ -509,6 +509,8 @@ struct Taken {
 struct Held {
     scope: SpendScope,
     id: Arc<str>,
+    /// The budget, micro-USD, for spend alerts.
+    limit: i64,
     cell: Arc<BudgetCell>,
     /// Reserved in the cell here (0 when Redis holds the reservation).
     reserved: i64,
@@ -558,6 +560,7 @@ impl Reservation {
                 *held = Some(Held {
                     scope: claim.spend_scope,
                     id: claim.id.clone(),
+                    limit: claim.budget.limit,
                     cell: claim.budget.cell.clone(),
                     reserved: 0,
                     period_start: claim.start,
@@ -665,6 +668,7 @@ impl Reservation {
             *held = Some(Held {
                 scope: claim.spend_scope,
                 id: claim.id,
+                limit: claim.budget.limit,
                 cell: claim.budget.cell,
                 reserved: cost,
                 period_start: claim.start,
@@ -694,6 +698,7 @@ impl Reservation {
                 self.spend.push(Spent {
                     scope: held.scope,
                     id: held.id,
+                    limit: held.limit,
                     period_start: held.period_start,
                     micros: cost,
                     cell: held.cell,

@@ -140,6 +140,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         keys.store().clone(),
         config.store.spend_queue,
         config.store.flush_interval,
+        config
+            .alerts
+            .as_ref()
+            .map(|alerts| Arc::new(crate::alerts::Alerts::new(alerts))),
         internal.clone(),
     );
     let shared = match &config.redis {

@@ -48,6 +48,8 @@ pub struct Config {
     pub store: Store,
     /// The usage log; `None` when turned off.
     pub usage: Option<Usage>,
+    /// Spend alerts; `None` without a webhook.
+    pub alerts: Option<Alerts>,
     /// Rate limits over every caller, per model, and for keys without their own.
     pub limits: RateLimits,
     /// Redis, when limits are shared across replicas.
@@ -177,6 +179,19 @@ pub struct Usage {
     pub retention: Option<Duration>,
     /// How long the hourly rollups are kept; `None`: forever.
     pub rollup_retention: Option<Duration>,
+}
+
+/// `alerts:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    /// Where alerts are posted.
+    pub webhook_url: String,
+    /// Percentages of a budget that raise an alert, ascending.
+    pub thresholds: Vec<u8>,
+    /// How long one post may take.
+    pub timeout: Duration,
+    /// How many times a failed post is tried again.
+    pub retries: u32,
 }
 
 /// `redis:` with defaults applied.

@@ -18,7 +18,9 @@ pub use admission::AdmissionConfig;
 mod cache;
 pub use cache::{CacheBackend, CacheConfig, CacheScope, ModelCacheConfig, ModelSemanticConfig};
 mod store;
-pub use store::{LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig, UsageConfig};
+pub use store::{
+    AlertsConfig, LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig, UsageConfig,
+};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +35,9 @@ pub struct ConfigFile {
     /// The usage log.
     #[serde(default)]
     pub usage: UsageConfig,
+    /// Spend alerts.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Rate limits over every caller, per model, and for keys without their own.
     #[serde(default)]
     pub limits: LimitsConfig,

@@ -167,6 +167,7 @@ impl Validator<'_> {
         let virtual_keys = self.virtual_keys(&file.auth);
         let store = self.store(file.store);
         let usage = self.usage(file.usage);
+        let alerts = self.alerts(file.alerts);
         let limits = self.rate_limits(&file.limits, &models);
         let redis = self.redis(file.redis);
         let cache = file.cache.map(|raw| self.cache(raw, redis.is_some()));
@@ -178,6 +179,7 @@ impl Validator<'_> {
             keys,
             store,
             usage,
+            alerts,
             limits,
             redis,
             providers,

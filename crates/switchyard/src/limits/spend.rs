@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::BudgetCell;
+use crate::alerts::Alerts;
 
 /// Money spent by a key or team, on its way to the store.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub struct Spent {
     pub scope: SpendScope,
     /// Its id.
     pub id: Arc<str>,
+    /// Its budget, micro-USD.
+    pub limit: i64,
     /// The start of the budget period it counts in.
     pub period_start: i64,
     /// How much, in micro-USD.
@@ -54,6 +57,7 @@ impl SpendQueue {
 /// One row of a batch: its amount and the cells counting it.
 struct Pending {
     micros: i64,
+    limit: i64,
     cell: Arc<BudgetCell>,
 }
 
@@ -64,10 +68,11 @@ pub fn start(
     store: Arc<dyn Store>,
     capacity: usize,
     every: Duration,
+    alerts: Option<Arc<Alerts>>,
     stop: CancellationToken,
 ) -> (SpendQueue, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let task = tokio::spawn(write(store, rx, every, stop));
+    let task = tokio::spawn(write(store, rx, every, alerts, stop));
     (SpendQueue { tx }, task)
 }
 
@@ -78,6 +83,7 @@ async fn write(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Spent>,
     every: Duration,
+    alerts: Option<Arc<Alerts>>,
     stop: CancellationToken,
 ) {
     let mut batch: HashMap<Row, Pending> = HashMap::new();
@@ -95,14 +101,15 @@ async fn write(
             add(&mut batch, spent);
         }
         if !batch.is_empty() {
-            failing = flush(store.as_ref(), &mut batch, failing).await;
+            failing = flush(store.as_ref(), &mut batch, failing, alerts.as_deref()).await;
         }
     }
     while let Ok(spent) = rx.try_recv() {
         add(&mut batch, spent);
     }
     if !batch.is_empty() {
-        let _ = tokio::time::timeout(LAST_FLUSH, flush(store.as_ref(), &mut batch, failing)).await;
+        let flushed = flush(store.as_ref(), &mut batch, failing, alerts.as_deref());
+        let _ = tokio::time::timeout(LAST_FLUSH, flushed).await;
         if !batch.is_empty() {
             tracing::error!(
                 rows = batch.len(),
@@ -118,13 +125,20 @@ fn add(batch: &mut HashMap<Row, Pending>, spent: Spent) {
         .and_modify(|p| p.micros += spent.micros)
         .or_insert(Pending {
             micros: spent.micros,
+            limit: spent.limit,
             cell: spent.cell,
         });
 }
 
-/// Writes `batch`; on success empties it and brings each cell up to the
-/// store's total. Answers whether the store is failing (logged once a spell).
-async fn flush(store: &dyn Store, batch: &mut HashMap<Row, Pending>, failing: bool) -> bool {
+/// Writes `batch`; on success empties it, brings each cell up to the store's
+/// total, and has `alerts` look at each total. Answers whether the store is
+/// failing (logged once a spell).
+async fn flush(
+    store: &dyn Store,
+    batch: &mut HashMap<Row, Pending>,
+    failing: bool,
+    alerts: Option<&Alerts>,
+) -> bool {
     let deltas: Vec<SpendDelta> = batch
         .iter()
         .map(|((scope, id, period), pending)| SpendDelta {
@@ -146,6 +160,11 @@ async fn flush(store: &dyn Store, batch: &mut HashMap<Row, Pending>, failing: bo
     for ((scope, id, period), pending) in batch.drain() {
         let total = store.spend(scope, &id, period).await.ok();
         pending.cell.flushed(period, pending.micros, total);
+        if let (Some(alerts), Some(total)) = (alerts, total) {
+            alerts
+                .spent(store, scope, &id, period, pending.limit, total)
+                .await;
+        }
     }
     false
 }

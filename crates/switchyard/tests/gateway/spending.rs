@@ -1,8 +1,8 @@
 //! Rate limits and budgets of virtual keys and teams: requests and tokens
 //! per minute refused at the limit with OpenAI's headers, a budget that
 //! concurrent requests cannot overspend, and a stored spend that equals the
-//! sum of the requests' costs to the micro-dollar. Each test runs on SQLite
-//! and on PostgreSQL.
+//! sum of the requests' costs to the micro-dollar, and spend alerts sent once
+//! per threshold to a webhook. Each test runs on SQLite and on PostgreSQL.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,7 @@ on_both_stores!(
     a_teams_limit_is_shared_by_its_keys,
     concurrent_requests_cannot_overspend_and_the_store_holds_the_exact_sum,
     failed_requests_cost_nothing_and_cut_streams_what_they_used,
+    each_spend_threshold_is_alerted_once_across_replicas,
 );
 
 async fn a_key_with_rpm_60_gets_60_of_200_rapid_requests(backend: Backend) {
@@ -234,4 +235,84 @@ async fn failed_requests_cost_nothing_and_cut_streams_what_they_used(backend: Ba
         cut > 0 && cut < first,
         "cut stream cost {cut}, whole answer {first}"
     );
+}
+
+/// A webhook receiver on 127.0.0.1: every JSON body posted to it, in order.
+/// It answers the first post 503 (so the sender must try again), then 200.
+async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let posts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let seen = posts.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                let mut posts = seen.lock().unwrap();
+                posts.push(body);
+                if posts.len() == 1 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posts)
+}
+
+/// A key spends past 50 % and 75 % of its budget on one replica, then more on
+/// a second: the webhook gets exactly one alert per threshold (the first post
+/// refused and tried again), however often either replica flushes.
+async fn each_spend_threshold_is_alerted_once_across_replicas(backend: Backend) {
+    let store = TestStore::new(backend);
+    let mock = harness::mock(&["--completion-tokens", "10"]);
+    let (url, posts) = webhook().await;
+    let extra = format!("alerts:\n  webhook_url: {url}\n  thresholds: [75, 50]\n");
+    let gw = harness::gateway(&config(&mock, &store, &extra));
+    let other = harness::gateway(&config(&mock, &store, &extra));
+    let body = json!({ "model": "gpt-4.1", "max_tokens": 10,
+                       "messages": [{ "role": "user", "content": "hello there" }] });
+    let (probe, _) = store.create_key("probe", &[]);
+    known(&gw, &probe).await;
+    let (_, _, answer) = ask(&gw, &probe, &body).await;
+    let each = cost_of(&answer);
+    // Twelve requests' worth: nine on one replica (75 %), one on the other.
+    let budget = format!("{:.6}", (each * 12) as f64 / 1e6);
+    let (key, id) = store.create_key("budgeted", &["--budget-usd", &budget]);
+    known(&gw, &key).await;
+    known(&other, &key).await;
+    for _ in 0..9 {
+        assert_eq!(ask(&gw, &key, &body).await.0, 200);
+    }
+    assert_eq!(ask(&other, &key, &body).await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while posts.lock().unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "{:?}", posts.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Both replicas flush spend every 100 ms: give them a few rounds.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let posts = posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 3, "{posts:?}");
+    let mut delivered: Vec<i64> = posts[1..]
+        .iter()
+        .map(|p| p["threshold_pct"].as_i64().unwrap())
+        .collect();
+    delivered.sort_unstable();
+    assert_eq!(delivered, [50, 75], "{posts:?}");
+    // The refused post was sent again, the same.
+    assert!(posts[1..].contains(&posts[0]), "{posts:?}");
+    for post in &posts {
+        assert_eq!(post["scope"], "key");
+        assert_eq!(post["id"], id.as_str());
+        assert!(
+            post["text"].as_str().unwrap().contains("budget alert"),
+            "{post}"
+        );
+        assert!(post["spent_usd"].as_f64().unwrap() <= post["budget_usd"].as_f64().unwrap());
+    }
 }

@@ -46,6 +46,20 @@ pub struct UsageConfig {
     pub rollup_retention: Option<HumanDuration>,
 }
 
+/// `alerts:`: spend alerts to a webhook.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Where alerts are posted (Slack-compatible JSON); absent: no alerts.
+    pub webhook_url: Option<String>,
+    /// Percentages of a budget that raise an alert when spend reaches them (default [80, 95]).
+    pub thresholds: Option<Vec<u8>>,
+    /// How long one post may take (default 5s).
+    pub timeout: Option<HumanDuration>,
+    /// How many times a failed post is tried again, after 1s, 2s, 4s, … (default 5).
+    pub retries: Option<u32>,
+}
+
 /// `limits:`: rate limits beyond each key's and team's own.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use crate::config::problems::unknown;
 use crate::config::raw::{
-    AuthConfig, LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig, UsageConfig,
+    AlertsConfig, AuthConfig, LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig,
+    UsageConfig,
 };
 use crate::config::units::HumanDuration;
-use crate::config::{Model, RateLimits, Redis, Store, Usage, VirtualKeys};
+use crate::config::{Alerts, Model, RateLimits, Redis, Store, Usage, VirtualKeys};
 use crate::limits::Rates;
 
 /// The store when `store.url` is not set: a SQLite file in the working directory.
@@ -37,6 +38,11 @@ const DEFAULT_USAGE_BUFFER: usize = 100_000;
 const DEFAULT_SPILL_FILE: &str = "switchyard-usage.spill.jsonl";
 const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 const DEFAULT_ROLLUP_RETENTION: Duration = Duration::from_secs(400 * 86_400);
+
+/// How long a spend alert's post may take, and how many times it is tried
+/// again, when `alerts:` does not say.
+const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_ALERT_RETRIES: u32 = 5;
 
 /// How long a request waits on Redis when `redis.timeout` is not set.
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
@@ -140,6 +146,36 @@ impl Validator<'_> {
             self.error(&["usage", "spill_file"], "`spill_file` must not be empty");
         }
         raw.enabled.unwrap_or(true).then_some(usage)
+    }
+
+    /// `alerts:`; `None` without a webhook.
+    pub(super) fn alerts(&mut self, raw: AlertsConfig) -> Option<Alerts> {
+        let url = raw.webhook_url.filter(|u| !u.trim().is_empty())?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            self.error(
+                &["alerts", "webhook_url"],
+                "`webhook_url` must start with `http://` or `https://`",
+            );
+        }
+        let mut thresholds = raw.thresholds.unwrap_or_else(|| vec![80, 95]);
+        if thresholds.is_empty() || thresholds.iter().any(|&t| t == 0 || t > 100) {
+            self.error(
+                &["alerts", "thresholds"],
+                "`thresholds` must be percentages from 1 to 100",
+            );
+        }
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        let timeout = HumanDuration::or(raw.timeout, DEFAULT_ALERT_TIMEOUT);
+        if timeout.is_zero() {
+            self.error(&["alerts", "timeout"], "`timeout` must be more than 0");
+        }
+        Some(Alerts {
+            webhook_url: url,
+            thresholds,
+            timeout,
+            retries: raw.retries.unwrap_or(DEFAULT_ALERT_RETRIES),
+        })
     }
 
     /// `limits:`: every model it names must exist, every limit be at least 1.
