@@ -7,9 +7,11 @@
 //! on stdout, so a script can capture it; `--json` prints the same JSON as the
 //! admin API.
 //!
-//! `switchyard prices` (in `prices.rs`) prints a price list.
+//! `switchyard prices` (in `prices.rs`) prints a price list; `switchyard
+//! report` (in `report.rs`) reports usage and cost from the store.
 
 mod prices;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,16 +30,25 @@ use crate::keys::admin::{self, AdminError};
 use crate::keys::broadcast;
 
 pub use prices::{PricesArgs, prices};
+pub use report::{ReportArgs, report};
 
 /// Where the store is.
 #[derive(Debug, Args)]
-pub struct StoreArgs {
+pub struct StoreAt {
     /// The store (`sqlite://…` or `postgres://…`); default: the config's `store.url`.
     #[arg(long, global = true, env = "SWITCHYARD_STORE_URL")]
     store: Option<String>,
     /// The YAML configuration whose `store.url` is used.
     #[arg(long, short, global = true, env = "SWITCHYARD_CONFIG")]
     config: Option<PathBuf>,
+}
+
+/// Where the store is, and how answers are printed.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Where the store is.
+    #[command(flatten)]
+    at: StoreAt,
     /// Print JSON, as the admin API answers.
     #[arg(long, global = true)]
     json: bool,
@@ -184,7 +195,7 @@ pub struct LimitFields {
 
 /// Runs `switchyard keys …`.
 pub async fn keys(command: KeysCommand, args: StoreArgs) -> ExitCode {
-    let Some(opened) = open(&args).await else {
+    let Some(opened) = open(&args.at).await else {
         return ExitCode::FAILURE;
     };
     let writes = !matches!(command, KeysCommand::List { .. } | KeysCommand::Show { .. });
@@ -293,7 +304,7 @@ async fn keys_on(store: &dyn Store, command: KeysCommand, json: bool) -> ExitCod
 
 /// Runs `switchyard teams …`.
 pub async fn teams(command: TeamsCommand, args: StoreArgs) -> ExitCode {
-    let Some(opened) = open(&args).await else {
+    let Some(opened) = open(&args.at).await else {
         return ExitCode::FAILURE;
     };
     let writes = !matches!(
@@ -392,11 +403,11 @@ impl Opened {
 }
 
 /// Opens the store named by `--store`, or by the configuration.
-async fn open(args: &StoreArgs) -> Option<Opened> {
-    let (url, options, announce) = match &args.store {
+async fn open(at: &StoreAt) -> Option<Opened> {
+    let (url, options, announce) = match &at.store {
         Some(url) => (url.clone(), switchyard_store::StoreOptions::default(), None),
         None => {
-            let checked = config::load(&Source::resolve(args.config.clone()));
+            let checked = config::load(&Source::resolve(at.config.clone()));
             let Some(config) = checked.config else {
                 eprint!("{}", checked.problems);
                 eprintln!("the configuration is not valid (or pass --store URL)");

@@ -1,4 +1,5 @@
-//! The `switchyard` command line: `serve`, `check`, `mock`, `keys`, `teams`, `prices`.
+//! The `switchyard` command line: `serve`, `check`, `mock`, `keys`, `teams`, `prices`,
+//! `report`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ enum Command {
     },
     /// Print the built-in price list (or check and print another with --file).
     Prices(cli::PricesArgs),
+    /// Usage and cost from the store, grouped; --reprice: at another price list.
+    Report(cli::ReportArgs),
     /// Run the fake provider (OpenAI wire format) for tests and benchmarks.
     Mock {
         /// Address to listen on.
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Keys { command, store } => offline(cli::keys(command, store)),
         Command::Teams { command, store } => offline(cli::teams(command, store)),
         Command::Prices(args) => cli::prices(&args),
+        Command::Report(args) => offline(cli::report(args)),
     }
 }
 

@@ -19,6 +19,7 @@
 //! even the spill file cannot be written.
 
 mod convert;
+pub mod report;
 mod spill;
 mod writer;
 

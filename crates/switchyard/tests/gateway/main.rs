@@ -22,6 +22,7 @@ mod limits;
 mod overload;
 mod random_keys;
 mod records;
+mod report;
 mod resilience;
 mod routing;
 mod shadow;

@@ -7,7 +7,7 @@
 //! micro-USD (`cost_micros`), with `cost_usd` beside it in the cost report.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -24,7 +24,8 @@ use switchyard_providers::openai::InvalidRequest;
 
 use crate::error::GatewayError;
 use crate::keys::admin::AdminError;
-use crate::keys::admin::views::{rfc3339, usd};
+use crate::keys::admin::views::rfc3339;
+use crate::usage::report::{self, COST_COLUMNS, cost_values};
 
 /// Records per page when `limit` is not given, and at most.
 const DEFAULT_PAGE: u32 = 100;
@@ -142,7 +143,7 @@ pub async fn costs(
 ) -> Result<Response, GatewayError> {
     let to = match query.to.as_deref() {
         Some(text) => instant("to", text)?,
-        None => now_secs() + 1,
+        None => report::now_secs() + 1,
     };
     let from = match query.from.as_deref() {
         Some(text) => instant("from", text)?,
@@ -201,7 +202,7 @@ pub async fn costs(
         }
         Format::Csv => {
             let mut header: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-            header.extend(COST_HEADER.map(str::to_owned));
+            header.extend(COST_COLUMNS.map(str::to_owned));
             let mut lines = vec![header];
             lines.extend(rows.iter().map(|row| cost_row(&cost_query.group_by, row)));
             csv(&lines)
@@ -211,34 +212,16 @@ pub async fn costs(
 
 /// A time of a query, in unix seconds.
 fn instant(param: &str, text: &str) -> Result<i64, GatewayError> {
-    if let Ok(secs) = text.parse::<i64>() {
-        return Ok(secs);
-    }
-    let full = if text.len() == 10 {
-        format!("{text}T00:00:00Z")
-    } else {
-        text.to_owned()
-    };
-    humantime::parse_rfc3339_weak(&full)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .ok_or_else(|| {
-            invalid(
-                param,
-                format!("`{param}` must be RFC 3339, a date (YYYY-MM-DD) or unix seconds"),
-            )
-        })
+    report::unix_seconds(text).ok_or_else(|| {
+        invalid(
+            param,
+            format!("`{param}` must be RFC 3339, a date (YYYY-MM-DD) or unix seconds"),
+        )
+    })
 }
 
 fn millis(secs: i64) -> i64 {
     secs.saturating_mul(1000)
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A `cursor` of `/admin/usage`: `<at>.<id>`, as `next_cursor` gave it.
@@ -265,30 +248,15 @@ fn invalid(param: &str, message: impl Into<String>) -> GatewayError {
     })
 }
 
-/// The value of a group's dimension, for people: days and hours as dates.
-fn group_value(group: GroupBy, value: &str) -> String {
-    let at = || {
-        value
-            .parse::<i64>()
-            .map(rfc3339)
-            .unwrap_or_else(|_| value.to_owned())
-    };
-    match group {
-        GroupBy::Day => at().chars().take(10).collect(),
-        GroupBy::Hour => at(),
-        _ => value.to_owned(),
-    }
-}
-
 fn cost_json(groups: &[GroupBy], row: &CostRow) -> Value {
     let mut object = Map::new();
     for (group, value) in groups.iter().zip(&row.group) {
         object.insert(
             group.as_str().to_owned(),
-            Value::from(group_value(*group, value)),
+            Value::from(report::label(*group, value)),
         );
     }
-    for (name, value) in COST_HEADER.iter().zip(cost_values(row)) {
+    for (name, value) in COST_COLUMNS.iter().zip(cost_values(row)) {
         object.insert((*name).to_owned(), value);
     }
     Value::Object(object)
@@ -298,57 +266,10 @@ fn cost_row(groups: &[GroupBy], row: &CostRow) -> Vec<String> {
     let mut line: Vec<String> = groups
         .iter()
         .zip(&row.group)
-        .map(|(g, v)| group_value(*g, v))
+        .map(|(g, v)| report::label(*g, v))
         .collect();
-    line.extend(cost_values(row).iter().map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }));
+    line.extend(cost_values(row).iter().map(report::cell));
     line
-}
-
-/// The columns of a cost row after its dimensions.
-const COST_HEADER: [&str; 14] = [
-    "requests",
-    "errors",
-    "cache_hits",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "output_tokens",
-    "cost_micros",
-    "cost_usd",
-    "saved_micros",
-    "saved_usd",
-    "avg_latency_ms",
-    "error_rate",
-];
-
-fn cost_values(row: &CostRow) -> [Value; 14] {
-    let per_request = |n: i64| {
-        if row.requests == 0 {
-            0.0
-        } else {
-            n as f64 / row.requests as f64
-        }
-    };
-    [
-        row.requests.into(),
-        row.errors.into(),
-        row.cache_hits.into(),
-        row.input_tokens.into(),
-        row.cached_input_tokens.into(),
-        row.cache_write_tokens.into(),
-        row.reasoning_tokens.into(),
-        row.output_tokens.into(),
-        row.cost_micros.into(),
-        usd(row.cost_micros).into(),
-        row.saved_micros.into(),
-        usd(row.saved_micros).into(),
-        (per_request(row.latency_us) / 1000.0).into(),
-        per_request(row.errors).into(),
-    ]
 }
 
 /// The columns of a usage record in CSV.
