@@ -68,6 +68,11 @@ async fn records_round_trip_and_are_written_once(store: &dyn Store) {
     // The same batch again (a write whose commit was not acknowledged, a replay).
     assert_eq!(store.insert_usage(&batch).await.unwrap(), 0);
     assert_eq!(store.insert_usage(&[]).await.unwrap(), 0);
+    // A batch of an old record and a new one: only the new one is added.
+    let fresh = record(9, HOUR * 1000 + 9);
+    let mixed = [batch[1].clone(), fresh.clone()];
+    assert_eq!(store.insert_usage(&mixed).await.unwrap(), 1);
+    batch.push(fresh);
 
     let page = store
         .usage(&UsageFilter::default(), None, 10)
@@ -82,7 +87,7 @@ async fn records_round_trip_and_are_written_once(store: &dyn Store) {
     assert_eq!(total.len(), 1);
     let t = &total[0];
     assert!(t.group.is_empty());
-    assert_eq!((t.requests, t.errors, t.cache_hits), (3, 1, 1));
+    assert_eq!((t.requests, t.errors, t.cache_hits), (4, 1, 1));
     assert_eq!(
         (
             t.input_tokens,
@@ -90,10 +95,10 @@ async fn records_round_trip_and_are_written_once(store: &dyn Store) {
             t.reasoning_tokens,
             t.output_tokens
         ),
-        (300, 120, 15, 60)
+        (400, 160, 20, 80)
     );
-    assert_eq!((t.cost_micros, t.saved_micros), (3_003, 77));
-    assert_eq!(t.latency_us, 4_500);
+    assert_eq!((t.cost_micros, t.saved_micros), (4_012, 77));
+    assert_eq!(t.latency_us, 6_000);
 }
 
 async fn costs_group_and_filter(store: &dyn Store) {

@@ -88,6 +88,68 @@ macro_rules! usage_backend {
                     .bind(r.stream)
             }
 
+            /// Which records of a batch an insert stored.
+            enum Inserted {
+                /// Every one.
+                All,
+                /// Those with these ids.
+                Only(std::collections::HashSet<String>),
+            }
+
+            impl Inserted {
+                fn has(&self, id: &str) -> bool {
+                    match self {
+                        Self::All => true,
+                        Self::Only(ids) => ids.contains(id),
+                    }
+                }
+
+                fn count(&self, of: usize) -> u64 {
+                    match self {
+                        Self::All => of as u64,
+                        Self::Only(ids) => ids.len() as u64,
+                    }
+                }
+            }
+
+            /// Inserts `records` in `tx`, a few statements of fixed sizes.
+            /// With `learn`, answers the ids inserted (those stored already
+            /// skipped); without, [`Inserted::All`] when every record was new
+            /// and `None` when one was not (`tx` must then be undone).
+            async fn insert_records(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                records: &[UsageRecord],
+                learn: bool,
+            ) -> Result<Option<Inserted>> {
+                let anonymous = <$db as sqlx::Database>::NAME == "SQLite";
+                let mut inserted = std::collections::HashSet::new();
+                let mut rest = records;
+                while !rest.is_empty() {
+                    let rows = sql::INSERT_SIZES
+                        .into_iter()
+                        .find(|&n| n <= rest.len())
+                        .unwrap_or(1);
+                    let (chunk, after) = rest.split_at(rows);
+                    rest = after;
+                    let mut insert = sqlx::query(sql::insert_records(rows, anonymous, learn));
+                    for r in chunk {
+                        insert = bind_record(insert, r);
+                    }
+                    if learn {
+                        for row in insert.fetch_all(&mut **tx).await? {
+                            inserted.insert(row.try_get::<String, _>(0)?);
+                        }
+                    } else if insert.execute(&mut **tx).await?.rows_affected() != rows as u64 {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(if learn {
+                    Inserted::Only(inserted)
+                } else {
+                    Inserted::All
+                }))
+            }
+
             /// The SQL of a grouping dimension, as text.
             fn dimension(group: GroupBy) -> &'static str {
                 match group {
@@ -107,27 +169,23 @@ macro_rules! usage_backend {
                     if records.is_empty() {
                         return Ok(0);
                     }
+                    // Most batches are new records: inserted without asking
+                    // which were. When some were stored already (a batch
+                    // written again, a spill file read back), the batch is
+                    // undone and inserted again, learning which ids are new,
+                    // so that only those are added to the rollups.
                     let mut tx = self.begin_off_feed().await?;
-                    let mut inserted = std::collections::HashSet::new();
-                    let mut rest = records;
-                    while !rest.is_empty() {
-                        let rows = sql::INSERT_SIZES
-                            .into_iter()
-                            .find(|&n| n <= rest.len())
-                            .unwrap_or(1);
-                        let (chunk, after) = rest.split_at(rows);
-                        rest = after;
-                        let anonymous = <$db as sqlx::Database>::NAME == "SQLite";
-                        let mut insert = sqlx::query(sql::insert_records(rows, anonymous));
-                        for r in chunk {
-                            insert = bind_record(insert, r);
+                    let inserted = match insert_records(&mut tx, records, false).await? {
+                        Some(all) => all,
+                        None => {
+                            tx.rollback().await?;
+                            tx = self.begin_off_feed().await?;
+                            insert_records(&mut tx, records, true)
+                                .await?
+                                .unwrap_or(Inserted::Only(Default::default()))
                         }
-                        let ids = insert.fetch_all(&mut *tx).await?;
-                        for row in &ids {
-                            inserted.insert(row.try_get::<String, _>(0)?);
-                        }
-                    }
-                    let new = records.iter().filter(|r| inserted.contains(&r.id));
+                    };
+                    let new = records.iter().filter(|r| inserted.has(&r.id));
                     let rows: Vec<_> = rollups(new).into_iter().collect();
                     for chunk in rows.chunks(sql::ROLLUPS_PER_STATEMENT) {
                         let mut upsert = QueryBuilder::<$db>::new("INSERT INTO usage_rollup (");
@@ -156,7 +214,7 @@ macro_rules! usage_backend {
                         upsert.build().execute(&mut *tx).await?;
                     }
                     tx.commit().await?;
-                    Ok(inserted.len() as u64)
+                    Ok(inserted.count(records.len()))
                 }
 
                 async fn usage(

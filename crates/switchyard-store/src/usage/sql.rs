@@ -22,22 +22,24 @@ const RECORD_COLUMNS: usize = 27;
 pub(crate) const INSERT_SIZES: [usize; 3] = [256, 16, 1];
 
 /// The insert of `rows` records (one of [`INSERT_SIZES`]); a record already
-/// stored is skipped, and the ids of those inserted are returned. SQLite's
-/// placeholders are anonymous (`?`): it looks a numbered one up by a walk of
-/// every name before it, which a statement of thousands makes quadratic.
-pub(crate) fn insert_records(rows: usize, anonymous: bool) -> &'static str {
-    static TEXTS: std::sync::OnceLock<[[String; 3]; 2]> = std::sync::OnceLock::new();
+/// stored is skipped, and with `returning` the ids of those inserted are
+/// answered. SQLite's placeholders are anonymous (`?`): it looks a numbered one
+/// up by a walk of every name before it, which a statement of thousands makes
+/// quadratic.
+pub(crate) fn insert_records(rows: usize, anonymous: bool, returning: bool) -> &'static str {
+    type Texts = [[[String; 3]; 2]; 2];
+    static TEXTS: std::sync::OnceLock<Texts> = std::sync::OnceLock::new();
     let texts = TEXTS.get_or_init(|| {
-        [
-            INSERT_SIZES.map(|rows| insert_text(rows, false)),
-            INSERT_SIZES.map(|rows| insert_text(rows, true)),
-        ]
+        [false, true].map(|anonymous| {
+            [false, true]
+                .map(|returning| INSERT_SIZES.map(|rows| insert_text(rows, anonymous, returning)))
+        })
     });
     let at = INSERT_SIZES.iter().position(|&n| n == rows).unwrap_or(2);
-    &texts[usize::from(anonymous)][at]
+    &texts[usize::from(anonymous)][usize::from(returning)][at]
 }
 
-fn insert_text(rows: usize, anonymous: bool) -> String {
+fn insert_text(rows: usize, anonymous: bool, returning: bool) -> String {
     use std::fmt::Write as _;
     let mut text = concat!(
         "INSERT INTO usage_records (",
@@ -57,7 +59,10 @@ fn insert_text(rows: usize, anonymous: bool) -> String {
         }
         text.push(')');
     }
-    text.push_str(" ON CONFLICT (at, id) DO NOTHING RETURNING id");
+    text.push_str(" ON CONFLICT (at, id) DO NOTHING");
+    if returning {
+        text.push_str(" RETURNING id");
+    }
     text
 }
 
