@@ -112,6 +112,11 @@ pub(super) async fn handle(
         output: EXPECTED_OUTPUT_TOKENS,
     };
     cx.requested(inbound.model(), inbound.stream(), tokens.input);
+    if cx.record().tags.is_none()
+        && let Some(tags) = read::tags_in(&body)
+    {
+        cx.tagged(tags);
+    }
 
     // 3. route
     let routes = &settings.routes;

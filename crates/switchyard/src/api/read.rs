@@ -106,6 +106,32 @@ pub(super) fn task_in(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Probe>(body).ok()?.metadata?.task
 }
 
+/// `metadata.tags` of a body — a comma-separated string or an array of
+/// strings — as an `x-switchyard-tags` value, for the usage log. The body is
+/// read again only when it mentions `"metadata"` (a vectorised search).
+pub(super) fn tags_in(body: &[u8]) -> Option<HeaderValue> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Tags {
+        Joined(String),
+        Each(Vec<String>),
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        tags: Option<Tags>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        metadata: Option<Metadata>,
+    }
+    memchr::memmem::find(body, b"\"metadata\"")?;
+    let joined = match serde_json::from_slice::<Probe>(body).ok()?.metadata?.tags? {
+        Tags::Joined(text) => text,
+        Tags::Each(tags) => tags.join(","),
+    };
+    HeaderValue::from_str(&joined).ok()
+}
+
 /// Every `anthropic-beta` header of the client, joined.
 pub(super) fn anthropic_beta(headers: &HeaderMap) -> Option<HeaderValue> {
     let mut values = headers.get_all(&ANTHROPIC_BETA).iter();
@@ -126,6 +152,22 @@ pub(super) fn anthropic_beta(headers: &HeaderMap) -> Option<HeaderValue> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_read_from_metadata_as_a_string_or_an_array() {
+        let tags = |body: &str| tags_in(body.as_bytes()).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            tags(r#"{"model":"m","metadata":{"tags":"a, b"}}"#).as_deref(),
+            Some("a, b")
+        );
+        assert_eq!(
+            tags(r#"{"metadata":{"tags":["a","b"],"user":"u"}}"#).as_deref(),
+            Some("a,b")
+        );
+        assert_eq!(tags(r#"{"metadata":{"task":"x"}}"#), None);
+        assert_eq!(tags(r#"{"model":"m"}"#), None);
+        assert_eq!(tags(r#"{"metadata":{"tags":7}}"#), None);
+    }
 
     #[test]
     fn every_anthropic_beta_header_is_passed_on() {

@@ -46,12 +46,14 @@ async fn chat(gw: &Process, key: &str, text: &str, tags: &str) -> (u16, Value) {
     (status, body["usage"].clone())
 }
 
-/// A streamed chat of `key` asking for the usage chunk: its usage.
+/// A streamed chat of `key` asking for the usage chunk, tagged in its
+/// `metadata`: its usage.
 async fn stream(gw: &Process, key: &str, text: &str) -> Value {
     let body = json!({
         "model": "gpt-4.1",
         "stream": true,
         "stream_options": { "include_usage": true },
+        "metadata": { "tags": ["batch"] },
         "messages": [{ "role": "user", "content": text }],
     });
     let response = client()
@@ -197,7 +199,8 @@ async fn every_request_is_logged_with_its_tokens_and_cost_and_reported(backend: 
         total += cost(prompt, completion);
     }
     assert_eq!(listed[0]["tags"], json!(["support", "eu"]));
-    assert_eq!(listed[5]["tags"], json!([]));
+    // Tags from the body's `metadata.tags` when no header gives them.
+    assert_eq!(listed[5]["tags"], json!(["batch"]));
     assert_eq!(listed[5]["stream"], true);
 
     // The report, from the rollups: the same sums.
@@ -223,8 +226,12 @@ async fn every_request_is_logged_with_its_tokens_and_cost_and_reported(backend: 
             )
         })
         .collect();
-    assert_eq!(tags.len(), 2);
-    assert!(tags.iter().all(|(_, n)| *n == 5), "{tags:?}");
+    let mut tags = tags;
+    tags.sort();
+    assert_eq!(
+        tags,
+        [("batch".into(), 1), ("eu".into(), 5), ("support".into(), 5)]
+    );
     let (_, _, text) = admin(&gw, "/admin/costs?group_by=day").await;
     let by_day: Value = serde_json::from_str(&text).unwrap();
     let day = by_day["rows"][0]["day"].as_str().unwrap();
