@@ -1,8 +1,11 @@
 //! The per-request metrics, black-box: known traffic (answered chats with
 //! known usage, a stream, a cache hit, a 401, an upstream 500, an unknown
 //! model) gives exact counters, token and cost sums and histogram counts,
-//! in a scrape that `promtool check metrics` accepts.
+//! in a scrape that `promtool check metrics` accepts; the alert rules and
+//! their tests pass `promtool`, and the alert rules and the Grafana
+//! dashboard name only metrics the gateway exports.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
@@ -235,4 +238,103 @@ async fn known_traffic_gives_exact_counters_sums_and_counts() {
     );
 
     promtool(&["check", "metrics"], Some(&text));
+}
+
+/// The metric names a scrape shows (a histogram's with its series' suffixes).
+fn exported(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut words = rest.split(' ');
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+            continue;
+        };
+        names.insert(name.to_owned());
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// Every `switchyard_…` name in `text`.
+fn referenced(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("switchyard_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.insert(name);
+    }
+    names
+}
+
+/// Every PromQL expression of a Grafana dashboard (its panels' targets).
+fn expressions(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(expr)) = map.get("expr") {
+                out.push(expr.clone());
+            }
+            map.values().for_each(|v| expressions(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| expressions(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn alert_rules_and_dashboard_use_only_exported_metrics() {
+    promtool(&["check", "rules", "deploy/prometheus/alerts.yml"], None);
+    promtool(
+        &["test", "rules", "deploy/prometheus/alerts.test.yml"],
+        None,
+    );
+
+    let mock = mock(&[]);
+    let gw = world(&mock);
+    let exported = exported(&metrics(&gw).await);
+
+    let alerts = std::fs::read_to_string(repo_root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let in_alerts = referenced(&alerts);
+    assert!(in_alerts.len() >= 5, "{in_alerts:?}");
+    let unknown: Vec<_> = in_alerts.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the alert rules name metrics the gateway does not export: {unknown:?}"
+    );
+
+    let text = std::fs::read_to_string(repo_root().join("deploy/grafana/switchyard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 9));
+    let mut exprs = Vec::new();
+    expressions(&dashboard, &mut exprs);
+    let in_dashboard: BTreeSet<String> = exprs.iter().flat_map(|e| referenced(e)).collect();
+    for needed in [
+        "switchyard_requests_total",
+        "switchyard_request_duration_seconds_bucket",
+        "switchyard_time_to_first_token_seconds_bucket",
+        "switchyard_tokens_total",
+        "switchyard_cost_usd_total",
+        "switchyard_cache_requests_total",
+        "switchyard_circuit_state",
+        "switchyard_usage_records_dropped_total",
+    ] {
+        assert!(
+            in_dashboard.contains(needed),
+            "the dashboard shows no {needed}"
+        );
+    }
+    let unknown: Vec<_> = in_dashboard.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard names metrics the gateway does not export: {unknown:?}"
+    );
 }
