@@ -264,6 +264,11 @@ impl std::fmt::Debug for Directory {
     }
 }
 
+/// The largest of `shares`, 0 when there is none.
+fn largest(shares: impl Iterator<Item = Option<f64>>) -> f64 {
+    shares.flatten().fold(0.0, f64::max)
+}
+
 /// Keys and teams read from the store per page at start-up.
 const LOAD_PAGE: u32 = 1000;
 
@@ -483,6 +488,20 @@ impl Directory {
             period: budget.period,
             cell,
         }))
+    }
+
+    /// The largest share of its budget spent in the period that holds `now`
+    /// (unix seconds) by a key in memory, and by a team: 0 when none has a
+    /// budget.
+    pub fn budgets_spent(&self, now: i64) -> [f64; 2] {
+        let share = |budget: Option<&Budget>| budget.and_then(|b| b.spent_share(now));
+        let keys = self
+            .entries
+            .iter()
+            .map(|(_, key)| share(key.budget.as_ref()));
+        let teams = self.teams.load();
+        let teams = teams.values().map(|team| share(team.budget.as_ref()));
+        [largest(keys), largest(teams)]
     }
 
     /// The team `id`, when it is known and live.

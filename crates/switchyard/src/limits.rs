@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 use switchyard_store::{BudgetPeriod, SpendScope};
 
 use crate::config;
-use crate::keys::{Tenant, unix_now};
+use crate::keys::{Directory, Tenant, unix_now};
 use crate::telemetry::metrics::Metrics;
 use budget::BudgetCell;
 use gcra::{Gcra, Refused, Window};
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 use shared::{Fallback, Shared, SharedHold};
 use spend::{SpendQueue, Spent};
 
@@ -57,6 +57,15 @@ pub struct Budget {
     pub period: BudgetPeriod,
     /// What is spent and reserved.
     pub cell: Arc<BudgetCell>,
+}
+
+impl Budget {
+    /// The share of its cap spent in the period that holds `now` (unix
+    /// seconds), as far as this process knows; `None` for a cap of nothing.
+    pub fn spent_share(&self, now: i64) -> Option<f64> {
+        let spent = self.cell.spent_in(budget::period_start(self.period, now));
+        (self.limit > 0).then(|| spent as f64 / self.limit as f64)
+    }
 }
 
 /// Whose limit refused a request.
@@ -215,6 +224,8 @@ pub struct Limiter {
     /// Redis, when limits are shared across replicas.
     shared: Option<Shared>,
     refused: HashMap<&'static str, Counter>,
+    /// `switchyard_budget_spent_ratio_max{scope="key"}` and `{scope="team"}`.
+    budgets_spent: [Gauge; 2],
 }
 
 /// A request's demand, as stage 4b knows it.
@@ -266,6 +277,13 @@ impl Limiter {
             None,
             "Requests refused by a rate limit or a budget, by reason.",
         );
+        metrics.describe(
+            "switchyard_budget_spent_ratio_max",
+            None,
+            "The largest share of its budget that a key (scope=key) or a team (scope=team) in this process's memory has spent in the current period.",
+        );
+        let budgets_spent = ["key", "team"]
+            .map(|scope| metrics.gauge("switchyard_budget_spent_ratio_max", &[("scope", scope)]));
         Self {
             epoch: Instant::now(),
             global: (config.global, Arc::default()),
@@ -285,7 +303,17 @@ impl Limiter {
                     (*reason, counter)
                 })
                 .collect(),
+            budgets_spent,
         }
+    }
+
+    /// Sets `switchyard_budget_spent_ratio_max` from the budgets of the keys
+    /// and teams `keys` holds in memory (when `/metrics` is read).
+    pub fn export_budgets(&self, keys: &Directory) {
+        let [by_keys, by_teams] = keys.budgets_spent(unix_now());
+        let [key_gauge, team_gauge] = &self.budgets_spent;
+        key_gauge.set(by_keys);
+        team_gauge.set(by_teams);
     }
 
     /// Whether any limit could apply to a request of `tenant` for `model`.

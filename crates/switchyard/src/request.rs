@@ -19,7 +19,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use axum::response::Response;
@@ -36,6 +36,7 @@ use crate::error::{Dialect, ErrorKind, GatewayError};
 use crate::limits::Reservation;
 use crate::pricing::{ModelPrice, Tokens};
 use crate::routing::load::InFlight;
+use crate::telemetry::ModelMeter;
 pub use finish::{Consumer, Finish};
 pub use record::{Ending, FailedAttempt, Principal, RecordedError, RequestRecord, ServedBy};
 
@@ -131,6 +132,16 @@ impl RequestCx {
         self.record.model = Some(model.to_owned());
         self.record.stream = stream;
         self.record.estimated_input_tokens = estimated_input_tokens;
+    }
+
+    /// Notes the model the request was routed to, by its metric handles.
+    pub fn routed(&mut self, meter: &Arc<ModelMeter>) {
+        self.record.meter = Some(meter.clone());
+    }
+
+    /// Adds `time` spent on providers (see [`RequestRecord::upstream`]).
+    pub fn waited(&mut self, time: Duration) {
+        self.record.upstream += time;
     }
 
     /// The deployment that serves the request (or is being tried).

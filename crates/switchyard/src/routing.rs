@@ -41,6 +41,7 @@ use tokio::time::Instant;
 use crate::admission::limit::Limit;
 use crate::config::{CircuitBreaker, Config, HedgeAfter, Outlier, Route, Strategy};
 use crate::error::GatewayError;
+use crate::telemetry::ModelMeter;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::breaker::BreakerConfig;
 use crate::upstream::{ClientError, ProviderClient};
@@ -84,6 +85,8 @@ pub struct ModelRoute {
     pub in_flight: Option<Limit>,
     /// How the response cache treats its answers.
     pub cache: crate::config::ModelCache,
+    /// The handles its requests are counted with.
+    pub meter: Arc<ModelMeter>,
 }
 
 /// A model's hedging: after `after` without a first byte, a second deployment
@@ -258,6 +261,11 @@ impl Routes {
                         .max_in_flight
                         .map(|max| registry.model_limit(&model.name, max)),
                     cache: model.cache.clone(),
+                    meter: Arc::new(ModelMeter::new(
+                        metrics,
+                        &model.name,
+                        &providers_of(config, clients, &model.name),
+                    )),
                 },
             );
         }
@@ -362,6 +370,38 @@ impl Routes {
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
         Ok(Plan::new(self, route, tokens))
     }
+}
+
+/// The providers that may serve a request for `model`: those of its
+/// deployments and, through its fallbacks, of theirs; named as their clients
+/// are (the names the requests' records carry).
+fn providers_of(
+    config: &Config,
+    clients: &HashMap<String, Arc<ProviderClient>>,
+    model: &str,
+) -> Vec<Arc<str>> {
+    let mut models = vec![model];
+    let mut providers: Vec<Arc<str>> = Vec::new();
+    let mut next = 0;
+    while let Some(name) = models.get(next) {
+        next += 1;
+        let Some(model) = config.models.get(*name) else {
+            continue;
+        };
+        for deployment in &model.deployments {
+            if let Some(client) = clients.get(&deployment.provider)
+                && !providers.contains(&client.name)
+            {
+                providers.push(client.name.clone());
+            }
+        }
+        for fallback in &model.fallbacks {
+            if !models.contains(&fallback.as_str()) {
+                models.push(fallback);
+            }
+        }
+    }
+    providers
 }
 
 /// The `# HELP` of the metrics registered here.

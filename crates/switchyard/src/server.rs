@@ -29,8 +29,8 @@ use crate::limits::Limiter;
 use crate::limits::shared::Shared;
 use crate::request::Finish;
 use crate::routing::{Registry, Routes};
-use crate::telemetry::AccessLog;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::{AccessLog, RequestMetrics};
 use crate::upstream::ProviderClient;
 use crate::upstream::attempts::{RetryLive, RetryPolicy};
 
@@ -180,8 +180,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         None => None,
     };
-    // The ends of requests: the access line, then the usage log.
-    let mut consumers: Vec<Arc<dyn crate::request::Consumer>> = vec![Arc::new(AccessLog)];
+    // The ends of requests: the access line, the metrics, then the usage log.
+    let mut consumers: Vec<Arc<dyn crate::request::Consumer>> =
+        vec![Arc::new(AccessLog), Arc::new(RequestMetrics::new(&metrics))];
     let usage_writer = config.usage.as_ref().map(|usage| {
         let (log, writer) =
             crate::usage::start(keys.store().clone(), usage, &metrics, internal.clone());

@@ -92,9 +92,6 @@ impl Ended {
     }
 }
 
-/// The endpoints whose requests are logged: the proxied ones.
-const LOGGED: [&str; 4] = ["chat_completions", "completions", "embeddings", "messages"];
-
 /// The consumer that queues each proxied request for the writer.
 #[derive(Debug, Clone)]
 pub struct UsageLog {
@@ -104,7 +101,7 @@ pub struct UsageLog {
 
 impl Consumer for UsageLog {
     fn consume(&self, record: &RequestRecord) {
-        if !LOGGED.contains(&record.endpoint) {
+        if !record.proxied() {
             return;
         }
         match self.tx.try_send(Ended::of(record)) {

@@ -139,6 +139,7 @@ pub(super) async fn handle(
         Ok(plan) => plan,
         Err(e) => return cx.refuse(&e),
     };
+    cx.routed(&plan.model().meter);
     // The key must allow the name it asked for or the model that serves it
     // (an alias's, or a route rule's); the model's configured fallbacks are
     // part of how it is served.
@@ -338,18 +339,21 @@ async fn look_up(
             (None, None)
         }
         Looked::Miss(Some(mut fill)) if fill.probe().is_some() => {
-            let probe = fill.probe().cloned();
-            if let Some(probe) = probe
-                && let Some(vector) = embedder.embed(cache, &probe).await
-            {
-                if let Some((entry, score)) = cache.nearest(&probe, &vector).await
-                    && let Some(replay) = entry.replay(shape)
-                {
-                    cache.count(Status::Semantic, request.model.0, Some(&entry));
-                    fill.answered_by(entry.clone());
-                    return Err(respond::cached(&entry, replay, Some(score), cx));
+            if let Some(probe) = fill.probe().cloned() {
+                // The embedding is a provider's time, not the gateway's.
+                let asked = std::time::Instant::now();
+                let embedded = embedder.embed(cache, &probe).await;
+                cx.waited(asked.elapsed());
+                if let Some(vector) = embedded {
+                    if let Some((entry, score)) = cache.nearest(&probe, &vector).await
+                        && let Some(replay) = entry.replay(shape)
+                    {
+                        cache.count(Status::Semantic, request.model.0, Some(&entry));
+                        fill.answered_by(entry.clone());
+                        return Err(respond::cached(&entry, replay, Some(score), cx));
+                    }
+                    fill.remember(vector);
                 }
-                fill.remember(vector);
             }
             (Some(fill), None)
         }

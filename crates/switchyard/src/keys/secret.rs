@@ -53,6 +53,14 @@ impl std::fmt::Debug for Issued {
 #[error("the operating system's random number generator failed: {0}")]
 pub struct NoRandomness(getrandom::Error);
 
+#[cfg(test)]
+impl NoRandomness {
+    /// The error, for tests that need one of every error.
+    pub(crate) fn for_tests() -> Self {
+        Self(getrandom::Error::UNSUPPORTED)
+    }
+}
+
 /// Makes a new key.
 pub fn issue() -> Result<Issued, NoRandomness> {
     let mut bytes = [0u8; KEY_BYTES];

@@ -116,6 +116,16 @@ impl BudgetCell {
         }
     }
 
+    /// Spent in the period starting `period_start`, as far as this process
+    /// knows: nothing while the cell is on an earlier period.
+    pub fn spent_in(&self, period_start: i64) -> i64 {
+        if self.period_start.load(Ordering::Acquire) < period_start {
+            0
+        } else {
+            self.spent()
+        }
+    }
+
     /// Spent in the period, as far as this process knows.
     pub fn spent(&self) -> i64 {
         self.stored.load(Ordering::Acquire) + self.unflushed.load(Ordering::Acquire)
@@ -231,5 +241,21 @@ mod tests {
         // A budget used up refuses even a free request.
         let spent = BudgetCell::new(0, 1000);
         assert_eq!(spent.reserve(1000, 0, 0), Err(OverBudget));
+    }
+
+    #[test]
+    fn a_share_spent_is_of_the_current_period_only() {
+        let day = 86_400;
+        let budget = crate::limits::Budget {
+            limit: 1000,
+            period: BudgetPeriod::Day,
+            cell: std::sync::Arc::new(BudgetCell::new(day, 900)),
+        };
+        assert_eq!(budget.spent_share(day + 60), Some(0.9));
+        // The next day, before any request rolled the cell over: nothing yet.
+        assert_eq!(budget.cell.spent_in(2 * day), 0);
+        assert_eq!(budget.spent_share(2 * day + 60), Some(0.0));
+        let nothing = crate::limits::Budget { limit: 0, ..budget };
+        assert_eq!(nothing.spent_share(day), None);
     }
 }

@@ -7,6 +7,7 @@ use axum::http::HeaderValue;
 use switchyard_providers::openai::Usage;
 
 use crate::keys::Tenant;
+use crate::telemetry::ModelMeter;
 
 /// Who sent a request, as authentication established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +98,8 @@ pub struct RequestRecord {
     pub principal: Principal,
     /// The public model asked for, once the body was read.
     pub model: Option<String>,
+    /// The metric handles of the model it was routed to, once it was.
+    pub meter: Option<Arc<ModelMeter>>,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// The deployment that served it (or was tried last).
@@ -135,6 +138,10 @@ pub struct RequestRecord {
     pub ttft: Option<Duration>,
     /// Arrival → the end.
     pub latency: Duration,
+    /// The time spent on providers: each round of attempts until its answer
+    /// began (its headers; a stream's first content) or it failed, the
+    /// backoff between them, and the semantic cache's embedding call.
+    pub upstream: Duration,
 }
 
 impl RequestRecord {
@@ -145,6 +152,7 @@ impl RequestRecord {
             endpoint,
             principal: Principal::Anonymous,
             model: None,
+            meter: None,
             stream: false,
             served_by: None,
             status: 0,
@@ -164,7 +172,16 @@ impl RequestRecord {
             arrived,
             ttft: None,
             latency: Duration::ZERO,
+            upstream: Duration::ZERO,
         }
+    }
+
+    /// Whether it came to a proxy endpoint (the LLM pipeline's).
+    pub fn proxied(&self) -> bool {
+        matches!(
+            self.endpoint,
+            "chat_completions" | "completions" | "embeddings" | "messages"
+        )
     }
 
     /// The access line's `outcome`: `ok`, the error's kind,

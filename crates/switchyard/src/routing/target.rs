@@ -17,9 +17,10 @@ use super::registry::Registry;
 use super::strategy::Tokens;
 use crate::config::{self, HedgeAfter};
 use crate::pricing::ModelPrice;
+use crate::telemetry::UpstreamMeter;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::breaker::{Breaker, BreakerConfig};
-use crate::upstream::{ClientError, ProviderClient, Urls};
+use crate::upstream::{ClientError, ProviderClient, UpstreamError, Urls};
 
 /// One deployment of one public model, ready to call. Its live state is
 /// shared, through `Arc`s, with every model that has the same deployment and
@@ -67,6 +68,8 @@ pub struct Target {
     pub(super) rates: Option<Arc<ModelPrice>>,
     /// `switchyard_circuit_state{model,deployment}`, set when metrics are read.
     pub(super) circuit_gauge: metrics::Gauge,
+    /// `switchyard_upstream_duration_seconds{provider,outcome}` of its attempts.
+    upstream: UpstreamMeter,
     /// Its recent times to first byte, when its model hedges after a percentile of them.
     pub(super) latency: Option<Arc<LatencyWindow>>,
     /// The whole exchange (the model's timeout, else the provider's).
@@ -103,6 +106,7 @@ impl Target {
                 }
                 _ => None,
             },
+            upstream: UpstreamMeter::new(metrics, &provider.name),
             circuit_gauge: gauges.circuit,
             healthy_gauge: gauges.healthy,
             breaker: live.breaker,
@@ -163,6 +167,12 @@ impl Target {
         if let Some(window) = &self.latency {
             window.record(latency, std::time::Instant::now());
         }
+    }
+
+    /// Records an attempt on it that took `took`, failed with `failure` if
+    /// it did (`switchyard_upstream_duration_seconds`).
+    pub fn exchanged(&self, took: Duration, failure: Option<&UpstreamError>) {
+        self.upstream.record(took, failure);
     }
 
     /// How long to wait for this deployment before a hedge: `after`, or the

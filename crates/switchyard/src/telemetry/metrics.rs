@@ -9,9 +9,19 @@
 //! Every name carries the `switchyard_` prefix; label values are bounded
 //! (model, provider and deployment names from the config, outcome classes),
 //! never a key, a prompt or a request id.
+//!
+//! What every request records (`telemetry::requests`) goes to metrics kept
+//! here rather than the exporter's (`fixed.rs`): histograms of fixed buckets
+//! that take no clock read and keep no samples, and exact decimal counters.
+
+mod fixed;
+
+use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+pub use fixed::{DurationHistogram, MicroCounter};
 
 /// Histogram buckets, in seconds: from 5 ms to 5 minutes.
 const BUCKETS: [f64; 16] = [
@@ -22,10 +32,12 @@ const BUCKETS: [f64; 16] = [
 static METADATA: Metadata<'static> =
     Metadata::new("switchyard", metrics::Level::INFO, Some(module_path!()));
 
-/// The gateway's metric registry.
+/// The gateway's metric registry (clones share it).
+#[derive(Clone)]
 pub struct Metrics {
-    recorder: PrometheusRecorder,
+    recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    fixed: Arc<fixed::Fixed>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -51,7 +63,11 @@ impl Metrics {
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
         let handle = recorder.handle();
-        Self { recorder, handle }
+        Self {
+            recorder: Arc::new(recorder),
+            handle,
+            fixed: Arc::default(),
+        }
     }
 
     /// The counter `name` with `labels`, registered once; keep the handle.
@@ -71,9 +87,31 @@ impl Metrics {
             .register_histogram(&key(name, labels), &METADATA)
     }
 
+    /// The histogram of durations `name` with `labels` over the buckets
+    /// `bounds` (seconds, ascending), registered once; keep the handle.
+    pub fn duration_histogram(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        bounds: &'static [f64],
+    ) -> DurationHistogram {
+        self.fixed.histogram(name, labels, bounds)
+    }
+
+    /// The counter of millionths `name` with `labels` (rendered as an exact
+    /// decimal of units), registered once; keep the handle.
+    pub fn micro_counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> MicroCounter {
+        self.fixed.micro_counter(name, labels)
+    }
+
     /// Gives `name` its `# HELP` line.
     pub fn describe(&self, name: &'static str, unit: Option<Unit>, help: &'static str) {
         self.recorder.describe_gauge(name.into(), unit, help.into());
+        self.fixed.describe(name, help);
     }
 
     /// Folds the histogram samples recorded since the last call (or render)
@@ -84,7 +122,9 @@ impl Metrics {
 
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut text = self.handle.render();
+        self.fixed.render(&mut text);
+        text
     }
 }
 

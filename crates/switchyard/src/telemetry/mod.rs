@@ -1,4 +1,5 @@
-//! Logging: the subscriber set-up and the one access-log line per request.
+//! Logging and metrics: the subscriber set-up, the one access-log line per
+//! request, the metric registry, and the per-request metrics.
 
 use std::io::{IsTerminal, Write as _};
 use std::sync::OnceLock;
@@ -10,8 +11,13 @@ use tracing_subscriber::EnvFilter;
 
 use line::{Line, format_line, micros, with_line_buffer};
 
+mod error_type;
 mod line;
 pub mod metrics;
+mod requests;
+
+pub use error_type::ErrorType;
+pub use requests::{ModelMeter, RequestMetrics, UpstreamMeter};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -201,6 +201,7 @@ where
         };
         let fallback = plan.in_fallback();
         let primary = attempts.start(pick, call, in_flight);
+        let round = primary.sent;
         let exchange = send(
             primary.pick.target,
             &primary.call,
@@ -241,12 +242,21 @@ where
         let sides = std::iter::once((primary, raced.primary)).chain(raced.hedge);
         for (side, (attempt, result)) in sides.enumerate() {
             match result {
-                Some(Ok(answer)) => won = Some((attempt, answer, side == 1)),
+                Some(Ok(answer)) => {
+                    let took = answer.1.saturating_duration_since(attempt.sent);
+                    attempt.pick.target.exchanged(took, None);
+                    won = Some((attempt, answer, side == 1));
+                }
                 Some(Err(Failure::Upstream(e))) => {
                     let Attempt {
-                        pick, in_flight, ..
+                        pick,
+                        in_flight,
+                        sent,
+                        ..
                     } = attempt;
                     drop(in_flight);
+                    let took = Instant::now().saturating_duration_since(sent);
+                    pick.target.exchanged(took, Some(&e));
                     attempts.note_failure(&pick, fallback, e);
                     failed = Some((pick.target, pick.model));
                 }
@@ -257,6 +267,12 @@ where
                 None => attempts.cancelled(&attempt.pick, fallback),
             }
         }
+        // The round waited on the providers until an answer began, or all failed.
+        let over = match &won {
+            Some((_, (_, begun), _)) => *begun,
+            None => Instant::now(),
+        };
+        attempts.waited(over.saturating_duration_since(round));
         let Some((attempt, (answer, begun), by_hedge)) = won else {
             next = match failed {
                 Some((target, model)) => continue_after(attempts, plan, target, model).await,
@@ -394,6 +410,7 @@ async fn continue_after<'a>(
         next.settle(Outcome::Ignored, now);
         let delay = attempts.backoff()?;
         tokio::time::sleep(delay).await;
+        attempts.waited(delay);
         let now = Instant::now();
         match next.target.breaker.allow(now) {
             Some(permit) => next.rearm(permit),

@@ -161,7 +161,8 @@ impl UpstreamError {
                 | ErrorClass::ContentPolicy
                 | ErrorClass::Auth
                 | ErrorClass::NotFound => "upstream_4xx",
-                ErrorClass::Overloaded | ErrorClass::Server => "upstream_5xx",
+                ErrorClass::Overloaded => "upstream_overloaded",
+                ErrorClass::Server => "upstream_5xx",
             },
         }
     }

@@ -1,8 +1,9 @@
 //! Starting `switchyard serve` and `switchyard mock` as real processes on
 //! ephemeral loopback ports, and small helpers to talk to them.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -325,6 +326,36 @@ pub async fn post_stream(gw: &Process, text: &str) -> reqwest::Response {
     .await
 }
 
+/// A streamed chat of `key` with `text` to `gpt-4.1`, asking for the usage
+/// chunk, with `metadata` in the body unless it is null: its usage.
+pub async fn stream_usage(gw: &Process, key: &str, text: &str, metadata: Value) -> Value {
+    let mut body = serde_json::json!({
+        "model": "gpt-4.1",
+        "stream": true,
+        "stream_options": { "include_usage": true },
+        "messages": [{ "role": "user", "content": text }],
+    });
+    if !metadata.is_null() {
+        body["metadata"] = metadata;
+    }
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    sse_data(&text)
+        .iter()
+        .filter(|data| *data != "[DONE]")
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .find(|chunk| !chunk["usage"].is_null())
+        .map(|chunk| chunk["usage"].clone())
+        .unwrap()
+}
+
 /// The `data:` payloads of an SSE body, in order.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
@@ -382,4 +413,38 @@ pub async fn received(mock: &Process) -> Vec<Value> {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
+}
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `promtool <args>` in the repository's root, `stdin` fed to it when
+/// given, and fails the test with what it said unless it succeeds. The tests
+/// need it: Debian's `prometheus` package has it.
+pub fn promtool(args: &[&str], stdin: Option<&str>) {
+    let spawned = Command::new("promtool")
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = spawned.unwrap_or_else(|e| {
+        panic!("promtool cannot be run ({e}): install it with `apt-get install prometheus` (.ci/run does)")
+    });
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("promtool's stdin");
+    }
+    drop(input);
+    let output = child.wait_with_output().expect("promtool's output");
+    assert!(
+        output.status.success(),
+        "promtool {args:?} failed:\n{}{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        stdin.unwrap_or_default()
+    );
 }

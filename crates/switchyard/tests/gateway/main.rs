@@ -19,6 +19,7 @@ mod health;
 mod hedging;
 mod keys;
 mod limits;
+mod metrics;
 mod overload;
 mod random_keys;
 mod records;

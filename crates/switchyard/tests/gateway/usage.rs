@@ -46,34 +46,6 @@ async fn chat(gw: &Process, key: &str, text: &str, tags: &str) -> (u16, Value) {
     (status, body["usage"].clone())
 }
 
-/// A streamed chat of `key` asking for the usage chunk, tagged in its
-/// `metadata`: its usage.
-async fn stream(gw: &Process, key: &str, text: &str) -> Value {
-    let body = json!({
-        "model": "gpt-4.1",
-        "stream": true,
-        "stream_options": { "include_usage": true },
-        "metadata": { "tags": ["batch"] },
-        "messages": [{ "role": "user", "content": text }],
-    });
-    let response = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
-    harness::sse_data(&text)
-        .iter()
-        .filter(|data| *data != "[DONE]")
-        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
-        .find(|chunk| !chunk["usage"].is_null())
-        .map(|chunk| chunk["usage"].clone())
-        .unwrap()
-}
-
 /// `GET path` with the admin key: status and body text.
 async fn admin(gw: &Process, path: &str) -> (u16, String, String) {
     let response = client()
@@ -152,7 +124,15 @@ async fn every_request_is_logged_with_its_tokens_and_cost_and_reported(backend: 
         assert_eq!(status, 200);
         expected.push(usage);
     }
-    expected.push(stream(&gw, &key, "a streamed question").await);
+    expected.push(
+        harness::stream_usage(
+            &gw,
+            &key,
+            "a streamed question",
+            json!({ "tags": ["batch"] }),
+        )
+        .await,
+    );
     // An unknown model is refused before any upstream call: logged, free.
     let (status, _) = {
         let response = client()

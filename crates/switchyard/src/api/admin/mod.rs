@@ -92,6 +92,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .routes
         .export_state(tokio::time::Instant::now());
     state.process.admission.export();
+    state.process.limits.export_budgets(&state.process.keys);
     if let Some(cache) = &state.process.cache {
         cache.upkeep();
     }

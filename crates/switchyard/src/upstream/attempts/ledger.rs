@@ -60,6 +60,8 @@ pub struct Attempts<'s> {
     /// Which model of the plan the attempts are counted for, and how many it made.
     model_index: usize,
     in_model: u32,
+    /// The time spent on providers: rounds of attempts and the backoff between them.
+    upstream: Duration,
 }
 
 /// What an answer says of its request's attempts.
@@ -122,6 +124,7 @@ impl<'s> Attempts<'s> {
             tried: Vec::new(),
             model_index: 0,
             in_model: 0,
+            upstream: Duration::ZERO,
         }
     }
 
@@ -144,11 +147,17 @@ impl<'s> Attempts<'s> {
             cx.served_by(provider, upstream_model);
         }
         cx.attempted(self.made, self.failed, route.clone());
+        cx.waited(self.upstream);
         Trace {
             attempts: HeaderValue::from(self.made),
             route,
             last_target: self.last_target,
         }
+    }
+
+    /// Adds `time` spent on providers: a round of attempts, or a backoff.
+    pub(super) fn waited(&mut self, time: Duration) {
+        self.upstream += time;
     }
 
     /// Whether the request's deadline has passed.

@@ -206,6 +206,8 @@ async fn a_failure_moves_on_to_the_next_deployment_at_once() {
     assert_eq!(script.calls(), ["m-a", "m-b"]);
     // No backoff before another deployment.
     assert_eq!(started.elapsed(), after(40));
+    // All of it on the providers (the gateway's own work takes no time here).
+    assert_eq!(record.upstream, after(40));
     assert_eq!(record.attempts, 2);
     assert_eq!(route(&record), "a/m-a[cost]=server_error, b/m-b[cost]=ok");
     let [failure] = record.failed_attempts.as_slice() else {
@@ -235,6 +237,8 @@ async fn the_same_deployment_is_tried_again_after_its_retry_after() {
         waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
         "{waited:?}"
     );
+    // The wait for the provider counts as time on providers.
+    assert_eq!(record.upstream, started.elapsed());
     assert_eq!(
         route(&record),
         "a/m-a[weighted]=rate_limited, a/m-a[weighted]=ok"
@@ -344,6 +348,8 @@ async fn a_slow_first_answer_is_overtaken_by_a_hedge() {
     let (served, record) = world.serve("m", &script, &[]).await;
     assert_eq!(served.unwrap(), "m-b");
     assert_eq!(started.elapsed(), after(130));
+    // The race, once: from the first request sent to the hedge's answer.
+    assert_eq!(record.upstream, after(130));
     assert_eq!(route(&record), "a/m-a[cost]=hedge_lost, b/m-b[hedge]=ok");
     assert_eq!(record.attempts, 2);
 }
