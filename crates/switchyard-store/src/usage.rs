@@ -1,5 +1,5 @@
-//! The usage log: one [`UsageRecord`] per request, written in batches, and hourly
-//! rollups kept beside the records in the same transaction, so that reports
+//! The usage log: one [`UsageRecord`] per request, written in batches, and rollups
+//! per hour and per day kept beside the records in the same transaction, so that reports
 //! ([`UsageStore::costs`]) never scan raw rows.
 //!
 //! A record's id is random and unique: writing a batch a second time (after a write
@@ -334,32 +334,125 @@ pub(crate) fn is_hit(cache: &str) -> bool {
     matches!(cache, "hit" | "semantic")
 }
 
-/// A rollup row's key: hour, key, team, model, provider, deployment, tag.
-pub(crate) type RollupKey = (i64, String, String, String, String, String, String);
+/// How long an hourly and a daily rollup row span, in seconds.
+pub(crate) const HOUR: i64 = 3_600;
+pub(crate) const DAY: i64 = 86_400;
 
-/// The rollup rows `records` add to, in one order (so that two writers lock shared
-/// rows in the same order and never deadlock).
+/// A rollup row's key: span, start, key, team, model, provider, deployment, tag.
+pub(crate) type RollupKey = (i64, i64, String, String, String, String, String, String);
+
+/// The rollup rows `records` add to — hourly and daily — in one order (so that
+/// two writers lock shared rows in the same order and never deadlock).
 pub(crate) fn rollups<'a>(
     records: impl Iterator<Item = &'a UsageRecord>,
 ) -> std::collections::BTreeMap<RollupKey, Sums> {
     let mut rows = std::collections::BTreeMap::<RollupKey, Sums>::new();
     for r in records {
-        let hour = r.at.div_euclid(1000).div_euclid(3600) * 3600;
-        let key = |tag: &str| {
-            (
-                hour,
-                r.key_id.clone().unwrap_or_default(),
-                r.team_id.clone().unwrap_or_default(),
-                r.model.clone(),
-                r.provider.clone(),
-                r.deployment.clone(),
-                tag.to_owned(),
-            )
-        };
-        rows.entry(key("")).or_default().add(r);
-        for tag in r.tags.iter().filter(|t| !t.is_empty()) {
-            rows.entry(key(tag)).or_default().add(r);
+        let secs = r.at.div_euclid(1000);
+        for span in [HOUR, DAY] {
+            let start = secs.div_euclid(span) * span;
+            let key = |tag: &str| {
+                (
+                    span,
+                    start,
+                    r.key_id.clone().unwrap_or_default(),
+                    r.team_id.clone().unwrap_or_default(),
+                    r.model.clone(),
+                    r.provider.clone(),
+                    r.deployment.clone(),
+                    tag.to_owned(),
+                )
+            };
+            rows.entry(key("")).or_default().add(r);
+            for tag in r.tags.iter().filter(|t| !t.is_empty()) {
+                rows.entry(key(tag)).or_default().add(r);
+            }
         }
     }
     rows
+}
+
+/// The parts of a cost report's range `from`..`to` (unix seconds, `from` at
+/// the start of its hour) and the span of rollups each is read from: whole
+/// days from the daily rows, the ragged ends (and every hourly report) from
+/// the hourly ones.
+pub(crate) fn spans(from: i64, to: i64, hourly: bool) -> Vec<(i64, i64, i64)> {
+    let from = from.div_euclid(HOUR) * HOUR;
+    let first_day = (from + DAY - 1).div_euclid(DAY) * DAY;
+    let last_day = to.div_euclid(DAY) * DAY;
+    if hourly || first_day >= last_day {
+        return vec![(HOUR, from, to)];
+    }
+    let mut parts = vec![(DAY, first_day, last_day)];
+    if from < first_day {
+        parts.push((HOUR, from, first_day));
+    }
+    if last_day < to {
+        parts.push((HOUR, last_day, to));
+    }
+    parts
+}
+
+/// Cost rows of the same group from several parts of a range, added up; the
+/// largest cost first, then by group.
+pub(crate) fn merged(parts: Vec<Vec<CostRow>>) -> Vec<CostRow> {
+    let mut by_group: std::collections::BTreeMap<Vec<String>, CostRow> = Default::default();
+    for row in parts.into_iter().flatten() {
+        let sum = by_group
+            .entry(row.group.clone())
+            .or_insert_with(|| CostRow {
+                group: row.group.clone(),
+                ..CostRow::default()
+            });
+        sum.requests += row.requests;
+        sum.errors += row.errors;
+        sum.cache_hits += row.cache_hits;
+        sum.input_tokens += row.input_tokens;
+        sum.cached_input_tokens += row.cached_input_tokens;
+        sum.cache_write_tokens += row.cache_write_tokens;
+        sum.reasoning_tokens += row.reasoning_tokens;
+        sum.output_tokens += row.output_tokens;
+        sum.cost_micros += row.cost_micros;
+        sum.saved_micros += row.saved_micros;
+        sum.latency_us += row.latency_us;
+    }
+    let mut rows: Vec<CostRow> = by_group.into_values().collect();
+    rows.sort_by(|a, b| {
+        b.cost_micros
+            .cmp(&a.cost_micros)
+            .then_with(|| a.group.cmp(&b.group))
+    });
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_days_are_read_from_daily_rows_and_the_ends_from_hourly_ones() {
+        let day = 1_796_515_200; // a midnight
+        // From 02:30 (counted from 02:00) to 02:00 two days later.
+        assert_eq!(
+            spans(day + 9_000, day + 2 * DAY + 7_200, false),
+            vec![
+                (DAY, day + DAY, day + 2 * DAY),
+                (HOUR, day + 7_200, day + DAY),
+                (HOUR, day + 2 * DAY, day + 2 * DAY + 7_200),
+            ]
+        );
+        assert_eq!(
+            spans(day, day + 2 * DAY, false),
+            vec![(DAY, day, day + 2 * DAY)]
+        );
+        // Less than a whole day, or grouped by hour: hourly rows only.
+        assert_eq!(
+            spans(day + 3_600, day + DAY, false),
+            vec![(HOUR, day + 3_600, day + DAY)]
+        );
+        assert_eq!(
+            spans(day, day + 2 * DAY, true),
+            vec![(HOUR, day, day + 2 * DAY)]
+        );
+    }
 }

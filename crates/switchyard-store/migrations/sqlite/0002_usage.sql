@@ -1,6 +1,6 @@
--- The usage log: one row per request, and hourly rollups that reports read
--- instead of the raw rows. Record times are unix milliseconds (UTC); rollup
--- hours are unix seconds at the start of the hour; money is micro-USD.
+-- The usage log: one row per request, and rollups per hour and per day that
+-- reports read instead of the raw rows. Record times are unix milliseconds (UTC);
+-- a rollup's start is unix seconds; money is micro-USD.
 -- Never edit this file once released: add 0003_….sql instead.
 
 CREATE TABLE usage_records (
@@ -35,11 +35,14 @@ CREATE TABLE usage_records (
 ) WITHOUT ROWID;                              -- kept in time order: appends, pages newest first
 CREATE INDEX usage_records_key_at ON usage_records (key_id, at);
 
--- Sums per hour and dimension. A request counts once in the row whose tag is ''
+-- Sums per hour (span 3600) and per day (span 86400) and dimension: a report
+-- over whole days reads the daily rows, its ragged ends and hourly reports the
+-- hourly ones. A request counts once in the row whose tag is ''
 -- and once more in a row for each of its tags: reports by tag read the tagged
 -- rows, every other report the untagged ones.
 CREATE TABLE usage_rollup (
-  hour INTEGER NOT NULL,
+  span INTEGER NOT NULL,                       -- 3600 or 86400
+  start INTEGER NOT NULL,
   key_id TEXT NOT NULL,                       -- '' when no key
   team_id TEXT NOT NULL,
   model TEXT NOT NULL,
@@ -57,5 +60,5 @@ CREATE TABLE usage_rollup (
   cost_micros INTEGER NOT NULL,
   saved_micros INTEGER NOT NULL,
   latency_us INTEGER NOT NULL,
-  PRIMARY KEY (hour, key_id, team_id, model, provider, deployment, tag)
+  PRIMARY KEY (span, start, key_id, team_id, model, provider, deployment, tag)
 );

@@ -14,7 +14,7 @@ macro_rules! usage_backend {
             use $crate::usage::sql;
             use $crate::usage::{
                 CostQuery, CostRow, GroupBy, UsageBackend, UsageCursor, UsageFilter, UsagePage,
-                UsageRecord, rollups,
+                UsageRecord, merged, rollups, spans,
             };
 
             type DbRow = <$db as sqlx::Database>::Row;
@@ -159,8 +159,93 @@ macro_rules! usage_backend {
                     GroupBy::Key => "key_id",
                     GroupBy::Team => "team_id",
                     GroupBy::Tag => "tag",
-                    GroupBy::Day => "CAST((hour / 86400) * 86400 AS TEXT)",
-                    GroupBy::Hour => "CAST(hour AS TEXT)",
+                    GroupBy::Day => "CAST((start / 86400) * 86400 AS TEXT)",
+                    GroupBy::Hour => "CAST(start AS TEXT)",
+                }
+            }
+
+            impl $store {
+                /// The sums of the rollups of `span` starting from `from` to
+                /// before `to` that `query` asks for, grouped as it asks. Only
+                /// the filters given are written out, so that the key serves.
+                async fn sums(
+                    &self,
+                    query: &CostQuery,
+                    span: i64,
+                    from: i64,
+                    to: i64,
+                ) -> Result<Vec<CostRow>> {
+                    let mut select = QueryBuilder::<$db>::new("SELECT ");
+                    for group in &query.group_by {
+                        select.push(dimension(*group)).push(", ");
+                    }
+                    select.push(sql::SUMS);
+                    select
+                        .push(" FROM usage_rollup WHERE span = ")
+                        .push_bind(span);
+                    select.push(" AND start >= ").push_bind(from);
+                    select.push(" AND start < ").push_bind(to);
+                    for (column, value) in [
+                        ("key_id", &query.key_id),
+                        ("team_id", &query.team_id),
+                        ("model", &query.model),
+                        ("provider", &query.provider),
+                    ] {
+                        if let Some(value) = value {
+                            select
+                                .push(" AND ")
+                                .push(column)
+                                .push(" = ")
+                                .push_bind(value.as_str());
+                        }
+                    }
+                    match &query.tag {
+                        Some(tag) => {
+                            select.push(" AND tag = ").push_bind(tag.as_str());
+                        }
+                        None if query.group_by.contains(&GroupBy::Tag) => {
+                            select.push(" AND tag <> ''");
+                        }
+                        None => {
+                            select.push(" AND tag = ''");
+                        }
+                    }
+                    if !query.group_by.is_empty() {
+                        select.push(" GROUP BY ");
+                        for (i, group) in query.group_by.iter().enumerate() {
+                            if i > 0 {
+                                select.push(", ");
+                            }
+                            select.push(dimension(*group));
+                        }
+                    }
+                    let rows = select.build().fetch_all(self.reader()).await?;
+                    let dims = query.group_by.len();
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let sum = |i: usize| row.try_get::<i64, _>(dims + i);
+                        let requests = sum(0)?;
+                        if requests == 0 {
+                            continue;
+                        }
+                        out.push(CostRow {
+                            group: (0..dims)
+                                .map(|i| row.try_get::<String, _>(i))
+                                .collect::<std::result::Result<_, _>>()?,
+                            requests,
+                            errors: sum(1)?,
+                            cache_hits: sum(2)?,
+                            input_tokens: sum(3)?,
+                            cached_input_tokens: sum(4)?,
+                            cache_write_tokens: sum(5)?,
+                            reasoning_tokens: sum(6)?,
+                            output_tokens: sum(7)?,
+                            cost_micros: sum(8)?,
+                            saved_micros: sum(9)?,
+                            latency_us: sum(10)?,
+                        });
+                    }
+                    Ok(out)
                 }
             }
 
@@ -192,12 +277,13 @@ macro_rules! usage_backend {
                         upsert.push(sql::ROLLUP_COLUMNS).push(") ");
                         upsert.push_values(chunk, |mut row, (key, sums)| {
                             row.push_bind(key.0)
-                                .push_bind(key.1.as_str())
+                                .push_bind(key.1)
                                 .push_bind(key.2.as_str())
                                 .push_bind(key.3.as_str())
                                 .push_bind(key.4.as_str())
                                 .push_bind(key.5.as_str())
                                 .push_bind(key.6.as_str())
+                                .push_bind(key.7.as_str())
                                 .push_bind(sums.requests)
                                 .push_bind(sums.errors)
                                 .push_bind(sums.cache_hits)
@@ -224,21 +310,52 @@ macro_rules! usage_backend {
                     limit: u32,
                 ) -> Result<UsagePage> {
                     let limit = limit.clamp(1, 1000);
-                    let rows = sqlx::query(sql::LIST)
-                        .bind(filter.from)
-                        .bind(filter.to)
-                        .bind(filter.key_id.as_deref())
-                        .bind(filter.team_id.as_deref())
-                        .bind(filter.model.as_deref())
-                        .bind(filter.provider.as_deref())
-                        .bind(filter.status.map(i64::from))
-                        .bind(filter.error_type.as_deref())
-                        .bind(filter.cached)
-                        .bind(after.map(|c| c.at))
-                        .bind(after.map(|c| c.id.as_str()))
-                        .bind(i64::from(limit) + 1)
-                        .fetch_all(self.reader())
-                        .await?;
+                    // Only the filters given are written out, so that an index
+                    // serves the query (`$n IS NULL OR …` would hide it).
+                    let mut select = QueryBuilder::<$db>::new(sql::LIST);
+                    if let Some(from) = filter.from {
+                        select.push(" AND at >= ").push_bind(from);
+                    }
+                    if let Some(to) = filter.to {
+                        select.push(" AND at < ").push_bind(to);
+                    }
+                    for (column, value) in [
+                        ("key_id", &filter.key_id),
+                        ("team_id", &filter.team_id),
+                        ("model", &filter.model),
+                        ("provider", &filter.provider),
+                        ("error_type", &filter.error_type),
+                    ] {
+                        if let Some(value) = value {
+                            select
+                                .push(" AND ")
+                                .push(column)
+                                .push(" = ")
+                                .push_bind(value.as_str());
+                        }
+                    }
+                    if let Some(status) = filter.status {
+                        select.push(" AND status = ").push_bind(i64::from(status));
+                    }
+                    if let Some(cached) = filter.cached {
+                        select
+                            .push(" AND COALESCE(cache IN ('hit', 'semantic'), FALSE) = ")
+                            .push_bind(cached);
+                    }
+                    if let Some(after) = after {
+                        select
+                            .push(" AND (at < ")
+                            .push_bind(after.at)
+                            .push(" OR (at = ")
+                            .push_bind(after.at)
+                            .push(" AND id < ")
+                            .push_bind(after.id.as_str())
+                            .push("))");
+                    }
+                    select
+                        .push(" ORDER BY at DESC, id DESC LIMIT ")
+                        .push_bind(i64::from(limit) + 1);
+                    let rows = select.build().fetch_all(self.reader()).await?;
                     let mut records = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
                     let more = records.len() > limit as usize;
                     records.truncate(limit as usize);
@@ -250,75 +367,12 @@ macro_rules! usage_backend {
                 }
 
                 async fn costs(&self, query: &CostQuery) -> Result<Vec<CostRow>> {
-                    let mut select = QueryBuilder::<$db>::new("SELECT ");
-                    for group in &query.group_by {
-                        select.push(dimension(*group)).push(", ");
+                    let hourly = query.group_by.contains(&GroupBy::Hour);
+                    let mut parts = Vec::new();
+                    for (span, from, to) in spans(query.from, query.to, hourly) {
+                        parts.push(self.sums(query, span, from, to).await?);
                     }
-                    select.push(sql::SUMS);
-                    select.push(sql::COSTS_WHERE);
-                    select.push(" AND ");
-                    match &query.tag {
-                        Some(_) => {
-                            select.push("tag = $7");
-                        }
-                        None if query.group_by.contains(&GroupBy::Tag) => {
-                            select.push("tag <> ''");
-                        }
-                        None => {
-                            select.push("tag = ''");
-                        }
-                    }
-                    if !query.group_by.is_empty() {
-                        select.push(" GROUP BY ");
-                        for (i, group) in query.group_by.iter().enumerate() {
-                            if i > 0 {
-                                select.push(", ");
-                            }
-                            select.push(dimension(*group));
-                        }
-                    }
-                    select.push(" ORDER BY SUM(cost_micros) DESC");
-                    for group in &query.group_by {
-                        select.push(", ").push(dimension(*group));
-                    }
-                    let mut statement = select
-                        .build()
-                        .bind(query.from.div_euclid(3600) * 3600)
-                        .bind(query.to)
-                        .bind(query.key_id.as_deref())
-                        .bind(query.team_id.as_deref())
-                        .bind(query.model.as_deref())
-                        .bind(query.provider.as_deref());
-                    if let Some(tag) = &query.tag {
-                        statement = statement.bind(tag.as_str());
-                    }
-                    let rows = statement.fetch_all(self.reader()).await?;
-                    let dims = query.group_by.len();
-                    let mut out = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        let sum = |i: usize| row.try_get::<i64, _>(dims + i);
-                        let requests = sum(0)?;
-                        if requests == 0 {
-                            continue;
-                        }
-                        out.push(CostRow {
-                            group: (0..dims)
-                                .map(|i| row.try_get::<String, _>(i))
-                                .collect::<std::result::Result<_, _>>()?,
-                            requests,
-                            errors: sum(1)?,
-                            cache_hits: sum(2)?,
-                            input_tokens: sum(3)?,
-                            cached_input_tokens: sum(4)?,
-                            cache_write_tokens: sum(5)?,
-                            reasoning_tokens: sum(6)?,
-                            output_tokens: sum(7)?,
-                            cost_micros: sum(8)?,
-                            saved_micros: sum(9)?,
-                            latency_us: sum(10)?,
-                        });
-                    }
-                    Ok(out)
+                    Ok(merged(parts))
                 }
 
                 async fn trim_usage(

@@ -70,13 +70,13 @@ fn insert_text(rows: usize, anonymous: bool, returning: bool) -> String {
 pub(crate) const ROLLUPS_PER_STATEMENT: usize = 500;
 
 /// The columns of `usage_rollup`: its key, then its sums.
-pub(crate) const ROLLUP_COLUMNS: &str = "hour, key_id, team_id, model, provider, deployment, \
+pub(crate) const ROLLUP_COLUMNS: &str = "span, start, key_id, team_id, model, provider, deployment, \
     tag, requests, errors, cache_hits, input_tokens, cached_input_tokens, \
     cache_write_tokens, reasoning_tokens, output_tokens, cost_micros, saved_micros, latency_us";
 
 /// What an upsert of rollup rows adds to a row already there.
-pub(crate) const ROLLUP_ADD: &str = " ON CONFLICT (hour, key_id, team_id, model, provider, \
-    deployment, tag) DO UPDATE SET requests = usage_rollup.requests + excluded.requests, \
+pub(crate) const ROLLUP_ADD: &str = " ON CONFLICT (span, start, key_id, team_id, model, \
+    provider, deployment, tag) DO UPDATE SET requests = usage_rollup.requests + excluded.requests, \
     errors = usage_rollup.errors + excluded.errors, \
     cache_hits = usage_rollup.cache_hits + excluded.cache_hits, \
     input_tokens = usage_rollup.input_tokens + excluded.input_tokens, \
@@ -88,19 +88,11 @@ pub(crate) const ROLLUP_ADD: &str = " ON CONFLICT (hour, key_id, team_id, model,
     saved_micros = usage_rollup.saved_micros + excluded.saved_micros, \
     latency_us = usage_rollup.latency_us + excluded.latency_us";
 
-/// Records matching the filter `$1`–`$9` after the cursor `$10`, `$11`, newest
-/// first, `$12` at most.
+/// The columns of a listing of records (its filters, cursor and order follow).
 pub(crate) const LIST: &str = concat!(
     "SELECT ",
     record_columns!(),
-    " FROM usage_records \
-     WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR at < $2) \
-     AND ($3 IS NULL OR key_id = $3) AND ($4 IS NULL OR team_id = $4) \
-     AND ($5 IS NULL OR model = $5) AND ($6 IS NULL OR provider = $6) \
-     AND ($7 IS NULL OR status = $7) AND ($8 IS NULL OR error_type = $8) \
-     AND ($9 IS NULL OR COALESCE(cache IN ('hit', 'semantic'), FALSE) = $9) \
-     AND ($10 IS NULL OR at < $10 OR (at = $10 AND id < $11)) \
-     ORDER BY at DESC, id DESC LIMIT $12"
+    " FROM usage_records WHERE TRUE"
 );
 
 /// The sums of the rollups (the `SELECT` list follows the grouping's columns), as
@@ -117,16 +109,10 @@ pub(crate) const SUMS: &str = "CAST(COALESCE(SUM(requests), 0) AS BIGINT), \
     CAST(COALESCE(SUM(saved_micros), 0) AS BIGINT), \
     CAST(COALESCE(SUM(latency_us), 0) AS BIGINT)";
 
-/// The rollups of hours `$1` (from) to `$2` (before), filtered by `$3`–`$6` (and the tag `$7`, when
-/// one is asked for).
-pub(crate) const COSTS_WHERE: &str = " FROM usage_rollup WHERE hour >= $1 AND hour < $2 \
-    AND ($3 IS NULL OR key_id = $3) AND ($4 IS NULL OR team_id = $4) \
-    AND ($5 IS NULL OR model = $5) AND ($6 IS NULL OR provider = $6)";
-
 /// Deletes up to `$2` records older than `$1`.
 pub(crate) const TRIM_RECORDS: &str = "DELETE FROM usage_records WHERE (at, id) IN \
     (SELECT at, id FROM usage_records WHERE at < $1 ORDER BY at LIMIT $2)";
-/// Deletes up to `$2` rollup rows older than hour `$1`.
-pub(crate) const TRIM_ROLLUPS: &str = "DELETE FROM usage_rollup WHERE (hour, key_id, team_id, \
-    model, provider, deployment, tag) IN (SELECT hour, key_id, team_id, model, provider, \
-    deployment, tag FROM usage_rollup WHERE hour < $1 ORDER BY hour LIMIT $2)";
+/// Deletes up to `$2` rollup rows that start before `$1`.
+pub(crate) const TRIM_ROLLUPS: &str = "DELETE FROM usage_rollup WHERE (span, start, key_id, \
+    team_id, model, provider, deployment, tag) IN (SELECT span, start, key_id, team_id, model, \
+    provider, deployment, tag FROM usage_rollup WHERE start < $1 ORDER BY start LIMIT $2)";
