@@ -6,7 +6,7 @@
 //! onto a bounded queue and returns; it never waits. The writer
 //! ([`writer::start`]) empties the queue on each tick, turns each request into
 //! a [`UsageRecord`] and writes them in batches, one transaction each, with
-//! their hourly rollups. Nothing is lost:
+//! their rollups. Nothing is lost:
 //!
 //! - a full queue hands the record to a task of its own that waits for room;
 //! - while the store cannot take records, they wait in a buffer of

@@ -1,5 +1,5 @@
 //! `GET /admin/usage` (the usage log, newest first, by cursor) and `GET
-//! /admin/costs` (sums from the hourly rollups, grouped), as JSON or, with
+//! /admin/costs` (sums from the rollups, grouped), as JSON or, with
 //! `format=csv`, as CSV.
 //!
 //! Times in queries are RFC 3339 (`2026-12-06T10:00:00Z`), a date
