@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::cache::Status;
 use crate::request::{Consumer, Principal, RequestRecord, ServedBy};
+use crate::telemetry::ErrorType;
 use metrics::Counter;
 pub use switchyard_store::UsageRecord;
 pub use writer::{Writer, start};
@@ -74,7 +75,7 @@ impl Ended {
             model: record.model.clone(),
             served_by: record.served_by.clone(),
             status: record.status,
-            error: record.error.as_ref().map(|e| e.kind),
+            error: ErrorType::of(record).map(ErrorType::as_str),
             usage: record.usage,
             cost_micros: record.cost_micros,
             cost_estimated: record.cost_estimated,

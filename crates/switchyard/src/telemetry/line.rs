@@ -17,6 +17,8 @@ pub(super) struct Line<'a> {
     pub(super) stream: bool,
     pub(super) status: u16,
     pub(super) outcome: &'a str,
+    /// Whose fault a failure was: one of the closed list of error types.
+    pub(super) error_type: Option<&'a str>,
     pub(super) error: Option<&'a str>,
     /// Each failed attempt and its error, when any failed.
     pub(super) attempt_errors: Option<&'a str>,
@@ -28,6 +30,8 @@ pub(super) struct Line<'a> {
     pub(super) cache: Option<&'a str>,
     /// What a cache hit saved, in micro-USD.
     pub(super) saved_micros: i64,
+    /// `x-switchyard-route`: each attempt's deployment, why, and its outcome.
+    pub(super) route: Option<&'a str>,
 }
 
 /// Whole microseconds, saturating (a `u64` of them is 584,000 years).
@@ -144,6 +148,9 @@ fn push_fields(fields: &mut Fields<'_>, line: &Line<'_>) {
         .extend_from_slice(if line.stream { b"true" } else { b"false" });
     fields.int("status", line.status);
     fields.text("outcome", line.outcome);
+    if let Some(error_type) = line.error_type {
+        fields.text("error_type", error_type);
+    }
     if let Some(error) = line.error {
         fields.text("error", error);
     }
@@ -161,6 +168,9 @@ fn push_fields(fields: &mut Fields<'_>, line: &Line<'_>) {
     }
     if line.saved_micros > 0 {
         push_usd(fields.key("saved_usd"), line.saved_micros);
+    }
+    if let Some(route) = line.route {
+        fields.text("route", route);
     }
 }
 
@@ -369,6 +379,7 @@ pub(super) mod tests {
             stream: false,
             status: 200,
             outcome: "ok",
+            error_type: None,
             error: None,
             attempt_errors: None,
             latency_us: 1_234,
@@ -377,7 +388,32 @@ pub(super) mod tests {
             completion_tokens: 16,
             cache: None,
             saved_micros: 0,
+            route: None,
         }
+    }
+
+    #[test]
+    fn a_failure_names_its_error_type_and_a_routed_request_its_route() {
+        let line = Line {
+            status: 502,
+            outcome: "upstream_5xx",
+            error_type: Some("upstream_5xx"),
+            route: Some("up/mock-1=5xx, up/mock-2=ok"),
+            ..sample()
+        };
+        let text = format(LogFormat::Text, &line);
+        assert!(
+            text.contains(" outcome=\"upstream_5xx\" error_type=\"upstream_5xx\" "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" route=\"up/mock-1=5xx, up/mock-2=ok\"\n"),
+            "{text}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&format(LogFormat::Json, &line)).unwrap();
+        assert_eq!(json["error_type"], "upstream_5xx");
+        assert_eq!(json["route"], "up/mock-1=5xx, up/mock-2=ok");
     }
 
     #[test]

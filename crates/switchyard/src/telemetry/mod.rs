@@ -154,6 +154,7 @@ fn write_record(record: &RequestRecord) {
         stream: record.stream,
         status: record.status,
         outcome: record.outcome(),
+        error_type: ErrorType::of(record).map(ErrorType::as_str),
         error: error_detail(record),
         attempt_errors: attempt_errors.as_deref(),
         latency_us: micros(record.latency),
@@ -162,6 +163,7 @@ fn write_record(record: &RequestRecord) {
         completion_tokens: usage.completion_tokens,
         cache: record.cache.map(crate::cache::Status::as_str),
         saved_micros: record.saved_micros,
+        route: record.route.as_ref().and_then(|r| r.to_str().ok()),
     };
     sink.write_line(&line, SystemTime::now());
 }
@@ -218,6 +220,7 @@ fn write_event(record: &RequestRecord) {
         stream = record.stream,
         status = record.status,
         outcome = record.outcome(),
+        error_type = ErrorType::of(record).map(ErrorType::as_str),
         error = error_detail(record),
         attempt_errors = attempt_errors(record),
         latency_ms,
