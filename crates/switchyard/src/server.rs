@@ -250,10 +250,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     internal.cancel();
     // The spend settled by the last requests, and their usage records, reach
     // the store (or the usage spill file).
-    let _ = spend_writer.await;
-    if let Some(writer) = usage_writer {
-        writer.stopped().await;
-    }
+    let usage_stopped = async {
+        if let Some(writer) = usage_writer {
+            writer.stopped().await;
+        }
+    };
+    let _ = tokio::join!(spend_writer, usage_stopped);
     Ok(())
 }
 

@@ -146,10 +146,12 @@ async fn run(mut state: State, stop: CancellationToken) {
             _ = ticks.tick() => {}
             () = stop.cancelled() => break,
         }
-        state.take_queued().await;
-        state.flush().await;
-        state.replay().await;
-        state.trim().await;
+        // A stop ends a round at once: a write cut short is rolled back
+        // and its batch is still at the front of the buffer.
+        tokio::select! {
+            () = state.round() => {}
+            () = stop.cancelled() => break,
+        }
     }
     state.take_queued().await;
     let _ = tokio::time::timeout(LAST_FLUSH, state.flush()).await;
@@ -166,6 +168,15 @@ async fn run(mut state: State, stop: CancellationToken) {
 }
 
 impl State {
+    /// One tick's work: take the queue, write the buffer, read back the
+    /// spill file, trim what is past its retention.
+    async fn round(&mut self) {
+        self.take_queued().await;
+        self.flush().await;
+        self.replay().await;
+        self.trim().await;
+    }
+
     /// Takes what the queue holds into the buffer; spills the newest past
     /// `usage.buffer`.
     async fn take_queued(&mut self) {
