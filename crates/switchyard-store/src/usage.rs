@@ -223,6 +223,23 @@ pub struct CostRow {
     pub latency_us: i64,
 }
 
+impl CostRow {
+    /// Adds `other`'s sums to these (the group stays).
+    pub fn add(&mut self, other: &CostRow) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.cache_hits += other.cache_hits;
+        self.input_tokens += other.input_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost_micros += other.cost_micros;
+        self.saved_micros += other.saved_micros;
+        self.latency_us += other.latency_us;
+    }
+}
+
 /// The usage log in the store.
 pub trait UsageStore: Send + Sync + 'static {
     /// Writes `records` and adds them to the rollups, in one transaction; a record
@@ -398,23 +415,13 @@ pub(crate) fn spans(from: i64, to: i64, hourly: bool) -> Vec<(i64, i64, i64)> {
 pub(crate) fn merged(parts: Vec<Vec<CostRow>>) -> Vec<CostRow> {
     let mut by_group: std::collections::BTreeMap<Vec<String>, CostRow> = Default::default();
     for row in parts.into_iter().flatten() {
-        let sum = by_group
+        by_group
             .entry(row.group.clone())
             .or_insert_with(|| CostRow {
                 group: row.group.clone(),
                 ..CostRow::default()
-            });
-        sum.requests += row.requests;
-        sum.errors += row.errors;
-        sum.cache_hits += row.cache_hits;
-        sum.input_tokens += row.input_tokens;
-        sum.cached_input_tokens += row.cached_input_tokens;
-        sum.cache_write_tokens += row.cache_write_tokens;
-        sum.reasoning_tokens += row.reasoning_tokens;
-        sum.output_tokens += row.output_tokens;
-        sum.cost_micros += row.cost_micros;
-        sum.saved_micros += row.saved_micros;
-        sum.latency_us += row.latency_us;
+            })
+            .add(&row);
     }
     let mut rows: Vec<CostRow> = by_group.into_values().collect();
     rows.sort_by(|a, b| {

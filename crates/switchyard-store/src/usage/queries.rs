@@ -150,6 +150,24 @@ macro_rules! usage_backend {
                 }))
             }
 
+            /// ` AND column = value` for each column given a value: only
+            /// those, so that an index serves the query (`$n IS NULL OR …`
+            /// would hide it).
+            fn push_equal(
+                select: &mut QueryBuilder<$db>,
+                columns: &[(&'static str, &Option<String>)],
+            ) {
+                for (column, value) in columns {
+                    if let Some(value) = value {
+                        select
+                            .push(" AND ")
+                            .push(*column)
+                            .push(" = ")
+                            .push_bind(value.as_str());
+                    }
+                }
+            }
+
             /// The SQL of a grouping dimension, as text.
             fn dimension(group: GroupBy) -> &'static str {
                 match group {
@@ -185,20 +203,15 @@ macro_rules! usage_backend {
                         .push_bind(span);
                     select.push(" AND start >= ").push_bind(from);
                     select.push(" AND start < ").push_bind(to);
-                    for (column, value) in [
-                        ("key_id", &query.key_id),
-                        ("team_id", &query.team_id),
-                        ("model", &query.model),
-                        ("provider", &query.provider),
-                    ] {
-                        if let Some(value) = value {
-                            select
-                                .push(" AND ")
-                                .push(column)
-                                .push(" = ")
-                                .push_bind(value.as_str());
-                        }
-                    }
+                    push_equal(
+                        &mut select,
+                        &[
+                            ("key_id", &query.key_id),
+                            ("team_id", &query.team_id),
+                            ("model", &query.model),
+                            ("provider", &query.provider),
+                        ],
+                    );
                     match &query.tag {
                         Some(tag) => {
                             select.push(" AND tag = ").push_bind(tag.as_str());
@@ -319,21 +332,16 @@ macro_rules! usage_backend {
                     if let Some(to) = filter.to {
                         select.push(" AND at < ").push_bind(to);
                     }
-                    for (column, value) in [
-                        ("key_id", &filter.key_id),
-                        ("team_id", &filter.team_id),
-                        ("model", &filter.model),
-                        ("provider", &filter.provider),
-                        ("error_type", &filter.error_type),
-                    ] {
-                        if let Some(value) = value {
-                            select
-                                .push(" AND ")
-                                .push(column)
-                                .push(" = ")
-                                .push_bind(value.as_str());
-                        }
-                    }
+                    push_equal(
+                        &mut select,
+                        &[
+                            ("key_id", &filter.key_id),
+                            ("team_id", &filter.team_id),
+                            ("model", &filter.model),
+                            ("provider", &filter.provider),
+                            ("error_type", &filter.error_type),
+                        ],
+                    );
                     if let Some(status) = filter.status {
                         select.push(" AND status = ").push_bind(i64::from(status));
                     }

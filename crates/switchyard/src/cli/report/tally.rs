@@ -136,13 +136,13 @@ impl Grouping {
                 .zip(&self.index)
                 .map(|(dim, &i)| dim.label(row.group.get(i).map_or("", String::as_str)))
                 .collect();
-            add_costs(groups.entry(key).or_default(), &row);
+            groups.entry(key).or_default().add(&row);
         }
         let mut total = CostRow::default();
         let rows = groups
             .into_iter()
             .map(|(group, mut row)| {
-                add_costs(&mut total, &row);
+                total.add(&row);
                 row.group = group;
                 row
             })
@@ -183,21 +183,6 @@ impl Grouping {
         }
         keys
     }
-}
-
-/// Adds `row`'s sums to `into`'s.
-fn add_costs(into: &mut CostRow, row: &CostRow) {
-    into.requests += row.requests;
-    into.errors += row.errors;
-    into.cache_hits += row.cache_hits;
-    into.input_tokens += row.input_tokens;
-    into.cached_input_tokens += row.cached_input_tokens;
-    into.cache_write_tokens += row.cache_write_tokens;
-    into.reasoning_tokens += row.reasoning_tokens;
-    into.output_tokens += row.output_tokens;
-    into.cost_micros += row.cost_micros;
-    into.saved_micros += row.saved_micros;
-    into.latency_us += row.latency_us;
 }
 
 /// The rows of a report from the rollups, and their total.
