@@ -50,6 +50,8 @@ pub struct Config {
     pub usage: Option<Usage>,
     /// Spend alerts; `None` without a webhook.
     pub alerts: Option<Alerts>,
+    /// Request bodies in the logs, and traces.
+    pub telemetry: Telemetry,
     /// Rate limits over every caller, per model, and for keys without their own.
     pub limits: RateLimits,
     /// Redis, when limits are shared across replicas.
@@ -192,6 +194,36 @@ pub struct Alerts {
     pub timeout: Duration,
     /// How many times a failed post is tried again.
     pub retries: u32,
+}
+
+/// `telemetry:` with defaults applied.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    /// Bytes of each body logged at most, when prompts and answers are logged.
+    pub log_bodies: Option<usize>,
+    /// Where spans are exported; `None`: no traces.
+    pub traces: Option<Traces>,
+}
+
+/// `telemetry.traces:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Traces {
+    /// The collector's OTLP/HTTP traces URL.
+    pub endpoint: String,
+    /// Headers sent with every export (they may hold a secret: never logged).
+    pub headers: Vec<(String, SecretString)>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// The share of requests traced when the client sent no sampled `traceparent`.
+    pub sample_ratio: f64,
+    /// Requests waiting to be exported at most.
+    pub queue: usize,
+    /// Requests' spans sent in one export at most.
+    pub batch_size: usize,
+    /// How often spans are exported.
+    pub flush_interval: Duration,
+    /// How long one export may take.
+    pub timeout: Duration,
 }
 
 /// `redis:` with defaults applied.

@@ -18,9 +18,11 @@ pub use admission::AdmissionConfig;
 mod cache;
 pub use cache::{CacheBackend, CacheConfig, CacheScope, ModelCacheConfig, ModelSemanticConfig};
 mod store;
+mod telemetry;
 pub use store::{
     AlertsConfig, LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig, UsageConfig,
 };
+pub use telemetry::{TelemetryConfig, TracesConfig};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +81,9 @@ pub struct ConfigFile {
     /// The price list of models whose deployments set no `price`.
     #[serde(default)]
     pub pricing: PricingConfig,
+    /// Request bodies in the logs, and traces.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// An entry of `routes:`: a request matching `when` is served by `model`

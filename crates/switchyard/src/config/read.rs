@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
-use super::problems::{Problem, suggest, unknown};
+use super::problems::{Problem, unknown};
 use super::tree::{Node, Place, Step, TreeError};
 
 /// More problems than this in one file are not worth listing.
@@ -26,13 +26,11 @@ pub(crate) struct Read<T> {
     pub problems: Vec<Problem>,
 }
 
-/// Parses `text` (`env` resolves `${VAR}`) and reads it into `T`. A
-/// top-level key among `later` is refused as a key of a later version.
+/// Parses `text` (`env` resolves `${VAR}`) and reads it into `T`.
 /// `Err`: the text is not YAML.
 pub(crate) fn read<T: DeserializeOwned>(
     text: &str,
     env: HashMap<String, String>,
-    later: &[&str],
 ) -> Result<Read<T>, Problem> {
     let mut tree = match Node::parse(text, env) {
         Ok(tree) => tree,
@@ -60,7 +58,7 @@ pub(crate) fn read<T: DeserializeOwned>(
                         _ => None,
                     })
                     .collect();
-                let (message, mut path) = describe(err.into_inner(), path, later);
+                let (message, mut path) = describe(err.into_inner(), path);
                 let place = tree.find(&path).map(|(_, place)| place);
                 problems.push(Problem::at(place, message));
                 // Remove the faulty node (for a missing key, the node that lacks it) and go on.
@@ -87,17 +85,13 @@ fn first_line(message: &str) -> String {
 }
 
 /// The message for a deserialization error, and the path of the node to blame.
-fn describe(error: TreeError, mut path: Vec<Step>, later: &[&str]) -> (String, Vec<Step>) {
+fn describe(error: TreeError, mut path: Vec<Step>) -> (String, Vec<Step>) {
     let message = match error {
         TreeError::UnknownField { field, expected } => {
             if path.last() != Some(&Step::Key(field.clone())) {
                 path.push(Step::Key(field.clone()));
             }
-            if path.len() == 1 {
-                unknown_top_level(&field, expected, later)
-            } else {
-                unknown("key", &field, expected)
-            }
+            unknown("key", &field, expected)
         }
         TreeError::UnknownVariant { variant, expected } => {
             let name = match path.last() {
@@ -113,19 +107,4 @@ fn describe(error: TreeError, mut path: Vec<Step>, later: &[&str]) -> (String, V
         },
     };
     (message, path)
-}
-
-fn unknown_top_level(field: &str, expected: &[&str], later: &[&str]) -> String {
-    if later.contains(&field) {
-        return format!("`{field}` is not supported by this version yet");
-    }
-    let all: Vec<&str> = expected.iter().chain(later).copied().collect();
-    match suggest(field, &all) {
-        Some(s) if later.contains(&s) => {
-            format!(
-                "unknown key `{field}`, did you mean `{s}`? (`{s}` is not supported by this version yet)"
-            )
-        }
-        _ => unknown("key", field, expected),
-    }
 }

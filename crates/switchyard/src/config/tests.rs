@@ -120,12 +120,26 @@ models:
 }
 
 #[test]
-fn keys_of_later_versions_are_named_as_such() {
-    let list = problems("auth: { mode: open }\ntelemetry: { x: 1 }\n");
+fn telemetry_is_checked_with_every_reason() {
+    let text = "auth: { mode: open }\ntelemetry:\n  log_bodies: true\n  log_bodies_max: 0\n  traces:\n    endpoint: collector:4318\n    sample_ratio: 2\n    queue: 0\n    timeout: 0s\n";
     assert_eq!(
-        list,
-        vec!["2:1 `telemetry` is not supported by this version yet".to_owned()]
+        problems(text),
+        vec![
+            "4:3 `log_bodies_max` must be at least 1 byte".to_owned(),
+            "6:5 `endpoint` must start with `http://` or `https://`".to_owned(),
+            "7:5 `sample_ratio` must be from 0 to 1".to_owned(),
+            "8:5 `queue` must be at least 1".to_owned(),
+            "9:5 `timeout` must be more than 0".to_owned(),
+        ]
     );
+    let ok = "auth: { mode: open }\ntelemetry:\n  log_bodies: true\n  traces: { endpoint: 'http://127.0.0.1:4318/v1/traces', headers: { authorization: Bearer x } }\n";
+    let config = check(ok, env(&[]), false).0.unwrap();
+    assert_eq!(config.telemetry.log_bodies, Some(64 << 10));
+    let traces = config.telemetry.traces.unwrap();
+    assert_eq!(traces.service_name, "switchyard");
+    assert_eq!(traces.headers.len(), 1);
+    let off = check("auth: { mode: open }\n", env(&[]), false).0.unwrap();
+    assert!(off.telemetry.log_bodies.is_none() && off.telemetry.traces.is_none());
 }
 
 #[test]

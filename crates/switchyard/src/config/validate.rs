@@ -25,10 +25,8 @@ mod canary;
 mod catalog;
 mod pricing;
 mod store;
+mod telemetry;
 mod urls;
-
-/// Top-level keys of the full design that this version does not read yet.
-const LATER_KEYS: [&str; 1] = ["telemetry"];
 
 /// `api-version` of Azure providers that set none: the latest GA version.
 const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -50,7 +48,7 @@ pub fn check(
     env: HashMap<String, String>,
     built_in: bool,
 ) -> (Option<Config>, Vec<Problem>) {
-    let read = match read::<ConfigFile>(text, env, &LATER_KEYS) {
+    let read = match read::<ConfigFile>(text, env) {
         Ok(read) => read,
         Err(problem) => return (None, vec![problem]),
     };
@@ -168,6 +166,7 @@ impl Validator<'_> {
         let store = self.store(file.store);
         let usage = self.usage(file.usage);
         let alerts = self.alerts(file.alerts);
+        let telemetry = self.telemetry(file.telemetry);
         let limits = self.rate_limits(&file.limits, &models);
         let redis = self.redis(file.redis);
         let cache = file.cache.map(|raw| self.cache(raw, redis.is_some()));
@@ -180,6 +179,7 @@ impl Validator<'_> {
             store,
             usage,
             alerts,
+            telemetry,
             limits,
             redis,
             providers,

@@ -73,7 +73,7 @@ pub(super) fn read(text: &str, source: &str) -> Result<PriceList, Problems> {
         tree,
         removed,
         problems: list,
-    } = read_yaml::<PriceListFile>(text, HashMap::new(), &[]).map_err(|p| problems(vec![p]))?;
+    } = read_yaml::<PriceListFile>(text, HashMap::new()).map_err(|p| problems(vec![p]))?;
     let mut checker = Checker {
         tree: &tree,
         removed: &removed,
