@@ -30,6 +30,9 @@ pub static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta"
 /// comma-separated.
 pub static TAGS: HeaderName = HeaderName::from_static("x-switchyard-tags");
 
+/// W3C Trace Context: the client's span, parent of the request's span when traces are on.
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// `x-switchyard-task`: what the request is for, as `routes:` rules read it.
 pub static TASK: HeaderName = HeaderName::from_static("x-switchyard-task");
 

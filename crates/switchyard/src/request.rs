@@ -126,6 +126,16 @@ impl RequestCx {
         self.record.tags = Some(tags);
     }
 
+    /// Notes the client's `traceparent`, the parent of the request's span.
+    pub fn trace_parent(&mut self, traceparent: HeaderValue) {
+        self.record.traceparent = Some(traceparent);
+    }
+
+    /// Notes when the attempt that serves the request was sent.
+    pub fn serving_since(&mut self, sent: Instant) {
+        self.record.serving_since = Some(sent);
+    }
+
     /// The public model asked for, whether a stream is, and the estimated
     /// prompt tokens.
     pub fn requested(&mut self, model: &str, stream: bool, estimated_input_tokens: u64) {

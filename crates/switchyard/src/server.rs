@@ -65,6 +65,9 @@ pub enum StartError {
     /// The store could not be opened, migrated or read.
     #[error("cannot use the store: {0}")]
     Store(#[from] switchyard_store::StoreError),
+    /// The trace exporter could not be set up.
+    #[error(transparent)]
+    Traces(#[from] crate::telemetry::traces::StartError),
 }
 
 /// After the grace period, how long open streams get to send their error event.
@@ -180,7 +183,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         None => None,
     };
-    // The ends of requests: the access line, the metrics, then the usage log.
+    // The ends of requests: the access line, the metrics, the usage log, then traces.
     let mut consumers: Vec<Arc<dyn crate::request::Consumer>> =
         vec![Arc::new(AccessLog), Arc::new(RequestMetrics::new(&metrics))];
     let usage_writer = config.usage.as_ref().map(|usage| {
@@ -189,6 +192,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         consumers.push(Arc::new(log));
         writer
     });
+    let trace_exporter = match &config.telemetry.traces {
+        Some(traces) => {
+            let (tracer, exporter) =
+                crate::telemetry::traces::start(traces, &metrics, internal.clone())?;
+            consumers.push(Arc::new(tracer));
+            Some(exporter)
+        }
+        None => None,
+    };
     let process = Process {
         limits: Limiter::new(&config.limits, spend, shared, &metrics),
         admission,
@@ -198,6 +210,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         metrics,
         finish: Arc::new(Finish::new(consumers)),
         cache,
+        traced: trace_exporter.is_some(),
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
     };
@@ -249,13 +262,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     internal.cancel();
     // The spend settled by the last requests, and their usage records, reach
-    // the store (or the usage spill file).
+    // the store (or the usage spill file); their spans leave for the collector.
     let usage_stopped = async {
         if let Some(writer) = usage_writer {
             writer.stopped().await;
         }
     };
-    let _ = tokio::join!(spend_writer, usage_stopped);
+    let traces_stopped = async {
+        if let Some(exporter) = trace_exporter {
+            exporter.stopped().await;
+        }
+    };
+    let _ = tokio::join!(spend_writer, usage_stopped, traces_stopped);
     Ok(())
 }
 

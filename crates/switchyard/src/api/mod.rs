@@ -129,6 +129,8 @@ pub struct Process {
     pub finish: Arc<Finish>,
     /// The response cache, when `cache:` turns it on.
     pub cache: Option<Arc<crate::cache::Cache>>,
+    /// Whether traces are on: the client's `traceparent` is then kept.
+    pub traced: bool,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.

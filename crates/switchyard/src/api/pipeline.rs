@@ -53,7 +53,7 @@ use std::sync::Arc;
 use crate::admission::limit::{Limit, LimitError};
 use crate::cache::{Ask, Cache, Looked, Probe, Request as CacheRequest, Shape, Status, Stitch};
 use crate::error::GatewayError;
-use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER, TAGS};
+use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER, TAGS, TRACEPARENT};
 use crate::keys::{Directory, KeyError};
 use crate::limits::budget::micros_per_mtok;
 use crate::limits::{self, Demand, LimitRefusal, Reservation};
@@ -85,6 +85,11 @@ pub(super) async fn handle(
     cx.authenticated(admitted.principal);
     if let Some(tags) = request.headers().get(&TAGS) {
         cx.tagged(tags.clone());
+    }
+    if state.process.traced
+        && let Some(parent) = request.headers().get(&TRACEPARENT)
+    {
+        cx.trace_parent(parent.clone());
     }
     if let Some(limit) = admitted.key_limit {
         match limit.try_take() {
@@ -254,9 +259,9 @@ pub(super) async fn handle(
         pick,
         call,
         answer,
+        sent,
         deadline,
         in_flight,
-        ..
     } = match served {
         Ok(served) => served,
         Err(e) => {
@@ -280,6 +285,7 @@ pub(super) async fn handle(
     // 7. respond (and 8. finish, when the answer ends)
     let target = pick.target;
     cx.served_by(&target.provider.name, &target.upstream_model);
+    cx.serving_since(sent.into_std());
     cx.priced(target.rates().cloned());
     cx.hold(in_flight);
     let trace = attempts.conclude(&mut cx);

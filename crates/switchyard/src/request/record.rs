@@ -75,6 +75,10 @@ pub struct FailedAttempt {
     pub outcome: &'static str,
     /// The attempt's error.
     pub detail: String,
+    /// When it was sent.
+    pub sent: Instant,
+    /// How long it took to fail.
+    pub took: Duration,
 }
 
 /// The deployment that served a request.
@@ -132,6 +136,10 @@ pub struct RequestRecord {
     pub cost_estimated: bool,
     /// `x-switchyard-tags`, as sent.
     pub tags: Option<HeaderValue>,
+    /// The client's `traceparent`, kept only while traces are on.
+    pub traceparent: Option<HeaderValue>,
+    /// When the attempt that serves the request was sent.
+    pub serving_since: Option<Instant>,
     /// When the request arrived.
     pub arrived: Instant,
     /// Arrival → the first content sent to the client.
@@ -169,6 +177,8 @@ impl RequestRecord {
             cost_micros: 0,
             cost_estimated: false,
             tags: None,
+            traceparent: None,
+            serving_since: None,
             arrived,
             ttft: None,
             latency: Duration::ZERO,

@@ -15,6 +15,7 @@ mod error_type;
 mod line;
 pub mod metrics;
 mod requests;
+pub mod traces;
 
 pub use error_type::ErrorType;
 pub use requests::{ModelMeter, RequestMetrics, UpstreamMeter};

@@ -257,7 +257,7 @@ where
                     drop(in_flight);
                     let took = Instant::now().saturating_duration_since(sent);
                     pick.target.exchanged(took, Some(&e));
-                    attempts.note_failure(&pick, fallback, e);
+                    attempts.note_failure(&pick, fallback, e, sent);
                     failed = Some((pick.target, pick.model));
                 }
                 Some(Err(Failure::Stop(e))) => {
@@ -310,7 +310,7 @@ fn refused_while_resting(
     let wait = next.as_ref()?.target.provider.resting(now)?;
     let pick = next.take()?;
     let error = pick.target.provider.keys_cooling(wait);
-    attempts.note_failure(&pick, plan.in_fallback(), error);
+    attempts.note_failure(&pick, plan.in_fallback(), error, now);
     attempts.last_error.take()
 }
 

@@ -33,4 +33,5 @@ mod shutdown;
 mod spending;
 mod stores;
 mod streaming;
+mod traces;
 mod usage;

@@ -244,8 +244,15 @@ impl<'s> Attempts<'s> {
         }
     }
 
-    /// Records a failed attempt: its breaker outcome, trace entry and error.
-    pub(super) fn note_failure(&mut self, pick: &Pick<'_>, fallback: bool, failure: UpstreamError) {
+    /// Records a failed attempt, `sent` at that time: its breaker outcome,
+    /// trace entry and error.
+    pub(super) fn note_failure(
+        &mut self,
+        pick: &Pick<'_>,
+        fallback: bool,
+        failure: UpstreamError,
+        sent: Instant,
+    ) {
         let now = Instant::now();
         let class = failure.class();
         let label = match (&failure, class) {
@@ -286,6 +293,8 @@ impl<'s> Attempts<'s> {
             deployment: pick.target.name.clone(),
             outcome: label,
             detail: failure.to_string(),
+            sent: sent.into_std(),
+            took: now.saturating_duration_since(sent),
         });
         self.last_error = Some(GatewayError::from(failure));
         self.tried.push(std::ptr::from_ref(pick.target) as usize);

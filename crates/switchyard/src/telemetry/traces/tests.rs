@@ -1,0 +1,151 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderValue;
+use opentelemetry::trace::{SpanKind, TraceId};
+use opentelemetry::{InstrumentationScope, Value};
+use opentelemetry_sdk::trace::{RandomIdGenerator, Sampler};
+use tokio::sync::mpsc;
+
+use super::{Traced, Tracer, remote_parent, span};
+use crate::request::{Consumer, FailedAttempt, RequestRecord, ServedBy};
+
+fn tracer(ratio: f64) -> (Tracer, mpsc::Receiver<Traced>) {
+    let (tx, rx) = mpsc::channel(8);
+    let tracer = Tracer {
+        tx,
+        sampler: Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))),
+        ids: RandomIdGenerator::default(),
+        dropped: metrics::Counter::noop(),
+    };
+    (tracer, rx)
+}
+
+fn record(traceparent: Option<&'static str>) -> RequestRecord {
+    let arrived = Instant::now();
+    let mut record = RequestRecord::new(
+        HeaderValue::from_static("req-1"),
+        "chat_completions",
+        arrived,
+    );
+    record.traceparent = traceparent.map(HeaderValue::from_static);
+    record.model = Some("m".to_owned());
+    record.status = 200;
+    record.latency = Duration::from_millis(40);
+    record
+}
+
+const SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const NOT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+
+#[test]
+fn a_valid_traceparent_is_the_parent_and_an_invalid_one_is_ignored() {
+    let parent = remote_parent(&HeaderValue::from_static(SAMPLED)).unwrap();
+    assert_eq!(
+        parent.trace_id(),
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+    );
+    assert!(parent.is_remote() && parent.is_sampled());
+    for bad in [
+        "garbage",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+    ] {
+        assert!(
+            remote_parent(&HeaderValue::from_static(bad)).is_none(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn the_parents_decision_wins_and_the_ratio_decides_the_rest() {
+    let (never, mut rx) = tracer(0.0);
+    never.consume(&record(None));
+    assert!(rx.try_recv().is_err(), "ratio 0 keeps no root");
+    never.consume(&record(Some(SAMPLED)));
+    let kept = rx.try_recv().unwrap();
+    assert_eq!(
+        kept.trace_id,
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+    );
+
+    let (always, mut rx) = tracer(1.0);
+    always.consume(&record(Some(NOT_SAMPLED)));
+    assert!(rx.try_recv().is_err(), "an unsampled parent is respected");
+    always.consume(&record(None));
+    assert!(rx.try_recv().is_ok());
+    let mut probe = record(None);
+    probe.endpoint = "health";
+    always.consume(&probe);
+    assert!(rx.try_recv().is_err(), "only proxied requests are traced");
+}
+
+#[test]
+fn attempts_are_children_placed_at_their_own_times() {
+    let (tracer, mut rx) = tracer(1.0);
+    let mut record = record(Some(SAMPLED));
+    let arrived = record.arrived;
+    record.failed_attempts = vec![FailedAttempt {
+        deployment: "first/mock-1".to_owned(),
+        outcome: "timeout",
+        detail: "no answer".to_owned(),
+        sent: arrived + Duration::from_millis(2),
+        took: Duration::from_millis(10),
+    }];
+    record.served_by = Some(ServedBy {
+        provider: Arc::from("second"),
+        upstream_model: "mock-2".to_owned(),
+    });
+    record.serving_since = Some(arrived + Duration::from_millis(15));
+    record.attempts = 2;
+    tracer.consume(&record);
+    let traced = rx.try_recv().unwrap();
+    let start = traced.arrived;
+    let mut spans = Vec::new();
+    span::build(
+        traced,
+        &InstrumentationScope::builder("test").build(),
+        &RandomIdGenerator::default(),
+        &mut spans,
+    );
+    let [failed, served, server] = spans.as_slice() else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(server.span_kind, SpanKind::Server);
+    assert!(server.parent_span_is_remote);
+    assert_eq!(
+        server.end_time.duration_since(start).unwrap(),
+        Duration::from_millis(40)
+    );
+    for child in [failed, served] {
+        assert_eq!(child.span_kind, SpanKind::Client);
+        assert_eq!(child.parent_span_id, server.span_context.span_id());
+        assert_eq!(
+            child.span_context.trace_id(),
+            server.span_context.trace_id()
+        );
+    }
+    assert_eq!(
+        failed.start_time.duration_since(start).unwrap(),
+        Duration::from_millis(2)
+    );
+    assert_eq!(
+        failed.end_time.duration_since(start).unwrap(),
+        Duration::from_millis(12)
+    );
+    assert_eq!(
+        served.start_time.duration_since(start).unwrap(),
+        Duration::from_millis(15)
+    );
+    assert_eq!(served.end_time, server.end_time);
+    let error_type = failed
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "error.type")
+        .map(|kv| kv.value.clone());
+    assert_eq!(error_type, Some(Value::from("timeout")));
+}
