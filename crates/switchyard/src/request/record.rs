@@ -7,7 +7,7 @@ use axum::http::HeaderValue;
 use switchyard_providers::openai::Usage;
 
 use crate::keys::Tenant;
-use crate::telemetry::ModelMeter;
+use crate::telemetry::{Bodies, ModelMeter};
 
 /// Who sent a request, as authentication established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +132,9 @@ pub struct RequestRecord {
     pub cost_estimated: bool,
     /// `x-switchyard-tags`, as sent.
     pub tags: Option<HeaderValue>,
+    /// Its prompt and answer, kept for the bodies log when
+    /// `telemetry.log_bodies` is on (boxed: otherwise no request has them).
+    pub bodies: Option<Box<Bodies>>,
     /// When the request arrived.
     pub arrived: Instant,
     /// Arrival → the first content sent to the client.
@@ -169,6 +172,7 @@ impl RequestRecord {
             cost_micros: 0,
             cost_estimated: false,
             tags: None,
+            bodies: None,
             arrived,
             ttft: None,
             latency: Duration::ZERO,
