@@ -36,7 +36,7 @@ use crate::error::{Dialect, ErrorKind, GatewayError};
 use crate::limits::Reservation;
 use crate::pricing::{ModelPrice, Tokens};
 use crate::routing::load::InFlight;
-use crate::telemetry::ModelMeter;
+use crate::telemetry::{Bodies, ModelMeter};
 pub use finish::{Consumer, Finish};
 pub use record::{Ending, FailedAttempt, Principal, RecordedError, RequestRecord, ServedBy};
 
@@ -223,10 +223,26 @@ impl RequestCx {
         self.fill = Some(fill);
     }
 
-    /// Keeps `bytes`, sent to the client, for the cache fill (if any).
+    /// Keeps the client's body `request` for the bodies log, and the answer
+    /// as it is sent, each to show at most `max` bytes of.
+    pub fn keep_bodies(&mut self, request: &[u8], max: usize) {
+        self.record.bodies = Some(Box::new(Bodies::new(request, max)));
+    }
+
+    /// Keeps `bytes`, sent to the client, for the cache fill and the bodies
+    /// log (those the request has).
     pub fn capture(&mut self, bytes: &Bytes) {
         if let Some(fill) = &mut self.fill {
             fill.capture(bytes);
+        }
+        self.capture_for_log(bytes);
+    }
+
+    /// Keeps `bytes`, sent to the client, for the bodies log only (an
+    /// answer that fills no cache: a cache hit, a stitched batch).
+    pub fn capture_for_log(&mut self, bytes: &[u8]) {
+        if let Some(bodies) = &mut self.record.bodies {
+            bodies.answered(bytes);
         }
     }
 

@@ -30,7 +30,7 @@ use crate::limits::shared::Shared;
 use crate::request::Finish;
 use crate::routing::{Registry, Routes};
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::{AccessLog, RequestMetrics};
+use crate::telemetry::{AccessLog, BodyLog, RequestMetrics};
 use crate::upstream::ProviderClient;
 use crate::upstream::attempts::{RetryLive, RetryPolicy};
 
@@ -183,9 +183,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         None => None,
     };
-    // The ends of requests: the access line, the metrics, the usage log, then traces.
-    let mut consumers: Vec<Arc<dyn crate::request::Consumer>> =
-        vec![Arc::new(AccessLog), Arc::new(RequestMetrics::new(&metrics))];
+    // The ends of requests: the access line, the bodies line (when on), the
+    // metrics, the usage log, then traces.
+    let mut consumers: Vec<Arc<dyn crate::request::Consumer>> = vec![Arc::new(AccessLog)];
+    if config.telemetry.log_bodies.is_some() {
+        consumers.push(Arc::new(BodyLog));
+    }
+    consumers.push(Arc::new(RequestMetrics::new(&metrics)));
     let usage_writer = config.usage.as_ref().map(|usage| {
         let (log, writer) =
             crate::usage::start(keys.store().clone(), usage, &metrics, internal.clone());
@@ -211,6 +215,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         finish: Arc::new(Finish::new(consumers)),
         cache,
         traced: trace_exporter.is_some(),
+        log_bodies: config.telemetry.log_bodies,
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
     };

@@ -107,6 +107,9 @@ pub(super) async fn handle(
         Ok(body) => body,
         Err(e) => return cx.refuse(&e),
     };
+    if let Some(max) = state.process.log_bodies {
+        cx.keep_bodies(&body, max);
+    }
     let inbound = match Inbound::parse(endpoint, &body) {
         Ok(inbound) => inbound,
         Err(e) => return cx.refuse(&e),

@@ -198,6 +198,7 @@ pub(super) fn cached(
     cx.set_status(StatusCode::OK.as_u16());
     cx.cache_hit(entry, status);
     cx.first_token();
+    cx.capture_for_log(&replay.body);
     cx.complete();
     let mut response = if replay.stream {
         sse_response(axum::body::Body::from(replay.body))
@@ -258,6 +259,7 @@ pub(super) fn stitched(
         cx.usage(usage);
     }
     cx.saved(saved);
+    cx.capture_for_log(&body);
     cx.complete();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -7,7 +7,7 @@ use axum::http::HeaderValue;
 use switchyard_providers::openai::Usage;
 
 use crate::keys::Tenant;
-use crate::telemetry::ModelMeter;
+use crate::telemetry::{Bodies, ModelMeter};
 
 /// Who sent a request, as authentication established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +140,9 @@ pub struct RequestRecord {
     pub traceparent: Option<HeaderValue>,
     /// When the attempt that serves the request was sent.
     pub serving_since: Option<Instant>,
+    /// Its prompt and answer, kept for the bodies log when
+    /// `telemetry.log_bodies` is on (boxed: otherwise no request has them).
+    pub bodies: Option<Box<Bodies>>,
     /// When the request arrived.
     pub arrived: Instant,
     /// Arrival → the first content sent to the client.
@@ -179,6 +182,7 @@ impl RequestRecord {
             tags: None,
             traceparent: None,
             serving_since: None,
+            bodies: None,
             arrived,
             ttft: None,
             latency: Duration::ZERO,

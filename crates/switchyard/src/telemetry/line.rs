@@ -77,35 +77,49 @@ pub(super) fn with_line_buffer(f: impl FnOnce(&mut Vec<u8>)) {
 /// Text mirrors `tracing-subscriber`'s plain `fmt` output; JSON mirrors its
 /// flattened JSON output (`timestamp`, `level`, `message`, then the fields).
 pub(super) fn format_line(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, line: &Line<'_>) {
-    match format {
-        LogFormat::Text => format_text(buf, now, line),
-        LogFormat::Json => format_json(buf, now, line),
-    }
-    buf.push(b'\n');
+    let mut fields = begin(buf, format, now, "request", line.request_id);
+    push_fields(&mut fields, line);
+    fields.end();
 }
 
-fn format_text(buf: &mut Vec<u8>, now: SystemTime, line: &Line<'_>) {
-    push_timestamp(buf, now);
-    buf.extend_from_slice(b"  INFO request request_id=");
-    if is_bare(line.request_id) {
-        buf.extend_from_slice(line.request_id.as_bytes());
-    } else {
-        push_quoted(buf, line.request_id);
-    }
-    push_fields(&mut Fields { buf, json: false }, line);
-}
-
-fn format_json(buf: &mut Vec<u8>, now: SystemTime, line: &Line<'_>) {
-    buf.extend_from_slice(b"{\"timestamp\":\"");
-    push_timestamp(buf, now);
-    buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"request_id\":");
-    push_quoted(buf, line.request_id);
-    push_fields(&mut Fields { buf, json: true }, line);
-    buf.push(b'}');
+/// Begins a line of `message` (a plain word, written as it is) about
+/// request `request_id`, stamped `now`: the fields after `request_id` are
+/// written to what it returns, and the line ends with [`Fields::end`].
+pub(super) fn begin<'b>(
+    buf: &'b mut Vec<u8>,
+    format: LogFormat,
+    now: SystemTime,
+    message: &'static str,
+    request_id: &str,
+) -> Fields<'b> {
+    let json = match format {
+        LogFormat::Text => {
+            push_timestamp(buf, now);
+            buf.extend_from_slice(b"  INFO ");
+            buf.extend_from_slice(message.as_bytes());
+            buf.extend_from_slice(b" request_id=");
+            if is_bare(request_id) {
+                buf.extend_from_slice(request_id.as_bytes());
+            } else {
+                push_quoted(buf, request_id);
+            }
+            false
+        }
+        LogFormat::Json => {
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            push_timestamp(buf, now);
+            buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"");
+            buf.extend_from_slice(message.as_bytes());
+            buf.extend_from_slice(b"\",\"request_id\":");
+            push_quoted(buf, request_id);
+            true
+        }
+    };
+    Fields { buf, json }
 }
 
 /// Writes `name=value` (text) or `,"name":value` (JSON) pairs.
-struct Fields<'b> {
+pub(super) struct Fields<'b> {
     buf: &'b mut Vec<u8>,
     json: bool,
 }
@@ -124,8 +138,24 @@ impl Fields<'_> {
         self.buf
     }
 
-    fn text(&mut self, name: &str, value: &str) {
+    /// `name` and `value`, quoted and escaped.
+    pub(super) fn text(&mut self, name: &str, value: &str) {
         push_quoted(self.key(name), value);
+    }
+
+    /// `name` and `value` as [`Fields::text`] writes them, when there is a value.
+    pub(super) fn text_if(&mut self, name: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.text(name, value);
+        }
+    }
+
+    /// Ends the line: the JSON object's brace, and the newline.
+    pub(super) fn end(self) {
+        if self.json {
+            self.buf.push(b'}');
+        }
+        self.buf.push(b'\n');
     }
 
     fn int(&mut self, name: &str, value: impl itoa::Integer) {
@@ -148,30 +178,20 @@ fn push_fields(fields: &mut Fields<'_>, line: &Line<'_>) {
         .extend_from_slice(if line.stream { b"true" } else { b"false" });
     fields.int("status", line.status);
     fields.text("outcome", line.outcome);
-    if let Some(error_type) = line.error_type {
-        fields.text("error_type", error_type);
-    }
-    if let Some(error) = line.error {
-        fields.text("error", error);
-    }
-    if let Some(errors) = line.attempt_errors {
-        fields.text("attempt_errors", errors);
-    }
+    fields.text_if("error_type", line.error_type);
+    fields.text_if("error", line.error);
+    fields.text_if("attempt_errors", line.attempt_errors);
     fields.millis("latency_ms", line.latency_us);
     if let Some(ttft_us) = line.ttft_us {
         fields.millis("ttft_ms", ttft_us);
     }
     fields.int("prompt_tokens", line.prompt_tokens);
     fields.int("completion_tokens", line.completion_tokens);
-    if let Some(cache) = line.cache {
-        fields.text("cache", cache);
-    }
+    fields.text_if("cache", line.cache);
     if line.saved_micros > 0 {
         push_usd(fields.key("saved_usd"), line.saved_micros);
     }
-    if let Some(route) = line.route {
-        fields.text("route", route);
-    }
+    fields.text_if("route", line.route);
 }
 
 /// Micro-USD as USD with six decimals (`0.000123`).

@@ -1,5 +1,6 @@
 //! Logging and metrics: the subscriber set-up, the one access-log line per
-//! request, the metric registry, and the per-request metrics.
+//! request (and its bodies line, when `telemetry.log_bodies` is on), the
+//! metric registry, and the per-request metrics.
 
 use std::io::{IsTerminal, Write as _};
 use std::sync::OnceLock;
@@ -11,12 +12,14 @@ use tracing_subscriber::EnvFilter;
 
 use line::{Line, format_line, micros, with_line_buffer};
 
+mod bodies;
 mod error_type;
 mod line;
 pub mod metrics;
 mod requests;
 pub mod traces;
 
+pub use bodies::{Bodies, BodyLog};
 pub use error_type::ErrorType;
 pub use requests::{ModelMeter, RequestMetrics, UpstreamMeter};
 
@@ -35,7 +38,8 @@ pub enum LogFormat {
 /// `write` to stderr; the returned guard flushes what is queued when dropped,
 /// so keep it alive until the process exits. Access lines bypass the
 /// subscriber's formatter (see [`AccessLog`]) but go through the same writer
-/// thread, filtered by the same `RUST_LOG` as target `switchyard::access`.
+/// thread, filtered by the same `RUST_LOG` as target `switchyard::access`;
+/// so do bodies lines ([`BodyLog`]), as target `switchyard::bodies`.
 pub fn init(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
@@ -71,11 +75,11 @@ pub fn init(format: LogFormat) -> WorkerGuard {
     guard
 }
 
-/// Where access lines go once [`init`] has run: the subscriber's own
-/// non-blocking writer, so they interleave whole with every other line.
+/// Where access and bodies lines go once [`init`] has run: the subscriber's
+/// own non-blocking writer, so they interleave whole with every other line.
 static ACCESS_SINK: OnceLock<AccessSink> = OnceLock::new();
 
-/// The writer and format of access lines.
+/// The writer and format of access and bodies lines.
 struct AccessSink {
     writer: NonBlocking,
     format: LogFormat,
@@ -84,8 +88,13 @@ struct AccessSink {
 impl AccessSink {
     /// Formats `line` stamped `now` and queues it in one write.
     fn write_line(&self, line: &Line<'_>, now: SystemTime) {
+        self.write(|buf, format| format_line(buf, format, now, line));
+    }
+
+    /// Queues the line `format` writes (in the sink's format) in one write.
+    fn write(&self, format: impl FnOnce(&mut Vec<u8>, LogFormat)) {
         with_line_buffer(|buf| {
-            format_line(buf, self.format, now, line);
+            format(buf, self.format);
             // `NonBlocking` queues each write as one message; an error means
             // the writer thread is gone (shutdown), and the line with it.
             let mut writer = self.writer.clone();
@@ -109,7 +118,8 @@ const LOG_WRITE_BUFFER: usize = 64 << 10;
 const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 /// The access log: one line per request, the first consumer of every
-/// [`RequestRecord`]. The line carries no prompt or completion text.
+/// [`RequestRecord`]. The line carries no prompt or completion text (those
+/// are the [`BodyLog`]'s, when it is on).
 /// Probes (`/health`, `/ready`, `/metrics`) come every few seconds: their
 /// lines are written at debug level only.
 #[derive(Debug, Clone, Copy, Default)]

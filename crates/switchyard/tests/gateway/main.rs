@@ -7,6 +7,7 @@
 
 mod admin;
 mod admin_api;
+mod bodies;
 mod cache;
 mod canary;
 mod cli;
