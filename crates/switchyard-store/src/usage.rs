@@ -58,7 +58,7 @@ pub struct UsageRecord {
     pub output_tokens: i64,
     /// What it cost, micro-USD.
     pub cost_micros: i64,
-    /// What it saved (a cache hit, a cheaper deployment than asked for), micro-USD.
+    /// What it saved (a cache hit, a cheaper fallback model than asked for), micro-USD.
     pub saved_micros: i64,
     /// The provider reported no usage: the tokens, and so the cost, are estimates.
     pub cost_estimated: bool,

@@ -67,6 +67,9 @@ pub struct RequestCx {
     reservation: Option<Box<Reservation>>,
     /// The price of the deployment that serves it, for its cost.
     price: Option<Arc<ModelPrice>>,
+    /// The price of the model asked for, when a fallback model serves it:
+    /// what the fallback saved is measured against it.
+    asked_price: Option<Arc<ModelPrice>>,
     /// The response cache's fill of a miss, stored when the request ends
     /// whole (boxed: most requests have none).
     fill: Option<Box<Fill>>,
@@ -92,6 +95,7 @@ impl RequestCx {
             model_share: None,
             reservation: None,
             price: None,
+            asked_price: None,
             fill: None,
         }
     }
@@ -211,6 +215,12 @@ impl RequestCx {
     /// The price of the deployment serving the request (none: free).
     pub fn priced(&mut self, price: Option<Arc<ModelPrice>>) {
         self.price = price;
+    }
+
+    /// Notes the price of the model asked for, when a fallback model serves
+    /// the request: what it costs less is counted as saved.
+    pub fn fallen_back_from(&mut self, asked: Option<Arc<ModelPrice>>) {
+        self.asked_price = asked;
     }
 
     /// Notes what the response cache made of the request.
@@ -334,8 +344,12 @@ impl RequestCx {
         self.record.ending = ending;
         self.record.error = error;
         self.record.latency = self.record.arrived.elapsed();
-        let (used, cost) = self.spent();
+        let (tokens, cost) = self.spent();
+        let used = tokens.input + tokens.output;
         self.record.cost_micros = cost;
+        if let Some(asked) = &self.asked_price {
+            self.record.saved_micros += (asked.cost(&tokens) - cost).max(0);
+        }
         self.record.cost_estimated = self.record.usage.is_none() && used > 0;
         if let Some(reservation) = self.reservation.take() {
             (*reservation).settle(used, cost);
@@ -356,7 +370,7 @@ impl RequestCx {
     /// provider's usage; for a stream cut before its usage came, the prompt's
     /// estimate and a token per relayed chunk; for a request that got no
     /// answer, nothing.
-    fn spent(&self) -> (u64, i64) {
+    fn spent(&self) -> (Tokens, i64) {
         let record = &self.record;
         let usage = record.usage.unwrap_or_default();
         let (input, output) = match &record.usage {
@@ -370,16 +384,15 @@ impl RequestCx {
             }
             None => (0, 0),
         };
-        let cost = self.price.as_ref().map_or(0, |price| {
-            price.cost(&Tokens {
-                input,
-                cached_input: usage.cached_tokens,
-                cache_write: usage.cache_write_tokens,
-                output,
-                reasoning: usage.reasoning_tokens,
-            })
-        });
-        (input + output, cost)
+        let tokens = Tokens {
+            input,
+            cached_input: usage.cached_tokens,
+            cache_write: usage.cache_write_tokens,
+            output,
+            reasoning: usage.reasoning_tokens,
+        };
+        let cost = self.price.as_ref().map_or(0, |price| price.cost(&tokens));
+        (tokens, cost)
     }
 }
 

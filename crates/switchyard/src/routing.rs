@@ -175,6 +175,12 @@ impl ModelRoute {
         &self.targets
     }
 
+    /// Its price for what a fallback saved: that of its first deployment
+    /// with one, in config order.
+    pub fn list_price(&self) -> Option<&Arc<crate::pricing::ModelPrice>> {
+        self.targets.iter().find_map(Target::rates)
+    }
+
     /// Its own strategy.
     pub fn strategy(&self) -> Strategy {
         self.strategy

@@ -290,6 +290,9 @@ pub(super) async fn handle(
     cx.served_by(&target.provider.name, &target.upstream_model);
     cx.serving_since(sent.into_std());
     cx.priced(target.rates().cloned());
+    if !std::ptr::eq(pick.model, plan.model()) {
+        cx.fallen_back_from(plan.model().list_price().cloned());
+    }
     cx.hold(in_flight);
     let trace = attempts.conclude(&mut cx);
     let mut response = match &stitch {

@@ -346,6 +346,59 @@ async fn a_shutdown_writes_every_answered_requests_record(backend: Backend) {
     assert_eq!(records(&gw, 30).await.len(), 30);
 }
 
+/// `gpt-4.1` (2/8 USD per million) fails; its fallback `cheap` (0.5/1 USD)
+/// serves: the record costs the cheap price and saves the difference; a
+/// request `cheap` serves as asked saves nothing.
+#[tokio::test]
+async fn a_cheaper_fallback_saves_the_difference_with_the_model_asked_for() {
+    let store = TestStore::new(Backend::Sqlite);
+    let failing = harness::mock(&["--error-rate", "1"]);
+    let good = harness::mock(&[]);
+    let one = "      - {{ provider: up, model: mock-1, price: {{ input: 2.0, output: 8.0 }} }}\n";
+    let one = one.replace("{{", "{").replace("}}", "}");
+    let yaml = config(&failing, &store, "").replace(
+        &one,
+        &format!(
+            "{one}    fallbacks: [cheap]\n  cheap:\n    deployments:\n      - {{ provider: backup, model: mock-2, price: {{ input: 0.5, output: 1.0 }} }}\n"
+        ),
+    );
+    let yaml = yaml.replace(
+        "providers:\n",
+        &format!(
+            "retries: {{ attempts: 1 }}\nproviders:\n  backup: {{ kind: openai, base_url: {}, api_key: k }}\n",
+            good.url("/v1")
+        ),
+    );
+    let gw = harness::gateway(&yaml);
+    let (key, _) = store.create_key("app", &[]);
+    known(&gw, &key).await;
+    let (status, usage) = chat(&gw, &key, "fall back please", "").await;
+    assert_eq!(status, 200);
+    let (prompt, completion) = (
+        usage["prompt_tokens"].as_i64().unwrap(),
+        usage["completion_tokens"].as_i64().unwrap(),
+    );
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({ "model": "cheap", "messages": [{ "role": "user", "content": "direct" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut listed = records(&gw, 2).await;
+    listed.sort_by_key(|r| r["model"].as_str().unwrap().to_owned());
+    let [direct, fallen] = listed.as_slice() else {
+        panic!("{listed:?}")
+    };
+    assert_eq!(direct["saved_micros"], 0);
+    let cheap = (prompt * 500_000 + completion * 1_000_000 + 999_999) / 1_000_000;
+    assert_eq!(fallen["model"], "gpt-4.1");
+    assert_eq!(fallen["deployment"], "backup/mock-2");
+    assert_eq!(fallen["cost_micros"], cheap);
+    assert_eq!(fallen["saved_micros"], cost(prompt, completion) - cheap);
+}
+
 async fn wait_for_file(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !path.exists() {
