@@ -17,7 +17,10 @@
 # stored; CALLGRIND_CACHE=hit turns it on with the same body every time. For
 # the miss's baseline, CALLGRIND_VARY=1 sends the varying bodies with the cache
 # off. CALLGRIND_USAGE=off turns the usage log off (it is on by default, as in
-# the product). CALLGRIND_MODES picks the modes (default "json stream").
+# the product). CALLGRIND_STORE=postgres://… puts the store (and the usage
+# log) in that database instead of a SQLite file (a fresh database each run:
+# the records and rollups of earlier runs stay in it). CALLGRIND_MODES picks
+# the modes (default "json stream").
 # and leaves the dumps in $CALLGRIND_OUT (default bench/out/callgrind) for
 # `callgrind_annotate --inclusive=yes`. Needs valgrind, wrk, taskset, python3.
 set -euo pipefail
@@ -31,6 +34,7 @@ cache=${CALLGRIND_CACHE:-off}
 vary=${CALLGRIND_VARY:-}
 usage=${CALLGRIND_USAGE:-on}
 modes=${CALLGRIND_MODES:-json stream}
+store=${CALLGRIND_STORE:-}
 
 # shellcheck source=bench/gateway-config.sh
 source "$here/gateway-config.sh"
@@ -94,7 +98,7 @@ mock_port=$(listening "$work/mock.out" "$!")
   gateway_config "$mock_port" "$key" gpt-4.1 "$work"
   [[ $cache == off ]] || gateway_cache_config
   [[ $usage == on ]] || gateway_usage_off_config
-} >"$work/switchyard.yaml"
+} | if [[ -n $store ]]; then sed "s#url: sqlite://.*#url: \"$store\"#"; else cat; fi >"$work/switchyard.yaml"
 
 RUST_LOG=${RUST_LOG:-info} taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out.%p" \

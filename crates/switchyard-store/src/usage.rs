@@ -355,29 +355,39 @@ pub(crate) fn is_hit(cache: &str) -> bool {
 pub(crate) const HOUR: i64 = 3_600;
 pub(crate) const DAY: i64 = 86_400;
 
-/// A rollup row's key: span, start, key, team, model, provider, deployment, tag.
-pub(crate) type RollupKey = (i64, i64, String, String, String, String, String, String);
+/// A rollup row's key: span, start, key, team, model, provider, deployment, tag
+/// (borrowed from the records it sums).
+pub(crate) type RollupKey<'a> = (
+    i64,
+    i64,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+);
 
 /// The rollup rows `records` add to — hourly and daily — in one order (so that
 /// two writers lock shared rows in the same order and never deadlock).
 pub(crate) fn rollups<'a>(
     records: impl Iterator<Item = &'a UsageRecord>,
-) -> std::collections::BTreeMap<RollupKey, Sums> {
-    let mut rows = std::collections::BTreeMap::<RollupKey, Sums>::new();
+) -> std::collections::BTreeMap<RollupKey<'a>, Sums> {
+    let mut rows = std::collections::BTreeMap::<RollupKey<'a>, Sums>::new();
     for r in records {
         let secs = r.at.div_euclid(1000);
         for span in [HOUR, DAY] {
             let start = secs.div_euclid(span) * span;
-            let key = |tag: &str| {
+            let key = |tag: &'a str| {
                 (
                     span,
                     start,
-                    r.key_id.clone().unwrap_or_default(),
-                    r.team_id.clone().unwrap_or_default(),
-                    r.model.clone(),
-                    r.provider.clone(),
-                    r.deployment.clone(),
-                    tag.to_owned(),
+                    r.key_id.as_deref().unwrap_or_default(),
+                    r.team_id.as_deref().unwrap_or_default(),
+                    r.model.as_str(),
+                    r.provider.as_str(),
+                    r.deployment.as_str(),
+                    tag,
                 )
             };
             rows.entry(key("")).or_default().add(r);
