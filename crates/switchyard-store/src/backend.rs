@@ -69,6 +69,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         period_start: i64,
         threshold_pct: u8,
     ) -> impl Future<Output = Result<bool>> + Send;
+    fn release_alert(
+        &self,
+        scope: SpendScope,
+        scope_id: &str,
+        period_start: i64,
+        threshold_pct: u8,
+    ) -> impl Future<Output = Result<()>> + Send;
     fn spend(
         &self,
         scope: SpendScope,
@@ -163,6 +170,21 @@ impl<B: Backend + crate::usage::UsageBackend> Store for B {
         threshold_pct: u8,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(Backend::claim_alert(
+            self,
+            scope,
+            scope_id,
+            period_start,
+            threshold_pct,
+        ))
+    }
+    fn release_alert<'a>(
+        &'a self,
+        scope: SpendScope,
+        scope_id: &'a str,
+        period_start: i64,
+        threshold_pct: u8,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Backend::release_alert(
             self,
             scope,
             scope_id,

@@ -132,6 +132,15 @@ pub trait Store: UsageStore + Send + Sync + 'static {
         period_start: i64,
         threshold_pct: u8,
     ) -> BoxFuture<'a, Result<bool>>;
+    /// Gives back an alert claimed by [`Store::claim_alert`] that could not be
+    /// sent: the next caller to claim it sends it.
+    fn release_alert<'a>(
+        &'a self,
+        scope: SpendScope,
+        scope_id: &'a str,
+        period_start: i64,
+        threshold_pct: u8,
+    ) -> BoxFuture<'a, Result<()>>;
     /// The spend of `scope_id` in the period starting `period_start`, 0 when none.
     fn spend<'a>(
         &'a self,

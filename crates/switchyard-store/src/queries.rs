@@ -403,6 +403,24 @@ macro_rules! backend {
                     Ok(claimed == 1)
                 }
 
+                async fn release_alert(
+                    &self,
+                    scope: SpendScope,
+                    scope_id: &str,
+                    period_start: i64,
+                    threshold_pct: u8,
+                ) -> Result<()> {
+                    let mut tx = self.begin_off_feed().await?;
+                    sqlx::query(sql::RELEASE_ALERT)
+                        .bind(scope.as_str())
+                        .bind(scope_id)
+                        .bind(period_start)
+                        .bind(i64::from(threshold_pct))
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(tx.commit().await?)
+                }
+
                 async fn spend(
                     &self,
                     scope: SpendScope,

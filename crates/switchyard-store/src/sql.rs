@@ -100,3 +100,7 @@ pub(crate) const SPEND: &str = "SELECT spent_micros FROM spend \
 pub(crate) const CLAIM_ALERT: &str = "INSERT INTO budget_alerts \
     (scope, scope_id, period_start, threshold_pct, claimed_at) VALUES ($1, $2, $3, $4, $5) \
     ON CONFLICT DO NOTHING";
+
+/// Gives back a claimed alert that could not be sent, so it is claimed and sent again.
+pub(crate) const RELEASE_ALERT: &str = "DELETE FROM budget_alerts \
+    WHERE scope = $1 AND scope_id = $2 AND period_start = $3 AND threshold_pct = $4";

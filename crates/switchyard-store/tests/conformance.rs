@@ -764,47 +764,27 @@ conformance!(
     spend_adds_exactly_per_scope_and_period,
     live_keys_page_unrevoked_keys_with_working_secrets,
     change_feed_trims_and_never_reuses_seq,
-    an_alert_is_claimed_once,
+    an_alert_is_claimed_once_until_given_back,
 );
 
-async fn an_alert_is_claimed_once(store: &dyn Store) {
-    assert!(
-        store
-            .claim_alert(SpendScope::Key, "key_a", 100, 80)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .claim_alert(SpendScope::Key, "key_a", 100, 80)
-            .await
-            .unwrap()
-    );
+async fn an_alert_is_claimed_once_until_given_back(store: &dyn Store) {
+    let claim = |scope, id: &'static str, period, pct| async move {
+        store.claim_alert(scope, id, period, pct).await.unwrap()
+    };
+    assert!(claim(SpendScope::Key, "key_a", 100, 80).await);
+    assert!(!claim(SpendScope::Key, "key_a", 100, 80).await);
     // Another threshold, period, id or scope is another alert.
-    assert!(
-        store
-            .claim_alert(SpendScope::Key, "key_a", 100, 95)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .claim_alert(SpendScope::Key, "key_a", 200, 80)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .claim_alert(SpendScope::Key, "key_b", 100, 80)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .claim_alert(SpendScope::Team, "key_a", 100, 80)
-            .await
-            .unwrap()
-    );
+    assert!(claim(SpendScope::Key, "key_a", 100, 95).await);
+    assert!(claim(SpendScope::Key, "key_a", 200, 80).await);
+    assert!(claim(SpendScope::Key, "key_b", 100, 80).await);
+    assert!(claim(SpendScope::Team, "key_a", 100, 80).await);
+    // One given back (it could not be sent) is claimed again, once.
+    store
+        .release_alert(SpendScope::Key, "key_a", 100, 80)
+        .await
+        .unwrap();
+    assert!(claim(SpendScope::Key, "key_a", 100, 80).await);
+    assert!(!claim(SpendScope::Key, "key_a", 100, 80).await);
 }
 
 /// Two stores on one SQLite file (a server and the offline CLI) write at once: the

@@ -7,8 +7,11 @@
 //! The spend writer ([`crate::limits::spend`]) hands each total it reads back
 //! from the store to [`Alerts::spent`]; a claimed alert is sent on a task of
 //! its own, tried again with a doubling backoff (1 s, 2 s, 4 s, …) up to
-//! `alerts.retries` times. An alert still unsent when the process exits is
-//! lost (it stays claimed), and logged as it fails.
+//! `alerts.retries` times. None is lost: an alert that could not be sent after
+//! all its tries is given back in the store (and forgotten here), so the next
+//! total past its threshold, on any replica or after a restart, claims and
+//! sends it again; at shutdown ([`Alerts::stop`]) the sends under way get one
+//! more `alerts.timeout` to finish, and those that do not are given back too.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchyard_store::{SpendScope, Store};
+use tokio_util::task::TaskTracker;
 
 use crate::config;
 use crate::keys::admin::views::{rfc3339, usd};
@@ -27,34 +31,74 @@ type Alert = (SpendScope, Arc<str>, i64, u8);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The webhook, the thresholds, and the alerts this process has settled.
-#[derive(Debug)]
 pub struct Alerts {
     config: config::Alerts,
     client: reqwest::Client,
+    store: Arc<dyn Store>,
     /// Alerts claimed (or found claimed) here: not asked of the store again.
     settled: Mutex<HashSet<Alert>>,
+    /// Alerts claimed here and not sent yet.
+    unsent: Mutex<HashSet<Alert>>,
+    /// The sends under way.
+    sends: TaskTracker,
 }
 
 impl Alerts {
-    /// Alerts as `config` says.
-    pub fn new(config: &config::Alerts) -> Self {
+    /// Alerts as `config` says, claimed in `store`.
+    pub fn new(config: &config::Alerts, store: Arc<dyn Store>) -> Arc<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .build()
             .unwrap_or_default();
-        Self {
+        Arc::new(Self {
             config: config.clone(),
             client,
+            store,
             settled: Mutex::default(),
+            unsent: Mutex::default(),
+            sends: TaskTracker::new(),
+        })
+    }
+
+    /// At shutdown: waits one `alerts.timeout` for the sends under way, then
+    /// gives back in the store every alert still unsent.
+    pub async fn stop(&self) {
+        self.sends.close();
+        let _ = tokio::time::timeout(self.config.timeout, self.sends.wait()).await;
+        let unsent: Vec<Alert> = self
+            .unsent
+            .lock()
+            .map(|mut set| set.drain().collect())
+            .unwrap_or_default();
+        for alert in unsent {
+            tracing::warn!(
+                scope = alert.0.as_str(),
+                id = %alert.1,
+                threshold_pct = alert.3,
+                "a spend alert was not sent before shutdown; it is given back to be sent again"
+            );
+            self.give_back(&alert).await;
         }
+    }
+
+    /// Gives `alert` back in the store, to be claimed and sent again.
+    async fn give_back(&self, alert: &Alert) {
+        let (scope, id, period_start, pct) = alert;
+        if let Err(e) = self
+            .store
+            .release_alert(*scope, id, *period_start, *pct)
+            .await
+        {
+            tracing::error!(error = %e, "an unsent spend alert could not be given back; it is lost");
+        }
+        self.unsettle(alert);
     }
 
     /// Notes that `id` of `scope` has spent `total` micro-USD of its `limit`
     /// in the period starting `period_start`: each threshold crossed is
-    /// claimed in `store`, and sent when this call claimed it.
+    /// claimed in the store, and sent when this call claimed it.
     pub async fn spent(
-        &self,
-        store: &dyn Store,
+        self: &Arc<Self>,
         scope: SpendScope,
         id: &Arc<str>,
         period_start: i64,
@@ -72,10 +116,24 @@ impl Alerts {
             if !self.settle(settled) {
                 continue;
             }
-            match store.claim_alert(scope, id, period_start, pct).await {
+            match self.store.claim_alert(scope, id, period_start, pct).await {
                 Ok(true) => {
+                    let alert = (scope, id.clone(), period_start, pct);
+                    if let Ok(mut unsent) = self.unsent.lock() {
+                        unsent.insert(alert.clone());
+                    }
                     let message = message(scope, id, period_start, pct, total, limit);
-                    tokio::spawn(send(self.client.clone(), self.config.clone(), message));
+                    let alerts = self.clone();
+                    self.sends.spawn(async move {
+                        let sent = send(&alerts.client, &alerts.config, &message).await;
+                        let still_unsent = alerts
+                            .unsent
+                            .lock()
+                            .is_ok_and(|mut unsent| unsent.remove(&alert));
+                        if !sent && still_unsent {
+                            alerts.give_back(&alert).await;
+                        }
+                    });
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -99,6 +157,15 @@ impl Alerts {
         if let Ok(mut set) = self.settled.lock() {
             set.remove(alert);
         }
+    }
+}
+
+impl std::fmt::Debug for Alerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerts")
+            .field("config", &self.config)
+            .field("sends", &self.sends)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,14 +199,18 @@ fn message(
 
 /// Posts `message` to the webhook, each post bounded by `alerts.timeout`,
 /// tried again after 1 s, 2 s, 4 s, … up to `alerts.retries` more times while
-/// it fails (no answer, or a status other than 2xx).
-async fn send(client: reqwest::Client, config: config::Alerts, message: serde_json::Value) {
+/// it fails (no answer, or a status other than 2xx). Answers whether it was sent.
+async fn send(
+    client: &reqwest::Client,
+    config: &config::Alerts,
+    message: &serde_json::Value,
+) -> bool {
     let mut backoff = FIRST_BACKOFF;
     let retries = config.retries;
     for attempt in 0..=retries {
-        let post = client.post(&config.webhook_url).json(&message).send();
+        let post = client.post(&config.webhook_url).json(message).send();
         let failure = match tokio::time::timeout(config.timeout, post).await {
-            Ok(Ok(response)) if response.status().is_success() => return,
+            Ok(Ok(response)) if response.status().is_success() => return true,
             Ok(Ok(response)) => format!("status {}", response.status()),
             Ok(Err(e)) => e.without_url().to_string(),
             Err(_) => format!("no answer within {:?}", config.timeout),
@@ -148,12 +219,13 @@ async fn send(client: reqwest::Client, config: config::Alerts, message: serde_js
             tracing::error!(
                 failure,
                 attempts = attempt + 1,
-                "a spend alert could not be sent"
+                "a spend alert could not be sent; it is given back to be sent again"
             );
-            return;
+            return false;
         }
         tracing::warn!(failure, "a spend alert could not be sent; trying again");
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2);
     }
+    false
 }

@@ -146,7 +146,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config
             .alerts
             .as_ref()
-            .map(|alerts| Arc::new(crate::alerts::Alerts::new(alerts))),
+            .map(|alerts| crate::alerts::Alerts::new(alerts, keys.store().clone())),
         internal.clone(),
     );
     let shared = match &config.redis {

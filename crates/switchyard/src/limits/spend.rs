@@ -101,14 +101,14 @@ async fn write(
             add(&mut batch, spent);
         }
         if !batch.is_empty() {
-            failing = flush(store.as_ref(), &mut batch, failing, alerts.as_deref()).await;
+            failing = flush(store.as_ref(), &mut batch, failing, alerts.as_ref()).await;
         }
     }
     while let Ok(spent) = rx.try_recv() {
         add(&mut batch, spent);
     }
     if !batch.is_empty() {
-        let flushed = flush(store.as_ref(), &mut batch, failing, alerts.as_deref());
+        let flushed = flush(store.as_ref(), &mut batch, failing, alerts.as_ref());
         let _ = tokio::time::timeout(LAST_FLUSH, flushed).await;
         if !batch.is_empty() {
             tracing::error!(
@@ -116,6 +116,9 @@ async fn write(
                 "spend could not be written before shutdown"
             );
         }
+    }
+    if let Some(alerts) = &alerts {
+        alerts.stop().await;
     }
 }
 
@@ -137,7 +140,7 @@ async fn flush(
     store: &dyn Store,
     batch: &mut HashMap<Row, Pending>,
     failing: bool,
-    alerts: Option<&Alerts>,
+    alerts: Option<&Arc<Alerts>>,
 ) -> bool {
     let deltas: Vec<SpendDelta> = batch
         .iter()
@@ -161,9 +164,7 @@ async fn flush(
         let total = store.spend(scope, &id, period).await.ok();
         pending.cell.flushed(period, pending.micros, total);
         if let (Some(alerts), Some(total)) = (alerts, total) {
-            alerts
-                .spent(store, scope, &id, period, pending.limit, total)
-                .await;
+            alerts.spent(scope, &id, period, pending.limit, total).await;
         }
     }
     false

@@ -316,3 +316,91 @@ async fn each_spend_threshold_is_alerted_once_across_replicas(backend: Backend) 
         assert!(post["spent_usd"].as_f64().unwrap() <= post["budget_usd"].as_f64().unwrap());
     }
 }
+
+/// A webhook that takes every post and answers none while `hanging`: its URL,
+/// the posts, and the switch.
+async fn hanging_webhook() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use axum::routing::post;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let posts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let hanging = std::sync::Arc::new(AtomicBool::new(true));
+    let (seen, hang) = (posts.clone(), hanging.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let (seen, hang) = (seen.clone(), hang.clone());
+            async move {
+                seen.lock().unwrap().push(body);
+                if hang.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posts, hanging)
+}
+
+/// The webhook answers nothing while the gateway stops: the alert it was
+/// sending is given back in the store, and the next process sends it once
+/// the webhook answers (nothing lost, nothing sent twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_unsent_at_shutdown_is_sent_by_the_next_process() {
+    let store = TestStore::new(Backend::Sqlite);
+    let mock = harness::mock(&["--completion-tokens", "10"]);
+    let (url, posts, hanging) = hanging_webhook().await;
+    let extra = format!(
+        "alerts:\n  webhook_url: {url}\n  thresholds: [50]\n  timeout: 300ms\n  retries: 10\n"
+    );
+    let mut gw = harness::gateway(&config(&mock, &store, &extra));
+    // Ten tokens at most: the budget reserves little per request.
+    let hello = || {
+        json!({ "model": "gpt-4.1", "max_tokens": 10,
+                           "messages": [{ "role": "user", "content": "hello there" }] })
+    };
+    let (probe, _) = store.create_key("probe", &[]);
+    known(&gw, &probe).await;
+    let (_, _, answer) = ask(&gw, &probe, &hello()).await;
+    let budget = format!("{:.6}", (cost_of(&answer) * 12) as f64 / 1e6);
+    let (key, id) = store.create_key("budgeted", &["--budget-usd", &budget]);
+    known(&gw, &key).await;
+    for _ in 0..7 {
+        assert_eq!(ask(&gw, &key, &hello()).await.0, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while posts.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the alert was never posted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.terminate();
+    assert!(gw.wait_exit(Duration::from_secs(20)).success());
+    assert!(
+        gw.logs().contains("given back to be sent again"),
+        "{}",
+        gw.logs()
+    );
+    let tried = posts.lock().unwrap().len();
+
+    hanging.store(false, std::sync::atomic::Ordering::SeqCst);
+    let gw = harness::gateway(&config(&mock, &store, &extra));
+    known(&gw, &key).await;
+    assert_eq!(ask(&gw, &key, &hello()).await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while posts.lock().unwrap().len() == tried {
+        assert!(Instant::now() < deadline, "the alert was not sent again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let posts = posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), tried + 1, "{posts:?}");
+    let last = posts.last().unwrap();
+    assert_eq!(last["id"], id.as_str());
+    assert_eq!(last["threshold_pct"], 50);
+}
