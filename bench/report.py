@@ -25,6 +25,7 @@ TARGETS = [
     "mock",
     "nginx",
     "switchyard",
+    "switchyard-usage-off",
     "switchyard-keys",
     "switchyard-redis",
     "switchyard-cache-hit",
@@ -34,6 +35,7 @@ TARGET_NAMES = {
     "mock": "mock (direct)",
     "nginx": "nginx proxy_pass",
     "switchyard": "Switchyard",
+    "switchyard-usage-off": "Switchyard, usage log off",
     "switchyard-keys": "Switchyard, virtual key with limits and budgets",
     "switchyard-redis": "Switchyard, the same, limits in Redis",
     "switchyard-cache-hit": "Switchyard, response cache on, every request a hit",
@@ -41,6 +43,8 @@ TARGET_NAMES = {
 }
 # Keys, limits and budgets on: requests per CPU-second against the same gateway with them off.
 MIN_KEYS_ON_RATIO = 0.9
+# The usage log (and metrics, always on) on against the log off (issue 17).
+MIN_USAGE_ON_RATIO = 0.95
 # The response cache (issue 16): a memory hit against the proxied request (throughput,
 # and p99 latency), and the cache on with every request a miss against it off
 # (requests per CPU-second).
@@ -287,6 +291,17 @@ def targets_table(res: Results) -> list[str]:
             f"| requests per CPU-second with a virtual key, its limits and budgets on, {describe(scenario)} | "
             f"{on / off:.2f}× off | ≥ {MIN_KEYS_ON_RATIO}× off | "
             f"{verdict(on / off >= MIN_KEYS_ON_RATIO, problems)} |"
+        )
+    for mode in MODES:
+        scenario = res.busiest(mode)
+        ratio = None if scenario is None else res.versus(scenario, "switchyard", "switchyard-usage-off", "per_cpu")
+        if ratio is None:
+            continue
+        problems = [f"{n} failed requests" for n in [res.errors(scenario, "switchyard")] if n]
+        lines.append(
+            f"| requests per CPU-second with the usage log on (SQLite, in the process) and metrics, "
+            f"{describe(scenario)} | {ratio:.2f}× the log off | ≥ {MIN_USAGE_ON_RATIO}× off | "
+            f"{verdict(ratio >= MIN_USAGE_ON_RATIO, problems)} |"
         )
     lines += cache_targets(res)
     rss = res.rss.get("switchyard", {})

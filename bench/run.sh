@@ -212,6 +212,16 @@ pids+=("$gateway_pid")
 gateway_port=$(wait_listening switchyard "$gateway_pid" "$work/switchyard.out")
 log "switchyard on port $gateway_port (pid $gateway_pid)"
 
+# The same gateway config with the usage log off, for the log's cost (its own store file).
+{ sed "s|sqlite://$work/switchyard.db|sqlite://$work/switchyard-usage-off.db|" "$work/switchyard.yaml"
+  gateway_usage_off_config; } >"$work/switchyard-usage-off.yaml"
+"${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard-usage-off.yaml" >"$work/switchyard-usage-off.out" \
+  2>"$work/switchyard-usage-off.err" &
+usage_off_pid=$!
+pids+=("$usage_off_pid")
+usage_off_port=$(wait_listening switchyard-usage-off "$usage_off_pid" "$work/switchyard-usage-off.out")
+log "switchyard with the usage log off on port $usage_off_port (pid $usage_off_pid)"
+
 # The same gateway config with the limits in Redis (on the load generator's CPU).
 redis_port=$(free_port)
 "${load_cpu[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
@@ -254,6 +264,7 @@ declare -A target_pids=(
   [nginx]="$nginx_pid $nginx_worker_pid"
   [switchyard]="$gateway_pid"
   [switchyard-keys]="$gateway_pid"
+  [switchyard-usage-off]="$usage_off_pid"
   [switchyard-redis]="$redis_gateway_pid"
   [switchyard-cache-hit]="${cache_pid[switchyard-cache-hit]}"
   [switchyard-cache-miss]="${cache_pid[switchyard-cache-miss]}"
@@ -263,20 +274,22 @@ declare -A url=(
   [nginx]="http://127.0.0.1:$nginx_port/v1/chat/completions"
   [switchyard]="http://127.0.0.1:$gateway_port/v1/chat/completions"
   [switchyard-keys]="http://127.0.0.1:$gateway_port/v1/chat/completions"
+  [switchyard-usage-off]="http://127.0.0.1:$usage_off_port/v1/chat/completions"
   [switchyard-redis]="http://127.0.0.1:$redis_gateway_port/v1/chat/completions"
   [switchyard-cache-hit]="http://127.0.0.1:${cache_port[switchyard-cache-hit]}/v1/chat/completions"
   [switchyard-cache-miss]="http://127.0.0.1:${cache_port[switchyard-cache-miss]}/v1/chat/completions"
 )
 # The client key each target is sent (the configured key, or the virtual one).
 declare -A key_of=(
-  [mock]="$key" [nginx]="$key" [switchyard]="$key"
+  [mock]="$key" [nginx]="$key" [switchyard]="$key" [switchyard-usage-off]="$key"
   [switchyard-keys]="$virtual_key" [switchyard-redis]="$virtual_key"
   [switchyard-cache-hit]="$key" [switchyard-cache-miss]="$key"
 )
 # Targets sent a different body with every request (chat.lua's VARY_TAG: the last user
 # message ends in a tag and a counter); every other target gets the same body each time.
 declare -A varies=([switchyard-cache-miss]=1)
-targets=(mock nginx switchyard switchyard-keys switchyard-redis switchyard-cache-hit switchyard-cache-miss)
+targets=(mock nginx switchyard switchyard-usage-off switchyard-keys switchyard-redis switchyard-cache-hit
+  switchyard-cache-miss)
 # Time to first token is measured on the first three.
 ttft_targets=(mock nginx switchyard)
 
