@@ -20,7 +20,9 @@
 # the product). CALLGRIND_STORE=postgres://… puts the store (and the usage
 # log) in that database instead of a SQLite file (a fresh database each run:
 # the records and rollups of earlier runs stay in it). CALLGRIND_MODES picks
-# the modes (default "json stream").
+# the modes (default "json stream"). CALLGRIND_TRACES=on turns traces on
+# (every request sampled), exported every second to a collector on CPU 1 that
+# takes them (a stand-in answering 200 to every OTLP/HTTP post).
 # and leaves the dumps in $CALLGRIND_OUT (default bench/out/callgrind) for
 # `callgrind_annotate --inclusive=yes`. Needs valgrind, wrk, taskset, python3.
 set -euo pipefail
@@ -35,6 +37,7 @@ vary=${CALLGRIND_VARY:-}
 usage=${CALLGRIND_USAGE:-on}
 modes=${CALLGRIND_MODES:-json stream}
 store=${CALLGRIND_STORE:-}
+traces=${CALLGRIND_TRACES:-off}
 
 # shellcheck source=bench/gateway-config.sh
 source "$here/gateway-config.sh"
@@ -94,10 +97,32 @@ taskset -c 1 "$bin" mock --listen 127.0.0.1:0 --ttft 0s >"$work/mock.out" 2>"$wo
 pids+=($!)
 mock_port=$(listening "$work/mock.out" "$!")
 
+if [[ $traces == on ]]; then
+  taskset -c 1 python3 -c '
+import http.server, sys
+class Collector(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+print(f"listening on 127.0.0.1:{server.server_port}", flush=True)
+server.serve_forever()' >"$work/collector.out" 2>"$work/collector.err" &
+  pids+=($!)
+  collector_port=$(listening "$work/collector.out" "$!")
+fi
+
 {
   gateway_config "$mock_port" "$key" gpt-4.1 "$work"
   [[ $cache == off ]] || gateway_cache_config
   [[ $usage == on ]] || gateway_usage_off_config
+  if [[ $traces == on ]]; then
+    printf 'telemetry:\n  traces:\n    endpoint: http://127.0.0.1:%s/v1/traces\n    flush_interval: 1s\n' "$collector_port"
+  fi
 } | if [[ -n $store ]]; then sed "s#url: sqlite://.*#url: \"$store\"#"; else cat; fi >"$work/switchyard.yaml"
 
 RUST_LOG=${RUST_LOG:-info} taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \

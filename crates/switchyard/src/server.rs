@@ -186,7 +186,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // The ends of requests: the access line, the bodies line (when on), the
     // metrics, the usage log, then traces.
     let mut consumers: Vec<Arc<dyn crate::request::Consumer>> = vec![Arc::new(AccessLog)];
-    if config.telemetry.log_bodies.is_some() {
+    if config.telemetry.log_bodies {
         consumers.push(Arc::new(BodyLog));
     }
     consumers.push(Arc::new(RequestMetrics::new(&metrics)));
@@ -215,7 +215,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         finish: Arc::new(Finish::new(consumers)),
         cache,
         traced: trace_exporter.is_some(),
-        log_bodies: config.telemetry.log_bodies,
+        kept_bodies: config.telemetry.kept_bodies(),
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
     };

@@ -131,9 +131,10 @@ pub struct Process {
     pub cache: Option<Arc<crate::cache::Cache>>,
     /// Whether traces are on: the client's `traceparent` is then kept.
     pub traced: bool,
-    /// Bytes of each body shown in the bodies log, when
-    /// `telemetry.log_bodies` turns it on (its consumer is in `finish`).
-    pub log_bodies: Option<usize>,
+    /// Bytes of each body shown in the bodies log or a span, when
+    /// `telemetry.log_bodies` or `telemetry.traces.content` turns it on
+    /// (their consumers are in `finish`).
+    pub kept_bodies: Option<usize>,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.

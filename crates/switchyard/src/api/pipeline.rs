@@ -107,7 +107,7 @@ pub(super) async fn handle(
         Ok(body) => body,
         Err(e) => return cx.refuse(&e),
     };
-    if let Some(max) = state.process.log_bodies {
+    if let Some(max) = state.process.kept_bodies {
         cx.keep_bodies(&body, max);
     }
     let inbound = match Inbound::parse(endpoint, &body) {

@@ -197,12 +197,22 @@ pub struct Alerts {
 }
 
 /// `telemetry:` with defaults applied.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Telemetry {
-    /// Bytes of each body logged at most, when prompts and answers are logged.
-    pub log_bodies: Option<usize>,
+    /// Whether prompts and answers are logged.
+    pub log_bodies: bool,
+    /// Bytes of each body logged (or put in a span) at most.
+    pub bodies_max: usize,
     /// Where spans are exported; `None`: no traces.
     pub traces: Option<Traces>,
+}
+
+impl Telemetry {
+    /// Bytes of each body a request keeps, when the logs or the spans show them.
+    pub fn kept_bodies(&self) -> Option<usize> {
+        let content = self.traces.as_ref().is_some_and(|t| t.content);
+        (self.log_bodies || content).then_some(self.bodies_max)
+    }
 }
 
 /// `telemetry.traces:` with defaults applied.
@@ -214,6 +224,8 @@ pub struct Traces {
     pub headers: Vec<(String, SecretString)>,
     /// `service.name` of the spans.
     pub service_name: String,
+    /// Whether the request span carries the prompt and the answer (redacted).
+    pub content: bool,
     /// The share of requests traced when the client sent no sampled `traceparent`.
     pub sample_ratio: f64,
     /// Requests waiting to be exported at most.

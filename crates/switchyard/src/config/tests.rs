@@ -134,12 +134,18 @@ fn telemetry_is_checked_with_every_reason() {
     );
     let ok = "auth: { mode: open }\ntelemetry:\n  log_bodies: true\n  traces: { endpoint: 'http://127.0.0.1:4318/v1/traces', headers: { authorization: Bearer x } }\n";
     let config = check(ok, env(&[]), false).0.unwrap();
-    assert_eq!(config.telemetry.log_bodies, Some(64 << 10));
+    assert!(config.telemetry.log_bodies);
+    assert_eq!(config.telemetry.kept_bodies(), Some(64 << 10));
     let traces = config.telemetry.traces.unwrap();
     assert_eq!(traces.service_name, "switchyard");
     assert_eq!(traces.headers.len(), 1);
     let off = check("auth: { mode: open }\n", env(&[]), false).0.unwrap();
-    assert!(off.telemetry.log_bodies.is_none() && off.telemetry.traces.is_none());
+    assert!(!off.telemetry.log_bodies && off.telemetry.traces.is_none());
+    assert_eq!(off.telemetry.kept_bodies(), None);
+    let content = "auth: { mode: open }\ntelemetry:\n  log_bodies_max: 1KiB\n  traces: { endpoint: 'http://127.0.0.1:4318/v1/traces', content: true }\n";
+    let content = check(content, env(&[]), false).0.unwrap();
+    assert!(!content.telemetry.log_bodies);
+    assert_eq!(content.telemetry.kept_bodies(), Some(1024));
 }
 
 #[test]

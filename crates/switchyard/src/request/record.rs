@@ -140,8 +140,9 @@ pub struct RequestRecord {
     pub traceparent: Option<HeaderValue>,
     /// When the attempt that serves the request was sent.
     pub serving_since: Option<Instant>,
-    /// Its prompt and answer, kept for the bodies log when
-    /// `telemetry.log_bodies` is on (boxed: otherwise no request has them).
+    /// Its prompt and answer, kept for the bodies log or its span when
+    /// `telemetry.log_bodies` or `telemetry.traces.content` is on (boxed:
+    /// otherwise no request has them).
     pub bodies: Option<Box<Bodies>>,
     /// When the request arrived.
     pub arrived: Instant,

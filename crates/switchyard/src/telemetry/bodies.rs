@@ -60,6 +60,16 @@ impl Bodies {
         self.answer.add(bytes, limit);
     }
 
+    /// The request body as shown: redacted, cut.
+    pub fn request_shown(&self) -> String {
+        self.request.shown(self.max)
+    }
+
+    /// The answer as shown, when one was sent: redacted, cut.
+    pub fn answer_shown(&self) -> Option<String> {
+        (self.answer.total > 0).then(|| self.answer.shown(self.max))
+    }
+
     /// Bytes of a body kept: those shown, and the look-ahead.
     fn limit(&self) -> usize {
         self.max.saturating_add(LOOKAHEAD)
@@ -102,8 +112,8 @@ impl Consumer for BodyLog {
         if sink.is_some() && !tracing::enabled!(target: BODIES_TARGET, tracing::Level::INFO) {
             return;
         }
-        let request = bodies.request.shown(bodies.max);
-        let answer = (bodies.answer.total > 0).then(|| bodies.answer.shown(bodies.max));
+        let request = bodies.request_shown();
+        let answer = bodies.answer_shown();
         let line = BodiesLine {
             request_id: request_id(record),
             endpoint: record.endpoint,

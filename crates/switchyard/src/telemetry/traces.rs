@@ -10,7 +10,9 @@
 //! OTLP exporter. A full queue drops a request's spans and counts them
 //! (`switchyard_trace_spans_dropped_total`): traces are a sample, never a
 //! reason for a request to wait. Span attributes follow the OpenTelemetry
-//! GenAI conventions; no prompt or answer text is ever put in a span.
+//! GenAI conventions; no prompt or answer text is put in a span unless
+//! `telemetry.traces.content` asks for it (then redacted and cut as the
+//! bodies log shows them).
 
 mod export;
 mod span;
@@ -29,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::cache::Status;
 use crate::request::{Consumer, FailedAttempt, Principal, RequestRecord, ServedBy};
-use crate::telemetry::ErrorType;
+use crate::telemetry::{Bodies, ErrorType};
 pub use export::{Exporter, StartError, start};
 
 /// What the spans of one ended request are built from.
@@ -59,10 +61,17 @@ struct Traced {
     cache: Option<Status>,
     route: Option<HeaderValue>,
     stream: bool,
+    /// Its bodies, when the spans carry them (`telemetry.traces.content`).
+    bodies: Option<Box<Bodies>>,
 }
 
 impl Traced {
-    fn of(record: &RequestRecord, trace_id: TraceId, parent: Option<SpanContext>) -> Self {
+    fn of(
+        record: &RequestRecord,
+        trace_id: TraceId,
+        parent: Option<SpanContext>,
+        content: bool,
+    ) -> Self {
         let since_arrival = |at: std::time::Instant| at.saturating_duration_since(record.arrived);
         Self {
             trace_id,
@@ -92,6 +101,7 @@ impl Traced {
             cache: record.cache,
             route: record.route.clone(),
             stream: record.stream,
+            bodies: record.bodies.clone().filter(|_| content),
         }
     }
 }
@@ -103,6 +113,8 @@ pub struct Tracer {
     sampler: Sampler,
     ids: RandomIdGenerator,
     dropped: Counter,
+    /// Whether spans carry the request's bodies.
+    content: bool,
 }
 
 impl Consumer for Tracer {
@@ -119,7 +131,7 @@ impl Consumer for Tracer {
         }
         if self
             .tx
-            .try_send(Traced::of(record, trace_id, parent))
+            .try_send(Traced::of(record, trace_id, parent, self.content))
             .is_err()
         {
             self.dropped.increment(1);

@@ -29,6 +29,8 @@ pub struct TracesConfig {
     pub headers: BTreeMap<String, String>,
     /// `service.name` of the spans (default `switchyard`).
     pub service_name: Option<String>,
+    /// Whether the request span carries the prompt and the answer, redacted and cut as the bodies log does (default false).
+    pub content: Option<bool>,
     /// The share of requests traced when the client sent no sampled `traceparent`, 0 to 1 (default 1).
     pub sample_ratio: Option<f64>,
     /// Requests waiting to be exported at most; past it their spans are dropped and counted (default 8192).

@@ -31,10 +31,8 @@ impl Validator<'_> {
             );
         }
         Telemetry {
-            log_bodies: raw
-                .log_bodies
-                .unwrap_or(false)
-                .then(|| usize::try_from(max).unwrap_or(usize::MAX)),
+            log_bodies: raw.log_bodies.unwrap_or(false),
+            bodies_max: usize::try_from(max).unwrap_or(usize::MAX),
             traces: raw.traces.and_then(|traces| self.traces(traces)),
         }
     }
@@ -92,6 +90,7 @@ impl Validator<'_> {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned()),
             sample_ratio,
+            content: raw.content.unwrap_or(false),
             queue: raw.queue.unwrap_or(DEFAULT_TRACE_QUEUE).max(1),
             batch_size: raw.batch_size.unwrap_or(DEFAULT_TRACE_BATCH).max(1),
             flush_interval,

@@ -93,6 +93,7 @@ pub fn start(
         sampler: Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio))),
         ids: RandomIdGenerator::default(),
         dropped: metrics.counter("switchyard_trace_spans_dropped_total", &[]),
+        content: config.content,
     };
     let counts = Counts {
         exported: metrics.counter("switchyard_trace_spans_exported_total", &[]),

@@ -149,6 +149,15 @@ pub(super) fn build(
             ttft.as_secs_f64(),
         ));
     }
+    if let Some(bodies) = &traced.bodies {
+        attributes.push(KeyValue::new(
+            "switchyard.request.body",
+            bodies.request_shown(),
+        ));
+        if let Some(answer) = bodies.answer_shown() {
+            attributes.push(KeyValue::new("switchyard.response.body", answer));
+        }
+    }
     let status = match traced.error {
         Some(error) => {
             attributes.push(KeyValue::new("error.type", error.as_str()));

@@ -19,6 +19,7 @@ fn tracer(ratio: f64) -> (Tracer, mpsc::Receiver<Traced>) {
         sampler: Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))),
         ids: RandomIdGenerator::default(),
         dropped: metrics::Counter::noop(),
+        content: false,
     };
     (tracer, rx)
 }
@@ -148,4 +149,39 @@ fn attempts_are_children_placed_at_their_own_times() {
         .find(|kv| kv.key.as_str() == "error.type")
         .map(|kv| kv.value.clone());
     assert_eq!(error_type, Some(Value::from("timeout")));
+}
+
+#[test]
+fn bodies_are_in_the_span_only_when_asked_and_redacted() {
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"key sk-proj-abcdefghijklmnopqrstuvwxyz0123"}]}"#;
+    let mut record = record(None);
+    let mut bodies = crate::telemetry::Bodies::new(body, 1024);
+    bodies.answered(br#"{"choices":[]}"#);
+    record.bodies = Some(Box::new(bodies));
+    let attribute = |content: bool, key: &str| {
+        let (mut tracer, mut rx) = tracer(1.0);
+        tracer.content = content;
+        tracer.consume(&record);
+        let mut spans = Vec::new();
+        span::build(
+            rx.try_recv().unwrap(),
+            &InstrumentationScope::builder("test").build(),
+            &RandomIdGenerator::default(),
+            &mut spans,
+        );
+        let server = spans.last().unwrap();
+        server
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str().into_owned())
+    };
+    assert_eq!(attribute(false, "switchyard.request.body"), None);
+    let shown = attribute(true, "switchyard.request.body").unwrap();
+    assert!(shown.contains("key [REDACTED]"), "{shown}");
+    assert!(!shown.contains("sk-proj"), "{shown}");
+    assert_eq!(
+        attribute(true, "switchyard.response.body").as_deref(),
+        Some(r#"{"choices":[]}"#)
+    );
 }
