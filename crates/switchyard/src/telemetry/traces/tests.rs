@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
-use opentelemetry::trace::{SpanKind, TraceId};
-use opentelemetry::{InstrumentationScope, Value};
+use opentelemetry::trace::TraceId;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
 use opentelemetry_sdk::trace::{RandomIdGenerator, Sampler};
 use tokio::sync::mpsc;
 
@@ -105,50 +106,45 @@ fn attempts_are_children_placed_at_their_own_times() {
     record.attempts = 2;
     tracer.consume(&record);
     let traced = rx.try_recv().unwrap();
-    let start = traced.arrived;
     let mut spans = Vec::new();
-    span::build(
-        traced,
-        &InstrumentationScope::builder("test").build(),
-        &RandomIdGenerator::default(),
-        &mut spans,
-    );
+    span::build(traced, &RandomIdGenerator::default(), &mut spans);
     let [failed, served, server] = spans.as_slice() else {
         panic!("{spans:#?}")
     };
-    assert_eq!(server.span_kind, SpanKind::Server);
-    assert!(server.parent_span_is_remote);
+    let nanos = |s: &Span| (s.start_time_unix_nano, s.end_time_unix_nano);
+    let zero = server.start_time_unix_nano;
+    let ms = |n: u64| zero + n * 1_000_000;
+    assert_eq!(server.kind, SpanKind::Server as i32);
+    assert_eq!(server.flags, 0x301, "sampled, with a remote parent");
     assert_eq!(
-        server.end_time.duration_since(start).unwrap(),
-        Duration::from_millis(40)
+        server.parent_span_id,
+        0x00f0_67aa_0ba9_02b7_u64.to_be_bytes()
     );
+    assert_eq!(nanos(server), (zero, ms(40)));
     for child in [failed, served] {
-        assert_eq!(child.span_kind, SpanKind::Client);
-        assert_eq!(child.parent_span_id, server.span_context.span_id());
-        assert_eq!(
-            child.span_context.trace_id(),
-            server.span_context.trace_id()
-        );
+        assert_eq!(child.kind, SpanKind::Client as i32);
+        assert_eq!(child.flags, 0x101);
+        assert_eq!(child.parent_span_id, server.span_id);
+        assert_eq!(child.trace_id, server.trace_id);
     }
+    assert_eq!(nanos(failed), (ms(2), ms(12)));
+    assert_eq!(nanos(served), (ms(15), ms(40)));
+    assert_eq!(text(failed, "error.type").as_deref(), Some("timeout"));
     assert_eq!(
-        failed.start_time.duration_since(start).unwrap(),
-        Duration::from_millis(2)
+        text(served, "switchyard.deployment").as_deref(),
+        Some("second/mock-2")
     );
-    assert_eq!(
-        failed.end_time.duration_since(start).unwrap(),
-        Duration::from_millis(12)
-    );
-    assert_eq!(
-        served.start_time.duration_since(start).unwrap(),
-        Duration::from_millis(15)
-    );
-    assert_eq!(served.end_time, server.end_time);
-    let error_type = failed
-        .attributes
+}
+
+/// The text attribute `key` of `span`.
+fn text(span: &Span, key: &str) -> Option<String> {
+    span.attributes
         .iter()
-        .find(|kv| kv.key.as_str() == "error.type")
-        .map(|kv| kv.value.clone());
-    assert_eq!(error_type, Some(Value::from("timeout")));
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
 }
 
 #[test]
@@ -165,16 +161,10 @@ fn bodies_are_in_the_span_only_when_asked_and_redacted() {
         let mut spans = Vec::new();
         span::build(
             rx.try_recv().unwrap(),
-            &InstrumentationScope::builder("test").build(),
             &RandomIdGenerator::default(),
             &mut spans,
         );
-        let server = spans.last().unwrap();
-        server
-            .attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.as_str().into_owned())
+        text(spans.last().unwrap(), key)
     };
     assert_eq!(attribute(false, "switchyard.request.body"), None);
     let shown = attribute(true, "switchyard.request.body").unwrap();
