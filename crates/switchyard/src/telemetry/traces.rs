@@ -101,7 +101,7 @@ impl Traced {
             cache: record.cache,
             route: record.route.clone(),
             stream: record.stream,
-            bodies: record.bodies.clone().filter(|_| content),
+            bodies: if content { record.bodies.clone() } else { None },
         }
     }
 }
