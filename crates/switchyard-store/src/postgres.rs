@@ -24,7 +24,7 @@ const WRITE_LOCK: i64 = 0x7377_7964;
 
 /// Keys and teams in a PostgreSQL database.
 pub(crate) struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgStore {

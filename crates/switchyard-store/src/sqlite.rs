@@ -63,7 +63,7 @@ impl SqliteStore {
     }
 
     /// The same as [`begin`](Self::begin): SQLite has one writer, whatever it writes.
-    async fn begin_off_feed(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+    pub(crate) async fn begin_off_feed(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         self.begin().await
     }
 }

@@ -6,9 +6,16 @@
 //! whose commit was not acknowledged, or replayed from the gateway's spill file)
 //! stores nothing twice and adds nothing twice to the rollups — only the records a
 //! batch really inserted are rolled up.
+//!
+//! Each database writes a batch its own way: SQLite binds the records and adds
+//! the rollups that [`rollups`] sums here (`usage::sqlite`); PostgreSQL streams
+//! the records with `COPY` and sums the same rollups itself, in the same
+//! statement that keeps the new records (`usage::postgres`).
 
+mod postgres;
 pub(crate) mod queries;
 pub(crate) mod sql;
+mod sqlite;
 
 use std::future::Future;
 
@@ -369,7 +376,9 @@ pub(crate) type RollupKey<'a> = (
 );
 
 /// The rollup rows `records` add to — hourly and daily — in one order (so that
-/// two writers lock shared rows in the same order and never deadlock).
+/// two writers lock shared rows in the same order and never deadlock). SQLite's
+/// writes use it; PostgreSQL's sum the same rows in SQL
+/// ([`sql::PG_INSERT_STAGED`]), which a test holds to this.
 pub(crate) fn rollups<'a>(
     records: impl Iterator<Item = &'a UsageRecord>,
 ) -> std::collections::BTreeMap<RollupKey<'a>, Sums> {

@@ -1,6 +1,8 @@
 //! [`UsageBackend`](crate::usage::UsageBackend) for both databases, from one text, as
 //! [`crate::queries`] does for keys: `usage_backend!(Store, Database)` for a type with
-//! `fn reader(&self) -> &Pool<Database>` and `async fn begin_off_feed(&self)`.
+//! `fn reader(&self) -> &Pool<Database>`, `async fn begin_off_feed(&self)` and
+//! `async fn write_usage(&self, &[UsageRecord]) -> Result<u64>`: each database
+//! writes records its own way (see `usage::sqlite` and `usage::postgres`).
 
 macro_rules! usage_backend {
     ($store:ident, $db:ident) => {
@@ -14,7 +16,7 @@ macro_rules! usage_backend {
             use $crate::usage::sql;
             use $crate::usage::{
                 CostQuery, CostRow, GroupBy, UsageBackend, UsageCursor, UsageFilter, UsagePage,
-                UsageRecord, merged, rollups, spans,
+                UsageRecord, merged, spans,
             };
 
             type DbRow = <$db as sqlx::Database>::Row;
@@ -52,102 +54,6 @@ macro_rules! usage_backend {
                     route: row.try_get(25)?,
                     stream: row.try_get(26)?,
                 })
-            }
-
-            type Query<'q> = sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>;
-
-            /// Binds the columns of `r`, in the order of the record columns.
-            fn bind_record<'q>(query: Query<'q>, r: &'q UsageRecord) -> Query<'q> {
-                query
-                    .bind(r.id.as_str())
-                    .bind(r.at)
-                    .bind(r.request_id.as_str())
-                    .bind(r.key_id.as_deref())
-                    .bind(r.key_name.as_deref())
-                    .bind(r.team_id.as_deref())
-                    .bind(Json(&r.tags))
-                    .bind(r.endpoint.as_str())
-                    .bind(r.model.as_str())
-                    .bind(r.provider.as_str())
-                    .bind(r.deployment.as_str())
-                    .bind(i64::from(r.status))
-                    .bind(r.error_type.as_deref())
-                    .bind(r.input_tokens)
-                    .bind(r.cached_input_tokens)
-                    .bind(r.cache_write_tokens)
-                    .bind(r.reasoning_tokens)
-                    .bind(r.output_tokens)
-                    .bind(r.cost_micros)
-                    .bind(r.saved_micros)
-                    .bind(r.cost_estimated)
-                    .bind(r.latency_us)
-                    .bind(r.ttft_us)
-                    .bind(i64::from(r.attempts))
-                    .bind(r.cache.as_deref())
-                    .bind(r.route.as_deref())
-                    .bind(r.stream)
-            }
-
-            /// Which records of a batch an insert stored.
-            enum Inserted {
-                /// Every one.
-                All,
-                /// Those with these ids.
-                Only(std::collections::HashSet<String>),
-            }
-
-            impl Inserted {
-                fn has(&self, id: &str) -> bool {
-                    match self {
-                        Self::All => true,
-                        Self::Only(ids) => ids.contains(id),
-                    }
-                }
-
-                fn count(&self, of: usize) -> u64 {
-                    match self {
-                        Self::All => of as u64,
-                        Self::Only(ids) => ids.len() as u64,
-                    }
-                }
-            }
-
-            /// Inserts `records` in `tx`, a few statements of fixed sizes.
-            /// With `learn`, answers the ids inserted (those stored already
-            /// skipped); without, [`Inserted::All`] when every record was new
-            /// and `None` when one was not (`tx` must then be undone).
-            async fn insert_records(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                records: &[UsageRecord],
-                learn: bool,
-            ) -> Result<Option<Inserted>> {
-                let anonymous = <$db as sqlx::Database>::NAME == "SQLite";
-                let mut inserted = std::collections::HashSet::new();
-                let mut rest = records;
-                while !rest.is_empty() {
-                    let rows = sql::INSERT_SIZES
-                        .into_iter()
-                        .find(|&n| n <= rest.len())
-                        .unwrap_or(1);
-                    let (chunk, after) = rest.split_at(rows);
-                    rest = after;
-                    let mut insert = sqlx::query(sql::insert_records(rows, anonymous, learn));
-                    for r in chunk {
-                        insert = bind_record(insert, r);
-                    }
-                    if learn {
-                        for row in insert.fetch_all(&mut **tx).await? {
-                            inserted.insert(row.try_get::<String, _>(0)?);
-                        }
-                    } else if insert.execute(&mut **tx).await?.rows_affected() != rows as u64 {
-                        return Ok(None);
-                    }
-                }
-                Ok(Some(if learn {
-                    Inserted::Only(inserted)
-                } else {
-                    Inserted::All
-                }))
             }
 
             /// ` AND column = value` for each column given a value: only
@@ -264,56 +170,7 @@ macro_rules! usage_backend {
 
             impl UsageBackend for $store {
                 async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64> {
-                    if records.is_empty() {
-                        return Ok(0);
-                    }
-                    // Most batches are new records: inserted without asking
-                    // which were. When some were stored already (a batch
-                    // written again, a spill file read back), the batch is
-                    // undone and inserted again, learning which ids are new,
-                    // so that only those are added to the rollups.
-                    let mut tx = self.begin_off_feed().await?;
-                    let inserted = match insert_records(&mut tx, records, false).await? {
-                        Some(all) => all,
-                        None => {
-                            tx.rollback().await?;
-                            tx = self.begin_off_feed().await?;
-                            insert_records(&mut tx, records, true)
-                                .await?
-                                .unwrap_or(Inserted::Only(Default::default()))
-                        }
-                    };
-                    let new = records.iter().filter(|r| inserted.has(&r.id));
-                    let rows: Vec<_> = rollups(new).into_iter().collect();
-                    for chunk in rows.chunks(sql::ROLLUPS_PER_STATEMENT) {
-                        let mut upsert = QueryBuilder::<$db>::new("INSERT INTO usage_rollup (");
-                        upsert.push(sql::ROLLUP_COLUMNS).push(") ");
-                        upsert.push_values(chunk, |mut row, (key, sums)| {
-                            row.push_bind(key.0)
-                                .push_bind(key.1)
-                                .push_bind(key.2)
-                                .push_bind(key.3)
-                                .push_bind(key.4)
-                                .push_bind(key.5)
-                                .push_bind(key.6)
-                                .push_bind(key.7)
-                                .push_bind(sums.requests)
-                                .push_bind(sums.errors)
-                                .push_bind(sums.cache_hits)
-                                .push_bind(sums.input_tokens)
-                                .push_bind(sums.cached_input_tokens)
-                                .push_bind(sums.cache_write_tokens)
-                                .push_bind(sums.reasoning_tokens)
-                                .push_bind(sums.output_tokens)
-                                .push_bind(sums.cost_micros)
-                                .push_bind(sums.saved_micros)
-                                .push_bind(sums.latency_us);
-                        });
-                        upsert.push(sql::ROLLUP_ADD);
-                        upsert.build().execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                    Ok(inserted.count(records.len()))
+                    self.write_usage(records).await
                 }
 
                 async fn usage(

@@ -1,7 +1,10 @@
-//! The usage log's statements, the same text for SQLite and PostgreSQL (see
-//! [`crate::sql`]). Statements that take a variable number of rows or a chosen
-//! grouping are built with sqlx's `QueryBuilder` from the fixed parts here; every
-//! value is bound.
+//! The usage log's statements. Those of the shared code (listings, reports,
+//! trimming) are the same text for SQLite and PostgreSQL (see [`crate::sql`]);
+//! each database writes records its own way (SQLite: bound inserts,
+//! PostgreSQL: `COPY` into a staging table), and their statements follow those.
+//! Statements that take a variable number of rows or a chosen grouping are
+//! built with sqlx's `QueryBuilder` from the fixed parts here; every value is
+//! bound or copied, never written into the SQL text.
 
 /// The columns of `usage_records`, in the order rows are bound and read.
 macro_rules! record_columns {
@@ -24,26 +27,21 @@ const RECORD_COLUMNS: usize = 27;
 /// (measured: 40.3k instructions a record at 256 rows, 36.7k at 32, 35.5k at 8).
 pub(crate) const INSERT_SIZES: [usize; 3] = [16, 4, 1];
 
-/// The insert of `rows` records (one of [`INSERT_SIZES`]); a record already
-/// stored is skipped, and with `returning` the ids of those inserted are
-/// answered. SQLite's placeholders are anonymous (`?`): it looks a numbered one
-/// up by a walk of every name before it, which a statement of thousands makes
-/// quadratic.
-pub(crate) fn insert_records(rows: usize, anonymous: bool, returning: bool) -> &'static str {
-    type Texts = [[[String; 3]; 2]; 2];
-    static TEXTS: std::sync::OnceLock<Texts> = std::sync::OnceLock::new();
+/// SQLite's insert of `rows` records (one of [`INSERT_SIZES`]); a record
+/// already stored is skipped, and with `returning` the ids of those inserted
+/// are answered. Its placeholders are anonymous (`?`): SQLite looks a numbered
+/// one up by a walk of every name before it, which a statement of thousands
+/// makes quadratic.
+pub(crate) fn insert_records(rows: usize, returning: bool) -> &'static str {
+    static TEXTS: std::sync::OnceLock<[[String; 3]; 2]> = std::sync::OnceLock::new();
     let texts = TEXTS.get_or_init(|| {
-        [false, true].map(|anonymous| {
-            [false, true]
-                .map(|returning| INSERT_SIZES.map(|rows| insert_text(rows, anonymous, returning)))
-        })
+        [false, true].map(|returning| INSERT_SIZES.map(|rows| insert_text(rows, returning)))
     });
     let at = INSERT_SIZES.iter().position(|&n| n == rows).unwrap_or(2);
-    &texts[usize::from(anonymous)][usize::from(returning)][at]
+    &texts[usize::from(returning)][at]
 }
 
-fn insert_text(rows: usize, anonymous: bool, returning: bool) -> String {
-    use std::fmt::Write as _;
+fn insert_text(rows: usize, returning: bool) -> String {
     let mut text = concat!(
         "INSERT INTO usage_records (",
         record_columns!(),
@@ -53,12 +51,7 @@ fn insert_text(rows: usize, anonymous: bool, returning: bool) -> String {
     for row in 0..rows {
         text.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..RECORD_COLUMNS {
-            text.push_str(if column == 0 { "" } else { ", " });
-            if anonymous {
-                text.push('?');
-            } else {
-                let _ = write!(text, "${}", row * RECORD_COLUMNS + column + 1);
-            }
+            text.push_str(if column == 0 { "?" } else { ", ?" });
         }
         text.push(')');
     }
@@ -73,23 +66,37 @@ fn insert_text(rows: usize, anonymous: bool, returning: bool) -> String {
 pub(crate) const ROLLUPS_PER_STATEMENT: usize = 500;
 
 /// The columns of `usage_rollup`: its key, then its sums.
-pub(crate) const ROLLUP_COLUMNS: &str = "span, start, key_id, team_id, model, provider, deployment, \
-    tag, requests, errors, cache_hits, input_tokens, cached_input_tokens, \
-    cache_write_tokens, reasoning_tokens, output_tokens, cost_micros, saved_micros, latency_us";
+macro_rules! rollup_columns {
+    () => {
+        "span, start, key_id, team_id, model, provider, deployment, tag, requests, errors, \
+         cache_hits, input_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
+         output_tokens, cost_micros, saved_micros, latency_us"
+    };
+}
 
 /// What an upsert of rollup rows adds to a row already there.
-pub(crate) const ROLLUP_ADD: &str = " ON CONFLICT (span, start, key_id, team_id, model, \
-    provider, deployment, tag) DO UPDATE SET requests = usage_rollup.requests + excluded.requests, \
-    errors = usage_rollup.errors + excluded.errors, \
-    cache_hits = usage_rollup.cache_hits + excluded.cache_hits, \
-    input_tokens = usage_rollup.input_tokens + excluded.input_tokens, \
-    cached_input_tokens = usage_rollup.cached_input_tokens + excluded.cached_input_tokens, \
-    cache_write_tokens = usage_rollup.cache_write_tokens + excluded.cache_write_tokens, \
-    reasoning_tokens = usage_rollup.reasoning_tokens + excluded.reasoning_tokens, \
-    output_tokens = usage_rollup.output_tokens + excluded.output_tokens, \
-    cost_micros = usage_rollup.cost_micros + excluded.cost_micros, \
-    saved_micros = usage_rollup.saved_micros + excluded.saved_micros, \
-    latency_us = usage_rollup.latency_us + excluded.latency_us";
+macro_rules! rollup_add {
+    () => {
+        " ON CONFLICT (span, start, key_id, team_id, model, provider, deployment, tag) \
+         DO UPDATE SET requests = usage_rollup.requests + excluded.requests, \
+         errors = usage_rollup.errors + excluded.errors, \
+         cache_hits = usage_rollup.cache_hits + excluded.cache_hits, \
+         input_tokens = usage_rollup.input_tokens + excluded.input_tokens, \
+         cached_input_tokens = usage_rollup.cached_input_tokens + excluded.cached_input_tokens, \
+         cache_write_tokens = usage_rollup.cache_write_tokens + excluded.cache_write_tokens, \
+         reasoning_tokens = usage_rollup.reasoning_tokens + excluded.reasoning_tokens, \
+         output_tokens = usage_rollup.output_tokens + excluded.output_tokens, \
+         cost_micros = usage_rollup.cost_micros + excluded.cost_micros, \
+         saved_micros = usage_rollup.saved_micros + excluded.saved_micros, \
+         latency_us = usage_rollup.latency_us + excluded.latency_us"
+    };
+}
+
+/// The columns of `usage_rollup`: its key, then its sums.
+pub(crate) const ROLLUP_COLUMNS: &str = rollup_columns!();
+
+/// What an upsert of rollup rows adds to a row already there.
+pub(crate) const ROLLUP_ADD: &str = rollup_add!();
 
 /// The columns of a listing of records (its filters, cursor and order follow).
 pub(crate) const LIST: &str = concat!(
@@ -119,3 +126,56 @@ pub(crate) const TRIM_RECORDS: &str = "DELETE FROM usage_records WHERE (at, id) 
 pub(crate) const TRIM_ROLLUPS: &str = "DELETE FROM usage_rollup WHERE (span, start, key_id, \
     team_id, model, provider, deployment, tag) IN (SELECT span, start, key_id, team_id, model, \
     provider, deployment, tag FROM usage_rollup WHERE start < $1 ORDER BY start LIMIT $2)";
+
+/// PostgreSQL: begins the transaction that writes a batch, with this
+/// connection's staging table (temporary, emptied at every commit, made on the
+/// connection's first batch; the notice that it exists already is not sent).
+pub(crate) const PG_BEGIN_STAGED: &str = "BEGIN; SET LOCAL client_min_messages = warning; \
+    CREATE TEMP TABLE IF NOT EXISTS usage_staging (LIKE usage_records) ON COMMIT DELETE ROWS";
+
+/// PostgreSQL: streams a batch into the staging table, in `COPY`'s text format.
+pub(crate) const PG_COPY_STAGED: &str =
+    concat!("COPY usage_staging (", record_columns!(), ") FROM STDIN");
+
+/// PostgreSQL: moves the staged records that are new into `usage_records`
+/// (those stored already, by `(at, id)`, are skipped) and adds exactly those to
+/// the rollups, as `usage::rollups` does: per hour and per day (the start of the
+/// UTC hour or day of `at`, rounded down also before 1970), a missing key or
+/// team as '', one row untagged and one more per non-empty tag (a tag given twice
+/// counts twice). The rows are grouped and upserted in the order of their key,
+/// text compared byte by byte (`COLLATE "C"`, as Rust compares `str`: one sort
+/// serves both), so that two writers lock shared rows in the same order.
+/// Answers how many records were new.
+pub(crate) const PG_INSERT_STAGED: &str = concat!(
+    "WITH fresh AS (INSERT INTO usage_records (",
+    record_columns!(),
+    ") SELECT ",
+    record_columns!(),
+    " FROM usage_staging ON CONFLICT (at, id) DO NOTHING RETURNING at, key_id, team_id, \
+     model, provider, deployment, tags, error_type, cache, input_tokens, \
+     cached_input_tokens, cache_write_tokens, reasoning_tokens, output_tokens, cost_micros, \
+     saved_micros, latency_us), \
+     rolled AS (INSERT INTO usage_rollup (",
+    rollup_columns!(),
+    ") SELECT span, start, key_id, team_id, model, provider, deployment, tag, COUNT(*), \
+     COUNT(error_type), COUNT(*) FILTER (WHERE cache IN ('hit', 'semantic')), \
+     CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT), \
+     CAST(SUM(cache_write_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), \
+     CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cost_micros) AS BIGINT), \
+     CAST(SUM(saved_micros) AS BIGINT), CAST(SUM(latency_us) AS BIGINT) \
+     FROM (SELECT s.span, \
+     (n.at - ((n.at % (1000 * s.span)) + 1000 * s.span) % (1000 * s.span)) / 1000 AS start, \
+     COALESCE(n.key_id, '') COLLATE \"C\" AS key_id, \
+     COALESCE(n.team_id, '') COLLATE \"C\" AS team_id, n.model COLLATE \"C\" AS model, \
+     n.provider COLLATE \"C\" AS provider, n.deployment COLLATE \"C\" AS deployment, \
+     t.tag COLLATE \"C\" AS tag, n.error_type, n.cache, n.input_tokens, \
+     n.cached_input_tokens, n.cache_write_tokens, n.reasoning_tokens, n.output_tokens, \
+     n.cost_micros, n.saved_micros, n.latency_us \
+     FROM fresh n CROSS JOIN (VALUES (CAST(3600 AS BIGINT)), (86400)) AS s (span) \
+     CROSS JOIN LATERAL (SELECT '' UNION ALL SELECT e FROM jsonb_array_elements_text(n.tags) \
+     AS e WHERE e <> '') AS t (tag)) AS r \
+     GROUP BY span, start, key_id, team_id, model, provider, deployment, tag \
+     ORDER BY span, start, key_id, team_id, model, provider, deployment, tag",
+    rollup_add!(),
+    ") SELECT COUNT(*) FROM fresh"
+);
