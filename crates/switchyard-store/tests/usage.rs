@@ -73,6 +73,12 @@ async fn records_round_trip_and_are_written_once(store: &dyn Store) {
     let mixed = [batch[1].clone(), fresh.clone()];
     assert_eq!(store.insert_usage(&mixed).await.unwrap(), 1);
     batch.push(fresh);
+    // A new record given twice in one batch (a spill file read back beside
+    // the buffer that wrote it): stored and rolled up once.
+    let doubled = record(10, HOUR * 1000 + 10);
+    let twice = [doubled.clone(), batch[0].clone(), doubled.clone()];
+    assert_eq!(store.insert_usage(&twice).await.unwrap(), 1);
+    batch.push(doubled);
 
     let page = store
         .usage(&UsageFilter::default(), None, 10)
@@ -87,7 +93,7 @@ async fn records_round_trip_and_are_written_once(store: &dyn Store) {
     assert_eq!(total.len(), 1);
     let t = &total[0];
     assert!(t.group.is_empty());
-    assert_eq!((t.requests, t.errors, t.cache_hits), (4, 1, 1));
+    assert_eq!((t.requests, t.errors, t.cache_hits), (5, 1, 1));
     assert_eq!(
         (
             t.input_tokens,
@@ -95,10 +101,10 @@ async fn records_round_trip_and_are_written_once(store: &dyn Store) {
             t.reasoning_tokens,
             t.output_tokens
         ),
-        (400, 160, 20, 80)
+        (500, 200, 25, 100)
     );
-    assert_eq!((t.cost_micros, t.saved_micros), (4_012, 77));
-    assert_eq!(t.latency_us, 6_000);
+    assert_eq!((t.cost_micros, t.saved_micros), (5_022, 77));
+    assert_eq!(t.latency_us, 7_500);
 }
 
 async fn costs_group_and_filter(store: &dyn Store) {

@@ -53,17 +53,12 @@ enum Inserted {
 }
 
 impl Inserted {
-    fn has(&self, id: &str) -> bool {
+    /// Whether the record of `id` was stored by this insert: once only, so
+    /// that an id given twice in one batch is rolled up once.
+    fn take(&mut self, id: &str) -> bool {
         match self {
             Self::All => true,
-            Self::Only(ids) => ids.contains(id),
-        }
-    }
-
-    fn count(&self, of: usize) -> u64 {
-        match self {
-            Self::All => of as u64,
-            Self::Only(ids) => ids.len() as u64,
+            Self::Only(ids) => ids.remove(id),
         }
     }
 }
@@ -117,7 +112,7 @@ impl SqliteStore {
         // read back), the batch is undone and inserted again, learning which
         // ids are new, so that only those are added to the rollups.
         let mut tx = self.begin_off_feed().await?;
-        let inserted = match insert_records(&mut tx, records, false).await? {
+        let mut inserted = match insert_records(&mut tx, records, false).await? {
             Some(all) => all,
             None => {
                 tx.rollback().await?;
@@ -127,7 +122,11 @@ impl SqliteStore {
                     .unwrap_or(Inserted::Only(Default::default()))
             }
         };
-        let new = records.iter().filter(|r| inserted.has(&r.id));
+        let stored = match &inserted {
+            Inserted::All => records.len() as u64,
+            Inserted::Only(ids) => ids.len() as u64,
+        };
+        let new = records.iter().filter(|r| inserted.take(&r.id));
         let rows: Vec<_> = rollups(new).into_iter().collect();
         for chunk in rows.chunks(sql::ROLLUPS_PER_STATEMENT) {
             let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO usage_rollup (");
@@ -157,6 +156,6 @@ impl SqliteStore {
             upsert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(inserted.count(records.len()))
+        Ok(stored)
     }
 }
