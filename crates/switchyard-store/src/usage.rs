@@ -375,7 +375,12 @@ pub(crate) type RollupKey<'a> = (
     &'a str,
 );
 
-/// The rollup rows `records` add to — hourly and daily — in one order (so that
+/// The `key_id` of the rollup rows of a team over all its keys, and with
+/// [`ALL`] as `team_id` too, of everyone.
+pub(crate) const ALL: &str = "*";
+
+/// The rollup rows `records` add to — hourly and daily, per key, per team
+/// (key [`ALL`]) and overall (key and team [`ALL`]) — in one order (so that
 /// two writers lock shared rows in the same order and never deadlock). SQLite's
 /// writes use it; PostgreSQL's sum the same rows in SQL
 /// ([`sql::PG_INSERT_STAGED`]), which a test holds to this.
@@ -385,23 +390,27 @@ pub(crate) fn rollups<'a>(
     let mut rows = std::collections::BTreeMap::<RollupKey<'a>, Sums>::new();
     for r in records {
         let secs = r.at.div_euclid(1000);
+        let key_id = r.key_id.as_deref().unwrap_or_default();
+        let team_id = r.team_id.as_deref().unwrap_or_default();
         for span in [HOUR, DAY] {
             let start = secs.div_euclid(span) * span;
-            let key = |tag: &'a str| {
-                (
-                    span,
-                    start,
-                    r.key_id.as_deref().unwrap_or_default(),
-                    r.team_id.as_deref().unwrap_or_default(),
-                    r.model.as_str(),
-                    r.provider.as_str(),
-                    r.deployment.as_str(),
-                    tag,
-                )
-            };
-            rows.entry(key("")).or_default().add(r);
-            for tag in r.tags.iter().filter(|t| !t.is_empty()) {
-                rows.entry(key(tag)).or_default().add(r);
+            for (key_id, team_id) in [(key_id, team_id), (ALL, team_id), (ALL, ALL)] {
+                let key = |tag: &'a str| {
+                    (
+                        span,
+                        start,
+                        key_id,
+                        team_id,
+                        r.model.as_str(),
+                        r.provider.as_str(),
+                        r.deployment.as_str(),
+                        tag,
+                    )
+                };
+                rows.entry(key("")).or_default().add(r);
+                for tag in r.tags.iter().filter(|t| !t.is_empty()) {
+                    rows.entry(key(tag)).or_default().add(r);
+                }
             }
         }
     }

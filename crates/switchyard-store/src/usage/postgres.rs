@@ -376,6 +376,27 @@ mod tests {
         assert_eq!(listed, all);
     }
 
+    /// The migration that added the team and overall levels sums the rows
+    /// written before it into exactly those the writer now adds.
+    #[tokio::test]
+    async fn the_levels_migration_rebuilds_the_levels_from_the_key_rows() {
+        let store = store().await;
+        let written = records(500, "m");
+        assert_eq!(store.write_usage(&written).await.unwrap(), 500);
+        sqlx::query("DELETE FROM usage_rollup WHERE key_id = '*'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let migration = include_str!("../../migrations/postgres/0004_rollup_levels.sql");
+        assert_eq!(
+            migration,
+            include_str!("../../migrations/sqlite/0004_rollup_levels.sql"),
+            "both stores migrate alike"
+        );
+        sqlx::raw_sql(migration).execute(&store.pool).await.unwrap();
+        assert_eq!(stored_rollups(&store).await, expected_rollups(&written));
+    }
+
     #[test]
     fn copy_text_escapes_values_and_writes_nulls() {
         let mut text = CopyText::default();

@@ -15,8 +15,8 @@ macro_rules! usage_backend {
             use $crate::Result;
             use $crate::usage::sql;
             use $crate::usage::{
-                CostQuery, CostRow, GroupBy, UsageBackend, UsageCursor, UsageFilter, UsagePage,
-                UsageRecord, merged, spans,
+                ALL, CostQuery, CostRow, GroupBy, UsageBackend, UsageCursor, UsageFilter,
+                UsagePage, UsageRecord, merged, spans,
             };
 
             type DbRow = <$db as sqlx::Database>::Row;
@@ -118,6 +118,19 @@ macro_rules! usage_backend {
                             ("provider", &query.provider),
                         ],
                     );
+                    // The level of rollups the report needs: per key, per
+                    // team over its keys, or over everyone.
+                    let by = |group| query.group_by.contains(&group);
+                    if query.key_id.is_some() || by(GroupBy::Key) {
+                        select.push(" AND key_id <> ").push_bind(ALL);
+                    } else {
+                        select.push(" AND key_id = ").push_bind(ALL);
+                        if query.team_id.is_some() || by(GroupBy::Team) {
+                            select.push(" AND team_id <> ").push_bind(ALL);
+                        } else {
+                            select.push(" AND team_id = ").push_bind(ALL);
+                        }
+                    }
                     match &query.tag {
                         Some(tag) => {
                             select.push(" AND tag = ").push_bind(tag.as_str());

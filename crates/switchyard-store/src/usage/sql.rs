@@ -140,9 +140,9 @@ pub(crate) const PG_COPY_STAGED: &str =
 /// PostgreSQL: moves the staged records that are new into `usage_records`
 /// (those stored already, by `(at, id)`, are skipped) and adds exactly those to
 /// the rollups, as `usage::rollups` does: per hour and per day (the start of the
-/// UTC hour or day of `at`, rounded down also before 1970), a missing key or
-/// team as '', one row untagged and one more per non-empty tag (a tag given twice
-/// counts twice). The rows are grouped and upserted in the order of their key,
+/// UTC hour or day of `at`, rounded down also before 1970), per key, per team
+/// (key '*') and overall (key and team '*'), a missing key or team as '', one
+/// row untagged and one more per non-empty tag (a tag given twice counts twice). The rows are grouped and upserted in the order of their key,
 /// text compared byte by byte (`COLLATE "C"`, as Rust compares `str`: one sort
 /// serves both), so that two writers lock shared rows in the same order.
 /// Answers how many records were new.
@@ -165,13 +165,15 @@ pub(crate) const PG_INSERT_STAGED: &str = concat!(
      CAST(SUM(saved_micros) AS BIGINT), CAST(SUM(latency_us) AS BIGINT) \
      FROM (SELECT s.span, \
      (n.at - ((n.at % (1000 * s.span)) + 1000 * s.span) % (1000 * s.span)) / 1000 AS start, \
-     COALESCE(n.key_id, '') COLLATE \"C\" AS key_id, \
-     COALESCE(n.team_id, '') COLLATE \"C\" AS team_id, n.model COLLATE \"C\" AS model, \
+     CASE WHEN l.level = 0 THEN COALESCE(n.key_id, '') ELSE '*' END COLLATE \"C\" AS key_id, \
+     CASE WHEN l.level = 2 THEN '*' ELSE COALESCE(n.team_id, '') END COLLATE \"C\" AS team_id, \
+     n.model COLLATE \"C\" AS model, \
      n.provider COLLATE \"C\" AS provider, n.deployment COLLATE \"C\" AS deployment, \
      t.tag COLLATE \"C\" AS tag, n.error_type, n.cache, n.input_tokens, \
      n.cached_input_tokens, n.cache_write_tokens, n.reasoning_tokens, n.output_tokens, \
      n.cost_micros, n.saved_micros, n.latency_us \
      FROM fresh n CROSS JOIN (VALUES (CAST(3600 AS BIGINT)), (86400)) AS s (span) \
+     CROSS JOIN (VALUES (0), (1), (2)) AS l (level) \
      CROSS JOIN LATERAL (SELECT '' UNION ALL SELECT e FROM jsonb_array_elements_text(n.tags) \
      AS e WHERE e <> '') AS t (tag)) AS r \
      GROUP BY span, start, key_id, team_id, model, provider, deployment, tag \
