@@ -11,6 +11,9 @@ use crate::request::Principal;
 const MAX_TAGS: usize = 16;
 const MAX_TAG_LEN: usize = 64;
 
+/// The digits of an id.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Unique record ids: a random prefix per process and a count.
 #[derive(Debug)]
 pub(super) struct Ids {
@@ -30,9 +33,17 @@ impl Ids {
         Self { prefix, next: 0 }
     }
 
+    /// The next id: the prefix and the count, 16 hex digits each.
     fn next(&mut self) -> String {
         self.next += 1;
-        format!("{:016x}{:016x}", self.prefix, self.next)
+        let mut id = String::with_capacity(32);
+        for word in [self.prefix, self.next] {
+            for shift in (0..16).rev() {
+                let digit = (word >> (shift * 4)) & 0xf;
+                id.push(char::from(HEX[usize::try_from(digit).unwrap_or(0)]));
+            }
+        }
+        id
     }
 }
 
@@ -40,21 +51,23 @@ impl Ids {
 pub(super) fn record(ended: Ended, ids: &mut Ids) -> UsageRecord {
     let (key_id, key_name, team_id) = match &ended.principal {
         Principal::VirtualKey(tenant) => (
-            Some(tenant.key.id.to_string()),
-            Some(tenant.key.name.to_string()),
-            tenant.key.team.as_ref().map(ToString::to_string),
+            Some(String::from(&*tenant.key.id)),
+            Some(String::from(&*tenant.key.name)),
+            tenant.key.team.as_deref().map(String::from),
         ),
-        Principal::ConfigKey(name) => {
-            (Some(format!("config:{name}")), Some(name.to_string()), None)
-        }
+        Principal::ConfigKey(name) => (
+            Some(["config:", name].concat()),
+            Some(String::from(&**name)),
+            None,
+        ),
         Principal::Anonymous | Principal::Open => (None, None, None),
     };
     let (provider, deployment) = ended.served_by.as_ref().map_or_else(
         || (String::new(), String::new()),
         |s| {
             (
-                s.provider.to_string(),
-                format!("{}/{}", s.provider, s.upstream_model),
+                String::from(&*s.provider),
+                [&*s.provider, "/", &s.upstream_model].concat(),
             )
         },
     );
