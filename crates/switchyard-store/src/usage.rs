@@ -337,6 +337,21 @@ pub(crate) struct Sums {
 }
 
 impl Sums {
+    /// Adds another row's sums.
+    fn merge(&mut self, other: &Self) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.cache_hits += other.cache_hits;
+        self.input_tokens += other.input_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost_micros += other.cost_micros;
+        self.saved_micros += other.saved_micros;
+        self.latency_us += other.latency_us;
+    }
+
     fn add(&mut self, r: &UsageRecord) {
         self.requests += 1;
         self.errors += i64::from(r.error_type.is_some());
@@ -390,28 +405,32 @@ pub(crate) fn rollups<'a>(
     let mut rows = std::collections::BTreeMap::<RollupKey<'a>, Sums>::new();
     for r in records {
         let secs = r.at.div_euclid(1000);
-        let key_id = r.key_id.as_deref().unwrap_or_default();
-        let team_id = r.team_id.as_deref().unwrap_or_default();
         for span in [HOUR, DAY] {
             let start = secs.div_euclid(span) * span;
-            for (key_id, team_id) in [(key_id, team_id), (ALL, team_id), (ALL, ALL)] {
-                let key = |tag: &'a str| {
-                    (
-                        span,
-                        start,
-                        key_id,
-                        team_id,
-                        r.model.as_str(),
-                        r.provider.as_str(),
-                        r.deployment.as_str(),
-                        tag,
-                    )
-                };
-                rows.entry(key("")).or_default().add(r);
-                for tag in r.tags.iter().filter(|t| !t.is_empty()) {
-                    rows.entry(key(tag)).or_default().add(r);
-                }
+            let key = |tag: &'a str| {
+                (
+                    span,
+                    start,
+                    r.key_id.as_deref().unwrap_or_default(),
+                    r.team_id.as_deref().unwrap_or_default(),
+                    r.model.as_str(),
+                    r.provider.as_str(),
+                    r.deployment.as_str(),
+                    tag,
+                )
+            };
+            rows.entry(key("")).or_default().add(r);
+            for tag in r.tags.iter().filter(|t| !t.is_empty()) {
+                rows.entry(key(tag)).or_default().add(r);
             }
+        }
+    }
+    // The team and overall rows, from the key rows (fewer than the records).
+    let per_key: Vec<(RollupKey<'a>, Sums)> = rows.iter().map(|(k, s)| (*k, *s)).collect();
+    for ((span, start, _, team, model, provider, deployment, tag), sums) in per_key {
+        for team in [team, ALL] {
+            let key = (span, start, ALL, team, model, provider, deployment, tag);
+            rows.entry(key).or_default().merge(&sums);
         }
     }
     rows
