@@ -280,29 +280,17 @@ def targets_table(res: Results) -> list[str]:
         f"| time to first token, p50 | {signed_us(ttft)} vs nginx | ≤ +{MAX_ADDED_TTFT_US} µs | "
         f"{verdict(None if ttft is None else ttft <= MAX_ADDED_TTFT_US, problems)} |"
     )
-    for mode in MODES:
-        scenario = res.busiest(mode)
-        off = None if scenario is None else res.per_cpu(scenario, "switchyard")
-        on = None if scenario is None else res.per_cpu(scenario, "switchyard-keys")
-        if scenario is None or off is None or on is None:
-            continue
-        problems = [f"{n} failed requests" for n in [res.errors(scenario, "switchyard-keys")] if n]
-        lines.append(
-            f"| requests per CPU-second with a virtual key, its limits and budgets on, {describe(scenario)} | "
-            f"{on / off:.2f}× off | ≥ {MIN_KEYS_ON_RATIO}× off | "
-            f"{verdict(on / off >= MIN_KEYS_ON_RATIO, problems)} |"
-        )
-    for mode in MODES:
-        scenario = res.busiest(mode)
-        ratio = None if scenario is None else res.versus(scenario, "switchyard", "switchyard-usage-off", "per_cpu")
-        if ratio is None:
-            continue
-        problems = [f"{n} failed requests" for n in [res.errors(scenario, "switchyard")] if n]
-        lines.append(
-            f"| requests per CPU-second with the usage log on (SQLite, in the process) and metrics, "
-            f"{describe(scenario)} | {ratio:.2f}× the log off | ≥ {MIN_USAGE_ON_RATIO}× off | "
-            f"{verdict(ratio >= MIN_USAGE_ON_RATIO, problems)} |"
-        )
+    lines += on_off_rows(
+        res, "switchyard-keys", "switchyard", "with a virtual key, its limits and budgets on", "off", MIN_KEYS_ON_RATIO
+    )
+    lines += on_off_rows(
+        res,
+        "switchyard",
+        "switchyard-usage-off",
+        "with the usage log on (SQLite, in the process) and metrics",
+        "the log off",
+        MIN_USAGE_ON_RATIO,
+    )
     lines += cache_targets(res)
     rss = res.rss.get("switchyard", {})
     idle, peak = rss.get("idle_kb"), rss.get("peak_kb")
@@ -378,6 +366,22 @@ def cache_targets(res: Results) -> list[str]:
                 f"{verdict(miss >= MIN_CACHE_MISS_RATIO, cache_problems(res, scenario, 'switchyard-cache-miss'))} |"
             )
     return lines
+
+
+def on_off_rows(res: Results, on: str, off: str, what: str, base: str, bar: float) -> list[str]:
+    """Target rows of `on`'s requests per CPU-second against `off`'s, in each mode's busiest scenario."""
+    rows = []
+    for mode in MODES:
+        scenario = res.busiest(mode)
+        ratio = None if scenario is None else res.versus(scenario, on, off, "per_cpu")
+        if ratio is None:
+            continue
+        problems = [f"{n} failed requests" for n in [res.errors(scenario, on)] if n]
+        rows.append(
+            f"| requests per CPU-second {what}, {describe(scenario)} | {ratio:.2f}× {base} | ≥ {bar}× off | "
+            f"{verdict(ratio >= bar, problems)} |"
+        )
+    return rows
 
 
 def cache_note(res: Results, scenario: str) -> list[str]:
