@@ -145,11 +145,17 @@ for line in sys.stdin:
         sys.exit(f"wrk saw {bad} errors") if bad else print(r["requests"])'
 }
 
+# The usage log and the trace exporter write what their requests queued once a
+# second: the window starts once the warm-up's records are written and ends once
+# its own are, so that it counts one record (and one trace) per request.
+settle=${CALLGRIND_SETTLE:-1.5}
 for mode in $modes; do
   load "$mode" 2 "warmup-$mode" >/dev/null 2>&1
+  sleep "$settle"
   callgrind_control -z "$gw_pid" >/dev/null 2>&1
   callgrind_control -i on "$gw_pid" >/dev/null 2>&1
   requests=$(load "$mode" "$duration" "run-$mode")
+  sleep "$settle"
   callgrind_control -i off "$gw_pid" >/dev/null 2>&1
   callgrind_control -d "$mode" "$gw_pid" >/dev/null 2>&1
   dump=$(ls -t "$out"/callgrind.out."$gw_pid"* | head -n 1)

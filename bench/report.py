@@ -26,6 +26,7 @@ TARGETS = [
     "nginx",
     "switchyard",
     "switchyard-usage-off",
+    "switchyard-usage-pg",
     "switchyard-keys",
     "switchyard-redis",
     "switchyard-cache-hit",
@@ -36,6 +37,7 @@ TARGET_NAMES = {
     "nginx": "nginx proxy_pass",
     "switchyard": "Switchyard",
     "switchyard-usage-off": "Switchyard, usage log off",
+    "switchyard-usage-pg": "Switchyard, usage log to PostgreSQL",
     "switchyard-keys": "Switchyard, virtual key with limits and budgets",
     "switchyard-redis": "Switchyard, the same, limits in Redis",
     "switchyard-cache-hit": "Switchyard, response cache on, every request a hit",
@@ -288,6 +290,14 @@ def targets_table(res: Results) -> list[str]:
         "switchyard",
         "switchyard-usage-off",
         "with the usage log on (SQLite, in the process) and metrics",
+        "the log off",
+        MIN_USAGE_ON_RATIO,
+    )
+    lines += on_off_rows(
+        res,
+        "switchyard-usage-pg",
+        "switchyard-usage-off",
+        "with the usage log on (PostgreSQL, its own process) and metrics",
         "the log off",
         MIN_USAGE_ON_RATIO,
     )

@@ -38,7 +38,7 @@ die() { log "error: $*"; exit 1; }
 for value in "$duration" "$warmup" "$connections" "$ttft_requests" "$rounds"; do
   [[ $value =~ ^[0-9]+$ && $value -gt 0 ]] || die "BENCH_* values must be positive integers, got '$value'"
 done
-for tool in wrk nginx taskset python3 curl redis-server redis-cli; do
+for tool in wrk nginx taskset python3 curl redis-server redis-cli runuser; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
@@ -83,6 +83,9 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  if [[ -n ${pg_ctl:-} ]]; then
+    "${pg_as[@]}" "$pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  fi
   if [[ $status -ne 0 ]]; then
     for f in "$work"/*.err "$work"/nginx/error.log; do
       [[ -s $f ]] && { log "--- tail of $f"; tail -n 20 "$f" >&2; }
@@ -222,6 +225,32 @@ pids+=("$usage_off_pid")
 usage_off_port=$(wait_listening switchyard-usage-off "$usage_off_pid" "$work/switchyard-usage-off.out")
 log "switchyard with the usage log off on port $usage_off_port (pid $usage_off_pid)"
 
+# The same gateway config with the store (and so the usage log) in PostgreSQL: a
+# private server in the work directory, on the load generator's CPU, its data
+# thrown away (no fsync; the gateway's side of a write is the same either way).
+pg_bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+[[ -x $pg_bin/initdb ]] || die "PostgreSQL is not installed (sudo apt-get install -y postgresql)"
+pg_as=()
+[[ $(id -u) -eq 0 ]] && pg_as=(runuser -u postgres --)
+chmod 755 "$work"
+install -d -m 700 ${pg_as:+-o postgres} "$work/pg"
+"${pg_as[@]}" "$pg_bin/initdb" -D "$work/pg" -A trust -U switchyard -E UTF8 --no-sync >"$work/initdb.out" 2>&1 \
+  || die "initdb failed: $(tail -n 5 "$work/initdb.out")"
+pg_port=$(free_port)
+pg_ctl=$pg_bin/pg_ctl
+"${load_cpu[@]}" "${pg_as[@]}" "$pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w -t 30 \
+  -o "-h 127.0.0.1 -p $pg_port -k $work/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+  start >/dev/null || die "PostgreSQL did not start: $(tail -n 5 "$work/pg/server.log")"
+log "postgresql on port $pg_port"
+sed "s|url: sqlite://$work/switchyard.db|url: postgres://switchyard@127.0.0.1:$pg_port/postgres|" \
+  "$work/switchyard.yaml" >"$work/switchyard-usage-pg.yaml"
+"${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard-usage-pg.yaml" >"$work/switchyard-usage-pg.out" \
+  2>"$work/switchyard-usage-pg.err" &
+usage_pg_pid=$!
+pids+=("$usage_pg_pid")
+usage_pg_port=$(wait_listening switchyard-usage-pg "$usage_pg_pid" "$work/switchyard-usage-pg.out")
+log "switchyard with the usage log in postgresql on port $usage_pg_port (pid $usage_pg_pid)"
+
 # The same gateway config with the limits in Redis (on the load generator's CPU).
 redis_port=$(free_port)
 "${load_cpu[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
@@ -265,6 +294,7 @@ declare -A target_pids=(
   [switchyard]="$gateway_pid"
   [switchyard-keys]="$gateway_pid"
   [switchyard-usage-off]="$usage_off_pid"
+  [switchyard-usage-pg]="$usage_pg_pid"
   [switchyard-redis]="$redis_gateway_pid"
   [switchyard-cache-hit]="${cache_pid[switchyard-cache-hit]}"
   [switchyard-cache-miss]="${cache_pid[switchyard-cache-miss]}"
@@ -275,20 +305,21 @@ declare -A url=(
   [switchyard]="http://127.0.0.1:$gateway_port/v1/chat/completions"
   [switchyard-keys]="http://127.0.0.1:$gateway_port/v1/chat/completions"
   [switchyard-usage-off]="http://127.0.0.1:$usage_off_port/v1/chat/completions"
+  [switchyard-usage-pg]="http://127.0.0.1:$usage_pg_port/v1/chat/completions"
   [switchyard-redis]="http://127.0.0.1:$redis_gateway_port/v1/chat/completions"
   [switchyard-cache-hit]="http://127.0.0.1:${cache_port[switchyard-cache-hit]}/v1/chat/completions"
   [switchyard-cache-miss]="http://127.0.0.1:${cache_port[switchyard-cache-miss]}/v1/chat/completions"
 )
 # The client key each target is sent (the configured key, or the virtual one).
 declare -A key_of=(
-  [mock]="$key" [nginx]="$key" [switchyard]="$key" [switchyard-usage-off]="$key"
+  [mock]="$key" [nginx]="$key" [switchyard]="$key" [switchyard-usage-off]="$key" [switchyard-usage-pg]="$key"
   [switchyard-keys]="$virtual_key" [switchyard-redis]="$virtual_key"
   [switchyard-cache-hit]="$key" [switchyard-cache-miss]="$key"
 )
 # Targets sent a different body with every request (chat.lua's VARY_TAG: the last user
 # message ends in a tag and a counter); every other target gets the same body each time.
 declare -A varies=([switchyard-cache-miss]=1)
-targets=(mock nginx switchyard switchyard-usage-off switchyard-keys switchyard-redis switchyard-cache-hit
+targets=(mock nginx switchyard switchyard-usage-off switchyard-usage-pg switchyard-keys switchyard-redis switchyard-cache-hit
   switchyard-cache-miss)
 # Time to first token is measured on the first three.
 ttft_targets=(mock nginx switchyard)

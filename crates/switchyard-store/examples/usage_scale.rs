@@ -111,7 +111,7 @@ async fn main() {
         let records: Vec<UsageRecord> = (n..(n + batch).min(total))
             .map(|i| record(i * (1_000_000_000 / total.max(1)), start, 30 * DAY))
             .collect();
-        store.insert_usage(&records).await.unwrap();
+        store.insert_records(&records).await.unwrap();
         n += batch;
     }
     let took = started.elapsed();

@@ -42,7 +42,8 @@ pub use types::{
     TeamPatch, TeamRecord,
 };
 pub use usage::{
-    CostQuery, CostRow, GroupBy, UsageCursor, UsageFilter, UsagePage, UsageRecord, UsageStore,
+    CostQuery, CostRow, GroupBy, UsageCursor, UsageFilter, UsagePage, UsageRecord, UsageRow,
+    UsageStore,
 };
 
 /// The result of a store operation.

@@ -83,6 +83,111 @@ pub struct UsageRecord {
     pub stream: bool,
 }
 
+/// A record as it is written: [`UsageRecord`]'s fields, borrowed from whatever
+/// holds them, so that a writer hands the store what it has without copying
+/// it into a record first ([`UsageRecord::row`] borrows a record's).
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)] // each field is the record's of the same name
+pub struct UsageRow<'a> {
+    pub id: &'a str,
+    pub at: i64,
+    pub request_id: &'a str,
+    pub key_id: Option<&'a str>,
+    pub key_name: Option<&'a str>,
+    pub team_id: Option<&'a str>,
+    pub tags: &'a [String],
+    pub endpoint: &'a str,
+    pub model: &'a str,
+    pub provider: &'a str,
+    pub deployment: &'a str,
+    pub status: i32,
+    pub error_type: Option<&'a str>,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micros: i64,
+    pub saved_micros: i64,
+    pub cost_estimated: bool,
+    pub latency_us: i64,
+    pub ttft_us: Option<i64>,
+    pub attempts: i32,
+    pub cache: Option<&'a str>,
+    pub route: Option<&'a str>,
+    pub stream: bool,
+}
+
+impl UsageRecord {
+    /// The record's fields, borrowed.
+    pub fn row(&self) -> UsageRow<'_> {
+        UsageRow {
+            id: &self.id,
+            at: self.at,
+            request_id: &self.request_id,
+            key_id: self.key_id.as_deref(),
+            key_name: self.key_name.as_deref(),
+            team_id: self.team_id.as_deref(),
+            tags: &self.tags,
+            endpoint: &self.endpoint,
+            model: &self.model,
+            provider: &self.provider,
+            deployment: &self.deployment,
+            status: self.status,
+            error_type: self.error_type.as_deref(),
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            output_tokens: self.output_tokens,
+            cost_micros: self.cost_micros,
+            saved_micros: self.saved_micros,
+            cost_estimated: self.cost_estimated,
+            latency_us: self.latency_us,
+            ttft_us: self.ttft_us,
+            attempts: self.attempts,
+            cache: self.cache.as_deref(),
+            route: self.route.as_deref(),
+            stream: self.stream,
+        }
+    }
+}
+
+impl UsageRow<'_> {
+    /// The row as an owned record.
+    pub fn to_record(&self) -> UsageRecord {
+        UsageRecord {
+            id: self.id.to_owned(),
+            at: self.at,
+            request_id: self.request_id.to_owned(),
+            key_id: self.key_id.map(str::to_owned),
+            key_name: self.key_name.map(str::to_owned),
+            team_id: self.team_id.map(str::to_owned),
+            tags: self.tags.to_vec(),
+            endpoint: self.endpoint.to_owned(),
+            model: self.model.to_owned(),
+            provider: self.provider.to_owned(),
+            deployment: self.deployment.to_owned(),
+            status: self.status,
+            error_type: self.error_type.map(str::to_owned),
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            output_tokens: self.output_tokens,
+            cost_micros: self.cost_micros,
+            saved_micros: self.saved_micros,
+            cost_estimated: self.cost_estimated,
+            latency_us: self.latency_us,
+            ttft_us: self.ttft_us,
+            attempts: self.attempts,
+            cache: self.cache.map(str::to_owned),
+            route: self.route.map(str::to_owned),
+            stream: self.stream,
+        }
+    }
+}
+
 /// Which records a listing returns; every field set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageFilter {
@@ -249,9 +354,16 @@ impl CostRow {
 
 /// The usage log in the store.
 pub trait UsageStore: Send + Sync + 'static {
-    /// Writes `records` and adds them to the rollups, in one transaction; a record
+    /// Writes `rows` and adds them to the rollups, in one transaction; a record
     /// already stored (by its id) is skipped. Answers how many were new.
-    fn insert_usage<'a>(&'a self, records: &'a [UsageRecord]) -> BoxFuture<'a, Result<u64>>;
+    fn insert_usage<'a>(&'a self, rows: &'a [UsageRow<'a>]) -> BoxFuture<'a, Result<u64>>;
+    /// [`UsageStore::insert_usage`] of owned records.
+    fn insert_records<'a>(&'a self, records: &'a [UsageRecord]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let rows: Vec<UsageRow<'_>> = records.iter().map(UsageRecord::row).collect();
+            self.insert_usage(&rows).await
+        })
+    }
     /// The records matching `filter`, newest first, `limit` at most, after `after`.
     fn usage<'a>(
         &'a self,
@@ -274,7 +386,7 @@ pub trait UsageStore: Send + Sync + 'static {
 
 /// What a database backend implements; see [`UsageStore`] for each method.
 pub(crate) trait UsageBackend: Send + Sync + 'static {
-    fn insert_usage(&self, records: &[UsageRecord]) -> impl Future<Output = Result<u64>> + Send;
+    fn insert_usage(&self, rows: &[UsageRow<'_>]) -> impl Future<Output = Result<u64>> + Send;
     fn usage(
         &self,
         filter: &UsageFilter,
@@ -291,8 +403,8 @@ pub(crate) trait UsageBackend: Send + Sync + 'static {
 }
 
 impl<B: UsageBackend> UsageStore for B {
-    fn insert_usage<'a>(&'a self, records: &'a [UsageRecord]) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(UsageBackend::insert_usage(self, records))
+    fn insert_usage<'a>(&'a self, rows: &'a [UsageRow<'a>]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(UsageBackend::insert_usage(self, rows))
     }
     fn usage<'a>(
         &'a self,
@@ -352,10 +464,10 @@ impl Sums {
         self.latency_us += other.latency_us;
     }
 
-    fn add(&mut self, r: &UsageRecord) {
+    fn add(&mut self, r: &UsageRow<'_>) {
         self.requests += 1;
         self.errors += i64::from(r.error_type.is_some());
-        self.cache_hits += i64::from(r.cache.as_deref().is_some_and(is_hit));
+        self.cache_hits += i64::from(r.cache.is_some_and(is_hit));
         self.input_tokens += r.input_tokens;
         self.cached_input_tokens += r.cached_input_tokens;
         self.cache_write_tokens += r.cache_write_tokens;
@@ -400,7 +512,7 @@ pub(crate) const ALL: &str = "*";
 /// writes use it; PostgreSQL's sum the same rows in SQL
 /// ([`sql::PG_INSERT_STAGED`]), which a test holds to this.
 pub(crate) fn rollups<'a>(
-    records: impl Iterator<Item = &'a UsageRecord>,
+    records: impl Iterator<Item = &'a UsageRow<'a>>,
 ) -> std::collections::BTreeMap<RollupKey<'a>, Sums> {
     let mut rows = std::collections::BTreeMap::<RollupKey<'a>, Sums>::new();
     for r in records {
@@ -411,11 +523,11 @@ pub(crate) fn rollups<'a>(
                 (
                     span,
                     start,
-                    r.key_id.as_deref().unwrap_or_default(),
-                    r.team_id.as_deref().unwrap_or_default(),
-                    r.model.as_str(),
-                    r.provider.as_str(),
-                    r.deployment.as_str(),
+                    r.key_id.unwrap_or_default(),
+                    r.team_id.unwrap_or_default(),
+                    r.model,
+                    r.provider,
+                    r.deployment,
                     tag,
                 )
             };

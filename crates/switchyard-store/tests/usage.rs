@@ -64,20 +64,20 @@ async fn records_round_trip_and_are_written_once(store: &dyn Store) {
     batch[1].ttft_us = None;
     batch[2].cache = Some("hit".into());
     batch[2].saved_micros = 77;
-    assert_eq!(store.insert_usage(&batch).await.unwrap(), 3);
+    assert_eq!(store.insert_records(&batch).await.unwrap(), 3);
     // The same batch again (a write whose commit was not acknowledged, a replay).
-    assert_eq!(store.insert_usage(&batch).await.unwrap(), 0);
-    assert_eq!(store.insert_usage(&[]).await.unwrap(), 0);
+    assert_eq!(store.insert_records(&batch).await.unwrap(), 0);
+    assert_eq!(store.insert_records(&[]).await.unwrap(), 0);
     // A batch of an old record and a new one: only the new one is added.
     let fresh = record(9, HOUR * 1000 + 9);
     let mixed = [batch[1].clone(), fresh.clone()];
-    assert_eq!(store.insert_usage(&mixed).await.unwrap(), 1);
+    assert_eq!(store.insert_records(&mixed).await.unwrap(), 1);
     batch.push(fresh);
     // A new record given twice in one batch (a spill file read back beside
     // the buffer that wrote it): stored and rolled up once.
     let doubled = record(10, HOUR * 1000 + 10);
     let twice = [doubled.clone(), batch[0].clone(), doubled.clone()];
-    assert_eq!(store.insert_usage(&twice).await.unwrap(), 1);
+    assert_eq!(store.insert_records(&twice).await.unwrap(), 1);
     batch.push(doubled);
 
     let page = store
@@ -122,7 +122,7 @@ async fn costs_group_and_filter(store: &dyn Store) {
         }
         batch.push(r);
     }
-    store.insert_usage(&batch).await.unwrap();
+    store.insert_records(&batch).await.unwrap();
     let query = CostQuery {
         from: HOUR,
         to: HOUR + 3 * 86_400,
@@ -231,7 +231,7 @@ async fn records_page_newest_first_by_cursor(store: &dyn Store) {
     batch[7].error_type = Some("rate_limited".into());
     batch[8].cache = Some("semantic".into());
     batch[9].cache = None;
-    store.insert_usage(&batch).await.unwrap();
+    store.insert_records(&batch).await.unwrap();
     let mut seen = Vec::new();
     let mut after: Option<UsageCursor> = None;
     loop {
@@ -308,7 +308,7 @@ async fn records_page_newest_first_by_cursor(store: &dyn Store) {
 async fn trim_deletes_what_is_older(store: &dyn Store) {
     let old = record(1, (HOUR - 40 * 86_400) * 1000);
     let new = record(2, HOUR * 1000);
-    store.insert_usage(&[old, new.clone()]).await.unwrap();
+    store.insert_records(&[old, new.clone()]).await.unwrap();
     // Records before HOUR, rollups before HOUR − 30 days.
     let gone = store
         .trim_usage(HOUR * 1000, HOUR - 30 * 86_400, 1_000)
@@ -354,7 +354,7 @@ async fn concurrent_batches_add_up(one: Arc<dyn Store>, other: Arc<dyn Store>) {
                         r
                     })
                     .collect();
-                store.insert_usage(&batch).await.unwrap();
+                store.insert_records(&batch).await.unwrap();
             }
         })
     };

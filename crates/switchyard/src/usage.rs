@@ -3,7 +3,7 @@
 //!
 //! [`UsageLog`] is a consumer of every ended request ([`crate::request::Finish`]):
 //! it copies what the record needs (a few reference counts and two strings)
-//! onto a bounded queue and returns; it never waits. The writer
+//! onto a bounded queue ([`queue`]) and returns; it never waits. The writer
 //! ([`writer::start`]) empties the queue on each tick, turns each request into
 //! a [`UsageRecord`] and writes them in batches, one transaction each, with
 //! their rollups. Nothing is lost:
@@ -19,20 +19,22 @@
 //! even the spill file cannot be written.
 
 mod convert;
+mod queue;
 pub mod report;
 mod spill;
 mod writer;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderValue;
 use switchyard_providers::openai::Usage;
-use tokio::sync::mpsc;
 
 use crate::cache::Status;
 use crate::request::{Consumer, Principal, RequestRecord, ServedBy};
 use crate::telemetry::ErrorType;
 use metrics::Counter;
+use queue::{Queue, Refused};
 pub use switchyard_store::UsageRecord;
 pub use writer::{Writer, start};
 
@@ -96,7 +98,7 @@ impl Ended {
 /// The consumer that queues each proxied request for the writer.
 #[derive(Debug, Clone)]
 pub struct UsageLog {
-    tx: mpsc::Sender<Ended>,
+    queue: Arc<Queue>,
     dropped: Counter,
 }
 
@@ -105,18 +107,18 @@ impl Consumer for UsageLog {
         if !record.proxied() {
             return;
         }
-        match self.tx.try_send(Ended::of(record)) {
+        match self.queue.push(Ended::of(record)) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(ended)) => {
-                let tx = self.tx.clone();
+            Err(Refused::Full(ended)) => {
+                let queue = Arc::clone(&self.queue);
                 let dropped = self.dropped.clone();
                 tokio::spawn(async move {
-                    if tx.send(ended).await.is_err() {
+                    if queue.push_waiting(*ended).await.is_err() {
                         lost(&dropped);
                     }
                 });
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => lost(&self.dropped),
+            Err(Refused::Closed) => lost(&self.dropped),
         }
     }
 }

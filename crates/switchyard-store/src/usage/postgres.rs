@@ -1,42 +1,58 @@
-//! PostgreSQL's write of a batch of records: streamed with `COPY` into a
-//! temporary staging table, then one statement moves the new ones into
-//! `usage_records` and adds them to the rollups, server-side
-//! ([`sql::PG_INSERT_STAGED`]). Our side only writes text: no value is bound,
-//! and no rollup is summed here.
+//! PostgreSQL's write of a batch of records: streamed with `COPY` (its binary
+//! format) into a temporary staging table, then one statement moves the new
+//! ones into `usage_records` and adds them to the rollups, server-side
+//! ([`sql::PG_INSERT_STAGED`]). Our side only frames the values: none is
+//! bound, escaped or formatted as text, and no rollup is summed here.
 
 use sqlx::Row as _;
 
 use crate::Result;
 use crate::postgres::PgStore;
-use crate::usage::{UsageRecord, sql};
+use crate::usage::{UsageRow, sql};
 
 /// How much `COPY` data is gathered before it is sent.
 const CHUNK: usize = 64 * 1024;
 
-/// Rows in `COPY`'s text format, written into one buffer: columns split by a
-/// tab, each row ended by a newline, NULL as `\N`, and a backslash, tab,
-/// newline or carriage return inside a value escaped with a backslash.
-#[derive(Default)]
-struct CopyText {
+/// The columns of a record (those of [`sql::PG_COPY_STAGED`]).
+const COLUMNS: i16 = 27;
+
+/// The start of a binary `COPY` stream: its signature, no flags, no header
+/// extension.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// Rows in `COPY`'s binary format, written into one buffer: each row its
+/// column count, then each value as its length in bytes and the bytes (a
+/// NULL as length -1): text as it is, a `bigint` as 8 bytes and a `boolean`
+/// as one, both big-endian, and `jsonb` as its version (1) and the JSON text.
+/// A text value needs no escaping and a number no formatting.
+struct CopyRows {
     buf: Vec<u8>,
 }
 
-impl CopyText {
+impl CopyRows {
+    /// A buffer that begins the stream.
+    fn new(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.extend_from_slice(HEADER);
+        Self { buf }
+    }
+
     /// Writes the columns of `r`, in the order of the record columns.
-    fn record(&mut self, r: &UsageRecord) {
-        self.text(&r.id);
+    fn record(&mut self, r: &UsageRow<'_>) {
+        self.buf.extend_from_slice(&COLUMNS.to_be_bytes());
+        self.text(r.id);
         self.int(r.at);
-        self.text(&r.request_id);
-        self.opt_text(r.key_id.as_deref());
-        self.opt_text(r.key_name.as_deref());
-        self.opt_text(r.team_id.as_deref());
-        self.tags(&r.tags);
-        self.text(&r.endpoint);
-        self.text(&r.model);
-        self.text(&r.provider);
-        self.text(&r.deployment);
+        self.text(r.request_id);
+        self.opt_text(r.key_id);
+        self.opt_text(r.key_name);
+        self.opt_text(r.team_id);
+        self.tags(r.tags);
+        self.text(r.endpoint);
+        self.text(r.model);
+        self.text(r.provider);
+        self.text(r.deployment);
         self.int(i64::from(r.status));
-        self.opt_text(r.error_type.as_deref());
+        self.opt_text(r.error_type);
         self.int(r.input_tokens);
         self.int(r.cached_input_tokens);
         self.int(r.cache_write_tokens);
@@ -51,42 +67,26 @@ impl CopyText {
             None => self.null(),
         }
         self.int(i64::from(r.attempts));
-        self.opt_text(r.cache.as_deref());
-        self.opt_text(r.route.as_deref());
+        self.opt_text(r.cache);
+        self.opt_text(r.route);
         self.boolean(r.stream);
-        // The last column's tab ends the row instead.
-        if let Some(end) = self.buf.last_mut() {
-            *end = b'\n';
-        }
+    }
+
+    /// Ends the stream.
+    fn finish(&mut self) {
+        self.buf.extend_from_slice(&(-1_i16).to_be_bytes());
+    }
+
+    /// A value's length; a longer one than a column can hold (1 GB) is refused
+    /// by the database, so it is written as such and the batch fails whole.
+    fn length(&mut self, n: usize) {
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        self.buf.extend_from_slice(&n.to_be_bytes());
     }
 
     fn text(&mut self, value: &str) {
-        let bytes = value.as_bytes();
-        // Most values have nothing to escape: a test of every byte, without
-        // stopping early, that the compiler vectorizes.
-        if !bytes
-            .iter()
-            .fold(false, |any, &b| any | (b < 0x20) | (b == b'\\'))
-        {
-            self.buf.extend_from_slice(bytes);
-            self.buf.push(b'\t');
-            return;
-        }
-        let mut from = 0;
-        for (at, &b) in bytes.iter().enumerate() {
-            let escaped = match b {
-                b'\\' => b'\\',
-                b'\t' => b't',
-                b'\n' => b'n',
-                b'\r' => b'r',
-                _ => continue,
-            };
-            self.buf.extend_from_slice(&bytes[from..at]);
-            self.buf.extend_from_slice(&[b'\\', escaped]);
-            from = at + 1;
-        }
-        self.buf.extend_from_slice(&bytes[from..]);
-        self.buf.push(b'\t');
+        self.length(value.len());
+        self.buf.extend_from_slice(value.as_bytes());
     }
 
     fn opt_text(&mut self, value: Option<&str>) {
@@ -97,69 +97,77 @@ impl CopyText {
     }
 
     fn null(&mut self) {
-        self.buf.extend_from_slice(b"\\N\t");
+        self.buf.extend_from_slice(&(-1_i32).to_be_bytes());
     }
 
     fn int(&mut self, value: i64) {
-        self.buf
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-        self.buf.push(b'\t');
+        let mut field = [0; 12];
+        field[..4].copy_from_slice(&8_i32.to_be_bytes());
+        field[4..].copy_from_slice(&value.to_be_bytes());
+        self.buf.extend_from_slice(&field);
     }
 
     fn boolean(&mut self, value: bool) {
-        self.buf
-            .extend_from_slice(if value { b"t\t" } else { b"f\t" });
+        self.buf.extend_from_slice(&[0, 0, 0, 1, u8::from(value)]);
     }
 
-    /// The tags as a JSON array of strings. Every escape JSON writes starts
-    /// with a backslash, which `COPY` wants doubled; JSON escapes every
-    /// control character, so no tab or newline is left to escape.
+    /// The tags as `jsonb`: its version, then a JSON array of strings. Its
+    /// length is known once written, so four bytes are kept for it first.
     fn tags(&mut self, tags: &[String]) {
-        self.buf.push(b'[');
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0, 0, 0, 1, b'[']);
         for (i, tag) in tags.iter().enumerate() {
             if i > 0 {
                 self.buf.push(b',');
             }
-            self.buf.push(b'"');
-            let bytes = tag.as_bytes();
-            let mut from = 0;
-            for (at, &b) in bytes.iter().enumerate() {
-                if b != b'"' && b != b'\\' && b >= 0x20 {
-                    continue;
-                }
-                self.buf.extend_from_slice(&bytes[from..at]);
-                self.buf.extend_from_slice(b"\\\\");
-                match b {
-                    b'"' => self.buf.push(b'"'),
-                    b'\\' => self.buf.extend_from_slice(b"\\\\"),
-                    _ => {
-                        const HEX: &[u8; 16] = b"0123456789abcdef";
-                        self.buf.extend_from_slice(b"u00");
-                        self.buf.push(HEX[usize::from(b >> 4)]);
-                        self.buf.push(HEX[usize::from(b & 0xf)]);
-                    }
-                }
-                from = at + 1;
-            }
-            self.buf.extend_from_slice(&bytes[from..]);
-            self.buf.push(b'"');
+            self.json_string(tag);
         }
-        self.buf.extend_from_slice(b"]\t");
+        self.buf.push(b']');
+        let n = i32::try_from(self.buf.len() - at - 4).unwrap_or(i32::MAX);
+        self.buf[at..at + 4].copy_from_slice(&n.to_be_bytes());
+    }
+
+    /// `value` as a JSON string: a quote, a backslash and every control
+    /// character escaped.
+    fn json_string(&mut self, value: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.buf.push(b'"');
+        let bytes = value.as_bytes();
+        let mut from = 0;
+        for (at, &b) in bytes.iter().enumerate() {
+            if b != b'"' && b != b'\\' && b >= 0x20 {
+                continue;
+            }
+            self.buf.extend_from_slice(&bytes[from..at]);
+            match b {
+                b'"' => self.buf.extend_from_slice(b"\\\""),
+                b'\\' => self.buf.extend_from_slice(b"\\\\"),
+                _ => self.buf.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]),
+            }
+            from = at + 1;
+        }
+        self.buf.extend_from_slice(&bytes[from..]);
+        self.buf.push(b'"');
     }
 }
 
 impl PgStore {
     /// Writes `records` and adds the new ones to the rollups, in one
     /// transaction; answers how many were new.
-    pub(crate) async fn write_usage(&self, records: &[UsageRecord]) -> Result<u64> {
+    pub(crate) async fn write_usage(&self, records: &[UsageRow<'_>]) -> Result<u64> {
         if records.is_empty() {
             return Ok(0);
         }
         let mut tx = self.pool.begin_with(sql::PG_BEGIN_STAGED).await?;
         let mut copy = tx.copy_in_raw(sql::PG_COPY_STAGED).await?;
-        let mut rows = CopyText {
-            buf: Vec::with_capacity(CHUNK + 4096),
-        };
+        let mut rows = CopyRows::new(CHUNK + 4096);
         for r in records {
             rows.record(r);
             if rows.buf.len() >= CHUNK {
@@ -167,6 +175,7 @@ impl PgStore {
                 rows.buf.clear();
             }
         }
+        rows.finish();
         // On an error the copy and the transaction are dropped: sqlx then
         // fails the copy and rolls the transaction back.
         copy.send(rows.buf.as_slice()).await?;
@@ -190,7 +199,7 @@ mod tests {
 
     use super::*;
     use crate::StoreOptions;
-    use crate::usage::{UsageBackend as _, UsageFilter, rollups};
+    use crate::usage::{UsageFilter, UsageRecord, UsageStore as _, rollups};
 
     /// A store on a fresh database of the server `SWITCHYARD_TEST_PG_URL` names.
     async fn store() -> PgStore {
@@ -308,7 +317,8 @@ mod tests {
     }
 
     fn expected_rollups(records: &[UsageRecord]) -> BTreeMap<Key, [i64; 11]> {
-        rollups(records.iter())
+        let rows: Vec<_> = records.iter().map(UsageRecord::row).collect();
+        rollups(rows.iter())
             .into_iter()
             .map(|(k, s)| {
                 let key = (
@@ -344,14 +354,14 @@ mod tests {
         let store = store().await;
         let first = records(1_000, "a");
         let second = records(600, "b");
-        assert_eq!(store.write_usage(&first).await.unwrap(), 1_000);
+        assert_eq!(store.insert_records(&first).await.unwrap(), 1_000);
         // Written again (a commit not acknowledged, a spill file read back).
-        assert_eq!(store.write_usage(&first).await.unwrap(), 0);
+        assert_eq!(store.insert_records(&first).await.unwrap(), 0);
         // Half old, half new, and one new record twice in the batch.
         let mut mixed: Vec<_> = first[..300].iter().chain(&second).cloned().collect();
         mixed.push(second[0].clone());
-        assert_eq!(store.write_usage(&mixed).await.unwrap(), 600);
-        assert_eq!(store.write_usage(&[]).await.unwrap(), 0);
+        assert_eq!(store.insert_records(&mixed).await.unwrap(), 600);
+        assert_eq!(store.insert_records(&[]).await.unwrap(), 0);
 
         let all: Vec<_> = first.iter().chain(&second).cloned().collect();
         assert_eq!(stored_rollups(&store).await, expected_rollups(&all));
@@ -382,7 +392,7 @@ mod tests {
     async fn the_levels_migration_rebuilds_the_levels_from_the_key_rows() {
         let store = store().await;
         let written = records(500, "m");
-        assert_eq!(store.write_usage(&written).await.unwrap(), 500);
+        assert_eq!(store.insert_records(&written).await.unwrap(), 500);
         sqlx::query("DELETE FROM usage_rollup WHERE key_id = '*'")
             .execute(&store.pool)
             .await
@@ -398,16 +408,25 @@ mod tests {
     }
 
     #[test]
-    fn copy_text_escapes_values_and_writes_nulls() {
-        let mut text = CopyText::default();
-        text.text("a\tb\nc\rd\\e");
-        text.opt_text(None);
-        text.tags(&["x\"y\\z\u{7}".to_owned(), String::new()]);
-        text.int(-42);
-        text.boolean(true);
-        assert_eq!(
-            String::from_utf8(text.buf).unwrap(),
-            "a\\tb\\nc\\rd\\\\e\t\\N\t[\"x\\\\\"y\\\\\\\\z\\\\u0007\",\"\"]\t-42\tt\t"
-        );
+    fn copy_rows_frame_values_in_the_binary_format() {
+        let mut rows = CopyRows::new(64);
+        rows.text("a\tb");
+        rows.opt_text(None);
+        rows.int(-2);
+        rows.boolean(true);
+        rows.tags(&["x\"y\\z\u{7}".to_owned(), String::new()]);
+        rows.finish();
+        let mut expected = b"PGCOPY\n\xff\r\n\0".to_vec();
+        expected.extend_from_slice(&[0; 8]);
+        expected.extend_from_slice(b"\0\0\0\x03a\tb");
+        expected.extend_from_slice(b"\xff\xff\xff\xff");
+        expected.extend_from_slice(b"\0\0\0\x08\xff\xff\xff\xff\xff\xff\xff\xfe");
+        expected.extend_from_slice(b"\0\0\0\x01\x01");
+        let json = br#"["x\"y\\z\u0007",""]"#;
+        expected.extend_from_slice(&i32::try_from(json.len() + 1).unwrap().to_be_bytes());
+        expected.push(1);
+        expected.extend_from_slice(json);
+        expected.extend_from_slice(b"\xff\xff");
+        assert_eq!(rows.buf, expected);
     }
 }

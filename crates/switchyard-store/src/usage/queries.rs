@@ -1,7 +1,7 @@
 //! [`UsageBackend`](crate::usage::UsageBackend) for both databases, from one text, as
 //! [`crate::queries`] does for keys: `usage_backend!(Store, Database)` for a type with
 //! `fn reader(&self) -> &Pool<Database>`, `async fn begin_off_feed(&self)` and
-//! `async fn write_usage(&self, &[UsageRecord]) -> Result<u64>`: each database
+//! `async fn write_usage(&self, &[UsageRow]) -> Result<u64>`: each database
 //! writes records its own way (see `usage::sqlite` and `usage::postgres`).
 
 macro_rules! usage_backend {
@@ -16,7 +16,7 @@ macro_rules! usage_backend {
             use $crate::usage::sql;
             use $crate::usage::{
                 ALL, CostQuery, CostRow, GroupBy, UsageBackend, UsageCursor, UsageFilter,
-                UsagePage, UsageRecord, merged, spans,
+                UsagePage, UsageRecord, UsageRow, merged, spans,
             };
 
             type DbRow = <$db as sqlx::Database>::Row;
@@ -182,8 +182,8 @@ macro_rules! usage_backend {
             }
 
             impl UsageBackend for $store {
-                async fn insert_usage(&self, records: &[UsageRecord]) -> Result<u64> {
-                    self.write_usage(records).await
+                async fn insert_usage(&self, rows: &[UsageRow<'_>]) -> Result<u64> {
+                    self.write_usage(rows).await
                 }
 
                 async fn usage(

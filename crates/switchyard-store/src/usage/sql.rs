@@ -133,9 +133,12 @@ pub(crate) const TRIM_ROLLUPS: &str = "DELETE FROM usage_rollup WHERE (span, sta
 pub(crate) const PG_BEGIN_STAGED: &str = "BEGIN; SET LOCAL client_min_messages = warning; \
     CREATE TEMP TABLE IF NOT EXISTS usage_staging (LIKE usage_records) ON COMMIT DELETE ROWS";
 
-/// PostgreSQL: streams a batch into the staging table, in `COPY`'s text format.
-pub(crate) const PG_COPY_STAGED: &str =
-    concat!("COPY usage_staging (", record_columns!(), ") FROM STDIN");
+/// PostgreSQL: streams a batch into the staging table, in `COPY`'s binary format.
+pub(crate) const PG_COPY_STAGED: &str = concat!(
+    "COPY usage_staging (",
+    record_columns!(),
+    ") FROM STDIN (FORMAT binary)"
+);
 
 /// PostgreSQL: moves the staged records that are new into `usage_records`
 /// (those stored already, by `(at, id)`, are skipped) and adds exactly those to

@@ -8,26 +8,26 @@ use sqlx::{QueryBuilder, Row as _, Sqlite};
 
 use crate::Result;
 use crate::sqlite::SqliteStore;
-use crate::usage::{UsageRecord, rollups, sql};
+use crate::usage::{UsageRow, rollups, sql};
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
 
 /// Binds the columns of `r`, in the order of the record columns.
-fn bind_record<'q>(query: Query<'q>, r: &'q UsageRecord) -> Query<'q> {
+fn bind_record<'q>(query: Query<'q>, r: &UsageRow<'q>) -> Query<'q> {
     query
-        .bind(r.id.as_str())
+        .bind(r.id)
         .bind(r.at)
-        .bind(r.request_id.as_str())
-        .bind(r.key_id.as_deref())
-        .bind(r.key_name.as_deref())
-        .bind(r.team_id.as_deref())
-        .bind(sqlx::types::Json(&r.tags))
-        .bind(r.endpoint.as_str())
-        .bind(r.model.as_str())
-        .bind(r.provider.as_str())
-        .bind(r.deployment.as_str())
+        .bind(r.request_id)
+        .bind(r.key_id)
+        .bind(r.key_name)
+        .bind(r.team_id)
+        .bind(sqlx::types::Json(r.tags))
+        .bind(r.endpoint)
+        .bind(r.model)
+        .bind(r.provider)
+        .bind(r.deployment)
         .bind(i64::from(r.status))
-        .bind(r.error_type.as_deref())
+        .bind(r.error_type)
         .bind(r.input_tokens)
         .bind(r.cached_input_tokens)
         .bind(r.cache_write_tokens)
@@ -39,8 +39,8 @@ fn bind_record<'q>(query: Query<'q>, r: &'q UsageRecord) -> Query<'q> {
         .bind(r.latency_us)
         .bind(r.ttft_us)
         .bind(i64::from(r.attempts))
-        .bind(r.cache.as_deref())
-        .bind(r.route.as_deref())
+        .bind(r.cache)
+        .bind(r.route)
         .bind(r.stream)
 }
 
@@ -69,7 +69,7 @@ impl Inserted {
 /// (`tx` must then be undone).
 async fn insert_records(
     tx: &mut sqlx::Transaction<'static, Sqlite>,
-    records: &[UsageRecord],
+    records: &[UsageRow<'_>],
     learn: bool,
 ) -> Result<Option<Inserted>> {
     let mut inserted = HashSet::new();
@@ -103,7 +103,7 @@ async fn insert_records(
 impl SqliteStore {
     /// Writes `records` and adds the new ones to the rollups, in one
     /// transaction; answers how many were new.
-    pub(crate) async fn write_usage(&self, records: &[UsageRecord]) -> Result<u64> {
+    pub(crate) async fn write_usage(&self, records: &[UsageRow<'_>]) -> Result<u64> {
         if records.is_empty() {
             return Ok(0);
         }
@@ -126,7 +126,7 @@ impl SqliteStore {
             Inserted::All => records.len() as u64,
             Inserted::Only(ids) => ids.len() as u64,
         };
-        let new = records.iter().filter(|r| inserted.take(&r.id));
+        let new = records.iter().filter(|r| inserted.take(r.id));
         let rows: Vec<_> = rollups(new).into_iter().collect();
         for chunk in rows.chunks(sql::ROLLUPS_PER_STATEMENT) {
             let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO usage_rollup (");

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use metrics::{Counter, Gauge};
-use switchyard_store::{Store, UsageRecord};
-use tokio::sync::mpsc;
+use switchyard_store::{Store, UsageRecord, UsageRow};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::convert::{Ids, record};
+use super::convert::{Ids, Queued};
+use super::queue::Queue;
 use super::spill::Spill;
 use super::{Ended, UsageLog};
 use crate::config;
@@ -99,15 +99,16 @@ pub fn start(
     metrics: &Metrics,
     stop: CancellationToken,
 ) -> (UsageLog, Writer) {
-    let (tx, rx) = mpsc::channel(config.queue);
+    let queue = Arc::new(Queue::new(config.queue));
     let counts = Counts::new(metrics);
     let log = UsageLog {
-        tx,
+        queue: Arc::clone(&queue),
         dropped: counts.dropped.clone(),
     };
     let state = State {
         store,
-        rx,
+        queue,
+        taken: Vec::new(),
         pending: VecDeque::new(),
         ids: Ids::new(),
         spill: Spill::new(config.spill_file.clone()),
@@ -123,8 +124,10 @@ pub fn start(
 
 struct State {
     store: Arc<dyn Store>,
-    rx: mpsc::Receiver<Ended>,
-    pending: VecDeque<UsageRecord>,
+    queue: Arc<Queue>,
+    /// The records of the last take (empty between takes: swapped with the queue's).
+    taken: Vec<Ended>,
+    pending: VecDeque<Queued>,
     ids: Ids,
     spill: Spill,
     /// Where the next read of the spill file starts.
@@ -153,10 +156,15 @@ async fn run(mut state: State, stop: CancellationToken) {
             () = stop.cancelled() => break,
         }
     }
+    state.queue.close(&mut state.taken);
     state.take_queued().await;
     let _ = tokio::time::timeout(LAST_FLUSH, state.flush()).await;
     if !state.pending.is_empty() {
-        let left: Vec<UsageRecord> = state.pending.drain(..).collect();
+        let left: Vec<UsageRecord> = state
+            .pending
+            .drain(..)
+            .map(|q| q.row().to_record())
+            .collect();
         tracing::warn!(
             records = left.len(),
             file = %state.spill.path().display(),
@@ -180,11 +188,16 @@ impl State {
     /// Takes what the queue holds into the buffer; spills the newest past
     /// `usage.buffer`.
     async fn take_queued(&mut self) {
-        while let Ok(ended) = self.rx.try_recv() {
-            self.pending.push_back(record(ended, &mut self.ids));
-        }
+        self.queue.take(&mut self.taken);
+        let ids = &mut self.ids;
+        self.pending
+            .extend(self.taken.drain(..).map(|ended| Queued::new(ended, ids)));
         if self.pending.len() > self.config.buffer {
-            let over: Vec<UsageRecord> = self.pending.drain(self.config.buffer..).collect();
+            let over: Vec<UsageRecord> = self
+                .pending
+                .drain(self.config.buffer..)
+                .map(|q| q.row().to_record())
+                .collect();
             self.spill(over).await;
         }
         self.counts.buffered.set(self.pending.len() as f64);
@@ -194,8 +207,11 @@ impl State {
     async fn flush(&mut self) {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(self.config.batch_size);
-            let batch = &self.pending.make_contiguous()[..n];
-            if !write(&*self.store, &mut self.failing, &self.counts, batch).await {
+            let rows: Vec<UsageRow<'_>> = self.pending.make_contiguous()[..n]
+                .iter()
+                .map(Queued::row)
+                .collect();
+            if !write(&*self.store, &mut self.failing, &self.counts, &rows).await {
                 return;
             }
             self.pending.drain(..n);
@@ -226,8 +242,9 @@ impl State {
                     "lines of the usage spill file are not records (cut short when the process died?)"
                 );
             }
-            if !back.records.is_empty()
-                && !write(&*self.store, &mut self.failing, &self.counts, &back.records).await
+            let rows: Vec<UsageRow<'_>> = back.records.iter().map(UsageRecord::row).collect();
+            if !rows.is_empty()
+                && !write(&*self.store, &mut self.failing, &self.counts, &rows).await
             {
                 return;
             }
@@ -290,7 +307,7 @@ async fn write(
     store: &dyn Store,
     failing: &mut bool,
     counts: &Counts,
-    batch: &[UsageRecord],
+    batch: &[UsageRow<'_>],
 ) -> bool {
     match tokio::time::timeout(WRITE_TIMEOUT, store.insert_usage(batch)).await {
         Ok(Ok(_)) => {

@@ -117,7 +117,7 @@ async fn report_reprices_every_request_and_sums_the_rollups(backend: Backend) {
     let opened = switchyard_store::open(&store.url, &StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(opened.insert_usage(&usage_log()).await.unwrap(), 5);
+    assert_eq!(opened.insert_records(&usage_log()).await.unwrap(), 5);
     drop(opened);
     let dir = tempfile::tempdir().unwrap();
     let prices = dir.path().join("fixture-prices.yaml");

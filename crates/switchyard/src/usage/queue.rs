@@ -1,0 +1,174 @@
+//! The queue between the ends of requests and the usage writer.
+//!
+//! A vector behind a lock: a request's end pushes its [`Ended`] (a short
+//! critical section, no allocation once the vector has grown), and the writer
+//! takes the whole vector on each tick by swapping it with its own empty one.
+//! The writer is never woken by a push. It holds `usage.queue` records at most;
+//! past that a push is refused with the record, and [`Queue::push_waiting`]
+//! waits for the writer's next take. Closed at the writer's last take: later
+//! pushes are refused, so a record is never left in a queue nobody reads.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+use super::Ended;
+
+/// The records the writer has not taken yet.
+#[derive(Debug)]
+pub(super) struct Queue {
+    inner: Mutex<Inner>,
+    /// Woken by each take and by the close, for pushes waiting for room.
+    room: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: Vec<Ended>,
+    closed: bool,
+}
+
+/// A push the queue refused, and why.
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// It holds `usage.queue` records: the record is given back (boxed: a
+    /// rare path, and the common one then moves no large result).
+    Full(Box<Ended>),
+    /// The writer has taken its last records.
+    Closed,
+}
+
+impl Queue {
+    /// An empty queue of `capacity` records at most (at least one).
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            room: Notify::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while holding it; a poisoned lock still holds a
+        // consistent vector.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `ended` unless the queue is full or closed.
+    pub(super) fn push(&self, ended: Ended) -> Result<(), Refused> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(Refused::Closed);
+        }
+        if inner.items.len() >= self.capacity {
+            return Err(Refused::Full(Box::new(ended)));
+        }
+        inner.items.push(ended);
+        Ok(())
+    }
+
+    /// Queues `ended`, waiting for room; refused only once the queue is closed.
+    pub(super) async fn push_waiting(&self, mut ended: Ended) -> Result<(), Refused> {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the try, so a take between the two wakes it.
+            room.as_mut().enable();
+            match self.push(ended) {
+                Err(Refused::Full(back)) => ended = *back,
+                done => return done,
+            }
+            room.await;
+        }
+    }
+
+    /// Moves every queued record to the end of `into` (kept empty by the caller
+    /// between takes, so the two vectors swap and neither allocates again).
+    pub(super) fn take(&self, into: &mut Vec<Ended>) {
+        {
+            let mut inner = self.lock();
+            if into.is_empty() {
+                std::mem::swap(&mut inner.items, into);
+            } else {
+                into.append(&mut inner.items);
+            }
+        }
+        self.room.notify_waiters();
+    }
+
+    /// Takes what is left and refuses every push from now on.
+    pub(super) fn close(&self, into: &mut Vec<Ended>) {
+        {
+            let mut inner = self.lock();
+            inner.closed = true;
+            into.append(&mut inner.items);
+        }
+        self.room.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use axum::http::HeaderValue;
+
+    use super::*;
+    use crate::request::RequestRecord;
+
+    fn ended(n: u32) -> Ended {
+        let id =
+            HeaderValue::from_str(&format!("req-{n}")).unwrap_or(HeaderValue::from_static("-"));
+        Ended::of(&RequestRecord::new(id, "chat_completions", Instant::now()))
+    }
+
+    fn ids(taken: &[Ended]) -> Vec<&str> {
+        taken
+            .iter()
+            .map(|e| e.request_id.to_str().unwrap_or(""))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_record_back_and_a_take_empties_it() {
+        let queue = Queue::new(2);
+        assert!(queue.push(ended(1)).is_ok());
+        assert!(queue.push(ended(2)).is_ok());
+        assert!(matches!(queue.push(ended(3)), Err(Refused::Full(e)) if e.request_id == "req-3"));
+        let mut taken = Vec::new();
+        queue.take(&mut taken);
+        assert_eq!(ids(&taken), ["req-1", "req-2"]);
+        assert!(queue.push(ended(4)).is_ok());
+        // Taken into a vector that still holds records: appended after them.
+        queue.take(&mut taken);
+        assert_eq!(ids(&taken), ["req-1", "req-2", "req-4"]);
+    }
+
+    #[tokio::test]
+    async fn a_push_waits_for_room_and_is_refused_once_closed() {
+        let queue = Arc::new(Queue::new(1));
+        assert!(queue.push(ended(1)).is_ok());
+        let waiting = tokio::spawn({
+            let queue = Arc::clone(&queue);
+            async move { queue.push_waiting(ended(2)).await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        let mut taken = Vec::new();
+        queue.take(&mut taken);
+        assert!(waiting.await.unwrap_or(false));
+
+        let refused = tokio::spawn({
+            let queue = Arc::clone(&queue);
+            async move { queue.push_waiting(ended(3)).await.is_err() }
+        });
+        tokio::task::yield_now().await;
+        let mut last = Vec::new();
+        queue.close(&mut last);
+        assert_eq!(ids(&last), ["req-2"]);
+        assert!(refused.await.unwrap_or(false));
+        assert!(matches!(queue.push(ended(4)), Err(Refused::Closed)));
+    }
+}
