@@ -209,21 +209,23 @@ gateway_config "$mock_port" "$key" "$model" "$work" >"$work/switchyard.yaml"
 virtual_key=$("$bin" keys create --name bench --store "sqlite://$work/switchyard.db" \
   --rpm 1000000000 --tpm 1000000000 --budget-usd 1000000000 --budget-period month 2>/dev/null) \
   || die "could not create the virtual key"
-"${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard.yaml" >"$work/switchyard.out" 2>"$work/switchyard.err" &
-gateway_pid=$!
-pids+=("$gateway_pid")
-gateway_port=$(wait_listening switchyard "$gateway_pid" "$work/switchyard.out")
-log "switchyard on port $gateway_port (pid $gateway_pid)"
+# start_gateway TARGET: starts a gateway on $work/TARGET.yaml, on the proxy's CPU;
+# notes its PID and port in gw_pid and gw_port.
+declare -A gw_pid gw_port
+start_gateway() {
+  local target=$1
+  "${proxy_cpu[@]}" "$bin" serve --config "$work/$target.yaml" >"$work/$target.out" 2>"$work/$target.err" &
+  gw_pid[$target]=$!
+  pids+=("$!")
+  gw_port[$target]=$(wait_listening "$target" "${gw_pid[$target]}" "$work/$target.out")
+  log "$target on port ${gw_port[$target]} (pid ${gw_pid[$target]})"
+}
+start_gateway switchyard
 
 # The same gateway config with the usage log off, for the log's cost (its own store file).
 { sed "s|sqlite://$work/switchyard.db|sqlite://$work/switchyard-usage-off.db|" "$work/switchyard.yaml"
   gateway_usage_off_config; } >"$work/switchyard-usage-off.yaml"
-"${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard-usage-off.yaml" >"$work/switchyard-usage-off.out" \
-  2>"$work/switchyard-usage-off.err" &
-usage_off_pid=$!
-pids+=("$usage_off_pid")
-usage_off_port=$(wait_listening switchyard-usage-off "$usage_off_pid" "$work/switchyard-usage-off.out")
-log "switchyard with the usage log off on port $usage_off_port (pid $usage_off_pid)"
+start_gateway switchyard-usage-off
 
 # The same gateway config with the store (and so the usage log) in PostgreSQL: a
 # private server in the work directory, on the load generator's CPU, its data
@@ -244,12 +246,7 @@ pg_ctl=$pg_bin/pg_ctl
 log "postgresql on port $pg_port"
 sed "s|url: sqlite://$work/switchyard.db|url: postgres://switchyard@127.0.0.1:$pg_port/postgres|" \
   "$work/switchyard.yaml" >"$work/switchyard-usage-pg.yaml"
-"${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard-usage-pg.yaml" >"$work/switchyard-usage-pg.out" \
-  2>"$work/switchyard-usage-pg.err" &
-usage_pg_pid=$!
-pids+=("$usage_pg_pid")
-usage_pg_port=$(wait_listening switchyard-usage-pg "$usage_pg_pid" "$work/switchyard-usage-pg.out")
-log "switchyard with the usage log in postgresql on port $usage_pg_port (pid $usage_pg_pid)"
+start_gateway switchyard-usage-pg
 
 # The same gateway config with the limits in Redis (on the load generator's CPU).
 redis_port=$(free_port)
@@ -259,57 +256,37 @@ pids+=("$!")
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 { cat "$work/switchyard.yaml"; printf 'redis:\n  url: redis://127.0.0.1:%s\n  prefix: bench\n' "$redis_port"; } \
   >"$work/switchyard-redis.yaml"
-"${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard-redis.yaml" >"$work/switchyard-redis.out" \
-  2>"$work/switchyard-redis.err" &
-redis_gateway_pid=$!
-pids+=("$redis_gateway_pid")
-redis_gateway_port=$(wait_listening switchyard-redis "$redis_gateway_pid" "$work/switchyard-redis.out")
-log "switchyard with redis on port $redis_gateway_port (pid $redis_gateway_pid)"
+start_gateway switchyard-redis
 
 # The same gateway config with the response cache on, in memory, twice: one gateway is
 # sent the same body every time (every request after the first a hit), the other a
 # different body every time (every request a miss, proxied and then stored).
-{ cat "$work/switchyard.yaml"; gateway_cache_config; } >"$work/switchyard-cache.yaml"
-declare -A cache_pid cache_port
 for target in switchyard-cache-hit switchyard-cache-miss; do
-  "${proxy_cpu[@]}" "$bin" serve --config "$work/switchyard-cache.yaml" >"$work/$target.out" 2>"$work/$target.err" &
-  cache_pid[$target]=$!
-  pids+=("$!")
-  cache_port[$target]=$(wait_listening "$target" "${cache_pid[$target]}" "$work/$target.out")
-  log "$target on port ${cache_port[$target]} (pid ${cache_pid[$target]})"
+  { cat "$work/switchyard.yaml"; gateway_cache_config; } >"$work/$target.yaml"
+  start_gateway "$target"
 done
 
-gateway_idle_kb=$(mem_kb "$gateway_pid" VmRSS)
+gateway_idle_kb=$(mem_kb "${gw_pid[switchyard]}" VmRSS)
 declare -A cache_idle_kb=(
-  [switchyard-cache-hit]=$(mem_kb "${cache_pid[switchyard-cache-hit]}" VmRSS)
-  [switchyard-cache-miss]=$(mem_kb "${cache_pid[switchyard-cache-miss]}" VmRSS)
+  [switchyard-cache-hit]=$(mem_kb "${gw_pid[switchyard-cache-hit]}" VmRSS)
+  [switchyard-cache-miss]=$(mem_kb "${gw_pid[switchyard-cache-miss]}" VmRSS)
 )
 nginx_worker_pid=$(pgrep -P "$nginx_pid" | head -n 1)
 [[ -n $nginx_worker_pid ]] || die "no nginx worker process"
 nginx_idle_kb=$(($(mem_kb "$nginx_pid" VmRSS) + $(mem_kb "$nginx_worker_pid" VmRSS)))
 
-declare -A target_pids=(
-  [mock]="$mock_pid"
-  [nginx]="$nginx_pid $nginx_worker_pid"
-  [switchyard]="$gateway_pid"
-  [switchyard-keys]="$gateway_pid"
-  [switchyard-usage-off]="$usage_off_pid"
-  [switchyard-usage-pg]="$usage_pg_pid"
-  [switchyard-redis]="$redis_gateway_pid"
-  [switchyard-cache-hit]="${cache_pid[switchyard-cache-hit]}"
-  [switchyard-cache-miss]="${cache_pid[switchyard-cache-miss]}"
-)
+declare -A target_pids=([mock]="$mock_pid" [nginx]="$nginx_pid $nginx_worker_pid")
 declare -A url=(
   [mock]="http://127.0.0.1:$mock_port/v1/chat/completions"
   [nginx]="http://127.0.0.1:$nginx_port/v1/chat/completions"
-  [switchyard]="http://127.0.0.1:$gateway_port/v1/chat/completions"
-  [switchyard-keys]="http://127.0.0.1:$gateway_port/v1/chat/completions"
-  [switchyard-usage-off]="http://127.0.0.1:$usage_off_port/v1/chat/completions"
-  [switchyard-usage-pg]="http://127.0.0.1:$usage_pg_port/v1/chat/completions"
-  [switchyard-redis]="http://127.0.0.1:$redis_gateway_port/v1/chat/completions"
-  [switchyard-cache-hit]="http://127.0.0.1:${cache_port[switchyard-cache-hit]}/v1/chat/completions"
-  [switchyard-cache-miss]="http://127.0.0.1:${cache_port[switchyard-cache-miss]}/v1/chat/completions"
 )
+for target in "${!gw_pid[@]}"; do
+  target_pids[$target]=${gw_pid[$target]}
+  url[$target]="http://127.0.0.1:${gw_port[$target]}/v1/chat/completions"
+done
+# The keys target is the default gateway sent the virtual key.
+target_pids[switchyard-keys]=${gw_pid[switchyard]}
+url[switchyard-keys]=${url[switchyard]}
 # The client key each target is sent (the configured key, or the virtual one).
 declare -A key_of=(
   [mock]="$key" [nginx]="$key" [switchyard]="$key" [switchyard-usage-off]="$key" [switchyard-usage-pg]="$key"
@@ -455,7 +432,7 @@ info redis_evalsha "$(redis-cli -p "$redis_port" INFO commandstats | grep '^cmds
 info gateway_log_bytes "$(wc -c <"$work/switchyard.err" | tr -d ' ')"
 # What each cache gateway made of the requests it was sent, from its /metrics (JSON).
 for target in switchyard-cache-hit switchyard-cache-miss; do
-  counts=$(curl -sS --max-time 10 "http://127.0.0.1:${cache_port[$target]}/metrics" | python3 -c '
+  counts=$(curl -sS --max-time 10 "http://127.0.0.1:${gw_port[$target]}/metrics" | python3 -c '
 import json, re, sys
 counts = {}
 for line in sys.stdin:
@@ -471,13 +448,13 @@ done
 rss_line() { # PROCESS IDLE_KB END_KB PEAK_KB
   printf '{"kind": "rss", "process": "%s", "idle_kb": %d, "end_kb": %d, "peak_kb": %d}\n' "$1" "$2" "$3" "$4" >>"$results"
 }
-rss_line switchyard "$gateway_idle_kb" "$(mem_kb "$gateway_pid" VmRSS)" "$(mem_kb "$gateway_pid" VmHWM)"
+rss_line switchyard "$gateway_idle_kb" "$(mem_kb "${gw_pid[switchyard]}" VmRSS)" "$(mem_kb "${gw_pid[switchyard]}" VmHWM)"
 rss_line nginx "$nginx_idle_kb" \
   "$(($(mem_kb "$nginx_pid" VmRSS) + $(mem_kb "$nginx_worker_pid" VmRSS)))" \
   "$(($(mem_kb "$nginx_pid" VmHWM) + $(mem_kb "$nginx_worker_pid" VmHWM)))"
 for target in switchyard-cache-hit switchyard-cache-miss; do
-  rss_line "$target" "${cache_idle_kb[$target]}" "$(mem_kb "${cache_pid[$target]}" VmRSS)" \
-    "$(mem_kb "${cache_pid[$target]}" VmHWM)"
+  rss_line "$target" "${cache_idle_kb[$target]}" "$(mem_kb "${gw_pid[$target]}" VmRSS)" \
+    "$(mem_kb "${gw_pid[$target]}" VmHWM)"
 done
 
 # === report ===

@@ -85,8 +85,9 @@ pub struct UsageRecord {
 
 /// A record as it is written: [`UsageRecord`]'s fields, borrowed from whatever
 /// holds them, so that a writer hands the store what it has without copying
-/// it into a record first ([`UsageRecord::row`] borrows a record's).
-#[derive(Debug, Clone, Copy)]
+/// it into a record first ([`UsageRecord::row`] borrows a record's). It
+/// serializes as its record does.
+#[derive(Debug, Clone, Copy, Serialize)]
 #[allow(missing_docs)] // each field is the record's of the same name
 pub struct UsageRow<'a> {
     pub id: &'a str,
@@ -148,41 +149,6 @@ impl UsageRecord {
             attempts: self.attempts,
             cache: self.cache.as_deref(),
             route: self.route.as_deref(),
-            stream: self.stream,
-        }
-    }
-}
-
-impl UsageRow<'_> {
-    /// The row as an owned record.
-    pub fn to_record(&self) -> UsageRecord {
-        UsageRecord {
-            id: self.id.to_owned(),
-            at: self.at,
-            request_id: self.request_id.to_owned(),
-            key_id: self.key_id.map(str::to_owned),
-            key_name: self.key_name.map(str::to_owned),
-            team_id: self.team_id.map(str::to_owned),
-            tags: self.tags.to_vec(),
-            endpoint: self.endpoint.to_owned(),
-            model: self.model.to_owned(),
-            provider: self.provider.to_owned(),
-            deployment: self.deployment.to_owned(),
-            status: self.status,
-            error_type: self.error_type.map(str::to_owned),
-            input_tokens: self.input_tokens,
-            cached_input_tokens: self.cached_input_tokens,
-            cache_write_tokens: self.cache_write_tokens,
-            reasoning_tokens: self.reasoning_tokens,
-            output_tokens: self.output_tokens,
-            cost_micros: self.cost_micros,
-            saved_micros: self.saved_micros,
-            cost_estimated: self.cost_estimated,
-            latency_us: self.latency_us,
-            ttft_us: self.ttft_us,
-            attempts: self.attempts,
-            cache: self.cache.map(str::to_owned),
-            route: self.route.map(str::to_owned),
             stream: self.stream,
         }
     }

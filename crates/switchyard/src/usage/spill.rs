@@ -41,8 +41,9 @@ impl Spill {
         &self.path
     }
 
-    /// Appends `records` and syncs the file to disk.
-    pub(super) fn append(&self, records: &[UsageRecord]) -> io::Result<()> {
+    /// Appends `records` (each serialized as a [`UsageRecord`] is) and syncs
+    /// the file to disk.
+    pub(super) fn append(&self, records: &[impl serde::Serialize]) -> io::Result<()> {
         let mut out = Vec::with_capacity(records.len() * 512);
         for record in records {
             serde_json::to_writer(&mut out, record)?;
@@ -106,13 +107,14 @@ mod tests {
     use super::*;
 
     fn record(n: u32) -> UsageRecord {
+        let even = n.is_multiple_of(2);
         UsageRecord {
             id: format!("{n:032x}"),
             at: 1_000,
             request_id: format!("req-{n}"),
-            key_id: None,
-            key_name: None,
-            team_id: None,
+            key_id: even.then(|| format!("key-{n}")),
+            key_name: even.then(|| "k".into()),
+            team_id: n.is_multiple_of(3).then(|| "team".into()),
             tags: vec!["t".into()],
             endpoint: "chat_completions".into(),
             model: "m".into(),
@@ -129,11 +131,11 @@ mod tests {
             saved_micros: 0,
             cost_estimated: false,
             latency_us: 10,
-            ttft_us: None,
+            ttft_us: (!even).then_some(7),
             attempts: 1,
-            cache: None,
-            route: None,
-            stream: false,
+            cache: even.then(|| "miss".into()),
+            route: (!even).then(|| "p/m=ok".into()),
+            stream: even,
         }
     }
 
@@ -146,9 +148,11 @@ mod tests {
         let first = spill.read(0, 3)?;
         assert_eq!(first.records, (0..3).map(record).collect::<Vec<_>>());
         assert!(!first.at_end);
-        spill.append(&[record(5)])?;
+        // The writer appends its rows: read back as the records they borrow from.
+        let (five, six) = (record(5), record(6));
+        spill.append(&[five.row(), six.row()])?;
         let rest = spill.read(first.next, 10)?;
-        assert_eq!(rest.records, (3..6).map(record).collect::<Vec<_>>());
+        assert_eq!(rest.records, (3..7).map(record).collect::<Vec<_>>());
         assert!(rest.at_end);
         assert!(!spill.pending(rest.next));
         spill.remove()?;

@@ -160,11 +160,7 @@ async fn run(mut state: State, stop: CancellationToken) {
     state.take_queued().await;
     let _ = tokio::time::timeout(LAST_FLUSH, state.flush()).await;
     if !state.pending.is_empty() {
-        let left: Vec<UsageRecord> = state
-            .pending
-            .drain(..)
-            .map(|q| q.row().to_record())
-            .collect();
+        let left: Vec<Queued> = state.pending.drain(..).collect();
         tracing::warn!(
             records = left.len(),
             file = %state.spill.path().display(),
@@ -193,11 +189,7 @@ impl State {
         self.pending
             .extend(self.taken.drain(..).map(|ended| Queued::new(ended, ids)));
         if self.pending.len() > self.config.buffer {
-            let over: Vec<UsageRecord> = self
-                .pending
-                .drain(self.config.buffer..)
-                .map(|q| q.row().to_record())
-                .collect();
+            let over: Vec<Queued> = self.pending.drain(self.config.buffer..).collect();
             self.spill(over).await;
         }
         self.counts.buffered.set(self.pending.len() as f64);
@@ -262,10 +254,14 @@ impl State {
     }
 
     /// Appends `records` to the spill file (off the runtime's threads).
-    async fn spill(&mut self, records: Vec<UsageRecord>) {
+    async fn spill(&mut self, records: Vec<Queued>) {
         let n = records.len() as u64;
         let spill = self.spill.clone();
-        match tokio::task::spawn_blocking(move || spill.append(&records)).await {
+        let append = move || {
+            let rows: Vec<UsageRow<'_>> = records.iter().map(Queued::row).collect();
+            spill.append(&rows)
+        };
+        match tokio::task::spawn_blocking(append).await {
             Ok(Ok(())) => self.counts.spilled.increment(n),
             Ok(Err(e)) => {
                 self.counts.dropped.increment(n);
