@@ -464,7 +464,7 @@ command="bench/run.sh"
 [[ $rounds == 5 ]] || command="BENCH_ROUNDS=$rounds $command"
 python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command "$command" \
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --binary "${bin#"$repo"/}" \
-  --gateway-config "$work/switchyard.yaml" --cache-config "$work/switchyard-cache.yaml" \
+  --gateway-config "$work/switchyard.yaml" --cache-config "$work/switchyard-cache-hit.yaml" \
   --nginx-config "$work/nginx.conf" \
   --section "$here/instructions.md" --section "$here/overload.md" --section "$here/cache.md" --section "$here/usage.md" --section "$here/traces.md"
 

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod mix;
 pub mod pricing;
 pub mod redis_link;
+pub mod reload;
 pub mod request;
 pub mod routing;
 pub mod server;

@@ -113,7 +113,14 @@ fn check(source: &Source) -> ExitCode {
 }
 
 fn serve(source: &Source) -> ExitCode {
-    let checked = config::load(source);
+    let text = match source.read() {
+        Ok(text) => text,
+        Err(problems) => {
+            eprint!("{problems}");
+            return ExitCode::from(2);
+        }
+    };
+    let checked = config::parse(source, &text);
     for problem in checked.problems.to_string().lines() {
         tracing::warn!("{problem}");
     }
@@ -122,8 +129,14 @@ fn serve(source: &Source) -> ExitCode {
         eprintln!("the configuration is not valid; `switchyard check` lists every problem");
         return ExitCode::from(2);
     };
-    let result =
-        runtime().and_then(|rt| rt.block_on(server::run(config)).map_err(|e| e.to_string()));
+    let loaded = server::Loaded {
+        source: source.clone(),
+        text,
+    };
+    let result = runtime().and_then(|rt| {
+        rt.block_on(server::run(config, loaded))
+            .map_err(|e| e.to_string())
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -70,6 +70,15 @@ pub enum StartError {
     Traces(#[from] crate::telemetry::traces::StartError),
 }
 
+/// Where the running configuration came from, and its text (for reloads).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The file (or the built-in default).
+    pub source: crate::config::Source,
+    /// Its text as read at start-up.
+    pub text: String,
+}
+
 /// After the grace period, how long open streams get to send their error event.
 const CUT_FLUSH: Duration = Duration::from_secs(1);
 
@@ -80,7 +89,7 @@ const CUT_FLUSH: Duration = Duration::from_secs(1);
 /// 2. the listener closes and in-flight requests finish, for at most `server.shutdown_grace`
 ///    (keep-alive connections idle meanwhile stay open, so that a probe on them meets the 503);
 /// 3. streams still open then end with an error event (code `service_unavailable`), and the process exits.
-pub async fn run(config: Config) -> Result<(), StartError> {
+pub async fn run(config: Config, loaded: Loaded) -> Result<(), StartError> {
     // Registered before the address is announced: a SIGTERM right after start-up drains too.
     let mut signals = Signals::register().map_err(StartError::Signals)?;
     let descriptors = descriptors::raise();
@@ -122,23 +131,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         "Client connections closed as soon as accepted: server.max_connections were open.",
     );
     let refused = metrics.counter("switchyard_connections_refused_total", &[]);
-    let settings = Settings {
-        routes: Routes::new(&config, &clients, &registry, &metrics)
-            .map_err(|(provider, source)| StartError::Client { provider, source })?,
-        auth: Authenticator::new(config.auth, &config.keys, &admission),
-        admin: AdminAuth::new(config.server.admin_key.as_ref()),
-        limits: Limits {
-            max_body_bytes: config.server.max_body_bytes,
-            body_timeout: config.server.body_timeout,
-            max_stream_event_bytes: config.server.max_stream_event_bytes,
-            max_response_bytes: config.server.max_response_bytes,
-            max_hops: config.server.max_hops,
-        },
-        retries: RetryPolicy::new(&config.retries),
-        ready_needs_every_model: config.health_checks.ready_needs_every_model,
-        models_body: models_body(&config),
-        rotation_grace: config.virtual_keys.rotation_grace,
-    };
     let (spend, spend_writer) = crate::limits::spend::start(
         keys.store().clone(),
         config.store.spend_queue,
@@ -205,6 +197,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         None => None,
     };
+    let (control, reload_asks) = crate::reload::Control::new(&loaded.source, &loaded.text);
     let process = Process {
         limits: Limiter::new(&config.limits, spend, shared, &metrics),
         admission,
@@ -218,19 +211,27 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         kept_bodies: config.telemetry.kept_bodies(),
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
+        config: control,
     };
+    let settings = Arc::new(settings(&config, &clients, &process)?);
+    let generation = internal.child_token();
+    supervise(&settings, &config, &generation)?;
     let state = Arc::new(AppState {
-        settings: ArcSwap::from_pointee(settings),
+        settings: ArcSwap::new(settings),
         process,
     });
-    let settings = state.settings.load_full();
-    crate::routing::probe::spawn(&settings.routes, &config.health_checks, &internal)
-        .map_err(|(provider, source)| StartError::Client { provider, source })?;
-    let canaries = settings.routes.canaries().to_vec();
-    tokio::spawn(crate::routing::canary::supervise(
-        canaries,
-        internal.clone(),
-    ));
+    crate::reload::spawn(
+        crate::reload::Reloader {
+            source: loaded.source,
+            started: loaded.text,
+            listen: addr,
+            clients,
+            internal: internal.clone(),
+            generation,
+        },
+        state.clone(),
+        reload_asks,
+    );
     tokio::spawn(metrics_upkeep(state.clone(), internal.clone()));
     let poll = config.store.poll_interval;
     let stop = internal.clone();
@@ -243,7 +244,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     tokio::spawn(async move { keys.follow(poll, stop).await });
     announce(addr);
-    tracing::info!(%addr, providers = clients.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
+    tracing::info!(%addr, providers = config.providers.len(), models = config.models.len(), auth = ?config.auth, "switchyard is serving");
 
     let stopping = CancellationToken::new();
     let server = serve(
@@ -371,32 +372,85 @@ async fn provider_clients(
 ) -> Result<HashMap<String, Arc<ProviderClient>>, StartError> {
     let mut clients = HashMap::new();
     for provider in config.providers.values() {
-        let base_url = if provider.kind == ProviderKind::Mock {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(StartError::Mock)?;
-            let addr = listener.local_addr().map_err(StartError::Mock)?;
-            let stop = internal.clone().cancelled_owned();
-            tokio::spawn(async move {
-                if let Err(e) =
-                    switchyard_mock::serve(listener, switchyard_mock::MockOptions::default(), stop)
-                        .await
-                {
-                    tracing::error!(error = %e, "the in-process mock provider stopped");
-                }
-            });
-            Some(format!("http://{addr}/v1"))
-        } else {
-            None
-        };
-        let client =
-            ProviderClient::new(provider, base_url).map_err(|source| StartError::Client {
-                provider: provider.name.clone(),
-                source,
-            })?;
-        clients.insert(provider.name.clone(), Arc::new(client));
+        clients.insert(
+            provider.name.clone(),
+            provider_client(provider, internal).await?,
+        );
     }
     Ok(clients)
+}
+
+/// The client of `provider`; for the in-process mock provider, its server
+/// too (serving until `internal` is cancelled).
+pub(crate) async fn provider_client(
+    provider: &crate::config::Provider,
+    internal: &CancellationToken,
+) -> Result<Arc<ProviderClient>, StartError> {
+    let base_url = if provider.kind == ProviderKind::Mock {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(StartError::Mock)?;
+        let addr = listener.local_addr().map_err(StartError::Mock)?;
+        let stop = internal.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(e) =
+                switchyard_mock::serve(listener, switchyard_mock::MockOptions::default(), stop)
+                    .await
+            {
+                tracing::error!(error = %e, "the in-process mock provider stopped");
+            }
+        });
+        Some(format!("http://{addr}/v1"))
+    } else {
+        None
+    };
+    let client = ProviderClient::new(provider, base_url).map_err(|source| StartError::Client {
+        provider: provider.name.clone(),
+        source,
+    })?;
+    Ok(Arc::new(client))
+}
+
+/// The settings `config` makes, with the process's live state (the start's,
+/// and each reload's).
+pub(crate) fn settings(
+    config: &Config,
+    clients: &HashMap<String, Arc<ProviderClient>>,
+    process: &Process,
+) -> Result<Settings, StartError> {
+    Ok(Settings {
+        routes: Routes::new(config, clients, &process.registry, &process.metrics)
+            .map_err(|(provider, source)| StartError::Client { provider, source })?,
+        auth: Authenticator::new(config.auth, &config.keys, &process.admission),
+        admin: AdminAuth::new(config.server.admin_key.as_ref()),
+        limits: Limits {
+            max_body_bytes: config.server.max_body_bytes,
+            body_timeout: config.server.body_timeout,
+            max_stream_event_bytes: config.server.max_stream_event_bytes,
+            max_response_bytes: config.server.max_response_bytes,
+            max_hops: config.server.max_hops,
+        },
+        retries: RetryPolicy::new(&config.retries),
+        ready_needs_every_model: config.health_checks.ready_needs_every_model,
+        models_body: models_body(config),
+        rotation_grace: config.virtual_keys.rotation_grace,
+    })
+}
+
+/// Starts the tasks of `settings` (health probes, canary supervision), which
+/// end when `generation` is cancelled.
+pub(crate) fn supervise(
+    settings: &Settings,
+    config: &Config,
+    generation: &CancellationToken,
+) -> Result<(), StartError> {
+    crate::routing::probe::spawn(&settings.routes, &config.health_checks, generation)
+        .map_err(|(provider, source)| StartError::Client { provider, source })?;
+    tokio::spawn(crate::routing::canary::supervise(
+        settings.routes.canaries().to_vec(),
+        generation.clone(),
+    ));
+    Ok(())
 }
 
 fn models_body(config: &Config) -> Bytes {

@@ -140,6 +140,8 @@ pub struct Process {
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.
     /// (Behind an `Arc`: cloning a token itself takes a lock.)
     pub cut: Arc<CancellationToken>,
+    /// Reloads of the configuration, and their status.
+    pub config: Arc<crate::reload::Control>,
 }
 
 /// The gateway's HTTP service: one clone per connection, shared state behind an `Arc`.
@@ -162,6 +164,8 @@ impl Gateway {
             .route("/ready", get(health::ready))
             .route("/metrics", get(admin::metrics))
             .route("/admin/deployments", get(admin::deployments))
+            .route("/admin/reload", post(admin::reload))
+            .route("/admin/status", get(admin::status))
             .route("/admin/usage", get(admin::usage::usage))
             .route("/admin/costs", get(admin::usage::costs))
             .route("/admin/canary", get(canary::list))

@@ -569,23 +569,32 @@ pub struct Checked {
 
 /// Reads and validates a configuration with the process environment for `${VAR}`.
 pub fn load(source: &Source) -> Checked {
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let text = match source {
-        Source::BuiltIn => BUILT_IN.to_owned(),
-        Source::File(path) => match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) => {
-                return Checked {
-                    config: None,
-                    problems: Problems {
-                        source: source.name(),
-                        list: vec![Problem::at(None, format!("cannot read the file: {e}"))],
-                    },
-                };
-            }
+    match source.read() {
+        Ok(text) => parse(source, &text),
+        Err(problems) => Checked {
+            config: None,
+            problems,
         },
-    };
-    let (config, list) = validate::check(&text, env, matches!(source, Source::BuiltIn));
+    }
+}
+
+impl Source {
+    /// The configuration's text, or why it cannot be read.
+    pub fn read(&self) -> Result<String, Problems> {
+        match self {
+            Self::BuiltIn => Ok(BUILT_IN.to_owned()),
+            Self::File(path) => std::fs::read_to_string(path).map_err(|e| Problems {
+                source: self.name(),
+                list: vec![Problem::at(None, format!("cannot read the file: {e}"))],
+            }),
+        }
+    }
+}
+
+/// Validates `text`, read from `source`, with the process environment for `${VAR}`.
+pub fn parse(source: &Source, text: &str) -> Checked {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let (config, list) = validate::check(text, env, matches!(source, Source::BuiltIn));
     Checked {
         config,
         problems: Problems {

@@ -59,21 +59,36 @@ pub struct Problems {
     pub list: Vec<Problem>,
 }
 
+impl Problems {
+    /// The errors, one `file:line:column: message` line each.
+    pub fn errors(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .filter(|p| p.is_error())
+            .map(|p| self.line(p))
+            .collect()
+    }
+
+    /// `problem` as a line: its place, its label (`warning: `), its message.
+    fn line(&self, problem: &Problem) -> String {
+        let label = match problem.severity {
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
+        };
+        match problem.place {
+            Some(p) => format!(
+                "{}:{}:{}: {label}{}",
+                self.source, p.line, p.column, problem.message
+            ),
+            None => format!("{}: {label}{}", self.source, problem.message),
+        }
+    }
+}
+
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for problem in &self.list {
-            let label = match problem.severity {
-                Severity::Error => "",
-                Severity::Warning => "warning: ",
-            };
-            match problem.place {
-                Some(p) => writeln!(
-                    f,
-                    "{}:{}:{}: {label}{}",
-                    self.source, p.line, p.column, problem.message
-                )?,
-                None => writeln!(f, "{}: {label}{}", self.source, problem.message)?,
-            }
+            writeln!(f, "{}", self.line(problem))?;
         }
         Ok(())
     }

@@ -146,8 +146,13 @@ impl Process {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, …).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
@@ -279,6 +284,25 @@ pub fn chat(text: &str, extra: Value) -> Value {
         body.extend(extra);
     }
     body
+}
+
+/// The ids `GET /v1/models` lists for `key`, sorted.
+pub async fn model_ids(gw: &Process, key: &str) -> Vec<String> {
+    let response = client()
+        .get(gw.url("/v1/models"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let list: Value = response.json().await.unwrap();
+    let mut ids: Vec<String> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// `GET /metrics` of `gw`, as text.

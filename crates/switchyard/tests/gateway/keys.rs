@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, Process, client};
+use crate::harness::{self, Process, client, model_ids};
 use crate::stores::{Backend, PrivatePostgres, TestStore, on_both_stores, pg_dump};
 
 /// Two models, `gpt-4.1` and `claude-x`, in front of `mock`, keys mode with
@@ -168,36 +168,14 @@ async fn a_key_may_use_only_its_models(backend: Backend) {
     assert_eq!(response.status(), 403);
 
     // `/v1/models` lists only what the key may use.
-    let models = |key: String| {
-        let gw = &gw;
-        async move {
-            let list: Value = client()
-                .get(gw.url("/v1/models"))
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let mut ids: Vec<String> = list["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["id"].as_str().unwrap().to_owned())
-                .collect();
-            ids.sort();
-            ids
-        }
-    };
-    assert_eq!(models(gpt_only.clone()).await, ["gpt-4.1"]);
-    assert_eq!(models(team_key.clone()).await, ["claude-x", "gpt-4.1"]);
+    assert_eq!(model_ids(&gw, &gpt_only).await, ["gpt-4.1"]);
+    assert_eq!(model_ids(&gw, &team_key).await, ["claude-x", "gpt-4.1"]);
 
     // Narrowing the team narrows its keys, within a second.
     store.cli(&["teams", "update", team, "--models", "gpt-*"]);
     let took = until_status(&gw, &team_key, "claude-x", 403).await;
     assert!(took < Duration::from_secs(1), "{took:?}");
-    assert_eq!(models(team_key).await, ["gpt-4.1"]);
+    assert_eq!(model_ids(&gw, &team_key).await, ["gpt-4.1"]);
 }
 
 async fn rotation_keeps_the_old_secret_for_its_grace_only(backend: Backend) {

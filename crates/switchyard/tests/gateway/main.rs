@@ -24,6 +24,7 @@ mod metrics;
 mod overload;
 mod random_keys;
 mod records;
+mod reload;
 mod report;
 mod resilience;
 mod routing;

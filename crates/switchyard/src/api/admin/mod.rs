@@ -18,13 +18,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::GatewayError;
 use crate::keys::admin::AdminError;
+use crate::reload::{Outcome, Trigger};
 
 /// Proof that the caller presented the admin key.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +83,28 @@ pub async fn deployments(State(state): State<Arc<AppState>>, _: Admin) -> Json<V
         })
         .collect();
     Json(json!({ "models": models }))
+}
+
+/// `POST /admin/reload`: reads and applies the config file now (see
+/// [`crate::reload`]): 200 with what was done, 422 with every reason when the
+/// file is refused (the config in use goes on serving).
+pub async fn reload(State(state): State<Arc<AppState>>, _: Admin) -> Response {
+    let outcome = state.process.config.reload(Trigger::Admin).await;
+    let status = match outcome {
+        Outcome::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Outcome::Applied { .. } | Outcome::Unchanged { .. } => StatusCode::OK,
+    };
+    (status, Json(outcome)).into_response()
+}
+
+/// `GET /admin/status`: the gateway's version, whether it is ready, and its
+/// configuration: the version in use, when it loaded, the last refusal.
+pub async fn status(State(state): State<Arc<AppState>>, _: Admin) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": state.process.ready.load(std::sync::atomic::Ordering::Relaxed),
+        "config": state.process.config.status(),
+    }))
 }
 
 /// `GET /metrics`: every metric in the Prometheus text format.

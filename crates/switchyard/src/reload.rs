@@ -1,0 +1,509 @@
+//! Hot reload of the configuration: on SIGHUP, when the config file changes
+//! (its directory is watched, since Kubernetes updates a mounted ConfigMap by
+//! swapping a symlink; events are debounced), and on `POST /admin/reload`.
+//!
+//! A reload reads the file and validates it in full, then builds the settings
+//! it makes (routes, the keys of `keys:`, the admin key, the server's limits on
+//! requests, retries) and swaps them in at once: a request under way finishes
+//! on the settings it began with. What the deployments learnt (breakers,
+//! health, load, canary stages) lives in the process's registry, and keys,
+//! limits and budgets in the process too, so a deployment or model that stays
+//! keeps its state. An invalid file is refused with every reason, and the
+//! settings in use go on serving. The sections read only at start-up (the
+//! listener, the store, Redis, the usage log, …) are compared with those the
+//! process started with: a change there takes effect at the next start, and
+//! the status names it.
+//!
+//! One task does every reload, in turn; [`Control`] asks it and keeps the
+//! status that `GET /admin/status` shows.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use metrics::Counter;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::config::{self, AuthMode, Config, Source};
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::ProviderClient;
+
+/// How long the file must stay unchanged before a change is read.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The sections read only at start-up: a change to one applies at the next start.
+const AT_START: &[&[&str]] = &[
+    &["server", "listen"],
+    &["server", "max_connections"],
+    &["server", "header_read_timeout"],
+    &["server", "idle_timeout"],
+    &["server", "shutdown_delay"],
+    &["server", "shutdown_grace"],
+    &["auth", "key_cache"],
+    &["auth", "load_timeout"],
+    &["store"],
+    &["usage"],
+    &["alerts"],
+    &["telemetry"],
+    &["limits"],
+    &["redis"],
+    &["admission"],
+    &["cache"],
+];
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// The config file changed.
+    File,
+    /// `POST /admin/reload`.
+    Admin,
+}
+
+impl Trigger {
+    /// Its name in logs and the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signal => "signal",
+            Self::File => "file",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The new settings serve from now on.
+    Applied {
+        /// The config's version (the first 16 hex digits of its SHA-256).
+        version: String,
+        /// Changed sections that apply only at the next start.
+        restart_needed: Vec<String>,
+    },
+    /// The file is the one in use: nothing was done.
+    Unchanged {
+        /// The config's version.
+        version: String,
+    },
+    /// The file was refused; the settings in use go on serving.
+    Refused {
+        /// Every reason, `file:line:column: message` where there is a place.
+        reasons: Vec<String>,
+    },
+}
+
+/// What `GET /admin/status` shows of the configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Where the configuration is read from.
+    pub source: String,
+    /// The version in use (the first 16 hex digits of the file's SHA-256).
+    pub version: String,
+    /// When it was loaded, unix seconds.
+    pub loaded_at: u64,
+    /// Reloads applied since the start.
+    pub reloads: u64,
+    /// Sections changed since the start that apply only at the next start.
+    pub restart_needed: Vec<String>,
+    /// The last reload refused, if any.
+    pub last_refusal: Option<Refusal>,
+}
+
+/// A refused reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    /// When, unix seconds.
+    pub at: u64,
+    /// What asked for it.
+    pub trigger: &'static str,
+    /// Every reason.
+    pub reasons: Vec<String>,
+}
+
+/// A reload asked for, and where its outcome goes.
+type Ask = (Trigger, oneshot::Sender<Outcome>);
+
+/// Asks the reload task for reloads, and keeps the status.
+#[derive(Debug)]
+pub struct Control {
+    asks: mpsc::Sender<Ask>,
+    status: Mutex<Status>,
+}
+
+impl Control {
+    /// The control of a process started on `text` read from `source`, and
+    /// the receiver its reload task reads.
+    pub fn new(source: &Source, text: &str) -> (Arc<Self>, mpsc::Receiver<Ask>) {
+        let (asks, rx) = mpsc::channel(8);
+        let status = Status {
+            source: source_name(source),
+            version: version(text),
+            loaded_at: unix_now(),
+            reloads: 0,
+            restart_needed: Vec::new(),
+            last_refusal: None,
+        };
+        let control = Self {
+            asks,
+            status: Mutex::new(status),
+        };
+        (Arc::new(control), rx)
+    }
+
+    /// Reloads now (after any reload under way) and answers what it did.
+    pub async fn reload(&self, trigger: Trigger) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        let stopped = || Outcome::Refused {
+            reasons: vec!["the gateway is shutting down".to_owned()],
+        };
+        if self.asks.send((trigger, tx)).await.is_err() {
+            return stopped();
+        }
+        rx.await.unwrap_or_else(|_| stopped())
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Status)) {
+        change(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// What the reload task builds new settings with.
+pub struct Reloader {
+    /// Where the configuration is read from.
+    pub source: Source,
+    /// The text the process started with.
+    pub started: String,
+    /// The address the listener is bound to (the listener stays).
+    pub listen: SocketAddr,
+    /// The providers' clients, reused by a reload for a provider whose
+    /// section is unchanged (its connections and, for the mock, its server).
+    pub clients: HashMap<String, Arc<ProviderClient>>,
+    /// Ends the process's tasks.
+    pub internal: CancellationToken,
+    /// Ends the tasks of the settings in use (health probes, canary
+    /// supervision); cancelled when a reload replaces them.
+    pub generation: CancellationToken,
+}
+
+/// The reload counters.
+struct Counts {
+    applied: Counter,
+    refused: Counter,
+}
+
+impl Counts {
+    fn new(metrics: &Metrics) -> Self {
+        metrics.describe(
+            "switchyard_config_reloads_total",
+            None,
+            "Reloads of the configuration by result: applied (also when unchanged) or refused.",
+        );
+        Self {
+            applied: metrics.counter("switchyard_config_reloads_total", &[("result", "applied")]),
+            refused: metrics.counter("switchyard_config_reloads_total", &[("result", "refused")]),
+        }
+    }
+}
+
+/// Starts the reload task for `state`, reading `asks` from its [`Control`],
+/// SIGHUP, and the config file's directory.
+pub fn spawn(reloader: Reloader, state: Arc<AppState>, asks: mpsc::Receiver<Ask>) {
+    tokio::spawn(run(reloader, state, asks));
+}
+
+async fn run(mut reloader: Reloader, state: Arc<AppState>, mut asks: mpsc::Receiver<Ask>) {
+    let counts = Counts::new(&state.process.metrics);
+    let mut started = Sections::of(&reloader.started);
+    let mut sections = started.clone();
+    let (changed_tx, mut changed) = mpsc::channel(1);
+    // Kept for the task's life: dropping it stops the watch.
+    let _watch = match &reloader.source {
+        Source::File(path) => watch(path, changed_tx),
+        Source::BuiltIn => None,
+    };
+    let mut hangup = hangups();
+    loop {
+        let (trigger, answer) = tokio::select! {
+            () = reloader.internal.cancelled() => return,
+            ask = asks.recv() => match ask {
+                Some((trigger, answer)) => (trigger, Some(answer)),
+                None => return,
+            },
+            Some(()) = changed.recv() => (Trigger::File, None),
+            () = next_hangup(&mut hangup) => (Trigger::Signal, None),
+        };
+        let outcome = reloader
+            .reload(trigger, &state, &mut started, &mut sections)
+            .await;
+        match &outcome {
+            Outcome::Applied { .. } | Outcome::Unchanged { .. } => counts.applied.increment(1),
+            Outcome::Refused { .. } => counts.refused.increment(1),
+        }
+        if let Some(answer) = answer {
+            let _ = answer.send(outcome);
+        }
+    }
+}
+
+impl Reloader {
+    async fn reload(
+        &mut self,
+        trigger: Trigger,
+        state: &AppState,
+        started: &mut Sections,
+        sections: &mut Sections,
+    ) -> Outcome {
+        let control = &state.process.config;
+        let refuse = |reasons: Vec<String>| {
+            tracing::warn!(
+                trigger = trigger.as_str(),
+                ?reasons,
+                "config reload refused; the config in use goes on serving"
+            );
+            control.update(|s| {
+                s.last_refusal = Some(Refusal {
+                    at: unix_now(),
+                    trigger: trigger.as_str(),
+                    reasons: reasons.clone(),
+                });
+            });
+            Outcome::Refused { reasons }
+        };
+        let text = match self.source.read() {
+            Ok(text) => text,
+            Err(problems) => return refuse(problems.errors()),
+        };
+        let version = version(&text);
+        if trigger == Trigger::File && control.status().version == version {
+            return Outcome::Unchanged { version };
+        }
+        let checked = config::parse(&self.source, &text);
+        let Some(config) = checked.config else {
+            return refuse(checked.problems.errors());
+        };
+        if config.auth == AuthMode::Open && !self.listen.ip().is_loopback() {
+            return refuse(vec![format!(
+                "auth.mode `open` needs a loopback listener, and this gateway listens on {} (server.listen applies at the next start)",
+                self.listen
+            )]);
+        }
+        let new_sections = Sections::of(&text);
+        let clients = match self.clients_for(&config, sections, &new_sections).await {
+            Ok(clients) => clients,
+            Err(e) => return refuse(vec![e.to_string()]),
+        };
+        let process = &state.process;
+        let settings = match crate::server::settings(&config, &clients, process) {
+            Ok(settings) => Arc::new(settings),
+            Err(e) => return refuse(vec![e.to_string()]),
+        };
+        let generation = self.internal.child_token();
+        if let Err(e) = crate::server::supervise(&settings, &config, &generation) {
+            generation.cancel();
+            return refuse(vec![e.to_string()]);
+        }
+        // The new settings serve from here; the old ones' tasks stop.
+        state.settings.store(settings);
+        std::mem::replace(&mut self.generation, generation).cancel();
+        self.clients = clients;
+        *sections = new_sections;
+        let restart_needed = started.changed(sections);
+        tracing::info!(
+            trigger = trigger.as_str(),
+            %version,
+            ?restart_needed,
+            models = config.models.len(),
+            providers = config.providers.len(),
+            "config reloaded"
+        );
+        control.update(|s| {
+            s.version.clone_from(&version);
+            s.loaded_at = unix_now();
+            s.reloads += 1;
+            s.restart_needed.clone_from(&restart_needed);
+        });
+        Outcome::Applied {
+            version,
+            restart_needed,
+        }
+    }
+
+    /// The clients of `config`'s providers: those in use when their section
+    /// is unchanged, new ones otherwise.
+    async fn clients_for(
+        &self,
+        config: &Config,
+        old: &Sections,
+        new: &Sections,
+    ) -> Result<HashMap<String, Arc<ProviderClient>>, crate::server::StartError> {
+        let mut clients = HashMap::new();
+        for provider in config.providers.values() {
+            let path = ["providers", provider.name.as_str()];
+            let client = match self.clients.get(&provider.name) {
+                Some(client) if old.get(&path) == new.get(&path) => client.clone(),
+                _ => crate::server::provider_client(provider, &self.internal).await?,
+            };
+            clients.insert(provider.name.clone(), client);
+        }
+        Ok(clients)
+    }
+}
+
+/// A config's YAML as a tree of values, to compare sections.
+#[derive(Debug, Clone)]
+struct Sections(Value);
+
+impl Sections {
+    /// The sections of `text` (nothing when it is not plain YAML: every
+    /// section then compares as unchanged).
+    fn of(text: &str) -> Self {
+        Self(serde_saphyr::from_str::<Value>(text).unwrap_or(Value::Null))
+    }
+
+    fn get(&self, path: &[&str]) -> Option<&Value> {
+        path.iter().try_fold(&self.0, |value, key| value.get(key))
+    }
+
+    /// The sections read only at start-up that differ in `now`, as dotted names.
+    fn changed(&self, now: &Self) -> Vec<String> {
+        AT_START
+            .iter()
+            .filter(|path| self.get(path) != now.get(path))
+            .map(|path| path.join("."))
+            .collect()
+    }
+}
+
+/// Watches the directory of `file` (a ConfigMap swaps the symlink in it, so
+/// the file itself may be replaced); a debounced change to anything in it is
+/// sent on `changed`. `None`, logged, when the directory cannot be watched
+/// (SIGHUP and the admin API still reload).
+fn watch(
+    file: &Path,
+    changed: mpsc::Sender<()>,
+) -> Option<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+> {
+    let dir: PathBuf = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let started = notify_debouncer_full::new_debouncer(
+        DEBOUNCE,
+        None,
+        move |events: notify_debouncer_full::DebounceEventResult| {
+            if events.is_ok_and(|events| !events.is_empty()) {
+                // Full: a reload is already due, which reads the file anew.
+                let _ = changed.try_send(());
+            }
+        },
+    )
+    .and_then(|mut debouncer| {
+        debouncer.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(debouncer)
+    });
+    match started {
+        Ok(debouncer) => Some(debouncer),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "the config file's directory cannot be watched; reload with SIGHUP or POST /admin/reload");
+            None
+        }
+    }
+}
+
+/// SIGHUP, when its handler can be installed.
+#[cfg(unix)]
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup())
+        .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP cannot be handled; reload with POST /admin/reload"))
+        .ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Option<()> {
+    None
+}
+
+/// The next SIGHUP (never, without a handler).
+#[cfg(unix)]
+async fn next_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) {
+    match hangup {
+        Some(signal) => {
+            if signal.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Option<()>) {
+    std::future::pending().await
+}
+
+/// A config's version: the first 16 hex digits of its text's SHA-256.
+fn version(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn source_name(source: &Source) -> String {
+    match source {
+        Source::File(path) => path.display().to_string(),
+        Source::BuiltIn => "<built-in>".to_owned(),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_read_at_start_are_named_when_changed() {
+        let before = Sections::of(
+            "server:\n  listen: 127.0.0.1:8080\n  max_body_bytes: 1MiB\nstore:\n  url: sqlite://a.db\nmodels: {}\n",
+        );
+        let after = Sections::of(
+            "server:\n  listen: 0.0.0.0:8080\n  max_body_bytes: 2MiB\nstore:\n  url: sqlite://a.db\nmodels: {m: {}}\nredis: {url: redis://x}\n",
+        );
+        assert_eq!(before.changed(&after), ["server.listen", "redis"]);
+        assert!(before.changed(&before).is_empty());
+    }
+
+    #[test]
+    fn versions_are_16_hex_digits_of_the_text() {
+        assert_eq!(version("a"), version("a"));
+        assert_ne!(version("a"), version("b"));
+        assert_eq!(version("").len(), 16);
+    }
+}
