@@ -28,6 +28,7 @@ mod reload;
 mod report;
 mod resilience;
 mod routing;
+mod scale_out;
 mod shadow;
 mod shared_cache;
 mod shared_limits;
