@@ -194,6 +194,8 @@ pub struct Reloader {
     pub started: String,
     /// The address the listener is bound to (the listener stays).
     pub listen: SocketAddr,
+    /// The Redis the process started with (a reload keeps it).
+    pub redis: Option<config::Redis>,
     /// The providers' clients, reused by a reload for a provider whose
     /// section is unchanged (its connections and, for the mock, its server).
     pub clients: HashMap<String, Arc<ProviderClient>>,
@@ -317,7 +319,9 @@ impl Reloader {
             Err(e) => return refuse(vec![e.to_string()]),
         };
         let generation = self.internal.child_token();
-        if let Err(e) = crate::server::supervise(&settings, &config, &generation) {
+        if let Err(e) =
+            crate::server::supervise(&settings, &config, self.redis.as_ref(), &generation)
+        {
             generation.cancel();
             return refuse(vec![e.to_string()]);
         }

@@ -215,7 +215,7 @@ pub async fn run(config: Config, loaded: Loaded) -> Result<(), StartError> {
     };
     let settings = Arc::new(settings(&config, &clients, &process)?);
     let generation = internal.child_token();
-    supervise(&settings, &config, &generation)?;
+    supervise(&settings, &config, config.redis.as_ref(), &generation)?;
     let state = Arc::new(AppState {
         settings: ArcSwap::new(settings),
         process,
@@ -225,6 +225,7 @@ pub async fn run(config: Config, loaded: Loaded) -> Result<(), StartError> {
             source: loaded.source,
             started: loaded.text,
             listen: addr,
+            redis: config.redis.clone(),
             clients,
             internal: internal.clone(),
             generation,
@@ -437,17 +438,27 @@ pub(crate) fn settings(
     })
 }
 
-/// Starts the tasks of `settings` (health probes, canary supervision), which
-/// end when `generation` is cancelled.
+/// Starts the tasks of `settings` (health probes, canary supervision, and
+/// with `redis` the canaries' sync with the other replicas), which end when
+/// `generation` is cancelled.
 pub(crate) fn supervise(
     settings: &Settings,
     config: &Config,
+    redis: Option<&crate::config::Redis>,
     generation: &CancellationToken,
 ) -> Result<(), StartError> {
     crate::routing::probe::spawn(&settings.routes, &config.health_checks, generation)
         .map_err(|(provider, source)| StartError::Client { provider, source })?;
+    let canaries = settings.routes.canaries().to_vec();
+    if let Some(redis) = redis {
+        tokio::spawn(crate::routing::canary::fleet::share(
+            canaries.clone(),
+            redis.clone(),
+            generation.clone(),
+        ));
+    }
     tokio::spawn(crate::routing::canary::supervise(
-        settings.routes.canaries().to_vec(),
+        canaries,
         generation.clone(),
     ));
     Ok(())

@@ -12,6 +12,7 @@
 //! through the admin API ([`Canary::act`]).
 
 mod control;
+pub mod fleet;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -328,6 +329,55 @@ impl Canary {
 
     fn lock(&self) -> MutexGuard<'_, Control> {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Its model.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Its config: replicas share the state of canaries configured alike only.
+    pub fn config(&self) -> &config::Canary {
+        &self.config
+    }
+
+    /// Its state for the other replicas: its version (see
+    /// [`control::Version`]) and its state, stage, reason and start.
+    pub(super) fn shared(&self, me: u64) -> fleet::Shared {
+        let control = self.lock();
+        let elapsed = Instant::now().saturating_duration_since(control.since());
+        fleet::Shared {
+            version: control.version(me),
+            state: control.state().as_str().to_owned(),
+            stage: control.stage(),
+            reason: control.reason().map(str::to_owned),
+            since_ms: fleet::unix_ms().saturating_sub(fleet::millis_u64(elapsed)),
+        }
+    }
+
+    /// Takes another replica's newer state.
+    pub(super) fn adopt(&self, shared: fleet::Shared) {
+        let Some(state) = State::parse(&shared.state) else {
+            return;
+        };
+        let stage = shared.stage.min(self.config.stages.len().saturating_sub(1));
+        let ago = Duration::from_millis(fleet::unix_ms().saturating_sub(shared.since_ms));
+        let now = Instant::now();
+        let since = now.checked_sub(ago).unwrap_or(now);
+        let mut control = self.lock();
+        let moved = (control.state(), control.stage()) != (state, stage);
+        control.adopt(shared.version, (state, stage, shared.reason), since);
+        let percent = self.settle(&control);
+        if moved {
+            self.stats.clear();
+            tracing::info!(
+                model = self.model.as_str(),
+                state = state.as_str(),
+                stage,
+                percent,
+                "canary: state taken from another replica"
+            );
+        }
     }
 }
 

@@ -13,11 +13,16 @@ const ADMIN_KEY: &str = "sk-admin-test";
 /// `gpt-4.1` on `old` (the old set) and `new` (tier `next`), with a canary
 /// to `next` of `canary` (its keys besides `to`).
 fn canary_gateway(old: &Process, new: &Process, canary: &str) -> Process {
-    gateway(&format!(
+    gateway(&canary_config(old, new, canary))
+}
+
+/// The config of [`canary_gateway`].
+fn canary_config(old: &Process, new: &Process, canary: &str) -> String {
+    format!(
         "server:\n  listen: 127.0.0.1:0\n  admin_key: {ADMIN_KEY}\nauth:\n  mode: keys\nkeys:\n  - key: {CLIENT_KEY}\nproviders:\n  old: {{ kind: openai, base_url: {}, api_key: k }}\n  new: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  gpt-4.1:\n    deployments:\n      - {{ provider: old, model: stable }}\n      - {{ provider: new, model: next, tier: next }}\ncanary:\n  gpt-4.1: {{ to: next, {canary} }}\n",
         old.url("/v1"),
         new.url("/v1"),
-    ))
+    )
 }
 
 /// `method path` with `key`: the status and the JSON body.
@@ -213,4 +218,54 @@ async fn operators_pause_resume_promote_and_abort_a_canary() {
     assert_eq!(body["error"]["message"], "the model `gpt-5` has no canary");
     assert_eq!(act(&gw, "gpt-4.1", "restart").await.0, 404);
     assert_metrics(&metrics(&gw).await, 100, 3, 1);
+}
+
+/// Two replicas on one Redis: an operator's pause, resume and abort through
+/// either is the canary's state on both within a second.
+#[tokio::test]
+async fn replicas_on_one_redis_share_the_canary_state() {
+    let (old, new) = (mock(&[]), mock(&[]));
+    let yaml = format!(
+        "{}{}",
+        canary_config(
+            &old,
+            &new,
+            "stages: [10, 50, 100], dwell: 1h, min_requests: 20"
+        ),
+        crate::stores::shared_redis_yaml("")
+    );
+    let replicas = [gateway(&yaml), gateway(&yaml)];
+    let state_on = |gw: &Process| {
+        let gw = gw.url("/admin/canary");
+        async move {
+            let response = client()
+                .get(gw)
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap();
+            body["canaries"][0]["state"].as_str().unwrap().to_owned()
+        }
+    };
+    for (through, to, action, state) in [
+        (0, 1, "pause", "paused"),
+        (1, 0, "resume", "running"),
+        (0, 1, "abort", "rolled_back"),
+    ] {
+        let (status, body) = act(&replicas[through], "gpt-4.1", action).await;
+        assert_eq!(
+            (status, body["state"].as_str()),
+            (200, Some(state)),
+            "{body}"
+        );
+        let started = Instant::now();
+        while state_on(&replicas[to]).await != state {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{action} through one replica not seen by the other"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -41,6 +41,18 @@ impl State {
         }
     }
 
+    /// The state named `name` (as [`State::as_str`] names it).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Running,
+            Self::Paused,
+            Self::RolledBack,
+            Self::Promoted,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
     /// Its value in `switchyard_canary_state`.
     pub fn value(self) -> u8 {
         match self {
@@ -171,7 +183,15 @@ pub struct Control {
     stage: usize,
     since: Instant,
     reason: Option<String>,
+    /// Counts its changes (see [`Control::version`]).
+    epoch: u64,
+    /// The replica that made the last change: 0 for this one.
+    origin: u64,
 }
+
+/// A change of a canary's state in the fleet's order: by how many changes
+/// it follows, then by the replica that made it.
+pub type Version = (u64, u64);
 
 impl Control {
     /// A canary running its first stage from `now`.
@@ -181,7 +201,37 @@ impl Control {
             stage: 0,
             since: now,
             reason: None,
+            epoch: 0,
+            origin: 0,
         }
+    }
+
+    /// Its place among the fleet's changes, this replica's changes made by
+    /// `me`.
+    pub fn version(&self, me: u64) -> Version {
+        (self.epoch, if self.origin == 0 { me } else { self.origin })
+    }
+
+    /// Takes another replica's state, made by change `version`, its stage
+    /// begun at `since`.
+    pub fn adopt(
+        &mut self,
+        version: Version,
+        (state, stage, reason): (State, usize, Option<String>),
+        since: Instant,
+    ) {
+        (self.epoch, self.origin) = version;
+        self.state = state;
+        self.stage = stage;
+        self.reason = reason;
+        self.since = since;
+    }
+
+    /// Notes a change made here.
+    fn changed(&mut self, now: Instant) {
+        self.since = now;
+        self.epoch += 1;
+        self.origin = 0;
     }
 
     /// Its state.
@@ -253,7 +303,7 @@ impl Control {
                 self.reason = Some(breach.to_string());
             }
         }
-        self.since = now;
+        self.changed(now);
     }
 
     /// Carries out an operator's action at `now`, when the state allows it.
@@ -275,7 +325,7 @@ impl Control {
             self.reason = None;
         }
         self.state = state;
-        self.since = now;
+        self.changed(now);
         Ok(())
     }
 }
