@@ -55,3 +55,47 @@ pub async fn probe(
         }
     }
 }
+
+/// The rounds of a task that syncs state with the other replicas through
+/// Redis: one every period, its connection made at the first round (and again
+/// after a failed attempt).
+pub struct Rounds {
+    conn: Option<ConnectionManager>,
+    ticks: tokio::time::Interval,
+}
+
+impl Rounds {
+    /// A round every `period` (a late one not made up for).
+    pub fn every(period: Duration) -> Self {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { conn: None, ticks }
+    }
+
+    /// Waits for the next round with a connection to `config.url` (rounds
+    /// while Redis does not answer are skipped, logged at debug for `what`);
+    /// `None` once `stop` is cancelled.
+    pub async fn next(
+        &mut self,
+        config: &Redis,
+        what: &str,
+        stop: &CancellationToken,
+    ) -> Option<&mut ConnectionManager> {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return None,
+                _ = self.ticks.tick() => {}
+            }
+            if self.conn.is_none() {
+                match connect(config).await {
+                    Ok(conn) => self.conn = Some(conn),
+                    Err(e) => tracing::debug!(error = %e, what, "redis does not answer"),
+                }
+            }
+            if self.conn.is_some() {
+                break;
+            }
+        }
+        self.conn.as_mut()
+    }
+}

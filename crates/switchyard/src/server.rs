@@ -439,8 +439,8 @@ pub(crate) fn settings(
 }
 
 /// Starts the tasks of `settings` (health probes, canary supervision, and
-/// with `redis` the canaries' sync with the other replicas), which end when
-/// `generation` is cancelled.
+/// with `redis` the canaries' and breakers' sync with the other replicas),
+/// which end when `generation` is cancelled.
 pub(crate) fn supervise(
     settings: &Settings,
     config: &Config,
@@ -453,6 +453,19 @@ pub(crate) fn supervise(
     if let Some(redis) = redis {
         tokio::spawn(crate::routing::canary::fleet::share(
             canaries.clone(),
+            redis.clone(),
+            generation.clone(),
+        ));
+        let mut breakers: Vec<(String, Arc<crate::upstream::breaker::Breaker>)> = settings
+            .routes
+            .models()
+            .flat_map(|model| model.targets())
+            .map(|target| (target.name.clone(), target.breaker.clone()))
+            .collect();
+        breakers.sort_by(|a, b| a.0.cmp(&b.0));
+        breakers.dedup_by(|a, b| a.0 == b.0);
+        tokio::spawn(crate::upstream::breaker::fleet::share(
+            breakers,
             redis.clone(),
             generation.clone(),
         ));

@@ -29,6 +29,8 @@ use tokio::time::Instant;
 
 use super::budget::Window;
 
+pub mod fleet;
+
 /// When a breaker opens, and for how long.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerConfig {
@@ -258,6 +260,39 @@ impl Breaker {
             Phase::Open { since } if !self.cooled(since, now) => CircuitState::Open,
             Phase::Open { .. } | Phase::HalfOpen { .. } => CircuitState::HalfOpen,
         }
+    }
+
+    /// How long it stays open before a probe.
+    pub fn cooldown(&self) -> Duration {
+        self.config.cooldown
+    }
+
+    /// When it opened, while it is open (not yet probing).
+    pub fn opened_at(&self) -> Option<Instant> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        match *self.lock() {
+            Phase::Open { since } => Some(since),
+            Phase::Closed | Phase::HalfOpen { .. } => None,
+        }
+    }
+
+    /// Another replica's breaker of this deployment opened at `since`: a
+    /// closed breaker opens as of then (and probes after its cooldown as if
+    /// it had opened itself); one not closed is left as it is. Answers
+    /// whether it opened.
+    pub fn hint_open(&self, since: Instant, now: Instant) -> bool {
+        if !self.closed.load(Ordering::Acquire) || self.cooled(since, now) {
+            return false;
+        }
+        let mut phase = self.lock();
+        let Phase::Closed = *phase else {
+            return false;
+        };
+        *phase = Phase::Open { since };
+        self.closed.store(false, Ordering::Release);
+        true
     }
 
     /// Counts an ordinary attempt's result and opens the breaker when a

@@ -200,3 +200,64 @@ async fn a_new_replica_is_ready_within_a_second_on_a_warm_store() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "ready after {took:?}");
 }
+
+/// The circuit of `deployment` as `gw`'s `/admin/deployments` shows it.
+async fn circuit(gw: &Process, deployment: &str) -> String {
+    let response = client()
+        .get(gw.url("/admin/deployments"))
+        .bearer_auth(PRICED_ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    body["models"][0]["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == deployment)
+        .map(|d| d["circuit"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+/// A breaker that opens on one replica opens on the other within a second,
+/// before that one has sent the failing deployment anything.
+#[tokio::test]
+async fn a_breaker_opened_on_one_replica_opens_on_the_others() {
+    let (bad, good) = (harness::mock(&["--error-rate", "1"]), harness::mock(&[]));
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin_key: {PRICED_ADMIN_KEY}\nauth:\n  mode: keys\nkeys:\n  - key: {key}\nproviders:\n  bad: {{ kind: openai, base_url: {}, api_key: k }}\n  good: {{ kind: openai, base_url: {}, api_key: k }}\nmodels:\n  gpt-4.1:\n    strategy: round_robin\n    deployments:\n      - {{ provider: bad, model: m }}\n      - {{ provider: good, model: m }}\ncircuit_breaker: {{ consecutive_failures: 2, cooldown: 1m }}\n{}",
+        bad.url("/v1"),
+        good.url("/v1"),
+        shared_redis_yaml(""),
+        key = harness::CLIENT_KEY,
+    );
+    let (first, second) = (harness::gateway(&yaml), harness::gateway(&yaml));
+    for n in 0..20 {
+        if circuit(&first, "bad/m").await == "open" {
+            break;
+        }
+        assert_eq!(
+            chat(&first, harness::CLIENT_KEY, &format!("q{n}")).await.0,
+            200
+        );
+    }
+    assert_eq!(circuit(&first, "bad/m").await, "open");
+    let opened = Instant::now();
+    while circuit(&second, "bad/m").await != "open" {
+        assert!(
+            opened.elapsed() < Duration::from_secs(1),
+            "the other replica's breaker stayed closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = harness::mock_requests(&bad).await;
+    assert_eq!(
+        chat(&second, harness::CLIENT_KEY, "served by good").await.0,
+        200
+    );
+    assert_eq!(
+        harness::mock_requests(&bad).await,
+        before,
+        "the open deployment was still sent a request"
+    );
+}

@@ -23,7 +23,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::Canary;
@@ -110,26 +109,8 @@ pub async fn share(canaries: Vec<Arc<Canary>>, redis: Redis, stop: CancellationT
         .max(1);
     let keys: Vec<String> = canaries.iter().map(|c| key(&redis, c)).collect();
     let script = Script::new(SYNC_SCRIPT);
-    let mut conn = None;
-    let mut ticks = tokio::time::interval(SYNC);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        if conn.is_none() {
-            match crate::redis_link::connect(&redis).await {
-                Ok(connected) => conn = Some(connected),
-                Err(e) => {
-                    tracing::debug!(error = %e, "canaries cannot be shared: redis does not answer");
-                    continue;
-                }
-            }
-        }
-        let Some(connection) = conn.as_mut() else {
-            continue;
-        };
+    let mut rounds = crate::redis_link::Rounds::every(SYNC);
+    while let Some(connection) = rounds.next(&redis, "canary sync", &stop).await {
         for (canary, key) in canaries.iter().zip(&keys) {
             let ours = canary.shared(me).encode();
             let mut call = script.key(key);

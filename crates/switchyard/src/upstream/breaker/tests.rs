@@ -416,3 +416,24 @@ fn breaker_is_shareable() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Breaker>();
 }
+
+#[test]
+fn another_replicas_opening_opens_a_closed_breaker_as_of_then() {
+    let breaker = Breaker::new(in_a_row());
+    let now = Instant::now();
+    let since = now - Duration::from_secs(1);
+    assert!(breaker.hint_open(since, now));
+    assert_eq!(breaker.opened_at(), Some(since));
+    assert_eq!(breaker.state(now), CircuitState::Open);
+    assert!(breaker.allow(now).is_none());
+    // A second hint changes nothing; after the cooldown from the hint's
+    // moment, this replica probes for itself.
+    assert!(!breaker.hint_open(now, now));
+    let cooled = since + breaker.cooldown();
+    assert!(matches!(breaker.allow(cooled), Some(Permit::Probe)));
+    assert_eq!(breaker.opened_at(), None);
+    // A hint whose cooldown is over opens nothing.
+    let fresh = Breaker::new(in_a_row());
+    assert!(!fresh.hint_open(now - fresh.cooldown(), now));
+    assert_eq!(fresh.state(now), CircuitState::Closed);
+}
