@@ -1,6 +1,7 @@
 //! Hot reload: a ConfigMap-style update of the config file (its directory's
 //! `..data` symlink swapped) is applied, an invalid one refused while the old
-//! config serves, SIGHUP and `POST /admin/reload` reload, and what the
+//! config serves, SIGHUP and `POST /admin/reload` reload (twenty of them under
+//! load failing no request), and what the
 //! deployments live through (a paused canary) is carried over.
 
 use std::path::{Path, PathBuf};
@@ -223,4 +224,55 @@ async fn sighup_reloads_and_a_paused_canary_stays_paused() {
         (Some("paused"), Some(10)),
         "{body}"
     );
+}
+
+/// Twenty reloads while requests keep coming: none fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_under_load_fail_no_request() {
+    let mock = mock(&["--latency", "20ms"]);
+    let mut map = ConfigMap::new(&config_for(&mock, &["gpt-4.1"], ""));
+    let gw = map.serve();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|worker| {
+            let (url, stop) = (gw.url("/v1/chat/completions"), stop.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = chat(&format!("w{worker} n{n}"), Value::Null);
+                    let response = client()
+                        .post(&url)
+                        .bearer_auth(CLIENT_KEY)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    statuses.push(response.status().as_u16());
+                    n += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    for round in 0..20 {
+        let models: &[&str] = if round % 2 == 0 {
+            &["gpt-4.1", "gpt-5"]
+        } else {
+            &["gpt-4.1"]
+        };
+        map.update(&config_for(&mock, models, ""));
+        let (status, body) = admin(&gw, reqwest::Method::POST, "/admin/reload").await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for worker in load {
+        let statuses = worker.await.unwrap();
+        sent += statuses.len();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+    assert!(sent >= 100, "only {sent} requests sent during the reloads");
+    assert!(config_status(&gw).await["reloads"].as_u64() >= Some(20));
 }
