@@ -1,9 +1,8 @@
 //! Hot reload: a ConfigMap-style update of the config file (its directory's
 //! `..data` symlink swapped) is applied, an invalid one refused while the old
-//! config serves, SIGHUP and `POST /admin/reload` reload (twenty of them under
-//! load failing no request), and what the
-//! deployments live through (a paused canary) is carried over.
-
+//! config serves, SIGHUP and `POST /admin/reload` reload, twenty reloads under
+//! load fail no request, and what the deployments live through (a paused
+//! canary) is carried over.
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
