@@ -3,6 +3,7 @@
 //! config serves, SIGHUP and `POST /admin/reload` reload, twenty reloads under
 //! load fail no request, and what the deployments live through (a paused
 //! canary) is carried over.
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
