@@ -4,7 +4,8 @@
 //! is refused by every replica within a second; and SIGTERM to one replica
 //! under load loses no request that had started there, while the others keep
 //! serving, and no usage record. A replica added on a warm store is ready
-//! within a second.
+//! within a second, a breaker that opens on one replica opens on the others,
+//! and memory stays flat under constant load.
 
 use std::time::{Duration, Instant};
 
@@ -259,5 +260,58 @@ async fn a_breaker_opened_on_one_replica_opens_on_the_others() {
         harness::mock_requests(&bad).await,
         before,
         "the open deployment was still sent a request"
+    );
+}
+
+/// Under constant load (a virtual key's limits checked, its usage logged to
+/// PostgreSQL, its answers' limits in Redis), resident memory levels off once
+/// warm: over 15 s more of the same load it grows by less than 8 MiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_stays_flat_under_constant_load() {
+    let store = TestStore::new(Backend::Postgres);
+    let mock = harness::mock(&[]);
+    let gw = harness::gateway(&priced_config(&mock, &store, &shared_redis_yaml("")));
+    let (key, _) = store.create_key("steady", &["--rpm", "100000000", "--tpm", "1000000000"]);
+    known(&gw, &key).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..16)
+        .map(|worker| {
+            let (url, key, stop) = (gw.url("/v1/chat/completions"), key.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = json!({ "model": "gpt-4.1",
+                        "messages": [{ "role": "user", "content": format!("w{worker} n{n}") }] });
+                    let response = client()
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    assert_eq!(response.unwrap().status(), 200);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let warm = gw.rss_kib();
+    let mut most = warm;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        most = most.max(gw.rss_kib());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for worker in workers {
+        sent += worker.await.unwrap();
+    }
+    let grew = most.saturating_sub(warm);
+    eprintln!("{sent} requests; resident {warm} KiB once warm, at most {most} KiB after");
+    assert!(sent > 2_000, "only {sent} requests");
+    assert!(
+        grew < 8 * 1024,
+        "resident memory grew {grew} KiB under constant load"
     );
 }
