@@ -46,6 +46,9 @@ const AT_START: &[&[&str]] = &[
     &["server", "idle_timeout"],
     &["server", "shutdown_delay"],
     &["server", "shutdown_grace"],
+    &["retries", "budget_ratio"],
+    &["retries", "budget_min"],
+    &["retries", "budget_window"],
     &["auth", "key_cache"],
     &["auth", "load_timeout"],
     &["store"],
@@ -91,7 +94,8 @@ pub enum Outcome {
         /// Changed sections that apply only at the next start.
         restart_needed: Vec<String>,
     },
-    /// The file is the one in use: nothing was done.
+    /// The file is the one in use: nothing was done (a change seen by the
+    /// watch only; SIGHUP and the admin API always apply the file).
     Unchanged {
         /// The config's version.
         version: String,
@@ -204,11 +208,14 @@ pub struct Reloader {
     /// Ends the tasks of the settings in use (health probes, canary
     /// supervision); cancelled when a reload replaces them.
     pub generation: CancellationToken,
+    /// SIGHUP, its handler installed at start-up.
+    pub hangups: Hangups,
 }
 
 /// The reload counters.
 struct Counts {
     applied: Counter,
+    unchanged: Counter,
     refused: Counter,
 }
 
@@ -217,10 +224,14 @@ impl Counts {
         metrics.describe(
             "switchyard_config_reloads_total",
             None,
-            "Reloads of the configuration by result: applied (also when unchanged) or refused.",
+            "Reloads of the configuration by result: applied, unchanged (the file changed back, or a neighbour did) or refused.",
         );
         Self {
             applied: metrics.counter("switchyard_config_reloads_total", &[("result", "applied")]),
+            unchanged: metrics.counter(
+                "switchyard_config_reloads_total",
+                &[("result", "unchanged")],
+            ),
             refused: metrics.counter("switchyard_config_reloads_total", &[("result", "refused")]),
         }
     }
@@ -242,7 +253,7 @@ async fn run(mut reloader: Reloader, state: Arc<AppState>, mut asks: mpsc::Recei
         Source::File(path) => watch(path, changed_tx),
         Source::BuiltIn => None,
     };
-    let mut hangup = hangups();
+    let mut hangup = reloader.hangups.take();
     loop {
         let (trigger, answer) = tokio::select! {
             () = reloader.internal.cancelled() => return,
@@ -257,7 +268,8 @@ async fn run(mut reloader: Reloader, state: Arc<AppState>, mut asks: mpsc::Recei
             .reload(trigger, &state, &mut started, &mut sections)
             .await;
         match &outcome {
-            Outcome::Applied { .. } | Outcome::Unchanged { .. } => counts.applied.increment(1),
+            Outcome::Applied { .. } => counts.applied.increment(1),
+            Outcome::Unchanged { .. } => counts.unchanged.increment(1),
             Outcome::Refused { .. } => counts.refused.increment(1),
         }
         if let Some(answer) = answer {
@@ -414,11 +426,20 @@ fn watch(
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
+    // Only the file itself, and the `..data` symlink a ConfigMap swaps, are
+    // of interest: a store or spill file beside it changes all the time.
+    let name = file.file_name().map(std::ffi::OsStr::to_owned);
+    let ours = move |path: &PathBuf| {
+        path.file_name()
+            .is_some_and(|n| Some(n) == name.as_deref() || n == "..data")
+    };
     let started = notify_debouncer_full::new_debouncer(
         DEBOUNCE,
         None,
         move |events: notify_debouncer_full::DebounceEventResult| {
-            if events.is_ok_and(|events| !events.is_empty()) {
+            let relevant =
+                events.is_ok_and(|events| events.iter().any(|event| event.paths.iter().any(&ours)));
+            if relevant {
                 // Full: a reload is already due, which reads the file anew.
                 let _ = changed.try_send(());
             }
@@ -437,17 +458,26 @@ fn watch(
     }
 }
 
-/// SIGHUP, when its handler can be installed.
+/// SIGHUP's stream, when its handler could be installed.
 #[cfg(unix)]
-fn hangups() -> Option<tokio::signal::unix::Signal> {
+pub type Hangups = Option<tokio::signal::unix::Signal>;
+/// No SIGHUP off Unix.
+#[cfg(not(unix))]
+pub type Hangups = Option<()>;
+
+/// Installs SIGHUP's handler (at start-up: its default action would end the
+/// process), for the reload task.
+#[cfg(unix)]
+pub fn hangups() -> Hangups {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::hangup())
         .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP cannot be handled; reload with POST /admin/reload"))
         .ok()
 }
 
+/// No SIGHUP off Unix.
 #[cfg(not(unix))]
-fn hangups() -> Option<()> {
+pub fn hangups() -> Hangups {
     None
 }
 

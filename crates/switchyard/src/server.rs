@@ -92,6 +92,7 @@ const CUT_FLUSH: Duration = Duration::from_secs(1);
 pub async fn run(config: Config, loaded: Loaded) -> Result<(), StartError> {
     // Registered before the address is announced: a SIGTERM right after start-up drains too.
     let mut signals = Signals::register().map_err(StartError::Signals)?;
+    let hangups = crate::reload::hangups();
     let descriptors = descriptors::raise();
     let sized = descriptors::sized(descriptors);
     let max_in_flight = config
@@ -229,6 +230,7 @@ pub async fn run(config: Config, loaded: Loaded) -> Result<(), StartError> {
             clients,
             internal: internal.clone(),
             generation,
+            hangups,
         },
         state.clone(),
         reload_asks,

@@ -345,9 +345,11 @@ impl Canary {
     /// [`control::Version`]) and its state, stage, reason and start.
     pub(super) fn shared(&self, me: u64) -> fleet::Shared {
         let control = self.lock();
+        let fresh = control.fresh();
         let elapsed = Instant::now().saturating_duration_since(control.since());
         fleet::Shared {
             version: control.version(me),
+            fresh,
             state: control.state().as_str().to_owned(),
             stage: control.stage(),
             reason: control.reason().map(str::to_owned),
@@ -355,8 +357,9 @@ impl Canary {
         }
     }
 
-    /// Takes another replica's newer state.
-    pub(super) fn adopt(&self, shared: fleet::Shared) {
+    /// Takes another replica's state when it is newer than ours (`me` being
+    /// this replica), or ours is fresh.
+    pub(super) fn adopt(&self, shared: fleet::Shared, me: u64) {
         let Some(state) = State::parse(&shared.state) else {
             return;
         };
@@ -365,6 +368,12 @@ impl Canary {
         let now = Instant::now();
         let since = now.checked_sub(ago).unwrap_or(now);
         let mut control = self.lock();
+        // Taken only when newer than ours now: a change made here since the
+        // sync read ours stays, and reaches the others at the next sync. A
+        // replica just started takes the fleet's state whatever its order.
+        if !control.fresh() && shared.version <= control.version(me) {
+            return;
+        }
         let moved = (control.state(), control.stage()) != (state, stage);
         control.adopt(shared.version, (state, stage, shared.reason), since);
         let percent = self.settle(&control);

@@ -5,8 +5,10 @@
 //! takes the whole vector on each tick by swapping it with its own empty one.
 //! The writer is never woken by a push. It holds `usage.queue` records at most;
 //! past that a push is refused with the record, and [`Queue::push_waiting`]
-//! waits for the writer's next take. Closed at the writer's last take: later
-//! pushes are refused, so a record is never left in a queue nobody reads.
+//! waits for the writer's next take. At shutdown the writer first lets every
+//! push in ([`Queue::last_call`], waking those waiting), then closes it at its
+//! last take: later pushes are refused (and counted as lost), so a record is
+//! never left in a queue nobody reads.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -26,6 +28,9 @@ pub(super) struct Queue {
 #[derive(Debug, Default)]
 struct Inner {
     items: Vec<Ended>,
+    /// The writer is about to take its last records: pushes no longer wait
+    /// for room.
+    last_call: bool,
     closed: bool,
 }
 
@@ -61,7 +66,7 @@ impl Queue {
         if inner.closed {
             return Err(Refused::Closed);
         }
-        if inner.items.len() >= self.capacity {
+        if inner.items.len() >= self.capacity && !inner.last_call {
             return Err(Refused::Full(Box::new(ended)));
         }
         inner.items.push(ended);
@@ -94,6 +99,13 @@ impl Queue {
                 into.append(&mut inner.items);
             }
         }
+        self.room.notify_waiters();
+    }
+
+    /// Lets every push in, room or not, and wakes those waiting for room, so
+    /// that they are in the queue when [`Queue::close`] takes it last.
+    pub(super) fn last_call(&self) {
+        self.lock().last_call = true;
         self.room.notify_waiters();
     }
 
@@ -147,7 +159,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_push_waits_for_room_and_is_refused_once_closed() {
+    async fn a_push_waits_for_room_gets_in_at_the_last_call_and_is_refused_once_closed() {
         let queue = Arc::new(Queue::new(1));
         assert!(queue.push(ended(1)).is_ok());
         let waiting = tokio::spawn({
@@ -160,15 +172,20 @@ mod tests {
         queue.take(&mut taken);
         assert!(waiting.await.unwrap_or(false));
 
-        let refused = tokio::spawn({
+        // Full again: a push waits; the last call lets it in.
+        let admitted = tokio::spawn({
             let queue = Arc::clone(&queue);
-            async move { queue.push_waiting(ended(3)).await.is_err() }
+            async move { queue.push_waiting(ended(3)).await.is_ok() }
         });
         tokio::task::yield_now().await;
+        assert!(!admitted.is_finished());
+        queue.last_call();
+        assert!(admitted.await.unwrap_or(false));
         let mut last = Vec::new();
         queue.close(&mut last);
-        assert_eq!(ids(&last), ["req-2"]);
-        assert!(refused.await.unwrap_or(false));
+        assert_eq!(ids(&last), ["req-2", "req-3"]);
         assert!(matches!(queue.push(ended(4)), Err(Refused::Closed)));
+        let refused = queue.push_waiting(ended(5)).await;
+        assert!(matches!(refused, Err(Refused::Closed)));
     }
 }

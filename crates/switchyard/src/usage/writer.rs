@@ -26,6 +26,9 @@ use crate::telemetry::metrics::Metrics;
 /// How long one batch may take to write before it counts as failed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long shutdown lets the pushes waiting for room in before its last take.
+const LAST_CALL: Duration = Duration::from_millis(20);
+
 /// How long shutdown tries to write what is left before spilling it.
 const LAST_FLUSH: Duration = Duration::from_secs(5);
 
@@ -156,6 +159,9 @@ async fn run(mut state: State, stop: CancellationToken) {
             () = stop.cancelled() => break,
         }
     }
+    // Pushes waiting for room get in before the last take.
+    state.queue.last_call();
+    tokio::time::sleep(LAST_CALL).await;
     state.queue.close(&mut state.taken);
     state.take_queued().await;
     let _ = tokio::time::timeout(LAST_FLUSH, state.flush()).await;

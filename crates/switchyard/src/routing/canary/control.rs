@@ -183,15 +183,21 @@ pub struct Control {
     stage: usize,
     since: Instant,
     reason: Option<String>,
-    /// Counts its changes (see [`Control::version`]).
+    /// Counts its decisions: rollbacks and operators' actions (see
+    /// [`Control::version`]).
+    decisions: u64,
+    /// Counts its other changes: stages reached, promotions by its controller.
     epoch: u64,
     /// The replica that made the last change: 0 for this one.
     origin: u64,
 }
 
-/// A change of a canary's state in the fleet's order: by how many changes
-/// it follows, then by the replica that made it.
-pub type Version = (u64, u64);
+/// A change of a canary's state in the fleet's order: by how many decisions
+/// (rollbacks, operators' actions) it follows, then how many other changes,
+/// then the replica that made it. A rollback or an operator's action thus
+/// outranks any number of stages another replica moved through meanwhile
+/// (while Redis was down, say).
+pub type Version = (u64, u64, u64);
 
 impl Control {
     /// A canary running its first stage from `now`.
@@ -201,6 +207,7 @@ impl Control {
             stage: 0,
             since: now,
             reason: None,
+            decisions: 0,
             epoch: 0,
             origin: 0,
         }
@@ -209,7 +216,14 @@ impl Control {
     /// Its place among the fleet's changes, this replica's changes made by
     /// `me`.
     pub fn version(&self, me: u64) -> Version {
-        (self.epoch, if self.origin == 0 { me } else { self.origin })
+        let origin = if self.origin == 0 { me } else { self.origin };
+        (self.decisions, self.epoch, origin)
+    }
+
+    /// Whether it has neither changed nor taken another replica's state since
+    /// it began: a replica just started, whose state the fleet's replaces.
+    pub fn fresh(&self) -> bool {
+        (self.decisions, self.epoch, self.origin) == (0, 0, 0)
     }
 
     /// Takes another replica's state, made by change `version`, its stage
@@ -220,17 +234,22 @@ impl Control {
         (state, stage, reason): (State, usize, Option<String>),
         since: Instant,
     ) {
-        (self.epoch, self.origin) = version;
+        (self.decisions, self.epoch, self.origin) = version;
         self.state = state;
         self.stage = stage;
         self.reason = reason;
         self.since = since;
     }
 
-    /// Notes a change made here.
-    fn changed(&mut self, now: Instant) {
+    /// Notes a change made here: a decision (a rollback, an operator's
+    /// action) or a move through the stages.
+    fn changed(&mut self, decision: bool, now: Instant) {
         self.since = now;
-        self.epoch += 1;
+        if decision {
+            self.decisions += 1;
+        } else {
+            self.epoch += 1;
+        }
         self.origin = 0;
     }
 
@@ -303,7 +322,7 @@ impl Control {
                 self.reason = Some(breach.to_string());
             }
         }
-        self.changed(now);
+        self.changed(matches!(verdict, Verdict::RollBack(_)), now);
     }
 
     /// Carries out an operator's action at `now`, when the state allows it.
@@ -325,7 +344,7 @@ impl Control {
             self.reason = None;
         }
         self.state = state;
-        self.changed(now);
+        self.changed(true, now);
         Ok(())
     }
 }

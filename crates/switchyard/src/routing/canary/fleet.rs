@@ -37,11 +37,15 @@ const KEEP: Duration = Duration::from_secs(30 * 86_400);
 
 /// Keeps the newer of the stored state and ours (`ARGV[1]`, its version
 /// first, in a fixed width so that texts compare as versions do); answers
-/// the stored one when it is newer.
+/// the stored one when it is newer, or when ours is a fresh replica's
+/// (`ARGV[4]` = 1), which never replaces a stored state.
 const SYNC_SCRIPT: &str = r"
 local stored = redis.call('GET', KEYS[1])
 local ours = ARGV[1]
 local width = tonumber(ARGV[3])
+if stored and ARGV[4] == '1' then
+  return stored
+end
 if stored and string.sub(stored, 1, width) >= string.sub(ours, 1, width) then
   if string.sub(stored, 1, width) == string.sub(ours, 1, width) then
     return false
@@ -58,6 +62,10 @@ pub struct Shared {
     /// Its version (not in the JSON: written before it).
     #[serde(skip)]
     pub version: Version,
+    /// Ours has neither changed nor taken the fleet's since this replica
+    /// began (not in the JSON).
+    #[serde(skip)]
+    pub fresh: bool,
     /// `running`, `paused`, `rolled_back` or `promoted`.
     pub state: String,
     /// Its stage's index.
@@ -68,24 +76,26 @@ pub struct Shared {
     pub since_ms: u64,
 }
 
-/// The width of a version's text: 20 decimal digits, `|`, 16 hex digits, `|`.
-const VERSION_WIDTH: usize = 38;
+/// The width of a version's text: twice 20 decimal digits and `|`, then 16
+/// hex digits and `|`.
+const VERSION_WIDTH: usize = 59;
 
 impl Shared {
     /// Its text in Redis: the version, then the JSON.
     fn encode(&self) -> String {
-        let (epoch, origin) = self.version;
+        let (decisions, epoch, origin) = self.version;
         let json = serde_json::to_string(self).unwrap_or_default();
-        format!("{epoch:020}|{origin:016x}|{json}")
+        format!("{decisions:020}|{epoch:020}|{origin:016x}|{json}")
     }
 
     /// The state in `text`, when it is one.
     fn decode(text: &str) -> Option<Self> {
         let (version, json) = (text.get(..VERSION_WIDTH)?, text.get(VERSION_WIDTH..)?);
-        let epoch = version.get(..20)?.parse().ok()?;
-        let origin = u64::from_str_radix(version.get(21..37)?, 16).ok()?;
+        let decisions = version.get(..20)?.parse().ok()?;
+        let epoch = version.get(21..41)?.parse().ok()?;
+        let origin = u64::from_str_radix(version.get(42..58)?, 16).ok()?;
         let mut shared: Self = serde_json::from_str(json).ok()?;
-        shared.version = (epoch, origin);
+        shared.version = (decisions, epoch, origin);
         Some(shared)
     }
 }
@@ -103,20 +113,18 @@ pub async fn share(canaries: Vec<Arc<Canary>>, redis: Redis, stop: CancellationT
     if canaries.is_empty() {
         return;
     }
-    // This replica's id: a change of ours is written with it.
-    let me = getrandom::u64()
-        .unwrap_or_else(|_| u64::from(std::process::id()))
-        .max(1);
+    let me = replica_id();
     let keys: Vec<String> = canaries.iter().map(|c| key(&redis, c)).collect();
     let script = Script::new(SYNC_SCRIPT);
     let mut rounds = crate::redis_link::Rounds::every(SYNC);
     while let Some(connection) = rounds.next(&redis, "canary sync", &stop).await {
         for (canary, key) in canaries.iter().zip(&keys) {
-            let ours = canary.shared(me).encode();
+            let ours = canary.shared(me);
             let mut call = script.key(key);
-            call.arg(&ours)
+            call.arg(ours.encode())
                 .arg(u64::try_from(KEEP.as_millis()).unwrap_or(u64::MAX))
-                .arg(VERSION_WIDTH - 1);
+                .arg(VERSION_WIDTH - 1)
+                .arg(u8::from(ours.fresh));
             let answer = tokio::time::timeout(
                 redis.timeout,
                 call.invoke_async::<Option<String>>(connection),
@@ -125,7 +133,7 @@ pub async fn share(canaries: Vec<Arc<Canary>>, redis: Redis, stop: CancellationT
             match answer {
                 Ok(Ok(Some(stored))) => {
                     if let Some(newer) = Shared::decode(&stored) {
-                        canary.adopt(newer);
+                        canary.adopt(newer, me);
                     }
                 }
                 Ok(Ok(None)) => {}
@@ -140,6 +148,17 @@ pub async fn share(canaries: Vec<Arc<Canary>>, redis: Redis, stop: CancellationT
             }
         }
     }
+}
+
+/// This replica's id, drawn once per process: a change of ours is written
+/// with it.
+fn replica_id() -> u64 {
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        getrandom::u64()
+            .unwrap_or_else(|_| u64::from(std::process::id()))
+            .max(1)
+    })
 }
 
 /// Now, unix milliseconds.
@@ -160,9 +179,10 @@ pub fn millis_u64(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    fn shared(epoch: u64, origin: u64) -> Shared {
+    fn shared(decisions: u64, epoch: u64, origin: u64) -> Shared {
         Shared {
-            version: (epoch, origin),
+            version: (decisions, epoch, origin),
+            fresh: false,
             state: "paused".to_owned(),
             stage: 1,
             reason: None,
@@ -173,11 +193,13 @@ mod tests {
     #[test]
     fn versions_compare_as_their_texts_do() {
         let ordered = [
-            shared(0, 5),
-            shared(1, 1),
-            shared(1, u64::MAX),
-            shared(2, 0),
-            shared(10, 3),
+            shared(0, 0, 5),
+            shared(0, 1, 1),
+            shared(0, 1, u64::MAX),
+            shared(0, 10, 0),
+            shared(1, 0, 3),
+            shared(1, 2, 0),
+            shared(12, 0, 0),
         ];
         for pair in ordered.windows(2) {
             let (a, b) = (pair[0].encode(), pair[1].encode());
@@ -190,7 +212,7 @@ mod tests {
     fn a_state_reads_back_as_written() {
         let written = Shared {
             reason: Some("error rate 0.5 over 0.1".to_owned()),
-            ..shared(7, 0xabc)
+            ..shared(2, 7, 0xabc)
         };
         assert_eq!(Shared::decode(&written.encode()), Some(written));
         assert_eq!(Shared::decode("garbage"), None);

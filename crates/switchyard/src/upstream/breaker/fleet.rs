@@ -38,13 +38,15 @@ pub async fn share(breakers: Vec<(String, Arc<Breaker>)>, redis: Redis, stop: Ca
         .iter()
         .map(|(name, _)| format!("{{{}}}:breaker:{name}", redis.prefix))
         .collect();
-    // The opening of each breaker last written or taken, unix ms.
+    // The opening of each breaker last written, or taken from a hint, unix
+    // ms: neither is written again.
     let mut known: HashMap<usize, u64> = HashMap::new();
     let mut rounds = crate::redis_link::Rounds::every(SYNC);
     while let Some(connection) = rounds.next(&redis, "breaker hints", &stop).await {
         let now = Instant::now();
         let wall = unix_ms();
         let mut pipe = redis::pipe();
+        let mut writing = Vec::new();
         for (i, (_, breaker)) in breakers.iter().enumerate() {
             let Some(since) = breaker.opened_at() else {
                 continue;
@@ -53,13 +55,16 @@ pub async fn share(breakers: Vec<(String, Arc<Breaker>)>, redis: Redis, stop: Ca
             let since_ms = wall.saturating_sub(millis_u64(open_for));
             let left = millis_u64(breaker.cooldown().saturating_sub(open_for));
             if left > 0 && known.get(&i).is_none_or(|k| k.abs_diff(since_ms) > 5) {
+                // The first opening written stands until it expires: a later
+                // one would reopen replicas whose probe has just succeeded.
                 pipe.cmd("SET")
                     .arg(&keys[i])
                     .arg(since_ms)
+                    .arg("NX")
                     .arg("PX")
                     .arg(left)
                     .ignore();
-                known.insert(i, since_ms);
+                writing.push((i, since_ms));
             }
         }
         pipe.cmd("MGET").arg(&keys);
@@ -69,7 +74,11 @@ pub async fn share(breakers: Vec<(String, Arc<Breaker>)>, redis: Redis, stop: Ca
         )
         .await;
         let hints = match answer {
-            Ok(Ok((hints,))) => hints,
+            Ok(Ok((hints,))) => {
+                // Noted only once written: a failed round writes them again.
+                known.extend(writing);
+                hints
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "breaker hints could not be synced through redis");
                 continue;
