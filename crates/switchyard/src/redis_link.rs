@@ -99,3 +99,62 @@ impl Rounds {
         self.conn.as_mut()
     }
 }
+
+/// This process's clock and the wall clock, read at one moment: instants
+/// travel between replicas as unix milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Clocks {
+    /// This process's clock.
+    pub now: tokio::time::Instant,
+    wall_ms: u64,
+}
+
+impl Clocks {
+    /// Both clocks now.
+    pub fn read() -> Self {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            now: tokio::time::Instant::now(),
+            wall_ms: millis(wall),
+        }
+    }
+
+    /// `at` (now at the latest) in unix milliseconds.
+    pub fn wall(&self, at: tokio::time::Instant) -> u64 {
+        self.wall_ms
+            .saturating_sub(millis(self.now.saturating_duration_since(at)))
+    }
+
+    /// The instant of the unix milliseconds `ms` (now at the latest).
+    pub fn instant(&self, ms: u64) -> tokio::time::Instant {
+        let ago = Duration::from_millis(self.wall_ms.saturating_sub(ms));
+        self.now.checked_sub(ago).unwrap_or(self.now)
+    }
+}
+
+/// `d` in whole milliseconds.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_travel_as_unix_milliseconds_and_back() {
+        let clocks = Clocks::read();
+        let earlier = clocks.now - Duration::from_millis(1_500);
+        let ms = clocks.wall(earlier);
+        assert_eq!(clocks.wall(clocks.now) - ms, 1_500);
+        assert_eq!(clocks.instant(ms), earlier);
+        // The future is now, on either side.
+        assert_eq!(clocks.instant(ms + 60_000), clocks.now);
+        assert_eq!(
+            clocks.wall(clocks.now + Duration::from_secs(5)),
+            clocks.wall(clocks.now)
+        );
+    }
+}

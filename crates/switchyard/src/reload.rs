@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use metrics::Counter;
 use serde::Serialize;
@@ -115,7 +115,7 @@ pub struct Status {
     /// The version in use (the first 16 hex digits of the file's SHA-256).
     pub version: String,
     /// When it was loaded, unix seconds.
-    pub loaded_at: u64,
+    pub loaded_at: i64,
     /// Reloads applied since the start.
     pub reloads: u64,
     /// Sections changed since the start that apply only at the next start.
@@ -128,7 +128,7 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Refusal {
     /// When, unix seconds.
-    pub at: u64,
+    pub at: i64,
     /// What asked for it.
     pub trigger: &'static str,
     /// Every reason.
@@ -151,9 +151,9 @@ impl Control {
     pub fn new(source: &Source, text: &str) -> (Arc<Self>, mpsc::Receiver<Ask>) {
         let (asks, rx) = mpsc::channel(8);
         let status = Status {
-            source: source_name(source),
+            source: source.name(),
             version: version(text),
-            loaded_at: unix_now(),
+            loaded_at: crate::keys::unix_now(),
             reloads: 0,
             restart_needed: Vec::new(),
             last_refusal: None,
@@ -245,7 +245,7 @@ pub fn spawn(reloader: Reloader, state: Arc<AppState>, asks: mpsc::Receiver<Ask>
 
 async fn run(mut reloader: Reloader, state: Arc<AppState>, mut asks: mpsc::Receiver<Ask>) {
     let counts = Counts::new(&state.process.metrics);
-    let mut started = Sections::of(&reloader.started);
+    let started = Sections::of(&reloader.started);
     let mut sections = started.clone();
     let (changed_tx, mut changed) = mpsc::channel(1);
     // Kept for the task's life: dropping it stops the watch.
@@ -265,7 +265,7 @@ async fn run(mut reloader: Reloader, state: Arc<AppState>, mut asks: mpsc::Recei
             () = next_hangup(&mut hangup) => (Trigger::Signal, None),
         };
         let outcome = reloader
-            .reload(trigger, &state, &mut started, &mut sections)
+            .reload(trigger, &state, &started, &mut sections)
             .await;
         match &outcome {
             Outcome::Applied { .. } => counts.applied.increment(1),
@@ -283,7 +283,7 @@ impl Reloader {
         &mut self,
         trigger: Trigger,
         state: &AppState,
-        started: &mut Sections,
+        started: &Sections,
         sections: &mut Sections,
     ) -> Outcome {
         let control = &state.process.config;
@@ -295,7 +295,7 @@ impl Reloader {
             );
             control.update(|s| {
                 s.last_refusal = Some(Refusal {
-                    at: unix_now(),
+                    at: crate::keys::unix_now(),
                     trigger: trigger.as_str(),
                     reasons: reasons.clone(),
                 });
@@ -353,7 +353,7 @@ impl Reloader {
         );
         control.update(|s| {
             s.version.clone_from(&version);
-            s.loaded_at = unix_now();
+            s.loaded_at = crate::keys::unix_now();
             s.reloads += 1;
             s.restart_needed.clone_from(&restart_needed);
         });
@@ -503,19 +503,6 @@ async fn next_hangup(_: &mut Option<()>) {
 fn version(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn source_name(source: &Source) -> String {
-    match source {
-        Source::File(path) => path.display().to_string(),
-        Source::BuiltIn => "<built-in>".to_owned(),
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -549,7 +549,8 @@ impl Source {
         }
     }
 
-    fn name(&self) -> String {
+    /// Where it is read from, for messages: the path, or `<built-in>`.
+    pub fn name(&self) -> String {
         match self {
             Self::File(path) => path.display().to_string(),
             Self::BuiltIn => "<built-in>".to_owned(),

@@ -26,6 +26,7 @@ use super::histogram::Histogram;
 use super::{Registry, Target};
 use crate::config;
 use crate::mix::splitmix64;
+use crate::redis_link::Clocks;
 use crate::telemetry::metrics::Metrics;
 pub use control::{Action, State};
 use control::{Control, Refused, Snapshot, Verdict};
@@ -346,14 +347,13 @@ impl Canary {
     pub(super) fn shared(&self, me: u64) -> fleet::Shared {
         let control = self.lock();
         let fresh = control.fresh();
-        let elapsed = Instant::now().saturating_duration_since(control.since());
         fleet::Shared {
             version: control.version(me),
             fresh,
             state: control.state().as_str().to_owned(),
             stage: control.stage(),
             reason: control.reason().map(str::to_owned),
-            since_ms: fleet::unix_ms().saturating_sub(fleet::millis_u64(elapsed)),
+            since_ms: Clocks::read().wall(control.since()),
         }
     }
 
@@ -364,9 +364,7 @@ impl Canary {
             return;
         };
         let stage = shared.stage.min(self.config.stages.len().saturating_sub(1));
-        let ago = Duration::from_millis(fleet::unix_ms().saturating_sub(shared.since_ms));
-        let now = Instant::now();
-        let since = now.checked_sub(ago).unwrap_or(now);
+        let since = Clocks::read().instant(shared.since_ms);
         let mut control = self.lock();
         // Taken only when newer than ours now: a change made here since the
         // sync read ours stays, and reaches the others at the next sync. A

@@ -18,7 +18,7 @@
 //! While Redis is down each replica goes on alone and syncs when it is back.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -159,20 +159,6 @@ fn replica_id() -> u64 {
             .unwrap_or_else(|_| u64::from(std::process::id()))
             .max(1)
     })
-}
-
-/// Now, unix milliseconds.
-pub fn unix_ms() -> u64 {
-    millis_u64(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
-}
-
-/// `d` in whole milliseconds.
-pub fn millis_u64(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

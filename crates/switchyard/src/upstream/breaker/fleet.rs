@@ -18,12 +18,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Breaker;
 use crate::config::Redis;
-use crate::routing::canary::fleet::{millis_u64, unix_ms};
+use crate::redis_link::{Clocks, millis};
 
 /// How often each replica syncs its breakers' hints.
 pub const SYNC: Duration = Duration::from_millis(250);
@@ -43,17 +42,20 @@ pub async fn share(breakers: Vec<(String, Arc<Breaker>)>, redis: Redis, stop: Ca
     let mut known: HashMap<usize, u64> = HashMap::new();
     let mut rounds = crate::redis_link::Rounds::every(SYNC);
     while let Some(connection) = rounds.next(&redis, "breaker hints", &stop).await {
-        let now = Instant::now();
-        let wall = unix_ms();
+        let clocks = Clocks::read();
+        let now = clocks.now;
         let mut pipe = redis::pipe();
         let mut writing = Vec::new();
         for (i, (_, breaker)) in breakers.iter().enumerate() {
             let Some(since) = breaker.opened_at() else {
                 continue;
             };
-            let open_for = now.saturating_duration_since(since);
-            let since_ms = wall.saturating_sub(millis_u64(open_for));
-            let left = millis_u64(breaker.cooldown().saturating_sub(open_for));
+            let since_ms = clocks.wall(since);
+            let left = millis(
+                breaker
+                    .cooldown()
+                    .saturating_sub(now.saturating_duration_since(since)),
+            );
             if left > 0 && known.get(&i).is_none_or(|k| k.abs_diff(since_ms) > 5) {
                 // The first opening written stands until it expires: a later
                 // one would reopen replicas whose probe has just succeeded.
@@ -95,13 +97,12 @@ pub async fn share(breakers: Vec<(String, Arc<Breaker>)>, redis: Redis, stop: Ca
             if known.get(&i).is_some_and(|k| k.abs_diff(since_ms) <= 5) {
                 continue;
             }
-            let ago = Duration::from_millis(wall.saturating_sub(since_ms));
-            let since = now.checked_sub(ago).unwrap_or(now);
+            let since = clocks.instant(since_ms);
             known.insert(i, since_ms);
             if breaker.hint_open(since, now) {
                 tracing::warn!(
                     deployment = name.as_str(),
-                    opened_ms_ago = millis_u64(ago),
+                    opened_ms_ago = millis(now.saturating_duration_since(since)),
                     "circuit breaker opened: another replica's opened"
                 );
             }
