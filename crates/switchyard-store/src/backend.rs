@@ -7,7 +7,8 @@ use futures_util::future::BoxFuture;
 
 use crate::{
     Change, KeyFilter, KeyMatch, KeyPatch, KeyRecord, LiveKey, NewKey, NewSecret, NewTeam, Page,
-    PageRequest, Result, SecretRecord, SpendDelta, SpendScope, Store, TeamPatch, TeamRecord,
+    PageRequest, Result, SecretRecord, SessionRecord, SpendDelta, SpendScope, Store, TeamPatch,
+    TeamRecord,
 };
 
 /// What a database backend implements; see [`Store`] for each method's meaning.
@@ -82,6 +83,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
         scope_id: &str,
         period_start: i64,
     ) -> impl Future<Output = Result<i64>> + Send;
+    fn create_session(&self, session: &SessionRecord) -> impl Future<Output = Result<()>> + Send;
+    fn session(
+        &self,
+        digest: &[u8; 32],
+        now: i64,
+    ) -> impl Future<Output = Result<Option<SessionRecord>>> + Send;
+    fn delete_session(&self, digest: &[u8; 32]) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl<B: Backend + crate::usage::UsageBackend> Store for B {
@@ -199,5 +207,18 @@ impl<B: Backend + crate::usage::UsageBackend> Store for B {
         period_start: i64,
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(Backend::spend(self, scope, scope_id, period_start))
+    }
+    fn create_session<'a>(&'a self, session: &'a SessionRecord) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Backend::create_session(self, session))
+    }
+    fn session<'a>(
+        &'a self,
+        digest: &'a [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>>> {
+        Box::pin(Backend::session(self, digest, now))
+    }
+    fn delete_session<'a>(&'a self, digest: &'a [u8; 32]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Backend::delete_session(self, digest))
     }
 }

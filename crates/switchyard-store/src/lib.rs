@@ -38,8 +38,8 @@ use futures_util::future::BoxFuture;
 pub use error::{MigrateFailure, StoreError, Unavailable};
 pub use types::{
     Budget, BudgetPeriod, Change, ChangeKind, KeyFilter, KeyMatch, KeyPatch, KeyRecord, Limits,
-    LiveKey, NewKey, NewSecret, NewTeam, Page, PageRequest, SecretRecord, SpendDelta, SpendScope,
-    TeamPatch, TeamRecord,
+    LiveKey, NewKey, NewSecret, NewTeam, Page, PageRequest, SecretRecord, SessionRecord,
+    SpendDelta, SpendScope, TeamPatch, TeamRecord,
 };
 pub use usage::{
     CostQuery, CostRow, GroupBy, UsageCursor, UsageFilter, UsagePage, UsageRecord, UsageRow,
@@ -149,6 +149,18 @@ pub trait Store: UsageStore + Send + Sync + 'static {
         scope_id: &'a str,
         period_start: i64,
     ) -> BoxFuture<'a, Result<i64>>;
+
+    /// Keeps a new dashboard session, and deletes the sessions that have expired.
+    fn create_session<'a>(&'a self, session: &'a SessionRecord) -> BoxFuture<'a, Result<()>>;
+    /// The session whose token has this digest, if it has not expired at `now`
+    /// (unix seconds).
+    fn session<'a>(
+        &'a self,
+        digest: &'a [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>>>;
+    /// Ends the session whose token has this digest (signing out).
+    fn delete_session<'a>(&'a self, digest: &'a [u8; 32]) -> BoxFuture<'a, Result<()>>;
 }
 
 /// How the store connects.

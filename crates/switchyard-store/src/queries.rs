@@ -22,8 +22,8 @@ macro_rules! backend {
             use $crate::sql;
             use $crate::{
                 Change, ChangeKind, KeyFilter, KeyMatch, KeyPatch, KeyRecord, LiveKey, NewKey,
-                NewSecret, NewTeam, Page, PageRequest, Result, SecretRecord, SpendDelta,
-                SpendScope, StoreError, TeamPatch, TeamRecord,
+                NewSecret, NewTeam, Page, PageRequest, Result, SecretRecord, SessionRecord,
+                SpendDelta, SpendScope, StoreError, TeamPatch, TeamRecord,
             };
 
             type Tx = sqlx::Transaction<'static, $db>;
@@ -434,6 +434,49 @@ macro_rules! backend {
                         .fetch_optional(self.reader())
                         .await?;
                     Ok(spent.unwrap_or(0))
+                }
+
+                async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+                    let mut tx = self.begin_off_feed().await?;
+                    sqlx::query(sql::TRIM_SESSIONS)
+                        .bind(session.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(sql::CREATE_SESSION)
+                        .bind(session.digest.to_vec())
+                        .bind(session.key_id.as_deref())
+                        .bind(session.created_at)
+                        .bind(session.expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(tx.commit().await?)
+                }
+
+                async fn session(
+                    &self,
+                    digest: &[u8; 32],
+                    now: i64,
+                ) -> Result<Option<SessionRecord>> {
+                    let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(sql::SESSION)
+                        .bind(digest.to_vec())
+                        .bind(now)
+                        .fetch_optional(self.reader())
+                        .await?;
+                    Ok(row.map(|(key_id, created_at, expires_at)| SessionRecord {
+                        digest: *digest,
+                        key_id,
+                        created_at,
+                        expires_at,
+                    }))
+                }
+
+                async fn delete_session(&self, digest: &[u8; 32]) -> Result<()> {
+                    let mut tx = self.begin_off_feed().await?;
+                    sqlx::query(sql::DELETE_SESSION)
+                        .bind(digest.to_vec())
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(tx.commit().await?)
                 }
             }
         }

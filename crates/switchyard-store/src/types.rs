@@ -131,6 +131,19 @@ pub struct SecretRecord {
     pub expires_at: Option<i64>,
 }
 
+/// A signed-in dashboard session: only its token's digest is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session's token (the cookie holds the token).
+    pub digest: [u8; 32],
+    /// The virtual key that signed in; `None` for the admin.
+    pub key_id: Option<String>,
+    /// When it began (unix seconds).
+    pub created_at: i64,
+    /// When it ends (unix seconds).
+    pub expires_at: i64,
+}
+
 /// A secret to store with a new or rotated key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSecret {

@@ -175,6 +175,8 @@ pub struct UsageFilter {
     pub error_type: Option<String>,
     /// Answered from the response cache (`true`) or not (`false`).
     pub cached: Option<bool>,
+    /// With this `x-request-id` (best with a time range: no index holds it).
+    pub request_id: Option<String>,
 }
 
 /// Where a listing of records goes on: after the record with this time and id

@@ -138,6 +138,17 @@ impl AdminAuth {
         }
     }
 
+    /// Whether an admin key is set (the admin API is on).
+    pub fn is_on(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// Whether `key` is the admin key (compared in constant time).
+    pub fn accepts(&self, key: &str) -> bool {
+        self.digest
+            .is_some_and(|stored| bool::from(stored.ct_eq(&digest(key))))
+    }
+
     /// Accepts the admin, refuses anyone else with 401, and answers 404 for
     /// every admin path when the admin API is off.
     pub fn authenticate(&self, headers: &HeaderMap, path: &str) -> Result<(), GatewayError> {

@@ -35,6 +35,10 @@ pub enum GatewayError {
     /// No key, or a key that is not valid.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// Authenticated, but not allowed this (the dashboard's playground
+    /// without its CSRF token).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// A virtual key refused: not valid, or not for this model.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -118,7 +122,7 @@ impl GatewayError {
             | Self::Key(KeyError::Invalid | KeyError::Expired | KeyError::Disabled) => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Key(KeyError::ModelNotAllowed(_)) => StatusCode::FORBIDDEN,
+            Self::Key(KeyError::ModelNotAllowed(_)) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Limited(LimitRefusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Key(KeyError::StoreUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
@@ -151,6 +155,7 @@ impl GatewayError {
                 "unauthenticated"
             }
             Self::Key(KeyError::ModelNotAllowed(_)) => "model_not_allowed",
+            Self::Forbidden(_) => "forbidden",
             Self::Limited(refusal) => refusal.reason(),
             Self::Key(KeyError::StoreUnavailable) => "key_store_unavailable",
             Self::ModelNotFound(_) => "model_not_found",
@@ -198,6 +203,7 @@ impl GatewayError {
             Self::Key(KeyError::StoreUnavailable) => {
                 ("server_error", Some("key_store_unavailable"), None)
             }
+            Self::Forbidden(_) => ("permission_error", Some("forbidden"), None),
             Self::Limited(LimitRefusal::Rate {
                 dimension: Dimension::Requests,
                 ..
@@ -379,6 +385,7 @@ impl GatewayError {
             | Self::BodyTimeout(_)
             | Self::BodyRead(_)
             | Self::Unauthenticated(_)
+            | Self::Forbidden(_)
             | Self::ModelNotFound(_)
             | Self::NoDeployment(_)
             | Self::EndpointNotServed { .. }
@@ -442,6 +449,13 @@ struct AdminAnswer {
     code: &'static str,
     /// `retry-after`, in seconds.
     retry_after: Option<u64>,
+}
+
+impl GatewayError {
+    /// The status of an admin refusal (the dashboard's forms answer with it too).
+    pub fn admin_status(e: &AdminError) -> StatusCode {
+        admin_answer(e).status
+    }
 }
 
 /// The answer to an admin refusal. The store's connections come back on

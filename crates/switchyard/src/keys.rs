@@ -382,6 +382,26 @@ impl Directory {
         Ok(None)
     }
 
+    /// The live virtual key `id`, checked as [`Directory::find`] checks one
+    /// (for the dashboard's playground, whose caller is known by its
+    /// session, not by a secret): `Ok(None)` when no live key has this id.
+    pub async fn by_id(&self, id: &str) -> Result<Option<Tenant>, KeyError> {
+        let Some(id) = self
+            .index
+            .load()
+            .by_key
+            .get_key_value(id)
+            .map(|(k, _)| k.clone())
+        else {
+            return Ok(None);
+        };
+        let entry = match self.entries.get(&id) {
+            Some(entry) => entry,
+            None => self.fetch(&id).await?,
+        };
+        self.admit(entry, unix_now()).map(Some)
+    }
+
     /// A key pushed out of the cache, read again from the store.
     async fn fetch(&self, id: &Arc<str>) -> Result<Arc<KeyEntry>, KeyError> {
         let read = async {

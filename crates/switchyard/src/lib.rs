@@ -24,5 +24,6 @@ pub mod request;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod ui;
 pub mod upstream;
 pub mod usage;

@@ -59,6 +59,7 @@ const AT_START: &[&[&str]] = &[
     &["redis"],
     &["admission"],
     &["cache"],
+    &["ui", "sign_in_attempts"],
 ];
 
 /// What asked for a reload.

@@ -437,6 +437,7 @@ pub(crate) fn settings(
         ready_needs_every_model: config.health_checks.ready_needs_every_model,
         models_body: models_body(config),
         rotation_grace: config.virtual_keys.rotation_grace,
+        ui: config.ui.clone(),
     })
 }
 

@@ -210,6 +210,7 @@ macro_rules! usage_backend {
                             ("model", &filter.model),
                             ("provider", &filter.provider),
                             ("error_type", &filter.error_type),
+                            ("request_id", &filter.request_id),
                         ],
                     );
                     if let Some(status) = filter.status {

@@ -29,6 +29,7 @@ mod respond;
 mod shadow;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,6 +57,7 @@ use crate::limits::Limiter;
 use crate::request::{Finish, RequestCx, catch_panic, panic_settled};
 use crate::routing::{Registry, Routes};
 use crate::telemetry::metrics::Metrics;
+use crate::ui::{Dashboard, Place, playground};
 use crate::upstream::attempts::{RetryLive, RetryPolicy};
 
 pub use proxy::ProxyEndpoint;
@@ -92,6 +94,8 @@ pub struct Settings {
     /// `auth.rotation_grace`: how long a rotated key's old secret keeps
     /// working when the rotation does not say.
     pub rotation_grace: Duration,
+    /// `ui:`: the dashboard.
+    pub ui: crate::config::Ui,
 }
 
 /// The limits of `server:` on requests and answers.
@@ -153,6 +157,10 @@ pub struct Gateway {
     requests: Arc<AtomicU64>,
     /// The endpoints off the proxy path.
     router: Router,
+    /// The dashboard (`ui.path`).
+    dashboard: Dashboard,
+    /// The client's address, on a connection's service.
+    peer: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -175,17 +183,21 @@ impl Gateway {
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(state.clone());
         Self {
+            dashboard: Dashboard::new(state.clone()),
             state,
             ids: RequestIds::default(),
             requests: Arc::default(),
             router,
+            peer: None,
         }
     }
 
-    /// The service for one client connection, with its own request counter.
-    pub fn for_connection(&self) -> Self {
+    /// The service for one connection from the client at `peer`, with its
+    /// own request counter.
+    pub fn for_connection(&self, peer: Option<SocketAddr>) -> Self {
         Self {
             requests: Arc::default(),
+            peer,
             ..self.clone()
         }
     }
@@ -231,28 +243,55 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for Gateway {
             }
         }
         let path = request.uri().path();
-        let endpoint = ProxyEndpoint::at(path);
+        let mut endpoint = ProxyEndpoint::at(path);
+        // Off the proxy paths: the dashboard's, when it is on.
+        let dashboard = match endpoint {
+            Some(_) => None,
+            None => Dashboard::place(&self.state.settings.load().ui, path),
+        };
+        if dashboard == Some(Place::Chat) {
+            endpoint = ProxyEndpoint::at("/v1/chat/completions");
+        }
         let dialect = endpoint.map_or(Dialect::OpenAi, ProxyEndpoint::dialect);
         let cx = RequestCx::new(
             id.clone(),
-            endpoint_name(path),
+            match (dashboard, endpoint) {
+                (Some(Place::Page), _) => "ui",
+                (_, Some(endpoint)) => endpoint.name(),
+                (Some(Place::Chat) | None, None) => endpoint_name(path),
+            },
             dialect,
             arrived,
             self.state.process.finish.clone(),
         );
         let state = self.state.clone();
         let router = self.router.clone();
+        let ui = self.dashboard.clone();
+        let peer = self.peer;
         Box::pin(async move {
             let handled = catch_panic(async {
                 match endpoint {
                     Some(endpoint) if request.method() == Method::POST => {
-                        pipeline::handle(&state, endpoint, request, &id, cx).await
+                        let signed_in = match dashboard {
+                            Some(_) => match playground::caller(&state, request.headers()).await {
+                                Ok(principal) => Some(principal),
+                                Err(e) => return cx.refuse(&e),
+                            },
+                            None => None,
+                        };
+                        pipeline::handle(&state, endpoint, request, &id, cx, signed_in).await
                     }
                     Some(_) => cx.refuse(&GatewayError::MethodNotAllowed(format!(
                         "{} {}",
                         request.method(),
                         request.uri().path()
                     ))),
+                    None if dashboard.is_some() => {
+                        let settings = state.settings.load_full();
+                        let response = ui.serve(&settings.ui, request.map(Body::new), peer).await;
+                        cx.answered(&response);
+                        response
+                    }
                     None => {
                         let Ok(response) = router.oneshot(request.map(Body::new)).await;
                         cx.answered(&response);

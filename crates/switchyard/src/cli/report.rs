@@ -256,8 +256,8 @@ async fn run(store: &dyn Store, args: &ReportArgs, plan: &Plan) -> Result<String
         eprintln!(
             "note: the rollups count {} requests in this range, the usage log keeps {} of them \
              (records are trimmed after `usage.retention`): only those are repriced",
-            render::thousands(i64::try_from(in_rollups).unwrap_or(i64::MAX)),
-            render::thousands(i64::try_from(repriced.counted).unwrap_or(i64::MAX)),
+            crate::usage::report::thousands(i64::try_from(in_rollups).unwrap_or(i64::MAX)),
+            crate::usage::report::thousands(i64::try_from(repriced.counted).unwrap_or(i64::MAX)),
         );
     }
     if args.format == Format::Csv && !repriced.unpriced.is_empty() {

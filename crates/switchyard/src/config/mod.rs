@@ -26,7 +26,7 @@ pub use health::{HealthChecks, Outlier, Probe, ProbeKind};
 pub use problems::{Problem, Problems};
 pub use raw::{
     AuthMode, CacheBackend, CacheScope, FailureClass, OnError, PriceConfig as Price, ProviderKind,
-    Strategy,
+    SecureCookie, Strategy,
 };
 pub use units::HedgeAfter;
 
@@ -52,6 +52,8 @@ pub struct Config {
     pub alerts: Option<Alerts>,
     /// Request bodies in the logs, and traces.
     pub telemetry: Telemetry,
+    /// The dashboard.
+    pub ui: Ui,
     /// Rate limits over every caller, per model, and for keys without their own.
     pub limits: RateLimits,
     /// Redis, when limits are shared across replicas.
@@ -213,6 +215,23 @@ impl Telemetry {
         let content = self.traces.as_ref().is_some_and(|t| t.content);
         (self.log_bodies || content).then_some(self.bodies_max)
     }
+}
+
+/// `ui:` with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ui {
+    /// Whether the dashboard is served.
+    pub enabled: bool,
+    /// Where: `/ui`, with no `/` at the end.
+    pub path: String,
+    /// How long a sign-in lasts.
+    pub session_ttl: Duration,
+    /// Whether a virtual key may sign in (read-only, its own team).
+    pub key_sign_in: bool,
+    /// Sign-ins tried per minute from one client address at most.
+    pub sign_in_attempts: u32,
+    /// When the session cookie is marked `Secure`.
+    pub secure_cookie: SecureCookie,
 }
 
 /// `telemetry.traces:` with defaults applied.

@@ -19,10 +19,12 @@ mod cache;
 pub use cache::{CacheBackend, CacheConfig, CacheScope, ModelCacheConfig, ModelSemanticConfig};
 mod store;
 mod telemetry;
+mod ui;
 pub use store::{
     AlertsConfig, LimitsConfig, OnError, RatesConfig, RedisConfig, StoreConfig, UsageConfig,
 };
 pub use telemetry::{TelemetryConfig, TracesConfig};
+pub use ui::{SecureCookie, UiConfig};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +86,9 @@ pub struct ConfigFile {
     /// Request bodies in the logs, and traces.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The dashboard.
+    #[serde(default)]
+    pub ui: UiConfig,
 }
 
 /// An entry of `routes:`: a request matching `when` is served by `model`

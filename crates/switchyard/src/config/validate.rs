@@ -26,6 +26,7 @@ mod catalog;
 mod pricing;
 mod store;
 mod telemetry;
+mod ui;
 mod urls;
 
 /// `api-version` of Azure providers that set none: the latest GA version.
@@ -167,6 +168,7 @@ impl Validator<'_> {
         let usage = self.usage(file.usage);
         let alerts = self.alerts(file.alerts);
         let telemetry = self.telemetry(file.telemetry);
+        let ui = self.ui(file.ui);
         let limits = self.rate_limits(&file.limits, &models);
         let redis = self.redis(file.redis);
         let cache = file.cache.map(|raw| self.cache(raw, redis.is_some()));
@@ -180,6 +182,7 @@ impl Validator<'_> {
             usage,
             alerts,
             telemetry,
+            ui,
             limits,
             redis,
             providers,

@@ -73,6 +73,13 @@ pub fn issue() -> Result<Issued, NoRandomness> {
     Ok(Issued { key, stored })
 }
 
+/// A new random token (a dashboard session's): 32 bytes as base64url.
+pub fn token() -> Result<String, NoRandomness> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(NoRandomness)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// A new record id: `tag` and 16 random hex digits (`key_3f9c…`).
 pub fn new_id(tag: &str) -> Result<String, NoRandomness> {
     let mut bytes = [0u8; 8];

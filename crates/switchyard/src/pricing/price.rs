@@ -147,6 +147,16 @@ impl ModelPrice {
     }
 }
 
+impl ModelPrice {
+    /// What `tokens` summed over many requests cost at the base rates, in
+    /// micro-USD (a sum cannot tell which of its requests were long enough
+    /// for a tier).
+    pub fn base_cost(&self, tokens: &Tokens) -> i64 {
+        let picos = self.base.picos(tokens);
+        i64::try_from(picos.div_ceil(PICOS_PER_MICRO)).unwrap_or(i64::MAX)
+    }
+}
+
 /// A deployment's own `price` from the configuration (no tiers).
 impl From<config::Price> for ModelPrice {
     fn from(price: config::Price) -> Self {

@@ -64,8 +64,8 @@ pub(super) async fn serve(
             () = stopping.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             // One client gave up before it was accepted: nothing to wait for.
             Err(e)
                 if matches!(
@@ -102,7 +102,7 @@ pub(super) async fn serve(
         }
         // Small responses must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let gateway = gateway.for_connection();
+        let gateway = gateway.for_connection(Some(peer));
         let counts = Counts {
             begun: gateway.requests(),
             answered: Arc::default(),

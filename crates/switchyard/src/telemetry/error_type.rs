@@ -121,7 +121,7 @@ impl ErrorType {
             | "conflict"
             | "team_has_keys"
             | "key_revoked" => Self::ClientError,
-            "unauthenticated" | "model_not_allowed" => Self::Auth,
+            "unauthenticated" | "model_not_allowed" | "forbidden" => Self::Auth,
             "key_requests" | "key_tokens" | "team_requests" | "team_tokens" | "model_requests"
             | "model_tokens" | "global_requests" | "global_tokens" | "request_too_large"
             | "overloaded" | "key_limit" | "model_limit" | "deployment_limit" => Self::RateLimited,

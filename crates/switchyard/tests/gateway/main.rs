@@ -12,6 +12,7 @@ mod cache;
 mod canary;
 mod cli;
 mod connections;
+mod dashboard;
 mod dialects;
 mod errors;
 mod forwarding;

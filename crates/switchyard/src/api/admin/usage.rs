@@ -107,6 +107,7 @@ pub async fn usage(
         status: query.status,
         error_type: query.error_type,
         cached: query.cached,
+        request_id: None,
     };
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {

@@ -14,7 +14,7 @@ use super::tally::{Compared, Costs, Grouping, Repriced, Traffic};
 use super::{Format, Range, ReportError};
 use crate::keys::admin::views::{rfc3339, usd};
 use crate::pricing::PriceList;
-use crate::usage::report::{COST_COLUMNS, cell, cost_values};
+use crate::usage::report::{COST_COLUMNS, cell, cost_values, thousands};
 
 /// A report from the rollups.
 pub(super) fn costs(
@@ -432,22 +432,6 @@ fn or_dash(value: &str) -> String {
     } else {
         value.to_owned()
     }
-}
-
-/// `n` with a comma between each three digits.
-pub(super) fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 /// Micro-USD as dollars to the micro-dollar: `$1,234.567890`, `-$0.000250`.

@@ -2,10 +2,11 @@
 
 use switchyard_store::{CostRow, GroupBy, UsageRecord};
 
-use super::render::{self, dollars, percent, thousands};
+use super::render::{self, dollars, percent};
 use super::tally::{Compared, Dimension, Grouping, Repriced, Repricing, Traffic};
 use super::{Format, Range, ReportError};
 use crate::pricing::PriceList;
+use crate::usage::report::thousands;
 use crate::usage::report::unix_seconds;
 
 /// The other list: the providers' own prices, Gemini's with its tier of

@@ -26,6 +26,7 @@ fn variant(error: &GatewayError) -> String {
         GatewayError::BodyTimeout(_) => "BodyTimeout",
         GatewayError::BodyRead(_) => "BodyRead",
         GatewayError::Unauthenticated(_) => "Unauthenticated",
+        GatewayError::Forbidden(_) => "Forbidden",
         GatewayError::Key(e) => match e {
             KeyError::Invalid => "Key::Invalid",
             KeyError::Expired => "Key::Expired",
@@ -112,6 +113,7 @@ fn every_error() -> Vec<GatewayError> {
         GatewayError::BodyTimeout(Duration::from_secs(1)),
         GatewayError::BodyRead("reset".into()),
         GatewayError::Unauthenticated("no key"),
+        GatewayError::Forbidden("no token"),
         KeyError::Invalid.into(),
         KeyError::Expired.into(),
         KeyError::Disabled.into(),
