@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from harness import clients, config, processes
+from harness import browser, clients, config, processes
 from harness.faults import MOCK_FLAGS, Faults, gateway_config
 from harness.processes import Server
 
@@ -186,3 +186,32 @@ def start_gateway(launcher: Launcher) -> Callable[[str, dict[str, Any]], Server]
 def start_mock(launcher: Launcher) -> Callable[..., Server]:
     """Starts an extra mock with fault flags (stopped at session end, or by the test)."""
     return launcher.mock
+
+
+# === the dashboard in a browser ===
+
+
+@pytest.fixture(scope="session")
+def chromium(run_dir: Path) -> Iterator[Callable[[str], browser.Browser]]:
+    """Starts headless Chromium sessions on a dashboard (`chromium("http://127.0.0.1:PORT/ui")`),
+    each quit at session end (or by the test). Fails, never skips, without Chromium."""
+    try:
+        browser.check_installed()
+    except browser.BrowserMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    started: list[browser.Browser] = []
+
+    def start(base: str) -> browser.Browser:
+        log = run_dir / "logs" / f"chromedriver-{len(started)}.log"
+        try:
+            session = browser.Browser(browser.start_chromium(log), base.rstrip("/"))
+        except browser.BrowserMissing as e:
+            pytest.fail(str(e), pytrace=False)
+        started.append(session)
+        return session
+
+    try:
+        yield start
+    finally:
+        for session in reversed(started):
+            session.quit()

@@ -4,10 +4,12 @@
 //!
 //! ```sh
 //! cargo run --release -p switchyard-store --example usage_scale -- sqlite:///tmp/usage.db
-//! cargo run --release -p switchyard-store --example usage_scale -- postgres://user@127.0.0.1:5432/db [records]
+//! cargo run --release -p switchyard-store --example usage_scale -- postgres://user@127.0.0.1:5432/db [records] [now]
 //! ```
 //!
-//! The store must be empty (a new SQLite file, a new PostgreSQL database).
+//! The store must be empty (a new SQLite file, a new PostgreSQL database). The
+//! 30 days end at 2026-12-06T00:00:00Z, or with `now` at the end of this hour
+//! (as `bench/dashboard.sh` seeds a store for the dashboard's pages).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -102,7 +104,16 @@ async fn main() {
     let store = switchyard_store::open(&url, &StoreOptions::default())
         .await
         .unwrap();
-    let end = 1_796_515_200; // 2026-12-06T00:00:00Z
+    let end = match args.next().as_deref() {
+        Some("now") => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            now - now % 3_600 + 3_600
+        }
+        _ => 1_796_515_200, // 2026-12-06T00:00:00Z
+    };
     let start = end - 30 * DAY;
     let started = Instant::now();
     let batch = 1_000u64;

@@ -179,9 +179,12 @@ pub async fn run(config: Config, loaded: Loaded) -> Result<(), StartError> {
     // The ends of requests: the access line, the bodies line (when on), the
     // metrics, the usage log, then traces.
     let mut consumers: Vec<Arc<dyn crate::request::Consumer>> = vec![Arc::new(AccessLog)];
-    if config.telemetry.log_bodies {
-        consumers.push(Arc::new(BodyLog));
-    }
+    let recent_bodies = config.telemetry.log_bodies.then(|| {
+        let log = BodyLog::default();
+        let recent = log.recent.clone();
+        consumers.push(Arc::new(log));
+        recent
+    });
     consumers.push(Arc::new(RequestMetrics::new(&metrics)));
     let usage_writer = config.usage.as_ref().map(|usage| {
         let (log, writer) =
@@ -210,6 +213,7 @@ pub async fn run(config: Config, loaded: Loaded) -> Result<(), StartError> {
         cache,
         traced: trace_exporter.is_some(),
         kept_bodies: config.telemetry.kept_bodies(),
+        recent_bodies,
         ready: ready.clone(),
         cut: Arc::new(cut.clone()),
         config: control,

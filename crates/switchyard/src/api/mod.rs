@@ -139,6 +139,9 @@ pub struct Process {
     /// `telemetry.log_bodies` or `telemetry.traces.content` turns it on
     /// (their consumers are in `finish`).
     pub kept_bodies: Option<usize>,
+    /// The last requests' bodies, for the dashboard, when
+    /// `telemetry.log_bodies` is on (kept by its bodies log).
+    pub recent_bodies: Option<Arc<crate::telemetry::bodies::recent::RecentBodies>>,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
     /// Cancelled when the shutdown grace period is over: open streams end with an error event.

@@ -7,15 +7,18 @@
 //! - [`BodyLog`]: the consumer that writes the line as the request ends;
 //! - [`mod@excerpt`]: a kept body as the line shows it, redacted and cut;
 //! - [`redact`]: where the secrets in a body's text are;
-//! - [`mod@line`]: the line's fields, in the access line's format.
+//! - [`mod@line`]: the line's fields, in the access line's format;
+//! - [`recent`]: the last requests' bodies, for the dashboard's request pages.
 //!
 //! Nothing here runs with the feature off: the pipeline makes no [`Bodies`],
 //! and the consumer is not registered.
 
 mod excerpt;
 mod line;
+pub mod recent;
 mod redact;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{ACCESS_SINK, ErrorType, request_id};
@@ -99,28 +102,49 @@ impl Kept {
 
 /// The bodies log: one line per proxied request whose body was read, with
 /// its request id, endpoint, route, error type, and both bodies redacted
-/// (see the module). Registered only when `telemetry.log_bodies` is on.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BodyLog;
+/// (see the module); the same bodies are kept in `recent` for the
+/// dashboard. Registered only when `telemetry.log_bodies` is on.
+#[derive(Debug, Clone, Default)]
+pub struct BodyLog {
+    /// The last requests' bodies.
+    pub recent: Arc<recent::RecentBodies>,
+}
 
 impl Consumer for BodyLog {
     fn consume(&self, record: &RequestRecord) {
         let Some(bodies) = record.bodies.as_deref() else {
             return;
         };
-        let sink = ACCESS_SINK.get();
-        if sink.is_some() && !tracing::enabled!(target: BODIES_TARGET, tracing::Level::INFO) {
-            return;
-        }
         let request = bodies.request_shown();
         let answer = bodies.answer_shown();
+        let sink = ACCESS_SINK.get();
+        if sink.is_none() || tracing::enabled!(target: BODIES_TARGET, tracing::Level::INFO) {
+            self.write(record, &request, answer.as_deref(), sink);
+        }
+        self.recent.keep(recent::Shown {
+            request_id: request_id(record).to_owned(),
+            request,
+            answer,
+        });
+    }
+}
+
+impl BodyLog {
+    /// Writes the line of `record`'s bodies.
+    fn write(
+        &self,
+        record: &RequestRecord,
+        request: &str,
+        answer: Option<&str>,
+        sink: Option<&super::AccessSink>,
+    ) {
         let line = BodiesLine {
             request_id: request_id(record),
             endpoint: record.endpoint,
             route: record.route.as_ref().and_then(|r| r.to_str().ok()),
             error_type: ErrorType::of(record).map(ErrorType::as_str),
-            request: &request,
-            response: answer.as_deref(),
+            request,
+            response: answer,
         };
         match sink {
             Some(sink) => {

@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use line::{Line, format_line, micros, with_line_buffer};
 
-mod bodies;
+pub mod bodies;
 mod error_type;
 mod line;
 pub mod metrics;

@@ -137,18 +137,19 @@ pub async fn page(
     let scope = session.viewer.scope();
     let ask = Ask::read(&params, &scope)?;
     let query = |by: Vec<GroupBy>| data::cost_query(&scope, ask.from, ask.to, by);
-    let (by_time, by_group, by_deployment) = (
+    let (by_time, by_deployment) = (
         query(vec![ask.bucket, ask.by]),
-        query(vec![ask.by]),
         query(vec![GroupBy::Model, GroupBy::Deployment]),
     );
-    let (over_time, groups, priced, budgets) = tokio::join!(
+    let (over_time, priced, budgets) = tokio::join!(
         data::costs(store, by_time),
-        data::costs(store, by_group),
         data::costs(store, by_deployment),
         budgets(store, &scope),
     );
-    let (over_time, groups, priced, budgets) = (over_time?, groups?, priced?, budgets?);
+    let (over_time, priced, budgets) = (over_time?, priced?, budgets?);
+    // The range's sums per group, from the same rows as the chart's (one
+    // read of the rollups, not two).
+    let groups = per_group(&over_time);
     let mut total = CostRow::default();
     groups.iter().for_each(|row| total.add(row));
     let series = series(&ask, &groups, &over_time);
@@ -236,6 +237,28 @@ pub async fn page(
         live: None,
     };
     Ok(layout::page(&chrome, frame, body))
+}
+
+/// Rows grouped by a time bucket and a dimension, summed per dimension;
+/// the largest cost first, then by name.
+fn per_group(over_time: &[CostRow]) -> Vec<CostRow> {
+    let mut sums: BTreeMap<&str, CostRow> = BTreeMap::new();
+    for row in over_time {
+        let name = row.group.get(1).map_or("", String::as_str);
+        sums.entry(name)
+            .or_insert_with(|| CostRow {
+                group: vec![name.to_owned()],
+                ..CostRow::default()
+            })
+            .add(row);
+    }
+    let mut groups: Vec<CostRow> = sums.into_values().collect();
+    groups.sort_by(|a, b| {
+        b.cost_micros
+            .cmp(&a.cost_micros)
+            .then_with(|| a.group.cmp(&b.group))
+    });
+    groups
 }
 
 /// The lines of the chart: the groups that cost most, and the rest as one,
@@ -379,6 +402,66 @@ async fn budgets(store: &dyn Store, scope: &Scope) -> Result<Vec<Burn>, UiError>
         share(b).total_cmp(&share(a))
     });
     Ok(burns)
+}
+
+/// The burn-down of a budget of `micros` per `period` that `scope` spends
+/// against: its spend so far this period, added up day by day (hour by hour
+/// for a daily budget), beside the budget; `None` for a budget that never
+/// resets.
+pub async fn burn_chart(
+    store: &dyn Store,
+    scope: &Scope,
+    micros: i64,
+    period: BudgetPeriod,
+) -> Result<Option<Markup>, UiError> {
+    let now = data::now_secs();
+    let start = period_start(period, now);
+    let (end, bucket, step) = match period {
+        BudgetPeriod::Day => (start + DAY, GroupBy::Hour, HOUR),
+        BudgetPeriod::Week => (start + 7 * DAY, GroupBy::Day, DAY),
+        BudgetPeriod::Month => (
+            period_start(BudgetPeriod::Month, start + 32 * DAY),
+            GroupBy::Day,
+            DAY,
+        ),
+        BudgetPeriod::Total => return Ok(None),
+    };
+    let rows = data::costs(
+        store,
+        data::cost_query(scope, start, data::hour_end(now), vec![bucket]),
+    )
+    .await?;
+    let mut spent = 0.0;
+    let mut points = Vec::new();
+    for at in (start..data::hour_end(now).min(end)).step_by(usize::try_from(step).unwrap_or(1)) {
+        let row = rows
+            .iter()
+            .find(|r| r.group.first().and_then(|g| g.parse::<i64>().ok()) == Some(at));
+        spent += row.map_or(0.0, |r| r.cost_micros as f64 / 1e6);
+        points.push((at, spent));
+    }
+    let budget = micros as f64 / 1e6;
+    let series = vec![
+        Series {
+            name: "spent so far".to_owned(),
+            points,
+        },
+        Series {
+            name: "budget".to_owned(),
+            points: vec![(start, budget), (end - step, budget)],
+        },
+    ];
+    Ok(Some(chart::lines(
+        &series,
+        Axes {
+            from: start,
+            to: end - step,
+            hourly: bucket == GroupBy::Hour,
+            y_desc: "USD this period",
+            y_label: chart::usd_axis,
+            width: 640,
+        },
+    )))
 }
 
 fn budget_table(chrome: &Chrome<'_>, burns: &[Burn]) -> Markup {

@@ -133,7 +133,7 @@ async fn render_list(
             @if filter.include_revoked { a href=(chrome.href("/keys")) { "Hide revoked keys" } }
             @else { a href={ (chrome.href("/keys")) "?revoked=1" } { "Show revoked keys" } }
         }
-        div.table-wrap { (table(&chrome, &keys)) }
+        div.table-wrap { (table(&chrome, &keys, &teams)) }
         @if let Some(next) = next {
             div.pager { span {} a.button #next-page href={ (chrome.href("/keys")) "?after=" (next)
                 @if filter.include_revoked { "&revoked=1" } } { "More →" } }
@@ -150,7 +150,7 @@ async fn render_list(
     Ok(response)
 }
 
-fn table(chrome: &Chrome<'_>, keys: &[KeyView]) -> Markup {
+fn table(chrome: &Chrome<'_>, keys: &[KeyView], teams: &[(String, String)]) -> Markup {
     html! {
         table #keys {
             thead { tr { th { "name" } th { "id" } th { "key" } th { "team" } th { "models" } th { "limits" } th { "status" } th { "created" } } }
@@ -160,7 +160,11 @@ fn table(chrome: &Chrome<'_>, keys: &[KeyView]) -> Markup {
                         td { a.key-link href=(chrome.href(&format!("/keys/{}", k.id))) { (k.name) } }
                         td { code { (k.id) } }
                         td { code { (k.prefix) "…" } }
-                        td { (k.team_id.as_deref().unwrap_or("–")) }
+                        td { @match &k.team_id {
+                            Some(id) => a href=(chrome.href(&format!("/teams/{id}"))) {
+                                (teams.iter().find(|(t, _)| t == id).map_or(id.as_str(), |(_, name)| name.as_str())) },
+                            None => "–",
+                        } }
                         td { @if k.models.is_empty() { span.muted { "all" } } @else { (k.models.join(", ")) } }
                         td { (limits(k)) }
                         td { (key_status(k)) }
@@ -296,6 +300,26 @@ async fn render_detail(
     );
     let recent = recent.map_err(UiError::Store)?.records;
     let (teams, month) = (teams?, month?);
+    let team_name = match &view.team_id {
+        Some(id) => store
+            .team(id)
+            .await
+            .map_err(UiError::Store)?
+            .map(|t| t.name),
+        None => None,
+    };
+    let burn = match (view.budget_usd, view.budget_period) {
+        (Some(usd), Some(period)) => {
+            super::costs::burn_chart(
+                store,
+                &Scope::Key(view.id.clone()),
+                (usd * 1e6) as i64,
+                period.into(),
+            )
+            .await?
+        }
+        _ => None,
+    };
     let chrome = session.chrome();
     let revoked = view.revoked_at.is_some();
     let filled = Filled {
@@ -319,7 +343,13 @@ async fn render_detail(
                 dl.facts {
                     dt { "id" } dd { code { (view.id) } }
                     dt { "key" } dd { code { (view.prefix) "…" } }
-                    dt { "team" } dd { (view.team_id.as_deref().unwrap_or("–")) }
+                    dt { "team" } dd {
+                        @match (&view.team_id, &team_name) {
+                            (Some(id), Some(name)) => a href=(chrome.href(&format!("/teams/{id}"))) { (name) },
+                            (Some(id), None) => code { (id) },
+                            (None, _) => "–",
+                        }
+                    }
                     dt { "allowed models" } dd { @if view.models.is_empty() { "all" } @else { (view.models.join(", ")) } }
                     dt { "limits" } dd { (limits(&view)) }
                     dt { "spent this budget period" } dd { (view.spent_usd.map_or("–".to_owned(), |s| format!("${s:.4}"))) }
@@ -344,6 +374,9 @@ async fn render_detail(
                 }
                 p.small { a href={ (chrome.href("/requests")) "?key=" (view.id) } { "All of its requests →" } }
             }
+        }
+        @if let Some(burn) = &burn {
+            div.panel #burn-down { h2 { "Budget this period" } (burn) }
         }
         @if session.viewer.is_admin() && !revoked {
             div.panel {

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use maud::{Markup, html};
-use switchyard_store::{CostRow, GroupBy};
+use switchyard_store::{CostRow, GroupBy, Store};
 
 use super::UiState;
 use super::chart::{self, Axes, Series};
@@ -62,6 +62,11 @@ pub async fn page(State(state): State<UiState>, session: Session) -> Result<Resp
         .unwrap_or_default();
     let vs_originals = originals.micros - originals.actual_micros;
     let hours = hours?;
+    let (models, mut keys, mut teams) = (models?, keys?, teams?);
+    keys.truncate(TOP);
+    teams.truncate(TOP);
+    name_keys(store, &mut keys).await?;
+    name_teams(store, &mut teams).await?;
     let spend_series = vec![Series {
         name: "spend (USD per hour)".to_owned(),
         points: points(&hours, end - DAY, end, |r| r.cost_micros as f64 / 1e6),
@@ -115,8 +120,7 @@ pub async fn page(State(state): State<UiState>, session: Session) -> Result<Resp
             (card("spend-month", "Spend this month", usd(month_total.cost_micros),
                 format!("{} tokens", count(month_total.input_tokens + month_total.output_tokens))))
             (card("saved-month", "Saved this month", usd(month_total.saved_micros.max(0) + vs_originals.max(0)),
-                format!("{} by cache and fallbacks, {} vs the originals' prices",
-                    usd(month_total.saved_micros), usd(vs_originals))))
+                saved_note(month_total.saved_micros, vs_originals)))
         }
         div.grid2 {
             div.panel {
@@ -129,12 +133,12 @@ pub async fn page(State(state): State<UiState>, session: Session) -> Result<Resp
             }
         }
         div.grid2 {
-            (top("top-models", "Top models this month", "model", &models?))
+            (top("top-models", "Top models this month", "model", &models))
             @if !matches!(scope, Scope::Key(_)) {
-                (top("top-keys", "Top keys this month", "key", &keys?))
+                (top("top-keys", "Top keys this month", "key", &keys))
             }
             @if matches!(scope, Scope::All) {
-                (top("top-teams", "Top teams this month", "team", &teams?))
+                (top("top-teams", "Top teams this month", "team", &teams))
             }
         }
     };
@@ -166,25 +170,62 @@ fn points(
         .collect()
 }
 
+/// Puts each key's name in place of its id in `rows` (a configured key's
+/// `config:name` is its name already).
+async fn name_keys(store: &dyn Store, rows: &mut [CostRow]) -> Result<(), UiError> {
+    for row in rows {
+        if let Some(id) = row.group.first_mut()
+            && id.starts_with("key_")
+            && let Some(key) = store.key(id).await.map_err(UiError::Store)?
+        {
+            *id = key.name;
+        }
+    }
+    Ok(())
+}
+
+/// Puts each team's name in place of its id in `rows`.
+async fn name_teams(store: &dyn Store, rows: &mut [CostRow]) -> Result<(), UiError> {
+    for row in rows {
+        if let Some(id) = row.group.first_mut()
+            && !id.is_empty()
+            && let Some(team) = store.team(id).await.map_err(UiError::Store)?
+        {
+            *id = team.name;
+        }
+    }
+    Ok(())
+}
+
+/// What the saving is made of: the cache and cheaper fallbacks, and the
+/// difference from the original providers' list prices (either way).
+fn saved_note(by_gateway: i64, vs_originals: i64) -> String {
+    let list = if vs_originals >= 0 {
+        format!("{} under the originals' list prices", usd(vs_originals))
+    } else {
+        format!("{} over the originals' list prices", usd(-vs_originals))
+    };
+    format!("{} by cache and fallbacks; {list}", usd(by_gateway))
+}
+
 /// A top list: the first rows of a report grouped by one dimension.
 fn top(id: &str, title: &str, dimension: &str, rows: &[CostRow]) -> Markup {
     html! {
         div.panel {
             h2 { (title) }
             table #(id) {
-                thead { tr { th { (dimension) } th.num { "requests" } th.num { "errors" } th.num { "tokens" } th.num { "spend" } } }
+                thead { tr { th { (dimension) } th.num { "requests" } th.num { "tokens" } th.num { "spend" } } }
                 tbody {
                     @for row in rows.iter().take(TOP) {
                         @let name = row.group.first().map_or("", String::as_str);
                         tr {
                             td { @if name.is_empty() { span.muted { "(none)" } } @else { (name) } }
                             td.num { (count(row.requests)) }
-                            td.num { (count(row.errors)) }
                             td.num { (count(row.input_tokens + row.output_tokens)) }
                             td.num { (usd(row.cost_micros)) }
                         }
                     }
-                    @if rows.is_empty() { tr { td colspan="5" .muted { "No requests this month." } } }
+                    @if rows.is_empty() { tr { td colspan="4" .muted { "No requests this month." } } }
                 }
             }
         }

@@ -324,6 +324,12 @@ pub async fn detail(
     let chrome = session.chrome();
     let r = &record;
     let route = r.route.as_deref().map(steps).unwrap_or_default();
+    let bodies = state
+        .app
+        .process
+        .recent_bodies
+        .as_ref()
+        .map(|recent| recent.find(&r.request_id));
     let body = html! {
         p.small { a href=(chrome.href("/requests")) { "← Requests" } }
         h1 { "Request " code { (r.request_id) } }
@@ -384,6 +390,18 @@ pub async fn detail(
                 }
             }
             p.small.muted { "As sent in " code { "x-switchyard-route" } ": " code { (r.route.as_deref().unwrap_or("–")) } }
+        }
+        div.panel #bodies {
+            h2 { "Bodies" }
+            @match &bodies {
+                None => p.muted { "Body logging is off (" code { "telemetry.log_bodies" } ")." },
+                Some(None) => p.muted { "Not kept here: each replica keeps the bodies of its last requests (8 MiB), redacted as the bodies log writes them." },
+                Some(Some(shown)) => {
+                    p.small.muted { "Redacted and cut as the bodies log writes them." }
+                    h3 { "Request" } pre #request-body { (shown.request) }
+                    h3 { "Answer" } pre #answer-body { (shown.answer.as_deref().unwrap_or("–")) }
+                },
+            }
         }
     };
     let frame = Frame {

@@ -169,6 +169,18 @@ async fn render_detail(
         ),
     )
     .await?;
+    let burn = match (view.budget_usd, view.budget_period) {
+        (Some(usd), Some(period)) => {
+            super::costs::burn_chart(
+                store,
+                &Scope::Team(view.id.clone()),
+                (usd * 1e6) as i64,
+                period.into(),
+            )
+            .await?
+        }
+        _ => None,
+    };
     let chrome = session.chrome();
     let filled = Filled {
         name: &view.name,
@@ -210,6 +222,9 @@ async fn render_detail(
                 }
                 p.small { a href={ (chrome.href("/requests")) "?team=" (view.id) } { "Its requests →" } }
             }
+        }
+        @if let Some(burn) = &burn {
+            div.panel #burn-down { h2 { "Budget this period" } (burn) }
         }
         @if session.viewer.is_admin() && view.deleted_at.is_none() {
             div.panel {

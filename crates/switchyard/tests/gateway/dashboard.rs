@@ -530,3 +530,57 @@ async fn the_dashboard_can_be_moved_or_turned_off() {
     let (status, _) = get(&off, "/", None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_requests_page_shows_its_route_and_with_body_logging_its_bodies_redacted() {
+    let mock = harness::mock(&[]);
+    let store = TestStore::new(Backend::Sqlite);
+    let gw = gateway(&mock, &store, "telemetry:\n  log_bodies: true\n");
+    let made = admin_json(&gw, "/admin/keys", json!({ "name": "app" })).await;
+    let key = made["key"].as_str().unwrap();
+    let response = harness::client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-request-id", "req-dashboard-bodies")
+        .json(&json!({ "model": "gpt-4.1", "messages": [{ "role": "user",
+            "content": "the weather in Oslo? my key is sk-live-0123456789abcdefghij" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let (_, log) = get(&gw, "/requests", Some(&cookie)).await;
+        if log.contains("data-request-id=\"req-dashboard-bodies\"") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let row = &log[log
+        .find("data-request-id=\"req-dashboard-bodies\"")
+        .unwrap()..];
+    let at = row.find("href=\"/ui/requests/").unwrap() + 9;
+    let href = row[at..].split('"').next().unwrap();
+    let (status, page) = get(&gw, href, Some(&cookie)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("id=\"route\"") && page.contains("up/mock-1"),
+        "the deployment that served: {page}"
+    );
+    assert!(
+        page.contains("the weather in Oslo?"),
+        "the prompt is shown: {page}"
+    );
+    assert!(
+        !page.contains("sk-live-0123456789abcdefghij"),
+        "the secret is redacted"
+    );
+    assert!(page.contains("id=\"answer-body\""), "{page}");
+    // A key's detail links it; an unknown record is a 404.
+    let (status, _) = get(&gw, "/requests/1.ffff", Some(&cookie)).await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&gw, "/requests/not-a-place", Some(&cookie)).await;
+    assert_eq!(status, 404);
+}
