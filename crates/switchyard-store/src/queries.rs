@@ -445,6 +445,7 @@ macro_rules! backend {
                     sqlx::query(sql::CREATE_SESSION)
                         .bind(session.digest.to_vec())
                         .bind(session.key_id.as_deref())
+                        .bind(session.credential.to_vec())
                         .bind(session.created_at)
                         .bind(session.expires_at)
                         .execute(&mut *tx)
@@ -457,14 +458,24 @@ macro_rules! backend {
                     digest: &[u8; 32],
                     now: i64,
                 ) -> Result<Option<SessionRecord>> {
-                    let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(sql::SESSION)
-                        .bind(digest.to_vec())
-                        .bind(now)
-                        .fetch_optional(self.reader())
-                        .await?;
-                    Ok(row.map(|(key_id, created_at, expires_at)| SessionRecord {
+                    let row: Option<(Option<String>, Vec<u8>, i64, i64)> =
+                        sqlx::query_as(sql::SESSION)
+                            .bind(digest.to_vec())
+                            .bind(now)
+                            .fetch_optional(self.reader())
+                            .await?;
+                    let Some((key_id, credential, created_at, expires_at)) = row else {
+                        return Ok(None);
+                    };
+                    let credential = <[u8; 32]>::try_from(credential.as_slice()).map_err(|_| {
+                        StoreError::Corrupt {
+                            what: "session credential",
+                        }
+                    })?;
+                    Ok(Some(SessionRecord {
                         digest: *digest,
                         key_id,
+                        credential,
                         created_at,
                         expires_at,
                     }))

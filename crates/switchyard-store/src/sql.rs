@@ -105,13 +105,14 @@ pub(crate) const CLAIM_ALERT: &str = "INSERT INTO budget_alerts \
 pub(crate) const RELEASE_ALERT: &str = "DELETE FROM budget_alerts \
     WHERE scope = $1 AND scope_id = $2 AND period_start = $3 AND threshold_pct = $4";
 
-/// A new dashboard session: digest `$1`, key `$2`, begun `$3`, ending `$4`.
+/// A new dashboard session: digest `$1`, key `$2`, credential `$3`, begun
+/// `$4`, ending `$5`.
 pub(crate) const CREATE_SESSION: &str = "INSERT INTO ui_sessions \
-    (digest, key_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+    (digest, key_id, credential, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
 /// The sessions that ended before `$1`.
 pub(crate) const TRIM_SESSIONS: &str = "DELETE FROM ui_sessions WHERE expires_at <= $1";
 /// The session of digest `$1` if it ends after `$2`.
-pub(crate) const SESSION: &str = "SELECT key_id, created_at, expires_at FROM ui_sessions \
+pub(crate) const SESSION: &str = "SELECT key_id, credential, created_at, expires_at FROM ui_sessions \
     WHERE digest = $1 AND expires_at > $2";
 /// Signing out: the session of digest `$1` goes.
 pub(crate) const DELETE_SESSION: &str = "DELETE FROM ui_sessions WHERE digest = $1";

@@ -138,6 +138,9 @@ pub struct SessionRecord {
     pub digest: [u8; 32],
     /// The virtual key that signed in; `None` for the admin.
     pub key_id: Option<String>,
+    /// What it signed in with: a digest of the admin key's digest, or the
+    /// digest of the key's secret (the session ends when that stops working).
+    pub credential: [u8; 32],
     /// When it began (unix seconds).
     pub created_at: i64,
     /// When it ends (unix seconds).

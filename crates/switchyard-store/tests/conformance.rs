@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, json};
 use switchyard_store::{
     Budget, BudgetPeriod, ChangeKind, KeyFilter, KeyPatch, Limits, NewKey, NewSecret, NewTeam,
-    PageRequest, SpendDelta, SpendScope, Store, StoreError, StoreOptions, TeamPatch,
+    PageRequest, SessionRecord, SpendDelta, SpendScope, Store, StoreError, StoreOptions, TeamPatch,
 };
 
 mod backends;
@@ -765,6 +765,7 @@ conformance!(
     live_keys_page_unrevoked_keys_with_working_secrets,
     change_feed_trims_and_never_reuses_seq,
     an_alert_is_claimed_once_until_given_back,
+    sessions_are_found_until_they_expire_or_end,
 );
 
 async fn an_alert_is_claimed_once_until_given_back(store: &dyn Store) {
@@ -785,6 +786,58 @@ async fn an_alert_is_claimed_once_until_given_back(store: &dyn Store) {
         .unwrap();
     assert!(claim(SpendScope::Key, "key_a", 100, 80).await);
     assert!(!claim(SpendScope::Key, "key_a", 100, 80).await);
+}
+
+async fn sessions_are_found_until_they_expire_or_end(store: &dyn Store) {
+    let now = now();
+    let session = |n: u8, key_id: Option<&str>, expires_at: i64| SessionRecord {
+        digest: digest(n),
+        key_id: key_id.map(Into::into),
+        credential: digest(100 + n),
+        created_at: now,
+        expires_at,
+    };
+    let admin = session(1, None, now + 3_600);
+    let key = session(2, Some("key_a"), now + 60);
+    store.create_session(&admin).await.unwrap();
+    store.create_session(&key).await.unwrap();
+    assert_eq!(
+        store.session(&digest(1), now).await.unwrap(),
+        Some(admin.clone())
+    );
+    assert_eq!(
+        store.session(&digest(2), now).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(
+        store.session(&digest(3), now).await.unwrap(),
+        None,
+        "unknown"
+    );
+    // Expired: not found, and gone once another session is made.
+    assert_eq!(store.session(&digest(2), now + 60).await.unwrap(), None);
+    let later = SessionRecord {
+        created_at: now + 100,
+        ..session(3, None, now + 7_200)
+    };
+    store.create_session(&later).await.unwrap();
+    assert_eq!(
+        store.session(&digest(2), now - 1).await.unwrap(),
+        None,
+        "trimmed"
+    );
+    // Signing out ends it; again is no error.
+    store.delete_session(&digest(1)).await.unwrap();
+    store.delete_session(&digest(1)).await.unwrap();
+    assert_eq!(store.session(&digest(1), now).await.unwrap(), None);
+    assert!(store.session(&digest(3), now).await.unwrap().is_some());
+    // A token's digest is one session's.
+    assert!(
+        store
+            .create_session(&session(3, None, now + 1))
+            .await
+            .is_err()
+    );
 }
 
 /// Two stores on one SQLite file (a server and the offline CLI) write at once: the

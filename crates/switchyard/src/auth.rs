@@ -143,6 +143,15 @@ impl AdminAuth {
         self.digest.is_some()
     }
 
+    /// A digest of the admin key's digest: what a dashboard session of the
+    /// admin keeps, so that it ends when the admin key changes.
+    pub fn fingerprint(&self) -> Option<[u8; 32]> {
+        self.digest.map(|d| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(d).into()
+        })
+    }
+
     /// Whether `key` is the admin key (compared in constant time).
     pub fn accepts(&self, key: &str) -> bool {
         self.digest

@@ -3,10 +3,13 @@
 
 -- One row per signed-in browser. The cookie holds the session's random token;
 -- only its SHA-256 is kept here, as keys' secrets are. A session is the
--- admin's (key_id NULL) or a virtual key's, which sees its own team's pages.
+-- admin's (key_id NULL) or a virtual key's, which sees its own team's pages;
+-- `credential` is what it signed in with — a digest of the admin key's digest,
+-- or the digest of the key's secret — so that it ends when that does.
 CREATE TABLE ui_sessions (
   digest BLOB PRIMARY KEY CHECK (length(digest) = 32),
   key_id TEXT,
+  credential BLOB NOT NULL CHECK (length(credential) = 32),
   created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL
 );

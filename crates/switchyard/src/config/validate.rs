@@ -453,6 +453,13 @@ impl Validator<'_> {
             if entry.max_in_flight == Some(0) {
                 self.error_at_index("keys", i, NO_ROOM);
             }
+            if entry.name.as_deref() == Some(crate::ui::playground::ADMIN_CALLER) {
+                self.error_at_index(
+                    "keys",
+                    i,
+                    "the name `dashboard` is the dashboard's playground's (the admin's chats are recorded under it): pick another",
+                );
+            }
             keys.push(ClientKey {
                 name: entry.name.unwrap_or_else(|| format!("key-{i}")),
                 key: SecretString::from(key),

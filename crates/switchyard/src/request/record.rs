@@ -33,6 +33,16 @@ impl Principal {
         }
     }
 
+    /// The key's id as the usage log records it: a virtual key's id, or
+    /// `config:` and a configured key's name.
+    pub fn key_id(&self) -> Option<String> {
+        match self {
+            Self::VirtualKey(tenant) => Some(tenant.key.id.to_string()),
+            Self::ConfigKey(name) => Some(format!("config:{name}")),
+            Self::Anonymous | Self::Open => None,
+        }
+    }
+
     /// Whether the caller may use `model`: a virtual key's allowed models
     /// (and its team's) say; every other caller may use every model.
     pub fn allows(&self, model: &str) -> bool {

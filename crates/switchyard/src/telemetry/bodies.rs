@@ -123,6 +123,7 @@ impl Consumer for BodyLog {
         }
         self.recent.keep(recent::Shown {
             request_id: request_id(record).to_owned(),
+            key_id: record.principal.key_id(),
             request,
             answer,
         });

@@ -109,6 +109,11 @@ impl Ask {
         })
     }
 
+    /// The start of the range's last bucket (today's, or this hour's).
+    fn last_bucket(&self) -> i64 {
+        (self.to - 1).div_euclid(self.step()) * self.step()
+    }
+
     fn step(&self) -> i64 {
         if self.bucket == GroupBy::Day {
             DAY
@@ -137,19 +142,12 @@ pub async fn page(
     let scope = session.viewer.scope();
     let ask = Ask::read(&params, &scope)?;
     let query = |by: Vec<GroupBy>| data::cost_query(&scope, ask.from, ask.to, by);
-    let (by_time, by_deployment) = (
-        query(vec![ask.bucket, ask.by]),
-        query(vec![GroupBy::Model, GroupBy::Deployment]),
-    );
     let (over_time, priced, budgets) = tokio::join!(
-        data::costs(store, by_time),
-        data::costs(store, by_deployment),
+        over_time(store, &scope, &ask),
+        data::costs(store, query(vec![GroupBy::Model, GroupBy::Deployment])),
         budgets(store, &scope),
     );
-    let (over_time, priced, budgets) = (over_time?, priced?, budgets?);
-    // The range's sums per group, from the same rows as the chart's (one
-    // read of the rollups, not two).
-    let groups = per_group(&over_time);
+    let ((groups, over_time), priced, budgets) = (over_time?, priced?, budgets?);
     let mut total = CostRow::default();
     groups.iter().for_each(|row| total.add(row));
     let series = series(&ask, &groups, &over_time);
@@ -189,7 +187,7 @@ pub async fn page(
             h2 { "Spend per " (ask.bucket.as_str()) " by " (ask.by.as_str()) }
             (chart::lines(&series, Axes {
                 from: ask.from,
-                to: ask.to - ask.step(),
+                to: ask.last_bucket(),
                 hourly: ask.bucket == GroupBy::Hour,
                 y_desc: if ask.bucket == GroupBy::Day { "USD per day" } else { "USD per hour" },
                 y_label: chart::usd_axis,
@@ -237,6 +235,63 @@ pub async fn page(
         live: None,
     };
     Ok(layout::page(&chrome, frame, body))
+}
+
+/// The range's sums per group (largest cost first), and per bucket and
+/// group for the chart. Grouped by key — hundreds of groups, each with its
+/// rows per model and deployment — the groups come first, then the buckets
+/// of the largest few by themselves, and the rest as the whole less those;
+/// by anything else, one read gives both.
+async fn over_time(
+    store: &dyn Store,
+    scope: &Scope,
+    ask: &Ask,
+) -> Result<(Vec<CostRow>, Vec<CostRow>), UiError> {
+    let query = |by: Vec<GroupBy>| data::cost_query(scope, ask.from, ask.to, by);
+    if ask.by != GroupBy::Key {
+        let rows = data::costs(store, query(vec![ask.bucket, ask.by])).await?;
+        return Ok((per_group(&rows), rows));
+    }
+    let (groups, whole) = tokio::join!(
+        data::costs(store, query(vec![GroupBy::Key])),
+        data::costs(store, query(vec![ask.bucket])),
+    );
+    let (groups, whole) = (groups?, whole?);
+    let top: Vec<&str> = groups
+        .iter()
+        .take(LINES)
+        .filter_map(|r| r.group.first().map(String::as_str))
+        .collect();
+    let lines = futures_util::future::try_join_all(top.iter().map(|key| {
+        let mut one = query(vec![ask.bucket]);
+        one.key_id = Some((*key).to_owned());
+        data::costs(store, one)
+    }))
+    .await?;
+    let mut rows = Vec::new();
+    let mut rest: BTreeMap<String, CostRow> = whole
+        .into_iter()
+        .filter_map(|r| Some((r.group.first()?.clone(), r)))
+        .collect();
+    for (key, line) in top.iter().zip(lines) {
+        for mut row in line {
+            let Some(at) = row.group.first().cloned() else {
+                continue;
+            };
+            if let Some(left) = rest.get_mut(&at) {
+                left.cost_micros -= row.cost_micros;
+            }
+            row.group = vec![at, (*key).to_owned()];
+            rows.push(row);
+        }
+    }
+    // What the other keys spent, per bucket: a name no key has, so that the
+    // chart draws it as "others".
+    rows.extend(rest.into_iter().map(|(at, row)| CostRow {
+        group: vec![at, "\u{0}others".to_owned()],
+        ..row
+    }));
+    Ok((groups, rows))
 }
 
 /// Rows grouped by a time bucket and a dimension, summed per dimension;
@@ -362,21 +417,24 @@ async fn budgets(store: &dyn Store, scope: &Scope) -> Result<Vec<Burn>, UiError>
         }
     }
     let now = data::now_secs();
+    let spends =
+        futures_util::future::try_join_all(owners.iter().filter_map(|(kind, id, _, limits)| {
+            let budget = limits.budget?;
+            let scope = if *kind == "key" {
+                SpendScope::Key
+            } else {
+                SpendScope::Team
+            };
+            Some(store.spend(scope, id, period_start(budget.period, now)))
+        }))
+        .await
+        .map_err(UiError::Store)?;
+    let budgeted = owners
+        .into_iter()
+        .filter_map(|(kind, id, name, limits)| Some((kind, id, name, limits.budget?)));
     let mut burns = Vec::new();
-    for (kind, id, name, limits) in owners {
-        let Some(budget) = limits.budget else {
-            continue;
-        };
+    for ((kind, id, name, budget), spent) in budgeted.zip(spends) {
         let start = period_start(budget.period, now);
-        let scope = if kind == "key" {
-            SpendScope::Key
-        } else {
-            SpendScope::Team
-        };
-        let spent = store
-            .spend(scope, &id, start)
-            .await
-            .map_err(UiError::Store)?;
         let end = match budget.period {
             BudgetPeriod::Day => Some(start + DAY),
             BudgetPeriod::Week => Some(start + 7 * DAY),
@@ -569,6 +627,17 @@ fn reprice(
     }
 }
 
+/// A name as a CSV cell a spreadsheet shows as text: one that begins as a
+/// formula would (`=`, `+`, `-`, `@`, a tab or a carriage return) gets a `'`
+/// in front (a tag or a model name is the client's text).
+fn spreadsheet_safe(name: &str) -> String {
+    if name.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
 /// `GET /costs.csv`: the page's report as CSV, one row per bucket and group.
 pub async fn csv(
     State(state): State<UiState>,
@@ -608,7 +677,7 @@ pub async fn csv(
         let name = row.group.get(1).map_or("", String::as_str);
         out.write_record([
             crate::usage::report::label(ask.bucket, at),
-            name.to_owned(),
+            spreadsheet_safe(name),
             row.requests.to_string(),
             row.errors.to_string(),
             row.cache_hits.to_string(),

@@ -74,7 +74,10 @@ impl UiError {
                 GatewayError::Unauthenticated("sign in to the dashboard first")
             }
             Self::Forbidden(why) => GatewayError::Forbidden(why),
-            _ => GatewayError::Overloaded("the dashboard's store cannot be used right now"),
+            other => {
+                tracing::warn!(error = %other, "dashboard: the playground's caller could not be read");
+                GatewayError::Overloaded("the dashboard's store cannot be used right now")
+            }
         }
     }
 }
@@ -93,14 +96,15 @@ impl IntoResponse for UiError {
             _ => {}
         }
         let title = status.canonical_reason().unwrap_or("Error");
+        let prefix = super::prefix();
         let body = html! {
             div.signin {
                 h1 { (status.as_u16()) " " (title) }
                 p.flash.error role="alert" { (self.to_string()) }
-                p { a href="javascript:history.back()" { "Back" } }
+                p { a href={ (prefix) "/" } { "Back to the dashboard" } }
             }
         };
-        let mut response = (status, layout::bare("", title, body)).into_response();
+        let mut response = (status, layout::bare(&prefix, title, body)).into_response();
         if let Self::TooManySignIns(wait) = &self
             && let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
         {

@@ -168,8 +168,6 @@ impl LimitsForm {
 pub async fn settle<T>(
     state: &super::UiState,
     changed: Parsed<T>,
-    what: &str,
-    id: &str,
 ) -> Result<Parsed<T>, super::UiError> {
     match changed {
         Ok(done) => {
@@ -179,7 +177,6 @@ pub async fn settle<T>(
         Err(
             e @ (AdminError::Invalid { .. } | AdminError::Conflict { .. } | AdminError::Revoked),
         ) => Ok(Err(e)),
-        Err(AdminError::NotFound(_)) => Err(super::UiError::NotFound(format!("{what} `{id}`"))),
         Err(e) => Err(e.into()),
     }
 }

@@ -80,7 +80,7 @@ async fn render_list(
     state: &UiState,
     session: &Session,
     params: &KeyParams,
-    refused: Option<(&AdminError, &LimitsForm)>,
+    refused: Option<&AdminError>,
     status: StatusCode,
 ) -> Result<Response, UiError> {
     let store = state.app.process.keys.store().as_ref();
@@ -89,26 +89,21 @@ async fn render_list(
         include_revoked: params.revoked.as_deref() == Some("1"),
         ..KeyFilter::default()
     };
-    let keys: Vec<KeyView> = match &scope {
+    let (keys, next): (Vec<KeyView>, Option<String>) = match &scope {
         Scope::Key(own) => store
             .key(own)
             .await
             .map_err(UiError::Store)?
-            .into_iter()
-            .map(KeyView::from)
-            .collect(),
+            .map(|k| (vec![KeyView::from(k)], None))
+            .unwrap_or_default(),
         Scope::All | Scope::Team(_) => {
             if let Scope::Team(team) = &scope {
                 filter.team_id = Some(team.clone());
             }
-            admin::list_keys(store, &filter, params.after.clone(), PAGE)
-                .await?
-                .data
+            let listing = admin::list_keys(store, &filter, params.after.clone(), PAGE).await?;
+            (listing.data, listing.next_cursor)
         }
     };
-    let next = (keys.len() == PAGE as usize)
-        .then(|| keys.last().map(|k| k.id.clone()))
-        .flatten();
     let admin_view = session.viewer.is_admin();
     let teams = if admin_view {
         team_choices(store).await?
@@ -118,7 +113,7 @@ async fn render_list(
     let chrome = session.chrome();
     let body = html! {
         h1 { "Keys" }
-        @if let Some((e, _)) = refused { p.flash.error role="alert" { (e.to_string()) } }
+        @if let Some(e) = refused { p.flash.error role="alert" { (e.to_string()) } }
         @if admin_view {
             details.panel open[refused.is_some()] {
                 summary { strong { "Create a key" } }
@@ -213,7 +208,7 @@ pub async fn create(
         Ok(request) => admin::create_key(store, request).await,
         Err(e) => Err(e),
     };
-    match forms::settle(&state, made, "key", "").await? {
+    match forms::settle(&state, made).await? {
         Ok(made) => {
             tracing::info!(key = %made.view.id, "dashboard: key created");
             let mut response = created(
@@ -227,14 +222,7 @@ pub async fn create(
         }
         Err(e) => {
             let status = crate::error::GatewayError::admin_status(&e);
-            render_list(
-                &state,
-                &session,
-                &KeyParams::default(),
-                Some((&e, &form)),
-                status,
-            )
-            .await
+            render_list(&state, &session, &KeyParams::default(), Some(&e), status).await
         }
     }
 }
@@ -242,11 +230,7 @@ pub async fn create(
 /// The key `id`, if the session may see it.
 async fn visible(state: &UiState, session: &Session, id: &str) -> Result<KeyView, UiError> {
     let store = state.app.process.keys.store().as_ref();
-    let view = match admin::show_key(store, id).await {
-        Ok(view) => view,
-        Err(AdminError::NotFound(_)) => return Err(UiError::NotFound(format!("key `{id}`"))),
-        Err(e) => return Err(e.into()),
-    };
+    let view = admin::show_key(store, id).await?;
     let allowed = match session.viewer.scope() {
         Scope::All => true,
         Scope::Team(team) => view.team_id.as_deref() == Some(team.as_str()),
@@ -299,7 +283,7 @@ async fn render_detail(
         ),
     );
     let recent = recent.map_err(UiError::Store)?.records;
-    let (teams, month) = (teams?, month?);
+    let (mut teams, month) = (teams?, month?);
     let team_name = match &view.team_id {
         Some(id) => store
             .team(id)
@@ -308,6 +292,13 @@ async fn render_detail(
             .map(|t| t.name),
         None => None,
     };
+    // The form offers the first teams; the key's own is always among them,
+    // or saving would move the key out of it.
+    if let (Some(id), Some(name)) = (&view.team_id, &team_name)
+        && !teams.iter().any(|(t, _)| t == id)
+    {
+        teams.push((id.clone(), name.clone()));
+    }
     let burn = match (view.budget_usd, view.budget_period) {
         (Some(usd), Some(period)) => {
             super::costs::burn_chart(
@@ -434,7 +425,7 @@ pub async fn update(
         Ok(request) => admin::update_key(store, &id, request).await,
         Err(e) => Err(e),
     };
-    match forms::settle(&state, changed, "key", &id).await? {
+    match forms::settle(&state, changed).await? {
         Ok(_) => Ok(see_other(
             &session.chrome().href(&format!("/keys/{id}")),
             None,
@@ -496,7 +487,6 @@ pub async fn rotate(
         Err(e @ AdminError::Revoked) => {
             render_detail(&state, &session, &id, Some(&e), StatusCode::CONFLICT).await
         }
-        Err(AdminError::NotFound(_)) => Err(UiError::NotFound(format!("key `{id}`"))),
         Err(e) => Err(e.into()),
     }
 }
@@ -519,7 +509,6 @@ pub async fn revoke(
                 None,
             ))
         }
-        Err(AdminError::NotFound(_)) => Err(UiError::NotFound(format!("key `{id}`"))),
         Err(e) => Err(e.into()),
     }
 }

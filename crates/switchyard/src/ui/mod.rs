@@ -50,8 +50,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::Uri;
-use axum::response::Response;
+use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceExt;
 
@@ -82,6 +82,17 @@ pub enum Place {
     Chat,
 }
 
+tokio::task_local! {
+    /// The dashboard's path while one of its requests is served, for the
+    /// error pages (which are made without the request).
+    static PREFIX: String;
+}
+
+/// The dashboard's path of the request being served (`/ui`).
+fn prefix() -> String {
+    PREFIX.try_with(Clone::clone).unwrap_or_default()
+}
+
 /// The client's address, for the sign-in limiter (`None` off a TCP connection).
 #[derive(Debug, Clone, Copy)]
 struct Peer(Option<std::net::IpAddr>);
@@ -94,7 +105,7 @@ struct UiState {
 }
 
 impl Dashboard {
-    /// The dashboard of `app`; failed sign-ins are limited to
+    /// The dashboard of `app`; sign-ins (every try) are limited to
     /// `ui.sign_in_attempts` a minute per client address.
     pub fn new(app: Arc<AppState>) -> Self {
         let attempts = app.settings.load().ui.sign_in_attempts;
@@ -145,6 +156,22 @@ impl Dashboard {
 
     /// Serves a page of the dashboard to the client at `peer`.
     pub async fn serve(&self, ui: &Ui, mut request: Request, peer: Option<SocketAddr>) -> Response {
+        if let axum::http::header::Entry::Occupied(mut cookie) =
+            request.headers_mut().entry(axum::http::header::COOKIE)
+        {
+            cookie
+                .iter_mut()
+                .for_each(|value| value.set_sensitive(true));
+        }
+        if !matches!(*request.method(), Method::GET | Method::HEAD)
+            && !session::same_origin(request.headers())
+        {
+            return PREFIX
+                .scope(ui.path.clone(), async {
+                    UiError::Forbidden("sent from another site").into_response()
+                })
+                .await;
+        }
         let rest = under(ui, request.uri().path()).unwrap_or("/");
         let rest = if rest.is_empty() { "/" } else { rest };
         let uri = match request.uri().query() {
@@ -155,7 +182,10 @@ impl Dashboard {
             *request.uri_mut() = uri;
         }
         request.extensions_mut().insert(Peer(peer.map(|p| p.ip())));
-        let Ok(response) = self.router.clone().oneshot(request.map(Body::new)).await;
+        let router = self.router.clone();
+        let Ok(response) = PREFIX
+            .scope(ui.path.clone(), router.oneshot(request.map(Body::new)))
+            .await;
         response
     }
 }

@@ -116,6 +116,9 @@ pub async fn page(State(state): State<UiState>, session: Session) -> Result<Resp
 
 fn canary_row(chrome: &Chrome<'_>, c: &Value, admin: bool) -> Markup {
     let model = text(&c["model"]);
+    let path: String =
+        percent_encoding::utf8_percent_encode(&model, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
     html! {
         tr data-canary=(model) {
             td { (model) }
@@ -128,7 +131,7 @@ fn canary_row(chrome: &Chrome<'_>, c: &Value, admin: bool) -> Markup {
             @if admin {
                 td {
                     @for action in ["pause", "resume", "promote", "abort"] {
-                        form.inline method="post" action=(chrome.href(&format!("/providers/canary/{model}/{action}")))
+                        form.inline method="post" action=(chrome.href(&format!("/providers/canary/{path}/{action}")))
                             data-confirm=[(action == "abort" || action == "promote").then(|| format!("{action} the canary of {model}?"))] {
                             (chrome.csrf_field())
                             button type="submit" .danger[action == "abort"] data-action=(action) { (action) }

@@ -52,7 +52,7 @@ fn instant(field: &'static str, value: Option<&str>) -> Result<Option<i64>, UiEr
                 v.to_owned()
             };
             crate::usage::report::unix_seconds(&text)
-                .map(|secs| secs * 1000)
+                .and_then(|secs| secs.checked_mul(1000))
                 .ok_or_else(|| {
                     UiError::Invalid(format!(
                         "{field}: `{v}` is not a time such as 2026-12-07T10:00"
@@ -329,7 +329,7 @@ pub async fn detail(
         .process
         .recent_bodies
         .as_ref()
-        .map(|recent| recent.find(&r.request_id));
+        .map(|recent| recent.find(&r.request_id, r.key_id.as_deref()));
     let body = html! {
         p.small { a href=(chrome.href("/requests")) { "← Requests" } }
         h1 { "Request " code { (r.request_id) } }
@@ -414,7 +414,8 @@ pub async fn detail(
 }
 
 /// `GET /requests/by-request-id/{request_id}`: the newest record of the
-/// last ten minutes with this `x-request-id`, as the playground shows it.
+/// last two minutes with this `x-request-id`, as the playground shows it
+/// (no index holds request ids: the window bounds what is read).
 pub async fn by_request_id(
     State(state): State<UiState>,
     session: Session,
@@ -422,7 +423,7 @@ pub async fn by_request_id(
 ) -> Result<Json<serde_json::Value>, UiError> {
     let mut filter = data::usage_filter(&session.viewer.scope());
     filter.request_id = Some(request_id);
-    filter.from = Some((data::now_secs() - 600) * 1000);
+    filter.from = Some((data::now_secs() - 120) * 1000);
     let page = state
         .app
         .process

@@ -25,7 +25,7 @@ use maud::html;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use switchyard_store::{KeyRecord, SessionRecord};
+use switchyard_store::{KeyRecord, SessionRecord, Store};
 
 use super::error::UiError;
 use super::layout::{self, Chrome};
@@ -172,9 +172,17 @@ impl FromRequestParts<UiState> for Session {
     }
 }
 
-/// Whether a key may still sign in and stay signed in.
-fn usable(key: &KeyRecord, now: i64) -> bool {
-    key.revoked_at.is_none() && !key.disabled && key.expires_at.is_none_or(|at| at > now)
+/// Whether a key may still sign in and stay signed in: not revoked,
+/// disabled or expired, nor in a disabled team.
+async fn usable(store: &dyn Store, key: &KeyRecord, now: i64) -> Result<bool, UiError> {
+    if key.revoked_at.is_some() || key.disabled || key.expires_at.is_some_and(|at| at <= now) {
+        return Ok(false);
+    }
+    let Some(team) = &key.team_id else {
+        return Ok(true);
+    };
+    let team = store.team(team).await.map_err(UiError::Store)?;
+    Ok(team.is_some_and(|t| !t.disabled && t.deleted_at.is_none()))
 }
 
 /// The session token in the request's cookies.
@@ -198,10 +206,16 @@ fn csrf_of(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(hash.finalize())
 }
 
-/// Sign-ins tried per client address, limited.
+/// Sign-ins tried per client address, limited. An IPv6 client counts by
+/// its /64 (one host can hold all of it). The addresses not seen for a
+/// minute are forgotten at most once a second; while more than
+/// [`SIGN_IN_ADDRESSES`] are still fresh, new ones share one count.
 #[derive(Debug)]
 pub struct SignIns {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// When the limiter was last trimmed (`Instant`s since `start`, ms).
+    trimmed: std::sync::atomic::AtomicU64,
+    start: std::time::Instant,
 }
 
 impl SignIns {
@@ -211,13 +225,36 @@ impl SignIns {
         let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             limiter: RateLimiter::keyed(Quota::per_minute(n)),
+            trimmed: std::sync::atomic::AtomicU64::new(0),
+            start: std::time::Instant::now(),
         }
     }
 
     /// Takes one attempt for `address`, or says how long to wait.
     fn take(&self, address: IpAddr) -> Result<(), Duration> {
+        use std::sync::atomic::Ordering;
+        let mut address = match address {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            IpAddr::V4(_) => address,
+        };
         if self.limiter.len() > SIGN_IN_ADDRESSES {
-            self.limiter.retain_recent();
+            let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let last = self.trimmed.load(Ordering::Relaxed);
+            if now.saturating_sub(last) >= 1_000
+                && self
+                    .trimmed
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.limiter.retain_recent();
+            }
+            if self.limiter.len() > SIGN_IN_ADDRESSES {
+                address = IpAddr::from([0, 0, 0, 0]);
+            }
         }
         self.limiter.check_key(&address).map_err(|not_until| {
             not_until.wait_time_from(governor::clock::Clock::now(
@@ -230,6 +267,7 @@ impl SignIns {
 /// The sign-in form's fields.
 #[derive(Debug, Deserialize)]
 pub struct SignInForm {
+    #[serde(default)]
     key: String,
 }
 
@@ -284,37 +322,48 @@ pub async fn sign_in(
         .map_err(UiError::TooManySignIns)?;
     let key = form.key.trim();
     let now = unix_now();
-    let key_id = if state.app.settings.load().admin.accepts(key) {
-        None
-    } else {
-        let store = state.app.process.keys.store();
-        let found = if ui.key_sign_in && !key.is_empty() {
-            store
-                .key_by_digest(&secret::digest(key))
-                .await
-                .map_err(UiError::Store)?
+    let admin = &state.app.settings.load().admin;
+    let (key_id, credential) =
+        if let Some(fingerprint) = admin.fingerprint().filter(|_| admin.accepts(key)) {
+            (None, fingerprint)
         } else {
-            None
-        };
-        match found.filter(|m| usable(&m.key, now) && m.secret.expires_at.is_none_or(|at| at > now))
-        {
-            Some(found) => Some(found.key.id),
-            None => {
-                tracing::info!(client = %address, "dashboard sign-in refused");
-                return Ok(login(
-                    &state,
-                    &ui,
-                    StatusCode::UNAUTHORIZED,
-                    Some("That key cannot sign in here."),
-                ));
+            let store = state.app.process.keys.store();
+            let found = if ui.key_sign_in && !key.is_empty() {
+                store
+                    .key_by_digest(&secret::digest(key))
+                    .await
+                    .map_err(UiError::Store)?
+            } else {
+                None
+            };
+            let found = match found {
+                Some(m)
+                    if m.secret.expires_at.is_none_or(|at| at > now)
+                        && usable(store.as_ref(), &m.key, now).await? =>
+                {
+                    Some(m)
+                }
+                _ => None,
+            };
+            match found {
+                Some(found) => (Some(found.key.id), found.secret.digest),
+                None => {
+                    tracing::info!(client = %address, "dashboard sign-in refused");
+                    return Ok(login(
+                        &state,
+                        &ui,
+                        StatusCode::UNAUTHORIZED,
+                        Some("That key cannot sign in here."),
+                    ));
+                }
             }
-        }
-    };
+        };
     let token = secret::token().map_err(|_| UiError::Unavailable("no randomness for a session"))?;
     let ttl = i64::try_from(ui.session_ttl.as_secs()).unwrap_or(i64::MAX);
     let session = SessionRecord {
         digest: secret::digest(&token),
         key_id,
+        credential,
         created_at: now,
         expires_at: now.saturating_add(ttl),
     };
@@ -373,6 +422,23 @@ pub async fn sign_out(
     Ok(see_other(&format!("{}/login", ui.path), Some(cookie)))
 }
 
+/// Whether a change asked by `headers` comes from the dashboard's own
+/// pages: a browser says where a request comes from (`Sec-Fetch-Site`, else
+/// `Origin`); one sent from another site is refused before anything is read
+/// (the CSRF token covers signed-in forms; this covers signing in, which
+/// has no session yet). A client that says nothing (curl) is let through.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
 /// Whether the session cookie is marked `Secure` for this request.
 fn secure(ui: &Ui, headers: &HeaderMap) -> bool {
     match ui.secure_cookie {
@@ -410,6 +476,9 @@ pub(super) async fn caller(
     let viewer = viewer_of(app, &ui, token)
         .await?
         .ok_or(UiError::SignedOut { login: None })?;
+    if !same_origin(headers) {
+        return Err(UiError::Forbidden("sent from another site"));
+    }
     if bool::from(csrf_of(token).as_bytes().ct_eq(presented.as_bytes())) {
         Ok(viewer)
     } else {
@@ -417,14 +486,16 @@ pub(super) async fn caller(
     }
 }
 
-/// Who the session of `token` is, when it has not expired (and a key's,
-/// when the key may still sign in).
+/// Who the session of `token` is, when it has not expired and what it
+/// signed in with still works: the admin key it was made with (not one
+/// changed since), or the key's secret (not rotated out), the key and its
+/// team still live.
 async fn viewer_of(
     app: &crate::api::AppState,
     ui: &Ui,
     token: &str,
 ) -> Result<Option<Viewer>, UiError> {
-    let store = app.process.keys.store();
+    let store = app.process.keys.store().as_ref();
     let now = unix_now();
     let Some(found) = store
         .session(&secret::digest(token), now)
@@ -433,18 +504,27 @@ async fn viewer_of(
     else {
         return Ok(None);
     };
-    Ok(match found.key_id {
-        None => Some(Viewer::Admin),
-        Some(id) if ui.key_sign_in => store
-            .key(&id)
-            .await
-            .map_err(UiError::Store)?
-            .filter(|k| usable(k, now))
-            .map(|key| Viewer::Key {
-                id: key.id,
-                name: key.name,
-                team_id: key.team_id,
-            }),
-        Some(_) => None,
-    })
+    let Some(id) = found.key_id else {
+        let admin = app.settings.load().admin.fingerprint();
+        let same = admin.is_some_and(|f| bool::from(f.ct_eq(&found.credential)));
+        return Ok(same.then_some(Viewer::Admin));
+    };
+    if !ui.key_sign_in {
+        return Ok(None);
+    }
+    let Some(key) = store.key(&id).await.map_err(UiError::Store)? else {
+        return Ok(None);
+    };
+    let secrets = store.secrets(&id).await.map_err(UiError::Store)?;
+    let secret_works = secrets.iter().any(|s| {
+        bool::from(s.digest.ct_eq(&found.credential)) && s.expires_at.is_none_or(|at| at > now)
+    });
+    if !secret_works || !usable(store, &key, now).await? {
+        return Ok(None);
+    }
+    Ok(Some(Viewer::Key {
+        id: key.id,
+        name: key.name,
+        team_id: key.team_id,
+    }))
 }

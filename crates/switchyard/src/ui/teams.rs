@@ -1,11 +1,12 @@
-//! `/teams`: teams — list, create, change limits, budget and allowed models,
-//! delete (once none of their keys is live); each team's keys and spend.
+//! `/teams`: teams — list, create, change limits, budget and allowed models;
+//! each team's keys, spend and budget burn-down.
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
+use serde::Deserialize;
 use switchyard_store::KeyFilter;
 
 use super::UiState;
@@ -25,22 +26,37 @@ fn limits(view: &TeamView) -> String {
     forms::summary(view.rpm, view.tpm, view.budget_usd, view.budget_period)
 }
 
+/// The listing's query string.
+#[derive(Debug, Default, Deserialize)]
+pub struct TeamParams {
+    /// The last id of the previous page.
+    after: Option<String>,
+}
+
 /// `GET /teams`.
-pub async fn page(State(state): State<UiState>, session: Session) -> Result<Response, UiError> {
-    render_list(&state, &session, None, StatusCode::OK).await
+pub async fn page(
+    State(state): State<UiState>,
+    session: Session,
+    Query(params): Query<TeamParams>,
+) -> Result<Response, UiError> {
+    render_list(&state, &session, &params, None, StatusCode::OK).await
 }
 
 async fn render_list(
     state: &UiState,
     session: &Session,
+    params: &TeamParams,
     refused: Option<&AdminError>,
     status: StatusCode,
 ) -> Result<Response, UiError> {
     let store = state.app.process.keys.store().as_ref();
-    let teams: Vec<TeamView> = match session.viewer.scope() {
-        Scope::All => admin::list_teams(store, None, PAGE).await?.data,
-        Scope::Team(team) => vec![admin::show_team(store, &team).await?],
-        Scope::Key(_) => Vec::new(),
+    let (teams, next): (Vec<TeamView>, Option<String>) = match session.viewer.scope() {
+        Scope::All => {
+            let listing = admin::list_teams(store, params.after.clone(), PAGE).await?;
+            (listing.data, listing.next_cursor)
+        }
+        Scope::Team(team) => (vec![admin::show_team(store, &team).await?], None),
+        Scope::Key(_) => (Vec::new(), None),
     };
     let now = data::now_secs();
     let month = data::month_start(now);
@@ -88,6 +104,9 @@ async fn render_list(
                 }
             }
         }
+        @if let Some(next) = next {
+            div.pager { span {} a.button #next-page href={ (chrome.href("/teams")) "?after=" (next) } { "More →" } }
+        }
     };
     let frame = Frame {
         name: "teams",
@@ -112,14 +131,14 @@ pub async fn create(
         Ok(request) => admin::create_team(store, request).await,
         Err(e) => Err(e),
     };
-    match forms::settle(&state, made, "team", "").await? {
+    match forms::settle(&state, made).await? {
         Ok(team) => Ok(see_other(
             &session.chrome().href(&format!("/teams/{}", team.id)),
             None,
         )),
         Err(e) => {
             let status = crate::error::GatewayError::admin_status(&e);
-            render_list(&state, &session, Some(&e), status).await
+            render_list(&state, &session, &TeamParams::default(), Some(&e), status).await
         }
     }
 }
@@ -261,7 +280,7 @@ pub async fn update(
         Ok(request) => admin::update_team(store, &id, request).await,
         Err(e) => Err(e),
     };
-    match forms::settle(&state, changed, "team", &id).await? {
+    match forms::settle(&state, changed).await? {
         Ok(_) => Ok(see_other(
             &session.chrome().href(&format!("/teams/{id}")),
             None,

@@ -584,3 +584,79 @@ async fn a_requests_page_shows_its_route_and_with_body_logging_its_bodies_redact
     let (status, _) = get(&gw, "/requests/not-a-place", Some(&cookie)).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_session_ends_with_what_it_signed_in_with() {
+    let mock = harness::mock(&[]);
+    let store = TestStore::new(Backend::Sqlite);
+    let gw = gateway(&mock, &store, "");
+    let made = admin_json(&gw, "/admin/keys", json!({ "name": "rotated" })).await;
+    let key_session = sign_in(&gw, made["key"].as_str().unwrap()).await;
+    let admin_session = sign_in(&gw, ADMIN_KEY).await;
+    assert_eq!(get(&gw, "/", Some(&key_session)).await.0, 200);
+    // The key's secret rotated out (no grace): its session is over.
+    let rotated = harness::client()
+        .post(gw.url(&format!(
+            "/admin/keys/{}/rotate",
+            made["id"].as_str().unwrap()
+        )))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "grace": "0s" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200, "{}", rotated.text().await.unwrap());
+    assert_eq!(get(&gw, "/", Some(&key_session)).await.0, 303);
+    assert_eq!(get(&gw, "/", Some(&admin_session)).await.0, 200);
+    drop(gw);
+    // The admin key changed: the admin's sessions made with the old one are over.
+    let changed = harness::gateway(&config_with(
+        &mock,
+        &store.yaml(),
+        "  admin_key: sk-dashboard-admin-rotated",
+        "",
+    ));
+    assert_eq!(get(&changed, "/", Some(&admin_session)).await.0, 303);
+}
+
+#[tokio::test]
+async fn a_form_sent_from_another_site_is_refused_before_anything_is_read() {
+    let mock = harness::mock(&[]);
+    let store = TestStore::new(Backend::Sqlite);
+    let gw = gateway(&mock, &store, "");
+    let sign_in_from = |headers: &'static [(&'static str, &'static str)]| {
+        let mut request = browser()
+            .post(gw.url("/ui/login"))
+            .header("content-type", FORM)
+            .body(encode(&[("key", ADMIN_KEY)]));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    for headers in [
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("sec-fetch-site", "same-site")][..],
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+    ] {
+        let response = sign_in_from(headers).await.unwrap();
+        assert_eq!(response.status(), 403, "{headers:?}");
+        assert!(response.headers().get("set-cookie").is_none());
+    }
+    let host = gw
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let same = browser()
+        .post(gw.url("/ui/login"))
+        .header("content-type", FORM)
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .body(encode(&[("key", ADMIN_KEY)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 303, "the dashboard's own page signs in");
+}

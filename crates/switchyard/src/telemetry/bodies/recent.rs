@@ -12,8 +12,12 @@ pub const RECENT_BYTES: usize = 8 << 20;
 /// One request's bodies as the bodies log showed them: redacted and cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shown {
-    /// Its `x-request-id`.
+    /// Its `x-request-id` (the client's, or made by the gateway).
     pub request_id: String,
+    /// The key that sent it, as its usage record names it (a virtual key's
+    /// id, `config:` and a configured key's name), when one did: a client
+    /// chooses its request ids, so the id alone could find another's bodies.
+    pub key_id: Option<String>,
     /// The request body.
     pub request: String,
     /// The answer, when one was sent.
@@ -69,13 +73,14 @@ impl RecentBodies {
         }
     }
 
-    /// The newest bodies of the request `request_id`, when still kept.
-    pub fn find(&self, request_id: &str) -> Option<Shown> {
+    /// The newest bodies of the request `request_id` sent with `key_id`,
+    /// when still kept.
+    pub fn find(&self, request_id: &str, key_id: Option<&str>) -> Option<Shown> {
         let kept = self.kept.lock().ok()?;
         kept.bodies
             .iter()
             .rev()
-            .find(|s| s.request_id == request_id)
+            .find(|s| s.request_id == request_id && s.key_id.as_deref() == key_id)
             .cloned()
     }
 }
@@ -88,6 +93,7 @@ mod tests {
     fn shown(id: &str, size: usize) -> Shown {
         Shown {
             request_id: id.to_owned(),
+            key_id: Some("key_a".to_owned()),
             request: "x".repeat(size),
             answer: None,
         }
@@ -99,17 +105,24 @@ mod tests {
         for id in ["a", "b", "c"] {
             recent.keep(shown(id, 99));
         }
+        let a = Some("key_a");
         assert_eq!(
-            recent.find("a"),
+            recent.find("a", a),
             None,
             "three of 100 bytes do not fit in 250"
         );
-        assert_eq!(recent.find("c").unwrap().request.len(), 99);
-        assert!(recent.find("b").is_some());
-        recent.keep(shown("d", 1_000));
-        assert_eq!(recent.find("b"), None);
+        assert_eq!(recent.find("c", a).unwrap().request.len(), 99);
+        assert!(recent.find("b", a).is_some());
         assert_eq!(
-            recent.find("d"),
+            recent.find("b", Some("key_b")),
+            None,
+            "another key's request of that id"
+        );
+        assert_eq!(recent.find("b", None), None);
+        recent.keep(shown("d", 1_000));
+        assert_eq!(recent.find("b", a), None);
+        assert_eq!(
+            recent.find("d", a),
             None,
             "one larger than the bound is not kept either"
         );

@@ -47,12 +47,19 @@
       if (document.hidden) { return; }
       var active = document.activeElement;
       if (active && page.contains(active) && /INPUT|SELECT|TEXTAREA/.test(active.tagName)) { return; }
-      fetch(window.location.href, { credentials: "same-origin", headers: { "x-switchyard-live": "1" } })
+      fetch(window.location.href, { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (text) {
           if (!text) { return; }
           var next = new DOMParser().parseFromString(text, "text/html").getElementById("page");
-          if (next) { page.innerHTML = next.innerHTML; setUp(page); }
+          if (!next) { return; }
+          // Signed out meanwhile (the session expired): show the sign-in page.
+          if (next.getAttribute("data-page") !== page.getAttribute("data-page")) {
+            window.location.reload();
+            return;
+          }
+          page.innerHTML = next.innerHTML;
+          setUp(page);
         })
         .catch(function () { /* the next tick tries again */ });
     }, seconds * 1000);
