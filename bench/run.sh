@@ -466,7 +466,7 @@ python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --binary "${bin#"$repo"/}" \
   --gateway-config "$work/switchyard.yaml" --cache-config "$work/switchyard-cache-hit.yaml" \
   --nginx-config "$work/nginx.conf" \
-  --section "$here/instructions.md" --section "$here/overload.md" --section "$here/cache.md" --section "$here/usage.md" --section "$here/traces.md"
+  --section "$here/instructions.md" --section "$here/overload.md" --section "$here/cache.md" --section "$here/usage.md" --section "$here/traces.md" --section "$here/dashboard.md"
 
 mkdir -p "$raw_dir"
 cp "$results" "$work"/*.txt "$work"/*.yaml "$work"/*.conf "$raw_dir"/

@@ -101,7 +101,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let url = args.next().expect("a store URL");
     let total: u64 = args.next().map_or(1_000_000, |n| n.parse().unwrap());
-    let store = switchyard_store::open(&url, &StoreOptions::default())
+    let mut store = switchyard_store::open(&url, &StoreOptions::default())
         .await
         .unwrap();
     let end = match args.next().as_deref() {
@@ -137,6 +137,13 @@ async fn main() {
         use sqlx::Connection as _;
         let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
         sqlx::raw_sql("ANALYZE").execute(&mut db).await.unwrap();
+    } else {
+        // So does the gateway's hourly `PRAGMA optimize` on SQLite (and on
+        // opening the store).
+        drop(store);
+        store = switchyard_store::open(&url, &StoreOptions::default())
+            .await
+            .unwrap();
     }
     let query = |group_by: Vec<GroupBy>| CostQuery {
         from: start,

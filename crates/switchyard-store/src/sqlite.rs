@@ -45,6 +45,11 @@ impl SqliteStore {
             )
             .await?;
         MIGRATIONS.run(&writer).await?;
+        // The planner's statistics, for the tables that have none or have
+        // grown since (the usage writer's hourly trim asks again).
+        sqlx::query("PRAGMA optimize=0x10002")
+            .execute(&writer)
+            .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)

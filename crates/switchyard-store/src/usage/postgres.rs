@@ -159,6 +159,13 @@ impl CopyRows {
 }
 
 impl PgStore {
+    /// The hourly upkeep after a trim: none (autovacuum gathers the
+    /// planner's statistics).
+    #[allow(clippy::unused_async)] // the same signature as SQLite's
+    pub(crate) async fn after_trim(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Writes `records` and adds the new ones to the rollups, in one
     /// transaction; answers how many were new.
     pub(crate) async fn write_usage(&self, records: &[UsageRow<'_>]) -> Result<u64> {

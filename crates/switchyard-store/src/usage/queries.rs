@@ -2,7 +2,8 @@
 //! [`crate::queries`] does for keys: `usage_backend!(Store, Database)` for a type with
 //! `fn reader(&self) -> &Pool<Database>`, `async fn begin_off_feed(&self)` and
 //! `async fn write_usage(&self, &[UsageRow]) -> Result<u64>`: each database
-//! writes records its own way (see `usage::sqlite` and `usage::postgres`).
+//! writes records its own way (see `usage::sqlite` and `usage::postgres`);
+//! and `async fn after_trim(&self) -> Result<()>`, its upkeep once an hour.
 
 macro_rules! usage_backend {
     ($store:ident, $db:ident) => {
@@ -274,6 +275,7 @@ macro_rules! usage_backend {
                         .await?
                         .rows_affected();
                     tx.commit().await?;
+                    self.after_trim().await?;
                     Ok(records + rollups)
                 }
             }

@@ -101,6 +101,15 @@ async fn insert_records(
 }
 
 impl SqliteStore {
+    /// The hourly upkeep after a trim: `PRAGMA optimize` gathers the
+    /// planner's statistics of the tables that grew, so that a report for one
+    /// key reads that key's rollups by their index, not a whole time range.
+    pub(crate) async fn after_trim(&self) -> Result<()> {
+        let mut tx = self.begin_off_feed().await?;
+        sqlx::query("PRAGMA optimize").execute(&mut *tx).await?;
+        Ok(tx.commit().await?)
+    }
+
     /// Writes `records` and adds the new ones to the rollups, in one
     /// transaction; answers how many were new.
     pub(crate) async fn write_usage(&self, records: &[UsageRow<'_>]) -> Result<u64> {
