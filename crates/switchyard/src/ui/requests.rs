@@ -203,7 +203,7 @@ pub async fn page(
                 div { button.primary type="submit" { "Filter" } " " a.button href=(chrome.href("/requests")) { "Clear" } }
             }
         }
-        @if windowed { p.flash.warn { "Status, error and cache filters look at the last 24 hours unless a start is given." } }
+        @if windowed { p.flash.warn { "Model, status, error and cache filters look at the last 24 hours unless a start is given." } }
         div.table-wrap { (table(&chrome, &page.records)) }
         div.pager {
             @if cursor.is_some() { a.button href=(chrome.href("/requests")) { "← Newest" } } @else { span {} }
