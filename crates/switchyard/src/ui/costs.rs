@@ -21,6 +21,7 @@ use super::error::UiError;
 use super::format::{count, percent, usd};
 use super::layout::{self, Chrome, Frame};
 use super::session::{Scope, Session};
+use crate::keys::unix_now;
 use crate::limits::budget::period_start;
 use crate::pricing::PriceList;
 
@@ -94,7 +95,7 @@ impl Ask {
                 )));
             }
         };
-        let to = data::hour_end(data::now_secs());
+        let to = data::hour_end(unix_now());
         let from = if bucket == GroupBy::Day {
             data::day_start(to - span) + DAY
         } else {
@@ -250,7 +251,7 @@ async fn over_time(
     let query = |by: Vec<GroupBy>| data::cost_query(scope, ask.from, ask.to, by);
     if ask.by != GroupBy::Key {
         let rows = data::costs(store, query(vec![ask.bucket, ask.by])).await?;
-        return Ok((per_group(&rows), rows));
+        return Ok((per_group(&rows, 1), rows));
     }
     // The sums per key read every key's rollups of the range: its two
     // halves are read at once (two of the store's connections), then added.
@@ -274,18 +275,7 @@ async fn over_time(
     );
     let (mut groups, whole) = (first?, whole?);
     groups.extend(second?);
-    let groups = per_group(
-        &groups
-            .into_iter()
-            .map(|row| CostRow {
-                group: vec![
-                    String::new(),
-                    row.group.into_iter().next().unwrap_or_default(),
-                ],
-                ..row
-            })
-            .collect::<Vec<_>>(),
-    );
+    let groups = per_group(&groups, 0);
     let top: Vec<&str> = groups
         .iter()
         .take(LINES)
@@ -325,10 +315,10 @@ async fn over_time(
 
 /// Rows grouped by a time bucket and a dimension, summed per dimension;
 /// the largest cost first, then by name.
-fn per_group(over_time: &[CostRow]) -> Vec<CostRow> {
+fn per_group(rows: &[CostRow], dimension: usize) -> Vec<CostRow> {
     let mut sums: BTreeMap<&str, CostRow> = BTreeMap::new();
-    for row in over_time {
-        let name = row.group.get(1).map_or("", String::as_str);
+    for row in rows {
+        let name = row.group.get(dimension).map_or("", String::as_str);
         sums.entry(name)
             .or_insert_with(|| CostRow {
                 group: vec![name.to_owned()],
@@ -445,7 +435,7 @@ async fn budgets(store: &dyn Store, scope: &Scope) -> Result<Vec<Burn>, UiError>
             }
         }
     }
-    let now = data::now_secs();
+    let now = unix_now();
     let spends =
         futures_util::future::try_join_all(owners.iter().filter_map(|(kind, id, _, limits)| {
             let budget = limits.budget?;
@@ -501,7 +491,7 @@ pub async fn burn_chart(
     micros: i64,
     period: BudgetPeriod,
 ) -> Result<Option<Markup>, UiError> {
-    let now = data::now_secs();
+    let now = unix_now();
     let start = period_start(period, now);
     let (end, bucket, step) = match period {
         BudgetPeriod::Day => (start + DAY, GroupBy::Hour, HOUR),

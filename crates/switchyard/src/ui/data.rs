@@ -2,7 +2,9 @@
 //! sum, the log itself only a page at a time, always limited to what the
 //! session may see.
 
-use switchyard_store::{CostQuery, CostRow, GroupBy, Store, UsageFilter};
+use switchyard_store::{BudgetPeriod, CostQuery, CostRow, GroupBy, Store, UsageFilter};
+
+use crate::limits::budget::period_start;
 
 use super::error::UiError;
 use super::session::Scope;
@@ -13,11 +15,6 @@ pub const HOUR: i64 = 3_600;
 /// See [`HOUR`].
 pub const DAY: i64 = 86_400;
 
-/// Now, in unix seconds.
-pub fn now_secs() -> i64 {
-    crate::keys::unix_now()
-}
-
 /// The end of the hour `now` falls in: a range up to it includes this hour.
 pub fn hour_end(now: i64) -> i64 {
     now.div_euclid(HOUR) * HOUR + HOUR
@@ -25,14 +22,12 @@ pub fn hour_end(now: i64) -> i64 {
 
 /// The start of the UTC day `now` falls in.
 pub fn day_start(now: i64) -> i64 {
-    now.div_euclid(DAY) * DAY
+    period_start(BudgetPeriod::Day, now)
 }
 
 /// The start of the UTC month `now` falls in.
 pub fn month_start(now: i64) -> i64 {
-    let date = crate::keys::admin::views::rfc3339(now);
-    let first = format!("{}-01", date.get(..7).unwrap_or("1970-01"));
-    crate::usage::report::unix_seconds(&first).unwrap_or_else(|| day_start(now))
+    period_start(BudgetPeriod::Month, now)
 }
 
 /// A cost question over `from..to`, grouped by `group_by`, of what `scope` may see.

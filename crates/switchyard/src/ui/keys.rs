@@ -262,7 +262,7 @@ async fn render_detail(
     let view = visible(state, session, id).await?;
     let store = state.app.process.keys.store().as_ref();
     let mut filter = data::usage_filter(&Scope::Key(view.id.clone()));
-    filter.from = Some((data::now_secs() - 30 * data::DAY) * 1000);
+    filter.from = Some((unix_now() - 30 * data::DAY) * 1000);
     let (recent, teams, month) = tokio::join!(
         store.usage(&filter, None, 10),
         async {
@@ -276,8 +276,8 @@ async fn render_detail(
             store,
             data::cost_query(
                 &Scope::Key(view.id.clone()),
-                data::month_start(data::now_secs()),
-                data::hour_end(data::now_secs()),
+                data::month_start(unix_now()),
+                data::hour_end(unix_now()),
                 Vec::new()
             )
         ),

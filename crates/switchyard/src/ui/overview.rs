@@ -14,6 +14,7 @@ use super::error::UiError;
 use super::format::{count, micros, percent, quantile, usd};
 use super::layout::{self, Frame};
 use super::session::{Scope, Session};
+use crate::keys::unix_now;
 use crate::pricing::PriceList;
 
 /// Seconds between refreshes.
@@ -28,7 +29,7 @@ const TOP: usize = 5;
 pub async fn page(State(state): State<UiState>, session: Session) -> Result<Response, UiError> {
     let store = state.app.process.keys.store().as_ref();
     let scope = session.viewer.scope();
-    let now = data::now_secs();
+    let now = unix_now();
     let end = data::hour_end(now);
     let (today, month) = (data::day_start(now), data::month_start(now));
     let query = |from, by: &[GroupBy]| data::cost_query(&scope, from, end, by.to_vec());

@@ -16,6 +16,7 @@ use super::error::UiError;
 use super::format::{count, micros, time_ms, usd};
 use super::layout::{self, Chrome, Frame};
 use super::session::{Scope, Session};
+use crate::keys::unix_now;
 
 /// Records on one page.
 const PAGE: u32 = 50;
@@ -116,7 +117,7 @@ impl LogParams {
             filter.status.is_some() || filter.error_type.is_some() || filter.cached.is_some();
         let windowed = unindexed && filter.from.is_none();
         if windowed {
-            filter.from = Some((data::now_secs() - DAY) * 1000);
+            filter.from = Some((unix_now() - DAY) * 1000);
         }
         Ok((filter, windowed))
     }
@@ -423,7 +424,7 @@ pub async fn by_request_id(
 ) -> Result<Json<serde_json::Value>, UiError> {
     let mut filter = data::usage_filter(&session.viewer.scope());
     filter.request_id = Some(request_id);
-    filter.from = Some((data::now_secs() - 120) * 1000);
+    filter.from = Some((unix_now() - 120) * 1000);
     let page = state
         .app
         .process

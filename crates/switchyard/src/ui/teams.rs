@@ -18,6 +18,7 @@ use super::layout::{self, Frame};
 use super::session::{Scope, Session, see_other};
 use crate::keys::admin::views::TeamView;
 use crate::keys::admin::{self, AdminError};
+use crate::keys::unix_now;
 
 /// Teams on the page at most.
 const PAGE: u32 = 200;
@@ -58,7 +59,7 @@ async fn render_list(
         Scope::Team(team) => (vec![admin::show_team(store, &team).await?], None),
         Scope::Key(_) => (Vec::new(), None),
     };
-    let now = data::now_secs();
+    let now = unix_now();
     let month = data::month_start(now);
     let spend = data::costs(
         store,
@@ -177,7 +178,7 @@ async fn render_detail(
         ..KeyFilter::default()
     };
     let keys = admin::list_keys(store, &filter, None, PAGE).await?.data;
-    let now = data::now_secs();
+    let now = unix_now();
     let month = data::total(
         store,
         data::cost_query(
