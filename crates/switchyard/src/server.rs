@@ -180,7 +180,7 @@ pub async fn run(config: Config, loaded: Loaded) -> Result<(), StartError> {
     // metrics, the usage log, then traces.
     let mut consumers: Vec<Arc<dyn crate::request::Consumer>> = vec![Arc::new(AccessLog)];
     let recent_bodies = config.telemetry.log_bodies.then(|| {
-        let log = BodyLog::default();
+        let log = BodyLog::new(config.telemetry.recent_bodies);
         let recent = log.recent.clone();
         consumers.push(Arc::new(log));
         recent

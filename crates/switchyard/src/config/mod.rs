@@ -205,6 +205,8 @@ pub struct Telemetry {
     pub log_bodies: bool,
     /// Bytes of each body logged (or put in a span) at most.
     pub bodies_max: usize,
+    /// Bytes of the last requests' bodies kept for the dashboard (with `log_bodies`).
+    pub recent_bodies: usize,
     /// Where spans are exported; `None`: no traces.
     pub traces: Option<Traces>,
 }

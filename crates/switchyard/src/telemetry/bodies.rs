@@ -104,10 +104,20 @@ impl Kept {
 /// its request id, endpoint, route, error type, and both bodies redacted
 /// (see the module); the same bodies are kept in `recent` for the
 /// dashboard. Registered only when `telemetry.log_bodies` is on.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BodyLog {
     /// The last requests' bodies.
     pub recent: Arc<recent::RecentBodies>,
+}
+
+impl BodyLog {
+    /// A bodies log that keeps the last `recent_bytes` of bodies (each
+    /// already cut at `telemetry.log_bodies_max`) for the dashboard.
+    pub fn new(recent_bytes: usize) -> Self {
+        Self {
+            recent: Arc::new(recent::RecentBodies::new(recent_bytes)),
+        }
+    }
 }
 
 impl Consumer for BodyLog {

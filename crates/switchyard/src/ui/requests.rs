@@ -396,7 +396,7 @@ pub async fn detail(
             h2 { "Bodies" }
             @match &bodies {
                 None => p.muted { "Body logging is off (" code { "telemetry.log_bodies" } ")." },
-                Some(None) => p.muted { "Not kept here: each replica keeps the bodies of its last requests (8 MiB), redacted as the bodies log writes them." },
+                Some(None) => p.muted { "Not kept here: each replica keeps the bodies of its last requests (" code { "telemetry.recent_bodies" } "), redacted as the bodies log writes them." },
                 Some(Some(shown)) => {
                     p.small.muted { "Redacted and cut as the bodies log writes them." }
                     h3 { "Request" } pre #request-body { (shown.request) }

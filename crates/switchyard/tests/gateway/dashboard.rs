@@ -111,6 +111,23 @@ fn csrf(page: &str) -> String {
     page[at..].split('"').next().unwrap().to_owned()
 }
 
+/// The dashboard path of the request whose row in the log holds `row` (the
+/// usage log is written in batches: waited for, 10 s at most).
+async fn detail_of(gw: &Process, cookie: &str, row: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let (_, log) = get(gw, "/requests", Some(cookie)).await;
+        if log.contains(row) {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let from = &log[log.find(row).unwrap()..];
+    let at = from.find("href=\"/ui/requests/").unwrap() + 9;
+    from[at..].split('"').next().unwrap().to_owned()
+}
+
 async fn admin_json(gw: &Process, path: &str, body: Value) -> Value {
     let response = harness::client()
         .post(gw.url(path))
@@ -549,21 +566,8 @@ async fn a_requests_page_shows_its_route_and_with_body_logging_its_bodies_redact
         .unwrap();
     assert_eq!(response.status(), 200);
     let cookie = sign_in(&gw, ADMIN_KEY).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let log = loop {
-        let (_, log) = get(&gw, "/requests", Some(&cookie)).await;
-        if log.contains("data-request-id=\"req-dashboard-bodies\"") {
-            break log;
-        }
-        assert!(Instant::now() < deadline, "{log}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let row = &log[log
-        .find("data-request-id=\"req-dashboard-bodies\"")
-        .unwrap()..];
-    let at = row.find("href=\"/ui/requests/").unwrap() + 9;
-    let href = row[at..].split('"').next().unwrap();
-    let (status, page) = get(&gw, href, Some(&cookie)).await;
+    let href = detail_of(&gw, &cookie, "data-request-id=\"req-dashboard-bodies\"").await;
+    let (status, page) = get(&gw, &href, Some(&cookie)).await;
     assert_eq!(status, 200, "{page}");
     assert!(
         page.contains("id=\"route\"") && page.contains("up/mock-1"),
@@ -659,4 +663,28 @@ async fn a_form_sent_from_another_site_is_refused_before_anything_is_read() {
         .await
         .unwrap();
     assert_eq!(same.status(), 303, "the dashboard's own page signs in");
+}
+
+#[tokio::test]
+async fn bodies_past_the_recent_bound_are_not_kept() {
+    let mock = harness::mock(&[]);
+    let store = TestStore::new(Backend::Sqlite);
+    let gw = gateway(
+        &mock,
+        &store,
+        "telemetry:\n  log_bodies: true\n  recent_bodies: 0\n",
+    );
+    let made = admin_json(&gw, "/admin/keys", json!({ "name": "app" })).await;
+    assert_eq!(
+        chat(&gw, made["key"].as_str().unwrap(), "gpt-4.1").await,
+        200
+    );
+    let cookie = sign_in(&gw, ADMIN_KEY).await;
+    let href = detail_of(&gw, &cookie, "data-request-id").await;
+    let (status, page) = get(&gw, &href, Some(&cookie)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Not kept here") && !page.contains("id=\"request-body\""),
+        "{page}"
+    );
 }

@@ -14,6 +14,8 @@ pub struct TelemetryConfig {
     pub log_bodies: Option<bool>,
     /// Bytes of each body logged at most; the rest is cut (default 64KiB).
     pub log_bodies_max: Option<ByteSize>,
+    /// Bytes of the last requests' bodies kept in memory for the dashboard's request pages (default 8MiB; 0: none).
+    pub recent_bodies: Option<ByteSize>,
     /// OpenTelemetry traces over OTLP/HTTP; absent: none.
     pub traces: Option<TracesConfig>,
 }

@@ -12,6 +12,10 @@ use crate::config::{Telemetry, Traces};
 /// Bytes of each body logged at most when `telemetry.log_bodies_max` is not set.
 const DEFAULT_LOG_BODIES_MAX: u64 = 64 << 10;
 
+/// Bytes of the last requests' bodies kept for the dashboard when
+/// `telemetry.recent_bodies` is not set.
+const RECENT_BYTES: usize = 8 << 20;
+
 /// The traces' defaults: `service.name`, requests waiting to be exported,
 /// requests per export, how often and how long an export may take.
 const DEFAULT_SERVICE_NAME: &str = "switchyard";
@@ -33,6 +37,9 @@ impl Validator<'_> {
         Telemetry {
             log_bodies: raw.log_bodies.unwrap_or(false),
             bodies_max: usize::try_from(max).unwrap_or(usize::MAX),
+            recent_bodies: raw
+                .recent_bodies
+                .map_or(RECENT_BYTES, |s| usize::try_from(s.0).unwrap_or(usize::MAX)),
             traces: raw.traces.and_then(|traces| self.traces(traces)),
         }
     }

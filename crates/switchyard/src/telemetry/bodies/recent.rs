@@ -1,13 +1,9 @@
 //! The bodies of this replica's last requests, as the bodies log wrote
 //! them, kept in memory for the dashboard's request pages: at most
-//! [`RECENT_BYTES`] of text, the oldest dropped first.
+//! `telemetry.recent_bodies` bytes of text, the oldest dropped first.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-
-/// Bytes of bodies kept at most (each body is already cut at
-/// `telemetry.log_bodies_max`).
-pub const RECENT_BYTES: usize = 8 << 20;
 
 /// One request's bodies as the bodies log showed them: redacted and cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +37,6 @@ pub struct RecentBodies {
 struct Kept {
     bodies: VecDeque<Shown>,
     bytes: usize,
-}
-
-impl Default for RecentBodies {
-    fn default() -> Self {
-        Self::new(RECENT_BYTES)
-    }
 }
 
 impl RecentBodies {
