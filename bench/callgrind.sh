@@ -23,6 +23,12 @@
 # the modes (default "json stream"). CALLGRIND_TRACES=on turns traces on
 # (every request sampled), exported every second to a collector on CPU 1 that
 # takes them (a stand-in answering 200 to every OTLP/HTTP post).
+# CALLGRIND_KEY picks the caller: `configured` (default: the key of `keys:`,
+# which no limit applies to), `open` (auth.mode open, no key sent), or a
+# virtual key from the store: `virtual` (no limits), `limits` (requests and
+# tokens per minute on), `budget` (those and a monthly budget: the full stack
+# of bench/run.sh's virtual key). Limits are far above the load: every check
+# runs, none refuses.
 # and leaves the dumps in $CALLGRIND_OUT (default bench/out/callgrind) for
 # `callgrind_annotate --inclusive=yes`. Needs valgrind, wrk, taskset, python3.
 set -euo pipefail
@@ -37,6 +43,7 @@ vary=${CALLGRIND_VARY:-}
 usage=${CALLGRIND_USAGE:-on}
 modes=${CALLGRIND_MODES:-json stream}
 store=${CALLGRIND_STORE:-}
+client=${CALLGRIND_KEY:-configured}
 traces=${CALLGRIND_TRACES:-off}
 
 # shellcheck source=bench/gateway-config.sh
@@ -48,12 +55,9 @@ for tool in valgrind callgrind_control wrk taskset python3; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-if [[ -n ${SWITCHYARD_BIN:-} ]]; then
-  bin=$SWITCHYARD_BIN
-else
-  (cd "$repo" && cargo build --release -p switchyard)
-  bin=$repo/target/release/switchyard
-fi
+# shellcheck source=bench/processes.sh
+source "$here/processes.sh"
+bin=$(bench_binary "$repo")
 [[ -x $bin ]] || die "no executable switchyard binary at $bin"
 case $cache in
   off | hit) ;;
@@ -117,13 +121,29 @@ server.serve_forever()' >"$work/collector.out" 2>"$work/collector.err" &
 fi
 
 {
-  gateway_config "$mock_port" "$key" gpt-4.1 "$work"
+  gateway_config "$mock_port" sk-bench-client-key gpt-4.1 "$work" \
+    | if [[ $client == open ]]; then sed 's/mode: keys/mode: open/'; else cat; fi
   [[ $cache == off ]] || gateway_cache_config
   [[ $usage == on ]] || gateway_usage_off_config
   if [[ $traces == on ]]; then
     printf 'telemetry:\n  traces:\n    endpoint: http://127.0.0.1:%s/v1/traces\n    flush_interval: 1s\n' "$collector_port"
   fi
 } | if [[ -n $store ]]; then sed "s#url: sqlite://.*#url: \"$store\"#"; else cat; fi >"$work/switchyard.yaml"
+
+key_flags=()
+case $client in
+  configured) ;;
+  open) key="" ;;
+  virtual) ;;
+  limits) key_flags=(--rpm 1000000000 --tpm 1000000000) ;;
+  budget) key_flags=(--rpm 1000000000 --tpm 1000000000 --budget-usd 1000000000 --budget-period month) ;;
+  *) die "CALLGRIND_KEY must be configured, open, virtual, limits or budget, not '$client'" ;;
+esac
+if [[ $client == virtual || $client == limits || $client == budget ]]; then
+  [[ -z $store ]] || die "CALLGRIND_KEY=$client makes its key in the SQLite store only"
+  key=$("$bin" keys create --name bench --store "sqlite://$work/switchyard.db" "${key_flags[@]}" 2>/dev/null) \
+    || die "could not create the virtual key"
+fi
 
 RUST_LOG=${RUST_LOG:-info} taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out.%p" \

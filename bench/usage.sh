@@ -31,12 +31,9 @@ for tool in wrk taskset curl python3; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-if [[ -n ${SWITCHYARD_BIN:-} ]]; then
-  bin=$SWITCHYARD_BIN
-else
-  (cd "$repo" && cargo build --release -p switchyard)
-  bin=$repo/target/release/switchyard
-fi
+# shellcheck source=bench/processes.sh
+source "$here/processes.sh"
+bin=$(bench_binary "$repo")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-usage.XXXXXX")
 pids=()

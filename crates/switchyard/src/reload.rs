@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,6 +33,29 @@ use crate::api::AppState;
 use crate::config::{self, AuthMode, Config, Source};
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::ProviderClient;
+use watch::{Watch, next_change};
+
+#[cfg(target_os = "linux")]
+mod watch;
+/// The config file is watched through inotify, on Linux only; elsewhere
+/// SIGHUP and the admin API reload.
+#[cfg(not(target_os = "linux"))]
+mod watch {
+    /// No watch off Linux.
+    pub(super) enum Watch {}
+    impl Watch {
+        pub(super) fn start(_: &std::path::Path, _: std::time::Duration) -> Option<Self> {
+            tracing::info!(
+                "the config file is not watched off Linux; reload with SIGHUP or POST /admin/reload"
+            );
+            None
+        }
+    }
+    /// Never.
+    pub(super) async fn next_change(_: &mut Option<Watch>) {
+        std::future::pending().await
+    }
+}
 
 /// How long the file must stay unchanged before a change is read.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -248,10 +270,8 @@ async fn run(mut reloader: Reloader, state: Arc<AppState>, mut asks: mpsc::Recei
     let counts = Counts::new(&state.process.metrics);
     let started = Sections::of(&reloader.started);
     let mut sections = started.clone();
-    let (changed_tx, mut changed) = mpsc::channel(1);
-    // Kept for the task's life: dropping it stops the watch.
-    let _watch = match &reloader.source {
-        Source::File(path) => watch(path, changed_tx),
+    let mut watch = match &reloader.source {
+        Source::File(path) => Watch::start(path, DEBOUNCE),
         Source::BuiltIn => None,
     };
     let mut hangup = reloader.hangups.take();
@@ -262,7 +282,7 @@ async fn run(mut reloader: Reloader, state: Arc<AppState>, mut asks: mpsc::Recei
                 Some((trigger, answer)) => (trigger, Some(answer)),
                 None => return,
             },
-            Some(()) = changed.recv() => (Trigger::File, None),
+            () = next_change(&mut watch) => (Trigger::File, None),
             () = next_hangup(&mut hangup) => (Trigger::Signal, None),
         };
         let outcome = reloader
@@ -407,55 +427,6 @@ impl Sections {
             .filter(|path| self.get(path) != now.get(path))
             .map(|path| path.join("."))
             .collect()
-    }
-}
-
-/// Watches the directory of `file` (a ConfigMap swaps the symlink in it, so
-/// the file itself may be replaced); a debounced change to anything in it is
-/// sent on `changed`. `None`, logged, when the directory cannot be watched
-/// (SIGHUP and the admin API still reload).
-fn watch(
-    file: &Path,
-    changed: mpsc::Sender<()>,
-) -> Option<
-    notify_debouncer_full::Debouncer<
-        notify::RecommendedWatcher,
-        notify_debouncer_full::RecommendedCache,
-    >,
-> {
-    let dir: PathBuf = match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    // Only the file itself, and the `..data` symlink a ConfigMap swaps, are
-    // of interest: a store or spill file beside it changes all the time.
-    let name = file.file_name().map(std::ffi::OsStr::to_owned);
-    let ours = move |path: &PathBuf| {
-        path.file_name()
-            .is_some_and(|n| Some(n) == name.as_deref() || n == "..data")
-    };
-    let started = notify_debouncer_full::new_debouncer(
-        DEBOUNCE,
-        None,
-        move |events: notify_debouncer_full::DebounceEventResult| {
-            let relevant =
-                events.is_ok_and(|events| events.iter().any(|event| event.paths.iter().any(&ours)));
-            if relevant {
-                // Full: a reload is already due, which reads the file anew.
-                let _ = changed.try_send(());
-            }
-        },
-    )
-    .and_then(|mut debouncer| {
-        debouncer.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-        Ok(debouncer)
-    });
-    match started {
-        Ok(debouncer) => Some(debouncer),
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %dir.display(), "the config file's directory cannot be watched; reload with SIGHUP or POST /admin/reload");
-            None
-        }
     }
 }
 

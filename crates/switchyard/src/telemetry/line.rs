@@ -1,7 +1,6 @@
 //! The access line itself: its fields, formatted as text or JSON without
 //! `fmt` machinery, every client- or provider-supplied string escaped.
 
-use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::LogFormat;
@@ -37,39 +36,6 @@ pub(super) struct Line<'a> {
 /// Whole microseconds, saturating (a `u64` of them is 584,000 years).
 pub(super) fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// Room for a typical line; the buffer grows for a long error.
-const LINE_CAPACITY: usize = 512;
-
-/// A buffer grown past this by a huge line is not kept for the next one.
-const LINE_KEEP_CAPACITY: usize = 16 << 10;
-
-thread_local! {
-    /// The per-thread buffer access lines are formatted into.
-    static LINE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with an empty buffer: the thread's own, or a fresh one when that
-/// is unavailable (thread teardown, or already in use further up the stack).
-pub(super) fn with_line_buffer(f: impl FnOnce(&mut Vec<u8>)) {
-    let mut f = Some(f);
-    let _ = LINE_BUFFER.try_with(|cell| {
-        let Ok(mut buf) = cell.try_borrow_mut() else {
-            return;
-        };
-        if let Some(f) = f.take() {
-            buf.clear();
-            buf.reserve(LINE_CAPACITY);
-            f(&mut buf);
-            if buf.capacity() > LINE_KEEP_CAPACITY {
-                *buf = Vec::new();
-            }
-        }
-    });
-    if let Some(f) = f {
-        f(&mut Vec::with_capacity(LINE_CAPACITY));
-    }
 }
 
 /// Appends the whole access line, newline included, to `buf`.

@@ -2,25 +2,27 @@
 //! request (and its bodies line, when `telemetry.log_bodies` is on), the
 //! metric registry, and the per-request metrics.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use crate::request::{Consumer, RequestRecord};
-use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-use line::{Line, format_line, micros, with_line_buffer};
+use line::{Line, format_line, micros};
+use log_writer::LogWriter;
 
 pub mod bodies;
 mod error_type;
 mod line;
+mod log_writer;
 pub mod metrics;
 mod requests;
 pub mod traces;
 
 pub use bodies::{Bodies, BodyLog};
 pub use error_type::ErrorType;
+pub use log_writer::LogGuard;
 pub use requests::{ModelMeter, RequestMetrics, UpstreamMeter};
 
 /// How log lines are written.
@@ -34,21 +36,15 @@ pub enum LogFormat {
 
 /// Installs the global subscriber: stderr, level from `RUST_LOG` (default `info`).
 ///
-/// Lines are written by a background thread so a request never waits on a
-/// `write` to stderr; the returned guard flushes what is queued when dropped,
-/// so keep it alive until the process exits. Access lines bypass the
-/// subscriber's formatter (see [`AccessLog`]) but go through the same writer
-/// thread, filtered by the same `RUST_LOG` as target `switchyard::access`;
+/// Lines are written in batches by a background thread (see
+/// [`log_writer`]), so a request never waits on a `write` to stderr nor
+/// wakes a thread; the returned guard writes what is left when dropped, so
+/// keep it alive until the process exits. Access lines bypass the
+/// subscriber's formatter (see [`AccessLog`]) but go through the same
+/// writer, filtered by the same `RUST_LOG` as target `switchyard::access`;
 /// so do bodies lines ([`BodyLog`]), as target `switchyard::bodies`.
-pub fn init(format: LogFormat) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        // Lines queued together leave in one write; the queue's end flushes.
-        .finish(std::io::BufWriter::with_capacity(
-            LOG_WRITE_BUFFER,
-            std::io::stderr(),
-        ));
+pub fn init(format: LogFormat) -> LogGuard {
+    let (writer, guard) = LogWriter::start(std::io::stderr());
     let access_writer = writer.clone();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -81,25 +77,19 @@ static ACCESS_SINK: OnceLock<AccessSink> = OnceLock::new();
 
 /// The writer and format of access and bodies lines.
 struct AccessSink {
-    writer: NonBlocking,
+    writer: LogWriter,
     format: LogFormat,
 }
 
 impl AccessSink {
-    /// Formats `line` stamped `now` and queues it in one write.
+    /// Formats `line` stamped `now` into the log writer's buffer.
     fn write_line(&self, line: &Line<'_>, now: SystemTime) {
         self.write(|buf, format| format_line(buf, format, now, line));
     }
 
-    /// Queues the line `format` writes (in the sink's format) in one write.
+    /// Appends the line `format` writes (in the sink's format), whole.
     fn write(&self, format: impl FnOnce(&mut Vec<u8>, LogFormat)) {
-        with_line_buffer(|buf| {
-            format(buf, self.format);
-            // `NonBlocking` queues each write as one message; an error means
-            // the writer thread is gone (shutdown), and the line with it.
-            let mut writer = self.writer.clone();
-            let _ = writer.write_all(buf);
-        });
+        self.writer.append(|buf| format(buf, self.format));
     }
 }
 
@@ -110,12 +100,6 @@ const ACCESS_TARGET: &str = "switchyard::access";
 fn access_enabled() -> bool {
     tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO)
 }
-
-/// Bytes of log lines gathered into one write to stderr.
-const LOG_WRITE_BUFFER: usize = 64 << 10;
-
-/// Log lines queued for the writer thread before a request has to wait (none is dropped).
-const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 /// The access log: one line per request, the first consumer of every
 /// [`RequestRecord`]. The line carries no prompt or completion text (those
@@ -142,8 +126,8 @@ impl Consumer for AccessLog {
     }
 }
 
-/// Writes the line of `record`: formatted here into a reused buffer and
-/// queued on the log writer thread in one piece, when `RUST_LOG` lets target
+/// Writes the line of `record`: formatted here straight into the log
+/// writer's buffer of this thread, when `RUST_LOG` lets target
 /// `switchyard::access` through at `info`.
 fn write_record(record: &RequestRecord) {
     let Some(sink) = ACCESS_SINK.get() else {
@@ -265,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn sink_queues_whole_lines_for_the_writer_thread() {
+    fn sink_appends_whole_lines_for_the_writer_thread() {
         #[derive(Clone, Default)]
         struct Shared(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
         impl std::io::Write for Shared {
@@ -278,9 +262,7 @@ mod tests {
             }
         }
         let out = Shared::default();
-        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(false)
-            .finish(out.clone());
+        let (writer, guard) = LogWriter::start(out.clone());
         let sink = AccessSink {
             writer,
             format: LogFormat::Text,
@@ -294,12 +276,16 @@ mod tests {
             at(),
         );
         drop(guard);
+        // Both lines leave in one write, whole.
         let writes = out.0.lock().unwrap().clone();
-        assert_eq!(writes.len(), 2);
-        assert_eq!(writes[0], format(LogFormat::Text, &sample()).as_bytes());
+        assert_eq!(writes.len(), 1);
+        let text = String::from_utf8(writes[0].clone()).unwrap();
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], format(LogFormat::Text, &sample()));
         assert!(
-            writes[1].starts_with(b"2026-11-22T01:01:01.123456Z  INFO request request_id=second ")
+            lines[1].starts_with("2026-11-22T01:01:01.123456Z  INFO request request_id=second ")
         );
-        assert!(writes[1].ends_with(b" completion_tokens=16\n"));
+        assert!(lines[1].ends_with(" completion_tokens=16\n"));
     }
 }
