@@ -120,12 +120,14 @@ pub struct ProviderClient {
     base_url: String,
     /// `api-version` of an Azure provider.
     api_version: String,
-    /// The `host` header for plain-HTTP providers spoken to in HTTP/1.1, built
-    /// once; the pooled client would format it for every request. Over TLS
-    /// and in HTTP/2, where `:authority` replaces it, the client sets it.
-    host: Option<HeaderValue>,
-    /// The headers of the provider's API version, if its dialect has one.
-    version: Option<(HeaderName, HeaderValue)>,
+    /// The headers every request to it carries, built once and cloned for
+    /// each (a clone copies the map's table; inserting each header again
+    /// hashed its name every time): `content-type`, `user-agent`, the API
+    /// version's header if its dialect has one, and `host` for plain-HTTP
+    /// providers spoken to in HTTP/1.1 (the pooled client would format it
+    /// for every request; over TLS and in HTTP/2, where `:authority`
+    /// replaces it, the client sets it).
+    fixed_headers: HeaderMap,
     /// The provider's keys, used in turn, each with its own rate-limit cooldown.
     keys: Keys,
     /// Timeouts for every call.
@@ -186,8 +188,7 @@ impl ProviderClient {
             wire,
             base_url,
             api_version: provider.api_version.clone(),
-            host,
-            version: version_header(provider),
+            fixed_headers: fixed_headers(host, version_header(provider)),
             keys: Keys::new(provider),
             timeouts: provider.timeouts,
             client,
@@ -317,15 +318,8 @@ impl ProviderClient {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
         *request.uri_mut() = uri.clone();
+        *request.headers_mut() = self.fixed_headers.clone();
         let headers = request.headers_mut();
-        headers.reserve(8);
-        if let Some(host) = &self.host {
-            headers.insert(header::HOST, host.clone());
-        }
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
         headers.insert(
             header::ACCEPT,
             HeaderValue::from_static(if stream {
@@ -334,12 +328,8 @@ impl ProviderClient {
                 "application/json"
             }),
         );
-        headers.insert(header::USER_AGENT, USER_AGENT.clone());
         headers.insert(REQUEST_ID.clone(), request_id.clone());
         headers.insert(HOPS.clone(), hops.clone());
-        if let Some((name, value)) = &self.version {
-            headers.insert(name.clone(), value.clone());
-        }
         let key = match self.keys.pick(sent) {
             Ok(key) => key,
             Err(wait) => return Err(self.keys_cooling(wait)),
@@ -530,6 +520,27 @@ fn parse_url(text: &str) -> Result<Uri, ClientError> {
 }
 
 /// `anthropic-version` of an Anthropic provider.
+/// The headers of [`ProviderClient::fixed_headers`], with room for those
+/// each request adds (`accept`, the request id, the hops, the key, a beta).
+fn fixed_headers(
+    host: Option<HeaderValue>,
+    version: Option<(HeaderName, HeaderValue)>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(10);
+    if let Some(host) = host {
+        headers.insert(header::HOST, host);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::USER_AGENT, USER_AGENT.clone());
+    if let Some((name, value)) = version {
+        headers.insert(name, value);
+    }
+    headers
+}
+
 fn version_header(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
     (provider.kind == ProviderKind::Anthropic)
         .then(|| HeaderValue::from_str(&provider.api_version).ok())

@@ -30,12 +30,14 @@ fn provider(base_url: &str) -> Provider {
 fn the_host_header_names_host_and_port_only() {
     let client =
         ProviderClient::new(&provider("http://user:secret@127.0.0.1:9999/v1"), None).unwrap();
-    assert_eq!(client.host.unwrap(), "127.0.0.1:9999");
+    assert_eq!(client.fixed_headers["host"], "127.0.0.1:9999");
+    assert_eq!(client.fixed_headers["content-type"], "application/json");
     let client = ProviderClient::new(&provider("http://relay.internal/v1"), None).unwrap();
-    assert_eq!(client.host.unwrap(), "relay.internal");
+    assert_eq!(client.fixed_headers["host"], "relay.internal");
     // Over TLS the HTTP client sets it (HTTP/2 carries `:authority` instead).
     let client = ProviderClient::new(&provider("https://api.example.com/v1"), None).unwrap();
-    assert!(client.host.is_none());
+    assert!(!client.fixed_headers.contains_key("host"));
+    assert!(client.fixed_headers.contains_key("user-agent"));
 }
 
 #[test]
