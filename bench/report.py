@@ -38,7 +38,7 @@ TARGET_NAMES = {
     "switchyard": "Switchyard",
     "switchyard-usage-off": "Switchyard, usage log off",
     "switchyard-usage-pg": "Switchyard, usage log to PostgreSQL",
-    "switchyard-keys": "Switchyard, virtual key with limits and budgets",
+    "switchyard-keys": "Switchyard, the full stack: virtual key with limits and budget, usage log to SQLite",
     "switchyard-redis": "Switchyard, the same, limits in Redis",
     "switchyard-cache-hit": "Switchyard, response cache on, every request a hit",
     "switchyard-cache-miss": "Switchyard, response cache on, every request a miss",
@@ -55,6 +55,12 @@ MAX_CACHE_HIT_P99_US = 50
 MIN_CACHE_MISS_RATIO = 0.95
 MODES = {"json": "JSON", "stream": "streaming"}
 
+# Issue 20's bars for the full stack (the virtual key with its requests and tokens
+# per minute and budget, the usage log to SQLite, metrics) against nginx.
+MIN_FULL_JSON_PER_CPU = 0.9
+MIN_FULL_STREAM_PER_CPU = 0.8
+MAX_FULL_ADDED_P50_US = 25
+MAX_FULL_ADDED_TTFT_US = 50
 # The bars from DESIGN.md ("Performance, and how it is measured").
 MIN_THROUGHPUT_RATIO = 0.8
 MAX_ADDED_P50_US = 50
@@ -282,6 +288,7 @@ def targets_table(res: Results) -> list[str]:
         f"| time to first token, p50 | {signed_us(ttft)} vs nginx | ≤ +{MAX_ADDED_TTFT_US} µs | "
         f"{verdict(None if ttft is None else ttft <= MAX_ADDED_TTFT_US, problems)} |"
     )
+    lines += full_stack_rows(res)
     lines += on_off_rows(
         res, "switchyard-keys", "switchyard", "with a virtual key, its limits and budgets on", "off", MIN_KEYS_ON_RATIO
     )
@@ -311,6 +318,42 @@ def targets_table(res: Results) -> list[str]:
     lines.append(
         f"| resident memory, peak after the concurrency runs | {mb(peak)} | < {MAX_PEAK_RSS_MB} MB | "
         f"{verdict(None if peak is None else peak / 1024 < MAX_PEAK_RSS_MB, [])} |"
+    )
+    return lines
+
+
+def full_stack_rows(res: Results) -> list[str]:
+    """Issue 20's rows: the full stack (`switchyard-keys`: the virtual key with its
+    limits and budget, the usage log to SQLite, metrics) against nginx, per
+    CPU-second at the high concurrency, added p50 at concurrency 1 and added time
+    to first token."""
+    lines = []
+    full = "switchyard-keys"
+    for mode, bar in (("json", MIN_FULL_JSON_PER_CPU), ("stream", MIN_FULL_STREAM_PER_CPU)):
+        scenario = res.busiest(mode)
+        if scenario is None:
+            continue
+        ratio = res.versus(scenario, full, "nginx", "per_cpu")
+        problems = [f"{n} failed requests" for n in [res.errors(scenario, full)] if n]
+        lines.append(
+            f"| the full stack, requests per CPU-second, {describe(scenario)} | "
+            f"{'–' if ratio is None else f'{ratio:.2f}× nginx'} | ≥ {bar}× nginx | "
+            f"{verdict(None if ratio is None else ratio >= bar, problems)} |"
+        )
+    sy, ng = res.wrk.get(("json-c1", full)), res.wrk.get(("json-c1", "nginx"))
+    added = None if not sy or not ng else float(sy["p50_us"]) - float(ng["p50_us"])
+    problems = [f"{n} failed requests" for n in [res.errors("json-c1", full)] if n]
+    lines.append(
+        f"| the full stack, added p50 latency, JSON, concurrency 1 | {signed_us(added)} vs nginx | "
+        f"≤ +{MAX_FULL_ADDED_P50_US} µs | "
+        f"{verdict(None if added is None else added <= MAX_FULL_ADDED_P50_US, problems)} |"
+    )
+    ttft = Results._added(res.ttft.get(full), res.ttft.get("nginx"), "p50_us")
+    errors = res.ttft.get(full, {}).get("errors")
+    lines.append(
+        f"| the full stack, added time to first token, p50 | {signed_us(ttft)} vs nginx | "
+        f"≤ +{MAX_FULL_ADDED_TTFT_US} µs | "
+        f"{verdict(None if ttft is None else ttft <= MAX_FULL_ADDED_TTFT_US, [f'{errors} failed requests'] if errors else [])} |"
     )
     return lines
 

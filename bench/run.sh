@@ -259,8 +259,8 @@ declare -A key_of=(
 declare -A varies=([switchyard-cache-miss]=1)
 targets=(mock nginx switchyard switchyard-usage-off switchyard-usage-pg switchyard-keys switchyard-redis switchyard-cache-hit
   switchyard-cache-miss)
-# Time to first token is measured on the first three.
-ttft_targets=(mock nginx switchyard)
+# Time to first token is measured on the first three and the full stack.
+ttft_targets=(mock nginx switchyard switchyard-keys)
 
 # === sanity: every target answers 200, JSON and streaming, before anything is timed ===
 
@@ -364,7 +364,7 @@ run_wrk() {
 # run_ttft ROUND TARGET
 run_ttft() {
   local round=$1 target=$2 line
-  line=$(timeout 300 "${load_cpu[@]}" python3 "$here/ttft.py" "${url[$target]}" --body "$body" --key "$key" \
+  line=$(timeout 300 "${load_cpu[@]}" python3 "$here/ttft.py" "${url[$target]}" --body "$body" --key "${key_of[$target]}" \
     -n "$ttft_requests") || die "ttft.py failed against $target: $line"
   python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r.update(kind="ttft", round=int(sys.argv[2]), target=sys.argv[3]); print(json.dumps(r))' \
     "$line" "$round" "$target" >>"$results"
@@ -427,7 +427,7 @@ python3 "$here/report.py" "$results" --output "$output" --repo "$repo" --command
   --duration "$duration" --warmup "$warmup" --rounds "$rounds" --binary "${bin#"$repo"/}" \
   --gateway-config "$work/switchyard.yaml" --cache-config "$work/switchyard-cache-hit.yaml" \
   --nginx-config "$work/nginx.conf" \
-  --section "$here/instructions.md" --section "$here/overload.md" --section "$here/cache.md" --section "$here/usage.md" --section "$here/traces.md" --section "$here/dashboard.md"
+  --section "$here/instructions.md" --section "$here/features.md" --section "$here/overload.md" --section "$here/cache.md" --section "$here/usage.md" --section "$here/traces.md" --section "$here/dashboard.md"
 
 mkdir -p "$raw_dir"
 cp "$results" "$work"/*.txt "$work"/*.yaml "$work"/*.conf "$raw_dir"/
