@@ -74,7 +74,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_guard = telemetry::init(cli.log_format);
+    // The gateway and the mock batch their lines; a one-shot command's keep
+    // their place among what it prints.
+    let delivery = match cli.command {
+        Command::Serve { .. } | Command::Mock { .. } => telemetry::Delivery::Batched,
+        _ => telemetry::Delivery::Direct,
+    };
+    let _log_guard = telemetry::init(cli.log_format, delivery);
     match cli.command {
         Command::Check { config } => check(&Source::resolve(config)),
         Command::Serve { config } => serve(&Source::resolve(config)),

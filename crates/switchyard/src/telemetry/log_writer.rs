@@ -55,7 +55,7 @@ impl Shard {
 }
 
 /// What the threads that log and the writer thread share.
-struct Shared {
+pub(super) struct Shared {
     shards: Box<[Shard]>,
     /// The writer's wake-up call: set by a thread that found its buffer past
     /// [`WAKE_AT`] (once per call), or by the guard at the end.
@@ -75,22 +75,46 @@ thread_local! {
     static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
 }
 
+/// How lines reach stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Gathered and written in batches by the writer thread: for the
+    /// gateway and the mock, where a line must cost a request no system call.
+    Batched,
+    /// Written at once, each line in one `write`: for one-shot commands,
+    /// whose log lines must keep their place among what they print.
+    Direct,
+}
+
 /// The handle lines are appended through (cheap to clone). Also the
 /// subscriber's [`MakeWriter`]: each event is one `write_all` of a whole line.
 #[derive(Clone)]
-pub(super) struct LogWriter {
-    shared: Arc<Shared>,
+pub(super) enum LogWriter {
+    /// To the writer thread's buffers.
+    Batched(Arc<Shared>),
+    /// Straight to the output, one line at a time.
+    Direct(Arc<Mutex<dyn Write + Send>>),
 }
 
 /// Writes what is left and stops the writer thread when dropped: keep it
 /// alive until the process exits.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    batched: Option<(Arc<Shared>, Option<JoinHandle<()>>)>,
 }
 
 impl LogWriter {
+    /// A writer of `delivery` to `out`, and its guard.
+    pub(super) fn new(delivery: Delivery, out: impl Write + Send + 'static) -> (Self, LogGuard) {
+        match delivery {
+            Delivery::Batched => Self::start(out),
+            Delivery::Direct => (
+                Self::Direct(Arc::new(Mutex::new(out))),
+                LogGuard { batched: None },
+            ),
+        }
+    }
+
     /// Starts the writer thread, writing to `out`.
     pub(super) fn start(out: impl Write + Send + 'static) -> (Self, LogGuard) {
         let shared = Arc::new(Shared {
@@ -106,19 +130,32 @@ impl LogWriter {
             .spawn(move || write_until_stopped(&writer, out))
             .ok();
         let guard = LogGuard {
-            shared: Arc::clone(&shared),
-            thread,
+            batched: Some((Arc::clone(&shared), thread)),
         };
-        (Self { shared }, guard)
+        (Self::Batched(shared), guard)
     }
 
-    /// Appends what `line` writes to this thread's buffer, whole.
+    /// Appends what `line` writes to this thread's buffer, whole (or, direct,
+    /// writes it).
     pub(super) fn append(&self, line: impl FnOnce(&mut Vec<u8>)) {
-        let shard = &self.shared.shards[SHARD.try_with(|s| *s).unwrap_or(0)];
+        let shared = match self {
+            Self::Batched(shared) => shared,
+            Self::Direct(out) => {
+                let mut text = Vec::new();
+                line(&mut text);
+                // A failed write to stderr has nowhere to be told.
+                let _ = out
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .write_all(&text);
+                return;
+            }
+        };
+        let shard = &shared.shards[SHARD.try_with(|s| *s).unwrap_or(0)];
         let mut buf = shard.lock();
-        while buf.len() >= BUFFER_LIMIT && !self.shared.stopping.load(Ordering::Relaxed) {
+        while buf.len() >= BUFFER_LIMIT && !shared.stopping.load(Ordering::Relaxed) {
             drop(buf);
-            self.shared.ask_wake();
+            shared.ask_wake();
             wait_for_room();
             buf = shard.lock();
         }
@@ -126,7 +163,7 @@ impl LogWriter {
         let full = buf.len() >= WAKE_AT;
         drop(buf);
         if full {
-            self.shared.ask_wake();
+            shared.ask_wake();
         }
     }
 }
@@ -185,10 +222,13 @@ fn write_until_stopped(shared: &Shared, mut out: impl Write) {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::Release);
-        self.shared.wake_asked.store(false, Ordering::Release);
-        self.shared.ask_wake();
-        if let Some(thread) = self.thread.take() {
+        let Some((shared, thread)) = &mut self.batched else {
+            return;
+        };
+        shared.stopping.store(true, Ordering::Release);
+        shared.wake_asked.store(false, Ordering::Release);
+        shared.ask_wake();
+        if let Some(thread) = thread.take() {
             let _ = thread.join();
         }
     }
@@ -281,6 +321,18 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(out.0.lock().unwrap().concat(), b"one line\n");
+    }
+
+    #[test]
+    fn direct_lines_are_written_at_once_each_in_one_write() {
+        let out = Collected::default();
+        let (writer, _guard) = LogWriter::new(Delivery::Direct, out.clone());
+        writer.append(|buf| buf.extend_from_slice(b"first\n"));
+        writer.append(|buf| buf.extend_from_slice(b"second\n"));
+        assert_eq!(
+            *out.0.lock().unwrap(),
+            [b"first\n".to_vec(), b"second\n".to_vec()]
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod traces;
 
 pub use bodies::{Bodies, BodyLog};
 pub use error_type::ErrorType;
-pub use log_writer::LogGuard;
+pub use log_writer::{Delivery, LogGuard};
 pub use requests::{ModelMeter, RequestMetrics, UpstreamMeter};
 
 /// How log lines are written.
@@ -36,15 +36,15 @@ pub enum LogFormat {
 
 /// Installs the global subscriber: stderr, level from `RUST_LOG` (default `info`).
 ///
-/// Lines are written in batches by a background thread (see
-/// [`log_writer`]), so a request never waits on a `write` to stderr nor
-/// wakes a thread; the returned guard writes what is left when dropped, so
-/// keep it alive until the process exits. Access lines bypass the
+/// [`Delivery::Batched`], lines are written in batches by a background
+/// thread (see [`log_writer`]), so a request never waits on a `write` to
+/// stderr nor wakes a thread; the returned guard writes what is left when
+/// dropped, so keep it alive until the process exits. Access lines bypass the
 /// subscriber's formatter (see [`AccessLog`]) but go through the same
 /// writer, filtered by the same `RUST_LOG` as target `switchyard::access`;
 /// so do bodies lines ([`BodyLog`]), as target `switchyard::bodies`.
-pub fn init(format: LogFormat) -> LogGuard {
-    let (writer, guard) = LogWriter::start(std::io::stderr());
+pub fn init(format: LogFormat, delivery: Delivery) -> LogGuard {
+    let (writer, guard) = LogWriter::new(delivery, std::io::stderr());
     let access_writer = writer.clone();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
