@@ -81,10 +81,6 @@ pub(super) struct Reader<B> {
     ready_reads: u32,
     /// The end of the body, when it was found while collecting a batch.
     ended: Option<Result<(), ReadError>>,
-    /// Chunks read before the relay began (see [`first_content`]), handed out first.
-    ///
-    /// [`first_content`]: super::first_content
-    pub(super) first: Vec<Bytes>,
 }
 
 /// What a read that waits for data races against.
@@ -120,7 +116,6 @@ where
             waiters: None,
             ready_reads: 0,
             ended: None,
-            first: Vec::new(),
         }
     }
 
@@ -144,10 +139,6 @@ where
         turns: usize,
         take: &mut (dyn FnMut(Bytes) + Send),
     ) -> Result<bool, ReadError> {
-        if !self.first.is_empty() {
-            self.first.drain(..).for_each(&mut *take);
-            return Ok(true);
-        }
         if let Some(end) = self.ended.take() {
             return end.map(|()| false);
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
 use hyper::body::Body as HttpBody;
 use switchyard_providers::anthropic::EventWatch;
 use switchyard_providers::openai::chat::ChatChunk;
@@ -103,11 +104,10 @@ where
             chunks: Vec::new(),
         },
     };
-    let mut reader = Reader::new(upstream, provider.clone(), &limits);
-    reader.first = first;
-    let relay = SseRelay {
+    let reader = Reader::new(upstream, provider.clone(), &limits);
+    let mut relay = SseRelay {
         parser: SseParser::new(limits.max_event_bytes),
-        received: Vec::new(),
+        received: first,
         reader,
         provider,
         mode,
@@ -116,6 +116,12 @@ where
         log: Some(log),
         finished: None,
     };
+    // The chunks read before the answer began (the first content) become the
+    // body's first batch here, ready when the server writes the response's
+    // head: head and first events leave in one write.
+    let mut out = BytesMut::new();
+    relay.drain(&mut out);
+    let first = (!out.is_empty()).then(|| Ok::<_, Infallible>(relay.hand_over(out.freeze())));
     // The relay runs in a task of its own and hands the response body whole
     // batches: the server's connection task is woken once per batch, not once
     // per upstream event (the HTTP client hands those over one at a time).
@@ -131,13 +137,11 @@ where
                 .await;
         }
     });
-    Body::from_stream(futures_util::stream::unfold(
-        received,
-        |mut received| async move {
-            let batch = received.recv().await?;
-            Some((Ok::<_, Infallible>(batch), received))
-        },
-    ))
+    let rest = futures_util::stream::unfold(received, |mut received| async move {
+        let batch = received.recv().await?;
+        Some((Ok::<_, Infallible>(batch), received))
+    });
+    Body::from_stream(futures_util::stream::iter(first).chain(rest))
 }
 
 /// Batches of a stream ready for the client and not yet taken by the server.
