@@ -62,20 +62,30 @@ impl Watch {
     /// for the debounce to pass without another. Never resolves once the
     /// watch has failed (logged).
     pub(super) async fn changed(&mut self) {
+        if !self.next_ours().await {
+            return std::future::pending().await;
+        }
+        // Quiet for the debounce: an editor's or a ConfigMap's change is
+        // several events; the reload reads the file once they are over. Only
+        // the file's own events restart the wait: a store written beside it
+        // all the time must not put the reload off.
+        while let Ok(true) = tokio::time::timeout(self.debounce, self.next_ours()).await {}
+    }
+
+    /// Waits for the next event about the config file; `false` once the
+    /// watch has failed (logged) or ended.
+    async fn next_ours(&mut self) -> bool {
         loop {
             match self.events.next().await {
-                Some(Ok(event)) if self.ours(event.name.as_deref()) => break,
+                Some(Ok(event)) if self.ours(event.name.as_deref()) => return true,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "the config file's watch failed; reload with SIGHUP or POST /admin/reload");
-                    return std::future::pending().await;
+                    return false;
                 }
-                None => return std::future::pending().await,
+                None => return false,
             }
         }
-        // Quiet for the debounce: an editor's or a ConfigMap's change is
-        // several events; the reload reads the file once they are over.
-        while let Ok(Some(Ok(_))) = tokio::time::timeout(self.debounce, self.events.next()).await {}
     }
 
     /// Whether an event about `name` (the directory's own events have none;
@@ -128,5 +138,33 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), watch.changed())
             .await
             .expect("a rename onto the file is a change");
+    }
+
+    #[tokio::test]
+    async fn a_neighbour_written_all_the_time_does_not_put_a_change_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchyard.yaml");
+        std::fs::write(&file, "a: 1\n").unwrap();
+        let mut watch = Watch::start(&file, Duration::from_millis(100)).unwrap();
+        // A spill file opened, appended to and closed every 20 ms: a closed
+        // write each time, well within the debounce.
+        let spill = dir.path().join("usage.spill");
+        let writing = tokio::spawn(async move {
+            loop {
+                std::fs::write(&spill, b"record\n").unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        std::fs::write(&file, "a: 2\n").unwrap();
+        let took = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the change is reported while the neighbour goes on writing");
+        assert!(
+            took.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            took.elapsed()
+        );
+        writing.abort();
     }
 }

@@ -29,6 +29,9 @@ const WAKE_AT: usize = 256 << 10;
 /// Bytes in one buffer past which its thread waits for the writer.
 const BUFFER_LIMIT: usize = 4 << 20;
 
+/// How long the process's end waits for the last lines to be written.
+const LAST_WRITE: Duration = Duration::from_secs(2);
+
 /// How often a thread whose buffer is full looks again for room.
 const ROOM_POLL: Duration = Duration::from_millis(1);
 
@@ -115,8 +118,11 @@ impl LogWriter {
         }
     }
 
-    /// Starts the writer thread, writing to `out`.
+    /// Starts the writer thread, writing to `out`; should the thread not
+    /// start, lines are written at once instead (never left to fill the
+    /// buffers of a writer that is not there).
     pub(super) fn start(out: impl Write + Send + 'static) -> (Self, LogGuard) {
+        let out: Arc<Mutex<dyn Write + Send>> = Arc::new(Mutex::new(out));
         let shared = Arc::new(Shared {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             wake: Mutex::new(false),
@@ -125,14 +131,19 @@ impl LogWriter {
             stopping: AtomicBool::new(false),
         });
         let writer = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
+        let thread_out = Arc::clone(&out);
+        let started = std::thread::Builder::new()
             .name("switchyard-log".into())
-            .spawn(move || write_until_stopped(&writer, out))
-            .ok();
-        let guard = LogGuard {
-            batched: Some((Arc::clone(&shared), thread)),
-        };
-        (Self::Batched(shared), guard)
+            .spawn(move || write_until_stopped(&writer, &thread_out));
+        match started {
+            Ok(thread) => {
+                let guard = LogGuard {
+                    batched: Some((Arc::clone(&shared), Some(thread))),
+                };
+                (Self::Batched(shared), guard)
+            }
+            Err(_) => (Self::Direct(out), LogGuard { batched: None }),
+        }
     }
 
     /// Appends what `line` writes to this thread's buffer, whole (or, direct,
@@ -169,7 +180,8 @@ impl LogWriter {
 }
 
 /// Only when stderr cannot keep up: the thread (a tokio worker, often)
-/// waits rather than a line be dropped.
+/// waits rather than a line be dropped; also the process's end, waiting for
+/// the writer's last pass.
 #[allow(clippy::disallowed_methods)]
 fn wait_for_room() {
     std::thread::sleep(ROOM_POLL);
@@ -188,7 +200,9 @@ impl Shared {
 /// The writer thread: every [`FLUSH_INTERVAL`] (or when woken), takes each
 /// buffer's lines and writes them, until the guard is dropped; then writes
 /// what is left.
-fn write_until_stopped(shared: &Shared, mut out: impl Write) {
+fn write_until_stopped(shared: &Shared, out: &Mutex<dyn Write + Send>) {
+    // Only this thread writes to it while batching: the lock is uncontended.
+    let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
     let mut taken = Vec::new();
     loop {
         {
@@ -228,8 +242,16 @@ impl Drop for LogGuard {
         shared.stopping.store(true, Ordering::Release);
         shared.wake_asked.store(false, Ordering::Release);
         shared.ask_wake();
+        // A stderr that does not take writes (a stalled pipe) must not keep
+        // the process from exiting: the last lines get a while, not forever.
         if let Some(thread) = thread.take() {
-            let _ = thread.join();
+            let deadline = std::time::Instant::now() + LAST_WRITE;
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                wait_for_room();
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }

@@ -519,7 +519,6 @@ fn parse_url(text: &str) -> Result<Uri, ClientError> {
     }
 }
 
-/// `anthropic-version` of an Anthropic provider.
 /// The headers of [`ProviderClient::fixed_headers`], with room for those
 /// each request adds (`accept`, the request id, the hops, the key, a beta).
 fn fixed_headers(
@@ -541,6 +540,7 @@ fn fixed_headers(
     headers
 }
 
+/// `anthropic-version` of an Anthropic provider.
 fn version_header(provider: &Provider) -> Option<(HeaderName, HeaderValue)> {
     (provider.kind == ProviderKind::Anthropic)
         .then(|| HeaderValue::from_str(&provider.api_version).ok())
