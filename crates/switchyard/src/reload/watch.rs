@@ -107,12 +107,18 @@ pub(super) async fn next_change(watch: &mut Option<Watch>) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_write_beside_the_file_is_not_a_change_and_a_rename_onto_it_is() {
+    /// A config file in a directory of its own, and its watch.
+    fn watched(debounce: Duration) -> (tempfile::TempDir, PathBuf, Watch) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("switchyard.yaml");
         std::fs::write(&file, "a: 1\n").unwrap();
-        let mut watch = Watch::start(&file, Duration::from_millis(50)).unwrap();
+        let watch = Watch::start(&file, debounce).unwrap();
+        (dir, file, watch)
+    }
+
+    #[tokio::test]
+    async fn a_write_beside_the_file_is_not_a_change_and_a_rename_onto_it_is() {
+        let (dir, file, mut watch) = watched(Duration::from_millis(50));
         let quiet = Duration::from_millis(300);
 
         // A store beside it, written all the time while kept open.
@@ -142,10 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_neighbour_written_all_the_time_does_not_put_a_change_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("switchyard.yaml");
-        std::fs::write(&file, "a: 1\n").unwrap();
-        let mut watch = Watch::start(&file, Duration::from_millis(100)).unwrap();
+        let (dir, file, mut watch) = watched(Duration::from_millis(100));
         // A spill file opened, appended to and closed every 20 ms: a closed
         // write each time, well within the debounce.
         let spill = dir.path().join("usage.spill");
