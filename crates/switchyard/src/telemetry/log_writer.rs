@@ -103,7 +103,7 @@ pub(super) enum LogWriter {
 /// alive until the process exits.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    batched: Option<(Arc<Shared>, Option<JoinHandle<()>>)>,
+    batched: Option<(Arc<Shared>, JoinHandle<()>)>,
 }
 
 impl LogWriter {
@@ -138,7 +138,7 @@ impl LogWriter {
         match started {
             Ok(thread) => {
                 let guard = LogGuard {
-                    batched: Some((Arc::clone(&shared), Some(thread))),
+                    batched: Some((Arc::clone(&shared), thread)),
                 };
                 (Self::Batched(shared), guard)
             }
@@ -236,7 +236,7 @@ fn write_until_stopped(shared: &Shared, out: &Mutex<dyn Write + Send>) {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        let Some((shared, thread)) = &mut self.batched else {
+        let Some((shared, thread)) = self.batched.take() else {
             return;
         };
         shared.stopping.store(true, Ordering::Release);
@@ -244,14 +244,12 @@ impl Drop for LogGuard {
         shared.ask_wake();
         // A stderr that does not take writes (a stalled pipe) must not keep
         // the process from exiting: the last lines get a while, not forever.
-        if let Some(thread) = thread.take() {
-            let deadline = std::time::Instant::now() + LAST_WRITE;
-            while !thread.is_finished() && std::time::Instant::now() < deadline {
-                wait_for_room();
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
+        let deadline = std::time::Instant::now() + LAST_WRITE;
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            wait_for_room();
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
         }
     }
 }

@@ -519,8 +519,9 @@ fn parse_url(text: &str) -> Result<Uri, ClientError> {
     }
 }
 
-/// The headers of [`ProviderClient::fixed_headers`], with room for those
-/// each request adds (`accept`, the request id, the hops, the key, a beta).
+/// The headers of [`ProviderClient::fixed_headers`], its table sized (and
+/// kept so by each clone) for those each request adds too (`accept`, the
+/// request id, the hops, the key, a beta).
 fn fixed_headers(
     host: Option<HeaderValue>,
     version: Option<(HeaderName, HeaderValue)>,
