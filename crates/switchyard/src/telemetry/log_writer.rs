@@ -24,10 +24,10 @@ use tracing_subscriber::fmt::MakeWriter;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Bytes in one buffer that wake the writer before its interval is over.
-const WAKE_AT: usize = 256 << 10;
+const WAKE_AT: usize = 64 << 10;
 
 /// Bytes in one buffer past which its thread waits for the writer.
-const BUFFER_LIMIT: usize = 4 << 20;
+const BUFFER_LIMIT: usize = 1 << 20;
 
 /// How long the process's end waits for the last lines to be written.
 const LAST_WRITE: Duration = Duration::from_secs(2);
@@ -37,7 +37,7 @@ const ROOM_POLL: Duration = Duration::from_millis(1);
 
 /// A buffer emptied by the writer keeps this much room for the next lines;
 /// one grown past it by a burst gives the memory back.
-const KEEP_CAPACITY: usize = 1 << 20;
+const KEEP_CAPACITY: usize = 128 << 10;
 
 /// Where a thread appends its lines: one buffer per thread that logs, up to
 /// [`SHARDS`] (threads past that share them).

@@ -1,11 +1,13 @@
-//! Calling providers: one pooled HTTP client per provider, the request with its
+//! Calling providers: the connections to each provider, the request with its
 //! timeouts, and the relays that stream the answer back.
 //!
-//! The client is hyper-util's pooled client with rustls (the platform's
-//! certificate verifier, HTTP/2 where the provider offers it through ALPN):
-//! the same stack reqwest is built on, without reqwest's per-request layers
-//! (redirect bookkeeping that re-parses every URL, retry, cookie and proxy
-//! hooks), which cost more than the rest of the gateway's hot path.
+//! Requests go over hyper with rustls (the platform's certificate verifier):
+//! HTTP/1.1 through the gateway's own pool, whose connections are driven by
+//! the task reading the answer ([`transport`]), HTTP/2 through hyper-util's
+//! client. That is the stack reqwest is built on, without reqwest's
+//! per-request layers (redirect bookkeeping that re-parses every URL, retry,
+//! cookie and proxy hooks), which cost more than the rest of the gateway's
+//! hot path.
 
 pub mod attempts;
 pub mod backoff;
@@ -13,7 +15,9 @@ pub mod breaker;
 pub mod budget;
 mod error;
 mod keys;
+mod pool;
 mod relay;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +26,6 @@ use axum::http::uri::Scheme;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::ExposeSecret;
 use switchyard_providers::openai::{Endpoint, ErrorBody, ErrorObject};
 use switchyard_providers::{anthropic, gemini, openai};
@@ -35,14 +34,16 @@ use tokio::time::Instant;
 use crate::config::{Provider, ProviderKind, Timeouts};
 use crate::headers::{ANTHROPIC_BETA, ANTHROPIC_VERSION, HOPS, REQUEST_ID};
 use keys::{KEY_COOLDOWN, Keys};
+use transport::{SendError, Transport};
 
 pub use error::{TimeoutPhase, UpstreamError};
 pub use relay::{
     BodyUsage, RelayLimits, StreamMode, first_content, read_whole, relay_json, relay_sse,
 };
+pub use transport::UpstreamBody;
 
 /// A provider's answer whose status is a success; its body still to be read.
-pub type UpstreamResponse = axum::http::Response<Incoming>;
+pub type UpstreamResponse = axum::http::Response<UpstreamBody>;
 
 /// Largest upstream error body read to report its message.
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -123,58 +124,32 @@ pub struct ProviderClient {
     /// The headers every request to it carries, built once and cloned for
     /// each (a clone copies the map's table; inserting each header again
     /// hashed its name every time): `content-type`, `user-agent`, the API
-    /// version's header if its dialect has one, and `host` for plain-HTTP
-    /// providers spoken to in HTTP/1.1 (the pooled client would format it
-    /// for every request; over TLS and in HTTP/2, where `:authority`
-    /// replaces it, the client sets it).
+    /// version's header if its dialect has one, and `host` for providers
+    /// spoken to in HTTP/1.1 (in HTTP/2, `:authority` replaces it, and the
+    /// client sets that).
     fixed_headers: HeaderMap,
     /// The provider's keys, used in turn, each with its own rate-limit cooldown.
     keys: Keys,
     /// Timeouts for every call.
     pub timeouts: Timeouts,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Its connections.
+    transport: Transport,
 }
 
 impl ProviderClient {
     /// Builds the pooled client for `provider`; `base_url` overrides the configured
     /// one (used for the in-process mock, whose address is known only at start-up).
     pub fn new(provider: &Provider, base_url: Option<String>) -> Result<Self, ClientError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(provider.timeouts.connect));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .try_with_platform_verifier()
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .https_or_http();
-        // HTTP/1.1 unless told otherwise, also where TLS could negotiate
-        // HTTP/2: the pool keeps one HTTP/2 connection per host and never
-        // opens a second, so requests past the provider's stream limit
-        // (often 100 to 256) would queue here, and their time to first byte
-        // with them. HTTP/1.1 gives each request in flight a connection.
-        let https = if provider.http2 {
-            https.enable_http2().wrap_connector(http)
-        } else {
-            https.enable_http1().wrap_connector(http)
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(provider.http2)
-            .pool_idle_timeout(provider.pool.idle_timeout)
-            .pool_max_idle_per_host(provider.pool.max_idle)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
         let base_url = base_url.unwrap_or_else(|| provider.base_url.clone());
         let root = parse_url(&base_url)?;
+        let transport = Transport::new(provider, &root)?;
         // Host and port only: any user info of the URL stays out of it.
         let host = match root.authority() {
-            Some(authority) if root.scheme() == Some(&Scheme::HTTP) && !provider.http2 => {
-                match authority.port() {
-                    Some(port) => HeaderValue::from_str(&format!("{}:{port}", authority.host())),
-                    None => HeaderValue::from_str(authority.host()),
-                }
-                .ok()
+            Some(authority) if !provider.http2 => match authority.port() {
+                Some(port) => HeaderValue::from_str(&format!("{}:{port}", authority.host())),
+                None => HeaderValue::from_str(authority.host()),
             }
+            .ok(),
             _ => None,
         };
         let wire = match provider.kind {
@@ -191,7 +166,7 @@ impl ProviderClient {
             fixed_headers: fixed_headers(host, version_header(provider)),
             keys: Keys::new(provider),
             timeouts: provider.timeouts,
-            client,
+            transport,
         })
     }
 
@@ -317,7 +292,6 @@ impl ProviderClient {
         } = outgoing;
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
-        *request.uri_mut() = uri.clone();
         *request.headers_mut() = self.fixed_headers.clone();
         let headers = request.headers_mut();
         headers.insert(
@@ -343,7 +317,8 @@ impl ProviderClient {
             headers.insert(ANTHROPIC_BETA.clone(), beta.clone());
         }
         let first_byte = deadline.min(sent + self.timeouts.first_byte);
-        let response = match tokio::time::timeout_at(first_byte, self.client.request(request)).await
+        let response = match tokio::time::timeout_at(first_byte, self.transport.send(uri, request))
+            .await
         {
             Err(_) => return Err(self.timeout_at(first_byte, deadline, TimeoutPhase::FirstByte)),
             Ok(Err(e)) => return Err(self.send_error(&e)),
@@ -389,7 +364,7 @@ impl ProviderClient {
         }
     }
 
-    fn send_error(&self, e: &hyper_util::client::legacy::Error) -> UpstreamError {
+    fn send_error(&self, e: &SendError) -> UpstreamError {
         if io_cause(e, |io| {
             LOCAL_ERRNOS.contains(&io.raw_os_error().unwrap_or(0))
         }) {
@@ -398,7 +373,7 @@ impl ProviderClient {
                 detail: self.scrub(&error_chain(e)),
             };
         }
-        if e.is_connect() && io_cause(e, |io| io.kind() == std::io::ErrorKind::TimedOut) {
+        if e.connecting() && io_cause(e, |io| io.kind() == std::io::ErrorKind::TimedOut) {
             return UpstreamError::Timeout {
                 provider: self.name.to_string(),
                 phase: TimeoutPhase::Connect,
@@ -467,6 +442,13 @@ impl ProviderClient {
             }
         }
         text
+    }
+
+    /// Whether an answer's body is read by the task that reads it (HTTP/1.1),
+    /// not handed over by a connection task of its own (HTTP/2), which a
+    /// reader gathering what has arrived might give a turn to.
+    pub fn reads_in_task(&self) -> bool {
+        self.transport.read_in_task()
     }
 
     /// Whether the provider has several keys and one of them is free now, so

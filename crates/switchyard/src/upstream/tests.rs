@@ -34,10 +34,14 @@ fn the_host_header_names_host_and_port_only() {
     assert_eq!(client.fixed_headers["content-type"], "application/json");
     let client = ProviderClient::new(&provider("http://relay.internal/v1"), None).unwrap();
     assert_eq!(client.fixed_headers["host"], "relay.internal");
-    // Over TLS the HTTP client sets it (HTTP/2 carries `:authority` instead).
     let client = ProviderClient::new(&provider("https://api.example.com/v1"), None).unwrap();
-    assert!(!client.fixed_headers.contains_key("host"));
+    assert_eq!(client.fixed_headers["host"], "api.example.com");
     assert!(client.fixed_headers.contains_key("user-agent"));
+    // HTTP/2 carries `:authority` instead, which its client sets.
+    let mut http2 = provider("https://api.example.com/v1");
+    http2.http2 = true;
+    let client = ProviderClient::new(&http2, None).unwrap();
+    assert!(!client.fixed_headers.contains_key("host"));
 }
 
 #[test]

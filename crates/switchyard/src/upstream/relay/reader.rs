@@ -81,6 +81,11 @@ pub(super) struct Reader<B> {
     ready_reads: u32,
     /// The end of the body, when it was found while collecting a batch.
     ended: Option<Result<(), ReadError>>,
+    /// Whether a read may wait scheduler turns for more of a batch: only
+    /// where a connection task of its own hands the body over (HTTP/2). An
+    /// HTTP/1.1 body is decoded by the read itself, so one that finds nothing
+    /// has nothing more to wait for.
+    turns_help: bool,
 }
 
 /// What a read that waits for data races against.
@@ -109,10 +114,11 @@ where
     ) -> Self {
         Self {
             body: upstream.into_body(),
-            provider,
             idle: limits.idle,
             deadline: limits.deadline,
             cut: limits.cut.clone(),
+            turns_help: !provider.reads_in_task(),
+            provider,
             waiters: None,
             ready_reads: 0,
             ended: None,
@@ -133,7 +139,8 @@ where
     /// that what came together leaves together. `Ok(false)` once the body is over.
     ///
     /// It gives the HTTP client up to `turns` scheduler turns to hand over what it
-    /// has already received (with none, it takes only what is ready now).
+    /// has already received (with none, it takes only what is ready now); an
+    /// HTTP/1.1 body, read in this task, needs none.
     pub(super) async fn read(
         &mut self,
         turns: usize,
@@ -195,6 +202,7 @@ where
         // The HTTP client hands over one frame at a time through a task hop: give it
         // a few turns to decode what is already buffered, and batch it, so an answer
         // that arrived in one read leaves in one write instead of one per event.
+        let turns = if self.turns_help { turns } else { 0 };
         let mut yielded = 0;
         while batched < MAX_BATCH {
             match next_data(&mut self.body).now_or_never() {
