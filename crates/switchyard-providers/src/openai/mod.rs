@@ -19,5 +19,5 @@ pub use codec::{ChunkDecoder, ChunkEncoder, status_of};
 pub use error::classify_error;
 pub use request::{Endpoint, InvalidRequest, RequestBody};
 pub use response::{usage_in_tail, usage_of_response};
-pub use stream::{StreamEvent, classify_event, without_usage};
+pub use stream::{StreamEvent, carries_content, classify_event, without_usage};
 pub use types::{ErrorBody, ErrorObject, Usage};

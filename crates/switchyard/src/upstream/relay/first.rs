@@ -124,7 +124,9 @@ fn look(event: SseEvent<'_>, wire: Wire) -> Option<Look> {
                 "the stream carried an event that is not JSON before its first content",
             )),
             StreamEvent::UsageOnly(_) => None,
-            StreamEvent::Chunk { .. } => has_content(event.data).then_some(Look::Content),
+            StreamEvent::Chunk { .. } => {
+                openai::carries_content(event.data).then_some(Look::Content)
+            }
         },
         Wire::Anthropic => match event.event {
             Some("error") => {
@@ -145,17 +147,4 @@ fn look(event: SseEvent<'_>, wire: Wire) -> Option<Look> {
             }),
         ),
     }
-}
-
-/// Whether an OpenAI chunk carries text, reasoning or a tool call.
-fn has_content(data: &[u8]) -> bool {
-    serde_json::from_slice::<openai::chat::ChatChunk>(data).map_or(true, |chunk| {
-        chunk.choices.iter().any(|choice| {
-            let delta = &choice.delta;
-            [&delta.content, &delta.reasoning_content, &delta.refusal]
-                .iter()
-                .any(|text| text.as_deref().is_some_and(|t| !t.is_empty()))
-                || delta.tool_calls.is_some()
-        })
-    })
 }
