@@ -3,7 +3,11 @@
 //! A vector behind a lock: a request's end pushes its [`Ended`] (a short
 //! critical section, no allocation once the vector has grown), and the writer
 //! takes the whole vector on each tick by swapping it with its own empty one.
-//! The writer is never woken by a push. It holds `usage.queue` records at most;
+//! Only the push that makes a batch (`usage.batch_size` records) wakes the
+//! writer before its tick: under load the queue never holds much more than a
+//! batch, where a tick's worth of records (35,000 a second on one core) stayed
+//! in memory, and kept the vectors' room, until the next tick. It holds
+//! `usage.queue` records at most;
 //! past that a push is refused with the record, and [`Queue::push_waiting`]
 //! waits for the writer's next take. At shutdown the writer first lets every
 //! push in ([`Queue::last_call`], waking those waiting), then closes it at its
@@ -23,6 +27,10 @@ pub(super) struct Queue {
     /// Woken by each take and by the close, for pushes waiting for room.
     room: Notify,
     capacity: usize,
+    /// Told once the queue holds a batch: the writer need not wait for its tick.
+    batch: Notify,
+    /// How many records make a batch (at least one).
+    batch_size: usize,
 }
 
 #[derive(Debug, Default)]
@@ -45,12 +53,15 @@ pub(super) enum Refused {
 }
 
 impl Queue {
-    /// An empty queue of `capacity` records at most (at least one).
-    pub(super) fn new(capacity: usize) -> Self {
+    /// An empty queue of `capacity` records at most (at least one), that
+    /// tells the writer when it holds `batch_size`.
+    pub(super) fn new(capacity: usize, batch_size: usize) -> Self {
         Self {
             inner: Mutex::default(),
             room: Notify::new(),
             capacity: capacity.max(1),
+            batch: Notify::new(),
+            batch_size: batch_size.max(1),
         }
     }
 
@@ -70,7 +81,17 @@ impl Queue {
             return Err(Refused::Full(Box::new(ended)));
         }
         inner.items.push(ended);
+        let batch = inner.items.len() == self.batch_size;
+        drop(inner);
+        if batch {
+            self.batch.notify_one();
+        }
         Ok(())
+    }
+
+    /// Waits until the queue has held a batch since the last wait ended.
+    pub(super) async fn batch_ready(&self) {
+        self.batch.notified().await;
     }
 
     /// Queues `ended`, waiting for room; refused only once the queue is closed.
@@ -126,6 +147,7 @@ mod tests {
     use std::time::Instant;
 
     use axum::http::HeaderValue;
+    use futures_util::FutureExt;
 
     use super::*;
     use crate::request::RequestRecord;
@@ -143,9 +165,29 @@ mod tests {
             .collect()
     }
 
+    #[tokio::test]
+    async fn the_push_that_makes_a_batch_tells_the_writer() {
+        let queue = Queue::new(10, 3);
+        assert!(queue.push(ended(1)).is_ok());
+        assert!(queue.push(ended(2)).is_ok());
+        let told = || queue.batch_ready().now_or_never().is_some();
+        assert!(!told());
+        assert!(queue.push(ended(3)).is_ok());
+        assert!(told());
+        // Told once per batch: the next push does not tell again.
+        assert!(queue.push(ended(4)).is_ok());
+        assert!(!told());
+        let mut taken = Vec::new();
+        queue.take(&mut taken);
+        for n in 5..8 {
+            assert!(queue.push(ended(n)).is_ok());
+        }
+        assert!(told());
+    }
+
     #[test]
     fn a_full_queue_gives_the_record_back_and_a_take_empties_it() {
-        let queue = Queue::new(2);
+        let queue = Queue::new(2, 10);
         assert!(queue.push(ended(1)).is_ok());
         assert!(queue.push(ended(2)).is_ok());
         assert!(matches!(queue.push(ended(3)), Err(Refused::Full(e)) if e.request_id == "req-3"));
@@ -160,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_waits_for_room_gets_in_at_the_last_call_and_is_refused_once_closed() {
-        let queue = Arc::new(Queue::new(1));
+        let queue = Arc::new(Queue::new(1, 10));
         assert!(queue.push(ended(1)).is_ok());
         let waiting = tokio::spawn({
             let queue = Arc::clone(&queue);

@@ -1,6 +1,7 @@
 //! The usage writer: one task per process, writing records in batches.
 //!
-//! On each tick (`usage.flush_interval`) it takes what the queue holds, writes
+//! On each tick (`usage.flush_interval`), or sooner when the queue holds a
+//! batch and the store is taking records, it takes what the queue holds, writes
 //! it in batches of `usage.batch_size` (one transaction each, rollups
 //! included), then reads back the spill file if there is one, and once an hour
 //! deletes what is past the retention. A batch the store refuses stays at the
@@ -102,7 +103,7 @@ pub fn start(
     metrics: &Metrics,
     stop: CancellationToken,
 ) -> (UsageLog, Writer) {
-    let queue = Arc::new(Queue::new(config.queue));
+    let queue = Arc::new(Queue::new(config.queue, config.batch_size));
     let counts = Counts::new(metrics);
     let log = UsageLog {
         queue: Arc::clone(&queue),
@@ -145,11 +146,13 @@ struct State {
 async fn run(mut state: State, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(state.config.flush_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The queue is read on each tick, never awaited: a request's end never
-    // has to wake this task.
+    // The queue is read on each tick, or once it holds a batch: one request's
+    // end in a batch's wakes this task. While the store refuses records, only
+    // the tick retries it.
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            () = state.queue.batch_ready(), if !state.failing => {}
             () = stop.cancelled() => break,
         }
         // A stop ends a round at once: a write cut short is rolled back
