@@ -448,7 +448,7 @@ impl ProviderClient {
     /// not handed over by a connection task of its own (HTTP/2), which a
     /// reader gathering what has arrived might give a turn to.
     pub fn reads_in_task(&self) -> bool {
-        self.transport.read_in_task()
+        self.transport.reads_in_task()
     }
 
     /// Whether the provider has several keys and one of them is free now, so

@@ -113,7 +113,7 @@ impl Transport {
     /// Whether an answer's body is read by the task that reads it, and not
     /// handed over by a connection task of its own (which a reader might
     /// wait a turn for).
-    pub fn read_in_task(&self) -> bool {
+    pub fn reads_in_task(&self) -> bool {
         matches!(self, Self::Pooled(_))
     }
 }

@@ -199,9 +199,11 @@ where
         };
         let mut batched = first.len();
         take(first);
-        // The HTTP client hands over one frame at a time through a task hop: give it
-        // a few turns to decode what is already buffered, and batch it, so an answer
-        // that arrived in one read leaves in one write instead of one per event.
+        // Over HTTP/2 the client's connection task hands over one frame at a time
+        // through a task hop: give it a few turns to decode what is already
+        // buffered, and batch it, so an answer that arrived in one read leaves in
+        // one write instead of one per event. Over HTTP/1.1 the reads above
+        // decode it themselves.
         let turns = if self.turns_help { turns } else { 0 };
         let mut yielded = 0;
         while batched < MAX_BATCH {

@@ -25,9 +25,9 @@ use crate::upstream::{ProviderClient, UpstreamError};
 /// Room for what the relay adds to a batch of events (`[DONE]`, an error event).
 const OUT_SLACK: usize = 256;
 
-/// How many scheduler turns the HTTP client gets to hand over more of a batch
-/// (its connection task hands over one frame per turn, and may first have to
-/// read the socket).
+/// How many scheduler turns the HTTP/2 client gets to hand over more of a
+/// batch (its connection task hands over one frame per turn, and may first
+/// have to read the socket); an HTTP/1.1 body needs none (see `Reader`).
 const BATCH_YIELDS: usize = 8;
 
 /// Turns given while a stream's first chunks are read: one lets the client's
@@ -124,7 +124,7 @@ where
     let first = (!out.is_empty()).then(|| Ok::<_, Infallible>(relay.hand_over(out.freeze())));
     // The relay runs in a task of its own and hands the response body whole
     // batches: the server's connection task is woken once per batch, not once
-    // per upstream event (the HTTP client hands those over one at a time).
+    // per upstream event.
     let (batches, received) = mpsc::channel(STREAM_QUEUE);
     let on_panic = batches.clone();
     tokio::spawn(async move {
