@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
-use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +19,7 @@ use crate::routing::Target;
 use crate::routing::load::Load;
 use crate::upstream::attempts::Failure;
 use crate::upstream::{
-    Outgoing, RelayLimits, UpstreamError, UpstreamResponse, first_content, read_whole,
+    FirstContent, Outgoing, RelayLimits, UpstreamError, UpstreamResponse, first_content, read_whole,
 };
 
 /// What every attempt of a request sends along besides its body, and the
@@ -128,24 +127,24 @@ async fn exchange(
     target: &Target,
     outgoing: Outgoing<'_>,
     max_event_bytes: usize,
-) -> Result<(UpstreamResponse, Vec<Bytes>), UpstreamError> {
+) -> Result<(UpstreamResponse, Option<Box<FirstContent>>), UpstreamError> {
     let (stream, sent, deadline) = (outgoing.stream, outgoing.sent, outgoing.deadline);
     let provider = &target.provider;
     let mut upstream = provider.send(outgoing).await?;
     observe_rate_limit(&target.load, upstream.headers());
-    let mut first = Vec::new();
+    let mut first = None;
     if stream && is_sse(&upstream) {
         let first_token = target.first_token;
         let until = deadline.min(sent + first_token);
-        first = first_content(
+        let read = first_content(
             &mut upstream,
             provider,
             first_token,
             until,
             deadline,
             max_event_bytes,
-        )
-        .await?;
+        );
+        first = Some(read.await?);
     }
     Ok((upstream, first))
 }

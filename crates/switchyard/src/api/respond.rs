@@ -22,7 +22,8 @@ use crate::pricing::{ModelPrice, Tokens};
 use crate::request::RequestCx;
 use crate::routing::Target;
 use crate::upstream::{
-    BodyUsage, StreamMode, UpstreamError, UpstreamResponse, Wire, relay_json, relay_sse,
+    BodyUsage, FirstContent, StreamMode, UpstreamError, UpstreamResponse, Wire, relay_json,
+    relay_sse,
 };
 
 /// What becomes of a call's answer: all an attempt needs to know of the call
@@ -39,10 +40,11 @@ pub(super) struct Shape {
 
 /// A provider's answer that has begun, ready for the client.
 pub(super) enum Begun {
-    /// Passed on as it arrives: the response, a stream's chunks read so far, and how.
+    /// Passed on as it arrives: the response, what was read of a stream so
+    /// far, and how.
     Relay {
         upstream: UpstreamResponse,
-        first: Vec<Bytes>,
+        first: Option<Box<FirstContent>>,
         how: Relayed,
     },
     /// Read whole and translated.

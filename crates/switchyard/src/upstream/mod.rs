@@ -38,7 +38,8 @@ use transport::{SendError, Transport};
 
 pub use error::{TimeoutPhase, UpstreamError};
 pub use relay::{
-    BodyUsage, RelayLimits, StreamMode, first_content, read_whole, relay_json, relay_sse,
+    BodyUsage, FirstContent, RelayLimits, StreamMode, first_content, read_whole, relay_json,
+    relay_sse,
 };
 pub use transport::UpstreamBody;
 

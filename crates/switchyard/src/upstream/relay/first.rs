@@ -1,11 +1,12 @@
-//! A stream's first chunks, read before anything is sent to the client.
+//! A stream's first chunks, read before anything is sent to the client, and
+//! what was parsed of them, handed on to the relay.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Body as HttpBody;
 use switchyard_providers::openai::{self, StreamEvent, classify_event};
-use switchyard_providers::sse::{SseEvent, SseParser};
+use switchyard_providers::sse::{SseError, SseEvent, SseParser};
 use switchyard_providers::translate::Fault;
 use switchyard_providers::{ErrorClass, anthropic, gemini};
 use tokio::time::Instant;
@@ -18,8 +19,10 @@ use crate::upstream::{ProviderClient, TimeoutPhase, UpstreamError, Wire, error_c
 /// elsewhere: a body that ends or breaks before content, content later than
 /// `until` (the first-token timeout, `first_token` after the request was sent)
 /// or after a silence longer than the idle timeout, and an error event before
-/// content are failures of the attempt. The chunks read go to [`relay_sse`](super::relay_sse) as its
-/// `first`; past `limit` bytes without a verdict the stream is taken as it is.
+/// content are failures of the attempt. What was read goes to
+/// [`relay_sse`](super::relay_sse) as its `first`, parsed: its events and the
+/// parser holding the rest. Past `limit` bytes without a verdict the stream is
+/// taken as it is.
 pub async fn first_content<B>(
     upstream: &mut axum::http::Response<B>,
     provider: &ProviderClient,
@@ -27,7 +30,7 @@ pub async fn first_content<B>(
     until: Instant,
     deadline: Instant,
     limit: usize,
-) -> Result<Vec<Bytes>, UpstreamError>
+) -> Result<Box<FirstContent>, UpstreamError>
 where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: std::error::Error + 'static,
@@ -36,7 +39,7 @@ where
         provider: provider.name.to_string(),
         detail,
     };
-    let mut chunks = Vec::new();
+    let mut events = Vec::new();
     let mut read = 0;
     let mut parser = SseParser::new(limit);
     loop {
@@ -72,13 +75,20 @@ where
         };
         let mut verdict = None;
         let parsed = parser.feed(&chunk, |event| {
-            verdict = look(event, provider.wire);
+            let (look, class) = look(event, provider.wire);
+            events.push(FirstEvent::new(&chunk, event, class));
+            verdict = look;
             verdict.is_none()
         });
         read += chunk.len();
-        chunks.push(chunk);
         match verdict {
-            Some(Look::Content) => return Ok(chunks),
+            Some(Look::Content) => {
+                return Ok(Box::new(FirstContent {
+                    events,
+                    parser,
+                    error: None,
+                }));
+            }
             Some(Look::Broken(detail)) => return Err(broken(detail.to_owned())),
             Some(Look::Error(Fault { status, mut error }, class)) => {
                 error.message = provider.scrub(&error.message);
@@ -91,8 +101,56 @@ where
                 });
             }
             // Too much, or unreadable, before content: the relay will say so.
-            None if read > limit || parsed.is_err() => return Ok(chunks),
+            None if read > limit || parsed.is_err() => {
+                return Ok(Box::new(FirstContent {
+                    events,
+                    parser,
+                    error: parsed.err(),
+                }));
+            }
             None => {}
+        }
+    }
+}
+
+/// What [`first_content`] read, handed on to the relay so that no event is
+/// parsed or scanned twice: the events up to the first content, and the parser
+/// holding what followed them.
+#[derive(Debug)]
+pub struct FirstContent {
+    /// The events read, in order.
+    pub(super) events: Vec<FirstEvent>,
+    /// The parser, holding what followed the last event.
+    pub(super) parser: SseParser,
+    /// The parse broke off (an event past the limit): the relay says so after
+    /// relaying the events.
+    pub(super) error: Option<SseError>,
+}
+
+/// One event of [`FirstContent`].
+#[derive(Debug)]
+pub(super) struct FirstEvent {
+    /// Its `event:` field.
+    pub(super) name: Option<Box<str>>,
+    /// Its data: a slice of the chunk it came in (a copy for an event cut
+    /// across chunks).
+    pub(super) data: Bytes,
+    /// Its classification, when the provider speaks OpenAI's dialect.
+    pub(super) class: Option<StreamEvent>,
+}
+
+impl FirstEvent {
+    fn new(chunk: &Bytes, event: SseEvent<'_>, class: Option<StreamEvent>) -> Self {
+        let (whole, data) = (chunk.as_ptr_range(), event.data.as_ptr_range());
+        let data = if whole.start <= data.start && data.end <= whole.end {
+            chunk.slice_ref(event.data)
+        } else {
+            Bytes::copy_from_slice(event.data)
+        };
+        Self {
+            name: event.event.map(Box::from),
+            data,
+            class,
         }
     }
 }
@@ -108,43 +166,58 @@ enum Look {
 }
 
 /// The verdict of `event`, `None` for an event that comes before content (a
-/// role chunk, `message_start`, `ping`).
-fn look(event: SseEvent<'_>, wire: Wire) -> Option<Look> {
+/// role chunk, `message_start`, `ping`), and in OpenAI's dialect the event's
+/// classification, which the relay takes over.
+fn look(event: SseEvent<'_>, wire: Wire) -> (Option<Look>, Option<StreamEvent>) {
     match wire {
-        Wire::OpenAi => match classify_event(event.data) {
-            StreamEvent::Error(error) => {
-                let status = openai::status_of(&error);
-                let class = openai::classify_error(status, event.data);
-                Some(Look::Error(Fault { status, error }, class))
-            }
-            StreamEvent::Done | StreamEvent::Chunk { finished: true, .. } => Some(Look::Content),
-            // Nothing has reached the client yet: the attempt fails, and
-            // another deployment may serve.
-            StreamEvent::Malformed => Some(Look::Broken(
-                "the stream carried an event that is not JSON before its first content",
-            )),
-            StreamEvent::UsageOnly(_) => None,
-            StreamEvent::Chunk { .. } => {
-                openai::carries_content(event.data).then_some(Look::Content)
-            }
-        },
-        Wire::Anthropic => match event.event {
-            Some("error") => {
-                let fault = anthropic::stream_error(event.data).unwrap_or_else(|| Fault {
-                    status: 500,
-                    error: anthropic::decode_error(500, event.data),
-                });
-                let class = anthropic::classify_error(fault.status, event.data);
-                Some(Look::Error(fault, class))
-            }
-            Some("message_start" | "ping" | "content_block_start") => None,
-            _ => Some(Look::Content),
-        },
-        Wire::Gemini => Some(
-            gemini::stream_error(event.data).map_or(Look::Content, |fault| {
+        Wire::OpenAi => {
+            let class = classify_event(event.data);
+            (look_openai(event, &class), Some(class))
+        }
+        Wire::Anthropic => (look_anthropic(event), None),
+        Wire::Gemini => {
+            let fault = gemini::stream_error(event.data);
+            let look = fault.map_or(Look::Content, |fault| {
                 let class = gemini::classify_error(fault.status, event.data);
                 Look::Error(fault, class)
-            }),
-        ),
+            });
+            (Some(look), None)
+        }
+    }
+}
+
+/// [`look`] at an OpenAI event classified as `class`.
+fn look_openai(event: SseEvent<'_>, class: &StreamEvent) -> Option<Look> {
+    match class {
+        StreamEvent::Error(error) => {
+            let status = openai::status_of(error);
+            let class = openai::classify_error(status, event.data);
+            let error = error.clone();
+            Some(Look::Error(Fault { status, error }, class))
+        }
+        StreamEvent::Done | StreamEvent::Chunk { finished: true, .. } => Some(Look::Content),
+        // Nothing has reached the client yet: the attempt fails, and
+        // another deployment may serve.
+        StreamEvent::Malformed => Some(Look::Broken(
+            "the stream carried an event that is not JSON before its first content",
+        )),
+        StreamEvent::UsageOnly(_) => None,
+        StreamEvent::Chunk { .. } => openai::carries_content(event.data).then_some(Look::Content),
+    }
+}
+
+/// [`look`] at an Anthropic event.
+fn look_anthropic(event: SseEvent<'_>) -> Option<Look> {
+    match event.event {
+        Some("error") => {
+            let fault = anthropic::stream_error(event.data).unwrap_or_else(|| Fault {
+                status: 500,
+                error: anthropic::decode_error(500, event.data),
+            });
+            let class = anthropic::classify_error(fault.status, event.data);
+            Some(Look::Error(fault, class))
+        }
+        Some("message_start" | "ping" | "content_block_start") => None,
+        _ => Some(Look::Content),
     }
 }

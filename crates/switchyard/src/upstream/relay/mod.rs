@@ -27,7 +27,7 @@ mod sse;
 #[cfg(test)]
 mod tests;
 
-pub use first::first_content;
+pub use first::{FirstContent, first_content};
 pub use json::{BodyUsage, read_whole, relay_json};
 pub use sse::{StreamMode, relay_sse};
 

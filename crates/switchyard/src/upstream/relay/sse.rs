@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::RelayLimits;
 use super::events::push_event;
+use super::first::{FirstContent, FirstEvent};
 use super::reader::Reader;
 use crate::error::{Dialect, Form, GatewayError, render};
 use crate::request::{RequestCx, catch_panic, panic_settled};
@@ -81,7 +82,7 @@ enum Mode {
 /// idle timeout, closes before finishing, or the shutdown grace period runs out.
 pub fn relay_sse<B>(
     upstream: axum::http::Response<B>,
-    first: Vec<Bytes>,
+    first: Option<Box<FirstContent>>,
     provider: Arc<ProviderClient>,
     limits: RelayLimits,
     mode: StreamMode,
@@ -107,7 +108,7 @@ where
     let reader = Reader::new(upstream, provider.clone(), &limits);
     let mut relay = SseRelay {
         parser: SseParser::new(limits.max_event_bytes),
-        received: first,
+        received: Vec::new(),
         reader,
         provider,
         mode,
@@ -116,11 +117,13 @@ where
         log: Some(log),
         finished: None,
     };
-    // The chunks read before the answer began (the first content) become the
+    // The events read before the answer began (the first content) become the
     // body's first batch here, ready when the server writes the response's
     // head: head and first events leave in one write.
     let mut out = BytesMut::new();
-    relay.drain(&mut out);
+    if let Some(first) = first {
+        relay.take_over(*first, &mut out);
+    }
     let first = (!out.is_empty()).then(|| Ok::<_, Infallible>(relay.hand_over(out.freeze())));
     // The relay runs in a task of its own and hands the response body whole
     // batches: the server's connection task is woken once per batch, not once
@@ -232,6 +235,41 @@ where
         batch
     }
 
+    /// Takes over from [`first_content`](super::first_content): relays the
+    /// events it parsed (as it classified them), then what its parser holds.
+    fn take_over(&mut self, first: FirstContent, out: &mut BytesMut) {
+        let FirstContent {
+            events,
+            parser,
+            error,
+        } = first;
+        let read: usize = events.iter().map(|e| e.data.len()).sum();
+        out.reserve(read + parser.buffered() + OUT_SLACK);
+        for FirstEvent { name, data, class } in events {
+            if self.log.is_none() {
+                return;
+            }
+            let event = SseEvent {
+                event: name.as_deref(),
+                data: &data,
+            };
+            match (class, &self.mode) {
+                (Some(class), Mode::OpenAi { .. }) => self.on_openai_event(event, class, out),
+                _ => self.on_event(event, out),
+            }
+        }
+        self.parser = parser;
+        if let Some(e) = error
+            && self.log.is_some()
+        {
+            let error = self.protocol_error(&e.to_string());
+            out.extend_from_slice(&self.fail(&error));
+        }
+        // The rest of the chunk the first content came in, which the parser holds.
+        self.received.push(Bytes::new());
+        self.drain(out);
+    }
+
     /// Turns every complete event of the chunks received into client bytes.
     fn drain(&mut self, out: &mut BytesMut) {
         // Events pass through nearly unchanged: the output is about as long as
@@ -262,7 +300,7 @@ where
 
     fn on_event(&mut self, event: SseEvent<'_>, out: &mut BytesMut) {
         match &mut self.mode {
-            Mode::OpenAi { .. } => self.on_openai_event(event, out),
+            Mode::OpenAi { .. } => self.on_openai_event(event, classify_event(event.data), out),
             Mode::Anthropic(watch) => {
                 let progress = watch.event(event);
                 if let Some(log) = self.log.as_mut() {
@@ -396,7 +434,8 @@ where
         render(fault, self.dialect, Form::Event)
     }
 
-    fn on_openai_event(&mut self, event: SseEvent<'_>, out: &mut BytesMut) {
+    /// Relays an OpenAI event, classified as `class`.
+    fn on_openai_event(&mut self, event: SseEvent<'_>, class: StreamEvent, out: &mut BytesMut) {
         let Mode::OpenAi {
             strip_usage,
             finished,
@@ -405,7 +444,7 @@ where
             return;
         };
         let strip_usage = *strip_usage;
-        match classify_event(event.data) {
+        match class {
             StreamEvent::Done => {
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 self.complete();

@@ -1,7 +1,7 @@
 //! [`first_content`]: a stream read up to its first content, or failed.
 
 use super::*;
-use crate::upstream::{TimeoutPhase, UpstreamError, first_content};
+use crate::upstream::{FirstContent, TimeoutPhase, UpstreamError, first_content};
 
 /// The first-token timeout the tests give.
 const FIRST_TOKEN: Duration = Duration::from_secs(3);
@@ -12,7 +12,7 @@ async fn peek(
     kind: ProviderKind,
     mut upstream: Response<Scripted>,
     limit: usize,
-) -> Result<Vec<Bytes>, UpstreamError> {
+) -> Result<Box<FirstContent>, UpstreamError> {
     let now = Instant::now();
     let provider = provider(kind);
     first_content(
@@ -26,14 +26,24 @@ async fn peek(
     .await
 }
 
+/// The events `first` hands on, written back as unnamed events, and the bytes
+/// its parser holds.
+fn read(first: &FirstContent) -> (String, usize) {
+    let events = first.events.iter().map(|e| {
+        assert_eq!(e.name, None);
+        format!("data: {}\n\n", std::str::from_utf8(&e.data).unwrap())
+    });
+    (events.collect(), first.parser.buffered())
+}
+
 /// A limit no test reaches.
 const LIMIT: usize = 64 << 10;
 
 #[tokio::test(start_paused = true)]
 async fn the_role_chunk_then_content_are_returned_as_read() {
     let upstream = upstream(vec![data(0, ROLE), data(300, HELLO), hang(0)]);
-    let chunks = peek(ProviderKind::Openai, upstream, LIMIT).await.unwrap();
-    assert_eq!(chunks, [ROLE, HELLO]);
+    let first = peek(ProviderKind::Openai, upstream, LIMIT).await.unwrap();
+    assert_eq!(read(&first), ([ROLE, HELLO].concat(), 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -144,8 +154,8 @@ async fn a_silence_longer_than_idle_is_an_idle_timeout() {
 #[tokio::test(start_paused = true)]
 async fn past_the_limit_without_a_verdict_the_chunks_read_are_returned() {
     let upstream = upstream(vec![data(0, ROLE), data(10, ROLE), data(10, ROLE), hang(0)]);
-    let chunks = peek(ProviderKind::Openai, upstream, ROLE.len() + 1)
+    let first = peek(ProviderKind::Openai, upstream, ROLE.len() + 1)
         .await
         .unwrap();
-    assert_eq!(chunks, [ROLE, ROLE]);
+    assert_eq!(read(&first), ([ROLE, ROLE].concat(), 0));
 }

@@ -3,10 +3,14 @@
 
 use super::*;
 use crate::error::Dialect;
-use crate::upstream::{StreamMode, first_content, relay_sse};
+use crate::upstream::{FirstContent, StreamMode, first_content, relay_sse};
 
 /// Relays `upstream` to an OpenAI client, with `first` already read.
-fn openai(upstream: Response<Scripted>, first: Vec<Bytes>, limits: RelayLimits) -> Body {
+fn openai(
+    upstream: Response<Scripted>,
+    first: Option<Box<FirstContent>>,
+    limits: RelayLimits,
+) -> Body {
     let mode = StreamMode::OpenAi { strip_usage: false };
     let provider = provider(ProviderKind::Openai);
     let log = access_log();
@@ -23,22 +27,25 @@ fn openai(upstream: Response<Scripted>, first: Vec<Bytes>, limits: RelayLimits) 
 
 /// What an OpenAI client reads of `upstream` relayed within `limits`.
 async fn openai_text(upstream: Response<Scripted>, limits: RelayLimits) -> String {
-    sse_text(openai(upstream, Vec::new(), limits)).await
+    sse_text(openai(upstream, None, limits)).await
 }
 
-/// What an Anthropic client reads of `upstream`, from an Anthropic provider.
-async fn anthropic_text(upstream: Response<Scripted>) -> String {
+/// Reads `upstream` from a provider of `kind` up to its first content, as an
+/// attempt does.
+async fn peeked(upstream: &mut Response<Scripted>, kind: ProviderKind) -> Box<FirstContent> {
+    let provider = provider(kind);
+    let (first_token, deadline) = (Duration::from_secs(3), Instant::now() + TOTAL);
+    let until = Instant::now() + first_token;
+    let first = first_content(upstream, &provider, first_token, until, deadline, 1 << 10);
+    first.await.unwrap()
+}
+
+/// What an Anthropic client reads of `upstream`, from an Anthropic provider,
+/// with `first` already read.
+async fn anthropic_text(upstream: Response<Scripted>, first: Option<Box<FirstContent>>) -> String {
     let provider = provider(ProviderKind::Anthropic);
     let (mode, dialect, log) = (StreamMode::Anthropic, Dialect::Anthropic, access_log());
-    let body = relay_sse(
-        upstream,
-        Vec::new(),
-        provider,
-        limits(TOTAL),
-        mode,
-        dialect,
-        log,
-    );
+    let body = relay_sse(upstream, first, provider, limits(TOTAL), mode, dialect, log);
     sse_text(body).await
 }
 
@@ -74,25 +81,59 @@ async fn a_complete_openai_stream_passes_through_byte_for_byte() {
         data(0, USAGE),
         data(0, DONE),
     ];
-    // The chunks read before the relay began go out first.
+    // The events read before the relay began go out first.
     let mut upstream = upstream(steps);
-    let provider = provider(ProviderKind::Openai);
-    let (first_token, deadline) = (Duration::from_secs(3), Instant::now() + TOTAL);
-    let until = Instant::now() + first_token;
-    let first = first_content(
-        &mut upstream,
-        &provider,
-        first_token,
-        until,
-        deadline,
-        1 << 10,
-    );
-    let first = first.await.unwrap();
-    assert_eq!(first, [ROLE, HELLO]);
-    let text = sse_text(openai(upstream, first, limits(TOTAL))).await;
+    let first = peeked(&mut upstream, ProviderKind::Openai).await;
+    assert_eq!(first.events.len(), 2);
+    let text = sse_text(openai(upstream, Some(first), limits(TOTAL))).await;
     assert_eq!(text, [ROLE, HELLO, HELLO, STOP, USAGE, DONE].concat());
     let line = lines.only();
     assert_eq!((&*line.outcome, line.tokens), ("ok", (5, 7)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_after_the_first_content_in_its_chunk_are_relayed_once() {
+    let (lines, _guard) = AccessLines::install();
+    let together: &'static str = [ROLE, HELLO, HELLO].concat().leak();
+    let steps = vec![
+        data(0, together),
+        data(10, STOP),
+        data(0, USAGE),
+        data(0, DONE),
+    ];
+    let mut upstream = upstream(steps);
+    let first = peeked(&mut upstream, ProviderKind::Openai).await;
+    // The peek stops at the first content; its parser holds the rest.
+    assert_eq!(
+        (first.events.len(), first.parser.buffered()),
+        (2, HELLO.len())
+    );
+    let text = sse_text(openai(upstream, Some(first), limits(TOTAL))).await;
+    assert_eq!(text, [ROLE, HELLO, HELLO, STOP, USAGE, DONE].concat());
+    assert_eq!(lines.only().tokens, (5, 7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_anthropic_stream_read_up_to_its_text_is_relayed_whole() {
+    let (lines, _guard) = AccessLines::install();
+    let head: &'static str = [MESSAGE_START, BLOCK_START].concat().leak();
+    let steps = vec![data(0, head), data(10, TEXT), data(10, MESSAGE_END)];
+    let mut upstream = upstream(steps);
+    let first = peeked(&mut upstream, ProviderKind::Anthropic).await;
+    let names: Vec<_> = first.events.iter().map(|e| e.name.as_deref()).collect();
+    let expected = [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+    ];
+    assert_eq!(names, expected.map(Some));
+    let text = anthropic_text(upstream, Some(first)).await;
+    assert_eq!(
+        text,
+        [MESSAGE_START, BLOCK_START, TEXT, MESSAGE_END].concat()
+    );
+    let line = lines.only();
+    assert_eq!((&*line.outcome, line.tokens), ("ok", (10, 3)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -116,7 +157,7 @@ async fn usage_the_client_did_not_ask_for_is_read_and_not_passed_on() {
     let (provider, log) = (provider(ProviderKind::Openai), access_log());
     let body = relay_sse(
         upstream(steps),
-        Vec::new(),
+        None,
         provider,
         limits(TOTAL),
         mode,
@@ -156,7 +197,7 @@ async fn an_event_over_the_size_limit_ends_with_one_error_event() {
 #[tokio::test(start_paused = true)]
 async fn an_anthropic_stream_cut_by_the_upstream_ends_with_one_error_event() {
     let steps = vec![data(0, MESSAGE_START), data(0, BLOCK_START), data(10, TEXT)];
-    let text = anthropic_text(upstream(steps)).await;
+    let text = anthropic_text(upstream(steps), None).await;
     let (before, error) = text.split_at(text.find("event: error\n").unwrap());
     assert_eq!(before, [MESSAGE_START, BLOCK_START, TEXT].concat());
     let data = error.strip_prefix("event: error\ndata: ").unwrap();
@@ -175,7 +216,7 @@ async fn a_complete_anthropic_stream_passes_through_with_its_usage_read() {
         data(10, TEXT),
         data(10, MESSAGE_END),
     ];
-    let text = anthropic_text(upstream(steps)).await;
+    let text = anthropic_text(upstream(steps), None).await;
     assert_eq!(
         text,
         [MESSAGE_START, BLOCK_START, TEXT, MESSAGE_END].concat()
@@ -249,7 +290,7 @@ async fn the_relay_stops_when_the_client_goes_away() {
     let (upstream, response) = fed();
     let role = Frame::data(Bytes::from_static(ROLE.as_bytes()));
     upstream.send(Ok(role)).await.unwrap();
-    let mut body = openai(response, Vec::new(), limits(TOTAL));
+    let mut body = openai(response, None, limits(TOTAL));
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(first, ROLE);
     drop(body);
