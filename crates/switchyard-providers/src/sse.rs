@@ -326,6 +326,67 @@ mod tests {
         );
     }
 
+    /// The events of `chunks` fed in turn to a parser of `limit`, and whether
+    /// the parse failed.
+    fn parse_all<'a>(limit: usize, chunks: impl Iterator<Item = &'a [u8]>) -> (Owned, bool) {
+        let mut parser = SseParser::new(limit);
+        let mut events = Vec::new();
+        for chunk in chunks {
+            let parsed = parser.feed(chunk, |e| {
+                events.push((e.event.map(str::to_owned), e.data.to_vec()));
+                true
+            });
+            if parsed.is_err() {
+                return (events, true);
+            }
+        }
+        (events, false)
+    }
+
+    /// Streams made of the pieces that matter to the format: field names,
+    /// every line ending, comments, and short values.
+    fn stream() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just(b"data: ".to_vec()),
+            Just(b"data:".to_vec()),
+            Just(b"event: e".to_vec()),
+            Just(b"id: 1".to_vec()),
+            Just(b": comment".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\n\n".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..12),
+            "[a-z{}\":, ]{0,12}".prop_map(String::into_bytes),
+        ];
+        proptest::collection::vec(piece, 0..48).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any split of any stream parses to the same events as the whole,
+        /// and fails (an event past the limit) after the same events.
+        #[test]
+        fn any_split_parses_to_the_same_events(
+            stream in stream(),
+            cuts in proptest::collection::vec(0usize..40, 0..24),
+            limit in proptest::prop_oneof![proptest::strategy::Just(1usize << 20), 8usize..64],
+        ) {
+            let whole = parse_all(limit, std::iter::once(&stream[..]));
+            let mut chunks = Vec::new();
+            let mut rest = &stream[..];
+            for cut in cuts {
+                let (chunk, after) = rest.split_at(cut.min(rest.len()));
+                chunks.push(chunk);
+                rest = after;
+            }
+            chunks.push(rest);
+            proptest::prop_assert_eq!(whole, parse_all(limit, chunks.into_iter()));
+        }
+    }
+
     #[test]
     fn many_events_through_a_small_window() {
         let mut parser = SseParser::new(64);

@@ -24,6 +24,7 @@
 mod anthropic;
 mod gemini;
 mod replay;
+mod roundtrip;
 
 use std::path::{Path, PathBuf};
 

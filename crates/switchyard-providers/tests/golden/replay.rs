@@ -216,7 +216,7 @@ fn an_anthropic_stream_adds_up_to_its_completion() {
 
 /// The chunks `decoder` reads from `stream`, its bytes arriving a few at a
 /// time; the stream must be complete.
-fn decode(stream: &[u8], decoder: &mut dyn StreamDecoder) -> Vec<ChatChunk> {
+pub fn decode(stream: &[u8], decoder: &mut dyn StreamDecoder) -> Vec<ChatChunk> {
     let mut parser = SseParser::new(1 << 20);
     let mut chunks = Vec::new();
     let mut done = false;
@@ -235,7 +235,7 @@ fn decode(stream: &[u8], decoder: &mut dyn StreamDecoder) -> Vec<ChatChunk> {
 }
 
 /// `completion` played back to an OpenAI client as a stream and read again.
-fn played_back(completion: &ChatCompletion) -> ChatCompletion {
+pub fn played_back(completion: &ChatCompletion) -> ChatCompletion {
     let mut encoder = ChunkEncoder::new(true);
     let mut stream = BytesMut::new();
     for chunk in completion.clone().into_chunks() {
