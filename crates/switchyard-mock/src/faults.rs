@@ -9,6 +9,7 @@
 //! changed while the mock runs (`POST /mock/faults`); each change holds from
 //! the next request on.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -28,6 +29,57 @@ pub(crate) enum StreamFate {
     /// An error event after this many content chunks (`--stream-error-after`, 1 by
     /// default), then a clean end without `[DONE]` (`--stream-error-rate`).
     InBandError(usize),
+    /// The fault every stream gets while `stream_fault` is set (`POST /mock/faults`).
+    Set(StreamFault),
+}
+
+/// A fault every stream gets, whatever the rates draw, while it is set
+/// (`POST /mock/faults` `{"stream_fault": {"kind": …, "after": N}}`; `{"kind":
+/// "none"}` clears it). `after` counts content events: the prelude (an OpenAI
+/// role chunk, Anthropic's `message_start`) always goes out.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum StreamFault {
+    /// Streams play as the rates decide.
+    #[default]
+    None,
+    /// The connection drops after `after` content events.
+    CutAfter {
+        /// Content events sent first.
+        after: usize,
+    },
+    /// Silence after `after` content events: the connection stays open and
+    /// nothing more comes until the mock stops.
+    StallAfter {
+        /// Content events sent first.
+        after: usize,
+    },
+    /// After `after` content events, an event whose data is not JSON; then a
+    /// clean end.
+    BadJson {
+        /// Content events sent first.
+        after: usize,
+    },
+    /// After `after` content events, one event of `bytes` bytes of data; then
+    /// a clean end.
+    HugeEvent {
+        /// Content events sent first.
+        after: usize,
+        /// The event's size.
+        bytes: usize,
+    },
+    /// After `after` content events the body ends cleanly, with no finish and
+    /// no terminator.
+    NoTerminator {
+        /// Content events sent first.
+        after: usize,
+    },
+    /// After `after` content events, the dialect's in-band error event (an
+    /// overload), then a clean end.
+    InBandError {
+        /// Content events sent first.
+        after: usize,
+    },
 }
 
 /// The decisions for one admitted request.
@@ -59,6 +111,8 @@ pub(crate) struct Knobs {
     pub latency_ms: Option<u64>,
     /// Delay before the first streamed token, in milliseconds.
     pub ttft_ms: Option<u64>,
+    /// The fault every stream gets from the next request on.
+    pub stream_fault: Option<StreamFault>,
 }
 
 /// Decides, per request, which faults to inject.
@@ -75,6 +129,8 @@ pub(crate) struct Faults {
     stream_cut_rate: f64,
     stream_error_rate: f64,
     stream_error_after: usize,
+    /// Read once per admitted request; written by `POST /mock/faults`.
+    stream_fault: Mutex<StreamFault>,
     seed: u64,
     next_seq: AtomicU64,
 }
@@ -103,6 +159,7 @@ impl Faults {
             stream_cut_rate: options.stream_cut_rate,
             stream_error_rate: options.stream_error_rate,
             stream_error_after: options.stream_error_after,
+            stream_fault: Mutex::new(StreamFault::None),
             seed: options.seed,
             next_seq: AtomicU64::new(0),
         }
@@ -155,12 +212,16 @@ impl Faults {
         if let Some(ttft) = knobs.ttft_ms {
             self.ttft.store(ms(ttft), Ordering::Relaxed);
         }
+        if let Some(fault) = knobs.stream_fault {
+            *self.stream_fault() = fault;
+        }
         let millis = |nanos: &AtomicU64| nanos.load(Ordering::Relaxed) / 1_000_000;
         Ok(Knobs {
             error_rate: Some(f64::from_bits(self.error_rate.load(Ordering::Relaxed))),
             error_status: Some(self.error_status.load(Ordering::Relaxed)),
             latency_ms: Some(millis(&self.latency)),
             ttft_ms: Some(millis(&self.ttft)),
+            stream_fault: Some(*self.stream_fault()),
         })
     }
 
@@ -178,7 +239,10 @@ impl Faults {
                 retry_after: self.retry_after,
             });
         }
-        let fate = if self.chance(seq, Draw::Cut) < self.stream_cut_rate {
+        let set = *self.stream_fault();
+        let fate = if set != StreamFault::None {
+            StreamFate::Set(set)
+        } else if self.chance(seq, Draw::Cut) < self.stream_cut_rate {
             StreamFate::Cut
         } else if self.chance(seq, Draw::InBand) < self.stream_error_rate {
             StreamFate::InBandError(self.stream_error_after)
@@ -186,6 +250,13 @@ impl Faults {
             StreamFate::Complete
         };
         Ok(Admission { seq, fate })
+    }
+
+    /// The stream fault set; a panic while it was held left a whole value.
+    fn stream_fault(&self) -> std::sync::MutexGuard<'_, StreamFault> {
+        self.stream_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A uniform number in `[0, 1)` for draw `draw` of request `seq`.

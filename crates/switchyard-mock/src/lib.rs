@@ -25,7 +25,7 @@
 //! | `GET /mock/stats` | `{"requests": N, "by_path": {…}, "by_status": {…}}` |
 //! | `GET /mock/requests` | the last 100 requests: method, path, query, headers, JSON body |
 //! | `POST /mock/reset` | zeroes the stats, forgets the requests, restarts the fault sequence |
-//! | `POST /mock/faults` | `{"error_rate"?: F, "error_status"?: N, "latency_ms"?: N, "ttft_ms"?: N}`: changes those knobs from the next request on (the others, and `/mock/reset`, leave them); answers every knob's value |
+//! | `POST /mock/faults` | `{"error_rate"?: F, "error_status"?: N, "latency_ms"?: N, "ttft_ms"?: N, "stream_fault"?: {"kind": K, "after": N}}`: changes those knobs from the next request on (the others, and `/mock/reset`, leave them); answers every knob's value. `stream_fault` applies to every stream while set: `kind` is `cut_after`, `stall_after`, `bad_json`, `huge_event` (with `"bytes": N`), `no_terminator`, `in_band_error`, or `none`; `after` content events go out first |
 //!
 //! Every request except `/mock/*` is counted and logged; every `/v1/*` and `/v1beta/*`
 //! request waits `--latency` and may fail with `--error-status` (`--error-rate`) before it

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::error::MockError;
-use crate::faults::StreamFate;
+use crate::faults::{StreamFate, StreamFault};
 use crate::insert_request_id;
 
 /// The terminating event of an OpenAI stream.
@@ -111,8 +111,19 @@ struct Playback {
     next: usize,
     content: Range<usize>,
     pacing: Pacing,
-    /// End with an error (dropping the connection) once the events run out.
-    cut: bool,
+    /// What happens once the events run out.
+    end: End,
+}
+
+/// How a stream's body ends once its events have gone out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// The body ends.
+    Clean,
+    /// With an error: hyper drops the connection.
+    Cut,
+    /// Not at all: silence until the mock stops.
+    Stall,
 }
 
 impl Playback {
@@ -124,20 +135,50 @@ impl Playback {
             content_type: _,
         } = stream;
         let first_content = content.start;
+        let keep = |after: usize| first_content + content.len().min(after);
+        let mut end = End::Clean;
         match fate {
             StreamFate::Complete => {}
-            StreamFate::Cut => events.truncate(first_content + content.len().div_ceil(2)),
-            StreamFate::InBandError(after) => {
-                events.truncate(first_content + content.len().min(after));
+            StreamFate::Cut => {
+                events.truncate(first_content + content.len().div_ceil(2));
+                end = End::Cut;
+            }
+            StreamFate::InBandError(after)
+            | StreamFate::Set(StreamFault::InBandError { after }) => {
+                events.truncate(keep(after));
                 events.push(error_event);
             }
+            StreamFate::Set(fault) => match fault {
+                StreamFault::None | StreamFault::InBandError { .. } => {}
+                StreamFault::CutAfter { after } => {
+                    events.truncate(keep(after));
+                    end = End::Cut;
+                }
+                StreamFault::StallAfter { after } => {
+                    events.truncate(keep(after));
+                    end = End::Stall;
+                }
+                StreamFault::NoTerminator { after } => events.truncate(keep(after)),
+                StreamFault::BadJson { after } => {
+                    events.truncate(keep(after));
+                    events.push(Bytes::from_static(b"data: {\"choices\": [{\"delta\"\n\n"));
+                }
+                StreamFault::HugeEvent { after, bytes } => {
+                    events.truncate(keep(after));
+                    let mut event = Vec::with_capacity(bytes + 16);
+                    event.extend_from_slice(b"data: \"");
+                    event.resize(event.len() + bytes, b'x');
+                    event.extend_from_slice(b"\"\n\n");
+                    events.push(Bytes::from(event));
+                }
+            },
         }
         Self {
             events: events.into_iter(),
             next: 0,
             content,
             pacing,
-            cut: fate == StreamFate::Cut,
+            end,
         }
     }
 
@@ -164,9 +205,13 @@ impl Playback {
             }
             // hyper drops the connection without the terminating chunk. It also drops
             // whatever it has not written yet: give it time to send what went before.
-            None if self.cut => {
+            None if self.end == End::Cut => {
                 self.wait(FLUSH_BEFORE_CUT).await;
                 self.abort("mock stream cut")
+            }
+            None if self.end == End::Stall => {
+                let _ = self.pacing.stop.wait_for(|stop| *stop).await;
+                self.abort("mock server shutting down")
             }
             None => None,
         }
@@ -183,7 +228,7 @@ impl Playback {
     /// Fails the body, which makes hyper drop the connection; nothing follows.
     fn abort(mut self, why: &str) -> Option<(io::Result<Bytes>, Self)> {
         self.events = Vec::new().into_iter();
-        self.cut = false;
+        self.end = End::Clean;
         Some((Err(io::Error::other(why.to_owned())), self))
     }
 }
@@ -287,6 +332,59 @@ mod tests {
             ]
         );
         assert_eq!(played[3].1, Duration::from_millis(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_set_fault_applies_after_that_many_content_events() {
+        let fault = |fault| StreamFate::Set(fault);
+        let (_stop, pacing) = pacing(0, None);
+        let cut = play(pacing.clone(), fault(StreamFault::CutAfter { after: 0 })).await;
+        assert_eq!(items(&cut), [Ok("p"), Err("mock stream cut")]);
+        let ended = play(
+            pacing.clone(),
+            fault(StreamFault::NoTerminator { after: 2 }),
+        )
+        .await;
+        assert_eq!(items(&ended), [Ok("p"), Ok("c1"), Ok("c2")]);
+        let bad = play(pacing.clone(), fault(StreamFault::BadJson { after: 1 })).await;
+        assert_eq!(
+            items(&bad),
+            [Ok("p"), Ok("c1"), Ok("data: {\"choices\": [{\"delta\"\n\n")]
+        );
+        let huge = fault(StreamFault::HugeEvent {
+            after: 5,
+            bytes: 2 << 20,
+        });
+        let huge = play(pacing.clone(), huge).await;
+        assert_eq!(&items(&huge)[..4], [Ok("p"), Ok("c1"), Ok("c2"), Ok("c3")]);
+        let event = huge[4].0.as_ref().unwrap();
+        assert_eq!(event.len(), (2 << 20) + "data: \"\"\n\n".len());
+        let in_band = play(pacing, fault(StreamFault::InBandError { after: 3 })).await;
+        let error = std::str::from_utf8(IN_BAND_ERROR).unwrap();
+        assert_eq!(
+            items(&in_band),
+            [Ok("p"), Ok("c1"), Ok("c2"), Ok("c3"), Ok(error)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_stream_stays_silent_until_the_mock_stops() {
+        let (stop, pacing) = pacing(0, None);
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            stop.send_replace(true);
+        });
+        let played = play(
+            pacing,
+            StreamFate::Set(StreamFault::StallAfter { after: 1 }),
+        )
+        .await;
+        stopper.await.unwrap();
+        assert_eq!(
+            items(&played),
+            [Ok("p"), Ok("c1"), Err("mock server shutting down")]
+        );
+        assert_eq!(played[2].1, Duration::from_secs(60));
     }
 
     #[test]

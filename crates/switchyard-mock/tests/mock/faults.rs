@@ -241,24 +241,34 @@ async fn in_band_errors_can_come_before_any_content() {
     assert!(data[1].starts_with(r#"{"error":"#), "{}", data[1]);
 }
 
+/// `POST /mock/faults` with `knobs`.
+async fn set_knobs(mock: &Mock, knobs: Value) -> reqwest::Response {
+    mock.client
+        .post(mock.url("/mock/faults"))
+        .json(&knobs)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn mock_faults_change_the_knobs_for_the_next_requests() {
     let mock = start(MockOptions::default()).await;
-    let set = |knobs: Value| {
-        mock.client
-            .post(mock.url("/mock/faults"))
-            .json(&knobs)
-            .send()
-    };
+    let set = |knobs: Value| set_knobs(&mock, knobs);
     let answer: Value = set(json!({"error_rate": 1.0, "error_status": 503}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(
         answer,
-        json!({"error_rate": 1.0, "error_status": 503, "latency_ms": 0, "ttft_ms": 0})
+        json!({
+            "error_rate": 1.0,
+            "error_status": 503,
+            "latency_ms": 0,
+            "ttft_ms": 0,
+            "stream_fault": {"kind": "none"}
+        })
     );
     let chat_status = mock.client.post(mock.url(CHAT)).json(&chat("x")).send();
     assert_eq!(chat_status.await.unwrap().status(), 503);
@@ -270,9 +280,7 @@ async fn mock_faults_change_the_knobs_for_the_next_requests() {
         .unwrap();
     assert_eq!(models.status(), 503);
 
-    set(json!({"error_rate": 0, "latency_ms": 300, "ttft_ms": 200}))
-        .await
-        .unwrap();
+    set(json!({"error_rate": 0, "latency_ms": 300, "ttft_ms": 200})).await;
     let start = Instant::now();
     let response = mock
         .client
@@ -289,8 +297,42 @@ async fn mock_faults_change_the_knobs_for_the_next_requests() {
         start.elapsed()
     );
 
-    let refused = set(json!({"error_rate": 2})).await.unwrap();
+    let refused = set(json!({"error_rate": 2})).await;
     assert_eq!(refused.status(), 400);
-    let unknown = set(json!({"latency": 2})).await.unwrap();
+    let unknown = set(json!({"latency": 2})).await;
     assert_eq!(unknown.status(), 400);
+    let unknown_fault = set(json!({"stream_fault": {"kind": "explode"}}));
+    assert_eq!(unknown_fault.await.status(), 400);
+}
+
+#[tokio::test]
+async fn a_stream_fault_applies_to_every_stream_until_cleared() {
+    let mock = start(MockOptions::default()).await;
+    let set = |fault: Value| set_knobs(&mock, json!({ "stream_fault": fault }));
+    let answer: Value = set(json!({"kind": "in_band_error", "after": 2}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["stream_fault"],
+        json!({"kind": "in_band_error", "after": 2})
+    );
+    for _ in 0..2 {
+        let sse = mock
+            .post_sse(CHAT, &streaming(chat("fail me"), json!({})))
+            .await;
+        let data = sse.data();
+        assert_eq!(
+            data.len(),
+            4,
+            "the role chunk, two contents, the error: {data:#?}"
+        );
+        assert!(data[3].starts_with(r#"{"error":"#), "{}", data[3]);
+    }
+    set(json!({"kind": "none"})).await;
+    let sse = mock
+        .post_sse(CHAT, &streaming(chat("whole"), json!({})))
+        .await;
+    assert_eq!(sse.data().last().copied(), Some("[DONE]"));
 }
