@@ -22,14 +22,18 @@ pub struct Process {
     /// Where it listens.
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
-    _dir: Option<tempfile::TempDir>,
+    #[allow(
+        dead_code,
+        reason = "read by the reliability suite, kept alive by the tests"
+    )]
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Process {
     /// Runs `switchyard <args>`, in `dir` when given (where the default
     /// store, `sqlite://switchyard.db`, is then made).
     fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        let mut command = Command::new(binary());
         command.args(args);
         if let Some(dir) = &dir {
             command.current_dir(dir.path());
@@ -39,7 +43,7 @@ impl Process {
 
     /// Runs `switchyard <args>` in `cwd` with extra environment variables.
     pub fn spawn_in(args: &[&str], cwd: &std::path::Path, envs: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        let mut command = Command::new(binary());
         command
             .args(args)
             .current_dir(cwd)
@@ -48,8 +52,10 @@ impl Process {
     }
 
     fn start(command: &mut Command, args: &[&str], dir: Option<tempfile::TempDir>) -> Self {
+        if command.get_envs().all(|(key, _)| key != "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
-            .env("RUST_LOG", "info")
             .env_remove("OPENAI_API_KEY")
             .env_remove("HOLYSHEEP_API_KEY")
             .env_remove("DEEPSEEK_API_KEY")
@@ -99,7 +105,7 @@ impl Process {
             child,
             addr,
             stderr,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -112,6 +118,13 @@ impl Process {
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS")
+    }
+
+    /// The folder it runs in (a gateway's config and default store), when
+    /// it has one of its own.
+    #[allow(dead_code, reason = "the reliability suite's")]
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(tempfile::TempDir::path)
     }
 
     /// `http://ADDR{path}`
@@ -181,6 +194,15 @@ impl Drop for Process {
     }
 }
 
+/// The binary under test: `SWITCHYARD_BIN` when set (the reliability suite
+/// names the release build there), else the one cargo built for the tests.
+pub fn binary() -> PathBuf {
+    std::env::var_os("SWITCHYARD_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_switchyard")),
+        PathBuf::from,
+    )
+}
+
 /// `switchyard mock --listen 127.0.0.1:0 <flags>`
 pub fn mock(flags: &[&str]) -> Process {
     let mut args = vec!["mock", "--listen", "127.0.0.1:0"];
@@ -191,6 +213,23 @@ pub fn mock(flags: &[&str]) -> Process {
 /// `switchyard serve --config <yaml written to a temp dir>`
 pub fn gateway(yaml: &str) -> Process {
     gateway_with(yaml, &[])
+}
+
+/// `switchyard serve --config <yaml>` with `envs` (`RUST_LOG` among them
+/// replaces the tests' `info`).
+#[allow(dead_code, reason = "the reliability suite's")]
+pub fn gateway_with_env(yaml: &str, envs: &[(&str, &str)]) -> Process {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("switchyard.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let path = path.to_str().expect("utf-8 path").to_owned();
+    let args = ["serve", "--config", &path];
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .current_dir(dir.path())
+        .envs(envs.iter().copied());
+    Process::start(&mut command, &args, Some(dir))
 }
 
 /// `switchyard serve --config <yaml> <extra args>`
@@ -212,10 +251,11 @@ pub fn gateway_with_descriptors(yaml: &str, descriptors: u32) -> Process {
     std::fs::write(&path, yaml).expect("write config");
     let path = path.to_str().expect("utf-8 path");
     let script = format!("ulimit -n {descriptors} && exec \"$0\" \"$@\"");
+    let binary = binary();
     let args = [
         "-c",
         &script,
-        env!("CARGO_BIN_EXE_switchyard"),
+        binary.to_str().expect("a UTF-8 path"),
         "serve",
         "--config",
         path,
