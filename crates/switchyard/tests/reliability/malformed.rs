@@ -1,7 +1,8 @@
 //! Malformed upstream streams — an event that is not JSON, a 2 MiB event, a
 //! body that ends without finishing, an in-band overload error — each end with
-//! one error event and a clean end; the gateway neither crashes nor keeps the
-//! memory they took.
+//! one error event and a clean end; the gateway does not crash, and its memory
+//! levels off (the allocator keeps some of what a 1 MiB event took, for the
+//! next one, and no more).
 
 use std::time::Duration;
 
@@ -40,9 +41,10 @@ pub async fn run(mode: Mode) -> Vec<Row> {
             json!({"kind": "in_band_error", "after": 2}),
         ),
     ];
-    let rounds = mode.pick(10, 50);
+    let rounds = mode.pick(100, 300);
     let mut rows = Vec::new();
-    let mut peak = before;
+    // Resident memory after each stream.
+    let mut resident = Vec::new();
     for (what, fault) in faults {
         set_faults(&upstream, json!({ "stream_fault": fault })).await;
         let mut good = 0;
@@ -58,7 +60,7 @@ pub async fn run(mode: Mode) -> Vec<Row> {
                 good += 1;
             }
             last = Some(read);
-            peak = peak.max(gw.rss_kib());
+            resident.push(gw.rss_kib());
         }
         let last = last.expect("a round");
         rows.push(Row::new(
@@ -74,16 +76,20 @@ pub async fn run(mode: Mode) -> Vec<Row> {
     set_faults(&upstream, json!({"stream_fault": {"kind": "none"}})).await;
     let after = load::many(20, 4, |i| ask(&gw, i)).await;
     let served = after.iter().filter(|o| o.ok()).count();
-    let grown = peak.saturating_sub(before);
+    let peak = resident.iter().copied().max().unwrap_or(before);
+    let (middle, end) = (resident[resident.len() / 2], resident[resident.len() - 1]);
+    let levels_off = end <= middle + (middle / 50).max(2 << 10);
     rows.push(Row::new(
-        "no crash, bounded memory: still serving after, resident memory ≤ 64 MiB over its warm size",
+        "no crash, bounded memory: still serving after; resident memory levels off (≤ 2 % more over the second half of the streams) under 200 MiB",
         format!(
-            "{served} of 20 served after; warm {} MiB, peak {} MiB (+{} MiB)",
+            "{served} of 20 served after; {} MiB warm, {} MiB halfway, {} MiB at the end of {} malformed streams, peak {} MiB",
             before / 1024,
-            peak / 1024,
-            grown / 1024
+            middle / 1024,
+            end / 1024,
+            resident.len(),
+            peak / 1024
         ),
-        served == 20 && grown <= 64 << 10,
+        served == 20 && levels_off && peak <= 200 << 10,
     ));
     rows
 }
