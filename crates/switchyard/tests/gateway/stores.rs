@@ -377,6 +377,30 @@ impl PrivateRedis {
         panic!("redis did not start");
     }
 
+    /// Freezes it (`SIGSTOP`): its port still takes connections, and nothing
+    /// on them is answered, until [`thaw`](Self::thaw).
+    #[allow(dead_code, reason = "the reliability suite's")]
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server go on (`SIGCONT`).
+    #[allow(dead_code, reason = "the reliability suite's")]
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    #[allow(dead_code, reason = "the reliability suite's")]
+    fn signal(&self, name: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([format!("-{name}"), child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
     /// Stops it at once.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -104,3 +104,27 @@ pub async fn newest_error_type(gw: &Process) -> String {
         .unwrap_or("none")
         .to_owned()
 }
+
+/// `GET path` of `gw`'s admin API, as JSON (null when it is not JSON).
+pub async fn admin_json(gw: &Process, path: &str) -> Value {
+    client()
+        .get(gw.url(path))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("the admin API")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+/// The usage records `gw`'s store holds, counted by `/admin/costs`.
+pub async fn stored_records(gw: &Process) -> u64 {
+    let costs = admin_json(gw, "/admin/costs?group_by=model").await;
+    costs["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row["requests"].as_u64())
+        .sum()
+}

@@ -24,7 +24,7 @@ impl Outcome {
 }
 
 /// Sends `request`, reads the whole answer.
-async fn send(request: reqwest::RequestBuilder) -> Outcome {
+pub async fn send(request: reqwest::RequestBuilder) -> Outcome {
     let began = Instant::now();
     let (status, attempts) = match request.send().await {
         Ok(response) => {

@@ -81,7 +81,15 @@ impl Read {
 /// Sends `request` and reads its whole event stream, for at most `limit`.
 pub async fn read(request: reqwest::RequestBuilder, limit: Duration) -> Read {
     let sent = Instant::now();
-    let response = request.send().await.expect("send");
+    let Ok(response) = request.send().await else {
+        // No answer at all (refused, reset): status 0, no event.
+        return Read {
+            status: 0,
+            events: Vec::new(),
+            clean_end: false,
+            ended: sent.elapsed(),
+        };
+    };
     let status = response.status().as_u16();
     let mut body = response.bytes_stream();
     let mut parser = SseParser::new(16 << 20);
