@@ -7,6 +7,7 @@
 #   bench/reliability.sh                          # every scenario (under 15 min on 2 cores) → RELIABILITY.md
 #   bench/reliability.sh --quick                  # the subset CI runs (under 3 min) → bench/out/reliability-quick.md
 #   RELIABILITY_ONLY=stalls bench/reliability.sh  # the scenarios whose name contains it → bench/out/reliability.md
+#   RELIABILITY_SOAK_MINUTES=60 RELIABILITY_ONLY=soak bench/reliability.sh   # the hour-long soak
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
@@ -17,6 +18,9 @@ if [ "${1:-}" = "--quick" ]; then
 elif [ -n "${RELIABILITY_ONLY:-}" ]; then
   out=bench/out/reliability.md
 fi
+# The slow-clients scenario holds 1,000 connections open: 2,000 descriptors
+# between this process and the gateway.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --locked -p switchyard
 # shellcheck source=scripts/services.sh
 source scripts/services.sh

@@ -109,6 +109,12 @@ impl Process {
         }
     }
 
+    /// Its process id.
+    #[allow(dead_code, reason = "the reliability suite's")]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its resident memory now, in KiB (`VmRSS`).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

@@ -23,7 +23,6 @@ mod keys;
 mod limits;
 mod metrics;
 mod overload;
-mod random_keys;
 mod records;
 mod reload;
 mod report;

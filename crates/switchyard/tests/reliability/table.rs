@@ -69,9 +69,8 @@ impl Table {
             .collect()
     }
 
-    /// Writes the table as Markdown to `path`, and the promises `not_yet`
-    /// measured after it; the suite took `took`.
-    pub fn write(&self, path: &Path, took: Duration, not_yet: &[&str]) {
+    /// Writes the table as Markdown to `path`; the suite took `took`.
+    pub fn write(&self, path: &Path, took: Duration) {
         let rows: usize = self.scenarios.iter().map(|(_, rows, _)| rows.len()).sum();
         let failing = self.failing().len();
         let mut text = String::from("# Reliability\n\n");
@@ -112,12 +111,6 @@ impl Table {
                     cell(&row.criterion),
                     cell(&row.figure)
                 ));
-            }
-        }
-        if !not_yet.is_empty() {
-            text.push_str("\nNot measured by the suite yet:\n\n");
-            for promise in not_yet {
-                text.push_str(&format!("- {promise}\n"));
             }
         }
         if let Some(dir) = path.parent() {
