@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS (default 60) each, two at a time (one per
-# core), and fails on the first crash, leak or timeout a target finds.
+# core), and fails when any target found a crash, a leak or a timeout.
 #
 #   fuzz/run.sh            # every target, 60 s each
 #   fuzz/run.sh 600 sse    # one target, ten minutes
@@ -26,6 +26,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
+[ ${#targets[@]} -gt 0 ] || { echo "fuzz: no targets (cargo fuzz list failed?)" >&2; exit 1; }
 echo "fuzz: building ${targets[*]}"
 CARGO_TERM_QUIET=true cargo fuzz build --release
 # The targets are run as built, not through `cargo fuzz run` (which would

@@ -3,7 +3,7 @@
 //! Every decision is a pure function of `--seed` and the request's sequence number (the
 //! order in which `/v1/*` and `/v1beta/*` requests arrived since start or
 //! `POST /mock/reset`), so a run with the same seed and the same request sequence makes the
-//! same decisions, without a lock on the request path.
+//! same decisions; the request path takes no lock but the stream fault's, held for a copy.
 //!
 //! The error rate and status, the latency and the time to first token can be
 //! changed while the mock runs (`POST /mock/faults`); each change holds from
@@ -115,6 +115,9 @@ pub(crate) struct Knobs {
     pub stream_fault: Option<StreamFault>,
 }
 
+/// The largest event `stream_fault` `huge_event` makes.
+const MAX_EVENT: usize = 64 << 20;
+
 /// Decides, per request, which faults to inject.
 #[derive(Debug)]
 pub(crate) struct Faults {
@@ -197,6 +200,14 @@ impl Faults {
             return Err(MockError::invalid(
                 "error_status must be from 400 to 599",
                 "error_status",
+            ));
+        }
+        if let Some(StreamFault::HugeEvent { bytes, .. }) = knobs.stream_fault
+            && bytes > MAX_EVENT
+        {
+            return Err(MockError::invalid(
+                "a huge event is at most 64 MiB",
+                "stream_fault",
             ));
         }
         let ms = |m: u64| nanos(Duration::from_millis(m));

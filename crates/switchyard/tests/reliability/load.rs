@@ -10,6 +10,8 @@ use futures_util::StreamExt;
 pub struct Outcome {
     /// Its status; 0 when no answer came (refused, reset, timed out).
     pub status: u16,
+    /// Its head came, and its body broke off (or a stream ended unfinished).
+    pub cut: bool,
     /// Its `x-switchyard-attempts`, when it had one.
     pub attempts: Option<u32>,
     /// From sending to the last byte of the body.
@@ -17,16 +19,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether it was served (2xx).
+    /// Whether it was served whole (2xx, not cut).
     pub fn ok(&self) -> bool {
-        (200..300).contains(&self.status)
+        (200..300).contains(&self.status) && !self.cut
     }
 }
 
 /// Sends `request`, reads the whole answer.
 pub async fn send(request: reqwest::RequestBuilder) -> Outcome {
-    let began = Instant::now();
-    let (status, attempts) = match request.send().await {
+    send_from(request, Instant::now()).await
+}
+
+/// [`send`], its time counted from `began` (when it was due, for traffic
+/// that must not leave out the wait for a turn to run).
+async fn send_from(request: reqwest::RequestBuilder, began: Instant) -> Outcome {
+    let (status, cut, attempts) = match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
             let attempts = response
@@ -35,14 +42,15 @@ pub async fn send(request: reqwest::RequestBuilder) -> Outcome {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
             match response.bytes().await {
-                Ok(_) => (status, attempts),
-                Err(_) => (0, attempts),
+                Ok(_) => (status, false, attempts),
+                Err(_) => (status, true, attempts),
             }
         }
-        Err(_) => (0, None),
+        Err(_) => (0, false, None),
     };
     Outcome {
         status,
+        cut,
         attempts,
         latency: began.elapsed(),
     }
@@ -71,14 +79,23 @@ pub async fn at_rate(
     request: impl Fn(usize) -> reqwest::RequestBuilder,
 ) -> Vec<Outcome> {
     let start = Instant::now();
+    at_rate_while(rate, || start.elapsed() < duration, request).await
+}
+
+/// [`at_rate`] for as long as `going()` says.
+pub async fn at_rate_while(
+    rate: u32,
+    going: impl Fn() -> bool,
+    request: impl Fn(usize) -> reqwest::RequestBuilder,
+) -> Vec<Outcome> {
     let period = Duration::from_secs(1) / rate.max(1);
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut pending = Vec::new();
     let mut i = 0;
-    while start.elapsed() < duration {
+    while going() {
         ticks.tick().await;
-        pending.push(tokio::spawn(send(request(i))));
+        pending.push(tokio::spawn(send_from(request(i), Instant::now())));
         i += 1;
     }
     let mut outcomes = Vec::with_capacity(pending.len());

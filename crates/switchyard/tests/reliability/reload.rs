@@ -2,6 +2,7 @@
 //! a valid config is refused while the one in force goes on serving.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::Mode;
@@ -68,11 +69,10 @@ pub async fn run(mode: Mode) -> Vec<Row> {
     );
     let reloads: usize = 100;
     let pause = mode.pick(Duration::from_millis(50), Duration::from_millis(100));
-    // Traffic for as long as the reloads take (each some milliseconds), and a
-    // second more.
     let steps = reloads + reloads / 10;
-    let traffic = (pause + Duration::from_millis(40)) * steps as u32 + Duration::from_secs(1);
-    let load = load::at_rate(200, traffic, |i| ask(&gw, i));
+    // Traffic from before the first reload until after the last.
+    let done = AtomicBool::new(false);
+    let load = load::at_rate_while(200, || !done.load(Ordering::Relaxed), |i| ask(&gw, i));
     let changes = async {
         // Let the traffic start, then reload; every tenth file is refused.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -90,6 +90,8 @@ pub async fn run(mode: Mode) -> Vec<Row> {
             }
             tokio::time::sleep(pause).await;
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        done.store(true, Ordering::Relaxed);
         (applied, refused, other)
     };
     let (outcomes, (applied, refused, other)) = tokio::join!(load, changes);

@@ -150,11 +150,12 @@ pub async fn run(_mode: Mode) -> Vec<Row> {
     let mut leaks = BTreeSet::new();
     let mut hops = BTreeSet::new();
     for request in &upstream {
-        for (name, value) in request["headers"].as_object().into_iter().flatten() {
-            let value = value.as_str().unwrap_or_default();
-            if value.contains(CLIENT_KEY) || value.contains(&issued) {
-                leaks.insert(name.clone());
-            }
+        // The headers, the path, the query and the body as the provider got them.
+        let whole = request.to_string();
+        if whole.contains(CLIENT_KEY) || whole.contains(&issued) {
+            leaks.insert(request["path"].as_str().unwrap_or("?").to_owned());
+        }
+        for (name, _) in request["headers"].as_object().into_iter().flatten() {
             if NEVER_FORWARDED.contains(&name.as_str()) {
                 hops.insert(name.clone());
             }
@@ -164,7 +165,7 @@ pub async fn run(_mode: Mode) -> Vec<Row> {
     rows.push(Row::new(
         "no client key upstream, on any provider kind (OpenAI, Anthropic, Gemini, Azure), client dialect or retry path",
         format!(
-            "{served} of {} requests served, {} upstream requests ({retried} on the retry path's failing deployment); client keys in {}",
+            "{served} of {} requests served, {} upstream requests ({retried} on the retry path's failing deployment), client keys in their headers, paths, queries and bodies: {}",
             sent.len(),
             upstream.len(),
             if leaks.is_empty() { "none".to_owned() } else { format!("{leaks:?}") }

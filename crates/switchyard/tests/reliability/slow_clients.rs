@@ -21,7 +21,8 @@ const SLOW: usize = 1_000;
 /// `limit`), and whether it answered anything.
 async fn trickle(addr: std::net::SocketAddr, limit: Duration) -> (Option<Duration>, bool) {
     let Ok(mut tcp) = TcpStream::connect(addr).await else {
-        return (Some(Duration::ZERO), false);
+        // Not a slow client at all: the row fails on it.
+        return (None, true);
     };
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {CLIENT_KEY}\r\n\r\n"
@@ -89,6 +90,12 @@ pub async fn run(_mode: Mode) -> Vec<Row> {
         .max()
         .copied()
         .unwrap_or(Duration::ZERO);
+    let earliest = closed
+        .iter()
+        .flatten()
+        .min()
+        .copied()
+        .unwrap_or(Duration::ZERO);
     let served = during.iter().filter(|o| o.ok()).count();
     let (base, loaded) = (
         percentile(baseline.iter().map(|o| o.latency), 99.0),
@@ -96,16 +103,20 @@ pub async fn run(_mode: Mode) -> Vec<Row> {
     );
     vec![
         Row::new(
-            "1,000 connections trickling their heads: each closed at the header timeout (2 s) + 1 s, unanswered",
+            "1,000 connections trickling their heads: each closed at the header timeout (2 s), within a second, unanswered",
             format!(
-                "{} closed, the last after {}; {open} still open after 10 s; {answered} answered",
+                "{} closed, between {} and {}; {open} still open after 10 s (or never connected); {answered} answered",
                 SLOW - open,
+                ms(earliest),
                 ms(latest)
             ),
-            open == 0 && answered == 0 && latest <= Duration::from_secs(3),
+            open == 0
+                && answered == 0
+                && earliest >= Duration::from_millis(1900)
+                && latest <= Duration::from_secs(3),
         ),
         Row::new(
-            "… normal clients unaffected: all served, p99 ≤ 2× (or + 5 ms) without the slow ones",
+            "… normal clients unaffected: all served, p99 ≤ 2× (or + 10 ms) without the slow ones",
             format!(
                 "{served} of {} served ({}), p99 {} against {} before",
                 during.len(),
@@ -113,7 +124,7 @@ pub async fn run(_mode: Mode) -> Vec<Row> {
                 ms(loaded),
                 ms(base)
             ),
-            served == during.len() && loaded <= (base * 2).max(base + Duration::from_millis(5)),
+            served == during.len() && loaded <= (base * 2).max(base + Duration::from_millis(10)),
         ),
     ]
 }

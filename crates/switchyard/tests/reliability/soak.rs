@@ -95,7 +95,7 @@ pub async fn run(_mode: Mode) -> Vec<Row> {
                 outcomes.len(),
                 percent(served, outcomes.len())
             ),
-            drift < 5.0,
+            drift < 5.0 && served * 100 >= outcomes.len() * 99,
         ),
         Row::new(
             "… descriptors and threads flat (within the connections a load's moment holds open)",
