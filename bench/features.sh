@@ -23,7 +23,11 @@
 # 2. Instructions per request: bench/callgrind.sh for each step (JSON and
 #    66-event streams, wrk -c10 for 6 s under callgrind).
 #
-# Writes the table to FEATURES_OUTPUT (default bench/features.md, a section
+#    FEATURES_CALLGRIND=off leaves them out.
+# 3. Where the CPU time goes: user and kernel time per request, each step and
+#    nginx, from the same runs.
+#
+# Writes the tables to FEATURES_OUTPUT (default bench/features.md, a section
 # bench/run.sh puts into BENCHMARKS.md) and prints it.
 # Needs wrk, nginx, taskset, valgrind, python3.
 set -euo pipefail
@@ -104,15 +108,17 @@ pid_of[nginx]="$nginx_master $nginx_worker"
 url_of[nginx]=http://127.0.0.1:$nginx_port/v1/chat/completions
 key_of[nginx]=""
 
+# ticks PID...: the user and the system (kernel) CPU ticks of these processes.
 ticks() {
-  local total=0 pid stat
+  local user=0 system=0 pid stat
   local -a fields
   for pid in "$@"; do
     read -r stat <"/proc/$pid/stat"
     read -ra fields <<<"${stat##*) }"
-    total=$((total + fields[11] + fields[12]))
+    user=$((user + fields[11]))
+    system=$((system + fields[12]))
   done
-  echo "$total"
+  echo "$user $system"
 }
 clk_tck=$(getconf CLK_TCK)
 
@@ -126,19 +132,21 @@ for round in $(seq "$rounds"); do
       taskset -c 1 wrk -t1 -c50 -d2s -s "$here/chat.lua" "${url_of[$target]}" \
         -- "$body" "$mode" "${key_of[$target]}" "${tag[@]/%/-warmup}" >/dev/null
       # shellcheck disable=SC2086
-      before=$(ticks ${pid_of[$target]})
+      read -r user_before system_before < <(ticks ${pid_of[$target]})
       line=$(taskset -c 1 wrk -t1 -c50 -d"${duration}s" -s "$here/chat.lua" "${url_of[$target]}" \
         -- "$body" "$mode" "${key_of[$target]}" "${tag[@]}" | sed -n 's/^WRK_RESULT //p')
       # shellcheck disable=SC2086
-      after=$(ticks ${pid_of[$target]})
+      read -r user_after system_after < <(ticks ${pid_of[$target]})
       python3 -c 'import json, sys
 r = json.loads(sys.argv[1])
 bad = sum(v for k, v in r.items() if k.startswith("errors_"))
 if bad:
     sys.exit(f"{sys.argv[3]} ({sys.argv[2]}): wrk saw {bad} errors")
-cpu = int(sys.argv[4]) / int(sys.argv[5])
-print(json.dumps({"mode": sys.argv[2], "target": sys.argv[3], "requests": r["requests"], "cpu_s": cpu}))' \
-        "$line" "$mode" "$target" "$((after - before))" "$clk_tck" >>"$results"
+user, system = int(sys.argv[4]) / int(sys.argv[6]), int(sys.argv[5]) / int(sys.argv[6])
+print(json.dumps({"mode": sys.argv[2], "target": sys.argv[3], "requests": r["requests"],
+                  "cpu_s": user + system, "user_s": user, "system_s": system}))' \
+        "$line" "$mode" "$target" "$((user_after - user_before))" "$((system_after - system_before))" \
+        "$clk_tck" >>"$results"
       log "round $round $mode $target $(tail -n 1 "$results")"
     done
   done
@@ -149,6 +157,7 @@ done
 instructions=$work/instructions.txt
 : >"$instructions"
 for step in "${steps[@]}"; do
+  [[ ${FEATURES_CALLGRIND:-on} == off ]] && break
   case $step in
     open) env=(CALLGRIND_KEY=open CALLGRIND_USAGE=off) ;;
     keys) env=(CALLGRIND_KEY=virtual CALLGRIND_USAGE=off) ;;
@@ -168,9 +177,12 @@ from collections import defaultdict
 
 results, instructions, output, duration, rounds, commit = sys.argv[1:]
 per_cpu = defaultdict(list)
+user_us, system_us = defaultdict(list), defaultdict(list)
 for line in open(results):
     r = json.loads(line)
     per_cpu[(r["target"], r["mode"])].append(r["requests"] / r["cpu_s"])
+    user_us[(r["target"], r["mode"])].append(r["user_s"] * 1e6 / r["requests"])
+    system_us[(r["target"], r["mode"])].append(r["system_s"] * 1e6 / r["requests"])
 counts = {}
 for line in open(instructions):
     step, mode, n = line.split()
@@ -210,6 +222,21 @@ for step, what in steps:
         row += [f"{median[(step, mode)]:,.0f}", f"{median[(step, mode)] / ref:.2f}×", k(n) if n else "–", added]
     lines.append("| " + " | ".join(row) + " |")
     before = step
+lines += [
+    "",
+    "Where the CPU time of a request goes, in µs (`/proc/PID/stat`: user time, and system",
+    "time, the kernel working for the process; each the median of its rounds). A proxy at",
+    "0.9× nginx's requests per CPU-second may spend 1/0.9 of nginx's total.",
+    "",
+    "| step | JSON user | JSON kernel | JSON total | stream user | stream kernel | stream total |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+]
+for target, what in [("nginx", "nginx `proxy_pass`")] + steps:
+    row = [what]
+    for mode in ("json", "stream"):
+        user, system = statistics.median(user_us[(target, mode)]), statistics.median(system_us[(target, mode)])
+        row += [f"{user:.1f}", f"{system:.1f}", f"{user + system:.1f}"]
+    lines.append("| " + " | ".join(row) + " |")
 lines.append("")
 text = "\n".join(lines)
 open(output, "w").write(text + "\n")
