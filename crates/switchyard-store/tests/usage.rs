@@ -333,8 +333,44 @@ async fn trim_deletes_what_is_older(store: &dyn Store) {
     assert_eq!(rollups[0].requests, 1);
 }
 
+/// A batch larger than one statement (SQLite writes 64 rows a statement, then
+/// 16, 4 and 1): every record stored and summed once, also when the batch is
+/// sent again with new records among the old, every size of statement then
+/// skipping the stored ones.
+async fn large_batches_are_written_whole_and_once(store: &dyn Store) {
+    let first: Vec<UsageRecord> = (0..150)
+        .map(|n| record(n, HOUR * 1000 + i64::from(n)))
+        .collect();
+    assert_eq!(store.insert_records(&first).await.unwrap(), 150);
+    assert_eq!(store.insert_records(&first).await.unwrap(), 0);
+    let mut mixed: Vec<UsageRecord> = (100..250)
+        .map(|n| record(n, HOUR * 1000 + i64::from(n)))
+        .collect();
+    mixed.reverse();
+    assert_eq!(store.insert_records(&mixed).await.unwrap(), 100);
+    let page = store
+        .usage(&UsageFilter::default(), None, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 250);
+    assert!(
+        page.records
+            .iter()
+            .rev()
+            .map(|r| r.at)
+            .eq((0..250).map(|n| HOUR * 1000 + n))
+    );
+    let total = store.costs(&costs(&[])).await.unwrap();
+    assert_eq!(total[0].requests, 250);
+    assert_eq!(
+        total[0].cost_micros,
+        (0..250).map(|n| 1_000 + n).sum::<i64>()
+    );
+}
+
 conformance!(
     records_round_trip_and_are_written_once,
+    large_batches_are_written_whole_and_once,
     costs_group_and_filter,
     records_page_newest_first_by_cursor,
     trim_deletes_what_is_older,
