@@ -21,8 +21,7 @@
 #    warm-up) against each in turn, JSON then streams, FEATURES_ROUNDS times
 #    (default 3); each figure is the median of its rounds.
 # 2. Instructions per request: bench/callgrind.sh for each step (JSON and
-#    66-event streams, wrk -c10 for 6 s under callgrind).
-#
+#    66-event streams, wrk -c10 for 6 s under callgrind);
 #    FEATURES_CALLGRIND=off leaves them out.
 # 3. Where the CPU time goes: user and kernel time per request, each step and
 #    nginx, from the same runs.

@@ -27,9 +27,9 @@ const RECORD_COLUMNS: usize = 27;
 /// two context switches. Small statements cost SQLite fewer instructions a
 /// row (the text values of 16 rows fit in the connection's lookaside memory,
 /// those of 256 went to `malloc` one by one: 40.3k instructions a record at
-/// 256 rows, 35.5k at 8), but 64 rows, a quarter of the trips of 16 for 2.5k
-/// more instructions, served 4 % more requests per CPU-second with the usage
-/// log on (256 did no better).
+/// 256 rows, 35.5k at 8), but 64 rows, a quarter of the trips of 16 for about
+/// 2k more instructions a request, served 4 % more requests per CPU-second
+/// with the usage log on (256 did no better).
 pub(crate) const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// SQLite's insert of `rows` records (one of [`INSERT_SIZES`]); a record
@@ -42,7 +42,10 @@ pub(crate) fn insert_records(rows: usize, returning: bool) -> &'static str {
     let texts = TEXTS.get_or_init(|| {
         [false, true].map(|returning| INSERT_SIZES.map(|rows| insert_text(rows, returning)))
     });
-    let at = INSERT_SIZES.iter().position(|&n| n == rows).unwrap_or(3);
+    let at = INSERT_SIZES
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(INSERT_SIZES.len() - 1);
     &texts[usize::from(returning)][at]
 }
 
