@@ -1,8 +1,8 @@
 //! Soak: half the gateway's capacity for ten minutes with 1 % of upstream
 //! requests failing and 1 % of streams cut; its memory stays flat over the
-//! second half, its descriptors and threads from the first minute on. (A
-//! 60-minute soak:
-//! `RELIABILITY_SOAK_MINUTES=60 RELIABILITY_ONLY=soak bench/reliability.sh`.)
+//! second half, its descriptors and threads from the first minute on.
+//! A 60-minute soak:
+//! `RELIABILITY_SOAK_MINUTES=60 RELIABILITY_ONLY=soak bench/reliability.sh`.
 
 use std::time::{Duration, Instant};
 
