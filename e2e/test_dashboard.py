@@ -224,7 +224,7 @@ def reload_until_row(session: Browser, path: str, css: str, timeout: float = REC
                 return None
             current = session.find("main#page")
             following[0].click()
-            session.until("the next page to load", expected_conditions.staleness_of(current))
+            session.wait_until_replaced("the next page to load", current)
         return None
 
     return session.until(f"`{css}` on {path}", shown, timeout, every=0.5)
@@ -379,7 +379,7 @@ def test_a_team_made_in_the_form_is_listed_and_offered_to_keys(admin: Browser) -
     buttons = form.find_elements(By.CSS_SELECTOR, 'button, input[type="submit"]')
     assert buttons, f"form#create-team has no button\n{admin.describe()}"
     buttons[-1].click()
-    admin.until("the form to be sent", expected_conditions.staleness_of(form))
+    admin.wait_until_replaced("the form to be sent", form)
     assert not admin.console_errors()
     admin.open("/teams")
     admin.wait_for_page("teams")
@@ -454,7 +454,7 @@ def test_the_request_log_pages_through_every_record(
         assert len(pages) < PAGED, f"a#next-page goes on past {len(pages)} pages"
         current = admin.find("main#page")
         following[0].click()
-        admin.until("the next page to load", expected_conditions.staleness_of(current))
+        admin.wait_until_replaced("the next page to load", current)
     shown = [rid for page in pages for rid in page]
     assert len(pages) >= 2, f"{PAGED} records on one page, no a#next-page"
     assert len(shown) == len(set(shown)), "a record is shown on two pages"

@@ -133,6 +133,27 @@ class Browser:
         except TimeoutException:
             raise AssertionError(f"{what}: not within {timeout:.0f}s\n{self.describe()}") from None
 
+    def wait_until_replaced(self, what: str, element: WebElement, timeout: float = WAIT_S) -> None:
+        """Until `element` has left the document, as when a click loads the next page.
+
+        Selenium's `staleness_of` asks the element whether it is enabled. While the old
+        document is being torn down, chromedriver may answer that with "unknown error:
+        ... Node with given id does not belong to the document" instead of a stale
+        element reference; both mean the element is gone."""
+
+        def gone(_: WebDriver) -> bool:
+            try:
+                element.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as e:
+                if "does not belong to the document" in (e.msg or ""):
+                    return True
+                raise
+            return False
+
+        self.until(what, gone, timeout)
+
     def find(self, css: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
