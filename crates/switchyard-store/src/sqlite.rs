@@ -16,6 +16,14 @@ use sqlx::{Pool, Sqlite};
 
 use crate::{Result, StoreError, StoreOptions};
 
+/// The page size of a new file (SQLite's default is 4 KiB; an existing file keeps
+/// its own). The usage log appends a batch of records per transaction, and each
+/// page it dirties is written to the WAL and again at the checkpoint, one
+/// `pwrite` per page: with 16 KiB pages a JSON request's share was 0.5 `pwrite`
+/// against 0.8, for about 2.5 % more requests per CPU-second with the full stack.
+/// 64 KiB pages measured slower than 4 KiB (each write copies a whole page).
+const PAGE_SIZE: u32 = 16384;
+
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Keys and teams in a SQLite file.
@@ -40,6 +48,7 @@ impl SqliteStore {
             .connect_with(
                 base.clone()
                     .create_if_missing(true)
+                    .page_size(PAGE_SIZE)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal),
             )

@@ -928,9 +928,10 @@ async fn reopening_keeps_the_data_and_unknown_schemes_are_refused() {
     assert!(matches!(memory, Err(StoreError::InMemory)));
 }
 
-/// The SQLite file is in WAL mode, so readers run beside the writer.
+/// The SQLite file is in WAL mode, so readers run beside the writer, and a new
+/// file has 16 KiB pages (SQLite's default is 4 KiB).
 #[tokio::test]
-async fn sqlite_file_is_in_wal_mode() {
+async fn sqlite_file_is_in_wal_mode_with_16k_pages() {
     let (_dir, url) = sqlite().await;
     let _store = open(&url).await;
     let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -939,4 +940,9 @@ async fn sqlite_file_is_in_wal_mode() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(page_size, 16384);
 }
