@@ -24,6 +24,14 @@ use crate::{Result, StoreError, StoreOptions};
 /// 64 KiB pages measured slower than 4 KiB (each write copies a whole page).
 const PAGE_SIZE: u32 = 16384;
 
+/// Where the writer keeps its temporary files: in memory. A statement of a
+/// transaction that may fail part-way (a usage batch's rollup upserts, a trim)
+/// keeps a statement journal, to undo that statement alone. SQLite's default put
+/// any such journal over 64 KiB in a new deleted file under /var/tmp: an open,
+/// writes and a close per statement. In memory it costs no system call; it holds
+/// the pages one statement changes, which the batch and trim sizes bound.
+const TEMP_STORE: &str = "memory";
+
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Keys and teams in a SQLite file.
@@ -50,7 +58,8 @@ impl SqliteStore {
                     .create_if_missing(true)
                     .page_size(PAGE_SIZE)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal),
+                    .synchronous(SqliteSynchronous::Normal)
+                    .pragma("temp_store", TEMP_STORE),
             )
             .await?;
         MIGRATIONS.run(&writer).await?;
