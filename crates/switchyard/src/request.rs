@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use axum::response::Response;
-use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
+use futures_util::{FutureExt, Stream};
 use switchyard_providers::openai::Usage;
 
 use bytes::Bytes;
@@ -451,6 +451,52 @@ pub fn catch_panic<F: Future>(future: F) -> CatchPanic<F> {
 /// this are ordinary again.
 pub fn panic_settled() {
     UNWOUND.set(false);
+}
+
+/// What a stream guarded by [`catch_stream_panic`] yields once, in place of
+/// the item whose poll panicked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Panicked;
+
+/// Guards each poll of `stream` as [`catch_panic`] guards a future's: when one
+/// panics, the stream yields `Err(Panicked)` and ends, and what it holds is
+/// dropped at once, as a panic's (a [`RequestCx`] inside records
+/// [`Ending::Panicked`]). Boxed once, so that it can be dropped on its own.
+pub fn catch_stream_panic<S: Stream>(stream: S) -> CatchStreamPanic<S> {
+    CatchStreamPanic {
+        inner: Some(Box::pin(stream)),
+    }
+}
+
+/// The stream of [`catch_stream_panic`].
+pub struct CatchStreamPanic<S> {
+    /// `None` once it has ended.
+    inner: Option<Pin<Box<S>>>,
+}
+
+impl<S: Stream> Stream for CatchStreamPanic<S> {
+    type Item = Result<S::Item, Panicked>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll_next(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Some(item))) => Poll::Ready(Some(Ok(item))),
+            Ok(Poll::Ready(None)) => {
+                self.inner = None;
+                Poll::Ready(None)
+            }
+            Err(_) => {
+                tracing::error!("a request handler panicked");
+                UNWOUND.set(true);
+                self.inner = None;
+                panic_settled();
+                Poll::Ready(Some(Err(Panicked)))
+            }
+        }
+    }
 }
 
 pin_project_lite::pin_project! {

@@ -12,8 +12,9 @@
 //! 5. turns a panic into a 500 in the client's dialect (OpenAI's, or
 //!    Anthropic's on `/v1/messages`), recorded as such, not a dropped connection.
 //!
-//! A proxied request costs one boxed future on the way through (a stream's
-//! relay also runs as a task of its own, see `upstream::relay_sse`).
+//! A proxied request costs one boxed future on the way through (and a
+//! stream's relay one more box, the body the server polls, see
+//! `upstream::relay_sse`).
 
 mod admin;
 mod canary;

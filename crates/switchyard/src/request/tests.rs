@@ -106,6 +106,28 @@ async fn a_future_that_does_not_panic_keeps_its_output() {
 }
 
 #[tokio::test]
+async fn a_stream_that_panics_ends_with_one_panicked_item_and_records_the_panic() {
+    use futures_util::StreamExt as _;
+    let (cx, recorder) = cx(Dialect::OpenAi);
+    // Yields one item, then panics while polled for the next, holding `cx`.
+    let stream = futures_util::stream::unfold((0, cx), |(polls, cx)| async move {
+        if polls == 1 {
+            tokio::task::yield_now().await;
+            panic!("a bug in a relay");
+        }
+        Some((polls, (polls + 1, cx)))
+    });
+    let items: Vec<_> = catch_stream_panic(stream).collect().await;
+    assert_eq!(items, [Ok(0), Err(Panicked)]);
+    let [record] = records(&recorder).try_into().unwrap();
+    assert_eq!((record.status, record.ending), (500, Ending::Panicked));
+    // The flag of the caught panic is cleared for the next request.
+    let (gone, recorder) = super::tests::cx(Dialect::OpenAi);
+    drop(gone);
+    assert_eq!(records(&recorder)[0].ending, Ending::ClientClosed);
+}
+
+#[tokio::test]
 async fn the_key_and_model_shares_are_given_back_however_the_request_ends() {
     use crate::admission::limit::Counts;
     let mut counts = Counts::default();

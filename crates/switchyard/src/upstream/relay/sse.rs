@@ -1,5 +1,5 @@
-//! An event stream relayed event by event, in the client's dialect, by a task
-//! of its own.
+//! An event stream relayed event by event, in the client's dialect, as the
+//! client's connection asks for more of the body.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,14 +13,13 @@ use switchyard_providers::openai::chat::ChatChunk;
 use switchyard_providers::openai::{self, StreamEvent, classify_event, without_usage};
 use switchyard_providers::sse::{SseEvent, SseParser};
 use switchyard_providers::translate::{Fault, Progress, StreamDecoder, StreamEncoder, StreamError};
-use tokio::sync::mpsc;
 
 use super::RelayLimits;
 use super::events::push_event;
 use super::first::{FirstContent, FirstEvent};
 use super::reader::Reader;
 use crate::error::{Dialect, Form, GatewayError, render};
-use crate::request::{RequestCx, catch_panic, panic_settled};
+use crate::request::{Panicked, RequestCx, catch_stream_panic};
 use crate::upstream::{ProviderClient, UpstreamError};
 
 /// Room for what the relay adds to a batch of events (`[DONE]`, an error event).
@@ -125,30 +124,24 @@ where
         relay.take_over(*first, &mut out);
     }
     let first = (!out.is_empty()).then(|| Ok::<_, Infallible>(relay.hand_over(out.freeze())));
-    // The relay runs in a task of its own and hands the response body whole
-    // batches: the server's connection task is woken once per batch, not once
-    // per upstream event.
-    let (batches, received) = mpsc::channel(STREAM_QUEUE);
-    let on_panic = batches.clone();
-    tokio::spawn(async move {
-        let ran = catch_panic(relay.run(batches)).await;
-        panic_settled();
-        if ran.is_none() {
-            // The request is recorded as panicked; the client gets its error event.
-            let _ = on_panic
-                .send(GatewayError::Internal.to_event_in(dialect))
-                .await;
-        }
+    // The rest is made as the server polls the body, in the task of the
+    // client's connection, which also drives the upstream connection (see
+    // `upstream::pool`): what arrived between two polls leaves as one batch,
+    // with no task and no channel between the two connections. When the
+    // client goes, the server drops the body, and the request ends as
+    // `client_disconnected`.
+    let batches = futures_util::stream::unfold(relay, |mut relay| async move {
+        let batch = relay.next().await?;
+        Some((batch, relay))
     });
-    let rest = futures_util::stream::unfold(received, |mut received| async move {
-        let batch = received.recv().await?;
-        Some((Ok::<_, Infallible>(batch), received))
+    let rest = catch_stream_panic(batches).map(move |batch| {
+        // A panic is recorded as one; the client gets its error event.
+        Ok::<_, Infallible>(
+            batch.unwrap_or_else(|Panicked| GatewayError::Internal.to_event_in(dialect)),
+        )
     });
     Body::from_stream(futures_util::stream::iter(first).chain(rest))
 }
-
-/// Batches of a stream ready for the client and not yet taken by the server.
-const STREAM_QUEUE: usize = 4;
 
 struct SseRelay<B> {
     reader: Reader<B>,
@@ -173,24 +166,8 @@ where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: std::error::Error + 'static,
 {
-    /// Relays the whole stream into `batches`; stops early when the client has
-    /// gone (the access line then says `client_disconnected`).
-    async fn run(mut self, batches: mpsc::Sender<Bytes>) {
-        loop {
-            let next = tokio::select! {
-                biased;
-                () = batches.closed() => return,
-                next = self.next() => next,
-            };
-            let Some(batch) = next else {
-                return;
-            };
-            if batches.send(batch).await.is_err() {
-                return;
-            }
-        }
-    }
-
+    /// The next batch for the client: what has arrived since the last one,
+    /// waited for when nothing has; `None` once the stream is over.
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             self.log.as_ref()?;
