@@ -262,10 +262,12 @@ where
 }
 
 /// Lets the tasks already queued on this worker (the HTTP client's connection
-/// task, decoding what it has read) run before this one continues. Unlike
+/// task, decoding what it has read) run before this one continues; polled by
+/// the server as part of a response body, it also makes the server write what
+/// it holds before it asks for more (the first token of a stream). Unlike
 /// `tokio::task::yield_now`, it does not make the worker poll the I/O driver
 /// first: that costs an `epoll_wait` per turn, and the data is already read.
-async fn run_others_first() {
+pub(super) async fn run_others_first() {
     let mut queued = false;
     std::future::poll_fn(|cx| {
         if std::mem::replace(&mut queued, true) {

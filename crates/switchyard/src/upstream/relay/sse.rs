@@ -17,7 +17,7 @@ use switchyard_providers::translate::{Fault, Progress, StreamDecoder, StreamEnco
 use super::RelayLimits;
 use super::events::push_event;
 use super::first::{FirstContent, FirstEvent};
-use super::reader::Reader;
+use super::reader::{Reader, run_others_first};
 use crate::error::{Dialect, Form, GatewayError, render};
 use crate::request::{Panicked, RequestCx, catch_stream_panic};
 use crate::upstream::{ProviderClient, UpstreamError};
@@ -34,6 +34,10 @@ const BATCH_YIELDS: usize = 8;
 /// connection task decode what came in the same read (the role chunk and the
 /// first content usually do), without holding back a first token that is late.
 const FIRST_TURNS: usize = 1;
+
+/// The chunks a client waits for first: the role chunk and the first content.
+/// A batch that carries one of them is written before the relay reads on.
+const FIRST_CHUNKS: usize = 2;
 
 /// What the stream relay does with each upstream event.
 pub enum StreamMode {
@@ -113,6 +117,8 @@ where
         mode,
         dialect,
         chunks_sent: 0,
+        chunks_handed_over: 0,
+        flush_first: false,
         log: Some(log),
         finished: None,
     };
@@ -154,6 +160,11 @@ struct SseRelay<B> {
     dialect: Dialect,
     /// Chunks relayed so far.
     chunks_sent: usize,
+    /// Chunks relayed in the batches handed over so far.
+    chunks_handed_over: usize,
+    /// The last batch handed over carries one of the first chunks: the server
+    /// must write it before the relay reads on.
+    flush_first: bool,
     /// `None` once the stream is over.
     log: Option<RequestCx>,
     /// The context of a stream that completed in the batch being made: it
@@ -169,12 +180,18 @@ where
     /// The next batch for the client: what has arrived since the last one,
     /// waited for when nothing has; `None` once the stream is over.
     async fn next(&mut self) -> Option<Bytes> {
+        if std::mem::take(&mut self.flush_first) {
+            // The server polls the body again before it writes what it has, and
+            // would wait for the rest of what arrived: the first token leaves
+            // now, in a write of its own, and the relay reads on after it.
+            run_others_first().await;
+        }
         loop {
             self.log.as_ref()?;
             let received = &mut self.received;
             // The role chunk and the first content go out at once (time to first
             // token); after them, batching what has arrived saves writes.
-            let turns = if self.chunks_sent >= 2 {
+            let turns = if self.chunks_sent >= FIRST_CHUNKS {
                 BATCH_YIELDS
             } else {
                 FIRST_TURNS
@@ -203,6 +220,8 @@ where
     /// A batch for the client: captured for the cache fill, and the end of
     /// a stream that completed in it.
     fn hand_over(&mut self, batch: Bytes) -> Bytes {
+        self.flush_first = self.chunks_handed_over < FIRST_CHUNKS;
+        self.chunks_handed_over = self.chunks_sent;
         if let Some(log) = self.log.as_mut() {
             log.capture(&batch);
         } else if let Some(mut log) = self.finished.take() {

@@ -113,6 +113,35 @@ async fn events_after_the_first_content_in_its_chunk_are_relayed_once() {
     assert_eq!(lines.only().tokens, (5, 7));
 }
 
+#[tokio::test]
+async fn the_first_contents_batch_is_written_before_the_relay_reads_on() {
+    let (sender, mut upstream) = fed();
+    let first: &'static str = [ROLE, HELLO].concat().leak();
+    sender
+        .send(Ok(Frame::data(Bytes::from_static(first.as_bytes()))))
+        .await
+        .unwrap();
+    let peeked = peeked(&mut upstream, ProviderKind::Openai).await;
+    // The rest is there already when the server asks for more of the body.
+    sender
+        .send(Ok(Frame::data(Bytes::from_static(STOP.as_bytes()))))
+        .await
+        .unwrap();
+    let mut body = openai(upstream, Some(peeked), limits(TOTAL));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut poll = || match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => Some(frame.into_data().unwrap()),
+        Poll::Pending => None,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(poll().as_deref(), Some(first.as_bytes()));
+    // One poll that yields, so that the server writes the first token now,
+    // instead of polling on and writing it with the rest.
+    assert_eq!(poll(), None);
+    assert_eq!(poll().as_deref(), Some(STOP.as_bytes()));
+    drop(sender);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_anthropic_stream_read_up_to_its_text_is_relayed_whole() {
     let (lines, _guard) = AccessLines::install();
