@@ -38,9 +38,11 @@ async fn records_of(gw: &Process, key_id: &str) -> usize {
             .bearer_auth(PRICED_ADMIN_KEY)
             .send()
             .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let page: Value = response.json().await.unwrap();
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "GET {path}: {text}");
+        let page: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
         count += page["data"].as_array().unwrap().len();
         match page["next_cursor"].as_str() {
             Some(next) => path = format!("/admin/usage?limit=200&key_id={key_id}&cursor={next}"),

@@ -291,8 +291,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `redis: { url, prefix }` on the Redis `scripts/services.sh` started, with a
-/// prefix of this test's own (so tests sharing the server never meet).
+/// `redis: { url, prefix, timeout }` on the Redis `scripts/services.sh`
+/// started, with a prefix of this test's own (so tests sharing the server
+/// never meet). These tests need Redis to decide: the timeout is 2 s, not the
+/// default 50 ms, so that a test machine busy with the other tests does not
+/// mark Redis down and fall back to each process's own limits. The tests of
+/// a Redis that fails start one of their own ([`PrivateRedis`]).
 pub fn shared_redis_yaml(extra: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let url = std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| {
@@ -306,7 +310,7 @@ pub fn shared_redis_yaml(extra: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    format!("redis:\n  url: \"{url}\"\n  prefix: {prefix}\n{extra}")
+    format!("redis:\n  url: \"{url}\"\n  prefix: {prefix}\n  timeout: 2s\n{extra}")
 }
 
 /// `redis-cli -u url ARGS…`, its output as text.
