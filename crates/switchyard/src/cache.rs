@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderValue;
 use metrics::Counter;
 
 pub use capture::{Fill, Keep};
@@ -87,29 +87,25 @@ pub struct Ask {
 }
 
 impl Ask {
-    /// The cache headers of a request.
-    pub fn read(headers: &HeaderMap) -> Self {
-        let mut ask = Self::default();
-        for value in headers.get_all(header::CACHE_CONTROL) {
-            for directive in value.to_str().unwrap_or_default().split(',') {
-                match directive.trim().to_ascii_lowercase().as_str() {
-                    "no-cache" => ask.no_cache = true,
-                    "no-store" => ask.no_store = true,
-                    _ => {}
-                }
+    /// Takes in the directives of one `cache-control` value.
+    pub fn control(&mut self, value: &HeaderValue) {
+        for directive in value.to_str().unwrap_or_default().split(',') {
+            match directive.trim().to_ascii_lowercase().as_str() {
+                "no-cache" => self.no_cache = true,
+                "no-store" => self.no_store = true,
+                _ => {}
             }
         }
-        ask.ttl = headers
-            .get(&crate::headers::CACHE_TTL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|text| {
-                let text = text.trim();
-                match text.parse::<u64>() {
-                    Ok(seconds) => Some(Duration::from_secs(seconds)),
-                    Err(_) => humantime::parse_duration(text).ok(),
-                }
-            });
-        ask
+    }
+
+    /// An `x-switchyard-cache-ttl` value: whole seconds, or a duration such
+    /// as `5m`.
+    pub fn ttl_of(value: &HeaderValue) -> Option<Duration> {
+        let text = value.to_str().ok()?.trim();
+        match text.parse::<u64>() {
+            Ok(seconds) => Some(Duration::from_secs(seconds)),
+            Err(_) => humantime::parse_duration(text).ok(),
+        }
     }
 }
 

@@ -58,26 +58,31 @@ pub static DROPPED_FIELDS: HeaderName = HeaderName::from_static("x-switchyard-dr
 /// `x-accel-buffering: no` on event streams, so that proxies in front pass them on at once.
 pub static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
-/// The rate-limit headers providers send, OpenAI's and Anthropic's name of
-/// each: remaining and limit of requests, then of tokens.
-pub static PROVIDER_RATE_LIMITS: [[HeaderName; 2]; 4] = [
-    [
-        HeaderName::from_static("x-ratelimit-remaining-requests"),
-        HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
-    ],
-    [
-        HeaderName::from_static("x-ratelimit-limit-requests"),
-        HeaderName::from_static("anthropic-ratelimit-requests-limit"),
-    ],
-    [
-        HeaderName::from_static("x-ratelimit-remaining-tokens"),
-        HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
-    ],
-    [
-        HeaderName::from_static("x-ratelimit-limit-tokens"),
-        HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
-    ],
-];
+/// Which rate-limit figure a provider's header `name` carries, and whose name
+/// it is: `(figure, family)`, figure 0 to 3 being the remaining and limit of
+/// requests, then of tokens; family 0 OpenAI's `x-ratelimit-*`, 1 Anthropic's
+/// `anthropic-ratelimit-*`. Matched as text, so that one pass over a
+/// response's headers finds all eight names without hashing any.
+pub fn provider_rate_limit(name: &str) -> Option<(usize, usize)> {
+    if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+        let figure = match rest {
+            "remaining-requests" => 0,
+            "limit-requests" => 1,
+            "remaining-tokens" => 2,
+            "limit-tokens" => 3,
+            _ => return None,
+        };
+        return Some((figure, 0));
+    }
+    let figure = match name.strip_prefix("anthropic-ratelimit-")? {
+        "requests-remaining" => 0,
+        "requests-limit" => 1,
+        "tokens-remaining" => 2,
+        "tokens-limit" => 3,
+        _ => return None,
+    };
+    Some((figure, 1))
+}
 
 /// `x-switchyard-cache`: what the response cache made of the request
 /// (`hit`, `miss`, `bypass`).

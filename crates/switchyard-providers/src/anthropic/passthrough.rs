@@ -31,6 +31,9 @@ pub struct Peek {
     pub stream: bool,
     /// `max_tokens`, when it is a whole number (the translation checks it).
     pub max_tokens: Option<u64>,
+    /// Where the top-level `metadata` value sits in the body, when there is
+    /// one; of a repeated one, the last.
+    pub metadata_at: Option<Range<usize>>,
 }
 
 /// Checks that `body` is a JSON object with a non-empty string `model` (and a
@@ -59,15 +62,19 @@ pub fn peek(body: &[u8]) -> Result<Peek, InvalidRequest> {
         })?,
     };
     // A value borrowed from the body is a slice of it.
-    let start = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    let span = |raw: &RawValue| {
+        let start = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+        start..start + raw.get().len()
+    };
     let max_tokens = head
         .max_tokens
         .and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok());
     Ok(Peek {
         model,
-        model_at: start..start + raw.get().len(),
+        model_at: span(raw),
         stream,
         max_tokens,
+        metadata_at: head.metadata.map(span),
     })
 }
 
@@ -83,17 +90,20 @@ pub fn with_model(body: &[u8], peek: &Peek, upstream_model: &str) -> Vec<u8> {
     out
 }
 
-/// The top-level `model` and `stream` of a request, other values skipped.
+/// The top-level `model`, `stream`, `max_tokens` and `metadata` of a
+/// request, other values skipped.
 struct Head<'a> {
     model: Option<&'a RawValue>,
     stream: Option<&'a RawValue>,
     max_tokens: Option<&'a RawValue>,
+    metadata: Option<&'a RawValue>,
 }
 
 enum Field {
     Model,
     Stream,
     MaxTokens,
+    Metadata,
     Other,
 }
 
@@ -110,6 +120,7 @@ impl<'de> Deserialize<'de> for Field {
                     "model" => Field::Model,
                     "stream" => Field::Stream,
                     "max_tokens" => Field::MaxTokens,
+                    "metadata" => Field::Metadata,
                     _ => Field::Other,
                 })
             }
@@ -131,12 +142,14 @@ impl<'de> Deserialize<'de> for Head<'de> {
                     model: None,
                     stream: None,
                     max_tokens: None,
+                    metadata: None,
                 };
                 while let Some(field) = map.next_key::<Field>()? {
                     match field {
                         Field::Model => head.model = Some(map.next_value()?),
                         Field::Stream => head.stream = Some(map.next_value()?),
                         Field::MaxTokens => head.max_tokens = Some(map.next_value()?),
+                        Field::Metadata => head.metadata = Some(map.next_value()?),
                         Field::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -272,10 +285,18 @@ mod tests {
         let peek = peek(body.as_bytes()).unwrap();
         assert_eq!((peek.model.as_str(), peek.stream), ("claude", true));
         assert_eq!(&body[peek.model_at.clone()], r#""claude""#);
+        assert_eq!(peek.metadata_at, None);
         assert_eq!(
             rewrite(body, "claude-sonnet-4-5"),
             body.replace(r#""model":"claude""#, r#""model":"claude-sonnet-4-5""#)
         );
+    }
+
+    #[test]
+    fn finds_the_last_top_level_metadata() {
+        let body = r#"{"model":"c","metadata":{"tags":"a"},"messages":[{"role":"user","content":"x","metadata":1}],"metadata" : {"tags":"b"} }"#;
+        let at = peek(body.as_bytes()).unwrap().metadata_at.unwrap();
+        assert_eq!(&body[at], r#"{"tags":"b"}"#);
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct RequestBody<'a> {
     /// Where the `stream_options` value sits in `body`, when there is one.
     stream_options_at: Option<Range<usize>>,
     max_output_tokens: Option<u64>,
+    /// Where the top-level `metadata` value sits in `body`, when there is one.
+    metadata_at: Option<Range<usize>>,
 }
 
 impl<'a> RequestBody<'a> {
@@ -108,7 +110,14 @@ impl<'a> RequestBody<'a> {
             include_usage: found.include_usage,
             stream_options_at: found.stream_options_at,
             max_output_tokens: found.max_output_tokens,
+            metadata_at: found.metadata_at,
         }
+    }
+
+    /// The top-level `metadata` value as sent (JSON text), when there is one;
+    /// of a repeated one, the last.
+    pub fn metadata(&self) -> Option<&[u8]> {
+        self.body.get(self.metadata_at.clone()?)
     }
 
     /// The client's cap on completion tokens (`max_completion_tokens`, else
@@ -686,6 +695,33 @@ mod tests {
                 .param
                 .as_deref(),
             Some("max_tokens")
+        );
+    }
+
+    #[test]
+    fn metadata_is_found_where_it_sits_in_the_body_read() {
+        let metadata = |body: &str| {
+            let request = RequestBody::parse(Endpoint::ChatCompletions, body.as_bytes()).unwrap();
+            request
+                .metadata()
+                .map(|m| String::from_utf8(m.to_vec()).unwrap())
+        };
+        let messages = r#""messages":[{"role":"user","content":"\"metadata\""}]"#;
+        assert_eq!(metadata(&format!(r#"{{"model":"m",{messages}}}"#)), None);
+        assert_eq!(
+            metadata(&format!(
+                r#"{{"metadata" : {{"tags":"a"}},"model":"m",{messages},"metadata":{{"tags":["b"]}}}}"#
+            ))
+            .as_deref(),
+            Some(r#"{"tags":["b"]}"#)
+        );
+        // In a body rewritten for a repeated field, it is found in the rewrite.
+        assert_eq!(
+            metadata(&format!(
+                r#"{{"model":"a","metadata":{{"task":"t"}},{messages},"model":"b"}}"#
+            ))
+            .as_deref(),
+            Some(r#"{"task":"t"}"#)
         );
     }
 

@@ -33,6 +33,9 @@ pub(crate) struct Scan<'a> {
     pub(crate) stream_options_at: Option<Range<usize>>,
     /// `max_completion_tokens`, else `max_tokens`, when the client set one.
     pub(crate) max_output_tokens: Option<u64>,
+    /// Where the top-level `metadata` value sits, when there is one (of a
+    /// repeated one, the last, which is the one a JSON parser keeps).
+    pub(crate) metadata_at: Option<Range<usize>>,
 }
 
 impl Scan<'_> {
@@ -67,6 +70,10 @@ pub(crate) fn scan(endpoint: Endpoint, body: &[u8]) -> Option<Scan<'_>> {
         Some(raw) => Some(span(raw)?),
         None => None,
     };
+    let metadata_at = match found.metadata {
+        Some(raw) => Some(span(raw)?),
+        None => None,
+    };
     Some(Scan {
         model,
         model_at: span(found.model)?,
@@ -74,6 +81,7 @@ pub(crate) fn scan(endpoint: Endpoint, body: &[u8]) -> Option<Scan<'_>> {
         include_usage: found.include_usage,
         stream_options_at,
         max_output_tokens: found.max_completion_tokens.or(found.max_tokens),
+        metadata_at,
     })
 }
 
@@ -137,6 +145,7 @@ struct Found<'a> {
     stream_options: Option<&'a RawValue>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
+    metadata: Option<&'a RawValue>,
 }
 
 /// The top-level object's visitor.
@@ -163,9 +172,16 @@ impl<'de> Visitor<'de> for Fields {
         let mut include_usage = false;
         let mut stream_options = None;
         let (mut max_tokens, mut max_completion_tokens) = (None, None);
+        let mut metadata = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let Some(field) = Field::of(self.endpoint, key.as_str()) else {
-                map.next_value::<IgnoredAny>()?;
+                if key.as_str() == "metadata" {
+                    // Kept where it is, for its tags and task: passed on
+                    // as sent, repeated or not, and read only when needed.
+                    metadata = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
                 continue;
             };
             if seen & field.bit() != 0 {
@@ -229,6 +245,7 @@ impl<'de> Visitor<'de> for Fields {
                 stream_options,
                 max_tokens,
                 max_completion_tokens,
+                metadata,
             }),
             _ => Err(give_up()),
         }

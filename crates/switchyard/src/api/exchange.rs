@@ -14,7 +14,7 @@ use super::inbound::{Answer, Call};
 use super::respond::{Begun, Shape, is_sse, relayed, translate_answer};
 use crate::api::Limits;
 use crate::error::GatewayError;
-use crate::headers::PROVIDER_RATE_LIMITS;
+use crate::headers::provider_rate_limit;
 use crate::routing::Target;
 use crate::routing::load::Load;
 use crate::upstream::attempts::Failure;
@@ -153,28 +153,81 @@ async fn exchange(
 /// Anthropic's `anthropic-ratelimit-*`) to the deployment's load, so that the
 /// `latency` strategy sheds a nearly exhausted deployment.
 fn observe_rate_limit(load: &Load, headers: &HeaderMap) {
-    let number = |names: &[axum::http::HeaderName; 2]| {
-        names
-            .iter()
-            .find_map(|name| headers.get(name))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
+    // Each figure's first value under OpenAI's name, else Anthropic's.
+    let mut found: [[Option<&HeaderValue>; 2]; 4] = Default::default();
+    for (name, value) in headers {
+        if let Some((figure, family)) = provider_rate_limit(name.as_str()) {
+            found[figure][family].get_or_insert(value);
+        }
+    }
+    let number = |figure: usize| {
+        let [openai, anthropic] = found[figure];
+        openai
+            .or(anthropic)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
     };
-    let [
-        remaining_requests,
-        limit_requests,
-        remaining_tokens,
-        limit_tokens,
-    ] = &PROVIDER_RATE_LIMITS;
-    let remaining = (number(remaining_requests), number(remaining_tokens));
+    let remaining = (number(0), number(2));
     if remaining == (None, None) {
         return;
     }
     load.observe_rate_limit(
         remaining.0,
-        number(limit_requests),
+        number(1),
         remaining.1,
-        number(limit_tokens),
+        number(3),
         std::time::Instant::now(),
     );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn headroom_after(headers: &[(&'static str, &'static str)]) -> f64 {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        let load = Load::new();
+        observe_rate_limit(&load, &map);
+        load.headroom(std::time::Instant::now())
+    }
+
+    #[test]
+    fn provider_rate_limits_are_read_under_either_name() {
+        assert_eq!(headroom_after(&[("content-type", "application/json")]), 1.0);
+        // OpenAI's: the smaller fraction left, of requests and of tokens.
+        let openai = [
+            ("x-ratelimit-limit-requests", "100"),
+            ("x-ratelimit-remaining-requests", " 50 "),
+            ("x-ratelimit-limit-tokens", "1000"),
+            ("x-ratelimit-remaining-tokens", "100"),
+        ];
+        assert!((headroom_after(&openai) - 0.1).abs() < 1e-3);
+        let anthropic = [
+            ("anthropic-ratelimit-requests-remaining", "30"),
+            ("anthropic-ratelimit-requests-limit", "100"),
+            ("anthropic-ratelimit-tokens-remaining", "900"),
+        ];
+        assert!((headroom_after(&anthropic) - 0.3).abs() < 1e-3);
+        // Under both names, OpenAI's counts; of a repeated header, the first.
+        let both = [
+            ("anthropic-ratelimit-requests-remaining", "90"),
+            ("x-ratelimit-remaining-requests", "20"),
+            ("x-ratelimit-remaining-requests", "80"),
+            ("x-ratelimit-limit-requests", "100"),
+        ];
+        assert!((headroom_after(&both) - 0.2).abs() < 1e-3);
+        // A limit without what remains says nothing; neither does junk.
+        assert_eq!(headroom_after(&[("x-ratelimit-limit-tokens", "9")]), 1.0);
+        assert_eq!(
+            headroom_after(&[("x-ratelimit-remaining-tokens", "many")]),
+            1.0
+        );
+    }
 }

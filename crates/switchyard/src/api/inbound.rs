@@ -127,6 +127,14 @@ impl<'b> Inbound<'b> {
         }
     }
 
+    /// The top-level `metadata` value as sent (JSON text), when there is one.
+    pub(super) fn metadata(&self) -> Option<&[u8]> {
+        match self {
+            Self::OpenAi { parsed, .. } => parsed.metadata(),
+            Self::Messages { body, peek, .. } => body.get(peek.metadata_at.clone()?),
+        }
+    }
+
     /// The request as `target` takes it.
     pub(super) fn call<'a>(&mut self, target: &'a Target) -> Result<Call<'a>, GatewayError> {
         match self {

@@ -211,14 +211,14 @@ impl Gateway {
         self.requests.clone()
     }
 
-    /// The client's `x-request-id`, or a fresh one written into `headers`.
-    fn request_id(&self, headers: &mut HeaderMap) -> HeaderValue {
-        if let Some(id) = headers.get(&REQUEST_ID) {
-            return id.clone();
+    /// The client's `x-request-id`, or a fresh one. It travels with the
+    /// request's context, not in the client's header map (which would have
+    /// to grow to take it).
+    fn request_id(&self, headers: &HeaderMap) -> HeaderValue {
+        match headers.get(&REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => self.ids.next(),
         }
-        let id = self.ids.next();
-        headers.insert(REQUEST_ID.clone(), id.clone());
-        id
     }
 }
 

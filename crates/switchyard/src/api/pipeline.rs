@@ -53,7 +53,7 @@ use std::sync::Arc;
 use crate::admission::limit::{Limit, LimitError};
 use crate::cache::{Ask, Cache, Looked, Probe, Request as CacheRequest, Shape, Status, Stitch};
 use crate::error::GatewayError;
-use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER, TAGS, TRACEPARENT};
+use crate::headers::{CACHE, DROPPED_FIELDS, MODEL, PROVIDER};
 use crate::keys::{Directory, KeyError};
 use crate::limits::budget::micros_per_mtok;
 use crate::limits::{self, Demand, LimitRefusal, Reservation};
@@ -84,13 +84,13 @@ pub(super) async fn handle(
         Err(e) => return cx.refuse(&e),
     };
     cx.authenticated(admitted.principal);
-    if let Some(tags) = request.headers().get(&TAGS) {
-        cx.tagged(tags.clone());
+    if let Some(tags) = admitted.tags {
+        cx.tagged(tags);
     }
     if state.process.traced
-        && let Some(parent) = request.headers().get(&TRACEPARENT)
+        && let Some(parent) = admitted.traceparent
     {
-        cx.trace_parent(parent.clone());
+        cx.trace_parent(parent);
     }
     if let Some(limit) = admitted.key_limit {
         match limit.try_take() {
@@ -122,16 +122,19 @@ pub(super) async fn handle(
     };
     cx.requested(inbound.model(), inbound.stream(), tokens.input);
     if cx.record().tags.is_none()
-        && let Some(tags) = read::tags_in(&body)
+        && let Some(tags) = inbound.metadata().and_then(read::tags_in)
     {
         cx.tagged(tags);
     }
 
     // 3. route
     let routes = &settings.routes;
-    let task = admitted
-        .task
-        .or_else(|| routes.reads_task().then(|| read::task_in(&body)).flatten());
+    let task = admitted.task.or_else(|| {
+        routes
+            .reads_task()
+            .then(|| inbound.metadata().and_then(read::task_in))
+            .flatten()
+    });
     let (planned, strategy, rule_trace) = {
         let routed = routes.apply(Facts {
             model: inbound.model(),
@@ -478,6 +481,10 @@ struct Admitted<'s> {
     max_cost: Option<f64>,
     /// `cache-control` and `x-switchyard-cache-ttl`.
     cache: Ask,
+    /// `x-switchyard-tags`.
+    tags: Option<HeaderValue>,
+    /// `traceparent`.
+    traceparent: Option<HeaderValue>,
 }
 
 /// Stage 1: who the caller is, and the headers that decide the request's
@@ -496,14 +503,16 @@ async fn admit<'s>(
         },
         None => settings.auth.authenticate(headers, keys).await?,
     };
-    let hops = read::hops(headers, settings.limits.max_hops)?;
+    let steering = read::Steering::of(headers);
     Ok(Admitted {
         principal: caller.principal,
         key_limit: caller.limit,
-        hops,
-        beta: read::anthropic_beta(headers),
-        task: read::task(headers),
-        max_cost: read::max_cost(headers)?,
-        cache: Ask::read(headers),
+        hops: steering.hops(settings.limits.max_hops)?,
+        beta: steering.anthropic_beta(headers),
+        task: steering.task(),
+        max_cost: steering.max_cost()?,
+        cache: steering.cache,
+        tags: steering.tags.cloned(),
+        traceparent: steering.traceparent.cloned(),
     })
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use switchyard_providers::openai::Usage;
 
@@ -296,23 +296,22 @@ fn config_keys_never_share_answers_and_global_scope_does() {
 
 #[test]
 fn the_cache_headers_are_read() {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "cache-control",
-        HeaderValue::from_static("max-age=0, No-Store"),
-    );
-    headers.insert("x-switchyard-cache-ttl", HeaderValue::from_static("5m"));
-    let ask = Ask::read(&headers);
+    let mut ask = Ask::default();
+    ask.control(&HeaderValue::from_static("max-age=0, No-Store"));
     assert_eq!(
         ask,
         Ask {
             no_cache: false,
             no_store: true,
-            ttl: Some(Duration::from_secs(300)),
+            ttl: None,
         }
     );
-    headers.insert("x-switchyard-cache-ttl", HeaderValue::from_static("90"));
-    assert_eq!(Ask::read(&headers).ttl, Some(Duration::from_secs(90)));
+    ask.control(&HeaderValue::from_static(" no-cache"));
+    assert!(ask.no_cache && ask.no_store);
+    let ttl = |text| Ask::ttl_of(&HeaderValue::from_static(text));
+    assert_eq!(ttl("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(ttl(" 90 "), Some(Duration::from_secs(90)));
+    assert_eq!(ttl("soon"), None);
 }
 
 #[test]
