@@ -56,6 +56,11 @@ fi
 
 # === build ===
 
+# The commit the binary is built from, taken before the build: the report names
+# it, not whatever the tree holds when the run ends.
+built_from=$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null || echo "no commit yet")
+[[ -z $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null) ]] ||
+  built_from+=" (with uncommitted changes)"
 if [[ -n ${SWITCHYARD_BIN:-} ]]; then
   bin=$SWITCHYARD_BIN
 else
@@ -316,6 +321,7 @@ info nginx_version "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
 info body_bytes "$(wc -c <"$body" | tr -d ' ')"
 info pinning "$pinning"
 info rust_log "${RUST_LOG:-(unset)}"
+info commit "$built_from"
 info loadavg_start "$(cut -d ' ' -f 1-3 /proc/loadavg)"
 clk_tck=$(getconf CLK_TCK)
 
