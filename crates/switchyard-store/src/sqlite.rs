@@ -93,3 +93,38 @@ impl SqliteStore {
 
 crate::queries::backend!(SqliteStore, Sqlite);
 crate::usage::queries::usage_backend!(SqliteStore, Sqlite);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::Row as _;
+
+    use super::*;
+    use crate::usage::sql;
+
+    /// The records of one key, or of one team, are read through their partial
+    /// indexes (records without a key or a team are not in them).
+    #[tokio::test]
+    async fn a_key_or_a_team_reads_its_records_by_its_partial_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let store = SqliteStore::open(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        for (column, index) in sql::RECORD_INDEXES {
+            let query = format!("EXPLAIN QUERY PLAN {}", sql::list_by(column));
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(query))
+                .fetch_all(store.reader())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(3))
+                .collect();
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{column}: {plan:?}"
+            );
+        }
+    }
+}

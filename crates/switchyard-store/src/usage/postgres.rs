@@ -414,6 +414,31 @@ mod tests {
         assert_eq!(stored_rollups(&store).await, expected_rollups(&written));
     }
 
+    /// The records of one key, or of one team, can be read through their
+    /// partial indexes (records without a key or a team are not in them).
+    #[tokio::test]
+    async fn a_key_or_a_team_reads_its_records_by_its_partial_index() {
+        let store = store().await;
+        let mut conn = store.pool.acquire().await.unwrap();
+        // An empty table is read whole whatever the indexes: ask for a plan
+        // that uses one if any can serve.
+        sqlx::query("SET enable_seqscan = off")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        for (column, index) in sql::RECORD_INDEXES {
+            let query = format!("EXPLAIN {}", sql::list_by(column));
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{column}: {plan:?}"
+            );
+        }
+    }
+
     #[test]
     fn copy_rows_frame_values_in_the_binary_format() {
         let mut rows = CopyRows::new(64);

@@ -117,6 +117,20 @@ pub(crate) const LIST: &str = concat!(
     " FROM usage_records WHERE TRUE"
 );
 
+/// The records' partial indexes, each with the column it serves.
+#[cfg(test)]
+pub(crate) const RECORD_INDEXES: [(&str, &str); 2] = [
+    ("key_id", "usage_records_key_at"),
+    ("team_id", "usage_records_team_at"),
+];
+
+/// A page of the request log filtered by `column`, as [`LIST`] is written out,
+/// for a test to ask the planner how it reads it.
+#[cfg(test)]
+pub(crate) fn list_by(column: &str) -> String {
+    format!("{LIST} AND at >= 0 AND {column} = 'k' ORDER BY at DESC, id DESC LIMIT 51")
+}
+
 /// The sums of the rollups (the `SELECT` list follows the grouping's columns), as
 /// `BIGINT` (PostgreSQL sums `BIGINT`s as `NUMERIC`) and 0 over no rows.
 pub(crate) const SUMS: &str = "CAST(COALESCE(SUM(requests), 0) AS BIGINT), \
